@@ -1,0 +1,165 @@
+package opm
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func samplePackage(t testing.TB) *Manifest {
+	m, err := NewPackage([]File{
+		{Path: "bin/tool", Mode: 0o755, Size: 5, Digest: digest.FromString("tool\n")},
+		{Path: "README.md", Mode: 0o644, Size: 6, Digest: digest.FromString("hello\n"), MediaType: "text/markdown"},
+		{Path: "empty", Mode: 0o600, Size: 0, Digest: EmptyFileDigest},
+		{Path: "bin/latest", Mode: 0o777, Symlink: "tool"},
+	}, map[string]string{"org.example.note": "a <b> & c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestManifestGolden(t *testing.T) {
+	b, d, err := samplePackage(t).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "package.golden.json")
+	if *update {
+		os.WriteFile(golden, b, 0o644)
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, want) {
+		t.Fatalf("canonical encoding changed:\n%s\nwant:\n%s", b, want)
+	}
+	if d != digest.FromBytes(want) {
+		t.Fatal("digest is not the sha256 of the bytes")
+	}
+	// Same files in another order give the same bytes.
+	m2 := samplePackage(t)
+	m2.Layers[0], m2.Layers[1] = m2.Layers[1], m2.Layers[0]
+	m3, err := NewPackage(m2.Files(), m2.Annotations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b3, _, _ := m3.Encode(); !bytes.Equal(b3, b) {
+		t.Fatal("file order changes the encoding")
+	}
+}
+
+func TestNewPackageRefuses(t *testing.T) {
+	d := digest.FromString("x")
+	cases := []struct {
+		files   []File
+		mention string
+	}{
+		{[]File{{Path: "a", Digest: d}, {Path: "a", Digest: d}}, "two files"},
+		{[]File{{Path: "a", Digest: d}, {Path: "a/b", Digest: d}}, "also the directory"},
+		{[]File{{Path: "../x", Digest: d}}, "'..'"},
+		{[]File{{Path: "/etc/passwd", Digest: d}}, "absolute"},
+		{[]File{{Path: "a\\b", Digest: d}}, "backslash"},
+		{[]File{{Path: "a\x00b", Digest: d}}, "control"},
+		{[]File{{Path: "a//b", Digest: d}}, "empty part"},
+		{[]File{{Path: "a/./b", Digest: d}}, "'.'"},
+		{[]File{{Path: "l", Symlink: "../../etc"}}, "escapes"},
+		{[]File{{Path: "l", Symlink: "/etc"}}, "absolute"},
+		{[]File{{Path: "a", Digest: "sha256:zz"}}, "digest"},
+		{[]File{{Path: "a", Digest: d, Mode: 0o4755}}, "mode"},
+	}
+	for _, c := range cases {
+		_, err := NewPackage(c.files, nil)
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.mention) {
+			t.Errorf("%+v: got %v, want ErrInvalid mentioning %q", c.files, err, c.mention)
+		}
+	}
+}
+
+func TestParseManifestRefuses(t *testing.T) {
+	good, _, _ := samplePackage(t).Encode()
+	if _, err := ParseManifest(good); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]string{
+		"not json":         `{"schemaVersion":`,
+		"schema":           `{"schemaVersion":1,"config":{"digest":"` + string(EmptyDigest) + `"}}`,
+		"title escapes":    strings.Replace(string(good), `"README.md"`, `"../../README.md"`, 1),
+		"absolute title":   strings.Replace(string(good), `"README.md"`, `"/README.md"`, 1),
+		"duplicate titles": strings.Replace(string(good), `"README.md"`, `"empty"`, 1),
+		"bad mode":         strings.Replace(string(good), `"0644"`, `"rwx"`, 1),
+		"negative size":    strings.Replace(string(good), `"size": 6`, `"size": -6`, 1),
+		"escaping link":    strings.Replace(string(good), `"dev.opm.file.symlink": "tool"`, `"dev.opm.file.symlink": "../../../etc/shadow"`, 1),
+	}
+	for name, in := range cases {
+		if in == string(good) {
+			t.Fatalf("%s: replacement did not apply", name)
+		}
+		if _, err := ParseManifest([]byte(in)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: got %v, want ErrInvalid", name, err)
+		}
+	}
+}
+
+func FuzzManifestRoundTrip(f *testing.F) {
+	f.Add("a/b", "c", uint16(0o644), "tool", int64(3))
+	f.Add("x", "x/y", uint16(0o755), "", int64(0))
+	f.Fuzz(func(t *testing.T, p1, p2 string, mode uint16, link string, size int64) {
+		files := []File{
+			{Path: p1, Mode: 0o777 & fileMode(mode), Size: size, Digest: digest.FromString(p1)},
+			{Path: p2, Mode: 0o644, Symlink: link, Digest: digest.FromString(p2)},
+		}
+		m, err := NewPackage(files, map[string]string{"k": p1})
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error not ErrInvalid: %v", err)
+			}
+			return
+		}
+		b, d, err := m.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := ParseManifest(b)
+		if err != nil {
+			t.Fatalf("canonical manifest does not parse back: %v\n%s", err, b)
+		}
+		again, err := NewPackage(back.Files(), back.Annotations)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b2, d2, _ := again.Encode()
+		if d2 != d || !bytes.Equal(b, b2) {
+			t.Fatalf("round trip changed the manifest:\n%s\n%s", b, b2)
+		}
+	})
+}
+
+func FuzzParseManifest(f *testing.F) {
+	f.Add([]byte(`{"schemaVersion":2,"config":{"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[{"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2,"annotations":{"org.opencontainers.image.title":"a/../b"}}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ParseManifest(b)
+		if err != nil {
+			return
+		}
+		for _, file := range m.Files() {
+			if ValidatePath(file.Path) != nil || filepath.IsAbs(file.Path) || strings.Contains(file.Path, "..") && ValidatePath(file.Path) != nil {
+				t.Fatalf("unsafe path accepted: %q", file.Path)
+			}
+			if file.Symlink != "" && ValidateSymlink(file.Path, file.Symlink) != nil {
+				t.Fatalf("unsafe symlink accepted: %q -> %q", file.Path, file.Symlink)
+			}
+		}
+	})
+}
+
+func fileMode(m uint16) os.FileMode { return os.FileMode(m) }

@@ -1,0 +1,187 @@
+package opm
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Reference names a package: namespace/project/repository plus a tag or a
+// digest (exactly one of them).
+//
+//	cncf/kubernetes/kube-apiserver:v1.30.0
+//	cncf/kubernetes/kube-apiserver@sha256:<64 hex>
+type Reference struct {
+	Repository Repository
+	Tag        string
+	Digest     digest.Digest
+}
+
+// Repository is the three-part path namespace/project/repository.
+type Repository struct {
+	Namespace, Project, Name string
+}
+
+// Path is "ns/project/repo", the repository's directory in the metadata tree.
+func (r Repository) Path() string { return r.Namespace + "/" + r.Project + "/" + r.Name }
+
+func (r Repository) String() string { return r.Path() }
+
+func (r Reference) String() string {
+	if r.Digest != "" {
+		return r.Repository.Path() + "@" + r.Digest.String()
+	}
+	return r.Repository.Path() + ":" + r.Tag
+}
+
+// The rules of DESIGN §1, in the words used by error messages.
+const (
+	componentRule = "must be 1 to 64 lower-case letters or digits, with single '.', '_' or '-' between them"
+	tagRule       = "must be 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
+	digestRule    = "must be sha256: followed by 64 lower-case hex digits"
+)
+
+// ValidComponent reports whether s is a valid namespace, project or
+// repository name: [a-z0-9]+([._-][a-z0-9]+)*, 1 to 64 characters.
+func ValidComponent(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	prevSep := true // a separator may not start the name
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+			prevSep = false
+		case c == '.', c == '_', c == '-':
+			if prevSep {
+				return false
+			}
+			prevSep = true
+		default:
+			return false
+		}
+	}
+	return !prevSep
+}
+
+// ValidTag reports whether s matches the OCI tag grammar
+// [A-Za-z0-9_][A-Za-z0-9._-]{0,127}.
+func ValidTag(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_':
+		case (c == '.' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// ParseDigest accepts only sha256 digests in canonical lower-case form.
+func ParseDigest(s string) (digest.Digest, error) {
+	d := digest.Digest(s)
+	if d.Algorithm() != digest.SHA256 || len(s) != len("sha256:")+64 || d.Validate() != nil {
+		return "", fmt.Errorf("digest %q %s: %w", s, digestRule, ErrInvalid)
+	}
+	hex := d.Encoded()
+	for i := 0; i < len(hex); i++ {
+		if c := hex[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return "", fmt.Errorf("digest %q %s: %w", s, digestRule, ErrInvalid)
+		}
+	}
+	return d, nil
+}
+
+var partNames = [3]string{"namespace", "project", "repository"}
+
+// ParseRepository parses "ns/project/repo".
+func ParseRepository(s string) (Repository, error) {
+	parts, err := ParsePrefix(s)
+	if err != nil {
+		return Repository{}, err
+	}
+	if len(parts) != 3 {
+		return Repository{}, fmt.Errorf("repository %q: want namespace/project/repository (3 parts, got %d): %w", s, len(parts), ErrInvalid)
+	}
+	return Repository{parts[0], parts[1], parts[2]}, nil
+}
+
+// ParsePrefix parses a listing prefix: "", "ns", "ns/project" or
+// "ns/project/repo", each part checked. A trailing slash is allowed.
+func ParsePrefix(s string) ([]string, error) {
+	s = strings.TrimSuffix(s, "/")
+	if s == "" {
+		return nil, nil
+	}
+	parts := strings.Split(s, "/")
+	if len(parts) > 3 {
+		return nil, fmt.Errorf("%q: a path has at most 3 parts, namespace/project/repository: %w", s, ErrInvalid)
+	}
+	for i, p := range parts {
+		if !ValidComponent(p) {
+			return nil, fmt.Errorf("%q: %s %q %s: %w", s, partNames[i], p, componentRule, ErrInvalid)
+		}
+	}
+	return parts, nil
+}
+
+// ParseReference parses "ns/project/repo:tag" or "ns/project/repo@sha256:…".
+func ParseReference(s string) (Reference, error) {
+	var ref Reference
+	repo, rest, isDigest := strings.Cut(s, "@")
+	if !isDigest {
+		var ok bool
+		if repo, rest, ok = strings.Cut(s, ":"); !ok {
+			return ref, fmt.Errorf("reference %q: want namespace/project/repository:tag or …@sha256:<hex>: %w", s, ErrInvalid)
+		}
+	}
+	r, err := ParseRepository(repo)
+	if err != nil {
+		return ref, fmt.Errorf("reference %q: %w", s, unwrapRepo(err, repo))
+	}
+	ref.Repository = r
+	if isDigest {
+		d, err := ParseDigest(rest)
+		if err != nil {
+			return ref, fmt.Errorf("reference %q: %w", s, err)
+		}
+		ref.Digest = d
+		return ref, nil
+	}
+	if !ValidTag(rest) {
+		return ref, fmt.Errorf("reference %q: tag %q %s: %w", s, rest, tagRule, ErrInvalid)
+	}
+	ref.Tag = rest
+	return ref, nil
+}
+
+// ParseTagReference parses a reference that must carry a tag (push, tag, rm).
+func ParseTagReference(s string) (Reference, error) {
+	ref, err := ParseReference(s)
+	if err == nil && ref.Tag == "" {
+		err = fmt.Errorf("reference %q: needs a :tag here, not a digest: %w", s, ErrInvalid)
+	}
+	return ref, err
+}
+
+// unwrapRepo drops the repeated quoted repository from a ParseRepository
+// error so that a reference error reads as one clause.
+func unwrapRepo(err error, repo string) error {
+	msg := strings.TrimPrefix(err.Error(), fmt.Sprintf("repository %q: ", repo))
+	msg = strings.TrimPrefix(msg, fmt.Sprintf("%q: ", repo))
+	msg = strings.TrimSuffix(msg, ": "+ErrInvalid.Error())
+	return fmt.Errorf("%s: %w", msg, ErrInvalid)
+}
+
+// TagPath is the metadata file of a tag: ns/project/repo/tags/<tag>.json.
+func TagPath(r Repository, tag string) string { return r.Path() + "/tags/" + tag + ".json" }
+
+// TagsDir is the directory holding a repository's tag files.
+func TagsDir(r Repository) string { return r.Path() + "/tags" }
