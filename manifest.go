@@ -86,8 +86,8 @@ func NewPackage(files []File, annotations map[string]string) (*Manifest, error) 
 	if len(annotations) > 0 {
 		m.Annotations = make(map[string]string, len(annotations))
 		for k, v := range annotations {
-			if k == "" {
-				return nil, fmt.Errorf("annotation with an empty key: %w", ErrInvalid)
+			if k == "" || !utf8.ValidString(k) || !utf8.ValidString(v) {
+				return nil, fmt.Errorf("annotation %q: the key must be non-empty and both sides valid UTF-8: %w", k, ErrInvalid)
 			}
 			m.Annotations[k] = v
 		}
@@ -209,8 +209,15 @@ func ValidateSymlink(linkPath, target string) error {
 		return bad("has an empty or overlong target")
 	case strings.HasPrefix(target, "/"):
 		return bad("is absolute: only relative links inside the package are kept")
-	case strings.ContainsAny(target, "\x00\\"):
-		return bad("contains NUL or a backslash")
+	case strings.ContainsAny(target, "\\"):
+		return bad("contains a backslash")
+	case !utf8.ValidString(target):
+		return bad("is not valid UTF-8")
+	}
+	for _, r := range target {
+		if r < 0x20 || r == 0x7f {
+			return bad("contains a control character")
+		}
 	}
 	resolved := path.Join(path.Dir(linkPath), target)
 	if resolved == ".." || strings.HasPrefix(resolved, "../") {

@@ -86,17 +86,16 @@ func ValidTag(s string) bool {
 
 // ParseDigest accepts only sha256 digests in canonical lower-case form.
 func ParseDigest(s string) (digest.Digest, error) {
-	d := digest.Digest(s)
-	if d.Algorithm() != digest.SHA256 || len(s) != len("sha256:")+64 || d.Validate() != nil {
+	hex, ok := strings.CutPrefix(s, "sha256:")
+	if !ok || len(hex) != 64 {
 		return "", fmt.Errorf("digest %q %s: %w", s, digestRule, ErrInvalid)
 	}
-	hex := d.Encoded()
 	for i := 0; i < len(hex); i++ {
 		if c := hex[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
 			return "", fmt.Errorf("digest %q %s: %w", s, digestRule, ErrInvalid)
 		}
 	}
-	return d, nil
+	return digest.Digest(s), nil
 }
 
 var partNames = [3]string{"namespace", "project", "repository"}
