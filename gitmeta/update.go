@@ -1,0 +1,371 @@
+package gitmeta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/openpm/opm"
+)
+
+// Change sets or deletes one path.
+type Change struct {
+	// Path is slash-separated and relative, e.g. "ns/proj/repo/tags/v1.json".
+	Path string
+	// Data is the file's new content.
+	Data []byte
+	// Delete removes the file, or the whole directory, at Path; a missing
+	// path is not an error. Directories left empty disappear with it.
+	Delete bool
+}
+
+// Signature names the author (and committer) of a commit.
+type Signature struct {
+	Name, Email string
+	When        time.Time // zero means now
+}
+
+// maxAttempts bounds how often Update rebuilds its commit after losing the
+// race for refs/heads/main to another writer.
+const maxAttempts = 50
+
+// Update commits changes on top of the head of main. It reads the head, calls
+// fn with its snapshot, writes a commit of fn's changes with fn's message on
+// top of it, and publishes it with a compare-and-set on refs/heads/main.
+//
+// If another process (or the git CLI) moved main in between, Update calls fn
+// again with the new head's snapshot; fn may then return an error (for
+// example wrapping opm.ErrConflict) to give up, and main is left as it is.
+// Updates in one process are serialised, so fn must not call Update.
+//
+// If fn's changes leave the tree as it is, nothing is committed: Update
+// returns the current head and committed == false. If the commit was
+// published but could not be made durable, Update returns it with
+// committed == true and the error.
+func (r *Repo) Update(ctx context.Context, author Signature, fn func(*Snapshot) ([]Change, Message, error)) (commit plumbing.Hash, committed bool, err error) {
+	if err := author.validate(); err != nil {
+		return plumbing.ZeroHash, false, err
+	}
+	select {
+	case r.writer <- struct{}{}:
+		defer func() { <-r.writer }()
+	case <-ctx.Done():
+		return plumbing.ZeroHash, false, ctx.Err()
+	}
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return plumbing.ZeroHash, false, err
+		}
+		head, err := r.Head()
+		if err != nil {
+			return plumbing.ZeroHash, false, err
+		}
+		snap, err := r.Snapshot(head)
+		if err != nil {
+			return plumbing.ZeroHash, false, err
+		}
+		changes, msg, err := fn(snap)
+		if err != nil {
+			return head, false, err
+		}
+		commit, err := r.writeCommit(snap, changes, msg, author)
+		if err != nil || commit.IsZero() {
+			return head, false, err
+		}
+		published, err := publish(ctx, r.path, Branch, head, commit)
+		if published {
+			return commit, true, err
+		}
+		if !errors.Is(err, errRefMoved) {
+			return head, false, err
+		}
+		if attempt+1 == maxAttempts {
+			return head, false, fmt.Errorf("update %s: lost the race %d times: %w", Branch, maxAttempts, opm.ErrConflict)
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			return head, false, err
+		}
+	}
+}
+
+// writeCommit writes the objects of a commit of changes on top of snap and
+// makes them durable. It returns the zero hash if the changes leave snap's
+// tree as it is.
+func (r *Repo) writeCommit(snap *Snapshot, changes []Change, msg Message, author Signature) (plumbing.Hash, error) {
+	if err := msg.validate(); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	edits, err := newEdits(changes)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	w := &objectWriter{repo: r}
+	r.mu.Lock()
+	root, err := w.apply(snap.root, edits, "")
+	if err == nil && root == snap.root {
+		r.mu.Unlock()
+		return plumbing.ZeroHash, nil
+	}
+	var commit plumbing.Hash
+	if err == nil {
+		commit, err = w.commit(snap, root, msg, author)
+	}
+	r.mu.Unlock()
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	if err := syncObjects(r.path, w.written); err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("sync objects: %w", err)
+	}
+	return commit, nil
+}
+
+// edit is the set of changes under one directory (kids) or to one path
+// (change).
+type edit struct {
+	kids   map[string]*edit
+	change *Change
+}
+
+// newEdits arranges changes as a tree of edits. A later change of the same
+// path wins; a path that is both changed and a parent of a changed path is
+// refused.
+func newEdits(changes []Change) (*edit, error) {
+	root := &edit{}
+	for i := range changes {
+		c := &changes[i]
+		parts, err := splitPath(c.Path)
+		if err != nil {
+			return nil, err
+		}
+		e := root
+		for _, name := range parts {
+			if e.change != nil {
+				return nil, fmt.Errorf("change %s: a parent is changed as a file too: %w", c.Path, opm.ErrInvalid)
+			}
+			if e.kids == nil {
+				e.kids = make(map[string]*edit)
+			}
+			kid := e.kids[name]
+			if kid == nil {
+				kid = &edit{}
+				e.kids[name] = kid
+			}
+			e = kid
+		}
+		if e.kids != nil {
+			return nil, fmt.Errorf("change %s: paths below it are changed too: %w", c.Path, opm.ErrInvalid)
+		}
+		e.change = c
+	}
+	return root, nil
+}
+
+// splitPath splits a slash-separated relative path into its names.
+func splitPath(path string) ([]string, error) {
+	parts := strings.Split(path, "/")
+	for _, name := range parts {
+		if name == "" || name == "." || name == ".." || strings.EqualFold(name, ".git") || strings.IndexByte(name, 0) >= 0 {
+			return nil, fmt.Errorf("path %q: want relative slash-separated names, none empty, \".\", \"..\" or \".git\": %w", path, opm.ErrInvalid)
+		}
+	}
+	return parts, nil
+}
+
+// objectWriter writes new objects into the repository and remembers them so
+// that they can be fsynced. Its methods are called with repo.mu held.
+type objectWriter struct {
+	repo    *Repo
+	written []plumbing.Hash
+}
+
+// apply returns the hash of tree with the edits applied, or the zero hash if
+// the result is empty. Only trees along edited paths are read and written;
+// every other entry keeps its hash.
+func (w *objectWriter) apply(tree plumbing.Hash, e *edit, dir string) (plumbing.Hash, error) {
+	entries, err := w.repo.tree(tree)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	dirty := false
+	removed := make(map[int]bool)
+	var added []object.TreeEntry
+	for name, kid := range e.kids {
+		path := dir + name
+		i, found := searchEntry(entries, name)
+		next := object.TreeEntry{Name: name}
+		keep := true
+		switch c := kid.change; {
+		case c != nil && c.Delete:
+			keep = false
+		case c != nil:
+			if found && entries[i].Mode == filemode.Dir {
+				return plumbing.ZeroHash, fmt.Errorf("change %s: is a directory: %w", path, opm.ErrInvalid)
+			}
+			next.Mode = filemode.Regular
+			next.Hash = plumbing.ComputeHash(plumbing.BlobObject, c.Data)
+			if !found || entries[i].Hash != next.Hash || entries[i].Mode != next.Mode {
+				if next.Hash, err = w.write(plumbing.BlobObject, blob(c.Data)); err != nil {
+					return plumbing.ZeroHash, err
+				}
+			}
+		default:
+			var sub plumbing.Hash
+			if found {
+				if entries[i].Mode != filemode.Dir {
+					return plumbing.ZeroHash, fmt.Errorf("change below %s: is a file: %w", path, opm.ErrInvalid)
+				}
+				sub = entries[i].Hash
+			}
+			next.Mode = filemode.Dir
+			if next.Hash, err = w.apply(sub, kid, path+"/"); err != nil {
+				return plumbing.ZeroHash, err
+			}
+			keep = !next.Hash.IsZero()
+		}
+		switch {
+		case found && !keep:
+			removed[i] = true
+			dirty = true
+		case found && entries[i] != next:
+			entries[i] = next
+			dirty = true
+		case !found && keep:
+			added = append(added, next)
+			dirty = true
+		}
+	}
+	if !dirty {
+		return tree, nil
+	}
+	if len(removed) > 0 {
+		kept := entries[:0]
+		for i, te := range entries {
+			if !removed[i] {
+				kept = append(kept, te)
+			}
+		}
+		entries = kept
+	}
+	if len(added) > 0 {
+		entries = append(entries, added...)
+		slices.SortFunc(entries, func(a, b object.TreeEntry) int { return compareEntries(&a, &b) })
+	}
+	if len(entries) == 0 {
+		return plumbing.ZeroHash, nil
+	}
+	t := &object.Tree{Entries: entries}
+	return w.write(plumbing.TreeObject, t.Encode)
+}
+
+// commit writes the commit of root on top of snap's commit.
+func (w *objectWriter) commit(snap *Snapshot, root plumbing.Hash, msg Message, author Signature) (plumbing.Hash, error) {
+	if root.IsZero() {
+		// Everything was deleted: commit the empty tree.
+		var err error
+		if root, err = w.write(plumbing.TreeObject, (&object.Tree{}).Encode); err != nil {
+			return plumbing.ZeroHash, err
+		}
+	}
+	when := author.When
+	if when.IsZero() {
+		when = time.Now()
+	}
+	sig := object.Signature{Name: author.Name, Email: author.Email, When: when}
+	c := &object.Commit{Author: sig, Committer: sig, Message: msg.String(), TreeHash: root}
+	if !snap.commit.IsZero() {
+		c.ParentHashes = []plumbing.Hash{snap.commit}
+	}
+	return w.write(plumbing.CommitObject, c.Encode)
+}
+
+// write encodes an object of type t into the object store.
+func (w *objectWriter) write(t plumbing.ObjectType, encode func(plumbing.EncodedObject) error) (plumbing.Hash, error) {
+	o := w.repo.st.NewEncodedObject()
+	o.SetType(t)
+	if err := encode(o); err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("encode %s: %w", t, err)
+	}
+	h, err := w.repo.st.SetEncodedObject(o)
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("write %s %s: %w", t, o.Hash(), err)
+	}
+	w.written = append(w.written, h)
+	return h, nil
+}
+
+// blob returns an encoder for a blob of data.
+func blob(data []byte) func(plumbing.EncodedObject) error {
+	return func(o plumbing.EncodedObject) error {
+		wr, err := o.Writer()
+		if err != nil {
+			return err
+		}
+		if _, err := wr.Write(data); err != nil {
+			return err
+		}
+		return wr.Close()
+	}
+}
+
+// searchEntry returns the index of the entry called name in entries sorted in
+// git order.
+func searchEntry(entries []object.TreeEntry, name string) (int, bool) {
+	for _, mode := range []filemode.FileMode{filemode.Regular, filemode.Dir} {
+		probe := object.TreeEntry{Name: name, Mode: mode}
+		if i, ok := slices.BinarySearchFunc(entries, &probe, func(e object.TreeEntry, p *object.TreeEntry) int {
+			return compareEntries(&e, p)
+		}); ok {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// syncObjects fsyncs the loose object files of hashes and the directories
+// they were renamed into, so that they are durable before a ref names them.
+func syncObjects(gitDir string, hashes []plumbing.Hash) error {
+	objects := filepath.Join(gitDir, "objects")
+	dirs := map[string]bool{objects: true} // a fan-out directory may be new
+	for _, h := range hashes {
+		hex := h.String()
+		dir := filepath.Join(objects, hex[:2])
+		if err := syncFile(filepath.Join(dir, hex[2:])); err != nil {
+			return err
+		}
+		dirs[dir] = true
+	}
+	for dir := range dirs {
+		if err := syncDir(dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+func (s Signature) validate() error {
+	for _, v := range []string{s.Name, s.Email} {
+		if v == "" || strings.ContainsAny(v, "<>\n\x00") {
+			return fmt.Errorf("signature %q <%s>: name and email must be non-empty and hold no '<', '>' or newline: %w", s.Name, s.Email, opm.ErrInvalid)
+		}
+	}
+	return nil
+}
