@@ -51,7 +51,7 @@ import (
 	"sync"
 
 	"github.com/go-git/go-billy/v5/osfs"
-	git "github.com/go-git/go-git/v5"
+	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/object"
@@ -79,11 +79,11 @@ func Init(path string) (*Repo, error) {
 	if _, err := os.Stat(filepath.Join(path, "HEAD")); err == nil {
 		return Open(path)
 	}
-	_, err := git.PlainInitWithOptions(path, &git.PlainInitOptions{
+	_, err := gogit.PlainInitWithOptions(path, &gogit.PlainInitOptions{
 		Bare:        true,
-		InitOptions: git.InitOptions{DefaultBranch: Branch},
+		InitOptions: gogit.InitOptions{DefaultBranch: Branch},
 	})
-	if err != nil && !errors.Is(err, git.ErrRepositoryAlreadyExists) {
+	if err != nil && !errors.Is(err, gogit.ErrRepositoryAlreadyExists) {
 		return nil, fmt.Errorf("init %s: %w", path, err)
 	}
 	return Open(path)
