@@ -1,0 +1,165 @@
+// Package cas stores content-addressed blobs: a Local store on disk, a Bucket
+// (the registry's copy, any gocloud.dev/blob URL), a Cache that serves a
+// Bucket through a Local store, and a Badger Index of facts about the local
+// files.
+//
+// Every blob is named by the sha256 digest of its bytes. Other algorithms are
+// refused with opm.ErrInvalid. Bytes are verified before a blob becomes
+// visible (Put, Ingest) and again while they are read from a store that cannot
+// guarantee them (Open returns an opm.ErrIntegrity error instead of io.EOF).
+//
+// Layout of the local store, <home>/blobs (see OpenLocal):
+//
+//	<home>/blobs/
+//	├── sha256/
+//	│   ├── 00/
+//	│   │   └── 00a1…<64 hex>     one whole file per blob, mode 0444,
+//	│   │                         always exactly the bytes of its digest
+//	│   ├── …
+//	│   └── ff/
+//	└── tmp/
+//	    └── put-<random>          bytes being written and hashed; renamed
+//	                              into sha256/ only once verified
+//
+// The index, <home>/index, is a Badger database (see OpenIndex). It is a cache
+// of facts about the files above and can be rebuilt from them.
+//
+// Layout of a bucket (see OpenBucket):
+//
+//	<bucket>/
+//	└── blobs/
+//	    └── sha256/
+//	        └── <64 hex>          the blob, written once (IfNotExist)
+package cas
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"hash"
+	"io"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/openpm/opm"
+)
+
+// Fetcher opens a blob for reading.
+type Fetcher interface {
+	// Open returns the blob's bytes. It fails with opm.ErrNotFound if the
+	// blob is absent. A reader that cannot trust its source returns an
+	// opm.ErrIntegrity error instead of io.EOF when the bytes are wrong.
+	Open(ctx context.Context, d digest.Digest) (io.ReadCloser, error)
+}
+
+// Stater reports the size of a blob.
+type Stater interface {
+	// Stat returns the blob's size, or opm.ErrNotFound.
+	Stat(ctx context.Context, d digest.Digest) (size int64, err error)
+}
+
+// Pusher stores a blob.
+type Pusher interface {
+	// Put stores exactly size bytes read from r under d. The digest and size
+	// are verified before the blob becomes visible; a mismatch fails with
+	// opm.ErrIntegrity and stores nothing. If the blob is already present with
+	// that size Put returns nil, possibly without reading r.
+	Put(ctx context.Context, d digest.Digest, size int64, r io.Reader) error
+}
+
+// Deleter removes a blob.
+type Deleter interface {
+	// Delete removes the blob, or fails with opm.ErrNotFound.
+	Delete(ctx context.Context, d digest.Digest) error
+}
+
+// Store is the whole blob store role.
+type Store interface {
+	Fetcher
+	Stater
+	Pusher
+	Deleter
+	io.Closer
+}
+
+// validate refuses anything but a well-formed sha256 digest.
+func validate(d digest.Digest) error {
+	if d.Algorithm() != digest.SHA256 || d.Validate() != nil {
+		return fmt.Errorf("digest %q: want sha256:<64 lowercase hex>: %w", string(d), opm.ErrInvalid)
+	}
+	return nil
+}
+
+// validatePut checks the arguments common to every Put.
+func validatePut(d digest.Digest, size int64) error {
+	if err := validate(d); err != nil {
+		return err
+	}
+	if size < 0 {
+		return fmt.Errorf("blob %s: negative size %d: %w", d, size, opm.ErrInvalid)
+	}
+	return nil
+}
+
+// integrityError reports bytes that do not match what was asked for.
+func integrityError(d digest.Digest, size int64, got digest.Digest, n int64) error {
+	if size >= 0 && n != size {
+		return fmt.Errorf("blob %s: got %d bytes, want %d: %w", d, n, size, opm.ErrIntegrity)
+	}
+	return fmt.Errorf("blob %s: content hashes to %s: %w", d, got, opm.ErrIntegrity)
+}
+
+// verifier hashes what it reads and replaces io.EOF with an opm.ErrIntegrity
+// error when the bytes do not hash to d. onBad, if set, runs once on a
+// mismatch; onGood once when the whole blob was read and matched.
+type verifier struct {
+	rc     io.ReadCloser
+	d      digest.Digest
+	h      hash.Hash
+	n      int64
+	err    error
+	onBad  func()
+	onGood func(n int64)
+}
+
+func newVerifier(rc io.ReadCloser, d digest.Digest) *verifier {
+	return &verifier{rc: rc, d: d, h: sha256.New()}
+}
+
+func (v *verifier) Read(p []byte) (int, error) {
+	if v.err != nil {
+		return 0, v.err
+	}
+	n, err := v.rc.Read(p)
+	v.h.Write(p[:n])
+	v.n += int64(n)
+	if err == io.EOF {
+		if got := digest.NewDigest(digest.SHA256, v.h); got != v.d {
+			err = integrityError(v.d, -1, got, v.n)
+			if v.onBad != nil {
+				v.onBad()
+			}
+		} else if v.onGood != nil {
+			v.onGood(v.n)
+		}
+	}
+	if err != nil {
+		v.err = err
+	}
+	return n, err
+}
+
+func (v *verifier) Close() error { return v.rc.Close() }
+
+// ctxReader stops reading once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

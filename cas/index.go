@@ -1,0 +1,340 @@
+package cas
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/openpm/opm"
+)
+
+// State is what the index knows about a blob's local file.
+type State uint8
+
+const (
+	// StatePresent: the file is in the local store.
+	StatePresent State = 1
+	// StateFetching: a download into the local store has started.
+	StateFetching State = 2
+)
+
+// Entry is the index's record of one blob.
+type Entry struct {
+	Size       int64
+	State      State
+	LastAccess time.Time // last open, put or verification
+	Pins       int       // holders that keep the blob from eviction
+	Verified   time.Time // last time its bytes were hashed and matched; zero if never
+}
+
+// Index is a Badger database, normally <home>/index, of facts about the
+// blobs of a Local store. The files are the truth: the index is a cache that
+// Rebuild recreates from them. One process at a time may open it.
+type Index struct {
+	mu sync.Mutex // serializes read-modify-write updates
+	db *badger.DB
+}
+
+// OpenIndex opens (creating if needed) the index in dir. If another process
+// holds it, OpenIndex retries with backoff until wait has passed, then fails
+// with opm.ErrLocked.
+func OpenIndex(dir string, wait time.Duration) (*Index, error) {
+	// Opened by short-lived CLI processes: small tables, no caches, no
+	// compression, values inline in the LSM tree.
+	opts := badger.DefaultOptions(dir).
+		WithLogger(slogLogger{}).
+		WithMemTableSize(4 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(4).
+		WithBaseTableSize(1 << 20).
+		WithBaseLevelSize(4 << 20).
+		WithValueThreshold(1 << 10).
+		WithValueLogFileSize(16 << 20).
+		WithBlockCacheSize(0).
+		WithIndexCacheSize(0).
+		WithCompression(options.None).
+		WithNumCompactors(2).
+		WithNumGoroutines(2).
+		WithMetricsEnabled(false).
+		WithDetectConflicts(false)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("open index: %w", err)
+	}
+	deadline := time.Now().Add(wait)
+	backoff := 10 * time.Millisecond
+	for {
+		db, err := badger.Open(opts)
+		if err == nil {
+			return &Index{db: db}, nil
+		}
+		if !locked(dir) {
+			return nil, fmt.Errorf("open index %s: %w", dir, err)
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, fmt.Errorf("index %s: waited %s: %w", dir, wait, opm.ErrLocked)
+		}
+		time.Sleep(min(backoff, left))
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// locked reports whether another holder has Badger's lock on dir. Badger
+// flocks the directory and reports a held lock only as text, so the lock is
+// probed the same way.
+func locked(dir string) bool {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	if err == nil {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	}
+	return errors.Is(err, syscall.EWOULDBLOCK)
+}
+
+// Close closes the database.
+func (x *Index) Close() error {
+	if err := x.db.Close(); err != nil {
+		return fmt.Errorf("close index: %w", err)
+	}
+	return nil
+}
+
+// Get returns the entry of d, or opm.ErrNotFound.
+func (x *Index) Get(d digest.Digest) (Entry, error) {
+	var e Entry
+	err := x.db.View(func(txn *badger.Txn) error {
+		var found bool
+		var err error
+		e, found, err = get(txn, d)
+		if err == nil && !found {
+			err = fmt.Errorf("index entry %s: %w", d, opm.ErrNotFound)
+		}
+		return err
+	})
+	return e, err
+}
+
+// Record notes that d is present with size bytes that were just verified.
+// The pin count is kept.
+func (x *Index) Record(d digest.Digest, size int64) error {
+	now := time.Now()
+	return x.update(d, func(e *Entry, _ bool) error {
+		e.Size, e.State, e.LastAccess, e.Verified = size, StatePresent, now, now
+		return nil
+	})
+}
+
+// MarkFetching notes that a download of d has started.
+func (x *Index) MarkFetching(d digest.Digest) error {
+	return x.update(d, func(e *Entry, _ bool) error {
+		e.State = StateFetching
+		return nil
+	})
+}
+
+// Touch sets the last access time of d, or fails with opm.ErrNotFound.
+func (x *Index) Touch(d digest.Digest) error {
+	now := time.Now()
+	return x.update(d, func(e *Entry, found bool) error {
+		if !found {
+			return fmt.Errorf("index entry %s: %w", d, opm.ErrNotFound)
+		}
+		e.LastAccess = now
+		return nil
+	})
+}
+
+// Pin adds delta (positive to pin, negative to unpin) to the pin count of d.
+// The count never goes below zero. It fails with opm.ErrNotFound if d has no
+// entry.
+func (x *Index) Pin(d digest.Digest, delta int) error {
+	return x.update(d, func(e *Entry, found bool) error {
+		if !found {
+			return fmt.Errorf("index entry %s: %w", d, opm.ErrNotFound)
+		}
+		e.Pins = max(0, e.Pins+delta)
+		return nil
+	})
+}
+
+// Delete removes the entry of d; a missing entry is not an error.
+func (x *Index) Delete(d digest.Digest) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Delete(key(d)) }); err != nil {
+		return fmt.Errorf("index entry %s: %w", d, err)
+	}
+	return nil
+}
+
+// Rebuild makes the index agree with the files of l: entries of missing
+// files are removed, files without an entry get one (never verified), and
+// sizes are taken from the files. Access times, pins and verification times
+// of the files that remain are kept.
+func (x *Index) Rebuild(l *Local) error {
+	files := make(map[digest.Digest]int64)
+	if err := l.Walk(func(d digest.Digest, size int64) error {
+		files[d] = size
+		return nil
+	}); err != nil {
+		return err
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	old := make(map[digest.Digest]Entry)
+	err := x.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(keyPrefix)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			d := digest.Digest(item.Key()[len(keyPrefix):])
+			err := item.Value(func(v []byte) error {
+				e, err := decode(v)
+				old[d] = e
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("index entry %s: %w", d, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rebuild index: %w", err)
+	}
+	wb := x.db.NewWriteBatch()
+	defer wb.Cancel()
+	for d := range old {
+		if _, ok := files[d]; !ok {
+			if err := wb.Delete(key(d)); err != nil {
+				return fmt.Errorf("rebuild index: %w", err)
+			}
+		}
+	}
+	now := time.Now()
+	for d, size := range files {
+		e, ok := old[d]
+		if !ok {
+			e.LastAccess = now
+		}
+		e.Size, e.State = size, StatePresent
+		if err := wb.Set(key(d), e.encode()); err != nil {
+			return fmt.Errorf("rebuild index: %w", err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("rebuild index: %w", err)
+	}
+	return nil
+}
+
+func (x *Index) update(d digest.Digest, fn func(e *Entry, found bool) error) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.db.Update(func(txn *badger.Txn) error {
+		e, found, err := get(txn, d)
+		if err != nil {
+			return err
+		}
+		if err := fn(&e, found); err != nil {
+			return err
+		}
+		if err := txn.Set(key(d), e.encode()); err != nil {
+			return fmt.Errorf("index entry %s: %w", d, err)
+		}
+		return nil
+	})
+}
+
+const keyPrefix = "blob/"
+
+func key(d digest.Digest) []byte { return []byte(keyPrefix + string(d)) }
+
+func get(txn *badger.Txn, d digest.Digest) (Entry, bool, error) {
+	item, err := txn.Get(key(d))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return Entry{}, false, nil
+	}
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("index entry %s: %w", d, err)
+	}
+	var e Entry
+	err = item.Value(func(v []byte) error {
+		e, err = decode(v)
+		return err
+	})
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("index entry %s: %w", d, err)
+	}
+	return e, true, nil
+}
+
+// An entry is stored as version 1, state, then big-endian size, last access
+// and verification (unix nanoseconds, 0 for never) and pins.
+const entryLen = 1 + 1 + 8 + 8 + 8 + 4
+
+func (e Entry) encode() []byte {
+	b := make([]byte, 0, entryLen)
+	b = append(b, 1, byte(e.State))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Size))
+	b = binary.BigEndian.AppendUint64(b, uint64(unixNano(e.LastAccess)))
+	b = binary.BigEndian.AppendUint64(b, uint64(unixNano(e.Verified)))
+	b = binary.BigEndian.AppendUint32(b, uint32(e.Pins))
+	return b
+}
+
+func decode(b []byte) (Entry, error) {
+	if len(b) != entryLen || b[0] != 1 {
+		return Entry{}, fmt.Errorf("undecodable entry (%d bytes): %w", len(b), opm.ErrInvalid)
+	}
+	return Entry{
+		State:      State(b[1]),
+		Size:       int64(binary.BigEndian.Uint64(b[2:])),
+		LastAccess: fromUnixNano(int64(binary.BigEndian.Uint64(b[10:]))),
+		Verified:   fromUnixNano(int64(binary.BigEndian.Uint64(b[18:]))),
+		Pins:       int(binary.BigEndian.Uint32(b[26:])),
+	}, nil
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// slogLogger routes Badger's warnings and errors to slog and drops the rest.
+type slogLogger struct{}
+
+func (slogLogger) Errorf(f string, a ...any) {
+	slog.Error("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+
+func (slogLogger) Warningf(f string, a ...any) {
+	slog.Warn("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+
+func (slogLogger) Infof(string, ...any)  {}
+func (slogLogger) Debugf(string, ...any) {}

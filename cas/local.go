@@ -1,0 +1,379 @@
+package cas
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/openpm/opm"
+)
+
+// Local is the blob store of one home, <home>/blobs, laid out as drawn in the
+// package comment. Bytes are streamed into a temporary file while being
+// hashed, fsynced, and renamed into place only once their digest (and size,
+// when known) match, then the directory is fsynced: a file under a digest's
+// name is always exactly that digest's content.
+//
+// Local is safe for concurrent use. A Local made with an Index records in it
+// what it stores, opens, verifies and deletes; failures to update the index
+// are logged, since the files are the truth.
+type Local struct {
+	dir string
+	idx *Index
+}
+
+var _ Store = (*Local)(nil)
+
+// OpenLocal opens (creating if needed) the local store in dir, normally
+// <home>/blobs. idx may be nil.
+func OpenLocal(dir string, idx *Index) (*Local, error) {
+	for _, sub := range []string{"sha256", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return nil, fmt.Errorf("open blob store: %w", err)
+		}
+	}
+	return &Local{dir: dir, idx: idx}, nil
+}
+
+// Path returns where the file of d is or would be, or "" if d is not a valid
+// sha256 digest.
+func (l *Local) Path(d digest.Digest) string {
+	if validate(d) != nil {
+		return ""
+	}
+	hex := d.Encoded()
+	return filepath.Join(l.dir, "sha256", hex[:2], hex)
+}
+
+// Has reports whether the blob is stored.
+func (l *Local) Has(d digest.Digest) bool {
+	_, err := l.Stat(context.Background(), d)
+	return err == nil
+}
+
+// Stat returns the size of the stored blob, or opm.ErrNotFound.
+func (l *Local) Stat(_ context.Context, d digest.Digest) (int64, error) {
+	if err := validate(d); err != nil {
+		return 0, err
+	}
+	fi, err := os.Stat(l.Path(d))
+	if err != nil {
+		return 0, l.pathError(d, err)
+	}
+	return fi.Size(), nil
+}
+
+// Open returns a reader of the blob that verifies it as it goes. A blob found
+// corrupt is removed (so that a Cache fetches it again) and the reader
+// returns an opm.ErrIntegrity error instead of io.EOF.
+func (l *Local) Open(_ context.Context, d digest.Digest) (io.ReadCloser, error) {
+	f, fi, err := l.openFile(d)
+	if err != nil {
+		return nil, err
+	}
+	v := newVerifier(f, d)
+	v.onBad = func() { l.quarantine(d, fi) }
+	v.onGood = func(n int64) { l.record(d, n) }
+	return v, nil
+}
+
+// CopyOut writes the blob to dst, verifying every byte written (hashing and
+// writing the same buffers, pipelined). On an opm.ErrIntegrity error dst has
+// received wrong bytes and the caller must discard it; the corrupt blob is
+// removed from the store.
+func (l *Local) CopyOut(ctx context.Context, d digest.Digest, dst io.Writer) error {
+	f, fi, err := l.openFile(d)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	got, n, err := pipe(ctx, dst, f)
+	if err != nil {
+		return fmt.Errorf("blob %s: copy out: %w", d, err)
+	}
+	if got != d {
+		l.quarantine(d, fi)
+		return integrityError(d, -1, got, n)
+	}
+	l.record(d, n)
+	return nil
+}
+
+// openFile opens the blob's file and touches its index entry.
+func (l *Local) openFile(d digest.Digest) (*os.File, fs.FileInfo, error) {
+	if err := validate(d); err != nil {
+		return nil, nil, err
+	}
+	f, err := os.Open(l.Path(d))
+	if err != nil {
+		return nil, nil, l.pathError(d, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("blob %s: %w", d, err)
+	}
+	if l.idx != nil {
+		if err := l.idx.Touch(d); err != nil && !errors.Is(err, opm.ErrNotFound) {
+			slog.Warn("blob index: touch failed", "digest", d, "err", err)
+		}
+	}
+	return f, fi, nil
+}
+
+// Put stores exactly size bytes from r under d, verified before they become
+// visible.
+func (l *Local) Put(ctx context.Context, d digest.Digest, size int64, r io.Reader) error {
+	if err := validatePut(d, size); err != nil {
+		return err
+	}
+	if n, err := l.Stat(ctx, d); err == nil {
+		return checkSize(d, size, n)
+	}
+	s, err := l.stage(ctx, r, d, size)
+	if err != nil {
+		return err
+	}
+	return l.commit(s)
+}
+
+// Ingest stores the bytes of r under the digest it computes while writing
+// them, and returns that digest and the length.
+func (l *Local) Ingest(ctx context.Context, r io.Reader) (digest.Digest, int64, error) {
+	s, err := l.stage(ctx, r, "", -1)
+	if err != nil {
+		return "", 0, err
+	}
+	if err := l.commit(s); err != nil {
+		return "", 0, err
+	}
+	return s.d, s.n, nil
+}
+
+// IngestFile stores the file at path, as Ingest. The file is read once into
+// buffers that are hashed and then written to the temporary file from the
+// same memory, so the digest is of the bytes that were stored even if the
+// file changes meanwhile (a file changing during ingest gives a digest of a
+// mix of old and new bytes, stored correctly under that digest).
+func (l *Local) IngestFile(ctx context.Context, path string) (digest.Digest, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, fmt.Errorf("ingest: %w", err)
+	}
+	defer f.Close()
+	return l.Ingest(ctx, f)
+}
+
+// Delete removes the blob, or fails with opm.ErrNotFound.
+func (l *Local) Delete(_ context.Context, d digest.Digest) error {
+	if err := validate(d); err != nil {
+		return err
+	}
+	if err := os.Remove(l.Path(d)); err != nil {
+		return l.pathError(d, err)
+	}
+	l.forget(d)
+	return nil
+}
+
+// Close does nothing; the Index, if any, is closed by whoever opened it.
+func (l *Local) Close() error { return nil }
+
+// Walk calls fn for every stored blob, in no particular order. Files whose
+// names are not digests are skipped.
+func (l *Local) Walk(fn func(d digest.Digest, size int64) error) error {
+	root := filepath.Join(l.dir, "sha256")
+	fans, err := os.ReadDir(root)
+	if err != nil {
+		return fmt.Errorf("walk blob store: %w", err)
+	}
+	for _, fan := range fans {
+		entries, err := os.ReadDir(filepath.Join(root, fan.Name()))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return fmt.Errorf("walk blob store: %w", err)
+		}
+		for _, e := range entries {
+			d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
+			if !e.Type().IsRegular() || validate(d) != nil || e.Name()[:2] != fan.Name() {
+				continue
+			}
+			fi, err := e.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("walk blob store: %w", err)
+			}
+			if err := fn(d, fi.Size()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// CleanTemp removes leftover temporary files. Call it when no write is in
+// progress, e.g. when the home is opened.
+func (l *Local) CleanTemp() error {
+	dir := filepath.Join(l.dir, "tmp")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("clean blob temp files: %w", err)
+	}
+	var errs []error
+	for _, e := range entries {
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// staged is a temporary file holding verified bytes, not yet visible.
+type staged struct {
+	f *os.File
+	d digest.Digest
+	n int64
+}
+
+func (s *staged) discard() {
+	s.f.Close()
+	os.Remove(s.f.Name())
+}
+
+// stage writes r into a new temporary file while hashing it. With want set
+// it verifies the digest (and size, if size >= 0) and fails with
+// opm.ErrIntegrity, leaving nothing behind, on a mismatch.
+func (l *Local) stage(ctx context.Context, r io.Reader, want digest.Digest, size int64) (*staged, error) {
+	f, err := os.CreateTemp(filepath.Join(l.dir, "tmp"), "put-*")
+	if err != nil {
+		return nil, fmt.Errorf("blob store: %w", err)
+	}
+	s := &staged{f: f}
+	if size >= 0 {
+		r = io.LimitReader(r, size+1) // one more byte shows a long reader
+	}
+	s.d, s.n, err = pipe(ctx, f, r)
+	if err == nil && want != "" && (s.d != want || size >= 0 && s.n != size) {
+		err = integrityError(want, size, s.d, s.n)
+	}
+	if err != nil {
+		s.discard()
+		if errors.Is(err, opm.ErrIntegrity) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("blob store: write: %w", err)
+	}
+	return s, nil
+}
+
+// commit makes a staged file visible under its digest. If the blob is
+// already there the staged file is dropped.
+func (l *Local) commit(s *staged) error {
+	path := l.Path(s.d)
+	if _, err := os.Stat(path); err == nil {
+		s.discard()
+	} else if err := install(s.f, path); err != nil {
+		s.discard()
+		return err
+	}
+	l.record(s.d, s.n)
+	return nil
+}
+
+// install makes f read-only, fsyncs and closes it, renames it to path and
+// fsyncs the directory (and the parent of a new fan-out directory).
+func install(f *os.File, path string) error {
+	if err := f.Chmod(0o444); err != nil {
+		return fmt.Errorf("blob store: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("blob store: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("blob store: %w", err)
+	}
+	fan := filepath.Dir(path)
+	if err := os.Mkdir(fan, 0o755); err == nil {
+		if err := syncDir(filepath.Dir(fan)); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("blob store: %w", err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("blob store: %w", err)
+	}
+	return syncDir(fan)
+}
+
+// quarantine removes a blob found corrupt, unless the file at its path is no
+// longer the one that was read (a good copy may have replaced it).
+func (l *Local) quarantine(d digest.Digest, read fs.FileInfo) {
+	path := l.Path(d)
+	slog.Warn("blob store: removing corrupt blob", "digest", d, "path", path)
+	if cur, err := os.Lstat(path); err == nil && os.SameFile(cur, read) {
+		if err := os.Remove(path); err != nil {
+			slog.Warn("blob store: cannot remove corrupt blob", "digest", d, "err", err)
+		}
+	}
+	l.forget(d)
+}
+
+func (l *Local) record(d digest.Digest, size int64) {
+	if l.idx == nil {
+		return
+	}
+	if err := l.idx.Record(d, size); err != nil {
+		slog.Warn("blob index: record failed", "digest", d, "err", err)
+	}
+}
+
+func (l *Local) forget(d digest.Digest) {
+	if l.idx == nil {
+		return
+	}
+	if err := l.idx.Delete(d); err != nil && !errors.Is(err, opm.ErrNotFound) {
+		slog.Warn("blob index: delete failed", "digest", d, "err", err)
+	}
+}
+
+func (l *Local) pathError(d digest.Digest, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("blob %s: %w", d, opm.ErrNotFound)
+	}
+	return fmt.Errorf("blob %s: %w", d, err)
+}
+
+// checkSize compares the size a caller claims with the size stored.
+func checkSize(d digest.Digest, want, stored int64) error {
+	if want != stored {
+		return fmt.Errorf("blob %s: size %d, but the stored blob has %d bytes: %w", d, want, stored, opm.ErrIntegrity)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("blob store: %w", err)
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("blob store: sync %s: %w", dir, err)
+	}
+	return nil
+}
