@@ -47,7 +47,7 @@ func commit(t testing.TB, r *Repo, subject string, changes ...Change) plumbing.H
 }
 
 func set(path, data string) Change { return Change{Path: path, Data: []byte(data)} }
-func del(path string) Change        { return Change{Path: path, Delete: true} }
+func del(path string) Change       { return Change{Path: path, Delete: true} }
 
 // git runs the real git CLI in dir and returns its trimmed output.
 func git(t testing.TB, dir string, args ...string) string {
@@ -488,12 +488,12 @@ func TestResolveCommit(t *testing.T) {
 	}
 	blobHash := plumbing.ComputeHash(plumbing.BlobObject, []byte("1")).String()
 	for p, want := range map[string]error{
-		h.String()[:6]:            opm.ErrInvalid,
+		h.String()[:6]:              opm.ErrInvalid,
 		strings.ToUpper(h.String()): opm.ErrInvalid,
-		"zzzzzzz":                 opm.ErrInvalid,
-		"0000000":                 opm.ErrNotFound,
-		strings.Repeat("0", 40):   opm.ErrNotFound,
-		blobHash[:10]:             opm.ErrNotFound, // not a commit
+		"zzzzzzz":                   opm.ErrInvalid,
+		"0000000":                   opm.ErrNotFound,
+		strings.Repeat("0", 40):     opm.ErrNotFound,
+		blobHash[:10]:               opm.ErrNotFound, // not a commit
 	} {
 		if _, err := r.ResolveCommit(p); !errors.Is(err, want) {
 			t.Errorf("ResolveCommit(%s) = %v, want %v", p, err, want)
