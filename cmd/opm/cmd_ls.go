@@ -1,0 +1,145 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/registry"
+)
+
+func lsCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "ls",
+		Usage:     "list namespaces, projects, repositories or tags",
+		ArgsUsage: "[NS[/PROJECT[/REPO]]]",
+		Description: `With no argument, the namespaces; with NS, its projects; with NS/PROJECT, its
+repositories; with NS/PROJECT/REPO, one line per tag: tag, digest, size, files,
+date of the commit that last set it.
+
+Example:
+   opm ls
+   opm ls acme/web/site --json`,
+		Flags: []cli.Flag{jsonFlag},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 0, 1); err != nil {
+				return err
+			}
+			return withHome(c, func(r *registry.Registry) error {
+				l, err := r.List(c.Context, c.Args().First())
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					return printJSON(c, l)
+				}
+				if l.Kind != "tags" {
+					for _, n := range l.Names {
+						fmt.Fprintln(c.App.Writer, n)
+					}
+					return nil
+				}
+				w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+				for _, t := range l.Tags {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%d files\t%s\n", t.Tag, t.Digest, humanBytes(t.Size), t.Files, t.Date.Local().Format(time.DateTime))
+				}
+				return w.Flush()
+			})
+		},
+	}
+}
+
+func inspectCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "inspect",
+		Usage:     "print a package's manifest, byte for byte",
+		ArgsUsage: "REF",
+		Description: `The manifest is an OCI image manifest; its sha256 is the package digest.
+
+Example:
+   opm inspect acme/web/site:v1.2.0 | jq .layers[].annotations`,
+		Action: func(c *cli.Context) error {
+			p, err := resolveArg(c)
+			if err != nil {
+				return err
+			}
+			_, err = c.App.Writer.Write(p.Bytes)
+			return err
+		},
+	}
+}
+
+func filesCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "files",
+		Usage:     "list a package's files: path, mode, size, digest",
+		ArgsUsage: "REF",
+		Description: `Example:
+   opm files acme/web/site:v1.2.0
+   opm files acme/web/site@sha256:3c1f… --json`,
+		Flags: []cli.Flag{jsonFlag},
+		Action: func(c *cli.Context) error {
+			p, err := resolveArg(c)
+			if err != nil {
+				return err
+			}
+			files := p.Manifest.Files()
+			if c.Bool("json") {
+				type fileJSON struct {
+					Path    string `json:"path"`
+					Mode    string `json:"mode"`
+					Size    int64  `json:"size"`
+					Digest  string `json:"digest"`
+					Symlink string `json:"symlink,omitempty"`
+				}
+				out := make([]fileJSON, len(files))
+				for i, f := range files {
+					out[i] = fileJSON{f.Path, opm.FormatMode(f.Mode), f.Size, f.Digest.String(), f.Symlink}
+				}
+				return printJSON(c, out)
+			}
+			w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+			for _, f := range files {
+				name := f.Path
+				if f.Symlink != "" {
+					name += " -> " + f.Symlink
+				}
+				fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", name, opm.FormatMode(f.Mode), f.Size, f.Digest)
+			}
+			return w.Flush()
+		},
+	}
+}
+
+// resolveArg resolves the command's one REF argument.
+func resolveArg(c *cli.Context) (*registry.Package, error) {
+	if err := needArgs(c, 1, 1); err != nil {
+		return nil, err
+	}
+	ref, err := opm.ParseReference(c.Args().First())
+	if err != nil {
+		return nil, err
+	}
+	var p *registry.Package
+	err = withHome(c, func(r *registry.Registry) error {
+		p, err = r.Resolve(ref)
+		return err
+	})
+	return p, err
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

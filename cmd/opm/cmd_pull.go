@@ -1,0 +1,50 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/registry"
+)
+
+func pullCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "pull",
+		Usage:     "write a package's files into a directory",
+		ArgsUsage: "NS/PROJECT/REPO:TAG|NS/PROJECT/REPO@sha256:HEX",
+		Description: `Files are written with their modes under DIR, never outside it. Each one is
+verified against its digest before it gets its final name. An existing file
+is an error unless --force.
+
+Example:
+   opm pull acme/web/site:v1.2.0 -o ./site
+   opm pull acme/web/site@sha256:3c1f…  -o ./site --force`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: ".", Usage: "write into `DIR`"},
+			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite existing files"},
+			jsonFlag,
+		},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, 1); err != nil {
+				return err
+			}
+			ref, err := opm.ParseReference(c.Args().First())
+			if err != nil {
+				return err
+			}
+			return withHome(c, func(r *registry.Registry) error {
+				res, err := r.Pull(c.Context, ref, c.String("output"), c.Bool("force"), newProgress(c, "pull"))
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					return printJSON(c, res)
+				}
+				fmt.Fprintf(c.App.ErrWriter, "%s: %d files, %s into %s\n", ref, res.Files, humanBytes(res.Size), res.Dir)
+				return nil
+			})
+		},
+	}
+}

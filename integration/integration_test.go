@@ -1,0 +1,171 @@
+// Package integration runs the real opm binary end to end: testscript
+// scenarios in testdata/*.txtar, plus crash and concurrency tests.
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/gitmeta"
+)
+
+// opmBin is the binary under test, built once by TestMain.
+var opmBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "opm-bin-")
+	if err != nil {
+		panic(err)
+	}
+	opmBin = filepath.Join(dir, "opm")
+	build := exec.Command("go", "build", "-o", opmBin, "../cmd/opm")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building opm:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata",
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("PATH", filepath.Dir(opmBin)+string(os.PathListSeparator)+env.Getenv("PATH"))
+			env.Setenv("OPM_HOME", filepath.Join(env.WorkDir, "home"))
+			env.Setenv("GIT_AUTHOR_NAME", "Tess Ter")
+			env.Setenv("GIT_AUTHOR_EMAIL", "tess@example.org")
+			env.Setenv("HOME", env.WorkDir)
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"mkfile":         cmdMkfile,
+			"inject":         cmdInject,
+			"commits":        cmdCommits,
+			"blobs":          cmdBlobs,
+			"chmod":          cmdChmod,
+			"mkfifo":         cmdMkfifo,
+			"symlink-to-abs": cmdSymlinkAbs,
+		},
+	})
+}
+
+// mkfile NAME SIZE [SEED]: a file of SIZE pseudo-random bytes.
+func cmdMkfile(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: mkfile NAME SIZE [SEED]")
+	}
+	size, err := strconv.ParseInt(args[1], 10, 64)
+	ts.Check(err)
+	seed := uint64(1)
+	if len(args) > 2 {
+		seed, err = strconv.ParseUint(args[2], 10, 64)
+		ts.Check(err)
+	}
+	ts.Check(writeRandom(ts.MkAbs(args[0]), size, seed))
+}
+
+func writeRandom(name string, size int64, seed uint64) error {
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	rng := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), byte(seed >> 16)})
+	buf := make([]byte, 1<<20)
+	for size > 0 {
+		n := int64(len(buf))
+		if size < n {
+			n = size
+		}
+		rng.Read(buf[:n])
+		if _, err := f.Write(buf[:n]); err != nil {
+			f.Close()
+			return err
+		}
+		size -= n
+	}
+	return f.Close()
+}
+
+// inject REF FILE: commit FILE's bytes as the tag file of REF, bypassing
+// every check of opm push (what a hostile or broken writer could do).
+func cmdInject(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: inject REF FILE")
+	}
+	ref, err := opm.ParseTagReference(args[0])
+	ts.Check(err)
+	body, err := os.ReadFile(ts.MkAbs(args[1]))
+	ts.Check(err)
+	repo, err := gitmeta.Init(filepath.Join(ts.Getenv("OPM_HOME"), "meta.git"))
+	ts.Check(err)
+	_, _, err = repo.Update(context.Background(), gitmeta.Signature{Name: "mallory", Email: "m@example.org"},
+		func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+			return []gitmeta.Change{{Path: opm.TagPath(ref.Repository, ref.Tag), Data: body}},
+				gitmeta.Message{Subject: "inject " + ref.String()}, nil
+		})
+	ts.Check(err)
+}
+
+// commits N: the metadata has exactly N commits on main.
+func cmdCommits(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: commits N")
+	}
+	out, _ := exec.Command("git", "-C", filepath.Join(ts.Getenv("OPM_HOME"), "meta.git"), "rev-list", "--count", "main").Output()
+	got := string(bytes.TrimSpace(out))
+	if got == "" {
+		got = "0"
+	}
+	if (got == args[0]) == neg {
+		ts.Fatalf("commits: have %s, want %s%s", got, map[bool]string{true: "not "}[neg], args[0])
+	}
+}
+
+// blobs N: the local store holds exactly N blob files, each with the
+// content its name says.
+func cmdBlobs(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: blobs N")
+	}
+	n, bad, err := verifyBlobDir(filepath.Join(ts.Getenv("OPM_HOME"), "blobs"))
+	ts.Check(err)
+	if len(bad) > 0 {
+		ts.Fatalf("blobs with wrong content: %v", bad)
+	}
+	if (strconv.Itoa(n) == args[0]) == neg {
+		ts.Fatalf("blobs: have %d, want %s", n, args[0])
+	}
+}
+
+// chmod MODE FILE
+func cmdChmod(ts *testscript.TestScript, neg bool, args []string) {
+	mode, err := strconv.ParseUint(args[0], 8, 32)
+	ts.Check(err)
+	ts.Check(os.Chmod(ts.MkAbs(args[1]), os.FileMode(mode)))
+}
+
+// mkfifo NAME
+func cmdMkfifo(ts *testscript.TestScript, neg bool, args []string) {
+	ts.Check(exec.Command("mkfifo", ts.MkAbs(args[0])).Run())
+}
+
+// symlink-to-abs NAME TARGET: a symlink whose target is kept verbatim.
+func cmdSymlinkAbs(ts *testscript.TestScript, neg bool, args []string) {
+	ts.Check(os.Symlink(args[1], ts.MkAbs(args[0])))
+}

@@ -1,0 +1,125 @@
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"syscall"
+
+	"github.com/openpm/opm"
+)
+
+// PullResult says what a pull wrote.
+type PullResult struct {
+	Ref    opm.Reference `json:"ref"`
+	Digest string        `json:"digest"`
+	Dir    string        `json:"dir"`
+	Files  int           `json:"files"`
+	Size   int64         `json:"size"`
+}
+
+// Pull writes the files of a package into dir. Every path is confined to
+// dir (an os.Root: no "..", no symlink followed out of it); an existing file
+// is replaced only with force; each file is written to a temporary name,
+// verified byte for byte against its digest, and only then renamed to its
+// final name.
+func (r *Registry) Pull(ctx context.Context, ref opm.Reference, dir string, force bool, progress Progress) (*PullResult, error) {
+	p, err := r.Resolve(ref)
+	if err != nil {
+		return nil, err
+	}
+	files := p.Manifest.Files()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("output directory: %w", fsError(err))
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("output directory: %w", fsError(err))
+	}
+	defer root.Close()
+	// Refuse before writing anything.
+	var total int64
+	for _, f := range files {
+		total += f.Size
+		fi, err := root.Lstat(f.Path)
+		switch {
+		case err == nil && fi.IsDir():
+			return nil, fmt.Errorf("%s: a directory is in the way of file %q: %w", dir, f.Path, opm.ErrExists)
+		case err == nil && !force:
+			return nil, fmt.Errorf("%s: %q exists; use --force to overwrite: %w", dir, f.Path, opm.ErrExists)
+		case err != nil && !errors.Is(err, fs.ErrNotExist) && !isNotDir(err):
+			return nil, fmt.Errorf("%s: %q: %w", dir, f.Path, fsError(err))
+		}
+	}
+	if progress != nil {
+		progress.Start(len(files), total)
+		defer progress.Done()
+	}
+	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := r.pullFile(ctx, root, f); err != nil {
+			return nil, fmt.Errorf("%s: %w", f.Path, err)
+		}
+		if progress != nil {
+			progress.Add(f.Size)
+		}
+	}
+	return &PullResult{Ref: ref, Digest: p.Digest.String(), Dir: dir, Files: len(files), Size: total}, nil
+}
+
+func isNotDir(err error) bool { return errors.Is(err, syscall.ENOTDIR) }
+
+func (r *Registry) pullFile(ctx context.Context, root *os.Root, f opm.File) error {
+	if d := path.Dir(f.Path); d != "." {
+		if err := root.MkdirAll(d, 0o755); err != nil {
+			return fsError(err)
+		}
+	}
+	tmp := path.Join(path.Dir(f.Path), ".opm-pull-"+randomSuffix())
+	if f.Symlink != "" {
+		if err := root.Symlink(f.Symlink, tmp); err != nil {
+			return fsError(err)
+		}
+		return r.rename(root, tmp, f.Path)
+	}
+	if err := r.ensureLocal(ctx, f.Digest); err != nil {
+		return err
+	}
+	out, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fsError(err)
+	}
+	err = r.Local.CopyOut(ctx, f.Digest, out)
+	if err == nil {
+		err = out.Chmod(f.Mode)
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		root.Remove(tmp)
+		return err
+	}
+	return r.rename(root, tmp, f.Path)
+}
+
+func (r *Registry) rename(root *os.Root, tmp, final string) error {
+	if err := root.Rename(tmp, final); err != nil {
+		root.Remove(tmp)
+		return fsError(err)
+	}
+	return nil
+}
+
+func randomSuffix() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
