@@ -84,7 +84,7 @@ type Store interface {
 
 // validate refuses anything but a well-formed sha256 digest.
 func validate(d digest.Digest) error {
-	if d.Algorithm() != digest.SHA256 || d.Validate() != nil {
+	if d.Validate() != nil || d.Algorithm() != digest.SHA256 {
 		return fmt.Errorf("digest %q: want sha256:<64 lowercase hex>: %w", string(d), opm.ErrInvalid)
 	}
 	return nil

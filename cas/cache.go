@@ -1,0 +1,179 @@
+package cas
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/openpm/opm"
+)
+
+// Cache serves a remote Store (the registry's bucket) through a Local store.
+// A blob missing locally is downloaded once, however many callers ask for it
+// at the same time, verified, stored, and then served from the local file.
+// Bytes that fail verification are never stored: the callers waiting for
+// that download get an opm.ErrIntegrity error and a later call tries again.
+type Cache struct {
+	local  *Local
+	remote Store
+
+	mu       sync.Mutex
+	inflight map[digest.Digest]*download
+}
+
+// download is one fetch in progress; done is closed when err is set.
+type download struct {
+	done chan struct{}
+	err  error
+}
+
+var _ Store = (*Cache)(nil)
+
+// NewCache returns a Cache of remote in local. Close closes both.
+func NewCache(local *Local, remote Store) *Cache {
+	return &Cache{local: local, remote: remote, inflight: make(map[digest.Digest]*download)}
+}
+
+// Local returns the local store the cache fills.
+func (c *Cache) Local() *Local { return c.local }
+
+// Open ensures the blob is local, then opens the local file.
+func (c *Cache) Open(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
+	if err := c.Fetch(ctx, d); err != nil {
+		return nil, err
+	}
+	return c.local.Open(ctx, d)
+}
+
+// Fetch ensures the blob is in the local store, downloading it if needed.
+func (c *Cache) Fetch(ctx context.Context, d digest.Digest) error {
+	if err := validate(d); err != nil {
+		return err
+	}
+	for {
+		if c.local.Has(d) {
+			return nil
+		}
+		c.mu.Lock()
+		dl, busy := c.inflight[d]
+		if !busy {
+			dl = &download{done: make(chan struct{})}
+			c.inflight[d] = dl
+		}
+		c.mu.Unlock()
+
+		if busy {
+			select {
+			case <-dl.done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if dl.err != nil && !errors.Is(dl.err, context.Canceled) && !errors.Is(dl.err, context.DeadlineExceeded) {
+				return dl.err
+			}
+			continue // check again; a download given up by its caller is retried
+		}
+
+		dl.err = c.download(ctx, d)
+		c.mu.Lock()
+		delete(c.inflight, d)
+		c.mu.Unlock()
+		close(dl.done)
+		return dl.err
+	}
+}
+
+// download copies the blob from remote into the local store. The local store
+// verifies the digest before the blob becomes visible.
+func (c *Cache) download(ctx context.Context, d digest.Digest) error {
+	if c.local.idx != nil {
+		if err := c.local.idx.MarkFetching(d); err != nil {
+			slog.Warn("blob index: mark fetching failed", "digest", d, "err", err)
+		}
+	}
+	err := c.fetchRemote(ctx, d)
+	if err != nil {
+		c.local.forget(d)
+		if errors.Is(err, opm.ErrIntegrity) {
+			slog.Warn("blob cache: remote blob failed verification", "digest", d, "err", err)
+		}
+	}
+	return err
+}
+
+func (c *Cache) fetchRemote(ctx context.Context, d digest.Digest) error {
+	rc, err := c.remote.Open(ctx, d)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	s, err := c.local.stage(ctx, rc, d, -1)
+	if err != nil {
+		return err
+	}
+	return c.local.commit(s)
+}
+
+// Stat asks the local store, then the remote.
+func (c *Cache) Stat(ctx context.Context, d digest.Digest) (int64, error) {
+	if n, err := c.local.Stat(ctx, d); !errors.Is(err, opm.ErrNotFound) {
+		return n, err
+	}
+	return c.remote.Stat(ctx, d)
+}
+
+// Put stores the blob in the remote, then in the local store. The bytes are
+// read once into a verified local temporary file, uploaded from it, and the
+// file becomes visible locally only after the remote has the blob, so a blob
+// found locally is always in the registry's bucket too.
+func (c *Cache) Put(ctx context.Context, d digest.Digest, size int64, r io.Reader) error {
+	if err := validatePut(d, size); err != nil {
+		return err
+	}
+	if n, err := c.local.Stat(ctx, d); err == nil {
+		if err := checkSize(d, size, n); err != nil {
+			return err
+		}
+		f, err := c.local.Open(ctx, d)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return c.remote.Put(ctx, d, size, f)
+	}
+	s, err := c.local.stage(ctx, r, d, size)
+	if err != nil {
+		return err
+	}
+	if err := c.remote.Put(ctx, d, size, io.NewSectionReader(s.f, 0, s.n)); err != nil {
+		s.discard()
+		return err
+	}
+	return c.local.commit(s)
+}
+
+// Delete removes the blob from the remote and the local store. It fails with
+// opm.ErrNotFound only if neither had it.
+func (c *Cache) Delete(ctx context.Context, d digest.Digest) error {
+	rerr := c.remote.Delete(ctx, d)
+	lerr := c.local.Delete(ctx, d)
+	switch {
+	case rerr != nil && !errors.Is(rerr, opm.ErrNotFound):
+		return rerr
+	case lerr != nil && !errors.Is(lerr, opm.ErrNotFound):
+		return lerr
+	case rerr != nil && lerr != nil:
+		return fmt.Errorf("blob %s: %w", d, opm.ErrNotFound)
+	}
+	return nil
+}
+
+// Close closes the remote and the local store.
+func (c *Cache) Close() error {
+	return errors.Join(c.remote.Close(), c.local.Close())
+}

@@ -1,0 +1,231 @@
+// Package castest is the conformance suite every cas.Store must pass, and
+// fixtures for other packages' tests: an in-process S3-protocol server and
+// deterministic blob contents.
+package castest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/cas"
+)
+
+// Suite is the conformance suite of a cas.Store.
+type Suite struct {
+	// New returns a new, empty store. The suite closes it.
+	New func(t *testing.T) cas.Store
+	// Corrupt, if set, changes the stored bytes of d behind the back of the
+	// store most recently returned by New. Without it the corruption test is
+	// skipped.
+	Corrupt func(t *testing.T, d digest.Digest)
+}
+
+// RunSuite runs the suite without the corruption test.
+func RunSuite(t *testing.T, newStore func(t *testing.T) cas.Store) {
+	Suite{New: newStore}.Run(t)
+}
+
+// Blob returns n deterministic pseudo-random bytes (seeded by seed) and their
+// digest.
+func Blob(seed uint64, n int) ([]byte, digest.Digest) {
+	b := make([]byte, n)
+	rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), byte(seed >> 16), byte(seed >> 24)}).Read(b)
+	return b, digest.FromBytes(b)
+}
+
+// Run runs every test of the suite as a subtest of t.
+func (s Suite) Run(t *testing.T) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, st cas.Store)
+	}{
+		{"RoundTrip", testRoundTrip},
+		{"NotFound", testNotFound},
+		{"WrongDigest", testWrongDigest},
+		{"WrongSize", testWrongSize},
+		{"PutTwice", testPutTwice},
+		{"ConcurrentPut", testConcurrentPut},
+		{"Delete", testDelete},
+		{"InvalidDigest", testInvalidDigest},
+		{"Corrupted", func(t *testing.T, st cas.Store) { s.testCorrupted(t, st) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := s.New(t)
+			t.Cleanup(func() {
+				if err := st.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+			tc.fn(t, st)
+		})
+	}
+}
+
+// MustPut stores b under d or fails the test.
+func MustPut(t testing.TB, st cas.Pusher, d digest.Digest, b []byte) {
+	t.Helper()
+	if err := st.Put(context.Background(), d, int64(len(b)), bytes.NewReader(b)); err != nil {
+		t.Fatalf("Put %s: %v", d, err)
+	}
+}
+
+// ReadAll opens d and reads it to the end.
+func ReadAll(st cas.Fetcher, d digest.Digest) ([]byte, error) {
+	rc, err := st.Open(context.Background(), d)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// MustRead reads d and checks it equals want.
+func MustRead(t testing.TB, st cas.Fetcher, d digest.Digest, want []byte) {
+	t.Helper()
+	got, err := ReadAll(st, d)
+	if err != nil {
+		t.Fatalf("read %s: %v", d, err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read %s: got %d bytes, want %d (content differs)", d, len(got), len(want))
+	}
+}
+
+func wantErr(t *testing.T, op string, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("%s: got error %v, want one wrapping %q", op, err, target)
+	}
+}
+
+// wantAbsent checks that d is not visible.
+func wantAbsent(t *testing.T, st cas.Store, d digest.Digest) {
+	t.Helper()
+	_, err := st.Stat(context.Background(), d)
+	wantErr(t, "Stat", err, opm.ErrNotFound)
+	_, err = st.Open(context.Background(), d)
+	wantErr(t, "Open", err, opm.ErrNotFound)
+}
+
+func testRoundTrip(t *testing.T, st cas.Store) {
+	ctx := context.Background()
+	for i, n := range []int{0, 1, 3<<20 + 7} {
+		b, d := Blob(uint64(i), n)
+		MustPut(t, st, d, b)
+		size, err := st.Stat(ctx, d)
+		if err != nil {
+			t.Fatalf("Stat %d-byte blob: %v", n, err)
+		}
+		if size != int64(n) {
+			t.Fatalf("Stat: got size %d, want %d", size, n)
+		}
+		MustRead(t, st, d, b)
+	}
+}
+
+func testNotFound(t *testing.T, st cas.Store) {
+	_, d := Blob(1, 100)
+	wantAbsent(t, st, d)
+	wantErr(t, "Delete", st.Delete(context.Background(), d), opm.ErrNotFound)
+}
+
+func testWrongDigest(t *testing.T, st cas.Store) {
+	b, _ := Blob(1, 1000)
+	_, d := Blob(2, 1000)
+	err := st.Put(context.Background(), d, int64(len(b)), bytes.NewReader(b))
+	wantErr(t, "Put with the wrong digest", err, opm.ErrIntegrity)
+	wantAbsent(t, st, d)
+}
+
+func testWrongSize(t *testing.T, st cas.Store) {
+	b, d := Blob(1, 1000)
+	for _, size := range []int64{int64(len(b)) + 1, int64(len(b)) - 1} {
+		err := st.Put(context.Background(), d, size, bytes.NewReader(b))
+		wantErr(t, "Put with the wrong size", err, opm.ErrIntegrity)
+		wantAbsent(t, st, d)
+	}
+}
+
+func testPutTwice(t *testing.T, st cas.Store) {
+	b, d := Blob(1, 5000)
+	MustPut(t, st, d, b)
+	MustPut(t, st, d, b)
+	MustRead(t, st, d, b)
+}
+
+func testConcurrentPut(t *testing.T, st cas.Store) {
+	b, d := Blob(1, 1<<20+3)
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Go(func() {
+			errs[i] = st.Put(context.Background(), d, int64(len(b)), bytes.NewReader(b))
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Put %d: %v", i, err)
+		}
+	}
+	MustRead(t, st, d, b)
+}
+
+func testDelete(t *testing.T, st cas.Store) {
+	ctx := context.Background()
+	b, d := Blob(1, 100)
+	other, od := Blob(2, 100)
+	MustPut(t, st, d, b)
+	MustPut(t, st, od, other)
+	if err := st.Delete(ctx, d); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	wantAbsent(t, st, d)
+	wantErr(t, "second Delete", st.Delete(ctx, d), opm.ErrNotFound)
+	MustRead(t, st, od, other)
+}
+
+func testInvalidDigest(t *testing.T, st cas.Store) {
+	ctx := context.Background()
+	_, good := Blob(1, 10)
+	hex := good.Encoded()
+	for _, d := range []digest.Digest{
+		"",
+		"sha256:",
+		"sha256:" + digest.Digest(hex[:63]),
+		"sha256:" + digest.Digest(strings.ToUpper(hex)),
+		"sha256:" + digest.Digest(hex) + "00",
+		"sha512:" + digest.Digest(hex+hex),
+		"md5:d41d8cd98f00b204e9800998ecf8427e",
+		digest.Digest(hex),
+		"sha256:../../../../etc/passwd",
+	} {
+		_, err := st.Open(ctx, d)
+		wantErr(t, "Open "+string(d), err, opm.ErrInvalid)
+		_, err = st.Stat(ctx, d)
+		wantErr(t, "Stat "+string(d), err, opm.ErrInvalid)
+		wantErr(t, "Put "+string(d), st.Put(ctx, d, 0, strings.NewReader("")), opm.ErrInvalid)
+		wantErr(t, "Delete "+string(d), st.Delete(ctx, d), opm.ErrInvalid)
+	}
+}
+
+func (s Suite) testCorrupted(t *testing.T, st cas.Store) {
+	if s.Corrupt == nil {
+		t.Skip("store cannot be corrupted by the test")
+	}
+	b, d := Blob(1, 100_000)
+	MustPut(t, st, d, b)
+	s.Corrupt(t, d)
+	_, err := ReadAll(st, d)
+	wantErr(t, "read of a corrupted blob", err, opm.ErrIntegrity)
+}
