@@ -1,7 +1,9 @@
 package cas_test
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -164,3 +166,5 @@ func TestBucketS3(t *testing.T) {
 		},
 	}.Run(t)
 }
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
