@@ -1,0 +1,45 @@
+# opm — make targets. `make demo` and `make test` do all set-up on a fresh machine.
+GO      ?= go
+BIN     := bin/opm
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+FUZZTIME ?= 10s
+
+.PHONY: all deps build test fuzz bench demo lint clean
+
+all: build
+
+deps:
+	@./scripts/deps.sh
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/opm
+
+# Unit, end-to-end (real binary, real git, real S3-protocol server on
+# loopback, real FUSE mounts), crash and concurrency tests, then a short run
+# of every fuzz target.
+test: deps lint
+	$(GO) test -count=1 -timeout 12m ./...
+	$(GO) test -count=1 -race -timeout 8m ./cas/... ./gitmeta/...
+	$(MAKE) fuzz
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParseReference$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzManifestRoundTrip$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZTIME) .
+
+# Benchmarks: each reports a ratio against a baseline run alongside it.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/ | tee bench/last.txt
+
+# Builds opm, pushes sample packages into a temporary home, lists them,
+# pulls one and shows the git history.
+demo: deps build
+	./scripts/demo.sh $(BIN)
+
+lint:
+	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt needed"; exit 1)
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin
