@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/go-git/go-git/v5/config"
@@ -56,6 +57,9 @@ type Registry struct {
 	// local store in front of the bucket.
 	Blobs cas.Store
 	cache *cas.Cache
+
+	indexMu sync.Mutex
+	index   *cas.Index // opened on first use, closed by Close
 
 	// IndexWait is how long to wait for the Badger index when another
 	// process holds it.
@@ -110,12 +114,18 @@ func (r *Registry) Close() error {
 		errs = append(errs, r.Bucket.Close())
 	}
 	errs = append(errs, r.Local.Close())
+	r.indexMu.Lock()
+	if r.index != nil {
+		errs = append(errs, r.index.Close())
+		r.index = nil
+	}
+	r.indexMu.Unlock()
 	return errors.Join(errs...)
 }
 
-// ensureLocal makes a blob local (fetching it from the bucket when there is
+// EnsureLocal makes a blob local (fetching it from the bucket when there is
 // one) so that it can be copied from its file.
-func (r *Registry) ensureLocal(ctx context.Context, d digest.Digest) error {
+func (r *Registry) EnsureLocal(ctx context.Context, d digest.Digest) error {
 	if r.Local.Has(d) {
 		return nil
 	}
@@ -125,15 +135,29 @@ func (r *Registry) ensureLocal(ctx context.Context, d digest.Digest) error {
 	return r.cache.Fetch(ctx, d)
 }
 
+// Index opens the Badger index on first use (waiting up to IndexWait for
+// another process to let it go) and keeps it until Close.
+func (r *Registry) Index() (*cas.Index, error) {
+	r.indexMu.Lock()
+	defer r.indexMu.Unlock()
+	if r.index == nil {
+		idx, err := cas.OpenIndex(r.IndexDir(), r.IndexWait)
+		if err != nil {
+			return nil, err
+		}
+		r.index = idx
+	}
+	return r.index, nil
+}
+
 // recordBlobs notes stored blobs in the Badger index. The index is a cache
 // of facts about the files, so a failure here loses nothing: it is logged by
 // the caller and the index can be rebuilt.
 func (r *Registry) recordBlobs(blobs []opm.Descriptor) error {
-	idx, err := cas.OpenIndex(r.IndexDir(), r.IndexWait)
+	idx, err := r.Index()
 	if err != nil {
 		return err
 	}
-	defer idx.Close()
 	for _, b := range blobs {
 		if err := idx.Record(b.Digest, b.Size); err != nil {
 			return err

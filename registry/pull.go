@@ -89,7 +89,7 @@ func (r *Registry) pullFile(ctx context.Context, root *os.Root, f opm.File) erro
 		}
 		return r.rename(root, tmp, f.Path)
 	}
-	if err := r.ensureLocal(ctx, f.Digest); err != nil {
+	if err := r.EnsureLocal(ctx, f.Digest); err != nil {
 		return err
 	}
 	out, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)

@@ -1,0 +1,222 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/cas"
+	"github.com/openpm/opm/cas/castest"
+)
+
+func openHome(t *testing.T, dir string) *Registry {
+	t.Helper()
+	r, err := Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func writeTree(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func mustRef(t *testing.T, s string) opm.Reference {
+	t.Helper()
+	ref, err := opm.ParseReference(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// copyMeta gives a second home the first one's metadata, as a mirror would.
+func copyMeta(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.MkdirAll(to, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", filepath.Join(from, "meta.git"), to).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+}
+
+// TestBucket: a home with opm.blobs uploads every blob before the tag is
+// committed; a second home with only the metadata pulls the content from
+// the bucket and verifies it; a corrupted bucket blob is refused.
+func TestBucket(t *testing.T) {
+	for _, kind := range []string{"file", "s3"} {
+		t.Run(kind, func(t *testing.T) {
+			ctx := context.Background()
+			url := "file://" + t.TempDir()
+			if kind == "s3" {
+				url = castest.StartS3(t)
+			}
+			homeA := filepath.Join(t.TempDir(), "a")
+			a := openHome(t, homeA)
+			if err := a.SetConfig("opm.blobs", url); err != nil {
+				t.Fatal(err)
+			}
+			a.Close()
+			a = openHome(t, homeA)
+			if a.Bucket == nil {
+				t.Fatal("opm.blobs not picked up")
+			}
+			src := writeTree(t, map[string]string{"a.txt": "alpha", "d/b.txt": "beta", "d/c.txt": "gamma"})
+			res, err := a.Push(ctx, mustRef(t, "ns/p/r:v1"), []string{src}, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pkg, err := a.Resolve(mustRef(t, "ns/p/r:v1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, b := range pkg.Manifest.Blobs() {
+				if n, err := a.Bucket.Stat(ctx, b.Digest); err != nil || n != b.Size {
+					t.Fatalf("blob %s not in the bucket after push: %d %v", b.Digest, n, err)
+				}
+			}
+
+			homeB := filepath.Join(t.TempDir(), "b")
+			copyMeta(t, homeA, homeB)
+			b := openHome(t, homeB)
+			if b.Local.Has(pkg.Manifest.Files()[0].Digest) {
+				t.Fatal("second home already has content")
+			}
+			out := t.TempDir()
+			if _, err := b.Pull(ctx, mustRef(t, "ns/p/r@"+res.Digest.String()), out, false, nil); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := os.ReadFile(filepath.Join(out, "d", "c.txt")); string(got) != "gamma" {
+				t.Fatalf("pulled %q", got)
+			}
+
+			// Corrupt one blob in the bucket (same size, other bytes); a third
+			// home must refuse it and keep nothing of it.
+			f := pkg.Manifest.Files()[0] // a.txt
+			if err := a.Bucket.Delete(ctx, f.Digest); err != nil {
+				t.Fatal(err)
+			}
+			raw, err := cas.OpenBucket(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			putRaw(t, url, f.Digest.Encoded(), []byte("ALPHA"))
+			homeC := filepath.Join(t.TempDir(), "c")
+			copyMeta(t, homeA, homeC)
+			c := openHome(t, homeC)
+			out = t.TempDir()
+			_, err = c.Pull(ctx, mustRef(t, "ns/p/r:v1"), out, false, nil)
+			if !errors.Is(err, opm.ErrIntegrity) {
+				t.Fatalf("pull of a corrupted blob: %v, want an integrity error", err)
+			}
+			if _, err := os.Stat(filepath.Join(out, "a.txt")); !os.IsNotExist(err) {
+				t.Fatalf("a.txt was written from corrupted content: %v", err)
+			}
+			if c.Local.Has(f.Digest) {
+				t.Fatal("corrupted content was stored locally")
+			}
+		})
+	}
+}
+
+// putRaw writes bytes under a blob key behind the store's back.
+func putRaw(t *testing.T, url, hex string, body []byte) {
+	t.Helper()
+	b, err := openRawBucket(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.WriteAll(context.Background(), "blobs/sha256/"+hex, body, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPushFailsWithoutBucket: when the bucket cannot take the blobs, the
+// tag is not committed.
+func TestPushFailsWithoutBucket(t *testing.T) {
+	url := castest.StartS3(t)
+	home := filepath.Join(t.TempDir(), "h")
+	r := openHome(t, home)
+	// A bucket that does not exist on the server.
+	if err := r.SetConfig("opm.blobs", strings.Replace(url, "s3://opm?", "s3://nobucket?", 1)); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	r = openHome(t, home)
+	src := writeTree(t, map[string]string{"a": "a"})
+	if _, err := r.Push(context.Background(), mustRef(t, "ns/p/r:v1"), []string{src}, nil, nil); err == nil {
+		t.Fatal("push succeeded with a closed bucket")
+	}
+	if _, err := r.Resolve(mustRef(t, "ns/p/r:v1")); !errors.Is(err, opm.ErrNotFound) {
+		t.Fatalf("tag visible after a failed upload: %v", err)
+	}
+}
+
+// TestConcurrentPushes: 8 goroutines × 25 pushes to one repository; every
+// tag lands, the history is linear, and a push of the same tag from two
+// writers that both saw the old value conflicts rather than losing one.
+func TestConcurrentPushes(t *testing.T) {
+	r := openHome(t, filepath.Join(t.TempDir(), "h"))
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 25 {
+				src := writeTree(t, map[string]string{"f": fmt.Sprint(g, i)})
+				if _, err := r.Push(ctx, mustRef(t, fmt.Sprintf("ns/p/r:g%d-%d", g, i)), []string{src}, nil, nil); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	l, err := r.List(ctx, "ns/p/r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Tags) != 200 {
+		t.Fatalf("%d tags, want 200", len(l.Tags))
+	}
+	log, err := r.Log(ctx, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(log) != 200 {
+		t.Fatalf("%d commits, want 200", len(log))
+	}
+	for _, ti := range l.Tags {
+		if ti.Date.IsZero() || ti.Commit == "" {
+			t.Fatalf("tag %s has no date", ti.Tag)
+		}
+	}
+}
