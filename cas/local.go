@@ -263,7 +263,7 @@ func (l *Local) stage(ctx context.Context, r io.Reader, want digest.Digest, size
 	if size >= 0 {
 		r = io.LimitReader(r, size+1) // one more byte shows a long reader
 	}
-	s.d, s.n, err = pipe(ctx, f, r)
+	s.d, s.n, err = pipe(ctx, &writebackWriter{f: f}, r)
 	if err == nil && want != "" && (s.d != want || size >= 0 && s.n != size) {
 		err = integrityError(want, size, s.d, s.n)
 	}
@@ -275,6 +275,27 @@ func (l *Local) stage(ctx context.Context, r io.Reader, want digest.Digest, size
 		return nil, fmt.Errorf("blob store: write: %w", err)
 	}
 	return s, nil
+}
+
+// writebackWriter writes to f and starts the disk write of every
+// writebackSize bytes as soon as they are written, so that writing to disk
+// overlaps with hashing instead of all waiting for the final fsync.
+type writebackWriter struct {
+	f      *os.File
+	off    int64 // bytes written
+	synced int64 // bytes handed to startWriteback
+}
+
+const writebackSize = 8 << 20
+
+func (w *writebackWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.off += int64(n)
+	if w.off-w.synced >= writebackSize {
+		startWriteback(w.f, w.synced, w.off-w.synced)
+		w.synced = w.off
+	}
+	return n, err
 }
 
 // commit makes a staged file visible under its digest. If the blob is

