@@ -1,0 +1,290 @@
+// Package fs serves one registry home as a read-only FUSE filesystem:
+//
+//	<mnt>/
+//	├── .opm/status                         JSON: head, blobs cached, fetches, errors, passthrough
+//	├── .history/<commit or ≥7-hex prefix>/ the whole registry at that commit (lookup only)
+//	└── <ns>/<project>/<repo>/
+//	    ├── <tag>/<paths of the package>    files, directories and symlinks of one package
+//	    └── @sha256:<hex>/…                 a package by manifest digest (lookup only)
+//
+// Nodes are made lazily on Lookup and Readdir and forgotten when the kernel
+// forgets them; nothing is held per file of the registry. Inode numbers are a
+// hash of a node's identity, so they are stable across lookups, remounts and
+// head moves:
+//
+//   - namespace, project and repository directories: the view (the live head,
+//     or a commit under .history) and the path. They keep their number when
+//     the head moves; their content is read from the current snapshot.
+//   - a package directory (a tag or @sha256:…) and everything below it: the
+//     repository, the tag (or digest) and the manifest digest, plus the path
+//     inside the package. A tag moved to a new digest is a new directory with
+//     new numbers, so an open file keeps reading what it opened, and the
+//     kernel may cache a package directory's entries and attributes for as
+//     long as it likes.
+//
+// The same blob under two tags is two inodes (their mtimes differ: each is
+// the time its tag was set), so without passthrough each has its own page
+// cache. With passthrough, reads go to the one blob file in the local store,
+// and every tag holding that blob shares its page cache.
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/gitmeta"
+	"github.com/openpm/opm/registry"
+)
+
+// Kernel cache lifetimes. Package directories never change (a moved tag is
+// a new directory); the lists of namespaces, projects, repositories and tags
+// do, and the head watcher tells the kernel when, so the short timeout only
+// bounds staleness should a notification be lost.
+const (
+	immutableTimeout = 24 * time.Hour
+	mutableTimeout   = time.Second
+)
+
+// DigestXattr is the extended attribute that holds a file's blob digest.
+const DigestXattr = "user.opm.digest"
+
+// Options configure a mount.
+type Options struct {
+	// AllowOther lets every user of the machine read the mount (the kernel
+	// checks the permission bits).
+	AllowOther bool
+	// Passthrough lets the kernel read blob files directly when it supports
+	// FUSE passthrough; otherwise reads are served by this process.
+	Passthrough bool
+	// Poll is how often refs/heads/main is checked for a new head; 0 means
+	// 250 ms.
+	Poll time.Duration
+	// Logger receives fetch failures, head moves and the passthrough probe;
+	// nil means slog.Default().
+	Logger *slog.Logger
+	// Debug logs every FUSE request.
+	Debug bool
+}
+
+// FS is a mounted registry home.
+type FS struct {
+	reg  *registry.Registry
+	opts Options
+	log  *slog.Logger
+	mnt  string
+
+	cur  atomic.Pointer[view] // the live head
+	root *rootDir
+
+	server      *fuse.Server
+	passthrough bool // decided once, before the first open
+
+	histMu sync.Mutex
+	hist   map[plumbing.Hash]*view // .history views, a few at a time
+
+	fetches   atomic.Int64 // blobs fetched from the bucket on open
+	ioErrors  atomic.Int64 // opens that failed with EIO
+	headMoves atomic.Int64
+	commands  atomic.Int64 // CLI commands served for the daemon (see CountCommand)
+	started   time.Time
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	watching sync.WaitGroup
+}
+
+// view is one commit of the metadata as the mount shows it, with the tag
+// times of its repositories computed on first use.
+type view struct {
+	snap *gitmeta.Snapshot
+
+	mu    sync.Mutex
+	times map[string]*tagTimes // by repository path
+}
+
+type tagTimes struct {
+	once sync.Once
+	m    map[string]registry.TagTime
+}
+
+func newView(s *gitmeta.Snapshot) *view {
+	return &view{snap: s, times: make(map[string]*tagTimes)}
+}
+
+// tagTime is when the tag was last set, as of this view. It walks the
+// repository's history once per view; a failure is logged and gives the
+// zero time.
+func (v *view) tagTime(ctx context.Context, fsys *FS, repo opm.Repository, tag string) time.Time {
+	v.mu.Lock()
+	tt := v.times[repo.Path()]
+	if tt == nil {
+		tt = &tagTimes{}
+		v.times[repo.Path()] = tt
+	}
+	v.mu.Unlock()
+	tt.once.Do(func() {
+		m, err := fsys.reg.TagTimes(context.WithoutCancel(ctx), v.snap, repo)
+		if err != nil {
+			fsys.log.Error("tag times", "repo", repo.Path(), "err", err)
+		}
+		tt.m = m
+	})
+	return tt.m[tag].When
+}
+
+// Mount mounts the registry at dir and starts watching its head. The caller
+// keeps r open until Wait returns.
+func Mount(r *registry.Registry, dir string, opts Options) (*FS, error) {
+	if opts.Poll == 0 {
+		opts.Poll = 250 * time.Millisecond
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	fsys := &FS{reg: r, opts: opts, log: opts.Logger, mnt: dir, hist: make(map[plumbing.Hash]*view),
+		started: time.Now(), stop: make(chan struct{})}
+	snap, err := r.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	fsys.cur.Store(newView(snap))
+	fsys.root = &rootDir{treeDir: treeDir{fs: fsys, key: "live"}}
+
+	mutable := mutableTimeout
+	gopts := &gofs.Options{
+		MountOptions: fuse.MountOptions{
+			FsName:       "opm:" + r.Dir,
+			Name:         "opm",
+			AllowOther:   opts.AllowOther,
+			MaxWrite:     1 << 20,
+			MaxReadAhead: 1 << 20,
+			DirectMount:  true, // mount(2) as root, fusermount3 otherwise
+			Debug:        opts.Debug,
+		},
+		EntryTimeout:    &mutable,
+		AttrTimeout:     &mutable,
+		NegativeTimeout: &mutable,
+		RootStableAttr:  &gofs.StableAttr{Ino: 1},
+	}
+	if opts.Debug {
+		gopts.Logger = slog.NewLogLogger(fsys.log.Handler(), slog.LevelDebug)
+	}
+	server, err := gofs.Mount(dir, fsys.root, gopts)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	fsys.server = server
+	fsys.passthrough = opts.Passthrough && probePassthrough(server, r.MetaDir())
+	fsys.log.Info("mounted", "dir", dir, "home", r.Dir, "head", snap.Commit().String(),
+		"passthrough", fsys.passthrough, "passthrough_asked", opts.Passthrough)
+	fsys.watching.Add(1)
+	go fsys.watch()
+	return fsys, nil
+}
+
+// probePassthrough reports whether the kernel accepted FUSE passthrough and
+// lets this process register a backing file (it needs CAP_SYS_ADMIN).
+func probePassthrough(server *fuse.Server, dir string) bool {
+	if server.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH == 0 {
+		return false
+	}
+	f, err := os.Open(dir + "/HEAD")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	id, errno := server.RegisterBackingFd(&fuse.BackingMap{Fd: int32(f.Fd())})
+	if errno != 0 {
+		return false
+	}
+	server.UnregisterBackingFd(id)
+	return true
+}
+
+// Passthrough reports whether opened files are read by the kernel directly
+// from the blob files.
+func (fsys *FS) Passthrough() bool { return fsys.passthrough }
+
+// Dir is the mount point.
+func (fsys *FS) Dir() string { return fsys.mnt }
+
+// Wait blocks until the filesystem is unmounted (by Unmount, umount(8) or
+// opm umount), then stops the watcher.
+func (fsys *FS) Wait() {
+	fsys.server.Wait()
+	fsys.stopOnce.Do(func() { close(fsys.stop) })
+	fsys.watching.Wait()
+}
+
+// Unmount unmounts the filesystem; with lazy it detaches it even while files
+// are open (MNT_DETACH).
+func (fsys *FS) Unmount(lazy bool) error {
+	if lazy {
+		return Unmount(fsys.mnt, true)
+	}
+	return fsys.server.Unmount()
+}
+
+// CountCommand counts a CLI command carried out by the daemon serving this
+// mount; the count is in the status file.
+func (fsys *FS) CountCommand() { fsys.commands.Add(1) }
+
+// historyView returns the view of a commit for .history, keeping a few.
+func (fsys *FS) historyView(h plumbing.Hash) (*view, error) {
+	fsys.histMu.Lock()
+	defer fsys.histMu.Unlock()
+	if v := fsys.hist[h]; v != nil {
+		return v, nil
+	}
+	s, err := fsys.reg.Meta.Snapshot(h)
+	if err != nil {
+		return nil, err
+	}
+	if len(fsys.hist) >= 64 {
+		clear(fsys.hist)
+	}
+	v := newView(s)
+	fsys.hist[h] = v
+	return v, nil
+}
+
+// ino is the inode number of a node identity: a hash of its parts, below
+// go-fuse's automatic numbers (2^63) and above the root (1).
+func ino(parts ...string) uint64 {
+	h := fnv.New64a()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	n := h.Sum64() >> 1
+	if n < 2 {
+		n += 2
+	}
+	return n
+}
+
+// errno maps an error of the registry to the errno the kernel gets.
+func errno(err error) syscall.Errno {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, opm.ErrNotFound), errors.Is(err, opm.ErrInvalid):
+		return syscall.ENOENT
+	case errors.Is(err, context.Canceled):
+		return syscall.EINTR
+	}
+	return syscall.EIO
+}

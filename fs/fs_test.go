@@ -1,0 +1,142 @@
+package fs_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/posixtest"
+
+	"github.com/openpm/opm"
+	opmfs "github.com/openpm/opm/fs"
+	"github.com/openpm/opm/registry"
+)
+
+// needFUSE skips a test where /dev/fuse is missing, unless
+// OPM_TEST_REQUIRE_FUSE=1 makes that a failure.
+func needFUSE(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		if os.Getenv("OPM_TEST_REQUIRE_FUSE") == "1" {
+			t.Fatalf("OPM_TEST_REQUIRE_FUSE=1 but %v", err)
+		}
+		t.Skipf("no FUSE: %v", err)
+	}
+}
+
+func writeFiles(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func push(t *testing.T, r *registry.Registry, ref string, dir string) *registry.PushResult {
+	t.Helper()
+	res, err := r.Push(context.Background(), mustRef(t, ref), []string{dir}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func mustRef(t *testing.T, s string) opm.Reference {
+	ref, err := opm.ParseReference(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// mount opens a fresh home, lets fill push into it, and mounts it.
+func mount(t *testing.T, passthrough bool, fill func(r *registry.Registry)) (*registry.Registry, *opmfs.FS, string) {
+	t.Helper()
+	needFUSE(t)
+	r, err := registry.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	if fill != nil {
+		fill(r)
+	}
+	mnt := t.TempDir()
+	m, err := opmfs.Mount(r, mnt, opmfs.Options{Passthrough: passthrough, Poll: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Unmount(false); err != nil {
+			t.Errorf("unmount: %v", err)
+			m.Unmount(true)
+		}
+		m.Wait()
+	})
+	return r, m, mnt
+}
+
+func TestReadTree(t *testing.T) {
+	for _, pt := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "passthrough"}[pt], func(t *testing.T) {
+			src := writeFiles(t, map[string]string{"a.txt": "alpha\n", "sub/b.txt": strings.Repeat("b", 3<<20), "sub/deep/c": "", "z": "zz"})
+			_, m, mnt := mount(t, pt, func(r *registry.Registry) { push(t, r, "acme/web/site:v1", src) })
+			if pt && !m.Passthrough() {
+				t.Log("kernel refused passthrough; testing the plain path twice")
+			}
+			for _, name := range []string{"a.txt", "sub/b.txt", "sub/deep/c", "z"} {
+				want, _ := os.ReadFile(filepath.Join(src, name))
+				got, err := os.ReadFile(filepath.Join(mnt, "acme/web/site/v1", name))
+				if err != nil || !bytes.Equal(got, want) {
+					t.Errorf("%s: %d bytes, err %v; want %d bytes", name, len(got), err, len(want))
+				}
+			}
+			ents, err := os.ReadDir(filepath.Join(mnt, "acme/web/site/v1"))
+			if err != nil || len(ents) != 3 || ents[0].Name() != "a.txt" || ents[1].Name() != "sub" || !ents[1].IsDir() {
+				t.Errorf("readdir: %v %v", ents, err)
+			}
+			posixtest.ReadDirConsistency(t, mnt)
+			posixtest.ReadDirConsistency(t, filepath.Join(mnt, "acme/web/site/v1/sub"))
+		})
+	}
+}
+
+func TestReadOnly(t *testing.T) {
+	src := writeFiles(t, map[string]string{"a.txt": "alpha\n", "d/x": "x"})
+	_, _, mnt := mount(t, false, func(r *registry.Registry) { push(t, r, "acme/web/site:v1", src) })
+	pkg := filepath.Join(mnt, "acme/web/site/v1")
+	file := filepath.Join(pkg, "a.txt")
+	checks := map[string]error{
+		"open write": func() error { _, err := os.OpenFile(file, os.O_WRONLY, 0); return err }(),
+		"create":     func() error { _, err := os.Create(filepath.Join(pkg, "new")); return err }(),
+		"mkdir":      os.Mkdir(filepath.Join(pkg, "nd"), 0o755),
+		"mkdir top":  os.Mkdir(filepath.Join(mnt, "newns"), 0o755),
+		"unlink":     os.Remove(file),
+		"rmdir":      syscall.Rmdir(filepath.Join(pkg, "d")),
+		"rm tag":     syscall.Rmdir(pkg),
+		"rename":     os.Rename(file, filepath.Join(pkg, "b.txt")),
+		"chmod":      os.Chmod(file, 0o777),
+		"truncate":   os.Truncate(file, 0),
+		"symlink":    os.Symlink("a.txt", filepath.Join(pkg, "l")),
+		"link":       os.Link(file, filepath.Join(pkg, "h")),
+		"setxattr":   syscall.Setxattr(file, "user.x", []byte("y"), 0),
+	}
+	for what, err := range checks {
+		if !errors.Is(err, syscall.EROFS) {
+			t.Errorf("%s: got %v, want EROFS", what, err)
+		}
+	}
+}

@@ -1,0 +1,314 @@
+package fs
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/gitmeta"
+)
+
+// pkg is one package as the mount shows it. Its manifest is read and
+// arranged into directories on first use, and only for packages someone
+// looks into.
+type pkg struct {
+	fs    *FS
+	id    string    // identity, for inode numbers (see the package comment)
+	name  string    // ns/project/repo:tag or ns/project/repo@sha256:…, for logs
+	mtime time.Time // when the tag was set
+
+	// Where the manifest comes from: already parsed (by digest), or read
+	// from a tag file of a snapshot.
+	manifest *opm.Manifest
+	snap     *gitmeta.Snapshot
+	tagPath  string
+
+	once sync.Once
+	dirs map[string][]dirent // directory path ("" is the top) -> children by name
+	err  error
+}
+
+// dirent is one name in a package directory; file is nil for a directory.
+type dirent struct {
+	name string
+	file *opm.File
+}
+
+// entries returns the children of a directory of the package, sorted by
+// name, building the directory index on first use.
+func (p *pkg) entries(dir string) ([]dirent, error) {
+	p.once.Do(p.build)
+	return p.dirs[dir], p.err
+}
+
+func (p *pkg) build() {
+	m := p.manifest
+	if m == nil {
+		body, err := p.snap.ReadFile(p.tagPath)
+		if err != nil {
+			p.err = err
+			return
+		}
+		if m, err = opm.ParseManifest(body); err != nil {
+			p.err = fmt.Errorf("%s: %w", p.name, err)
+			p.fs.log.Error("bad manifest", "package", p.name, "err", err)
+			return
+		}
+	}
+	files := m.Files()
+	p.dirs = map[string][]dirent{"": nil}
+	added := map[string]bool{"": true} // directories already named in their parent
+	for i := range files {
+		f := &files[i]
+		dir, name := splitPath(f.Path)
+		p.dirs[dir] = append(p.dirs[dir], dirent{name: name, file: f})
+		for d := dir; !added[d]; {
+			added[d] = true
+			parent, base := splitPath(d)
+			p.dirs[parent] = append(p.dirs[parent], dirent{name: base})
+			d = parent
+		}
+	}
+	for _, ents := range p.dirs {
+		slices.SortFunc(ents, func(a, b dirent) int { return strings.Compare(a.name, b.name) })
+	}
+}
+
+// splitPath splits a package path into its directory ("" at the top) and
+// base name.
+func splitPath(p string) (dir, name string) {
+	i := strings.LastIndexByte(p, '/')
+	if i < 0 {
+		return "", p
+	}
+	return p[:i], p[i+1:]
+}
+
+// pkgDir is the top of a package or a directory inside it.
+type pkgDir struct {
+	gofs.Inode
+	readOnly
+	p   *pkg
+	dir string // path inside the package; "" is the top
+}
+
+var (
+	_ = (gofs.NodeLookuper)((*pkgDir)(nil))
+	_ = (gofs.NodeReaddirer)((*pkgDir)(nil))
+	_ = (gofs.NodeGetattrer)((*pkgDir)(nil))
+)
+
+func (d *pkgDir) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	dirAttr(&out.Attr, d.p.mtime)
+	out.SetTimeout(immutableTimeout)
+	return 0
+}
+
+func (d *pkgDir) childPath(name string) string {
+	if d.dir == "" {
+		return name
+	}
+	return d.dir + "/" + name
+}
+
+func (d *pkgDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ents, err := d.p.entries(d.dir)
+	if err != nil {
+		return nil, errno(err)
+	}
+	i, ok := slices.BinarySearchFunc(ents, name, func(e dirent, name string) int { return strings.Compare(e.name, name) })
+	if !ok {
+		return nil, syscall.ENOENT
+	}
+	e := ents[i]
+	cp := d.childPath(name)
+	out.SetEntryTimeout(immutableTimeout)
+	out.SetAttrTimeout(immutableTimeout)
+	if e.file == nil {
+		dirAttr(&out.Attr, d.p.mtime)
+		return d.NewInode(ctx, &pkgDir{p: d.p, dir: cp}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino("pkg", d.p.id, cp)}), 0
+	}
+	f := &pkgFile{p: d.p, f: e.file}
+	f.attr(&out.Attr)
+	return d.NewInode(ctx, f, gofs.StableAttr{Mode: f.kind(), Ino: ino("pkg", d.p.id, cp)}), 0
+}
+
+func (d *pkgDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	ents, err := d.p.entries(d.dir)
+	if err != nil {
+		return nil, errno(err)
+	}
+	out := make([]fuse.DirEntry, len(ents))
+	for i, e := range ents {
+		mode := uint32(syscall.S_IFDIR)
+		if e.file != nil {
+			mode = (&pkgFile{f: e.file}).kind()
+		}
+		out[i] = fuse.DirEntry{Name: e.name, Mode: mode, Ino: ino("pkg", d.p.id, d.childPath(e.name))}
+	}
+	return gofs.NewListDirStream(out), 0
+}
+
+// pkgFile is a regular file or a symbolic link of a package.
+type pkgFile struct {
+	gofs.Inode
+	readOnly
+	p *pkg
+	f *opm.File
+}
+
+var (
+	_ = (gofs.NodeGetattrer)((*pkgFile)(nil))
+	_ = (gofs.NodeOpener)((*pkgFile)(nil))
+	_ = (gofs.NodeReadlinker)((*pkgFile)(nil))
+	_ = (gofs.NodeGetxattrer)((*pkgFile)(nil))
+	_ = (gofs.NodeListxattrer)((*pkgFile)(nil))
+)
+
+func (n *pkgFile) kind() uint32 {
+	if n.f.Symlink != "" {
+		return syscall.S_IFLNK
+	}
+	return syscall.S_IFREG
+}
+
+func (n *pkgFile) attr(a *fuse.Attr) {
+	a.Mode = n.kind() | uint32(n.f.Mode.Perm())
+	a.Size = uint64(n.f.Size)
+	if n.f.Symlink != "" {
+		a.Mode = syscall.S_IFLNK | 0o777
+		a.Size = uint64(len(n.f.Symlink))
+	}
+	a.Blocks = (a.Size + 511) / 512
+	a.Blksize = 1 << 20
+	a.Nlink = 1
+	a.SetTimes(&n.p.mtime, &n.p.mtime, &n.p.mtime)
+}
+
+func (n *pkgFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.attr(&out.Attr)
+	out.SetTimeout(immutableTimeout)
+	return 0
+}
+
+func (n *pkgFile) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	if n.f.Symlink == "" {
+		return nil, syscall.EINVAL
+	}
+	return []byte(n.f.Symlink), 0
+}
+
+// Getxattr offers the blob digest of a regular file as user.opm.digest.
+func (n *pkgFile) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if attr != DigestXattr || n.f.Symlink != "" {
+		return 0, syscall.ENODATA
+	}
+	v := n.f.Digest.String()
+	if len(dest) < len(v) {
+		return uint32(len(v)), syscall.ERANGE
+	}
+	return uint32(copy(dest, v)), 0
+}
+
+func (n *pkgFile) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	if n.f.Symlink != "" {
+		return 0, 0
+	}
+	v := DigestXattr + "\x00"
+	if len(dest) < len(v) {
+		return uint32(len(v)), syscall.ERANGE
+	}
+	return uint32(copy(dest, v)), 0
+}
+
+// Open opens the file's blob in the local store, fetching it from the
+// registry's bucket first if it is not local. A blob that cannot be fetched
+// or fails verification gives EIO for this file alone.
+func (n *pkgFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&(syscall.O_TRUNC|syscall.O_APPEND|syscall.O_CREAT) != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	if n.f.Size == 0 {
+		return emptyFile{}, fuse.FOPEN_KEEP_CACHE, 0
+	}
+	fsys := n.p.fs
+	where := n.p.name + "/" + n.f.Path
+	d := n.f.Digest
+	if !fsys.reg.Local.Has(d) {
+		fsys.fetches.Add(1)
+		start := time.Now()
+		if err := fsys.reg.EnsureLocal(ctx, d); err != nil {
+			fsys.ioErrors.Add(1)
+			fsys.log.Error("fetch blob", "file", where, "digest", d, "err", err)
+			return nil, 0, syscall.EIO
+		}
+		fsys.log.Info("fetched blob", "file", where, "digest", d, "size", n.f.Size, "took", time.Since(start))
+	}
+	f, err := os.Open(fsys.reg.Local.Path(d))
+	if err == nil {
+		var fi os.FileInfo
+		if fi, err = f.Stat(); err == nil && fi.Size() != n.f.Size {
+			err = fmt.Errorf("local blob is %d bytes, want %d: %w", fi.Size(), n.f.Size, opm.ErrIntegrity)
+		}
+		if err != nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		fsys.ioErrors.Add(1)
+		fsys.log.Error("open blob", "file", where, "digest", d, "err", err)
+		return nil, 0, syscall.EIO
+	}
+	if fsys.passthrough {
+		return &passthroughFile{blobFile{f}}, fuse.FOPEN_KEEP_CACHE, 0
+	}
+	return &blobFile{f}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// blobFile reads an open blob file of the local store. It keeps reading
+// the blob it opened whatever happens to the tag afterwards.
+type blobFile struct {
+	f *os.File
+}
+
+var (
+	_ = (gofs.FileReader)((*blobFile)(nil))
+	_ = (gofs.FileReleaser)((*blobFile)(nil))
+)
+
+func (b *blobFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	return fuse.ReadResultFd(b.f.Fd(), off, len(dest)), 0
+}
+
+func (b *blobFile) Release(ctx context.Context) syscall.Errno {
+	b.f.Close()
+	return 0
+}
+
+// passthroughFile is a blobFile the kernel reads directly (FUSE
+// passthrough): reads never reach this process.
+type passthroughFile struct {
+	blobFile
+}
+
+var _ = (gofs.FilePassthroughFder)((*passthroughFile)(nil))
+
+func (p *passthroughFile) PassthroughFd() (int, bool) { return int(p.f.Fd()), true }
+
+// emptyFile is an open empty file: there is no blob to read.
+type emptyFile struct{}
+
+var _ = (gofs.FileReader)(emptyFile{})
+
+func (emptyFile) Read(context.Context, []byte, int64) (fuse.ReadResult, syscall.Errno) {
+	return fuse.ReadResultData(nil), 0
+}

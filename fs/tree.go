@@ -1,0 +1,323 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/registry"
+)
+
+// readOnly refuses every change with EROFS. Every node embeds it: go-fuse
+// would let unlink and rmdir succeed silently on a node without them, and
+// answer the others with ENOTSUP.
+type readOnly struct{}
+
+func (readOnly) Setattr(context.Context, gofs.FileHandle, *fuse.SetAttrIn, *fuse.AttrOut) syscall.Errno {
+	return syscall.EROFS
+}
+func (readOnly) Mkdir(context.Context, string, uint32, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (readOnly) Mknod(context.Context, string, uint32, uint32, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (readOnly) Create(context.Context, string, uint32, uint32, *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, syscall.EROFS
+}
+func (readOnly) Unlink(context.Context, string) syscall.Errno { return syscall.EROFS }
+func (readOnly) Rmdir(context.Context, string) syscall.Errno  { return syscall.EROFS }
+func (readOnly) Rename(context.Context, string, gofs.InodeEmbedder, string, uint32) syscall.Errno {
+	return syscall.EROFS
+}
+func (readOnly) Link(context.Context, gofs.InodeEmbedder, string, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (readOnly) Symlink(context.Context, string, string, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (readOnly) Setxattr(context.Context, string, []byte, uint32) syscall.Errno {
+	return syscall.EROFS
+}
+func (readOnly) Removexattr(context.Context, string) syscall.Errno { return syscall.EROFS }
+
+var (
+	_ = (gofs.NodeSetattrer)(readOnly{})
+	_ = (gofs.NodeMkdirer)(readOnly{})
+	_ = (gofs.NodeMknoder)(readOnly{})
+	_ = (gofs.NodeCreater)(readOnly{})
+	_ = (gofs.NodeUnlinker)(readOnly{})
+	_ = (gofs.NodeRmdirer)(readOnly{})
+	_ = (gofs.NodeRenamer)(readOnly{})
+	_ = (gofs.NodeLinker)(readOnly{})
+	_ = (gofs.NodeSymlinker)(readOnly{})
+	_ = (gofs.NodeSetxattrer)(readOnly{})
+	_ = (gofs.NodeRemovexattrer)(readOnly{})
+)
+
+// dirAttr fills the attributes of a directory.
+func dirAttr(a *fuse.Attr, mtime time.Time) {
+	a.Mode = syscall.S_IFDIR | 0o555
+	a.Nlink = 1 // "unknown": find must not skip subdirectories by link count
+	a.SetTimes(&mtime, &mtime, &mtime)
+}
+
+// treeDir is the root, a namespace, a project or a repository directory of
+// one view: the live head, or a commit under .history.
+type treeDir struct {
+	gofs.Inode
+	readOnly
+	fs    *FS
+	fixed *view    // nil: the live head
+	key   string   // "live", or "history:<name>" for a .history view
+	parts []string // path below the view's root: ns, project, repo
+}
+
+var (
+	_ = (gofs.NodeLookuper)((*treeDir)(nil))
+	_ = (gofs.NodeReaddirer)((*treeDir)(nil))
+	_ = (gofs.NodeGetattrer)((*treeDir)(nil))
+)
+
+func (d *treeDir) view() *view {
+	if d.fixed != nil {
+		return d.fixed
+	}
+	return d.fs.cur.Load()
+}
+
+// timeout is how long the kernel may trust names and attributes here: a
+// commit under .history never changes; the live head does (and the watcher
+// says when).
+func (d *treeDir) timeout() time.Duration {
+	if d.fixed != nil {
+		return immutableTimeout
+	}
+	return mutableTimeout
+}
+
+func (d *treeDir) repo() opm.Repository {
+	return opm.Repository{Namespace: d.parts[0], Project: d.parts[1], Name: d.parts[2]}
+}
+
+func (d *treeDir) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	dirAttr(&out.Attr, d.view().snap.When())
+	out.SetTimeout(d.timeout())
+	return 0
+}
+
+func (d *treeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	v := d.view()
+	if len(d.parts) == 3 {
+		return d.lookupPackage(ctx, v, name, out)
+	}
+	if !opm.ValidComponent(name) {
+		return nil, syscall.ENOENT
+	}
+	parts := append(slices.Clone(d.parts), name)
+	p := strings.Join(parts, "/")
+	e, err := v.snap.Stat(p)
+	if err != nil {
+		return nil, errno(err)
+	}
+	if !e.Dir {
+		return nil, syscall.ENOENT
+	}
+	dirAttr(&out.Attr, v.snap.When())
+	out.SetEntryTimeout(d.timeout())
+	out.SetAttrTimeout(d.timeout())
+	child := &treeDir{fs: d.fs, fixed: d.fixed, key: d.key, parts: parts}
+	return d.NewInode(ctx, child, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino("tree", d.key, p)}), 0
+}
+
+// lookupPackage finds a tag, or a package by digest (@sha256:<hex>), in a
+// repository directory. Only the tag's tree entry is read here; the
+// manifest is read when the package directory is first listed or entered.
+func (d *treeDir) lookupPackage(ctx context.Context, v *view, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	repo := d.repo()
+	var p *pkg
+	if s, ok := strings.CutPrefix(name, "@"); ok {
+		dg, err := opm.ParseDigest(s)
+		if err != nil {
+			return nil, syscall.ENOENT
+		}
+		found, err := registry.ResolveIn(v.snap, opm.Reference{Repository: repo, Digest: dg})
+		if err != nil {
+			return nil, errno(err)
+		}
+		p = &pkg{fs: d.fs, id: d.key + "\x00" + repo.Path() + "\x00" + name, name: repo.Path() + name,
+			mtime: createdTime(found.Manifest), manifest: found.Manifest}
+	} else {
+		if !opm.ValidTag(name) {
+			return nil, syscall.ENOENT
+		}
+		e, err := v.snap.Stat(opm.TagPath(repo, name))
+		if err != nil {
+			return nil, errno(err)
+		}
+		if e.Dir {
+			return nil, syscall.ENOENT
+		}
+		p = &pkg{fs: d.fs, id: tagID(d.key, repo, name, e.Hash.String()), name: repo.Path() + ":" + name,
+			mtime: v.tagTime(ctx, d.fs, repo, name), snap: v.snap, tagPath: opm.TagPath(repo, name)}
+	}
+	dirAttr(&out.Attr, p.mtime)
+	// The name may move to another package (the watcher invalidates it);
+	// the directory it names now never changes.
+	out.SetEntryTimeout(d.timeout())
+	out.SetAttrTimeout(immutableTimeout)
+	child := &pkgDir{p: p}
+	return d.NewInode(ctx, child, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino("pkg", p.id, "")}), 0
+}
+
+// tagID is the identity of a tag's package directory: the view, the
+// repository, the tag and the git blob of its manifest.
+func tagID(key string, repo opm.Repository, tag, blob string) string {
+	return key + "\x00" + repo.Path() + "\x00" + tag + "\x00" + blob
+}
+
+// createdTime is a manifest's creation annotation, or the zero time.
+func createdTime(m *opm.Manifest) time.Time {
+	t, _ := time.Parse(time.RFC3339, m.Annotations[opm.AnnotationCreated])
+	return t
+}
+
+func (d *treeDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	ents, err := d.entries(d.view())
+	if err != nil {
+		return nil, errno(err)
+	}
+	return gofs.NewListDirStream(ents), 0
+}
+
+// entries lists the directory in a view: child names above a repository,
+// tags in one.
+func (d *treeDir) entries(v *view) ([]fuse.DirEntry, error) {
+	p := strings.Join(d.parts, "/")
+	var out []fuse.DirEntry
+	if len(d.parts) == 3 {
+		repo := d.repo()
+		list, err := v.snap.ReadDir(opm.TagsDir(repo))
+		if errors.Is(err, opm.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range list {
+			tag, ok := strings.CutSuffix(e.Name, ".json")
+			if e.Dir || !ok || !opm.ValidTag(tag) {
+				continue
+			}
+			out = append(out, fuse.DirEntry{Name: tag, Mode: syscall.S_IFDIR, Ino: ino("pkg", tagID(d.key, repo, tag, e.Hash.String()), "")})
+		}
+		return out, nil
+	}
+	list, err := v.snap.ReadDir(p)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range list {
+		if e.Dir && opm.ValidComponent(e.Name) {
+			cp := e.Name
+			if p != "" {
+				cp = p + "/" + e.Name
+			}
+			out = append(out, fuse.DirEntry{Name: e.Name, Mode: syscall.S_IFDIR, Ino: ino("tree", d.key, cp)})
+		}
+	}
+	return out, nil
+}
+
+// rootDir is the mount's root: the live head's namespaces, plus .opm and
+// .history.
+type rootDir struct {
+	treeDir
+}
+
+var (
+	_ = (gofs.NodeLookuper)((*rootDir)(nil))
+	_ = (gofs.NodeReaddirer)((*rootDir)(nil))
+)
+
+const (
+	opmDirName     = ".opm"
+	historyDirName = ".history"
+)
+
+func (r *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	var child gofs.InodeEmbedder
+	switch name {
+	case opmDirName:
+		child = &opmDir{fs: r.fs}
+	case historyDirName:
+		child = &historyDir{fs: r.fs}
+	default:
+		return r.treeDir.Lookup(ctx, name, out)
+	}
+	dirAttr(&out.Attr, r.fs.started)
+	out.SetEntryTimeout(immutableTimeout)
+	out.SetAttrTimeout(immutableTimeout)
+	return r.NewInode(ctx, child, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino("special", name)}), 0
+}
+
+func (r *rootDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	ents, err := r.entries(r.view())
+	if err != nil {
+		return nil, errno(err)
+	}
+	special := []fuse.DirEntry{
+		{Name: historyDirName, Mode: syscall.S_IFDIR, Ino: ino("special", historyDirName)},
+		{Name: opmDirName, Mode: syscall.S_IFDIR, Ino: ino("special", opmDirName)},
+	}
+	return gofs.NewListDirStream(append(special, ents...)), 0
+}
+
+// historyDir is .history: each commit (full hash or a unique prefix of at
+// least 7 hex digits) is the root of the registry as it was then. It lists
+// nothing.
+type historyDir struct {
+	gofs.Inode
+	readOnly
+	fs *FS
+}
+
+var (
+	_ = (gofs.NodeLookuper)((*historyDir)(nil))
+	_ = (gofs.NodeReaddirer)((*historyDir)(nil))
+	_ = (gofs.NodeGetattrer)((*historyDir)(nil))
+)
+
+func (h *historyDir) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	dirAttr(&out.Attr, h.fs.started)
+	out.SetTimeout(immutableTimeout)
+	return 0
+}
+
+func (h *historyDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	return gofs.NewListDirStream(nil), 0
+}
+
+func (h *historyDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	c, err := h.fs.reg.Meta.ResolveCommit(name)
+	if err != nil {
+		return nil, errno(err)
+	}
+	v, err := h.fs.historyView(c)
+	if err != nil {
+		return nil, errno(err)
+	}
+	dirAttr(&out.Attr, v.snap.When())
+	out.SetEntryTimeout(mutableTimeout) // a prefix may become ambiguous
+	out.SetAttrTimeout(immutableTimeout)
+	key := "history:" + name
+	child := &treeDir{fs: h.fs, fixed: v, key: key}
+	return h.NewInode(ctx, child, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino("tree", key, "")}), 0
+}

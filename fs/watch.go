@@ -1,0 +1,159 @@
+package fs
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+
+	"github.com/openpm/opm/gitmeta"
+)
+
+// watch polls refs/heads/main (one small file read) until the mount stops,
+// and swaps in each new head.
+func (fsys *FS) watch() {
+	defer fsys.watching.Done()
+	t := time.NewTicker(fsys.opts.Poll)
+	defer t.Stop()
+	var lastErr string
+	for {
+		select {
+		case <-fsys.stop:
+			return
+		case <-t.C:
+		}
+		// Log a failure once, not four times a second.
+		msg := ""
+		if err := fsys.refresh(); err != nil {
+			msg = err.Error()
+			if msg != lastErr {
+				fsys.log.Error("read head", "err", err)
+			}
+		}
+		lastErr = msg
+	}
+}
+
+// staleEntry is a name the kernel may have cached that the new head changed.
+type staleEntry struct {
+	parent *gofs.Inode
+	name   string
+}
+
+// refresh swaps in the head's snapshot if the head moved, then tells the
+// kernel to forget the names that changed: a tag whose manifest changed or
+// that was added or removed, and a namespace, project or repository that
+// appeared or disappeared. Nothing else is invalidated. The notifications
+// are sent with no lock held, outside any FUSE callback.
+func (fsys *FS) refresh() error {
+	old := fsys.cur.Load()
+	h, err := fsys.reg.Meta.Head()
+	if err != nil || h == old.snap.Commit() {
+		return err
+	}
+	s, err := fsys.reg.Meta.Snapshot(h)
+	if err != nil {
+		return err
+	}
+	diff, err := fsys.reg.Meta.Diff(old.snap.Commit(), h)
+	if err != nil {
+		return err
+	}
+	fsys.cur.Store(newView(s))
+	fsys.headMoves.Add(1)
+	stale := fsys.staleEntries(old.snap, s, diff)
+	fsys.log.Info("head moved", "from", short(old.snap.Commit()), "to", short(h), "files", len(diff), "invalidated", len(stale))
+	for _, e := range stale {
+		if errno := e.parent.NotifyEntry(e.name); errno != 0 && errno != syscall.ENOENT {
+			fsys.log.Warn("invalidate entry", "name", e.name, "errno", errno)
+		}
+	}
+	return nil
+}
+
+func short(h plumbing.Hash) string { return h.String()[:12] }
+
+// staleEntries lists the names to invalidate for the files that differ
+// between two snapshots, among the directories the kernel knows (those
+// go-fuse has an inode for).
+func (fsys *FS) staleEntries(old, cur *gitmeta.Snapshot, diff []gitmeta.DiffEntry) []staleEntry {
+	isDir := func(s *gitmeta.Snapshot, p string) bool {
+		e, err := s.Stat(p)
+		return err == nil && e.Dir
+	}
+	seen := map[staleEntry]bool{}
+	var out []staleEntry
+	add := func(parent *gofs.Inode, name string) {
+		e := staleEntry{parent, name}
+		if parent != nil && !seen[e] {
+			seen[e] = true
+			out = append(out, e)
+		}
+	}
+	for _, d := range diff {
+		parts := strings.Split(d.Path, "/")
+		node := &fsys.root.Inode
+		// ns, project, repo: a name changes only if the directory appeared
+		// or went away.
+		i := 0
+		for ; i < 3 && i < len(parts)-1 && node != nil; i++ {
+			p := strings.Join(parts[:i+1], "/")
+			if isDir(old, p) != isDir(cur, p) {
+				add(node, parts[i])
+				break
+			}
+			node = node.GetChild(parts[i])
+		}
+		if i == 3 && node != nil && len(parts) == 5 && parts[3] == "tags" {
+			if tag, ok := strings.CutSuffix(parts[4], ".json"); ok {
+				add(node, tag)
+			}
+		}
+	}
+	return out
+}
+
+// Unmount unmounts dir: umount(2) when allowed (root), else fusermount3 -u.
+// With lazy the mount is detached even while in use (MNT_DETACH).
+func Unmount(dir string, lazy bool) error {
+	flags := 0
+	if lazy {
+		flags = syscall.MNT_DETACH
+	}
+	err := syscall.Unmount(dir, flags)
+	if !errors.Is(err, syscall.EPERM) {
+		if err != nil {
+			return &os.PathError{Op: "unmount", Path: dir, Err: err}
+		}
+		return nil
+	}
+	args := []string{"-u"}
+	if lazy {
+		args = append(args, "-z")
+	}
+	for _, prog := range []string{"fusermount3", "fusermount"} {
+		if path, lerr := exec.LookPath(prog); lerr == nil {
+			out, err := exec.Command(path, append(args, dir)...).CombinedOutput()
+			if err != nil {
+				return &os.PathError{Op: "unmount", Path: dir, Err: errors.New(strings.TrimSpace(string(out)))}
+			}
+			return nil
+		}
+	}
+	return &os.PathError{Op: "unmount", Path: dir, Err: err}
+}
+
+// CleanStale detaches dir if it is a mount whose server has died (stat fails
+// with "transport endpoint is not connected"), and reports whether it was.
+func CleanStale(dir string) (bool, error) {
+	_, err := os.Stat(dir)
+	if !errors.Is(err, syscall.ENOTCONN) {
+		return false, nil
+	}
+	return true, Unmount(dir, true)
+}
