@@ -32,19 +32,28 @@ func TestCrashPush(t *testing.T) {
 	home := filepath.Join(t.TempDir(), "home")
 	src := t.TempDir()
 	for i := range 4 {
-		if err := writeRandom(filepath.Join(src, fmt.Sprintf("big%d.bin", i)), 24<<20, uint64(i)); err != nil {
+		if err := writeRandom(filepath.Join(src, fmt.Sprintf("big%d.bin", i)), 8<<20, uint64(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := os.MkdirAll(filepath.Join(src, "small"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 200 {
+	for i := range 100 {
 		if err := os.WriteFile(filepath.Join(src, "small", fmt.Sprintf("%03d.txt", i)), []byte(strings.Repeat("x", i)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	// One full push tells how long a push takes; the kills land anywhere
+	// in that span (and a little after, so some trials complete).
+	start := time.Now()
+	if out, err := runOpm(t, home, "push", "crash/test/repo:full", src); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	span := time.Since(start) * 6 / 5
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d, push takes %v", seed, span)
+	rng := rand.New(rand.NewPCG(seed, 1))
 	killed := 0
 	for trial := range trials {
 		// Change one file so each trial stores new content.
@@ -54,7 +63,7 @@ func TestCrashPush(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		delay := time.Duration(rng.IntN(400)) * time.Millisecond
+		delay := time.Duration(rng.Int64N(int64(span)))
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
 		select {
