@@ -63,12 +63,21 @@ import (
 // Branch is the reference that holds the registry's metadata.
 const Branch = plumbing.ReferenceName("refs/heads/main")
 
+// Cache sizes. Decoded trees are cached by gitmeta itself (a 10k-entry tags
+// tree takes ~5ms to inflate and decode); go-git's cache of raw objects then
+// mostly serves blobs.
+const (
+	treeCacheEntries = 1 << 20 // ~100 MB at most
+	objectCacheSize  = 16 * cache.MiByte
+)
+
 // Repo is an open metadata repository. It is safe for concurrent use.
 type Repo struct {
 	path string
 
-	mu sync.Mutex // guards st: go-git storage is not safe for concurrent use
-	st *filesystem.Storage
+	mu    sync.Mutex // guards st and trees: go-git storage is not safe for concurrent use
+	st    *filesystem.Storage
+	trees *treeCache
 
 	writer chan struct{} // a token held by the one Update running in this process
 }
@@ -100,8 +109,8 @@ func Open(path string) (*Repo, error) {
 			return nil, fmt.Errorf("open %s: %w", path, err)
 		}
 	}
-	st := filesystem.NewStorage(osfs.New(path), cache.NewObjectLRUDefault())
-	return &Repo{path: path, st: st, writer: make(chan struct{}, 1)}, nil
+	st := filesystem.NewStorage(osfs.New(path), cache.NewObjectLRU(objectCacheSize))
+	return &Repo{path: path, st: st, trees: newTreeCache(treeCacheEntries), writer: make(chan struct{}, 1)}, nil
 }
 
 // Path returns the repository's directory.
@@ -197,10 +206,14 @@ func (r *Repo) commit(h plumbing.Hash) (*object.Commit, error) {
 }
 
 // tree reads the entries of a tree object; the zero hash is the empty tree.
-// The caller holds r.mu.
+// The entries are shared with the cache: do not modify them. The caller holds
+// r.mu.
 func (r *Repo) tree(h plumbing.Hash) ([]object.TreeEntry, error) {
 	if h.IsZero() {
 		return nil, nil
+	}
+	if entries, ok := r.trees.get(h); ok {
+		return entries, nil
 	}
 	o, err := r.object(plumbing.TreeObject, h)
 	if err != nil {
@@ -210,6 +223,7 @@ func (r *Repo) tree(h plumbing.Hash) ([]object.TreeEntry, error) {
 	if err := t.Decode(o); err != nil {
 		return nil, fmt.Errorf("tree %s: %w", h, err)
 	}
+	r.trees.put(h, t.Entries)
 	return t.Entries, nil
 }
 
