@@ -77,9 +77,8 @@ func (b *Bucket) Put(ctx context.Context, d digest.Digest, size int64, r io.Read
 	if err := validatePut(d, size); err != nil {
 		return err
 	}
-	if n, err := b.Stat(ctx, d); err == nil {
-		return checkSize(d, size, n)
-	} else if !errors.Is(err, opm.ErrNotFound) {
+	err := b.present(ctx, d, size)
+	if !errors.Is(err, opm.ErrNotFound) {
 		return err
 	}
 	wctx, cancel := context.WithCancel(ctx)
@@ -101,23 +100,28 @@ func (b *Bucket) Put(ctx context.Context, d digest.Digest, size int64, r io.Read
 	if err != nil {
 		cancel()
 		w.Close()
-		if errors.Is(err, opm.ErrIntegrity) {
-			return err
-		}
-		return fmt.Errorf("blob %s: upload: %w", d, err)
+	} else {
+		err = w.Close()
 	}
-	if err := w.Close(); err != nil {
-		if gcerrors.Code(err) == gcerrors.FailedPrecondition {
-			// Written meanwhile by someone else: fine if it is the same size.
-			n, serr := b.Stat(ctx, d)
-			if serr != nil {
-				return serr
-			}
-			return checkSize(d, size, n)
-		}
-		return bucketError(d, err)
+	switch {
+	case err == nil || errors.Is(err, opm.ErrIntegrity):
+		return err
+	case gcerrors.Code(err) == gcerrors.FailedPrecondition:
+		// Written meanwhile by someone else: fine if it is the same size.
+		return b.present(ctx, d, size)
 	}
-	return nil
+	return fmt.Errorf("blob %s: upload: %w", d, err)
+}
+
+// present returns nil if the bucket has d with the given size, an
+// opm.ErrNotFound error if it does not have d, and an opm.ErrIntegrity error
+// if its copy has another size.
+func (b *Bucket) present(ctx context.Context, d digest.Digest, size int64) error {
+	n, err := b.Stat(ctx, d)
+	if err != nil {
+		return err
+	}
+	return checkSize(d, size, n)
 }
 
 // Delete removes the blob, or fails with opm.ErrNotFound.

@@ -114,7 +114,7 @@ func TestCacheOverFileBucket(t *testing.T) {
 	var cur *cas.Cache
 	castest.Suite{
 		New: func(t *testing.T) cas.Store {
-			cur = cas.NewCache(openLocal(t, nil), openBucket(t, "file://"+t.TempDir()))
+			cur = cas.NewCache(openLocal(t, openIndex(t)), openBucket(t, "file://"+t.TempDir()))
 			return cur
 		},
 		Corrupt: func(t *testing.T, d digest.Digest) { corruptFile(t, cur.Local().Path(d)) },

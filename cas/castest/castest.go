@@ -154,12 +154,17 @@ func testWrongSize(t *testing.T, st cas.Store) {
 		wantErr(t, "Put with the wrong size", err, opm.ErrIntegrity)
 		wantAbsent(t, st, d)
 	}
+	err := st.Put(context.Background(), d, -1, bytes.NewReader(b))
+	wantErr(t, "Put with a negative size", err, opm.ErrInvalid)
 }
 
 func testPutTwice(t *testing.T, st cas.Store) {
 	b, d := Blob(1, 5000)
 	MustPut(t, st, d, b)
 	MustPut(t, st, d, b)
+	MustRead(t, st, d, b)
+	err := st.Put(context.Background(), d, int64(len(b))+1, bytes.NewReader(b))
+	wantErr(t, "Put of a present blob with another size", err, opm.ErrIntegrity)
 	MustRead(t, st, d, b)
 }
 
