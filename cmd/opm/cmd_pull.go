@@ -35,7 +35,7 @@ Example:
 				return err
 			}
 			return withHome(c, func(r *registry.Registry) error {
-				res, err := r.Pull(c.Context, ref, c.String("output"), c.Bool("force"), newProgress(c, "pull"))
+				res, err := r.Pull(c.Context, ref, absPath(c, c.String("output")), c.Bool("force"), newProgress(c, "pull"))
 				if err != nil {
 					return err
 				}

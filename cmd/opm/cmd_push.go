@@ -51,7 +51,7 @@ func runPush(c *cli.Context) error {
 		return err
 	}
 	return withHome(c, func(r *registry.Registry) error {
-		res, err := r.Push(c.Context, ref, c.Args().Tail(), ann, newProgress(c, "push"))
+		res, err := r.Push(c.Context, ref, absPaths(c, c.Args().Tail()), ann, newProgress(c, "push"))
 		if err != nil {
 			return err
 		}
@@ -59,7 +59,7 @@ func runPush(c *cli.Context) error {
 			return printJSON(c, res)
 		}
 		if !res.Committed {
-			fmt.Fprintf(os.Stderr, "%s already at %s: nothing to commit\n", ref, res.Digest)
+			fmt.Fprintf(c.App.ErrWriter, "%s already at %s: nothing to commit\n", ref, res.Digest)
 		}
 		fmt.Fprintln(c.App.Writer, res.Digest)
 		return nil

@@ -31,9 +31,12 @@ func usagef(format string, args ...any) error {
 
 // exitCode is the one place errors become exit codes.
 func exitCode(err error) int {
+	var de *daemonError
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &de): // the daemon that ran the command mapped it
+		return de.code
 	case errors.Is(err, errUsage), errors.Is(err, opm.ErrInvalid):
 		return exitUsage
 	case errors.Is(err, opm.ErrNotFound):

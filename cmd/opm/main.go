@@ -67,6 +67,8 @@ Exit codes: 0 ok, 1 error, 2 usage or invalid input, 3 not found,
 			logCommand(),
 			configCommand(),
 			versionCommand(),
+			mountCommand(),
+			umountCommand(),
 		},
 	}
 }
@@ -84,7 +86,11 @@ func openHome(c *cli.Context) (*registry.Registry, error) {
 }
 
 // withHome runs fn with the home open and closes it after.
+// While a daemon owns the home, fn runs there instead (see viaDaemon).
 func withHome(c *cli.Context, fn func(*registry.Registry) error) error {
+	if handled, err := viaDaemon(c, fn); handled {
+		return err
+	}
 	r, err := openHome(c)
 	if err != nil {
 		return err

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/openpm/opm/daemon"
+	opmfs "github.com/openpm/opm/fs"
+	"github.com/openpm/opm/registry"
+)
+
+// readyFDEnv names the file descriptor on which a daemon started by
+// `opm mount --daemon` reports that its mount is ready (or why it failed).
+const readyFDEnv = "OPM_DAEMON_READY_FD"
+
+// logName is the daemon's log in the home, when started with --daemon.
+const logName = "opm.log"
+
+func mountCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "mount",
+		Usage:     "mount the registry read-only and serve the home as its daemon",
+		ArgsUsage: "MOUNTPOINT",
+		Description: `Shows <ns>/<project>/<repo>/<tag>/<files> under MOUNTPOINT; also
+<repo>/@sha256:<hex>/ (a package by digest), .history/<commit>/ (the registry at
+a commit) and .opm/status (JSON). The mount follows the registry's head: a
+push, rm or sync shows within a second. Every write fails with EROFS. The
+file attribute user.opm.digest holds a file's blob digest.
+
+The mounting process is the home's daemon: while it runs, every other opm
+command on the home is carried out by it. It runs until 'opm umount
+MOUNTPOINT', umount(8), SIGINT or SIGTERM. A mount left by a killed daemon
+is cleaned up first.
+
+Environment: OPM_FUSE_PASSTHROUGH=0 turns off FUSE passthrough (the kernel
+reading blob files directly), which is used where the kernel allows it.
+
+Example:
+   opm mount --daemon /mnt/opm && ls /mnt/opm`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "daemon", Aliases: []string{"d"}, Usage: "return once mounted; the daemon runs in the background and logs to <home>/" + logName},
+			&cli.BoolFlag{Name: "allow-other", Usage: "let every user read the mount (the kernel checks the permission bits)"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, 1); err != nil {
+				return err
+			}
+			o, err := newMountOptions(c)
+			if err != nil {
+				return err
+			}
+			if c.Bool("daemon") {
+				return startDaemon(o, c.App.ErrWriter)
+			}
+			ready := readyPipe()
+			err = runMount(c.Context, o, ready.done)
+			ready.done(err)
+			return err
+		},
+	}
+}
+
+func umountCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "umount",
+		Usage:     "unmount an opm mount (its daemon then exits)",
+		ArgsUsage: "MOUNTPOINT",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "lazy", Aliases: []string{"l"}, Usage: "detach now even if files are open (MNT_DETACH)"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, 1); err != nil {
+				return err
+			}
+			return opmfs.Unmount(absPath(c, c.Args().First()), c.Bool("lazy"))
+		},
+	}
+}
+
+// mountOptions are the settings of one mount.
+type mountOptions struct {
+	home        string
+	dir         string
+	allowOther  bool
+	passthrough bool
+}
+
+func newMountOptions(c *cli.Context) (mountOptions, error) {
+	home, err := homeDir(c)
+	if err != nil {
+		return mountOptions{}, err
+	}
+	return mountOptions{
+		home:        home,
+		dir:         absPath(c, c.Args().First()),
+		allowOther:  c.Bool("allow-other"),
+		passthrough: os.Getenv("OPM_FUSE_PASSTHROUGH") != "0",
+	}, nil
+}
+
+// runMount owns the home, mounts it and serves the control socket until the
+// mount goes away or ctx is cancelled (SIGINT, SIGTERM). It calls ready once
+// both are up.
+func runMount(ctx context.Context, o mountOptions, ready func(error)) error {
+	log := slog.Default()
+	if err := os.MkdirAll(o.home, 0o755); err != nil {
+		return err
+	}
+	lock, err := daemon.Acquire(o.home, daemon.Info{PID: os.Getpid(), Mountpoint: o.dir, Started: time.Now()})
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	r, err := registry.Open(ctx, o.home)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	// The daemon holds the index for its whole life; commands share it.
+	if _, err := r.Index(); err != nil {
+		return err
+	}
+	if stale, err := opmfs.CleanStale(o.dir); err != nil {
+		return fmt.Errorf("clean up the dead mount at %s: %w", o.dir, err)
+	} else if stale {
+		log.Info("detached a dead mount", "dir", o.dir)
+	}
+	m, err := opmfs.Mount(r, o.dir, opmfs.Options{AllowOther: o.allowOther, Passthrough: o.passthrough, Logger: log})
+	if err != nil {
+		return err
+	}
+	srv, err := daemon.Listen(r.Dir, runInDaemon(r, m.CountCommand), log)
+	if err != nil {
+		m.Unmount(true)
+		m.Wait()
+		return err
+	}
+	go srv.Serve()
+	ready(nil)
+
+	unmounted := make(chan struct{})
+	go func() {
+		m.Wait()
+		close(unmounted)
+	}()
+	select {
+	case <-unmounted:
+		log.Info("unmounted", "dir", o.dir)
+	case <-ctx.Done():
+		log.Info("stopping", "dir", o.dir)
+		if err := m.Unmount(false); err != nil {
+			log.Warn("mount busy, detaching it", "dir", o.dir, "err", err)
+			if err := m.Unmount(true); err != nil {
+				log.Error("detach", "dir", o.dir, "err", err)
+			}
+		}
+		<-unmounted
+	}
+	return srv.Close()
+}
+
+// readyReport tells the process that started this daemon (opm mount
+// --daemon) whether the mount came up. It does nothing in the foreground.
+type readyReport struct {
+	f *os.File
+}
+
+func readyPipe() *readyReport {
+	fd := os.Getenv(readyFDEnv)
+	if fd == "" {
+		return &readyReport{}
+	}
+	os.Unsetenv(readyFDEnv)
+	var n uintptr
+	fmt.Sscan(fd, &n)
+	return &readyReport{f: os.NewFile(n, "ready")}
+}
+
+// done reports the outcome once; later calls do nothing.
+func (r *readyReport) done(err error) {
+	if r.f == nil {
+		return
+	}
+	res := daemon.Result{}
+	if err != nil {
+		res = daemon.Result{Code: exitCode(err), Error: oneLine(err)}
+	}
+	b, _ := json.Marshal(res)
+	r.f.Write(b)
+	r.f.Close()
+	r.f = nil
+}
+
+// startDaemon runs `opm mount` again in the background, detached from the
+// terminal, with its output in <home>/opm.log, and returns once it reports
+// the mount ready.
+func startDaemon(o mountOptions, stderr io.Writer) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.home, 0o755); err != nil {
+		return err
+	}
+	logPath := filepath.Join(o.home, logName)
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer pr.Close()
+	args := []string{"--home", o.home, "mount", o.dir}
+	if o.allowOther {
+		args = append(args, "--allow-other")
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), readyFDEnv+"=3")
+	cmd.ExtraFiles = []*os.File{pw}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	pw.Close()
+	if err != nil {
+		return err
+	}
+	go cmd.Wait() // reap it if it fails early; otherwise it outlives us
+	b, err := io.ReadAll(pr)
+	if err != nil {
+		return err
+	}
+	if len(b) == 0 {
+		return fmt.Errorf("the opm daemon exited before the mount was ready; see %s", logPath)
+	}
+	var res daemon.Result
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("the opm daemon's report %q: %w", b, err)
+	}
+	if res.Code != 0 {
+		return &daemonError{code: res.Code, msg: res.Error}
+	}
+	fmt.Fprintf(stderr, "opm daemon pid %d: %s mounted at %s (log: %s)\n", cmd.Process.Pid, o.home, o.dir, logPath)
+	return nil
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/openpm/opm/daemon"
+	"github.com/openpm/opm/registry"
+)
+
+// While a daemon (opm mount) owns a home, a command on that home is carried
+// out by it: withHome calls viaDaemon, which either sends the command to the
+// daemon (in a CLI process) or hands the command the daemon's registry (in
+// the daemon). Commands must make path arguments absolute with absPath, so
+// that they resolve against the client's working directory.
+
+// daemonRunKey is the context key of a command running inside the daemon.
+type daemonRunKey struct{}
+
+// daemonRun is what a command run by the daemon gets instead of its own
+// process state.
+type daemonRun struct {
+	reg *registry.Registry // the daemon's open home
+	cwd string             // the client's working directory
+}
+
+func runningInDaemon(ctx context.Context) *daemonRun {
+	run, _ := ctx.Value(daemonRunKey{}).(*daemonRun)
+	return run
+}
+
+// viaDaemon carries out fn through the daemon if one owns the home. It
+// reports false when the caller must open the home itself.
+func viaDaemon(c *cli.Context, fn func(*registry.Registry) error) (bool, error) {
+	if run := runningInDaemon(c.Context); run != nil {
+		return true, fn(run.reg)
+	}
+	home, err := homeDir(c)
+	if err != nil {
+		return true, err
+	}
+	conn, err := daemon.Dial(home)
+	if err != nil || conn == nil {
+		return err != nil, err
+	}
+	defer conn.Close()
+	cwd, err := os.Getwd()
+	if err != nil {
+		return true, err
+	}
+	req := daemon.Request{Args: os.Args[1:], Cwd: cwd, Env: daemon.Environ()}
+	res, err := daemon.Run(c.Context, conn, req, c.App.Writer, c.App.ErrWriter)
+	switch {
+	case err != nil:
+		return true, err
+	case res.Code != 0:
+		return true, &daemonError{code: res.Code, msg: res.Error}
+	}
+	return true, nil
+}
+
+// daemonError is a command's failure as reported by the daemon that ran it.
+type daemonError struct {
+	code int
+	msg  string
+}
+
+func (e *daemonError) Error() string { return e.msg }
+
+// runInDaemon returns the daemon's runner: the same CLI app, in this
+// process, on the daemon's registry.
+func runInDaemon(r *registry.Registry, counted func()) daemon.Runner {
+	return func(ctx context.Context, req daemon.Request, stdout, stderr io.Writer) daemon.Result {
+		counted()
+		ctx = context.WithValue(ctx, daemonRunKey{}, &daemonRun{reg: r, cwd: req.Cwd})
+		app := newApp(stdout, stderr)
+		err := app.RunContext(ctx, permuteArgs(app, append([]string{"opm"}, req.Args...)))
+		if err == nil {
+			return daemon.Result{}
+		}
+		return daemon.Result{Code: exitCode(err), Error: oneLine(err)}
+	}
+}
+
+// absPath makes a path argument absolute against the directory the command
+// was started in: the client's, when the daemon carries it out.
+func absPath(c *cli.Context, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	if run := runningInDaemon(c.Context); run != nil {
+		return filepath.Join(run.cwd, p)
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
+}
+
+func absPaths(c *cli.Context, ps []string) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = absPath(c, p)
+	}
+	return out
+}
+
+// homeDir is the absolute home directory named by --home, $OPM_HOME or the
+// default.
+func homeDir(c *cli.Context) (string, error) {
+	dir := c.String("home")
+	if dir == "" {
+		var err error
+		if dir, err = registry.DefaultHome(); err != nil {
+			return "", err
+		}
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("home %s: %w", dir, err)
+	}
+	return abs, nil
+}

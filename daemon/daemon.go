@@ -1,0 +1,189 @@
+// Package daemon lets one process own a registry home and carry out the
+// CLI commands of every other process on it.
+//
+// While `opm mount` runs it holds <home>/opm.lock (an flock, with a JSON
+// Info naming it) and serves <home>/opm.sock. A CLI command that finds the
+// socket sends its arguments, working directory and the environment that
+// changes what a command writes (ForwardedEnv); the daemon runs the command
+// in its own process, streams stdout and stderr back, and ends with the exit
+// code and error line. A socket left by a killed daemon is recognised (no
+// one holds the lock) and removed.
+//
+// The wire format is a sequence of frames: one kind byte, a big-endian
+// uint32 length, the payload.
+//
+//	client → daemon   'q' Request (JSON)
+//	daemon → client   'o' stdout bytes, 'e' stderr bytes (any number), then 'x' Result (JSON)
+//
+// The client closing its end cancels the command.
+package daemon
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/openpm/opm"
+)
+
+// File names in the home.
+const (
+	SocketName = "opm.sock"
+	LockName   = "opm.lock"
+)
+
+// ForwardedEnv are the environment variables a command is run with in the
+// daemon: the client's values (or unset, if the client has none).
+var ForwardedEnv = []string{
+	"GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_AUTHOR_DATE",
+	"GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "GIT_COMMITTER_DATE",
+	"SOURCE_DATE_EPOCH",
+}
+
+// Info names a running daemon.
+type Info struct {
+	PID        int       `json:"pid"`
+	Mountpoint string    `json:"mountpoint"`
+	Started    time.Time `json:"started"`
+}
+
+// Lock is a home held by this process.
+type Lock struct {
+	f *os.File
+}
+
+// Acquire takes the home for this process and records info in the lock
+// file. If another daemon holds it, Acquire fails with opm.ErrLocked and a
+// message naming that daemon.
+func Acquire(home string, info Info) (*Lock, error) {
+	f, err := os.OpenFile(filepath.Join(home, LockName), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		defer f.Close()
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+		}
+		var other Info
+		b, _ := io.ReadAll(f)
+		json.Unmarshal(b, &other)
+		return nil, fmt.Errorf("home %s is served by the opm daemon pid %d mounted at %s (opm umount %s stops it): %w",
+			home, other.PID, other.Mountpoint, other.Mountpoint, opm.ErrLocked)
+	}
+	b, _ := json.Marshal(info)
+	if err := f.Truncate(0); err == nil {
+		_, err = f.WriteAt(b, 0)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+	}
+	return &Lock{f: f}, nil
+}
+
+// Release lets the home go.
+func (l *Lock) Release() error {
+	l.f.Truncate(0)
+	return l.f.Close() // closing the file drops the flock
+}
+
+// held reports whether a live process holds the home's lock.
+func held(home string) bool {
+	f, err := os.Open(filepath.Join(home, LockName))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return errors.Is(err, syscall.EWOULDBLOCK)
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
+
+// Request is one CLI command for the daemon.
+type Request struct {
+	Args []string `json:"args"` // without the program name
+	Cwd  string   `json:"cwd"`  // relative paths in Args are relative to it
+	Env  []string `json:"env"`  // KEY=VALUE of ForwardedEnv
+}
+
+// Result is how a command ended.
+type Result struct {
+	Code  int    `json:"code"`
+	Error string `json:"error,omitempty"` // the error line, when Code != 0
+}
+
+// Environ returns this process's values of ForwardedEnv.
+func Environ() []string {
+	var env []string
+	for _, k := range ForwardedEnv {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// Frame kinds.
+const (
+	frameRequest = 'q'
+	frameStdout  = 'o'
+	frameStderr  = 'e'
+	frameResult  = 'x'
+)
+
+const maxFrame = 16 << 20
+
+func writeFrame(w io.Writer, kind byte, p []byte) error {
+	var h [5]byte
+	h[0] = kind
+	binary.BigEndian.PutUint32(h[1:], uint32(len(p)))
+	if _, err := w.Write(h[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(p)
+	return err
+}
+
+func readFrame(r io.Reader) (byte, []byte, error) {
+	var h [5]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(h[1:])
+	if n > maxFrame {
+		return 0, nil, fmt.Errorf("frame of %d bytes: protocol error", n)
+	}
+	p := make([]byte, n)
+	_, err := io.ReadFull(r, p)
+	return h[0], p, err
+}
+
+// streamWriter sends what is written to it as frames of one kind.
+type streamWriter struct {
+	mu   *sync.Mutex
+	w    io.Writer
+	kind byte
+}
+
+func (s streamWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for rest := p; len(rest) > 0; {
+		n := min(len(rest), maxFrame)
+		if err := writeFrame(s.w, s.kind, rest[:n]); err != nil {
+			return len(p) - len(rest), err
+		}
+		rest = rest[n:]
+	}
+	return len(p), nil
+}

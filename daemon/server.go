@@ -1,0 +1,145 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// Runner carries out one command, writing its output to stdout and stderr.
+// ctx is cancelled when the client goes away.
+type Runner func(ctx context.Context, req Request, stdout, stderr io.Writer) Result
+
+// Server serves the control socket of a home held by this process.
+type Server struct {
+	ln  net.Listener
+	run Runner
+	log *slog.Logger
+
+	// Commands run one at a time: each runs with its client's environment
+	// (ForwardedEnv), which is process-wide.
+	runMu sync.Mutex
+
+	wg sync.WaitGroup
+}
+
+// Listen creates <home>/opm.sock, replacing a stale one. The caller holds
+// the home's Lock, so any socket already there was left by a dead daemon.
+func Listen(home string, run Runner, log *slog.Logger) (*Server, error) {
+	path := filepath.Join(home, SocketName)
+	if err := os.Remove(path); err == nil {
+		log.Info("removed stale socket", "path", path)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{ln: ln, run: run, log: log}, nil
+}
+
+// Serve accepts clients until Close.
+func (s *Server) Serve() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				s.log.Error("accept", "err", err)
+			}
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer c.Close()
+			s.serve(c)
+		}()
+	}
+}
+
+// Close stops accepting, removes the socket and waits for the commands in
+// progress.
+func (s *Server) Close() error {
+	err := s.ln.Close() // a unix listener removes its socket file
+	s.wg.Wait()
+	return err
+}
+
+func (s *Server) serve(c net.Conn) {
+	kind, p, err := readFrame(c)
+	var req Request
+	if err == nil && kind != frameRequest {
+		err = errors.New("first frame is not a request")
+	}
+	if err == nil {
+		err = json.Unmarshal(p, &req)
+	}
+	if err != nil {
+		s.log.Error("bad request", "err", err)
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		// The client sends nothing more: EOF or an error means it is gone.
+		io.Copy(io.Discard, c)
+		cancel()
+	}()
+
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	if ctx.Err() != nil {
+		return
+	}
+	s.log.Info("command", "args", strings.Join(req.Args, " "), "cwd", req.Cwd)
+	restore := setEnv(req.Env)
+	var mu sync.Mutex
+	res := s.run(ctx, req, streamWriter{&mu, c, frameStdout}, streamWriter{&mu, c, frameStderr})
+	restore()
+	b, _ := json.Marshal(res)
+	mu.Lock()
+	defer mu.Unlock()
+	if err := writeFrame(c, frameResult, b); err != nil && !errors.Is(err, syscall.EPIPE) {
+		s.log.Warn("reply", "err", err)
+	}
+}
+
+// setEnv sets ForwardedEnv to the values in env (unsetting the others) and
+// returns a function that puts the process's own values back.
+func setEnv(env []string) (restore func()) {
+	given := map[string]string{}
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			given[k] = v
+		}
+	}
+	saved := map[string]*string{}
+	for _, k := range ForwardedEnv {
+		if v, ok := os.LookupEnv(k); ok {
+			saved[k] = &v
+		} else {
+			saved[k] = nil
+		}
+		if v, ok := given[k]; ok {
+			os.Setenv(k, v)
+		} else {
+			os.Unsetenv(k)
+		}
+	}
+	return func() {
+		for k, v := range saved {
+			if v != nil {
+				os.Setenv(k, *v)
+			} else {
+				os.Unsetenv(k)
+			}
+		}
+	}
+}
