@@ -7,13 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
 // writeLoose writes an object as a loose object file in git's format and
-// returns its hash and the fan-out directory it is in. The file is written to
+// returns the fan-out directory it is in. h is the object's hash. The file is written to
 // a temporary file in that directory, fsynced, made read-only and renamed into
 // place, so that once the directory is synced the object is durable. An object file that is already there is kept.
 //
@@ -22,20 +23,19 @@ import (
 // an empty object file; and it compresses at zlib's default level, which for
 // a 10k-entry tags tree costs ~40ms, whereas git itself writes loose objects
 // at level 1 (core.looseCompression), as this does, in a few milliseconds.
-func writeLoose(gitDir string, t plumbing.ObjectType, data []byte) (h plumbing.Hash, dir string, err error) {
-	h = plumbing.ComputeHash(t, data)
+func writeLoose(gitDir string, h plumbing.Hash, t plumbing.ObjectType, data []byte) (dir string, err error) {
 	hex := h.String()
 	dir = filepath.Join(gitDir, "objects", hex[:2])
 	path := filepath.Join(dir, hex[2:])
 	if _, err := os.Stat(path); err == nil {
-		return h, dir, nil
+		return dir, nil
 	}
 	if err := os.MkdirAll(dir, 0o777); err != nil {
-		return h, dir, fmt.Errorf("write %s %s: %w", t, hex, err)
+		return dir, fmt.Errorf("write %s %s: %w", t, hex, err)
 	}
 	f, err := os.CreateTemp(dir, "tmp_obj_")
 	if err != nil {
-		return h, dir, fmt.Errorf("write %s %s: %w", t, hex, err)
+		return dir, fmt.Errorf("write %s %s: %w", t, hex, err)
 	}
 	defer func() {
 		if err != nil {
@@ -44,31 +44,36 @@ func writeLoose(gitDir string, t plumbing.ObjectType, data []byte) (h plumbing.H
 			err = fmt.Errorf("write %s %s: %w", t, hex, err)
 		}
 	}()
-	zw, err := zlib.NewWriterLevel(f, zlib.BestSpeed)
-	if err != nil {
-		return h, dir, err
-	}
+	zw := zlibWriters.Get().(*zlib.Writer)
+	defer zlibWriters.Put(zw)
+	zw.Reset(f)
 	header := strconv.AppendInt(append([]byte(t.String()), ' '), int64(len(data)), 10)
 	if _, err := zw.Write(append(header, 0)); err != nil {
-		return h, dir, err
+		return dir, err
 	}
 	if _, err := zw.Write(data); err != nil {
-		return h, dir, err
+		return dir, err
 	}
 	if err := zw.Close(); err != nil {
-		return h, dir, err
+		return dir, err
 	}
 	if err := f.Chmod(0o444); err != nil {
-		return h, dir, err
+		return dir, err
 	}
 	if err := f.Sync(); err != nil {
-		return h, dir, err
+		return dir, err
 	}
 	if err := f.Close(); err != nil {
-		return h, dir, err
+		return dir, err
 	}
-	return h, dir, os.Rename(f.Name(), path)
+	return dir, os.Rename(f.Name(), path)
 }
+
+// zlibWriters recycles compressors: each holds ~1 MB of state.
+var zlibWriters = sync.Pool{New: func() any {
+	zw, _ := zlib.NewWriterLevel(nil, zlib.BestSpeed) // a valid level: no error
+	return zw
+}}
 
 // encodeTree returns the content of a tree object of entries, which must be
 // sorted in git order. It is object.Tree.Encode without a fmt call per entry.

@@ -191,6 +191,7 @@ type objectWriter struct {
 }
 
 type pendingObject struct {
+	hash plumbing.Hash
 	typ  plumbing.ObjectType
 	data []byte
 }
@@ -307,8 +308,9 @@ func (w *objectWriter) commit(snap *Snapshot, root plumbing.Hash, msg Message, a
 
 // write queues an object of type t with content data and returns its hash.
 func (w *objectWriter) write(t plumbing.ObjectType, data []byte) (plumbing.Hash, error) {
-	w.pending = append(w.pending, pendingObject{t, data})
-	return plumbing.ComputeHash(t, data), nil
+	h := plumbing.ComputeHash(t, data)
+	w.pending = append(w.pending, pendingObject{h, t, data})
+	return h, nil
 }
 
 // flush writes the queued objects and makes them durable. The files are
@@ -322,7 +324,7 @@ func (w *objectWriter) flush() error {
 	g.SetLimit(flushConcurrency)
 	for _, o := range w.pending {
 		g.Go(func() error {
-			_, dir, err := writeLoose(w.repo.path, o.typ, o.data)
+			dir, err := writeLoose(w.repo.path, o.hash, o.typ, o.data)
 			mu.Lock()
 			dirs[dir] = true
 			mu.Unlock()
