@@ -120,11 +120,7 @@ func (l *Local) openFile(d digest.Digest) (*os.File, fs.FileInfo, error) {
 		f.Close()
 		return nil, nil, fmt.Errorf("blob %s: %w", d, err)
 	}
-	if l.idx != nil {
-		if err := l.idx.Touch(d); err != nil && !errors.Is(err, opm.ErrNotFound) {
-			slog.Warn("blob index: touch failed", "digest", d, "err", err)
-		}
-	}
+	l.touch(d)
 	return f, fi, nil
 }
 
@@ -304,7 +300,10 @@ func (l *Local) commit(s *staged) error {
 	path := l.Path(s.d)
 	if _, err := os.Stat(path); err == nil {
 		s.discard()
-	} else if err := install(s.f, path); err != nil {
+		l.touch(s.d)
+		return nil
+	}
+	if err := install(s.f, path); err != nil {
 		s.discard()
 		return err
 	}
@@ -360,11 +359,20 @@ func (l *Local) record(d digest.Digest, size int64) {
 	}
 }
 
+func (l *Local) touch(d digest.Digest) {
+	if l.idx == nil {
+		return
+	}
+	if err := l.idx.Touch(d); err != nil && !errors.Is(err, opm.ErrNotFound) {
+		slog.Warn("blob index: touch failed", "digest", d, "err", err)
+	}
+}
+
 func (l *Local) forget(d digest.Digest) {
 	if l.idx == nil {
 		return
 	}
-	if err := l.idx.Delete(d); err != nil && !errors.Is(err, opm.ErrNotFound) {
+	if err := l.idx.Delete(d); err != nil {
 		slog.Warn("blob index: delete failed", "digest", d, "err", err)
 	}
 }
