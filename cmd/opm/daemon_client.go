@@ -14,9 +14,9 @@ import (
 )
 
 // While a daemon (opm mount) owns a home, a command on that home is carried
-// out by it: withHome calls viaDaemon, which either sends the command to the
-// daemon (in a CLI process) or hands the command the daemon's registry (in
-// the daemon). Commands must make path arguments absolute with absPath, so
+// out by it: withHome calls viaDaemon, which either sends the whole command
+// to the daemon and exits with its outcome (in a CLI process), or hands the
+// command the daemon's registry (in the daemon). Commands must make path arguments absolute with absPath, so
 // that they resolve against the client's working directory.
 
 // daemonRunKey is the context key of a command running inside the daemon.
@@ -55,13 +55,16 @@ func viaDaemon(c *cli.Context, fn func(*registry.Registry) error) (bool, error) 
 	}
 	req := daemon.Request{Args: os.Args[1:], Cwd: cwd, Env: daemon.Environ()}
 	res, err := daemon.Run(c.Context, conn, req, c.App.Writer, c.App.ErrWriter)
-	switch {
-	case err != nil:
+	if err != nil {
 		return true, err
-	case res.Code != 0:
-		return true, &daemonError{code: res.Code, msg: res.Error}
 	}
-	return true, nil
+	// The whole command ran in the daemon, output included, whatever the
+	// caller of withHome would do next: end here with its outcome.
+	if res.Code != 0 {
+		fmt.Fprintf(c.App.ErrWriter, "opm: %s\n", res.Error)
+	}
+	cli.OsExiter(res.Code)
+	return true, &daemonError{code: res.Code, msg: res.Error} // only if OsExiter returns (tests)
 }
 
 // daemonError is a command's failure as reported by the daemon that ran it.
