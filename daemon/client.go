@@ -30,7 +30,7 @@ func Dial(home string) (net.Conn, error) {
 		if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.ENOENT) {
 			return nil, fmt.Errorf("opm daemon socket: %w", err)
 		}
-		if !held(home) {
+		if !Held(home) {
 			if errors.Is(err, syscall.ECONNREFUSED) {
 				os.Remove(path) // stale: its daemon is dead
 			}

@@ -95,8 +95,8 @@ func (l *Lock) Release() error {
 	return l.f.Close() // closing the file drops the flock
 }
 
-// held reports whether a live process holds the home's lock.
-func held(home string) bool {
+// Held reports whether a live process holds the home's lock.
+func Held(home string) bool {
 	f, err := os.Open(filepath.Join(home, LockName))
 	if err != nil {
 		return false

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -156,4 +157,43 @@ func CleanStale(dir string) (bool, error) {
 		return false, nil
 	}
 	return true, Unmount(dir, true)
+}
+
+// MountedHome returns the home served at dir, if dir is an opm mount (its
+// source in /proc/self/mountinfo is "opm:<home>").
+func MountedHome(dir string) (string, bool) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", false
+	}
+	home, found := "", false
+	for _, line := range strings.Split(string(b), "\n") {
+		// id parent major:minor root mountpoint options... - fstype source superoptions
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 2 || unescapeMountinfo(f[4]) != dir {
+			continue
+		}
+		// The last mount at dir is the one on top.
+		home, found = strings.CutPrefix(unescapeMountinfo(g[1]), "opm:")
+	}
+	return home, found
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for a space) of
+// /proc/self/mountinfo.
+func unescapeMountinfo(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var c byte
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &c); err == nil {
+				b.WriteByte(c)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

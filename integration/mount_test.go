@@ -18,6 +18,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/posixtest"
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/openpm/opm/daemon"
 	opmfs "github.com/openpm/opm/fs"
 )
 
@@ -65,7 +66,7 @@ func unmountAndWait(t *testing.T, home, mnt string) {
 		t.Logf("unmount %s: %v", mnt, err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(filepath.Join(home, "opm.sock")); os.IsNotExist(err) {
+		if !daemon.Held(home) {
 			return
 		}
 	}

@@ -82,7 +82,19 @@ func umountCommand() *cli.Command {
 			if err := needArgs(c, 1, 1); err != nil {
 				return err
 			}
-			return opmfs.Unmount(absPath(c, c.Args().First()), c.Bool("lazy"))
+			dir := absPath(c, c.Args().First())
+			home, isOpm := opmfs.MountedHome(dir)
+			if err := opmfs.Unmount(dir, c.Bool("lazy")); err != nil {
+				return err
+			}
+			// Return once the daemon has let the home go, so that the next
+			// command or mount on it does not find it busy. (A lazily
+			// detached mount lives on while files are open.)
+			wait := isOpm && !c.Bool("lazy")
+			for deadline := time.Now().Add(10 * time.Second); wait && daemon.Held(home) && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond)
+			}
+			return nil
 		},
 	}
 }
