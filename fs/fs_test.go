@@ -140,3 +140,70 @@ func TestReadOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveUpdateRace moves tags while readers walk the mount (run it with
+// -race): the new head shows within a second and no read fails.
+func TestLiveUpdateRace(t *testing.T) {
+	one := writeFiles(t, map[string]string{"f": "one", "d/g": "gee"})
+	two := writeFiles(t, map[string]string{"f": "two", "d/g": "gee", "h": "aitch"})
+	r, m, mnt := mount(t, true, func(r *registry.Registry) { push(t, r, "acme/web/site:v1", one) })
+	stop := make(chan struct{})
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				b, err := os.ReadFile(filepath.Join(mnt, "acme/web/site/v1/d/g"))
+				if err != nil || string(b) != "gee" {
+					errs <- errors.Join(err, errors.New("read "+string(b)))
+					return
+				}
+				os.ReadDir(filepath.Join(mnt, "acme/web/site"))
+			}
+		}()
+	}
+	ctx := context.Background()
+	for i := range 5 {
+		src := []string{one, two}[i%2]
+		push(t, r, "acme/web/site:v1", src)
+		want, _ := os.ReadFile(filepath.Join(src, "f"))
+		deadline := time.Now().Add(time.Second)
+		for {
+			got, _ := os.ReadFile(filepath.Join(mnt, "acme/web/site/v1/f"))
+			if bytes.Equal(got, want) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: v1/f is %q, want %q after 1 s", i, got, want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if _, err := r.Remove(ctx, mustRef(t, "acme/web/site:v1")); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(mnt, "acme/web/site/v1")); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("removed tag still there after 1 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := m.Status(); st.HeadMoves != 5 || st.Errors != 0 // round 0 pushes what v1 holds: no commit {
+		t.Errorf("status: %+v", st)
+	}
+}
