@@ -203,7 +203,8 @@ func TestLiveUpdateRace(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if st := m.Status(); st.HeadMoves != 5 || st.Errors != 0 // round 0 pushes what v1 holds: no commit {
+	// Round 0 pushes what v1 holds already: no commit, so 5 moves.
+	if st := m.Status(); st.HeadMoves != 5 || st.Errors != 0 {
 		t.Errorf("status: %+v", st)
 	}
 }
