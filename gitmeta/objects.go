@@ -13,10 +13,11 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
-// writeLoose writes an object as a loose object file in git's format and
-// returns the fan-out directory it is in. h is the object's hash. The file is written to
-// a temporary file in that directory, fsynced, made read-only and renamed into
-// place, so that once the directory is synced the object is durable. An object file that is already there is kept.
+// writeLoose writes the object h (of type t and content data) as a loose
+// object file in git's format and returns the fan-out directory it is in. The
+// content goes to a temporary file in that directory, which is fsynced, made
+// read-only and renamed into place, so that once the directory is synced the
+// object is durable. An object file that is already there is kept.
 //
 // go-git's own writer (ObjectStorage.SetEncodedObject) is not used for two
 // reasons: it never fsyncs, so after a power loss a published ref could name

@@ -34,11 +34,17 @@
 //
 // # Durability
 //
-// go-git writes a loose object to a temporary file and renames it into place,
-// but never fsyncs: after a power loss the ref could name an object whose file
-// is empty. Update therefore fsyncs every object file it wrote and the
-// directories they were renamed into before it publishes the ref, and fsyncs
-// the ref (and its directory) itself. See BenchmarkUpdate100kTags for the cost.
+// go-git writes a loose object to a temporary file and renames it into place
+// but never fsyncs: after a power loss a ref could name an empty object file.
+// gitmeta therefore writes its own loose objects (see writeLoose): each file
+// is fsynced before its rename, and the fan-out directories after, all before
+// the ref is published; the ref itself is fsynced before its rename and its
+// directory after. The fsyncs of one commit run concurrently so that ext4 can
+// share journal commits. Measured on this project's ext4 virtual disk, the
+// fsyncs cost a few milliseconds of an Update (see BenchmarkUpdate100kTags).
+//
+// Loose objects are never packed by gitmeta: run `git gc` on the repository
+// now and then, as for any git repository.
 package gitmeta
 
 import (
