@@ -93,7 +93,7 @@ func BenchmarkUpdate100kTags(b *testing.B) {
 			dir := filepath.Join(b.TempDir(), "meta.git")
 			r := buildRegistry(b, dir, sh)
 			defer r.Close()
-			n := 0 // tags pushed, across the runs of the sub-benchmarks (-count)
+			n := 0               // tags pushed, across the runs of the sub-benchmarks (-count)
 			pushOne(b, r, sh, n) // load the pack index once
 			b.Run("warm", func(b *testing.B) {
 				for b.Loop() {
