@@ -28,8 +28,8 @@
 // # Concurrency
 //
 // go-git objects are not safe for concurrent use, so a Repo keeps one storage
-// handle behind a mutex. Updates within one process are serialised; updates
-// from different processes (or the git CLI) race on refs/heads/main.lock,
+// handle behind a mutex. Updates through one Repo are serialised; updates
+// through different Repos or processes (or the git CLI) race on refs/heads/main.lock,
 // git's own lock file, and the loser rebuilds its commit on the new head.
 //
 // # Durability

@@ -50,7 +50,7 @@ const flushConcurrency = 8
 // If another process (or the git CLI) moved main in between, Update calls fn
 // again with the new head's snapshot; fn may then return an error (for
 // example wrapping opm.ErrConflict) to give up, and main is left as it is.
-// Updates in one process are serialised, so fn must not call Update.
+// Updates through one Repo are serialised, so fn must not call Update on it.
 //
 // If fn's changes leave the tree as it is, nothing is committed: Update
 // returns the current head and committed == false. If the commit was
