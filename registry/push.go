@@ -101,8 +101,10 @@ func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, 
 }
 
 // ingest hashes each regular file into the local store, in parallel, and
-// fills in its digest and size.
+// fills in its digest and size. The files become durable together, with
+// one flush of the filesystem rather than one per file.
 func (r *Registry) ingest(ctx context.Context, sources []source, files []opm.File, progress Progress) error {
+	batch := r.Local.NewBatch()
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0) + 2)
 	for i := range sources {
@@ -110,7 +112,7 @@ func (r *Registry) ingest(ctx context.Context, sources []source, files []opm.Fil
 			continue
 		}
 		g.Go(func() error {
-			d, n, err := r.Local.IngestFile(ctx, sources[i].from)
+			d, n, err := batch.IngestFile(ctx, sources[i].from)
 			if err != nil {
 				return fmt.Errorf("%s: %w", sources[i].from, err)
 			}
@@ -121,7 +123,11 @@ func (r *Registry) ingest(ctx context.Context, sources []source, files []opm.Fil
 			return nil
 		})
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		batch.Discard()
+		return err
+	}
+	return batch.Commit()
 }
 
 // storeBlobs puts the blobs a manifest names that are not yet in the
