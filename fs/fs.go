@@ -75,6 +75,11 @@ type Options struct {
 	// Logger receives fetch failures, head moves and the passthrough probe;
 	// nil means slog.Default().
 	Logger *slog.Logger
+	// NoXattr answers every extended attribute request with ENOSYS, after
+	// which the kernel stops asking: `ls -l` (which asks for ACLs and
+	// SELinux labels of every file) saves a round trip per file, and
+	// user.opm.digest is not offered.
+	NoXattr bool
 	// Debug logs every FUSE request.
 	Debug bool
 }

@@ -209,6 +209,9 @@ func (n *pkgFile) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 
 // Getxattr offers the blob digest of a regular file as user.opm.digest.
 func (n *pkgFile) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if n.p.fs.opts.NoXattr {
+		return 0, syscall.ENOSYS
+	}
 	if attr != DigestXattr || n.f.Symlink != "" {
 		return 0, syscall.ENODATA
 	}
@@ -220,6 +223,9 @@ func (n *pkgFile) Getxattr(ctx context.Context, attr string, dest []byte) (uint3
 }
 
 func (n *pkgFile) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	if n.p.fs.opts.NoXattr {
+		return 0, syscall.ENOSYS
+	}
 	if n.f.Symlink != "" {
 		return 0, 0
 	}
