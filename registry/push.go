@@ -14,6 +14,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/gitmeta"
@@ -106,7 +107,7 @@ func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, 
 func (r *Registry) ingest(ctx context.Context, sources []source, files []opm.File, progress Progress) error {
 	batch := r.Local.NewBatch()
 	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(runtime.GOMAXPROCS(0) + 2)
+	g.SetLimit(4 * runtime.GOMAXPROCS(0))
 	for i := range sources {
 		if sources[i].from == "" {
 			continue
@@ -234,11 +235,9 @@ func Scan(paths []string) ([]source, error) {
 		f := opm.File{Path: pkgPath, Mode: fi.Mode().Perm()}
 		switch {
 		case fi.Mode().IsRegular():
-			rd, err := os.Open(full)
-			if err != nil {
-				return fsError(err)
+			if err := unix.Access(full, unix.R_OK); err != nil {
+				return fsError(&fs.PathError{Op: "open", Path: full, Err: err})
 			}
-			rd.Close()
 			f.Size = fi.Size()
 			out = append(out, source{file: f, from: full})
 		case fi.Mode()&fs.ModeSymlink != 0:
