@@ -155,7 +155,7 @@ func TestMountShellTools(t *testing.T) {
 	home := filepath.Join(t.TempDir(), "home")
 	src := sourceTree(t, 1)
 	opmOK(t, home, nil, "push", "acme/tools/kit:v1", src)
-	mnt := mountDaemon(t, home)
+	mnt := mountDaemon(t, home, "OPM_FUSE_XATTR=1")
 	pkg := filepath.Join(mnt, "acme/tools/kit/v1")
 
 	out := shOK(t, mnt, "ls -R")
