@@ -84,17 +84,27 @@ func (l *Local) Open(_ context.Context, d digest.Digest) (io.ReadCloser, error) 
 	return v, nil
 }
 
-// CopyOut writes the blob to dst, verifying every byte written (hashing and
-// writing the same buffers, pipelined). On an opm.ErrIntegrity error dst has
-// received wrong bytes and the caller must discard it; the corrupt blob is
-// removed from the store.
+// CopyOut writes the blob to dst, verifying every byte written. When dst is
+// a file open for reading and writing, the kernel copies (copy_file_range)
+// while the written bytes are read back and hashed; otherwise each buffer is
+// hashed and written from the same memory, pipelined. On an opm.ErrIntegrity
+// error dst has received wrong bytes and the caller must discard it; the
+// corrupt blob is removed from the store.
 func (l *Local) CopyOut(ctx context.Context, d digest.Digest, dst io.Writer) error {
 	f, fi, err := l.openFile(d)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	got, n, err := pipe(ctx, dst, f)
+	var got digest.Digest
+	var n int64
+	fast := false
+	if out, isFile := dst.(*os.File); isFile {
+		got, n, fast, err = copyFileVerified(ctx, out, f, fi.Size())
+	}
+	if !fast {
+		got, n, err = pipe(ctx, dst, f)
+	}
 	if err != nil {
 		return fmt.Errorf("blob %s: copy out: %w", d, err)
 	}

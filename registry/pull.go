@@ -92,7 +92,7 @@ func (r *Registry) pullFile(ctx context.Context, root *os.Root, f opm.File) erro
 	if err := r.EnsureLocal(ctx, f.Digest); err != nil {
 		return err
 	}
-	out, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	out, err := root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600) // read back to verify
 	if err != nil {
 		return fsError(err)
 	}
