@@ -30,7 +30,7 @@ func main() {
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:    "opm",
 		Usage:   "a git-native, content-addressed package registry read through the filesystem",
 		Version: version,
@@ -71,6 +71,13 @@ Exit codes: 0 ok, 1 error, 2 usage or invalid input, 3 not found,
 			umountCommand(),
 		},
 	}
+	// A bad flag is a one-line usage error (exit 2), not a page of help.
+	for _, c := range app.Commands {
+		if c.OnUsageError == nil {
+			c.OnUsageError = usageError
+		}
+	}
+	return app
 }
 
 // openHome opens the registry named by --home / $OPM_HOME / the default.
