@@ -6,4 +6,6 @@ import (
 	"gocloud.dev/blob"
 )
 
-func openRawBucket(url string) (*blob.Bucket, error) { return blob.OpenBucket(context.Background(), url) }
+func openRawBucket(url string) (*blob.Bucket, error) {
+	return blob.OpenBucket(context.Background(), url)
+}
