@@ -8,13 +8,13 @@ package bench
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/openpm/opm/internal/opmtest"
 )
 
 // opmBin is the opm binary under test, built by TestMain.
@@ -24,19 +24,14 @@ var opmBin string
 const rounds = 3
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "opm-bench-bin-")
+	bin, cleanup, err := opmtest.BuildOpm()
 	if err != nil {
-		panic(err)
-	}
-	opmBin = filepath.Join(dir, "opm")
-	build := exec.Command("go", "build", "-o", opmBin, "../cmd/opm")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building opm:", err)
 		os.Exit(1)
 	}
+	opmBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
@@ -86,22 +81,7 @@ func compare(b *testing.B, unit string, prepBase, base, prepOpm, opm func()) {
 // writeRandom writes size pseudo-random bytes to name.
 func writeRandom(b *testing.B, name string, size int64, seed uint64) {
 	b.Helper()
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+	if err := opmtest.WriteRandom(name, size, seed); err != nil {
 		b.Fatal(err)
-	}
-	f, err := os.Create(name)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	rng := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8)})
-	buf := make([]byte, 1<<20)
-	for size > 0 {
-		n := min(int64(len(buf)), size)
-		rng.Read(buf[:n])
-		if _, err := f.Write(buf[:n]); err != nil {
-			b.Fatal(err)
-		}
-		size -= n
 	}
 }

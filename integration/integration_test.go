@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,25 +16,21 @@ import (
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/gitmeta"
+	"github.com/openpm/opm/internal/opmtest"
 )
 
 // opmBin is the binary under test, built once by TestMain.
 var opmBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "opm-bin-")
+	bin, cleanup, err := opmtest.BuildOpm()
 	if err != nil {
-		panic(err)
-	}
-	opmBin = filepath.Join(dir, "opm")
-	build := exec.Command("go", "build", "-o", opmBin, "../cmd/opm")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building opm:", err)
 		os.Exit(1)
 	}
+	opmBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
@@ -78,28 +73,7 @@ func cmdMkfile(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 func writeRandom(name string, size int64, seed uint64) error {
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-		return err
-	}
-	f, err := os.Create(name)
-	if err != nil {
-		return err
-	}
-	rng := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), byte(seed >> 16)})
-	buf := make([]byte, 1<<20)
-	for size > 0 {
-		n := int64(len(buf))
-		if size < n {
-			n = size
-		}
-		rng.Read(buf[:n])
-		if _, err := f.Write(buf[:n]); err != nil {
-			f.Close()
-			return err
-		}
-		size -= n
-	}
-	return f.Close()
+	return opmtest.WriteRandom(name, size, seed)
 }
 
 // inject REF FILE: commit FILE's bytes as the tag file of REF, bypassing
