@@ -93,13 +93,13 @@ func Open(ctx context.Context, dir string) (*Registry, error) {
 		return nil, err
 	}
 	r.Blobs = r.Local
-	url, err := r.Config("opm.blobs")
+	url, key, err := r.blobsURL()
 	if err != nil {
 		return nil, err
 	}
 	if url != "" {
 		if r.Bucket, err = cas.OpenBucket(ctx, url); err != nil {
-			return nil, fmt.Errorf("bucket %s (opm.blobs): %w", url, err)
+			return nil, fmt.Errorf("bucket %s (%s): %w", url, key, err)
 		}
 		r.cache = cas.NewCache(r.Local, r.Bucket)
 		r.Blobs = r.cache
@@ -241,6 +241,11 @@ func (r *Registry) SetConfig(key, value string) error {
 	default:
 		s.SetOption(name, value)
 	}
+	return r.writeConfig(cfg)
+}
+
+// writeConfig replaces the home's git config with cfg, atomically.
+func (r *Registry) writeConfig(cfg *formatcfg.Config) error {
 	tmp := r.configFile() + ".opm-tmp"
 	f, err := os.Create(tmp)
 	if err != nil {

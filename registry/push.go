@@ -89,7 +89,17 @@ func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, 
 		return nil, err
 	}
 	res := &PushResult{Ref: ref, Digest: dgst, Files: len(files), Size: m.Size()}
-	commit, prev, committed, err := r.setTag(ctx, ref, body, "push "+ref.String(), nil)
+	var commit plumbing.Hash
+	var prev digest.Digest
+	var committed bool
+	if o, ok, oerr := r.origin(); oerr != nil {
+		err = oerr
+	} else if ok {
+		// Blobs to origin's bucket, commit, push to origin's metadata.
+		commit, prev, committed, err = r.publishTag(ctx, o, ref, body, m, "push "+ref.String())
+	} else {
+		commit, prev, committed, err = r.setTag(ctx, ref, body, "push "+ref.String(), nil)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,7 @@ Example:
    opm push acme/tools/cli:v3 bin/tool README.md --annotation org.opencontainers.image.source=https://example.org/src`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "annotation", Aliases: []string{"a"}, Usage: "add a manifest annotation `KEY=VALUE` (repeatable)"},
+			&cli.BoolFlag{Name: "force", Usage: "with an origin: on a lost race, replace the tag even if another writer changed it"},
 			jsonFlag,
 		},
 		Action: runPush,
@@ -51,7 +52,11 @@ func runPush(c *cli.Context) error {
 		return err
 	}
 	return withHome(c, func(r *registry.Registry) error {
-		res, err := r.Push(c.Context, ref, absPaths(c, c.Args().Tail()), ann, newProgress(c, "push"))
+		ctx := c.Context
+		if c.Bool("force") {
+			ctx = registry.WithForce(ctx)
+		}
+		res, err := r.Push(ctx, ref, absPaths(c, c.Args().Tail()), ann, newProgress(c, "push"))
 		if err != nil {
 			return err
 		}

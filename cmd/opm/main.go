@@ -69,6 +69,8 @@ Exit codes: 0 ok, 1 error, 2 usage or invalid input, 3 not found,
 			versionCommand(),
 			mountCommand(),
 			umountCommand(),
+			remoteCommand(),
+			syncCommand(),
 		},
 	}
 	// A bad flag is a one-line usage error (exit 2), not a page of help.

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/openpm/opm/registry"
+)
+
+// remote's actions are its first argument rather than subcommands, so that
+// its flags may come anywhere on the line (see permuteArgs).
+func remoteCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "remote",
+		Usage:     "add, list or remove remotes (git metadata plus a blob bucket)",
+		ArgsUsage: "add NAME --meta URL --blobs URL | ls | rm NAME",
+		Description: `A remote is another registry: its metadata in a git repository and its
+blobs in a bucket. They are git configuration of <home>/meta.git
+(remote.NAME.url, remote.NAME.blobs). With a remote called origin, opm push
+publishes to it and opm sync follows it; its bucket serves blobs on demand
+when opm.blobs is unset.
+
+Metadata URLs: a local path, file://, git://, http(s)://, ssh://.
+Bucket URLs: file://, s3:// (with endpoint parameters), gs://, azblob://, mem://.
+
+Example:
+   opm remote add origin --meta https://git.example.org/opm-meta.git --blobs 's3://opm?region=eu-west-1'
+   opm remote add mirror --meta /srv/mirror-meta.git --blobs file:///srv/mirror-blobs
+   opm remote ls
+   opm remote rm mirror`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "meta", Usage: "add: git `URL` of the metadata"},
+			&cli.StringFlag{Name: "blobs", Usage: "add: bucket `URL` of the blobs"},
+			jsonFlag,
+		},
+		Action: runRemote,
+	}
+}
+
+func runRemote(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return usagef("remote needs an action; usage: opm remote %s", c.Command.ArgsUsage)
+	}
+	switch action := c.Args().First(); action {
+	case "add":
+		if c.NArg() != 2 || c.String("meta") == "" || c.String("blobs") == "" {
+			return usagef("usage: opm remote add NAME --meta URL --blobs URL")
+		}
+		return withHome(c, func(r *registry.Registry) error {
+			meta := c.String("meta")
+			if !hasScheme(meta) {
+				meta = absPath(c, meta)
+			}
+			return r.AddRemote(c.Context, registry.Remote{Name: c.Args().Get(1), URL: meta, Blobs: c.String("blobs")})
+		})
+	case "ls", "list":
+		if c.NArg() != 1 {
+			return usagef("usage: opm remote ls [--json]")
+		}
+		return withHome(c, func(r *registry.Registry) error {
+			rms, err := r.Remotes()
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				if rms == nil {
+					rms = []registry.Remote{}
+				}
+				return printJSON(c, rms)
+			}
+			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+			for _, rm := range rms {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", rm.Name, rm.URL, rm.Blobs)
+			}
+			return tw.Flush()
+		})
+	case "rm", "remove":
+		if c.NArg() != 2 {
+			return usagef("usage: opm remote rm NAME")
+		}
+		return withHome(c, func(r *registry.Registry) error { return r.RemoveRemote(c.Args().Get(1)) })
+	default:
+		return usagef("remote: unknown action %q; usage: opm remote %s", action, c.Command.ArgsUsage)
+	}
+}
+
+// hasScheme reports whether a metadata location is a URL or an scp-like
+// address rather than a local path.
+func hasScheme(u string) bool {
+	for i := 0; i < len(u); i++ {
+		switch u[i] {
+		case ':':
+			return i > 0
+		case '/':
+			return false
+		}
+	}
+	return false
+}

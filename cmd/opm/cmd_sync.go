@@ -1,0 +1,193 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/urfave/cli/v2"
+
+	"github.com/openpm/opm/registry"
+	opmsync "github.com/openpm/opm/sync"
+)
+
+func syncCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "sync",
+		Usage:     "follow origin, or mirror one remote into another",
+		ArgsUsage: "[SRC DST] | --prefetch [PATTERN]",
+		Description: `With no argument: fetch origin's metadata and fast-forward this home's main
+to it. Blobs stay where they are and are fetched from origin's bucket when
+first read; --prefetch downloads now the blobs of the tags matching PATTERN
+(a path.Match glob over ns/project/repo:tag; without ':' it matches the
+repository; no PATTERN means every tag). A home whose main has commits origin
+lacks and that origin has moved past is refused unless --force (which takes
+origin's main).
+
+With SRC and DST (names of remotes of this home): mirror SRC into DST. The
+blobs DST lacks — found from the commits, never by listing a bucket — are
+copied first, in parallel, each verified; then DST's main is fast-forwarded to
+SRC's (same commits). --include/--exclude select tags (patterns as above):
+the mirror is then filtered and DST gets new commits carrying
+Opm-Synced-From: <SRC>@<commit>. A tag whose blob fails verification at SRC
+is left out (a preserving mirror then publishes nothing). A DST with commits
+SRC lacks is refused unless --force. A sync interrupted at any point leaves DST
+consistent; the next one copies only what is still missing.
+
+Example:
+   opm sync
+   opm sync --prefetch 'acme/web/*'
+   opm sync origin backup --json
+   opm sync origin edge --include 'acme/*/*:v*' --dry-run`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "prefetch", Usage: "also download the blobs of the tags matching PATTERN (all without one)"},
+			&cli.StringSliceFlag{Name: "include", Usage: "mirror only tags matching `PATTERN` (repeatable)"},
+			&cli.StringSliceFlag{Name: "exclude", Usage: "do not mirror tags matching `PATTERN` (repeatable)"},
+			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print what would be copied and change nothing"},
+			&cli.BoolFlag{Name: "force", Usage: "take the source's main over a diverged destination"},
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 32, Usage: "copy `N` blobs at once"},
+			jsonFlag,
+		},
+		Action: runSync,
+	}
+}
+
+func runSync(c *cli.Context) error {
+	if c.Bool("prefetch") {
+		if err := needArgs(c, 0, 1); err != nil {
+			return err
+		}
+		if err := registry.ValidatePattern(c.Args().First()); err != nil {
+			return err
+		}
+	} else if c.NArg() != 0 && c.NArg() != 2 {
+		return usagef("sync takes no argument (follow origin) or SRC DST (mirror), got %d; usage: opm sync %s", c.NArg(), c.Command.ArgsUsage)
+	}
+	if c.NArg() == 2 && !c.Bool("prefetch") {
+		return withHome(c, func(r *registry.Registry) error { return runMirror(c, r) })
+	}
+	if len(c.StringSlice("include"))+len(c.StringSlice("exclude")) > 0 || c.Bool("dry-run") {
+		return usagef("--include, --exclude and --dry-run apply to opm sync SRC DST")
+	}
+	return withHome(c, func(r *registry.Registry) error {
+		res, err := r.SyncOrigin(c.Context, c.Bool("force"), c.Bool("prefetch"), c.Args().First(), newBar(c, "prefetch"))
+		if err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			return printJSON(c, res)
+		}
+		switch {
+		case res.Before == res.After:
+			fmt.Fprintf(c.App.ErrWriter, "up to date with %s at %s\n", res.Remote, shortHash(res.After))
+		default:
+			fmt.Fprintf(c.App.ErrWriter, "%s..%s: %d commit(s) from %s\n", shortHash(res.Before), shortHash(res.After), res.Commits, res.Remote)
+		}
+		if res.Ahead > 0 {
+			fmt.Fprintf(c.App.ErrWriter, "%d local commit(s) not yet on %s (the next push publishes them)\n", res.Ahead, res.Remote)
+		}
+		if c.Bool("prefetch") {
+			fmt.Fprintf(c.App.ErrWriter, "prefetched %d blob(s), %s\n", res.Prefetched, humanBytes(res.Bytes))
+		}
+		return nil
+	})
+}
+
+func runMirror(c *cli.Context, r *registry.Registry) error {
+	src, err := r.Remote(c.Args().Get(0))
+	if err != nil {
+		return err
+	}
+	dst, err := r.Remote(c.Args().Get(1))
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	res, err := opmsync.Mirror(c.Context, r.Dir, src, dst, opmsync.Options{
+		Include:  c.StringSlice("include"),
+		Exclude:  c.StringSlice("exclude"),
+		DryRun:   c.Bool("dry-run"),
+		Force:    c.Bool("force"),
+		Jobs:     c.Int("jobs"),
+		Progress: newBar(c, "sync"),
+	})
+	if res == nil {
+		return err
+	}
+	if c.Bool("json") {
+		if perr := printJSON(c, res); perr != nil {
+			return perr
+		}
+		return err
+	}
+	w := c.App.ErrWriter
+	if res.DryRun {
+		for _, b := range res.Missing {
+			fmt.Fprintf(c.App.Writer, "copy %s %d %v\n", b.Digest, b.Size, b.Tags)
+		}
+		for _, t := range res.Tags {
+			fmt.Fprintf(c.App.Writer, "tag %s\n", t)
+		}
+		for _, t := range res.Removed {
+			fmt.Fprintf(c.App.Writer, "remove %s\n", t)
+		}
+		fmt.Fprintf(w, "dry run: %s -> %s (%s): %d tag(s), %d of %d blob(s) to copy\n", res.Src, res.Dst, res.Mode, len(res.Tags), len(res.Missing), res.Blobs)
+		return err
+	}
+	if err == nil && res.Mode == "up-to-date" {
+		fmt.Fprintf(w, "%s is up to date with %s at %s\n", res.Dst, res.Src, shortHash(res.SrcCommit))
+		return nil
+	}
+	fmt.Fprintf(w, "%s -> %s (%s): %d tag(s), %d blob(s) copied (%s), %d already there, %s..%s in %s\n",
+		res.Src, res.Dst, res.Mode, len(res.Tags), res.Copied, humanBytes(res.Bytes), res.Present,
+		shortHash(res.DstBefore), shortHash(res.DstAfter), time.Since(start).Round(time.Millisecond))
+	return err
+}
+
+func shortHash(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+// bar is a progress bar with rate and ETA (schollz/progressbar) on a
+// terminal; nil when stderr is not one or --json was asked for.
+type bar struct {
+	verb string
+	b    *progressbar.ProgressBar
+}
+
+func newBar(c *cli.Context, verb string) registry.Progress {
+	if c.Bool("json") || !isTerminal(os.Stderr) || runningInDaemon(c.Context) != nil {
+		return nil
+	}
+	return &bar{verb: verb}
+}
+
+func (p *bar) Start(blobs int, bytes int64) {
+	p.b = progressbar.NewOptions64(bytes,
+		progressbar.OptionSetDescription(fmt.Sprintf("%s %d blobs", p.verb, blobs)),
+		progressbar.OptionSetWriter(os.Stderr),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionShowTotalBytes(true),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionShowCount(),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }),
+		progressbar.OptionClearOnFinish(),
+	)
+}
+
+func (p *bar) Add(n int64) {
+	if p.b != nil {
+		p.b.Add64(n)
+	}
+}
+
+func (p *bar) Done() {
+	if p.b != nil {
+		p.b.Finish()
+	}
+}
