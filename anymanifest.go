@@ -1,0 +1,138 @@
+package opm
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Media types of the manifests other OCI clients push. opm keeps them byte
+// for byte; only opm packages (MediaTypeManifest with a title per file) are
+// shown as files.
+const (
+	MediaTypeIndex          = "application/vnd.oci.image.index.v1+json"
+	MediaTypeDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaTypeDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
+)
+
+// AnyManifest is the shape shared by every manifest an OCI registry keeps:
+// an image manifest (OCI or Docker v2), or an index (OCI or Docker manifest
+// list). Only the fields a registry needs are decoded.
+type AnyManifest struct {
+	SchemaVersion int               `json:"schemaVersion"`
+	MediaType     string            `json:"mediaType,omitempty"`
+	ArtifactType  string            `json:"artifactType,omitempty"`
+	Config        *Descriptor       `json:"config,omitempty"`
+	Layers        []Descriptor      `json:"layers,omitempty"`
+	Manifests     []Descriptor      `json:"manifests,omitempty"`
+	Subject       *Descriptor       `json:"subject,omitempty"`
+	Annotations   map[string]string `json:"annotations,omitempty"`
+}
+
+// IsIndex reports whether m lists other manifests rather than blobs.
+func (m *AnyManifest) IsIndex() bool {
+	return m.MediaType == MediaTypeIndex || m.MediaType == MediaTypeDockerList
+}
+
+// ParseAnyManifest decodes and checks the manifest of any OCI client.
+// contentType is the media type the client declared ("" if none): when the
+// manifest names its own mediaType the two must agree. The result's MediaType
+// is always set. Digests must be sha256 (the only algorithm opm stores) and
+// sizes non-negative; an OCI image manifest must also pass ParseManifest, so
+// that a file title can never escape a directory of the mount.
+func ParseAnyManifest(b []byte, contentType string) (*AnyManifest, error) {
+	if len(b) > MaxManifestSize {
+		return nil, fmt.Errorf("manifest of %d bytes is over the %d-byte limit: %w", len(b), MaxManifestSize, ErrInvalid)
+	}
+	var m AnyManifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("malformed manifest: %v: %w", err, ErrInvalid)
+	}
+	if m.SchemaVersion != 2 {
+		return nil, fmt.Errorf("manifest schemaVersion %d, want 2: %w", m.SchemaVersion, ErrInvalid)
+	}
+	switch {
+	case m.MediaType == "" && contentType != "":
+		m.MediaType = contentType
+	case m.MediaType == "" && m.Manifests != nil:
+		m.MediaType = MediaTypeIndex
+	case m.MediaType == "":
+		m.MediaType = MediaTypeManifest
+	case contentType != "" && contentType != m.MediaType:
+		return nil, fmt.Errorf("manifest mediaType %q but sent as %q: %w", m.MediaType, contentType, ErrInvalid)
+	}
+	check := func(what string, d *Descriptor) error {
+		if d == nil {
+			return nil
+		}
+		if _, err := ParseDigest(string(d.Digest)); err != nil {
+			return fmt.Errorf("manifest %s: %w", what, err)
+		}
+		if d.Size < 0 {
+			return fmt.Errorf("manifest %s: negative size %d: %w", what, d.Size, ErrInvalid)
+		}
+		return nil
+	}
+	switch m.MediaType {
+	case MediaTypeManifest, MediaTypeDockerManifest:
+		if m.Config == nil {
+			return nil, fmt.Errorf("image manifest without a config: %w", ErrInvalid)
+		}
+		if len(m.Manifests) > 0 {
+			return nil, fmt.Errorf("image manifest with a manifests list: %w", ErrInvalid)
+		}
+		if err := check("config", m.Config); err != nil {
+			return nil, err
+		}
+		for i := range m.Layers {
+			if err := check(fmt.Sprintf("layer %d", i), &m.Layers[i]); err != nil {
+				return nil, err
+			}
+		}
+		if m.MediaType == MediaTypeManifest {
+			if _, err := ParseManifest(b); err != nil {
+				return nil, err
+			}
+		}
+	case MediaTypeIndex, MediaTypeDockerList:
+		if m.Config != nil || len(m.Layers) > 0 {
+			return nil, fmt.Errorf("index with a config or layers: %w", ErrInvalid)
+		}
+		for i := range m.Manifests {
+			if err := check(fmt.Sprintf("manifest %d", i), &m.Manifests[i]); err != nil {
+				return nil, err
+			}
+		}
+	default:
+		return nil, fmt.Errorf("manifest media type %q is not an OCI or Docker v2 manifest or index: %w", m.MediaType, ErrInvalid)
+	}
+	if err := check("subject", m.Subject); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Blobs lists the blobs an image manifest names (config and layers, each
+// once); an index names none.
+func (m *AnyManifest) Blobs() []Descriptor {
+	if m.IsIndex() || m.Config == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []Descriptor
+	for _, d := range append([]Descriptor{*m.Config}, m.Layers...) {
+		if !seen[string(d.Digest)] {
+			seen[string(d.Digest)] = true
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// Size is the total size of what the manifest names.
+func (m *AnyManifest) Size() int64 {
+	var n int64
+	for _, d := range append(m.Layers, m.Manifests...) {
+		n += d.Size
+	}
+	return n
+}
