@@ -52,6 +52,7 @@ Example:
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "daemon", Aliases: []string{"d"}, Usage: "return once mounted; the daemon runs in the background and logs to <home>/" + logName},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let every user read the mount (the kernel checks the permission bits)"},
+			&cli.DurationFlag{Name: "sync-interval", Usage: "follow origin: fetch and fast-forward every `DURATION` (e.g. 30s; see opm sync)"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, 1); err != nil {
@@ -108,6 +109,7 @@ type mountOptions struct {
 	allowOther  bool
 	passthrough bool
 	xattr       bool
+	syncEvery   time.Duration // follow origin this often; 0: never
 }
 
 func newMountOptions(c *cli.Context) (mountOptions, error) {
@@ -121,6 +123,7 @@ func newMountOptions(c *cli.Context) (mountOptions, error) {
 		allowOther:  c.Bool("allow-other"),
 		passthrough: os.Getenv("OPM_FUSE_PASSTHROUGH") != "0",
 		xattr:       os.Getenv("OPM_FUSE_XATTR") == "1",
+		syncEvery:   c.Duration("sync-interval"),
 	}, nil
 }
 
@@ -163,6 +166,9 @@ func runMount(ctx context.Context, o mountOptions, ready func(error)) error {
 	}
 	go srv.Serve()
 	ready(nil)
+	if o.syncEvery > 0 {
+		defer followOrigin(ctx, r, o.syncEvery, log)()
+	}
 
 	unmounted := make(chan struct{})
 	go func() {
@@ -242,6 +248,9 @@ func startDaemon(o mountOptions, stderr io.Writer) error {
 	args := []string{"--home", o.home, "mount", o.dir}
 	if o.allowOther {
 		args = append(args, "--allow-other")
+	}
+	if o.syncEvery > 0 {
+		args = append(args, "--sync-interval", o.syncEvery.String())
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), readyFDEnv+"=3")

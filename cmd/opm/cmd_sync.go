@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -190,4 +192,35 @@ func (p *bar) Done() {
 	if p.b != nil {
 		p.b.Finish()
 	}
+}
+
+// followOrigin runs SyncOrigin every interval until the returned stop is
+// called: the daemon of `opm mount --sync-interval` follows origin, and the
+// mount shows each new head. A failed round is logged and retried at the
+// next tick.
+func followOrigin(ctx context.Context, r *registry.Registry, every time.Duration, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			res, err := r.SyncOrigin(ctx, false, false, "", nil)
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err != nil:
+				log.Warn("sync with origin failed", "err", err)
+			case res.Before != res.After:
+				log.Info("synced with origin", "from", shortHash(res.Before), "to", shortHash(res.After), "commits", res.Commits)
+			}
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
