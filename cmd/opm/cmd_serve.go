@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/openpm/opm/registry"
+	"github.com/openpm/opm/server"
+)
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "serve",
+		Usage:     "serve the registry over HTTP: the OCI distribution API, the OPM listing API and web pages",
+		ArgsUsage: " ",
+		Description: `Serves the home until SIGINT or SIGTERM:
+
+   /v2/…          OCI distribution-spec v1.1 (docker, oras, crane, helm pull and push);
+                  repository names are namespace/project/repository
+   /namespaces…   the OPM listing API (JSON)
+   /              web pages: namespaces, projects, repositories, tags, files, history
+
+Reads are open unless --read-token-file is given. Writes need the token of
+--token-file, sent as 'Authorization: Bearer <token>' or as the password of
+Basic authentication (oras login, crane auth login, docker login with any
+user name); without --token-file the server is read-only. Every manifest
+pushed is one git commit. See docs/http.md.
+
+While a daemon ('opm mount') owns the home, the daemon serves.
+
+Example:
+   opm serve --addr 127.0.0.1:5000 --token-file ~/.config/opm/token`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:5000", Usage: "listen on `HOST:PORT`"},
+			&cli.StringFlag{Name: "token-file", Usage: "`FILE` holding the token writes need"},
+			&cli.StringFlag{Name: "read-token-file", Usage: "`FILE` holding a token reads need (closes reads)"},
+			&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS with this certificate `FILE` (with --tls-key)"},
+			&cli.StringFlag{Name: "tls-key", Usage: "private key `FILE` of --tls-cert"},
+			&cli.StringFlag{Name: "title", Value: "registry", Usage: "`TEXT` at the top of the web pages"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 0, 0); err != nil {
+				return err
+			}
+			o := serveOptions{Addr: c.String("addr"), CertFile: c.String("tls-cert"), KeyFile: c.String("tls-key"), Title: c.String("title")}
+			if (o.CertFile == "") != (o.KeyFile == "") {
+				return usagef("--tls-cert and --tls-key go together")
+			}
+			var err error
+			if o.Token, err = readToken(c, "token-file"); err != nil {
+				return err
+			}
+			if o.ReadToken, err = readToken(c, "read-token-file"); err != nil {
+				return err
+			}
+			return withHome(c, func(r *registry.Registry) error {
+				return runServe(c.Context, r, o, c.App.ErrWriter, nil)
+			})
+		},
+	}
+}
+
+type serveOptions struct {
+	Addr, CertFile, KeyFile string
+	Token, ReadToken        string
+	Title                   string
+}
+
+func readToken(c *cli.Context, flag string) (string, error) {
+	name := c.String(flag)
+	if name == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(absPath(c, name))
+	if err != nil {
+		return "", usagef("--%s: %v", flag, err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", usagef("--%s: %s is empty", flag, name)
+	}
+	return tok, nil
+}
+
+// runServe serves r on o.Addr until ctx ends. ready, if set, receives the
+// address listened on.
+func runServe(ctx context.Context, r *registry.Registry, o serveOptions, log io.Writer, ready func(addr string)) error {
+	logger := slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv, err := server.New(r, server.Options{Token: o.Token, ReadToken: o.ReadToken, Logger: logger, Title: o.Title})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", o.Addr, err)
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	scheme := "http"
+	if o.CertFile != "" {
+		scheme = "https"
+	}
+	mode := "writes need the token"
+	if o.Token == "" {
+		mode = "read-only (no --token-file)"
+	}
+	fmt.Fprintf(log, "opm: serving %s on %s://%s/ (%s)\n", r.Dir, scheme, ln.Addr(), mode)
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if o.CertFile != "" {
+			errc <- hs.ServeTLS(ln, o.CertFile, o.KeyFile)
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shut); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,371 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/gitmeta"
+	"github.com/openpm/opm/registry"
+)
+
+// The OPM listing API. Every level is a JSON object with the level's name,
+// its labels and description (from namespace.json, project.json,
+// repository.json when present), and its children with counts and sizes.
+
+// Node is a namespace, project or repository of a listing.
+type Node struct {
+	Name        string         `json:"name"`
+	Path        string         `json:"path"`
+	Description string         `json:"description,omitempty"`
+	Labels      map[string]any `json:"labels,omitempty"`
+	Meta        map[string]any `json:"meta,omitempty"` // the whole *.json file
+	Children    int            `json:"children"`       // projects, repositories or tags
+}
+
+// TagSummary is one tag of a repository.
+type TagSummary struct {
+	Name      string        `json:"name"`
+	Digest    digest.Digest `json:"digest"`
+	MediaType string        `json:"mediaType"`
+	Size      int64         `json:"size"`
+	Files     int           `json:"files"`
+	Date      time.Time     `json:"date,omitzero"`
+	Commit    string        `json:"commit,omitempty"`
+}
+
+// TagDetail is one tag: its descriptor, files and history.
+type TagDetail struct {
+	Repository string              `json:"repository"`
+	TagSummary                     // name, digest, size, …
+	Descriptor opm.Descriptor      `json:"descriptor"`
+	Files      []FileEntry         `json:"files"`
+	Layers     []opm.Descriptor    `json:"layers,omitempty"`    // blobs without a title
+	Manifests  []opm.Descriptor    `json:"manifests,omitempty"` // an index's children
+	History    []registry.LogEntry `json:"history"`
+	Manifest   json.RawMessage     `json:"manifest"`
+}
+
+// FileEntry is one file of a package.
+type FileEntry struct {
+	Path    string        `json:"path"`
+	Size    int64         `json:"size"`
+	Mode    string        `json:"mode"`
+	Digest  digest.Digest `json:"digest"`
+	Symlink string        `json:"symlink,omitempty"`
+}
+
+var metaFiles = [3]string{"namespace.json", "project.json", "repository.json"}
+
+// node reads a level's metadata file and counts its children.
+func node(snap *gitmeta.Snapshot, parts []string) (Node, error) {
+	p := strings.Join(parts, "/")
+	n := Node{Name: parts[len(parts)-1], Path: p}
+	if b, err := snap.ReadFile(p + "/" + metaFiles[len(parts)-1]); err == nil {
+		if json.Unmarshal(b, &n.Meta) == nil {
+			n.Description, _ = n.Meta["description"].(string)
+			n.Labels, _ = n.Meta["labels"].(map[string]any)
+		}
+	}
+	if len(parts) == 3 {
+		entries, err := snap.ReadDir(p + "/tags")
+		if err != nil && !errors.Is(err, opm.ErrNotFound) {
+			return n, err
+		}
+		for _, e := range entries {
+			if t, ok := strings.CutSuffix(e.Name, ".json"); ok && !e.Dir && opm.ValidTag(t) {
+				n.Children++
+			}
+		}
+		return n, nil
+	}
+	kids, err := children(snap, p)
+	n.Children = len(kids)
+	return n, err
+}
+
+// children lists the valid child names of a level ("" is the root).
+func children(snap *gitmeta.Snapshot, p string) ([]string, error) {
+	entries, err := snap.ReadDir(p)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if e.Dir && opm.ValidComponent(e.Name) {
+			out = append(out, e.Name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// levelNodes lists the nodes below parts (nil: the namespaces).
+func levelNodes(snap *gitmeta.Snapshot, parts []string) ([]Node, error) {
+	p := strings.Join(parts, "/")
+	names, err := children(snap, p)
+	if errors.Is(err, opm.ErrNotFound) {
+		if p == "" {
+			return []Node{}, nil
+		}
+		return nil, fmt.Errorf("%s: %w", p, opm.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Node, 0, len(names))
+	for _, name := range names {
+		n, err := node(snap, append(append([]string{}, parts...), name))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// tagSummaries lists a repository's tags, sorted by name.
+func (s *Server) tagSummaries(ctx context.Context, snap *gitmeta.Snapshot, repo opm.Repository) ([]TagSummary, error) {
+	entries, err := snap.ReadDir(opm.TagsDir(repo))
+	if errors.Is(err, opm.ErrNotFound) {
+		if _, err := snap.Stat(repo.Path()); err != nil {
+			return nil, fmt.Errorf("%s: no such repository: %w", repo, opm.ErrNotFound)
+		}
+		return []TagSummary{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	times, err := s.reg.TagTimes(ctx, snap, repo)
+	if err != nil {
+		return nil, err
+	}
+	out := []TagSummary{}
+	for _, e := range entries {
+		t, ok := strings.CutSuffix(e.Name, ".json")
+		if !ok || e.Dir || !opm.ValidTag(t) {
+			continue
+		}
+		b, err := snap.ReadFile(opm.TagsDir(repo) + "/" + e.Name)
+		if err != nil {
+			return nil, err
+		}
+		ts := summarize(t, b)
+		if tt, ok := times[t]; ok {
+			ts.Date, ts.Commit = tt.When, tt.Commit.String()
+		}
+		out = append(out, ts)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func summarize(tag string, b []byte) TagSummary {
+	ts := TagSummary{Name: tag, Digest: digest.FromBytes(b), MediaType: manifestType(b)}
+	if m, err := opm.ParseAnyManifest(b, ""); err == nil {
+		ts.Size = m.Size()
+		if pm, err := opm.ParseManifest(b); err == nil && m.MediaType == opm.MediaTypeManifest {
+			ts.Files = len(pm.Files())
+		}
+	}
+	return ts
+}
+
+// tagDetail describes one tag, with its history (newest first, at most 50).
+func (s *Server) tagDetail(ctx context.Context, snap *gitmeta.Snapshot, repo opm.Repository, tag string) (*TagDetail, error) {
+	b, err := snap.ReadFile(opm.TagPath(repo, tag))
+	if errors.Is(err, opm.ErrNotFound) {
+		return nil, fmt.Errorf("%s:%s: no such tag: %w", repo, tag, opm.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	td := &TagDetail{Repository: repo.Path(), TagSummary: summarize(tag, b), Manifest: json.RawMessage(b), Files: []FileEntry{}}
+	td.Descriptor = opm.Descriptor{MediaType: td.MediaType, Digest: td.Digest, Size: int64(len(b))}
+	if m, err := opm.ParseAnyManifest(b, ""); err == nil {
+		td.Descriptor.ArtifactType = m.ArtifactType
+		td.Manifests = m.Manifests
+		titled := map[digest.Digest]bool{}
+		if pm, err := opm.ParseManifest(b); err == nil && m.MediaType == opm.MediaTypeManifest {
+			for _, f := range pm.Files() {
+				td.Files = append(td.Files, FileEntry{Path: f.Path, Size: f.Size, Mode: opm.FormatMode(f.Mode), Digest: f.Digest, Symlink: f.Symlink})
+				titled[f.Digest] = true
+			}
+		}
+		for _, l := range m.Layers {
+			if _, ok := l.Annotations[opm.AnnotationTitle]; !ok {
+				td.Layers = append(td.Layers, opm.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
+			}
+		}
+	}
+	times, err := s.reg.TagTimes(ctx, snap, repo)
+	if err == nil {
+		if tt, ok := times[tag]; ok {
+			td.Date, td.Commit = tt.When, tt.Commit.String()
+		}
+	}
+	td.History, err = s.reg.Log(ctx, repo.Path()+":"+tag, 50)
+	if err != nil {
+		return nil, err
+	}
+	if td.History == nil {
+		td.History = []registry.LogEntry{}
+	}
+	return td, nil
+}
+
+// listingPath splits /namespaces/<ns>/projects/<p>/repositories/<r>/tags/<t>.
+// It returns the name parts and the tag, or an error.
+func listingPath(p string) (parts []string, tag string, err error) {
+	seg := strings.Split(strings.Trim(p, "/"), "/")
+	keys := []string{"namespaces", "projects", "repositories", "tags"}
+	for i, s := range seg {
+		if i%2 == 0 {
+			if i/2 >= len(keys) || s != keys[i/2] {
+				return nil, "", fmt.Errorf("no such listing path %q: %w", p, opm.ErrNotFound)
+			}
+			continue
+		}
+		if i/2 == 3 {
+			if !opm.ValidTag(s) {
+				return nil, "", fmt.Errorf("tag %q is not a valid tag: %w", s, opm.ErrInvalid)
+			}
+			tag = s
+			continue
+		}
+		if !opm.ValidComponent(s) {
+			return nil, "", fmt.Errorf("%s %q is not a valid name: %w", strings.TrimSuffix(keys[i/2], "s"), s, opm.ErrInvalid)
+		}
+		parts = append(parts, s)
+	}
+	if len(seg)%2 == 0 && tag == "" {
+		// ends with a name: /namespaces/acme is the namespace itself
+		return parts, "", errNodeItself
+	}
+	return parts, tag, nil
+}
+
+var errNodeItself = errors.New("node itself")
+
+// Listing is the answer of a listing level.
+type Listing struct {
+	Path  string       `json:"path"`
+	Kind  string       `json:"kind"` // namespaces, projects, repositories, tags
+	Node  *Node        `json:"node,omitempty"`
+	Items []Node       `json:"items,omitempty"`
+	Tags  []TagSummary `json:"tags,omitempty"`
+}
+
+// listing builds the listing below parts (0 to 3 names).
+func (s *Server) listing(ctx context.Context, snap *gitmeta.Snapshot, parts []string) (*Listing, error) {
+	l := &Listing{Path: strings.Join(parts, "/"), Kind: [4]string{"namespaces", "projects", "repositories", "tags"}[len(parts)]}
+	if len(parts) > 0 {
+		if _, err := snap.Stat(l.Path); err != nil {
+			return nil, fmt.Errorf("%s: no such %s: %w", l.Path, [4]string{"", "namespace", "project", "repository"}[len(parts)], opm.ErrNotFound)
+		}
+		n, err := node(snap, parts)
+		if err != nil {
+			return nil, err
+		}
+		l.Node = &n
+	}
+	var err error
+	if len(parts) == 3 {
+		l.Tags, err = s.tagSummaries(ctx, snap, opm.Repository{Namespace: parts[0], Project: parts[1], Name: parts[2]})
+	} else {
+		l.Items, err = levelNodes(snap, parts)
+	}
+	return l, err
+}
+
+func (s *Server) serveListing(w http.ResponseWriter, r *http.Request) {
+	parts, tag, err := listingPath(r.URL.Path)
+	if errors.Is(err, errNodeItself) {
+		err = nil
+	}
+	if err != nil {
+		s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
+		return
+	}
+	snap, err := s.reg.Snapshot()
+	if err != nil {
+		s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
+		return
+	}
+	if tag != "" {
+		td, err := s.tagDetail(r.Context(), snap, opm.Repository{Namespace: parts[0], Project: parts[1], Name: parts[2]}, tag)
+		if err != nil {
+			s.fail(w, r, err, "MANIFEST_UNKNOWN", "TAG_INVALID")
+			return
+		}
+		writeJSON(w, r, "application/json", td)
+		return
+	}
+	l, err := s.listing(r.Context(), snap, parts)
+	if err != nil {
+		s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
+		return
+	}
+	// Pagination over the items (or tags), by name.
+	if len(parts) == 3 {
+		names := make([]string, len(l.Tags))
+		for i, t := range l.Tags {
+			names[i] = t.Name
+		}
+		keep, ok := page(w, r, names)
+		if !ok {
+			return
+		}
+		l.Tags = filterTags(l.Tags, keep)
+	} else {
+		names := make([]string, len(l.Items))
+		for i, n := range l.Items {
+			names[i] = n.Name
+		}
+		keep, ok := page(w, r, names)
+		if !ok {
+			return
+		}
+		l.Items = filterNodes(l.Items, keep)
+		if l.Items == nil {
+			l.Items = []Node{}
+		}
+	}
+	writeJSON(w, r, "application/json", l)
+}
+
+func filterTags(all []TagSummary, keep []string) []TagSummary {
+	set := map[string]bool{}
+	for _, k := range keep {
+		set[k] = true
+	}
+	out := []TagSummary{}
+	for _, t := range all {
+		if set[t.Name] {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func filterNodes(all []Node, keep []string) []Node {
+	set := map[string]bool{}
+	for _, k := range keep {
+		set[k] = true
+	}
+	var out []Node
+	for _, n := range all {
+		if set[n.Name] {
+			out = append(out, n)
+		}
+	}
+	return out
+}

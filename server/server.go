@@ -1,0 +1,170 @@
+// Package server serves a registry home over HTTP: the OCI distribution API
+// (v1.1) under /v2/, the OPM listing API under /namespaces, and web pages for
+// people at /.
+//
+// Routes:
+//
+//	GET  /v2/                                         API version check
+//	GET|HEAD /v2/<ns>/<p>/<r>/manifests/<tag|digest>  manifest, byte for byte
+//	PUT  /v2/<ns>/<p>/<r>/manifests/<tag|digest>      one git commit
+//	DELETE /v2/<ns>/<p>/<r>/manifests/<tag|digest>    one git commit
+//	GET|HEAD /v2/<ns>/<p>/<r>/blobs/<digest>          with Range
+//	DELETE /v2/<ns>/<p>/<r>/blobs/<digest>            only if no manifest names it
+//	POST /v2/<ns>/<p>/<r>/blobs/uploads/              ?digest= (monolithic), ?mount=&from=
+//	GET|PATCH|PUT|DELETE /v2/<ns>/<p>/<r>/blobs/uploads/<id>
+//	GET  /v2/<ns>/<p>/<r>/tags/list                   ?n=&last=
+//	GET  /v2/<ns>/<p>/<r>/referrers/<digest>          ?artifactType=
+//	GET  /namespaces[/<ns>/projects[/<p>/repositories[/<r>/tags[/<t>]]]]
+//	GET  /                                            web pages (see web.go)
+//
+// Where things live. A tagged manifest is the tag's file in git,
+// <ns>/<p>/<r>/tags/<tag>.json, exactly as DESIGN §3 says. A manifest pushed
+// by digest alone (an image index's children, a signature, an SBOM) is kept
+// beside the tags, in <ns>/<p>/<r>/manifests/<64 hex>.json, also one commit
+// and also byte for byte; the mount and `opm ls` show tags only. Blobs are in
+// the home's blob store and are not scoped to a repository: any repository's
+// blob URL serves any stored blob (access control is per server, not per
+// repository). Blob uploads in progress are files in <home>/uploads, lost
+// when the server stops.
+package server
+
+import (
+	"crypto/subtle"
+	"encoding/base64"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/openpm/opm/registry"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Token is the bearer token writes need. Empty: every write is refused.
+	Token string
+	// ReadToken, if set, closes reads too: they need it (or Token).
+	ReadToken string
+	// Logger receives one line per failed request; nil means slog.Default.
+	Logger *slog.Logger
+	// Title is shown at the top of the web pages.
+	Title string
+}
+
+// Server is an http.Handler over one open registry.
+type Server struct {
+	reg  *registry.Registry
+	opts Options
+	log  *slog.Logger
+	mux  *http.ServeMux
+
+	uploads *uploads
+	// gc orders manifest writes (read side: check blobs, commit) against
+	// blob deletes (write side: check no manifest names the blob, delete),
+	// so that a committed manifest never names a deleted blob.
+	gc sync.RWMutex
+
+	digests digestCache
+}
+
+// New makes a server for reg. Close removes the uploads in progress.
+func New(reg *registry.Registry, opts Options) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Title == "" {
+		opts.Title = "opm registry"
+	}
+	dir := filepath.Join(reg.Dir, "uploads")
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	s := &Server{reg: reg, opts: opts, log: opts.Logger, uploads: newUploads(dir)}
+	s.digests.m = map[plumbing.Hash]string{}
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("/v2/", s.serveOCI)
+	s.mux.HandleFunc("GET /namespaces", s.serveListing)
+	s.mux.HandleFunc("GET /namespaces/", s.serveListing)
+	s.routeWeb(s.mux)
+	return s, nil
+}
+
+// Close drops the uploads in progress.
+func (s *Server) Close() error { return s.uploads.closeAll() }
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if isWrite(r.Method) {
+		if !s.allowed(r, s.opts.Token) {
+			s.unauthorized(w, r, "writes need the server's token: Authorization: Bearer <token> (or Basic with the token as password)")
+			return
+		}
+	} else if s.opts.ReadToken != "" && !s.allowed(r, s.opts.ReadToken) && !s.allowed(r, s.opts.Token) {
+		s.unauthorized(w, r, "this server needs a token to read")
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+func isWrite(m string) bool {
+	return m != http.MethodGet && m != http.MethodHead && m != http.MethodOptions
+}
+
+// allowed reports whether r carries token, as a bearer token or as the
+// password of Basic authentication (what `docker login`, crane and oras send).
+func (s *Server) allowed(r *http.Request, token string) bool {
+	if token == "" {
+		return false
+	}
+	h := r.Header.Get("Authorization")
+	var got string
+	if b, ok := strings.CutPrefix(h, "Bearer "); ok {
+		got = strings.TrimSpace(b)
+	} else if b, ok := strings.CutPrefix(h, "Basic "); ok {
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b))
+		if err != nil {
+			return false
+		}
+		_, got, _ = strings.Cut(string(raw), ":")
+	}
+	return subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
+}
+
+func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, msg string) {
+	w.Header().Set("WWW-Authenticate", `Basic realm="opm", charset="UTF-8"`)
+	if r.Body != nil {
+		r.Body.Close()
+	}
+	writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", msg)
+}
+
+// digestCache maps a git blob hash (of a manifest file) to the sha256 digest
+// of its bytes: content under a hash never changes, so a digest lookup needs
+// no file read after the first.
+type digestCache struct {
+	mu sync.Mutex
+	m  map[plumbing.Hash]string
+}
+
+func (c *digestCache) get(h plumbing.Hash) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, ok := c.m[h]
+	return d, ok
+}
+
+func (c *digestCache) put(h plumbing.Hash, d string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) > 1<<16 {
+		clear(c.m)
+	}
+	c.m[h] = d
+}

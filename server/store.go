@@ -1,0 +1,255 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/gitmeta"
+)
+
+// manifestsDir holds a repository's manifests pushed by digest alone.
+func manifestsDir(repo opm.Repository) string { return repo.Path() + "/manifests" }
+
+func manifestPath(repo opm.Repository, d digest.Digest) string {
+	return manifestsDir(repo) + "/" + d.Encoded() + ".json"
+}
+
+// stored is one manifest of a repository as found in a snapshot.
+type stored struct {
+	path   string
+	tag    string // "" for a manifest kept by digest
+	digest digest.Digest
+}
+
+// fileDigest is the sha256 digest of a file of the snapshot, cached by its
+// git blob hash.
+func (s *Server) fileDigest(snap *gitmeta.Snapshot, p string, e gitmeta.Entry) (digest.Digest, error) {
+	if d, ok := s.digests.get(e.Hash); ok {
+		return digest.Digest(d), nil
+	}
+	b, err := snap.ReadFile(p)
+	if err != nil {
+		return "", err
+	}
+	d := digest.FromBytes(b)
+	s.digests.put(e.Hash, string(d))
+	return d, nil
+}
+
+// manifests lists every manifest of a repository: its tags, then the
+// manifests kept by digest. A missing repository has none.
+func (s *Server) manifests(snap *gitmeta.Snapshot, repo opm.Repository) ([]stored, error) {
+	var out []stored
+	for _, dir := range []string{opm.TagsDir(repo), manifestsDir(repo)} {
+		entries, err := snap.ReadDir(dir)
+		if errors.Is(err, opm.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		isTags := dir == opm.TagsDir(repo)
+		for _, e := range entries {
+			name, ok := strings.CutSuffix(e.Name, ".json")
+			if e.Dir || !ok {
+				continue
+			}
+			st := stored{path: dir + "/" + e.Name}
+			if isTags {
+				if !opm.ValidTag(name) {
+					continue
+				}
+				st.tag = name
+			}
+			d, err := s.fileDigest(snap, st.path, e)
+			if err != nil {
+				return nil, err
+			}
+			st.digest = d
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
+// readManifest finds the bytes of a tag or digest of repo in snap.
+func (s *Server) readManifest(snap *gitmeta.Snapshot, repo opm.Repository, tag string, d digest.Digest) ([]byte, error) {
+	if tag != "" {
+		b, err := snap.ReadFile(opm.TagPath(repo, tag))
+		if errors.Is(err, opm.ErrNotFound) {
+			return nil, fmt.Errorf("%s:%s: no such tag: %w", repo, tag, opm.ErrNotFound)
+		}
+		return b, err
+	}
+	if b, err := snap.ReadFile(manifestPath(repo, d)); err == nil {
+		return b, nil
+	} else if !errors.Is(err, opm.ErrNotFound) {
+		return nil, err
+	}
+	all, err := s.manifests(snap, repo)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range all {
+		if m.digest == d {
+			return snap.ReadFile(m.path)
+		}
+	}
+	return nil, fmt.Errorf("%s@%s: %w", repo, d, opm.ErrNotFound)
+}
+
+// putManifest commits body under tag (or, with tag "", under its digest):
+// one commit, nothing when it is already there. A tag changed by another
+// writer while this one ran is a conflict.
+func (s *Server) putManifest(ctx context.Context, repo opm.Repository, tag string, body []byte) (bool, error) {
+	d := digest.FromBytes(body)
+	p, subject := manifestPath(repo, d), fmt.Sprintf("push %s@%s", repo, d)
+	if tag != "" {
+		p, subject = opm.TagPath(repo, tag), fmt.Sprintf("push %s:%s", repo, tag)
+	}
+	var seen *digest.Digest
+	_, committed, err := s.reg.Meta.Update(ctx, s.reg.Author(), func(snap *gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+		var cur digest.Digest
+		b, err := snap.ReadFile(p)
+		switch {
+		case err == nil:
+			cur = digest.FromBytes(b)
+		case !errors.Is(err, opm.ErrNotFound):
+			return nil, gitmeta.Message{}, err
+		}
+		if seen == nil {
+			seen = &cur
+		} else if cur != *seen {
+			return nil, gitmeta.Message{}, fmt.Errorf("%s:%s was changed by another writer meanwhile: %w", repo, tag, opm.ErrConflict)
+		}
+		msg := gitmeta.Message{Subject: subject, Trailers: []gitmeta.Trailer{{Key: "Opm-Digest", Value: d.String()}}}
+		if cur == d {
+			return nil, msg, nil
+		}
+		if cur != "" {
+			msg.Trailers = append(msg.Trailers, gitmeta.Trailer{Key: "Opm-Previous", Value: cur.String()})
+		}
+		msg.Trailers = append(msg.Trailers, gitmeta.Trailer{Key: "Opm-Via", Value: "oci"})
+		return []gitmeta.Change{{Path: p, Data: body}}, msg, nil
+	})
+	return committed, err
+}
+
+// deleteManifest removes a tag, or (tag "") the manifest d: every tag that
+// holds it and its copy kept by digest, in one commit.
+func (s *Server) deleteManifest(ctx context.Context, repo opm.Repository, tag string, d digest.Digest) error {
+	_, _, err := s.reg.Meta.Update(ctx, s.reg.Author(), func(snap *gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+		if tag != "" {
+			p := opm.TagPath(repo, tag)
+			b, err := snap.ReadFile(p)
+			if err != nil {
+				if errors.Is(err, opm.ErrNotFound) {
+					err = fmt.Errorf("%s:%s: no such tag: %w", repo, tag, opm.ErrNotFound)
+				}
+				return nil, gitmeta.Message{}, err
+			}
+			return []gitmeta.Change{{Path: p, Delete: true}}, gitmeta.Message{
+				Subject:  fmt.Sprintf("rm %s:%s", repo, tag),
+				Trailers: []gitmeta.Trailer{{Key: "Opm-Previous", Value: digest.FromBytes(b).String()}, {Key: "Opm-Via", Value: "oci"}},
+			}, nil
+		}
+		all, err := s.manifests(snap, repo)
+		if err != nil {
+			return nil, gitmeta.Message{}, err
+		}
+		var changes []gitmeta.Change
+		var tags []string
+		for _, m := range all {
+			if m.digest == d {
+				changes = append(changes, gitmeta.Change{Path: m.path, Delete: true})
+				if m.tag != "" {
+					tags = append(tags, m.tag)
+				}
+			}
+		}
+		if len(changes) == 0 {
+			return nil, gitmeta.Message{}, fmt.Errorf("%s@%s: %w", repo, d, opm.ErrNotFound)
+		}
+		sort.Strings(tags)
+		msg := gitmeta.Message{Subject: fmt.Sprintf("rm %s@%s", repo, d),
+			Trailers: []gitmeta.Trailer{{Key: "Opm-Previous", Value: d.String()}, {Key: "Opm-Via", Value: "oci"}}}
+		if len(tags) > 0 {
+			msg.Body = "tags: " + strings.Join(tags, " ")
+		}
+		return changes, msg, nil
+	})
+	return err
+}
+
+// blobUsers names a manifest anywhere in snap that names blob d (as config
+// or layer), or "" if none does. It reads every manifest: deleting a blob is
+// rare and must be sure.
+func (s *Server) blobUser(snap *gitmeta.Snapshot, d digest.Digest) (string, error) {
+	var found string
+	var walk func(dir string, depth int) error
+	walk = func(dir string, depth int) error {
+		entries, err := snap.ReadDir(dir)
+		if errors.Is(err, opm.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if found != "" {
+				return nil
+			}
+			p := e.Name
+			if dir != "" {
+				p = dir + "/" + e.Name
+			}
+			if depth < 3 {
+				if e.Dir {
+					if err := walk(p, depth+1); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			// depth 3: a repository directory; its tags and manifests.
+			if !e.Dir || (e.Name != "tags" && e.Name != "manifests") {
+				continue
+			}
+			files, err := snap.ReadDir(p)
+			if err != nil {
+				return err
+			}
+			for _, f := range files {
+				if f.Dir {
+					continue
+				}
+				b, err := snap.ReadFile(p + "/" + f.Name)
+				if err != nil {
+					return err
+				}
+				if !strings.Contains(string(b), d.Encoded()) {
+					continue
+				}
+				m, err := opm.ParseAnyManifest(b, "")
+				if err != nil {
+					continue
+				}
+				for _, bl := range m.Blobs() {
+					if bl.Digest == d {
+						found = p + "/" + f.Name
+						return nil
+					}
+				}
+			}
+		}
+		return nil
+	}
+	// depth counts the parts of dir: "" is 0, ns 1, ns/p 2, ns/p/r 3.
+	return found, walk("", 0)
+}

@@ -1,0 +1,330 @@
+package server
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/openpm/opm"
+)
+
+// maxUploads bounds the upload sessions open at once; an abandoned session
+// is dropped after uploadIdle.
+const (
+	maxUploads = 1024
+	uploadIdle = time.Hour
+)
+
+// upload is a blob upload session: the bytes so far in a file, hashed as
+// they arrive (chunks must come in order, so one running hash suffices).
+type upload struct {
+	mu   sync.Mutex
+	id   string
+	repo opm.Repository
+	f    *os.File
+	h    hash.Hash
+	n    int64
+	used time.Time
+}
+
+type uploads struct {
+	dir string
+	mu  sync.Mutex
+	m   map[string]*upload
+}
+
+func newUploads(dir string) *uploads { return &uploads{dir: dir, m: map[string]*upload{}} }
+
+func (u *uploads) start(repo opm.Repository) (*upload, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	now := time.Now()
+	for id, up := range u.m {
+		if now.Sub(up.used) > uploadIdle && up.mu.TryLock() {
+			up.drop()
+			up.mu.Unlock()
+			delete(u.m, id)
+		}
+	}
+	if len(u.m) >= maxUploads {
+		return nil, fmt.Errorf("%d uploads in progress; try again later: %w", len(u.m), errTooLarge)
+	}
+	var b [16]byte
+	rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	f, err := os.Create(filepath.Join(u.dir, id))
+	if err != nil {
+		return nil, err
+	}
+	up := &upload{id: id, repo: repo, f: f, h: sha256.New(), used: now}
+	u.m[id] = up
+	return up, nil
+}
+
+// get returns the session locked; the caller unlocks it.
+func (u *uploads) get(repo opm.Repository, id string) (*upload, bool) {
+	u.mu.Lock()
+	up, ok := u.m[id]
+	u.mu.Unlock()
+	if !ok || up.repo != repo {
+		return nil, false
+	}
+	up.mu.Lock()
+	if up.f == nil { // finished or cancelled meanwhile
+		up.mu.Unlock()
+		return nil, false
+	}
+	up.used = time.Now()
+	return up, true
+}
+
+func (u *uploads) remove(up *upload) {
+	up.drop()
+	u.mu.Lock()
+	delete(u.m, up.id)
+	u.mu.Unlock()
+}
+
+func (u *uploads) closeAll() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for id, up := range u.m {
+		up.mu.Lock()
+		up.drop()
+		up.mu.Unlock()
+		delete(u.m, id)
+	}
+	return os.RemoveAll(u.dir)
+}
+
+func (up *upload) drop() {
+	if up.f != nil {
+		up.f.Close()
+		os.Remove(up.f.Name())
+		up.f = nil
+	}
+}
+
+// write appends r to the session, hashing it.
+func (up *upload) write(r io.Reader) error {
+	n, err := io.Copy(io.MultiWriter(up.f, up.h), r)
+	up.n += n
+	if err != nil {
+		// The file and hash now hold a partial chunk: the session cannot
+		// continue consistently.
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("chunk over the limit: %w", errTooLarge)
+		}
+		return err
+	}
+	return nil
+}
+
+func (s *Server) location(w http.ResponseWriter, up *upload) {
+	w.Header().Set("Location", "/v2/"+up.repo.Path()+"/blobs/uploads/"+up.id)
+	w.Header().Set("Docker-Upload-UUID", up.id)
+	if up.n > 0 {
+		w.Header().Set("Range", fmt.Sprintf("0-%d", up.n-1))
+	} else {
+		w.Header().Set("Range", "0-0")
+	}
+}
+
+func (s *Server) blobCreated(w http.ResponseWriter, repo opm.Repository, d digest.Digest) {
+	w.Header().Set("Location", "/v2/"+repo.Path()+"/blobs/"+d.String())
+	w.Header().Set("Docker-Content-Digest", d.String())
+	w.WriteHeader(http.StatusCreated)
+}
+
+// startUpload: POST …/blobs/uploads/ — a mount (?mount=&from=), a whole blob
+// (?digest=, body), or a new session.
+func (s *Server) startUpload(w http.ResponseWriter, r *http.Request, rt ociRoute) {
+	q := r.URL.Query()
+	if m := q.Get("mount"); m != "" {
+		if d, err := opm.ParseDigest(m); err == nil {
+			if _, err := s.reg.Blobs.Stat(r.Context(), d); err == nil {
+				// Blobs are shared by every repository: the mount is
+				// already done, whatever ?from= says.
+				s.blobCreated(w, rt.repo, d)
+				return
+			}
+		}
+		// Not mountable: fall back to a new session, as the spec asks.
+	} else if ds := q.Get("digest"); ds != "" {
+		d, err := opm.ParseDigest(ds)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "DIGEST_INVALID", err.Error())
+			return
+		}
+		if err := s.putBlob(r, d); err != nil {
+			s.fail(w, r, err, "BLOB_UNKNOWN", "DIGEST_INVALID")
+			return
+		}
+		s.blobCreated(w, rt.repo, d)
+		return
+	}
+	up, err := s.uploads.start(rt.repo)
+	if err != nil {
+		s.fail(w, r, err, "BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID")
+		return
+	}
+	up.mu.Lock()
+	s.location(w, up)
+	up.mu.Unlock()
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// putBlob stores a whole request body as blob d, verified on the way in.
+func (s *Server) putBlob(r *http.Request, d digest.Digest) error {
+	if r.ContentLength < 0 {
+		// Unknown length: stage it to learn the size.
+		tmp, err := os.CreateTemp(s.uploads.dir, "mono-*")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(tmp.Name())
+		defer tmp.Close()
+		n, err := io.Copy(tmp, r.Body)
+		if err != nil {
+			return err
+		}
+		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		return s.reg.Blobs.Put(r.Context(), d, n, tmp)
+	}
+	return s.reg.Blobs.Put(r.Context(), d, r.ContentLength, r.Body)
+}
+
+func (s *Server) uploadStatus(w http.ResponseWriter, r *http.Request, rt ociRoute) {
+	up, ok := s.uploads.get(rt.repo, rt.arg)
+	if !ok {
+		writeError(w, http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN", "no such upload session")
+		return
+	}
+	defer up.mu.Unlock()
+	s.location(w, up)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// contentRange parses "start-end" (the spec's form, also with a "bytes "
+// prefix).
+func contentRange(h string) (start, end int64, err error) {
+	h = strings.TrimPrefix(strings.TrimSpace(h), "bytes ")
+	h, _, _ = strings.Cut(h, "/")
+	a, b, ok := strings.Cut(h, "-")
+	if ok {
+		start, err = strconv.ParseInt(a, 10, 64)
+		if err == nil {
+			end, err = strconv.ParseInt(b, 10, 64)
+		}
+	}
+	if !ok || err != nil || start < 0 || end < start {
+		return 0, 0, fmt.Errorf("Content-Range %q: want <start>-<end>", h)
+	}
+	return start, end, nil
+}
+
+// chunk appends the request body to the session, checking Content-Range.
+// It reports false, having answered, on a refused chunk.
+func (s *Server) chunk(w http.ResponseWriter, r *http.Request, up *upload) bool {
+	if cr := r.Header.Get("Content-Range"); cr != "" {
+		start, end, err := contentRange(cr)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "BLOB_UPLOAD_INVALID", err.Error())
+			return false
+		}
+		if start != up.n {
+			s.location(w, up)
+			writeError(w, http.StatusRequestedRangeNotSatisfiable, "BLOB_UPLOAD_INVALID",
+				fmt.Sprintf("chunk starts at %d, the upload has %d bytes", start, up.n))
+			return false
+		}
+		if r.ContentLength >= 0 && r.ContentLength != end-start+1 {
+			writeError(w, http.StatusBadRequest, "BLOB_UPLOAD_INVALID",
+				fmt.Sprintf("Content-Range %q but Content-Length %d", cr, r.ContentLength))
+			return false
+		}
+	}
+	if err := up.write(r.Body); err != nil {
+		s.uploads.remove(up)
+		s.fail(w, r, err, "BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID")
+		return false
+	}
+	return true
+}
+
+func (s *Server) patchUpload(w http.ResponseWriter, r *http.Request, rt ociRoute) {
+	up, ok := s.uploads.get(rt.repo, rt.arg)
+	if !ok {
+		writeError(w, http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN", "no such upload session")
+		return
+	}
+	defer up.mu.Unlock()
+	if !s.chunk(w, r, up) {
+		return
+	}
+	s.location(w, up)
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// finishUpload: PUT …/uploads/<id>?digest= with the last chunk (or none).
+// The bytes are verified against the digest before the blob is stored.
+func (s *Server) finishUpload(w http.ResponseWriter, r *http.Request, rt ociRoute) {
+	d, err := opm.ParseDigest(r.URL.Query().Get("digest"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "DIGEST_INVALID", err.Error())
+		return
+	}
+	up, ok := s.uploads.get(rt.repo, rt.arg)
+	if !ok {
+		writeError(w, http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN", "no such upload session")
+		return
+	}
+	defer up.mu.Unlock()
+	if !s.chunk(w, r, up) {
+		return
+	}
+	if got := digest.NewDigest(digest.SHA256, up.h); got != d {
+		s.uploads.remove(up)
+		writeError(w, http.StatusBadRequest, "DIGEST_INVALID", fmt.Sprintf("the %d bytes uploaded hash to %s, not %s", up.n, got, d))
+		return
+	}
+	if _, err := up.f.Seek(0, io.SeekStart); err != nil {
+		s.uploads.remove(up)
+		s.fail(w, r, err, "BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID")
+		return
+	}
+	err = s.reg.Blobs.Put(r.Context(), d, up.n, up.f)
+	s.uploads.remove(up)
+	if err != nil {
+		s.fail(w, r, err, "BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID")
+		return
+	}
+	s.blobCreated(w, rt.repo, d)
+}
+
+func (s *Server) cancelUpload(w http.ResponseWriter, r *http.Request, rt ociRoute) {
+	up, ok := s.uploads.get(rt.repo, rt.arg)
+	if !ok {
+		writeError(w, http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN", "no such upload session")
+		return
+	}
+	s.uploads.remove(up)
+	up.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,271 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/gitmeta"
+)
+
+// The web pages, for people:
+//
+//	/                         namespaces (?q= searches every name)
+//	/<ns>/                    projects
+//	/<ns>/<p>/                repositories
+//	/<ns>/<p>/<r>/            tags
+//	/<ns>/<p>/<r>/tags/<t>/   files (download links), blobs, history
+//	/style.css
+//
+// Plain HTML from html/template, no JavaScript. `opm site` writes the same
+// pages as files (see WriteSite).
+
+//go:embed web
+var webFS embed.FS
+
+var pages = map[string]*template.Template{}
+
+func init() {
+	funcs := template.FuncMap{
+		"short": func(v any) string {
+			s := fmt.Sprint(v)
+			if h, ok := strings.CutPrefix(s, "sha256:"); ok && len(h) > 12 {
+				return h[:12]
+			}
+			if len(s) > 12 {
+				return s[:12]
+			}
+			return s
+		},
+		"date": func(t time.Time) string {
+			if t.IsZero() {
+				return ""
+			}
+			return t.UTC().Format("2006-01-02 15:04 UTC")
+		},
+		"size":  humanSize,
+		"base":  path.Base,
+		"title": func(s string) string { return strings.ToUpper(s[:1]) + s[1:] },
+		"childKind": func(kind string) string {
+			return map[string]string{"namespaces": "Projects", "projects": "Repositories", "repositories": "Tags"}[kind]
+		},
+		"kind": func(mt string) string {
+			switch mt {
+			case opm.MediaTypeManifest:
+				return "package"
+			case opm.MediaTypeIndex, opm.MediaTypeDockerList:
+				return "index"
+			case opm.MediaTypeDockerManifest:
+				return "docker image"
+			}
+			return mt
+		},
+		"nodeURL": func(root, p string) string { return root + p + "/" },
+		"tagURL":  func(root, repo, tag string) string { return root + repo + "/tags/" + tag + "/" },
+		"blobURL": func(root, repo string, d digest.Digest) string {
+			return root + "v2/" + repo + "/blobs/" + d.String()
+		},
+		"manifestURL": func(root, repo string, d digest.Digest) string {
+			return root + "v2/" + repo + "/manifests/" + d.String()
+		},
+	}
+	for _, name := range []string{"list", "repo", "tag"} {
+		pages[name] = template.Must(template.New("").Funcs(funcs).ParseFS(webFS, "web/layout.html", "web/"+name+".html"))
+	}
+}
+
+func humanSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+type crumb struct{ Name, URL string }
+
+// SearchResult is one name matching a search.
+type SearchResult struct {
+	Path        string
+	Kind        string
+	Description string
+}
+
+type pageData struct {
+	Title     string
+	PageTitle string
+	Root      string // prefix of every link: "/"
+	Search    bool
+	Q         string
+	Crumbs    []crumb
+	Commit    string
+	Generated time.Time
+	Listing   *Listing
+	Tag       *TagDetail
+	Results   []SearchResult
+}
+
+func (s *Server) routeWeb(mux *http.ServeMux) {
+	mux.HandleFunc("GET /style.css", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := webFS.ReadFile("web/style.css")
+		w.Header().Set("Content-Type", "text/css; charset=utf-8")
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		w.Write(b)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "405 method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		s.serveWeb(w, r)
+	})
+}
+
+// webPath splits a page path into names and a tag.
+func webPath(p string) (parts []string, tag string, err error) {
+	seg := strings.Split(strings.Trim(p, "/"), "/")
+	if len(seg) == 1 && seg[0] == "" {
+		return nil, "", nil
+	}
+	if len(seg) == 5 && seg[3] == "tags" {
+		tag, seg = seg[4], seg[:3]
+		if !opm.ValidTag(tag) {
+			return nil, "", fmt.Errorf("tag %q: %w", tag, opm.ErrNotFound)
+		}
+	}
+	if len(seg) > 3 {
+		return nil, "", fmt.Errorf("no page %q: %w", p, opm.ErrNotFound)
+	}
+	for _, s := range seg {
+		if !opm.ValidComponent(s) {
+			return nil, "", fmt.Errorf("no page %q: %w", p, opm.ErrNotFound)
+		}
+	}
+	return seg, tag, nil
+}
+
+func (s *Server) serveWeb(w http.ResponseWriter, r *http.Request) {
+	parts, tag, err := webPath(r.URL.Path)
+	if err != nil {
+		s.webError(w, err)
+		return
+	}
+	snap, err := s.reg.Snapshot()
+	if err != nil {
+		s.webError(w, err)
+		return
+	}
+	var buf bytes.Buffer
+	if err := s.renderPage(r.Context(), &buf, snap, parts, tag, r.URL.Query().Get("q"), time.Time{}); err != nil {
+		s.webError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Write(buf.Bytes())
+}
+
+func (s *Server) webError(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, opm.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, opm.ErrInvalid):
+		status = http.StatusBadRequest
+	default:
+		s.log.Error("web", "err", err)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, "%d %s: %s\n", status, http.StatusText(status), strings.TrimSuffix(err.Error(), ": "+opm.ErrNotFound.Error()))
+}
+
+// renderPage writes the page of parts (and tag); q searches (root only).
+func (s *Server) renderPage(ctx context.Context, w io.Writer, snap *gitmeta.Snapshot, parts []string, tag, q string, generated time.Time) error {
+	d := pageData{Title: s.opts.Title, Root: "/", Search: generated.IsZero(), Q: q, Commit: snap.Commit().String(), Generated: generated}
+	d.Crumbs = []crumb{{"registry", d.Root}}
+	for i := range parts {
+		d.Crumbs = append(d.Crumbs, crumb{parts[i], d.Root + strings.Join(parts[:i+1], "/") + "/"})
+	}
+	name := "list"
+	switch {
+	case tag != "":
+		td, err := s.tagDetail(ctx, snap, opm.Repository{Namespace: parts[0], Project: parts[1], Name: parts[2]}, tag)
+		if err != nil {
+			return err
+		}
+		d.Tag, d.PageTitle, name = td, td.Repository+":"+tag, "tag"
+	default:
+		l, err := s.listing(ctx, snap, parts)
+		if err != nil {
+			return err
+		}
+		d.Listing, d.PageTitle = l, l.Path
+		if len(parts) == 3 {
+			name = "repo"
+		}
+		if d.PageTitle == "" {
+			d.PageTitle = "namespaces"
+		}
+		if q != "" && len(parts) == 0 {
+			if d.Results, err = search(snap, q, 200); err != nil {
+				return err
+			}
+		}
+	}
+	return pages[name].ExecuteTemplate(w, "layout", d)
+}
+
+// search finds namespaces, projects and repositories whose path contains q
+// (case-insensitive), at most limit of them.
+func search(snap *gitmeta.Snapshot, q string, limit int) ([]SearchResult, error) {
+	q = strings.ToLower(strings.TrimSpace(q))
+	var out []SearchResult
+	var walk func(parts []string) error
+	walk = func(parts []string) error {
+		names, err := children(snap, strings.Join(parts, "/"))
+		if errors.Is(err, opm.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			if len(out) >= limit {
+				return nil
+			}
+			p := append(append([]string{}, parts...), n)
+			full := strings.Join(p, "/")
+			if strings.Contains(full, q) {
+				nd, err := node(snap, p)
+				if err != nil {
+					return err
+				}
+				out = append(out, SearchResult{Path: full, Kind: [3]string{"namespace", "project", "repository"}[len(p)-1], Description: nd.Description})
+			}
+			if len(p) < 3 {
+				if err := walk(p); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return out, walk(nil)
+}
