@@ -533,3 +533,43 @@ func TestSyncFilteredMirror(t *testing.T) {
 		t.Fatalf("mirror has %d commits, want 2", n)
 	}
 }
+
+// A mounted reader follows origin by itself (opm mount --sync-interval),
+// and an explicit opm sync, carried out by its daemon, shows in the mount.
+func TestSyncMountFollows(t *testing.T) {
+	needFUSE(t)
+	srv := startGitDaemon(t)
+	meta := srv.repo(t, "origin.git")
+	blobs := castest.StartS3(t)
+	pub, reader := t.TempDir(), t.TempDir()
+	mustOpm(t, pub, "remote", "add", "origin", "--meta", meta, "--blobs", blobs)
+	mustOpm(t, reader, "remote", "add", "origin", "--meta", meta, "--blobs", blobs)
+	v1 := pkgDir(t, 20, 2, 4000)
+	mustOpm(t, pub, "push", "acme/web/site:v1", v1)
+
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	must(t, os.Mkdir(mnt, 0o755))
+	opmOK(t, reader, nil, "mount", "--daemon", "--sync-interval", "200ms", mnt)
+	t.Cleanup(func() { unmountAndWait(t, reader, mnt) })
+
+	waitLong := func(p string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !exists(p); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not appear", p)
+			}
+		}
+	}
+	waitLong(filepath.Join(mnt, "acme/web/site/v1/f000.bin"))
+	if out, err := exec.Command("diff", "-r", v1, filepath.Join(mnt, "acme/web/site/v1")).CombinedOutput(); err != nil {
+		t.Fatalf("mount differs from the pushed files: %s", out)
+	}
+	v2 := pkgDir(t, 21, 1, 100)
+	mustOpm(t, pub, "push", "acme/web/site:v2", v2)
+	waitLong(filepath.Join(mnt, "acme/web/site/v2/f000.bin"))
+
+	// An explicit sync goes through the daemon; the mount shows it within a second.
+	mustOpm(t, pub, "push", "acme/web/site:v3", v2)
+	mustOpm(t, reader, "sync")
+	waitFor(t, "v3 in the mount after opm sync", func() bool { return exists(filepath.Join(mnt, "acme/web/site/v3/f000.bin")) })
+}
