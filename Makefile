@@ -5,7 +5,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 
-.PHONY: all deps build test fuzz bench demo lint clean
+.PHONY: all deps build test fuzz bench demo lint clean conformance
 
 all: build
 
@@ -21,12 +21,21 @@ build:
 test: deps lint
 	$(GO) test -count=1 -timeout 12m ./...
 	$(GO) test -count=1 -race -timeout 8m ./cas/... ./gitmeta/...
+	$(MAKE) conformance
 	$(MAKE) fuzz
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseReference$$' -fuzztime $(FUZZTIME) .
 	$(GO) test -run '^$$' -fuzz '^FuzzManifestRoundTrip$$' -fuzztime $(FUZZTIME) .
 	$(GO) test -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzParseAnyManifest$$' -fuzztime $(FUZZTIME) .
+
+# The OCI distribution-spec conformance suite (pull, push, content discovery,
+# content management; fetched from the Go module proxy into its own module,
+# tools/conformance) against `opm serve` on a free loopback port with a
+# temporary home. Takes seconds.
+conformance: build
+	./tools/conformance/run.sh $(BIN)
 
 # Benchmarks: each reports a ratio against a baseline run alongside it.
 bench:
