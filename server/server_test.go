@@ -579,10 +579,10 @@ func TestWebPages(t *testing.T) {
 		"/?q=sit":                  {"acme/web/site", "repository"},
 		"/?q=%3Cscript%3E":         {"Nothing matches", "&lt;script&gt;"},
 		"/acme/web/site/tags/v1":   {"index.html"},
-		"/style.css":               nil,
+		"/_opm/style.css":               nil,
 		"/acme/web/site/tags/v1/x": nil,
 	} {
-		if p == "/style.css" || strings.HasSuffix(p, "/x") {
+		if p == "/_opm/style.css" || strings.HasSuffix(p, "/x") {
 			continue
 		}
 		body := get(p)
@@ -597,7 +597,38 @@ func TestWebPages(t *testing.T) {
 		t.Errorf("history does not show both pushes")
 	}
 	expect(t, e.do("GET", "/acme/web/site/tags/nope/", nil), 404, "")
-	expect(t, e.do("GET", "/style.css", nil), 200, "")
+	expect(t, e.do("GET", "/_opm/style.css", nil), 200, "")
 }
 
 func base64Encode(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+func TestWriteSite(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.pushPackage("acme/web/site:v1", map[string]string{"index.html": "one", "a/b.txt": "b"})
+	e.pushPackage("acme/tools/cli:2.0", map[string]string{"cli": "x"})
+	dir := t.TempDir()
+	res, err := WriteSite(context.Background(), e.reg, dir, SiteOptions{BlobURL: "https://blobs.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Pages != 8 || res.JSON != 8 {
+		t.Errorf("%d pages, %d JSON files; want 8 and 8", res.Pages, res.JSON)
+	}
+	for _, p := range []string{"index.html", "acme/index.html", "acme/web/site/index.html", "acme/web/site/tags/v1/index.html", "_opm/style.css",
+		"_opm/api/namespaces.json", "_opm/api/namespaces/acme/projects/web/repositories/site/tags.json", "_opm/api/namespaces/acme/projects/web/repositories/site/tags/v1.json"} {
+		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
+			t.Error(err)
+		}
+	}
+	page, _ := os.ReadFile(filepath.Join(dir, "acme/web/site/tags/v1/index.html"))
+	for _, want := range []string{`href="../../../../../_opm/style.css"`, "https://blobs.example.com/blobs/sha256/", "a/b.txt"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("tag page: no %q", want)
+		}
+	}
+	var td TagDetail
+	b, _ := os.ReadFile(filepath.Join(dir, "_opm/api/namespaces/acme/projects/web/repositories/site/tags/v1.json"))
+	if err := json.Unmarshal(b, &td); err != nil || len(td.Files) != 2 {
+		t.Fatalf("tag JSON: %v %+v", err, td)
+	}
+}

@@ -26,7 +26,7 @@ import (
 //	/<ns>/<p>/                repositories
 //	/<ns>/<p>/<r>/            tags
 //	/<ns>/<p>/<r>/tags/<t>/   files (download links), blobs, history
-//	/style.css
+//	/_opm/style.css           (names never begin with "_": no clash)
 //
 // Plain HTML from html/template, no JavaScript. `opm site` writes the same
 // pages as files (see WriteSite).
@@ -73,8 +73,11 @@ func init() {
 		},
 		"nodeURL": func(root, p string) string { return root + p + "/" },
 		"tagURL":  func(root, repo, tag string) string { return root + repo + "/tags/" + tag + "/" },
-		"blobURL": func(root, repo string, d digest.Digest) string {
-			return root + "v2/" + repo + "/blobs/" + d.String()
+		"blobURL": func(v View, repo string, d digest.Digest) string {
+			if v.BlobURL != "" {
+				return strings.TrimSuffix(v.BlobURL, "/") + "/blobs/sha256/" + d.Encoded()
+			}
+			return v.Root + "v2/" + repo + "/blobs/" + d.String()
 		},
 		"manifestURL": func(root, repo string, d digest.Digest) string {
 			return root + "v2/" + repo + "/manifests/" + d.String()
@@ -107,22 +110,29 @@ type SearchResult struct {
 	Description string
 }
 
+// View is how pages are rendered: served, or written as a static site.
+type View struct {
+	Root      string    // prefix of every link: "/"
+	Generated time.Time // set for a static site: no search form
+	BlobURL   string    // a bucket's public URL: blob links go there
+	APIURL    string    // the JSON listing
+}
+
 type pageData struct {
+	View
 	Title     string
 	PageTitle string
-	Root      string // prefix of every link: "/"
 	Search    bool
 	Q         string
 	Crumbs    []crumb
 	Commit    string
-	Generated time.Time
 	Listing   *Listing
 	Tag       *TagDetail
 	Results   []SearchResult
 }
 
 func (s *Server) routeWeb(mux *http.ServeMux) {
-	mux.HandleFunc("GET /style.css", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /_opm/style.css", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := webFS.ReadFile("web/style.css")
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")
 		w.Header().Set("Cache-Control", "public, max-age=3600")
@@ -173,7 +183,8 @@ func (s *Server) serveWeb(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var buf bytes.Buffer
-	if err := s.renderPage(r.Context(), &buf, snap, parts, tag, r.URL.Query().Get("q"), time.Time{}); err != nil {
+	v := View{Root: "/", APIURL: "/namespaces"}
+	if err := s.renderPage(r.Context(), &buf, snap, parts, tag, r.URL.Query().Get("q"), v); err != nil {
 		s.webError(w, err)
 		return
 	}
@@ -197,8 +208,8 @@ func (s *Server) webError(w http.ResponseWriter, err error) {
 }
 
 // renderPage writes the page of parts (and tag); q searches (root only).
-func (s *Server) renderPage(ctx context.Context, w io.Writer, snap *gitmeta.Snapshot, parts []string, tag, q string, generated time.Time) error {
-	d := pageData{Title: s.opts.Title, Root: "/", Search: generated.IsZero(), Q: q, Commit: snap.Commit().String(), Generated: generated}
+func (s *Server) renderPage(ctx context.Context, w io.Writer, snap *gitmeta.Snapshot, parts []string, tag, q string, v View) error {
+	d := pageData{View: v, Title: s.opts.Title, Search: v.Generated.IsZero(), Q: q, Commit: snap.Commit().String()}
 	d.Crumbs = []crumb{{"registry", d.Root}}
 	for i := range parts {
 		d.Crumbs = append(d.Crumbs, crumb{parts[i], d.Root + strings.Join(parts[:i+1], "/") + "/"})

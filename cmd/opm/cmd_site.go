@@ -1,0 +1,49 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/openpm/opm/registry"
+	"github.com/openpm/opm/server"
+)
+
+func siteCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "site",
+		Usage:     "write the registry's web pages and JSON listing as a static site",
+		ArgsUsage: "DIR",
+		Description: `Writes the pages 'opm serve' shows at / (namespaces, projects,
+repositories, tags with their files and history) and the OPM listing API as
+JSON files under DIR/_opm/api/, for any static host. There is no search box:
+that needs the server. File links go to /v2/… of an 'opm serve' on the same
+host, or with --blob-url to a public bucket (<URL>/blobs/sha256/<hex>).
+
+Example:
+   opm site public/ --blob-url https://blobs.example.com`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "blob-url", Usage: "public `URL` of the bucket for file links"},
+			&cli.StringFlag{Name: "title", Value: "registry", Usage: "`TEXT` at the top of the pages"},
+			jsonFlag,
+		},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, 1); err != nil {
+				return err
+			}
+			dir := absPath(c, c.Args().First())
+			return withHome(c, func(r *registry.Registry) error {
+				res, err := server.WriteSite(c.Context, r, dir, server.SiteOptions{Title: c.String("title"), BlobURL: c.String("blob-url"), Now: time.Now()})
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					return printJSON(c, res)
+				}
+				fmt.Fprintf(c.App.Writer, "wrote %d pages and %d JSON files of commit %s to %s\n", res.Pages, res.JSON, short(res.Commit), res.Dir)
+				return nil
+			})
+		},
+	}
+}
