@@ -168,7 +168,7 @@ func Mount(r *registry.Registry, dir string, opts Options) (*FS, error) {
 	fsys.cur.Store(newView(snap))
 	fsys.root = &rootDir{treeDir: treeDir{fs: fsys, key: "live"}}
 
-	mutable := mutableTimeout
+	mutable, immutable := mutableTimeout, immutableTimeout
 	gopts := &gofs.Options{
 		MountOptions: fuse.MountOptions{
 			FsName:       "opm:" + r.Dir,
@@ -179,9 +179,12 @@ func Mount(r *registry.Registry, dir string, opts Options) (*FS, error) {
 			DirectMount:  true, // mount(2) as root, fusermount3 otherwise
 			Debug:        opts.Debug,
 		},
-		EntryTimeout:    &mutable,
-		AttrTimeout:     &mutable,
-		NegativeTimeout: &mutable,
+		EntryTimeout: &mutable,
+		AttrTimeout:  &mutable,
+		// Names missing from a package directory or a commit stay
+		// missing; the live head's directories opt out (see
+		// treeDir.Lookup).
+		NegativeTimeout: &immutable,
 		RootStableAttr:  &gofs.StableAttr{Ino: 1},
 	}
 	if opts.Debug {

@@ -82,7 +82,7 @@ type treeDir struct {
 
 var (
 	_ = (gofs.NodeLookuper)((*treeDir)(nil))
-	_ = (gofs.NodeReaddirer)((*treeDir)(nil))
+	_ = (gofs.NodeOpendirHandler)((*treeDir)(nil))
 	_ = (gofs.NodeGetattrer)((*treeDir)(nil))
 )
 
@@ -114,6 +114,17 @@ func (d *treeDir) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.Attr
 }
 
 func (d *treeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	n, e := d.lookup(ctx, name, out)
+	if e == syscall.ENOENT && d.fixed == nil {
+		// No negative entry for the live head: a name may appear with
+		// the next push. (go-fuse caches ENOENT for NegativeTimeout
+		// only when no entry timeout is set.)
+		out.SetEntryTimeout(mutableTimeout)
+	}
+	return n, e
+}
+
+func (d *treeDir) lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	v := d.view()
 	if len(d.parts) == 3 {
 		return d.lookupPackage(ctx, v, name, out)
@@ -189,12 +200,25 @@ func createdTime(m *opm.Manifest) time.Time {
 	return t
 }
 
-func (d *treeDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+// OpendirHandle lists the directory. The kernel may keep the listing of a
+// commit under .history, which never changes; the live head's is asked for
+// at every opendir.
+func (d *treeDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	ents, err := d.entries(d.view())
 	if err != nil {
-		return nil, errno(err)
+		return nil, 0, errno(err)
 	}
-	return gofs.NewListDirStream(ents), 0
+	return dirHandle(ents, d.fixed != nil)
+}
+
+// dirHandle is an open directory listing ents; with cache the kernel keeps
+// the listing (FOPEN_CACHE_DIR).
+func dirHandle(ents []fuse.DirEntry, cache bool) (gofs.FileHandle, uint32, syscall.Errno) {
+	var flags uint32
+	if cache {
+		flags = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
+	}
+	return gofs.NewListDirStream(ents).(gofs.FileHandle), flags, 0
 }
 
 // entries lists the directory in a view: child names above a repository,
@@ -244,7 +268,7 @@ type rootDir struct {
 
 var (
 	_ = (gofs.NodeLookuper)((*rootDir)(nil))
-	_ = (gofs.NodeReaddirer)((*rootDir)(nil))
+	_ = (gofs.NodeOpendirHandler)((*rootDir)(nil))
 )
 
 const (
@@ -268,16 +292,16 @@ func (r *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	return r.NewInode(ctx, child, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino("special", name)}), 0
 }
 
-func (r *rootDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+func (r *rootDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	ents, err := r.entries(r.view())
 	if err != nil {
-		return nil, errno(err)
+		return nil, 0, errno(err)
 	}
 	special := []fuse.DirEntry{
 		{Name: historyDirName, Mode: syscall.S_IFDIR, Ino: ino("special", historyDirName)},
 		{Name: opmDirName, Mode: syscall.S_IFDIR, Ino: ino("special", opmDirName)},
 	}
-	return gofs.NewListDirStream(append(special, ents...)), 0
+	return dirHandle(append(special, ents...), false)
 }
 
 // historyDir is .history: each commit (full hash or a unique prefix of at
@@ -308,6 +332,7 @@ func (h *historyDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno
 func (h *historyDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	c, err := h.fs.reg.Meta.ResolveCommit(name)
 	if err != nil {
+		out.SetEntryTimeout(mutableTimeout) // no negative entry: a sync may bring the commit
 		return nil, errno(err)
 	}
 	v, err := h.fs.historyView(c)
