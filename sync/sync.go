@@ -385,37 +385,40 @@ func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []tagChange, opts 
 	for _, d := range order {
 		bl := byDigest[d]
 		g.Go(func() error {
-			reqs.Add(1)
-			size, err := dstB.Stat(gctx, bl.Digest)
-			switch {
-			case err == nil && size == bl.Size:
-				present.Add(1)
-				if opts.Progress != nil && !opts.DryRun {
-					opts.Progress.Add(bl.Size)
+			if opts.DryRun {
+				reqs.Add(1)
+				size, err := dstB.Stat(gctx, bl.Digest)
+				switch {
+				case err == nil && size == bl.Size:
+					present.Add(1)
+				case err == nil || errors.Is(err, opm.ErrNotFound):
+					mu.Lock()
+					missing = append(missing, *bl)
+					mu.Unlock()
+				default:
+					return fmt.Errorf("destination: %w", err)
 				}
 				return nil
-			case err != nil && !errors.Is(err, opm.ErrNotFound):
-				return fmt.Errorf("destination: %w", err)
 			}
-			if opts.DryRun {
-				mu.Lock()
-				missing = append(missing, *bl)
-				mu.Unlock()
-				return nil
+			opened, err := copyBlob(gctx, srcB, dstB, bl)
+			reqs.Add(1) // the destination's existence check
+			if opened {
+				reqs.Add(2) // read at the source, write at the destination
 			}
-			reqs.Add(3) // open at the source; stat and write at the destination
-			err = copyBlob(gctx, srcB, dstB, bl)
-			if errors.Is(err, opm.ErrIntegrity) || errors.Is(err, opm.ErrNotFound) {
+			switch {
+			case err == nil && !opened:
+				present.Add(1)
+			case err == nil:
+				copied.Add(1)
+				bytes.Add(bl.Size)
+			case opened && (errors.Is(err, opm.ErrIntegrity) || errors.Is(err, opm.ErrNotFound)):
 				mu.Lock()
 				bad[bl.Digest] = fmt.Errorf("source blob %s: %w", bl.Digest, err)
 				mu.Unlock()
 				return nil
+			default:
+				return fmt.Errorf("destination: %w", err)
 			}
-			if err != nil {
-				return err
-			}
-			copied.Add(1)
-			bytes.Add(bl.Size)
 			if opts.Progress != nil {
 				opts.Progress.Add(bl.Size)
 			}
@@ -430,18 +433,47 @@ func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []tagChange, opts 
 	return bad, err
 }
 
-// copyBlob streams one blob from srcB to dstB. The source's reader
+// copyBlob streams one blob from srcB to dstB unless dstB has it. The
+// source is opened only once dstB.Put starts reading (Put returns without
+// reading when the blob is there already), so a blob that arrived in an
+// earlier run costs one existence check and no read. The source's reader
 // verifies the bytes and dstB.Put verifies them again before they become
-// visible, so a corrupt source blob never lands at DST.
-func copyBlob(ctx context.Context, srcB, dstB Blobs, bl *Blob) error {
-	rc, err := srcB.Open(ctx, bl.Digest)
-	if err != nil {
-		return err
+// visible, so a corrupt source blob never lands at DST. opened reports
+// whether the source was read.
+func copyBlob(ctx context.Context, srcB, dstB Blobs, bl *Blob) (opened bool, err error) {
+	lr := &lazyReader{open: func() (io.ReadCloser, error) { return srcB.Open(ctx, bl.Digest) }}
+	defer lr.Close()
+	err = dstB.Put(ctx, bl.Digest, bl.Size, lr)
+	if lr.err != nil {
+		err = lr.err // the source's failure, not the destination's
 	}
-	defer rc.Close()
-	// Read to EOF through the verifier, so a short or wrong source is an
-	// integrity error whatever Put makes of it.
-	return dstB.Put(ctx, bl.Digest, bl.Size, io.LimitReader(rc, bl.Size+1))
+	return lr.rc != nil || lr.err != nil, err
+}
+
+// lazyReader opens its source on the first Read.
+type lazyReader struct {
+	open func() (io.ReadCloser, error)
+	rc   io.ReadCloser
+	err  error // from open
+}
+
+func (l *lazyReader) Read(p []byte) (int, error) {
+	if l.rc == nil {
+		if l.err != nil {
+			return 0, l.err
+		}
+		if l.rc, l.err = l.open(); l.err != nil {
+			return 0, l.err
+		}
+	}
+	return l.rc.Read(p)
+}
+
+func (l *lazyReader) Close() error {
+	if l.rc != nil {
+		return l.rc.Close()
+	}
+	return nil
 }
 
 func tagFailed(c tagChange, bad map[digest.Digest]error) (error, bool) {
