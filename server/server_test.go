@@ -579,7 +579,7 @@ func TestWebPages(t *testing.T) {
 		"/?q=sit":                  {"acme/web/site", "repository"},
 		"/?q=%3Cscript%3E":         {"Nothing matches", "&lt;script&gt;"},
 		"/acme/web/site/tags/v1":   {"index.html"},
-		"/_opm/style.css":               nil,
+		"/_opm/style.css":          nil,
 		"/acme/web/site/tags/v1/x": nil,
 	} {
 		if p == "/_opm/style.css" || strings.HasSuffix(p, "/x") {
