@@ -177,7 +177,13 @@ func Mount(r *registry.Registry, dir string, opts Options) (*FS, error) {
 			MaxWrite:     1 << 20,
 			MaxReadAhead: 1 << 20,
 			DirectMount:  true, // mount(2) as root, fusermount3 otherwise
-			Debug:        opts.Debug,
+			// ro: the kernel refuses every write itself (EROFS), and
+			// reads through passthrough do not invalidate the cached
+			// attributes for atime (a GETATTR after every read).
+			// default_permissions: the kernel checks the permission bits
+			// (with --allow-other, for every user).
+			Options: []string{"ro", "default_permissions"},
+			Debug:   opts.Debug,
 		},
 		EntryTimeout: &mutable,
 		AttrTimeout:  &mutable,

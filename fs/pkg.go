@@ -3,7 +3,6 @@ package fs
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -103,7 +102,7 @@ type pkgDir struct {
 
 var (
 	_ = (gofs.NodeLookuper)((*pkgDir)(nil))
-	_ = (gofs.NodeReaddirer)((*pkgDir)(nil))
+	_ = (gofs.NodeOpendirHandler)((*pkgDir)(nil))
 	_ = (gofs.NodeGetattrer)((*pkgDir)(nil))
 )
 
@@ -127,6 +126,9 @@ func (d *pkgDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 	}
 	i, ok := slices.BinarySearchFunc(ents, name, func(e dirent, name string) int { return strings.Compare(e.name, name) })
 	if !ok {
+		// A negative entry, cached as long as the go-fuse option
+		// NegativeTimeout (immutableTimeout) says: this directory
+		// never changes.
 		return nil, syscall.ENOENT
 	}
 	e := ents[i]
@@ -142,10 +144,13 @@ func (d *pkgDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 	return d.NewInode(ctx, f, gofs.StableAttr{Mode: f.kind(), Ino: ino("pkg", d.p.id, cp)}), 0
 }
 
-func (d *pkgDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+// OpendirHandle lists the directory and lets the kernel keep the listing
+// (FOPEN_CACHE_DIR): after the first listing, readdir of a package
+// directory is answered by the kernel alone.
+func (d *pkgDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	ents, err := d.p.entries(d.dir)
 	if err != nil {
-		return nil, errno(err)
+		return nil, 0, errno(err)
 	}
 	out := make([]fuse.DirEntry, len(ents))
 	for i, e := range ents {
@@ -155,7 +160,7 @@ func (d *pkgDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 		}
 		out[i] = fuse.DirEntry{Name: e.name, Mode: mode, Ino: ino("pkg", d.p.id, d.childPath(e.name))}
 	}
-	return gofs.NewListDirStream(out), 0
+	return gofs.NewListDirStream(out).(gofs.FileHandle), fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // pkgFile is a regular file or a symbolic link of a package.
@@ -236,54 +241,70 @@ func (n *pkgFile) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.E
 	return uint32(copy(dest, v)), 0
 }
 
+// openFlags are the flags of every open package file: the kernel keeps
+// its pages (a file's content never changes), and close(2) sends no FLUSH
+// (there is nothing to flush on a read-only file).
+const openFlags = fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH
+
 // Open opens the file's blob in the local store, fetching it from the
 // registry's bucket first if it is not local. A blob that cannot be fetched
-// or fails verification gives EIO for this file alone.
+// or fails verification gives EIO for this file alone. A local blob costs
+// two system calls: open and fstat.
 func (n *pkgFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&(syscall.O_TRUNC|syscall.O_APPEND|syscall.O_CREAT) != 0 {
 		return nil, 0, syscall.EROFS
 	}
 	if n.f.Size == 0 {
-		return emptyFile{}, fuse.FOPEN_KEEP_CACHE, 0
+		return emptyFile{}, openFlags, 0
 	}
-	fsys := n.p.fs
-	where := n.p.name + "/" + n.f.Path
-	d := n.f.Digest
-	if !fsys.reg.Local.Has(d) {
+	fd, err := n.p.fs.openBlob(ctx, n.f, n.p.name)
+	if err != nil {
+		return nil, 0, syscall.EIO
+	}
+	if n.p.fs.passthrough {
+		return &passthroughFile{blobFile{fd}}, openFlags, 0
+	}
+	return &blobFile{fd}, openFlags, 0
+}
+
+// openBlob opens the local blob file of f, fetching the blob first if it
+// is not local, and checks its size. Failures are counted and logged.
+func (fsys *FS) openBlob(ctx context.Context, f *opm.File, pkgName string) (int, error) {
+	d := f.Digest
+	path := fsys.reg.Local.Path(d)
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err == syscall.ENOENT {
 		fsys.fetches.Add(1)
 		start := time.Now()
-		if err := fsys.reg.EnsureLocal(ctx, d); err != nil {
+		if err = fsys.reg.EnsureLocal(ctx, d); err != nil {
 			fsys.ioErrors.Add(1)
-			fsys.log.Error("fetch blob", "file", where, "digest", d, "err", err)
-			return nil, 0, syscall.EIO
+			fsys.log.Error("fetch blob", "file", pkgName+"/"+f.Path, "digest", d, "err", err)
+			return -1, err
 		}
-		fsys.log.Info("fetched blob", "file", where, "digest", d, "size", n.f.Size, "took", time.Since(start))
+		fsys.log.Info("fetched blob", "file", pkgName+"/"+f.Path, "digest", d, "size", f.Size, "took", time.Since(start))
+		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	}
-	f, err := os.Open(fsys.reg.Local.Path(d))
 	if err == nil {
-		var fi os.FileInfo
-		if fi, err = f.Stat(); err == nil && fi.Size() != n.f.Size {
-			err = fmt.Errorf("local blob is %d bytes, want %d: %w", fi.Size(), n.f.Size, opm.ErrIntegrity)
+		var st syscall.Stat_t
+		if err = syscall.Fstat(fd, &st); err == nil && st.Size != f.Size {
+			err = fmt.Errorf("local blob is %d bytes, want %d: %w", st.Size, f.Size, opm.ErrIntegrity)
 		}
 		if err != nil {
-			f.Close()
+			syscall.Close(fd)
 		}
 	}
 	if err != nil {
 		fsys.ioErrors.Add(1)
-		fsys.log.Error("open blob", "file", where, "digest", d, "err", err)
-		return nil, 0, syscall.EIO
+		fsys.log.Error("open blob", "file", pkgName+"/"+f.Path, "digest", d, "err", err)
+		return -1, err
 	}
-	if fsys.passthrough {
-		return &passthroughFile{blobFile{f}}, fuse.FOPEN_KEEP_CACHE, 0
-	}
-	return &blobFile{f}, fuse.FOPEN_KEEP_CACHE, 0
+	return fd, nil
 }
 
 // blobFile reads an open blob file of the local store. It keeps reading
 // the blob it opened whatever happens to the tag afterwards.
 type blobFile struct {
-	f *os.File
+	fd int
 }
 
 var (
@@ -292,11 +313,11 @@ var (
 )
 
 func (b *blobFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	return fuse.ReadResultFd(b.f.Fd(), off, len(dest)), 0
+	return fuse.ReadResultFd(uintptr(b.fd), off, len(dest)), 0
 }
 
 func (b *blobFile) Release(ctx context.Context) syscall.Errno {
-	b.f.Close()
+	syscall.Close(b.fd)
 	return 0
 }
 
@@ -308,7 +329,7 @@ type passthroughFile struct {
 
 var _ = (gofs.FilePassthroughFder)((*passthroughFile)(nil))
 
-func (p *passthroughFile) PassthroughFd() (int, bool) { return int(p.f.Fd()), true }
+func (p *passthroughFile) PassthroughFd() (int, bool) { return p.fd, true }
 
 // emptyFile is an open empty file: there is no blob to read.
 type emptyFile struct{}
