@@ -1,0 +1,188 @@
+package server
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/openpm/opm"
+)
+
+// Real OCI clients against the server: oras and crane, built from the Go
+// module proxy in tools/ociclients (its own module, so their dependencies
+// stay out of opm's go.mod).
+
+var (
+	clientsOnce sync.Once
+	clientsDir  string
+	clientsErr  error
+	clientsOut  string
+)
+
+func ociClients(t *testing.T) (oras, crane string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds oras and crane: skipped with -short")
+	}
+	clientsOnce.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		mod := filepath.Join(filepath.Dir(file), "..", "tools", "ociclients")
+		clientsDir, clientsErr = os.MkdirTemp("", "opm-ociclients-")
+		if clientsErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", clientsDir+"/", "oras.land/oras/cmd/oras", "github.com/google/go-containerregistry/cmd/crane")
+		cmd.Dir = mod
+		out, err := cmd.CombinedOutput()
+		clientsErr, clientsOut = err, string(out)
+	})
+	if clientsErr != nil {
+		for _, net := range []string{"dial tcp", "proxy.golang.org", "no such host", "i/o timeout", "connection refused", "TLS handshake"} {
+			if strings.Contains(clientsOut, net) {
+				t.Skipf("cannot fetch oras and crane from the Go module proxy (network): %s", clientsOut)
+			}
+		}
+		t.Fatalf("build oras and crane: %v\n%s", clientsErr, clientsOut)
+	}
+	return filepath.Join(clientsDir, "oras"), filepath.Join(clientsDir, "crane")
+}
+
+func run(t *testing.T, dir string, env []string, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s%s", filepath.Base(name), strings.Join(args, " "), err, out, stderr.Bytes())
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func TestOras(t *testing.T) {
+	oras, _ := ociClients(t)
+	e := newEnv(t, Options{})
+	host := strings.TrimPrefix(e.url, "http://")
+	auth := []string{"--plain-http", "-u", "opm", "-p", testToken}
+	work := t.TempDir()
+	env := []string{"HOME=" + work, "DOCKER_CONFIG=" + filepath.Join(work, ".docker")}
+	os.WriteFile(filepath.Join(work, "hello.txt"), []byte("hello from oras\n"), 0o644)
+	os.WriteFile(filepath.Join(work, "data.bin"), bytes.Repeat([]byte{7}, 100000), 0o644)
+
+	// oras push → an opm package: the mount and opm pull see its files.
+	run(t, work, env, oras, append([]string{"push", host + "/acme/oras/demo:v1", "hello.txt:text/plain", "data.bin"}, auth...)...)
+	p, err := e.reg.Resolve(opm.Reference{Repository: opm.Repository{Namespace: "acme", Project: "oras", Name: "demo"}, Tag: "v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]opm.File{}
+	for _, f := range p.Manifest.Files() {
+		files[f.Path] = f
+	}
+	if len(files) != 2 || files["hello.txt"].MediaType != "text/plain" || files["data.bin"].Size != 100000 {
+		t.Fatalf("files of the oras push: %+v", files)
+	}
+	if log, _ := e.reg.Log(context.Background(), "acme/oras/demo:v1", 0); len(log) != 1 {
+		t.Fatalf("oras push made %d commits, want 1", len(log))
+	}
+
+	// oras pull of a package opm pushed writes the same files.
+	e.pushPackage("acme/web/site:v1", map[string]string{"index.html": "<h1>hi</h1>", "css/main.css": "body{}"})
+	out := filepath.Join(work, "out")
+	run(t, work, env, oras, append([]string{"pull", host + "/acme/web/site:v1", "-o", out}, auth...)...)
+	for name, want := range map[string]string{"index.html": "<h1>hi</h1>", "css/main.css": "body{}"} {
+		got, err := os.ReadFile(filepath.Join(out, name))
+		if err != nil || string(got) != want {
+			t.Errorf("oras pull: %s = %q, %v", name, got, err)
+		}
+	}
+	// Tags, manifest fetch, and a wrong password refused.
+	if tags := run(t, work, env, oras, append([]string{"repo", "tags", host + "/acme/web/site"}, auth...)...); tags != "v1" {
+		t.Errorf("oras repo tags: %q", tags)
+	}
+	m := run(t, work, env, oras, append([]string{"manifest", "fetch", host + "/acme/web/site:v1"}, auth...)...)
+	pp, _ := e.reg.Resolve(opm.Reference{Repository: opm.Repository{Namespace: "acme", Project: "web", Name: "site"}, Tag: "v1"})
+	if m != strings.TrimSpace(string(pp.Bytes)) {
+		t.Errorf("oras manifest fetch differs from the tag file")
+	}
+	cmd := exec.Command(oras, "push", "--plain-http", "-u", "opm", "-p", "wrong", host+"/acme/oras/demo:v2", "hello.txt")
+	cmd.Dir, cmd.Env = work, append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Fatalf("push with a wrong token succeeded: %s", out)
+	}
+}
+
+func TestCrane(t *testing.T) {
+	_, crane := ociClients(t)
+	e := newEnv(t, Options{})
+	host := strings.TrimPrefix(e.url, "http://")
+	work := t.TempDir()
+	env := []string{"HOME=" + work, "DOCKER_CONFIG=" + filepath.Join(work, ".docker")}
+	run(t, work, env, crane, "auth", "login", host, "-u", "opm", "-p", testToken)
+
+	// A one-layer image, made and pushed by crane: in.
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	body := []byte("#!/bin/sh\necho hello\n")
+	tw.WriteHeader(&tar.Header{Name: "bin/hello", Mode: 0o755, Size: int64(len(body)), Typeflag: tar.TypeReg})
+	tw.Write(body)
+	tw.Close()
+	os.WriteFile(filepath.Join(work, "layer.tar"), tb.Bytes(), 0o644)
+	img := host + "/acme/img/app:v1"
+	run(t, work, env, crane, "append", "--insecure", "-f", "layer.tar", "-t", img)
+	d1 := run(t, work, env, crane, "digest", "--insecure", img)
+
+	// Copy between repositories (cross-repository mount), and out to a
+	// tarball and back in: the digest never changes.
+	run(t, work, env, crane, "copy", "--insecure", img, host+"/acme/img/copy:v1")
+	if d := run(t, work, env, crane, "digest", "--insecure", host+"/acme/img/copy:v1"); d != d1 {
+		t.Fatalf("copy changed the digest: %s vs %s", d, d1)
+	}
+	run(t, work, env, crane, "pull", "--insecure", img, "img.tar")
+	run(t, work, env, crane, "push", "--insecure", "img.tar", host+"/acme/img/back:v1")
+	// crane push of a tarball re-serialises the manifest the same way.
+	if d := run(t, work, env, crane, "digest", "--insecure", host+"/acme/img/back:v1"); d != d1 {
+		t.Errorf("pull and push back changed the digest: %s vs %s", d, d1)
+	}
+	fs := run(t, work, env, crane, "export", "--insecure", img, "-")
+	if !strings.Contains(fs, "echo hello") {
+		t.Errorf("crane export: no layer content")
+	}
+
+	// An index of two images, byte for byte, by tag.
+	run(t, work, env, crane, "index", "append", "--insecure", "-m", img, "-m", host+"/acme/img/copy:v1", "-t", host+"/acme/img/app:multi")
+	raw := run(t, work, env, crane, "manifest", "--insecure", host+"/acme/img/app:multi")
+	b, err := e.srv.readManifestAt(t, "acme/img/app", "multi")
+	if err != nil || strings.TrimSpace(string(b)) != raw || !strings.Contains(raw, opm.MediaTypeIndex) {
+		t.Fatalf("index: %v\n%s\n%s", err, raw, b)
+	}
+	if tags := run(t, work, env, crane, "ls", "--insecure", host+"/acme/img/app"); tags != "multi\nv1" {
+		t.Errorf("crane ls: %q", tags)
+	}
+	// Delete: the tag goes, with one commit.
+	run(t, work, env, crane, "delete", "--insecure", host+"/acme/img/app:multi")
+	if tags := run(t, work, env, crane, "ls", "--insecure", host+"/acme/img/app"); tags != "v1" {
+		t.Errorf("after delete, crane ls: %q", tags)
+	}
+}
+
+func (s *Server) readManifestAt(t *testing.T, repo, tag string) ([]byte, error) {
+	r, err := opm.ParseRepository(repo)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := s.reg.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return s.readManifest(snap, r, tag, "")
+}

@@ -1,0 +1,11 @@
+//go:build tools
+
+// Package ociclients pins the OCI command-line clients the end-to-end tests
+// of server/ build and run against `opm serve`: oras and crane. It is its own
+// module so that their dependencies stay out of opm's go.mod.
+package ociclients
+
+import (
+	_ "github.com/google/go-containerregistry/cmd/crane"
+	_ "oras.land/oras/cmd/oras"
+)
