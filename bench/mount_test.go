@@ -1,12 +1,15 @@
 package bench
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,10 +133,8 @@ func BenchmarkMountRead1GiB(b *testing.B) {
 	}
 }
 
-// manyFiles is the size of the many-files package. The goal is 50,000, but
-// registry.Push keeps a file open per file of the package and the open-file
-// limit here is 20,000; raise it when push no longer does that.
-const manyFiles = 15000
+// manyFiles is the size of the many-files package.
+const manyFiles = 50000
 
 // writeManyFiles writes a package source of manyFiles small files in 500
 // directories.
@@ -237,4 +238,128 @@ func BenchmarkMountFirstRead(b *testing.B) {
 	b.Run("whole", func(b *testing.B) {
 		compare(b, "x-bucket", func() { dropCaches(b) }, func() { readAll(b, object) }, evict, func() { readAll(b, file) })
 	})
+}
+
+// The scale of BenchmarkMountScale: scaleRepos repositories of scaleTags
+// tags of scaleFiles files each.
+const (
+	scaleRepos = 10
+	scaleTags  = 10000
+	scaleFiles = 10
+)
+
+// writeScaleRegistry writes the metadata of a registry of scaleRepos ×
+// scaleTags tags of scaleFiles files (1M files) into meta as one commit,
+// with git fast-import. The manifests cycle through 1000 variants; their
+// blobs exist nowhere (listing and stat never fetch).
+func writeScaleRegistry(b *testing.B, meta string) {
+	b.Helper()
+	variants := make([][]byte, 1000)
+	for v := range variants {
+		files := make([]opm.File, scaleFiles)
+		for j := range files {
+			files[j] = opm.File{Path: fmt.Sprintf("dir%d/file%02d.dat", j%3, j), Mode: 0o644, Size: int64(1000 + v*scaleFiles + j),
+				Digest: digest.FromString(fmt.Sprintf("%d/%d", v, j))}
+		}
+		m, err := opm.NewPackage(files, map[string]string{opm.AnnotationCreated: "2026-01-01T00:00:00Z"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if variants[v], _, err = m.Encode(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cmd := exec.Command("git", "-C", meta, "fast-import", "--quiet")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriter(in)
+	for v, body := range variants {
+		fmt.Fprintf(w, "blob\nmark :%d\ndata %d\n%s\n", v+1, len(body), body)
+	}
+	fmt.Fprintf(w, "commit refs/heads/main\ncommitter bench <bench@example.org> 1767225600 +0000\ndata 15\nscale registry\n")
+	for repo := range scaleRepos {
+		for tag := range scaleTags {
+			r := opm.Repository{Namespace: "bench", Project: fmt.Sprintf("p%02d", repo), Name: "data"}
+			fmt.Fprintf(w, "M 100644 :%d %s\n", (repo*scaleTags+tag)%len(variants)+1, opm.TagPath(r, fmt.Sprintf("v1.%d", tag)))
+		}
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	in.Close()
+	if err := cmd.Wait(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// vmHWM is the peak resident set of a process, in bytes.
+func vmHWM(b *testing.B, pid int) int64 {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(st), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb)
+			return kb << 10
+		}
+	}
+	b.Fatalf("no VmHWM in /proc/%d/status", pid)
+	return 0
+}
+
+// BenchmarkMountScale: a registry of 100k tags and 1M files (see
+// writeScaleRegistry). Each round drops the page cache, starts a fresh
+// `opm mount --daemon`, and times it until ready, then a cold `ls` of a
+// repository of 10k tags and `ls -l` of it; it reports the medians and the
+// daemon's peak RSS (VmHWM). Goals: ready < 2 s, RSS < 500 MB, ls < 0.2 s.
+func BenchmarkMountScale(b *testing.B) {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		b.Skipf("no FUSE: %v", err)
+	}
+	dir := b.TempDir()
+	home := filepath.Join(dir, "home")
+	r, err := registry.Open(context.Background(), home)
+	if err != nil {
+		b.Fatal(err)
+	}
+	meta := r.MetaDir()
+	r.Close()
+	start := time.Now()
+	writeScaleRegistry(b, meta)
+	b.Logf("registry of %d tags, %d files written in %v", scaleRepos*scaleTags, scaleRepos*scaleTags*scaleFiles, time.Since(start))
+	mnt := filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o755)
+	repo := filepath.Join(mnt, "bench/p00/data")
+	var ready, ls, lsl []time.Duration
+	var rss int64
+	for range rounds {
+		dropCaches(b)
+		ready = append(ready, timed(nil, func() { run(b, []string{"OPM_HOME=" + home}, opmBin, "mount", "--daemon", mnt) }))
+		ls = append(ls, timed(nil, func() {
+			ents, err := os.ReadDir(repo)
+			if err != nil || len(ents) != scaleTags {
+				b.Fatalf("ls %s: %d entries, %v", repo, len(ents), err)
+			}
+		}))
+		lsl = append(lsl, timed(nil, func() { sh(b, repo, "ls -l > /dev/null") }))
+		var st opmfs.Status
+		if body, err := os.ReadFile(filepath.Join(mnt, ".opm/status")); err != nil || json.Unmarshal(body, &st) != nil {
+			b.Fatalf("status: %v %s", err, body)
+		}
+		rss = max(rss, vmHWM(b, st.PID))
+		run(b, []string{"OPM_HOME=" + home}, opmBin, "umount", mnt)
+	}
+	b.ReportMetric(median(ready).Seconds(), "ready-s")
+	b.ReportMetric(median(ls).Seconds(), "ls-s")
+	b.ReportMetric(median(lsl).Seconds(), "ls-l-s")
+	b.ReportMetric(float64(rss)/(1<<20), "rss-MB")
+	b.Logf("ready %v, cold ls of %d tags %v, ls -l %v, peak RSS %d MB", ready, scaleTags, ls, lsl, rss>>20)
 }

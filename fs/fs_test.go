@@ -109,6 +109,14 @@ func TestReadTree(t *testing.T) {
 				t.Errorf("readdir: %v %v", ents, err)
 			}
 			posixtest.ReadDirConsistency(t, mnt)
+			// A repository is listed without looking its tags up; a
+			// tag listed first then looked up has its attributes.
+			posixtest.ReadDirConsistency(t, filepath.Join(mnt, "acme/web/site"))
+			if tags, err := os.ReadDir(filepath.Join(mnt, "acme/web/site")); err != nil || len(tags) != 1 || !tags[0].IsDir() {
+				t.Errorf("tags: %v %v", tags, err)
+			} else if fi, err := tags[0].Info(); err != nil || !fi.IsDir() || fi.ModTime().IsZero() {
+				t.Errorf("tag info: %v %v", fi, err)
+			}
 			posixtest.ReadDirConsistency(t, filepath.Join(mnt, "acme/web/site/v1/sub"))
 		})
 	}

@@ -208,7 +208,34 @@ func (d *treeDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHan
 	if err != nil {
 		return nil, 0, errno(err)
 	}
+	if len(d.parts) == 3 {
+		// A repository: READDIRPLUS gives names only (see tagList).
+		fh, flags, e := dirHandle(ents, d.fixed != nil)
+		return tagList{fh.(dirStream)}, flags, e
+	}
 	return dirHandle(ents, d.fixed != nil)
+}
+
+// dirStream is what go-fuse's list stream offers as an open directory.
+type dirStream interface {
+	gofs.FileReaddirenter
+	gofs.FileSeekdirer
+	gofs.FileReleasedirer
+}
+
+// tagList is an open repository directory. Listing it gives the tag names
+// without looking each one up: a tag's attributes include when it was set,
+// which takes a walk down the repository's history, and plain `ls` of
+// 10,000 tags should not pay for it. (READDIRPLUS entries without a node
+// are taken by the kernel as names only; ls -l, stat or cd look the tags up.)
+type tagList struct {
+	dirStream
+}
+
+var _ = (gofs.FileLookuper)(tagList{})
+
+func (tagList) Lookup(context.Context, string, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.ENOENT
 }
 
 // dirHandle is an open directory listing ents; with cache the kernel keeps
