@@ -27,4 +27,26 @@ run "$opm" pull demo/web/site:stable -o pulled
 run cat pulled/index.html
 run "$opm" log
 run git -C "$OPM_HOME/meta.git" log --stat --format='%h %s%n%b' -3
+
+# The registry as a filesystem: the daemon owns the home while mounted, and
+# the CLI commands above would be carried out by it.
+if [ -e /dev/fuse ]; then
+  mnt="$work/mnt"
+  mkdir -p "$mnt"
+  trap '"$opm" umount "$mnt" 2>/dev/null || true' EXIT
+  run "$opm" mount --daemon "$mnt"
+  cd "$mnt"
+  run ls
+  run ls -l demo/web/site
+  run cat demo/web/site/stable/index.html
+  run sha256sum demo/tools/opm/latest/README.md
+  run "$opm" files demo/tools/opm:latest
+  run find demo -maxdepth 4
+  run cat .opm/status
+  cd "$work"
+  run "$opm" umount "$mnt"
+  trap - EXIT
+else
+  printf '\n(no /dev/fuse here: skipping the mount)\n'
+fi
 printf '\nThe demo registry is in %s (OPM_HOME=%s).\n' "$work" "$OPM_HOME"
