@@ -1,0 +1,184 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openpm/opm"
+)
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// serve holds home and serves run on its socket until the test ends.
+func serve(t *testing.T, home string, run Runner) {
+	t.Helper()
+	lock, err := Acquire(home, Info{PID: os.Getpid(), Mountpoint: "/mnt/x", Started: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Listen(home, run, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve()
+	t.Cleanup(func() {
+		srv.Close()
+		lock.Release()
+	})
+}
+
+func TestRoundTrip(t *testing.T) {
+	home := t.TempDir()
+	serve(t, home, func(ctx context.Context, req Request, stdout, stderr io.Writer) Result {
+		fmt.Fprintf(stdout, "args=%s cwd=%s author=%s", strings.Join(req.Args, ","), req.Cwd, os.Getenv("GIT_AUTHOR_NAME"))
+		stderr.Write(bytes.Repeat([]byte("e"), maxFrame+10)) // more than one frame
+		return Result{Code: 3, Error: "not found: x"}
+	})
+	t.Setenv("GIT_AUTHOR_NAME", "Ada")
+	c, err := Dial(home)
+	if err != nil || c == nil {
+		t.Fatalf("dial: %v %v", c, err)
+	}
+	defer c.Close()
+	var stdout, stderr bytes.Buffer
+	res, err := Run(context.Background(), c, Request{Args: []string{"ls", "a/b/c"}, Cwd: "/w", Env: Environ()}, &stdout, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res != (Result{Code: 3, Error: "not found: x"}) {
+		t.Errorf("result %+v", res)
+	}
+	if got := stdout.String(); got != "args=ls,a/b/c cwd=/w author=Ada" {
+		t.Errorf("stdout %q", got)
+	}
+	if stderr.Len() != maxFrame+10 {
+		t.Errorf("stderr: %d bytes, want %d", stderr.Len(), maxFrame+10)
+	}
+}
+
+// The client going away cancels the command in the daemon.
+func TestCancel(t *testing.T) {
+	home := t.TempDir()
+	cancelled := make(chan struct{})
+	serve(t, home, func(ctx context.Context, req Request, stdout, stderr io.Writer) Result {
+		io.WriteString(stdout, "started")
+		<-ctx.Done()
+		close(cancelled)
+		return Result{Code: 1, Error: "cancelled"}
+	})
+	c, err := Dial(home)
+	if err != nil || c == nil {
+		t.Fatalf("dial: %v %v", c, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	started := &notifyWriter{ch: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, c, Request{Args: []string{"push"}}, started, io.Discard)
+		done <- err
+	}()
+	<-started.ch
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Run: %v, want context.Canceled", err)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the command was not cancelled")
+	}
+}
+
+type notifyWriter struct{ ch chan struct{} }
+
+func (w *notifyWriter) Write(p []byte) (int, error) {
+	select {
+	case <-w.ch:
+	default:
+		close(w.ch)
+	}
+	return len(p), nil
+}
+
+// A socket whose daemon died (no one holds the lock) is removed, and the
+// caller opens the home itself.
+func TestStaleSocket(t *testing.T) {
+	home := t.TempDir()
+	path := filepath.Join(home, SocketName)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("socket gone already: %v", err)
+	}
+	c, err := Dial(home)
+	if c != nil || err != nil {
+		t.Fatalf("Dial: %v %v, want no daemon", c, err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale socket still there: %v", err)
+	}
+	// No socket at all: no daemon either.
+	if c, err := Dial(home); c != nil || err != nil {
+		t.Fatalf("Dial: %v %v, want no daemon", c, err)
+	}
+	// A new daemon replaces a stale socket.
+	ln, _ = net.Listen("unix", path)
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	serve(t, home, func(context.Context, Request, io.Writer, io.Writer) Result { return Result{} })
+	c, err = Dial(home)
+	if err != nil || c == nil {
+		t.Fatalf("dial the new daemon: %v %v", c, err)
+	}
+	c.Close()
+}
+
+// A second owner of a home is refused with a message naming the first.
+func TestSecondOwnerRefused(t *testing.T) {
+	home := t.TempDir()
+	if Held(home) {
+		t.Fatal("held before anyone took it")
+	}
+	lock, err := Acquire(home, Info{PID: 4242, Mountpoint: "/mnt/first", Started: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !Held(home) {
+		t.Error("not held while locked")
+	}
+	_, err = Acquire(home, Info{PID: 1, Mountpoint: "/mnt/second"})
+	if !errors.Is(err, opm.ErrLocked) || !strings.Contains(err.Error(), "4242") || !strings.Contains(err.Error(), "/mnt/first") {
+		t.Errorf("second Acquire: %v", err)
+	}
+	lock.Release()
+	if Held(home) {
+		t.Error("held after Release")
+	}
+	lock2, err := Acquire(home, Info{PID: 1, Mountpoint: "/mnt/second"})
+	if err != nil {
+		t.Fatalf("Acquire after Release: %v", err)
+	}
+	lock2.Release()
+}
+
+func TestFrameLimit(t *testing.T) {
+	var b bytes.Buffer
+	b.Write([]byte{frameStdout, 0xff, 0xff, 0xff, 0xff})
+	if _, _, err := readFrame(&b); err == nil {
+		t.Error("a 4 GiB frame was accepted")
+	}
+}
