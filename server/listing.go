@@ -295,7 +295,7 @@ func (s *Server) serveListing(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
 		return
 	}
-	snap, err := s.reg.Snapshot()
+	snap, err := s.snapshot()
 	if err != nil {
 		s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
 		return

@@ -138,7 +138,7 @@ func (s *Server) getManifest(w http.ResponseWriter, r *http.Request, rt ociRoute
 		_ = code
 		return
 	}
-	snap, err := s.reg.Snapshot()
+	snap, err := s.snapshot()
 	if err != nil {
 		s.fail(w, r, err, "MANIFEST_UNKNOWN", "MANIFEST_INVALID")
 		return
@@ -244,7 +244,7 @@ func (s *Server) putManifestHTTP(w http.ResponseWriter, r *http.Request, rt ociR
 		}
 	}
 	if m.IsIndex() && len(m.Manifests) > 0 {
-		snap, err := s.reg.Snapshot()
+		snap, err := s.snapshot()
 		if err != nil {
 			s.fail(w, r, err, "MANIFEST_UNKNOWN", "MANIFEST_INVALID")
 			return
@@ -357,7 +357,7 @@ func (s *Server) deleteBlob(w http.ResponseWriter, r *http.Request, rt ociRoute)
 	}
 	s.gc.Lock()
 	defer s.gc.Unlock()
-	snap, err := s.reg.Snapshot()
+	snap, err := s.snapshot()
 	if err != nil {
 		s.fail(w, r, err, "BLOB_UNKNOWN", "DIGEST_INVALID")
 		return
@@ -414,7 +414,7 @@ func page(w http.ResponseWriter, r *http.Request, names []string) ([]string, boo
 }
 
 func (s *Server) listTags(w http.ResponseWriter, r *http.Request, rt ociRoute) {
-	snap, err := s.reg.Snapshot()
+	snap, err := s.snapshot()
 	if err != nil {
 		s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
 		return
@@ -464,7 +464,7 @@ func (s *Server) referrers(w http.ResponseWriter, r *http.Request, rt ociRoute) 
 		writeError(w, http.StatusBadRequest, "DIGEST_INVALID", err.Error())
 		return
 	}
-	snap, err := s.reg.Snapshot()
+	snap, err := s.snapshot()
 	if err != nil {
 		s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
 		return

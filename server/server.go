@@ -40,6 +40,7 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 
+	"github.com/openpm/opm/gitmeta"
 	"github.com/openpm/opm/registry"
 )
 
@@ -69,6 +70,9 @@ type Server struct {
 	gc sync.RWMutex
 
 	digests digestCache
+	files   fileCache
+	snapMu  sync.Mutex
+	snap    *gitmeta.Snapshot
 }
 
 // New makes a server for reg. Close removes the uploads in progress.

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
@@ -78,16 +80,73 @@ func (s *Server) manifests(snap *gitmeta.Snapshot, repo opm.Repository) ([]store
 	return out, nil
 }
 
+// fileCache keeps manifest files read from the current head: a GET by tag
+// then costs a read of refs/heads/main and a map lookup, not a walk of git
+// trees behind the repository's lock. It is dropped when the head moves.
+type fileCache struct {
+	mu     sync.Mutex
+	commit plumbing.Hash
+	files  map[string][]byte
+	bytes  int
+}
+
+const fileCacheMax = 64 << 20
+
+func (s *Server) readFile(snap *gitmeta.Snapshot, p string) ([]byte, error) {
+	c := &s.files
+	c.mu.Lock()
+	if c.commit != snap.Commit() {
+		c.commit, c.files, c.bytes = snap.Commit(), map[string][]byte{}, 0
+	}
+	b, ok := c.files[p]
+	c.mu.Unlock()
+	if ok {
+		return b, nil
+	}
+	b, err := snap.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.commit == snap.Commit() && c.bytes+len(b) <= fileCacheMax {
+		c.files[p] = b
+		c.bytes += len(b)
+	}
+	c.mu.Unlock()
+	return b, nil
+}
+
+// snapshot is the registry's head, the view reused while the head stays.
+func (s *Server) snapshot() (*gitmeta.Snapshot, error) {
+	h, err := s.reg.Meta.Head()
+	if err != nil {
+		return nil, err
+	}
+	s.snapMu.Lock()
+	snap := s.snap
+	s.snapMu.Unlock()
+	if snap != nil && snap.Commit() == h {
+		return snap, nil
+	}
+	if snap, err = s.reg.Meta.Snapshot(h); err != nil {
+		return nil, err
+	}
+	s.snapMu.Lock()
+	s.snap = snap
+	s.snapMu.Unlock()
+	return snap, nil
+}
+
 // readManifest finds the bytes of a tag or digest of repo in snap.
 func (s *Server) readManifest(snap *gitmeta.Snapshot, repo opm.Repository, tag string, d digest.Digest) ([]byte, error) {
 	if tag != "" {
-		b, err := snap.ReadFile(opm.TagPath(repo, tag))
+		b, err := s.readFile(snap, opm.TagPath(repo, tag))
 		if errors.Is(err, opm.ErrNotFound) {
 			return nil, fmt.Errorf("%s:%s: no such tag: %w", repo, tag, opm.ErrNotFound)
 		}
 		return b, err
 	}
-	if b, err := snap.ReadFile(manifestPath(repo, d)); err == nil {
+	if b, err := s.readFile(snap, manifestPath(repo, d)); err == nil {
 		return b, nil
 	} else if !errors.Is(err, opm.ErrNotFound) {
 		return nil, err
@@ -98,7 +157,7 @@ func (s *Server) readManifest(snap *gitmeta.Snapshot, repo opm.Repository, tag s
 	}
 	for _, m := range all {
 		if m.digest == d {
-			return snap.ReadFile(m.path)
+			return s.readFile(snap, m.path)
 		}
 	}
 	return nil, fmt.Errorf("%s@%s: %w", repo, d, opm.ErrNotFound)

@@ -177,7 +177,7 @@ func (s *Server) serveWeb(w http.ResponseWriter, r *http.Request) {
 		s.webError(w, err)
 		return
 	}
-	snap, err := s.reg.Snapshot()
+	snap, err := s.snapshot()
 	if err != nil {
 		s.webError(w, err)
 		return
