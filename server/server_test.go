@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -630,5 +631,90 @@ func TestWriteSite(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(dir, "_opm/api/namespaces/acme/projects/web/repositories/site/tags/v1.json"))
 	if err := json.Unmarshal(b, &td); err != nil || len(td.Files) != 2 {
 		t.Fatalf("tag JSON: %v %+v", err, td)
+	}
+}
+
+// Concurrent writers: every PUT to its own tag is one commit; PUTs to one
+// tag end with one of them; readers never see a torn state; a blob delete
+// racing a manifest PUT never leaves a tag naming a missing blob.
+func TestConcurrentWrites(t *testing.T) {
+	e := newEnv(t, Options{})
+	repo := "acme/conc/repo"
+	cfg := e.putBlob(repo, []byte(`{"os":"linux"}`))
+	mk := func(layer digest.Digest, n int64) []byte {
+		return []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"%s","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":14},"layers":[{"mediaType":"application/octet-stream","digest":"%s","size":%d}]}`,
+			opm.MediaTypeManifest, cfg, layer, n))
+	}
+	before := e.commits()
+	var wg sync.WaitGroup
+	const n = 8
+	for i := range n {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			blob := []byte(fmt.Sprintf("layer %d", i))
+			d := digest.FromBytes(blob)
+			req, _ := http.NewRequest("POST", e.url+"/v2/"+repo+"/blobs/uploads/?digest="+d.String(), bytes.NewReader(blob))
+			req.Header.Set("Authorization", "Bearer "+testToken)
+			if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 201 {
+				t.Errorf("blob %d: %v", i, err)
+			}
+			req, _ = http.NewRequest("PUT", e.url+"/v2/"+repo+"/manifests/t"+fmt.Sprint(i), bytes.NewReader(mk(d, int64(len(blob)))))
+			req.Header.Set("Authorization", "Bearer "+testToken)
+			req.Header.Set("Content-Type", opm.MediaTypeManifest)
+			if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 201 {
+				t.Errorf("manifest %d: %v %v", i, err, res.Status)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				res, err := http.Get(e.url + "/v2/" + repo + "/tags/list")
+				if err != nil || res.StatusCode != 200 {
+					t.Errorf("tags list: %v", err)
+					continue
+				}
+				res.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	if got := e.commits() - before; got != n {
+		t.Fatalf("%d commits for %d tags", got, n)
+	}
+
+	// A delete of a blob racing the PUT of a manifest that names it: either
+	// the PUT fails (blob gone) or the delete is refused, never both succeed.
+	for i := range 10 {
+		blob := []byte(fmt.Sprintf("race %d", i))
+		d := e.putBlob(repo, blob)
+		m := mk(d, int64(len(blob)))
+		var put, del int
+		var rw sync.WaitGroup
+		rw.Add(2)
+		go func() {
+			defer rw.Done()
+			req, _ := http.NewRequest("PUT", e.url+"/v2/"+repo+"/manifests/race", bytes.NewReader(m))
+			req.Header.Set("Authorization", "Bearer "+testToken)
+			req.Header.Set("Content-Type", opm.MediaTypeManifest)
+			res, _ := http.DefaultClient.Do(req)
+			put = res.StatusCode
+			res.Body.Close()
+		}()
+		go func() {
+			defer rw.Done()
+			req, _ := http.NewRequest("DELETE", e.url+"/v2/"+repo+"/blobs/"+d.String(), nil)
+			req.Header.Set("Authorization", "Bearer "+testToken)
+			res, _ := http.DefaultClient.Do(req)
+			del = res.StatusCode
+			res.Body.Close()
+		}()
+		rw.Wait()
+		if put == 201 && del == 202 {
+			t.Fatalf("round %d: manifest committed and its blob deleted", i)
+		}
+		if put == 201 && !e.reg.Local.Has(d) {
+			t.Fatalf("round %d: tag names a missing blob", i)
+		}
 	}
 }
