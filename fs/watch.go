@@ -149,14 +149,26 @@ func Unmount(dir string, lazy bool) error {
 	return &os.PathError{Op: "unmount", Path: dir, Err: err}
 }
 
-// CleanStale detaches dir if it is a mount whose server has died (stat fails
-// with "transport endpoint is not connected"), and reports whether it was.
+// CleanStale detaches dir if it is a mount whose server has died, and
+// reports whether it was.
 func CleanStale(dir string) (bool, error) {
-	_, err := os.Stat(dir)
-	if !errors.Is(err, syscall.ENOTCONN) {
+	if !Dead(dir) {
 		return false, nil
 	}
 	return true, Unmount(dir, true)
+}
+
+// Dead reports whether dir is a FUSE mount whose server has gone: statfs
+// fails with "transport endpoint is not connected". (stat may still
+// succeed for a while from the kernel's cached attributes; statfs always
+// asks the server.)
+func Dead(dir string) bool {
+	var st syscall.Statfs_t
+	err := syscall.Statfs(dir, &st)
+	if err == nil {
+		_, err = os.Stat(dir)
+	}
+	return errors.Is(err, syscall.ENOTCONN)
 }
 
 // MountedHome returns the home served at dir, if dir is an opm mount (its
