@@ -53,6 +53,8 @@ Example:
 			&cli.BoolFlag{Name: "daemon", Aliases: []string{"d"}, Usage: "return once mounted; the daemon runs in the background and logs to <home>/" + logName},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let every user read the mount (the kernel checks the permission bits)"},
 			&cli.DurationFlag{Name: "sync-interval", Usage: "follow origin: fetch and fast-forward every `DURATION` (e.g. 30s; see opm sync)"},
+			&cli.StringFlag{Name: "http", Usage: "also serve HTTP on `HOST:PORT` from the daemon, as 'opm serve' (docs/http.md)"},
+			&cli.StringFlag{Name: "http-token-file", Usage: "with --http: `FILE` holding the token writes need (else read-only)"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, 1); err != nil {
@@ -104,12 +106,15 @@ func umountCommand() *cli.Command {
 
 // mountOptions are the settings of one mount.
 type mountOptions struct {
-	home        string
-	dir         string
-	allowOther  bool
-	passthrough bool
-	xattr       bool
-	syncEvery   time.Duration // follow origin this often; 0: never
+	home          string
+	dir           string
+	allowOther    bool
+	passthrough   bool
+	xattr         bool
+	syncEvery     time.Duration // follow origin this often; 0: never
+	httpAddr      string        // also serve HTTP here (opm serve); "": no
+	httpToken     string        // the write token of httpTokenFile
+	httpTokenFile string
 }
 
 func newMountOptions(c *cli.Context) (mountOptions, error) {
@@ -117,13 +122,24 @@ func newMountOptions(c *cli.Context) (mountOptions, error) {
 	if err != nil {
 		return mountOptions{}, err
 	}
+	token, err := readToken(c, "http-token-file")
+	if err != nil {
+		return mountOptions{}, err
+	}
+	tokenFile := c.String("http-token-file")
+	if tokenFile != "" {
+		tokenFile = absPath(c, tokenFile)
+	}
 	return mountOptions{
-		home:        home,
-		dir:         absPath(c, c.Args().First()),
-		allowOther:  c.Bool("allow-other"),
-		passthrough: os.Getenv("OPM_FUSE_PASSTHROUGH") != "0",
-		xattr:       os.Getenv("OPM_FUSE_XATTR") == "1",
-		syncEvery:   c.Duration("sync-interval"),
+		httpAddr:      c.String("http"),
+		httpToken:     token,
+		httpTokenFile: tokenFile,
+		home:          home,
+		dir:           absPath(c, c.Args().First()),
+		allowOther:    c.Bool("allow-other"),
+		passthrough:   os.Getenv("OPM_FUSE_PASSTHROUGH") != "0",
+		xattr:         os.Getenv("OPM_FUSE_XATTR") == "1",
+		syncEvery:     c.Duration("sync-interval"),
 	}, nil
 }
 
@@ -165,6 +181,19 @@ func runMount(ctx context.Context, o mountOptions, ready func(error)) error {
 		return err
 	}
 	go srv.Serve()
+	if o.httpAddr != "" {
+		// Serve HTTP alongside, stopped before the home is closed.
+		hctx, stopHTTP := context.WithCancel(ctx)
+		served := make(chan struct{})
+		defer func() { stopHTTP(); <-served }()
+		go func() {
+			defer close(served)
+			so := serveOptions{Addr: o.httpAddr, Token: o.httpToken}
+			if err := runServe(hctx, r, so, os.Stderr, nil); err != nil {
+				log.Error("http", "addr", o.httpAddr, "err", err)
+			}
+		}()
+	}
 	ready(nil)
 	if o.syncEvery > 0 {
 		defer followOrigin(ctx, r, o.syncEvery, log)()
@@ -251,6 +280,12 @@ func startDaemon(o mountOptions, stderr io.Writer) error {
 	}
 	if o.syncEvery > 0 {
 		args = append(args, "--sync-interval", o.syncEvery.String())
+	}
+	if o.httpAddr != "" {
+		args = append(args, "--http", o.httpAddr)
+	}
+	if o.httpTokenFile != "" {
+		args = append(args, "--http-token-file", o.httpTokenFile)
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), readyFDEnv+"=3")
