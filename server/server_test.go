@@ -718,3 +718,51 @@ func TestConcurrentWrites(t *testing.T) {
 		}
 	}
 }
+
+// With a bucket, an upload lands in the bucket and the local store; a blob
+// only in the bucket is fetched (verified) when first read.
+func TestBucketBlobs(t *testing.T) {
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	reg, err := registry.Open(context.Background(), home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := filepath.Join(dir, "bucket")
+	os.MkdirAll(bucket, 0o755)
+	if err := reg.SetConfig("opm.blobs", "file://"+bucket); err != nil {
+		t.Fatal(err)
+	}
+	reg.Close()
+	reg, err = registry.Open(context.Background(), home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reg.Bucket == nil {
+		t.Fatal("no bucket after opm.blobs")
+	}
+	srv, err := New(reg, Options{Token: testToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer func() { hs.Close(); srv.Close(); reg.Close() }()
+	e := &env{t: t, reg: reg, srv: srv, url: hs.URL}
+	blob := bytes.Repeat([]byte("bucket "), 1000)
+	d := e.putBlob("acme/b/r", blob)
+	if _, err := reg.Bucket.Stat(context.Background(), d); err != nil {
+		t.Fatalf("upload not in the bucket: %v", err)
+	}
+	if err := reg.Local.Delete(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	h := e.do("HEAD", "/v2/acme/b/r/blobs/"+d.String(), nil) // no fetch for HEAD
+	expect(t, h, 200, "")
+	if reg.Local.Has(d) || h.ContentLength != int64(len(blob)) {
+		t.Fatalf("HEAD: local %v, length %d", reg.Local.Has(d), h.ContentLength)
+	}
+	r := e.do("GET", "/v2/acme/b/r/blobs/"+d.String(), nil, "Range: bytes=0-6")
+	if b := expect(t, r, 206, ""); string(b) != "bucket " || !reg.Local.Has(d) {
+		t.Fatalf("GET from the bucket: %q, local %v", b, reg.Local.Has(d))
+	}
+}
