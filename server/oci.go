@@ -150,7 +150,7 @@ func (s *Server) getManifest(w http.ResponseWriter, r *http.Request, rt ociRoute
 	}
 	md := digest.FromBytes(b)
 	h := w.Header()
-	h.Set("Content-Type", manifestType(b))
+	h.Set("Content-Type", s.typeOf(md, b))
 	h.Set("Docker-Content-Digest", md.String())
 	h.Set("ETag", `"`+md.String()+`"`)
 	h.Set("Content-Length", strconv.Itoa(len(b)))
@@ -161,6 +161,25 @@ func (s *Server) getManifest(w http.ResponseWriter, r *http.Request, rt ociRoute
 		return
 	}
 	w.Write(b)
+}
+
+// typeOf is manifestType, remembered per digest (the bytes of a digest
+// never change).
+func (s *Server) typeOf(d digest.Digest, b []byte) string {
+	s.typesMu.Lock()
+	t, ok := s.types[d]
+	s.typesMu.Unlock()
+	if ok {
+		return t
+	}
+	t = manifestType(b)
+	s.typesMu.Lock()
+	if len(s.types) > 1<<16 {
+		clear(s.types)
+	}
+	s.types[d] = t
+	s.typesMu.Unlock()
+	return t
 }
 
 // manifestType is a stored manifest's media type: its own mediaType field,
