@@ -53,10 +53,12 @@ func (u *uploads) start(repo opm.Repository) (*upload, error) {
 	defer u.mu.Unlock()
 	now := time.Now()
 	for id, up := range u.m {
-		if now.Sub(up.used) > uploadIdle && up.mu.TryLock() {
-			up.drop()
+		if up.mu.TryLock() { // a session in use is not idle
+			if now.Sub(up.used) > uploadIdle {
+				up.drop()
+				delete(u.m, id)
+			}
 			up.mu.Unlock()
-			delete(u.m, id)
 		}
 	}
 	if len(u.m) >= maxUploads {
