@@ -80,6 +80,14 @@ type Options struct {
 	// SELinux labels of every file) saves a round trip per file, and
 	// user.opm.digest is not offered.
 	NoXattr bool
+	// NoOpen answers opens with ENOSYS, after which the kernel opens files
+	// without asking this process (FUSE no_open): an open costs no round
+	// trip, and a warm read is served by the page cache alone (measured:
+	// cat of 50k small files several times faster). The price: no
+	// passthrough (reads that miss the page cache come to this process),
+	// and a blob that is not local is fetched on the first read instead of
+	// on open (a failure is EIO from read, not from open).
+	NoOpen bool
 	// Debug logs every FUSE request.
 	Debug bool
 }
@@ -96,6 +104,8 @@ type FS struct {
 
 	server      *fuse.Server
 	passthrough bool // decided once, before the first open
+
+	fds fdCache // open blob files, for reads without an open (NoOpen)
 
 	histMu sync.Mutex
 	hist   map[plumbing.Hash]*view // .history views, a few at a time
@@ -201,9 +211,9 @@ func Mount(r *registry.Registry, dir string, opts Options) (*FS, error) {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
 	fsys.server = server
-	fsys.passthrough = opts.Passthrough && probePassthrough(server, r.MetaDir())
+	fsys.passthrough = opts.Passthrough && !opts.NoOpen && probePassthrough(server, r.MetaDir())
 	fsys.log.Info("mounted", "dir", dir, "home", r.Dir, "head", snap.Commit().String(),
-		"passthrough", fsys.passthrough, "passthrough_asked", opts.Passthrough)
+		"passthrough", fsys.passthrough, "passthrough_asked", opts.Passthrough, "no_open", opts.NoOpen)
 	fsys.watching.Add(1)
 	go fsys.watch()
 	return fsys, nil
@@ -241,6 +251,7 @@ func (fsys *FS) Wait() {
 	fsys.server.Wait()
 	fsys.stopOnce.Do(func() { close(fsys.stop) })
 	fsys.watching.Wait()
+	fsys.fds.close()
 }
 
 // Unmount unmounts the filesystem; with lazy it detaches it even while files

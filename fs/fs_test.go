@@ -3,6 +3,7 @@ package fs_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -65,6 +66,11 @@ func mustRef(t *testing.T, s string) opm.Reference {
 // mount opens a fresh home, lets fill push into it, and mounts it.
 func mount(t *testing.T, passthrough bool, fill func(r *registry.Registry)) (*registry.Registry, *opmfs.FS, string) {
 	t.Helper()
+	return mountOpts(t, opmfs.Options{Passthrough: passthrough}, fill)
+}
+
+func mountOpts(t *testing.T, opts opmfs.Options, fill func(r *registry.Registry)) (*registry.Registry, *opmfs.FS, string) {
+	t.Helper()
 	needFUSE(t)
 	r, err := registry.Open(context.Background(), t.TempDir())
 	if err != nil {
@@ -75,7 +81,8 @@ func mount(t *testing.T, passthrough bool, fill func(r *registry.Registry)) (*re
 		fill(r)
 	}
 	mnt := t.TempDir()
-	m, err := opmfs.Mount(r, mnt, opmfs.Options{Passthrough: passthrough, Poll: 50 * time.Millisecond})
+	opts.Poll = 50 * time.Millisecond
+	m, err := opmfs.Mount(r, mnt, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,10 +97,11 @@ func mount(t *testing.T, passthrough bool, fill func(r *registry.Registry)) (*re
 }
 
 func TestReadTree(t *testing.T) {
-	for _, pt := range []bool{false, true} {
-		t.Run(map[bool]string{false: "plain", true: "passthrough"}[pt], func(t *testing.T) {
+	for _, mode := range []string{"plain", "passthrough", "noopen"} {
+		t.Run(mode, func(t *testing.T) {
+			pt := mode == "passthrough"
 			src := writeFiles(t, map[string]string{"a.txt": "alpha\n", "sub/b.txt": strings.Repeat("b", 3<<20), "sub/deep/c": "", "z": "zz"})
-			_, m, mnt := mount(t, pt, func(r *registry.Registry) { push(t, r, "acme/web/site:v1", src) })
+			_, m, mnt := mountOpts(t, opmfs.Options{Passthrough: pt, NoOpen: mode == "noopen"}, func(r *registry.Registry) { push(t, r, "acme/web/site:v1", src) })
 			if pt && !m.Passthrough() {
 				t.Log("kernel refused passthrough; testing the plain path twice")
 			}
@@ -107,6 +115,13 @@ func TestReadTree(t *testing.T) {
 			ents, err := os.ReadDir(filepath.Join(mnt, "acme/web/site/v1"))
 			if err != nil || len(ents) != 3 || ents[0].Name() != "a.txt" || ents[1].Name() != "sub" || !ents[1].IsDir() {
 				t.Errorf("readdir: %v %v", ents, err)
+			}
+			for range 2 { // made at open, or (noopen) at stat
+				b, err := os.ReadFile(filepath.Join(mnt, ".opm/status"))
+				var st opmfs.Status
+				if err != nil || json.Unmarshal(b, &st) != nil || st.Mountpoint != mnt || st.Passthrough != m.Passthrough() {
+					t.Errorf("status: %v %q", err, b)
+				}
 			}
 			posixtest.ReadDirConsistency(t, mnt)
 			// A repository is listed without looking its tags up; a
@@ -218,5 +233,40 @@ func TestLiveUpdateRace(t *testing.T) {
 	// Round 0 pushes what v1 holds already: no commit, so 5 moves.
 	if st := m.Status(); st.HeadMoves != 5 || st.Errors != 0 {
 		t.Errorf("status: %+v", st)
+	}
+}
+
+// A blob missing from the local store (and no bucket to fetch it from)
+// gives EIO for that file alone: on open, or with NoOpen on read.
+func TestMissingBlobEIO(t *testing.T) {
+	for _, noOpen := range []bool{false, true} {
+		t.Run(map[bool]string{false: "open", true: "noopen"}[noOpen], func(t *testing.T) {
+			src := writeFiles(t, map[string]string{"gone": "this blob goes away\n", "kept": "kept\n"})
+			var gone string
+			_, m, mnt := mountOpts(t, opmfs.Options{NoOpen: noOpen}, func(r *registry.Registry) {
+				push(t, r, "acme/web/site:v1", src)
+				p, err := r.Resolve(mustRef(t, "acme/web/site:v1"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, f := range p.Manifest.Files() {
+					if f.Path == "gone" {
+						gone = r.Local.Path(f.Digest)
+					}
+				}
+			})
+			if err := os.Remove(gone); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.ReadFile(filepath.Join(mnt, "acme/web/site/v1/gone")); !errors.Is(err, syscall.EIO) {
+				t.Errorf("read of a missing blob: %v, want EIO", err)
+			}
+			if b, err := os.ReadFile(filepath.Join(mnt, "acme/web/site/v1/kept")); err != nil || string(b) != "kept\n" {
+				t.Errorf("kept: %q %v", b, err)
+			}
+			if st := m.Status(); st.Errors == 0 {
+				t.Errorf("status counts no error: %+v", st)
+			}
+		})
 	}
 }

@@ -254,6 +254,9 @@ func (n *pkgFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&(syscall.O_TRUNC|syscall.O_APPEND|syscall.O_CREAT) != 0 {
 		return nil, 0, syscall.EROFS
 	}
+	if n.p.fs.opts.NoOpen {
+		return nil, 0, syscall.ENOSYS // from now on the kernel opens without asking; see Read
+	}
 	if n.f.Size == 0 {
 		return emptyFile{}, openFlags, 0
 	}
@@ -265,6 +268,40 @@ func (n *pkgFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint
 		return &passthroughFile{blobFile{fd}}, openFlags, 0
 	}
 	return &blobFile{fd}, openFlags, 0
+}
+
+var (
+	_ = (gofs.NodeReader)((*pkgFile)(nil))
+	_ = (gofs.NodeFlusher)((*pkgFile)(nil))
+)
+
+// Flush answers ENOSYS, after which the kernel sends no FLUSH on close for
+// any file. (An opened file asks for none anyway: FOPEN_NOFLUSH; this is
+// for files read without an open, Options.NoOpen.)
+func (n *pkgFile) Flush(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
+	return syscall.ENOSYS
+}
+
+// Read reads an open file, or, with Options.NoOpen (no file handle), the
+// blob through the mount's cache of open blob files.
+func (n *pkgFile) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if r, ok := fh.(gofs.FileReader); ok {
+		return r.Read(ctx, dest, off)
+	}
+	if off >= n.f.Size || n.f.Symlink != "" {
+		return fuse.ReadResultData(nil), 0
+	}
+	fsys := n.p.fs
+	b, err := fsys.fds.acquire(ctx, fsys, n.f, n.p.name)
+	if err != nil {
+		return nil, syscall.EIO
+	}
+	defer fsys.fds.release(b)
+	got, err := syscall.Pread(b.fd, dest, off)
+	if err != nil {
+		return nil, syscall.EIO
+	}
+	return fuse.ReadResultData(dest[:got]), 0
 }
 
 // openBlob opens the local blob file of f, fetching the blob first if it

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -80,7 +81,10 @@ func (d *opmDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 		return nil, syscall.ENOENT
 	}
 	f := &statusFile{fs: d.fs}
-	f.attr(&out.Attr)
+	f.fill(&out.Attr)
+	if d.fs.opts.NoOpen {
+		out.SetAttrTimeout(time.Nanosecond) // 0 would mean go-fuse's default
+	}
 	out.SetEntryTimeout(immutableTimeout)
 	return d.NewInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: ino("special", ".opm/status")}), 0
 }
@@ -90,16 +94,22 @@ func (d *opmDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 }
 
 // statusFile is .opm/status: its content is made when it is opened and
-// read directly (it has no fixed size).
+// read directly (it has no fixed size). With Options.NoOpen there is no
+// open: the content is made at each stat, which gives its size, and the
+// reads that follow serve it.
 type statusFile struct {
 	gofs.Inode
 	readOnly
 	fs *FS
+
+	mu   sync.Mutex
+	body []byte // NoOpen: the content as of the last stat
 }
 
 var (
 	_ = (gofs.NodeGetattrer)((*statusFile)(nil))
 	_ = (gofs.NodeOpener)((*statusFile)(nil))
+	_ = (gofs.NodeReader)((*statusFile)(nil))
 )
 
 func (f *statusFile) attr(a *fuse.Attr) {
@@ -109,20 +119,61 @@ func (f *statusFile) attr(a *fuse.Attr) {
 	a.SetTimes(&now, &now, &now)
 }
 
+func (f *statusFile) content() []byte {
+	b, err := json.MarshalIndent(f.fs.Status(), "", "  ")
+	if err != nil {
+		return nil
+	}
+	return append(b, '\n')
+}
+
+// fill fills the attributes; with NoOpen it makes the content, whose size
+// the kernel reads up to.
+func (f *statusFile) fill(a *fuse.Attr) {
+	f.attr(a)
+	if f.fs.opts.NoOpen {
+		b := f.content()
+		f.mu.Lock()
+		f.body = b
+		f.mu.Unlock()
+		a.Size = uint64(len(b))
+	}
+}
+
 func (f *statusFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	f.attr(&out.Attr)
+	f.fill(&out.Attr)
+	if f.fs.opts.NoOpen {
+		// Asked again before every read (0 would mean go-fuse's default).
+		out.SetTimeout(time.Nanosecond)
+	}
 	return 0
 }
 
 func (f *statusFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if f.fs.opts.NoOpen {
+		return nil, 0, syscall.ENOSYS
+	}
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		return nil, 0, syscall.EROFS
 	}
-	b, err := json.MarshalIndent(f.fs.Status(), "", "  ")
-	if err != nil {
+	b := f.content()
+	if b == nil {
 		return nil, 0, syscall.EIO
 	}
-	return bytesFile(append(b, '\n')), fuse.FOPEN_DIRECT_IO, 0
+	return bytesFile(b), fuse.FOPEN_DIRECT_IO, 0
+}
+
+func (f *statusFile) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if r, ok := fh.(gofs.FileReader); ok {
+		return r.Read(ctx, dest, off)
+	}
+	f.mu.Lock()
+	b := f.body
+	f.mu.Unlock()
+	if b == nil {
+		b = f.content()
+	}
+	return bytesFile(b).Read(ctx, dest, off)
 }
 
 // bytesFile is an open file made of bytes in memory.

@@ -44,8 +44,12 @@ Environment: OPM_FUSE_PASSTHROUGH=0 turns off FUSE passthrough (the kernel
 reading blob files directly), which is used where the kernel allows it.
 OPM_FUSE_XATTR=1 offers each file's blob digest as the extended attribute
 user.opm.digest; it is off by default because 'ls -l' then asks the daemon
-about ACLs of every file (measured: ls -lR 7x native with it, 1.8x without).
-'opm files REF' lists the digests either way.
+about ACLs of every file (measured: ls -lR 6x native with it, 1x without).
+'opm files REF' lists the digests either way. OPM_FUSE_NOOPEN=1 lets the
+kernel open files without asking the daemon: reading many small files gets
+several times faster (cat of 50k files 1.0x native instead of 3.6x), at
+the price of passthrough, and a blob not yet local is fetched on the first
+read instead of on open. See docs/mount.md.
 
 Example:
    opm mount --daemon /mnt/opm && ls /mnt/opm`,
@@ -111,6 +115,7 @@ type mountOptions struct {
 	allowOther    bool
 	passthrough   bool
 	xattr         bool
+	noOpen        bool          // OPM_FUSE_NOOPEN=1: opmfs.Options.NoOpen
 	syncEvery     time.Duration // follow origin this often; 0: never
 	httpAddr      string        // also serve HTTP here (opm serve); "": no
 	httpToken     string        // the write token of httpTokenFile
@@ -139,6 +144,7 @@ func newMountOptions(c *cli.Context) (mountOptions, error) {
 		allowOther:    c.Bool("allow-other"),
 		passthrough:   os.Getenv("OPM_FUSE_PASSTHROUGH") != "0",
 		xattr:         os.Getenv("OPM_FUSE_XATTR") == "1",
+		noOpen:        os.Getenv("OPM_FUSE_NOOPEN") == "1",
 		syncEvery:     c.Duration("sync-interval"),
 	}, nil
 }
@@ -170,7 +176,7 @@ func runMount(ctx context.Context, o mountOptions, ready func(error)) error {
 	} else if stale {
 		log.Info("detached a dead mount", "dir", o.dir)
 	}
-	m, err := opmfs.Mount(r, o.dir, opmfs.Options{AllowOther: o.allowOther, Passthrough: o.passthrough, NoXattr: !o.xattr, Logger: log})
+	m, err := opmfs.Mount(r, o.dir, opmfs.Options{AllowOther: o.allowOther, Passthrough: o.passthrough, NoXattr: !o.xattr, NoOpen: o.noOpen, Logger: log})
 	if err != nil {
 		return err
 	}
