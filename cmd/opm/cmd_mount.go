@@ -34,7 +34,7 @@ func mountCommand() *cli.Command {
 		Description: `Shows <ns>/<project>/<repo>/<tag>/<files> under MOUNTPOINT; also
 <repo>/@sha256:<hex>/ (a package by digest), .history/<commit>/ (the registry at
 a commit) and .opm/status (JSON). The mount follows the registry's head: a
-push, rm or sync shows within a second. Every write fails with EROFS. The
+push, rm or sync shows within a second. Every write fails with EROFS.
 The mounting process is the home's daemon: while it runs, every other opm
 command on the home is carried out by it. It runs until 'opm umount
 MOUNTPOINT', umount(8), SIGINT or SIGTERM. A mount left by a killed daemon
