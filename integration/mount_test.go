@@ -354,6 +354,13 @@ func TestMountDigestAndHistory(t *testing.T) {
 }
 
 func TestMountCorruptBucketBlob(t *testing.T) {
+	// With OPM_FUSE_NOOPEN=1 the fetch (and its EIO) happens on read.
+	for _, env := range []string{"OPM_FUSE_NOOPEN=0", "OPM_FUSE_NOOPEN=1"} {
+		t.Run(env, func(t *testing.T) { testMountCorruptBucketBlob(t, env) })
+	}
+}
+
+func testMountCorruptBucketBlob(t *testing.T, env string) {
 	home := filepath.Join(t.TempDir(), "home")
 	bucket := filepath.Join(t.TempDir(), "bucket")
 	must(t, os.MkdirAll(bucket, 0o755))
@@ -381,7 +388,7 @@ func TestMountCorruptBucketBlob(t *testing.T) {
 	b[len(b)/2] ^= 1
 	must(t, os.WriteFile(obj, b, 0o644))
 
-	mnt := mountDaemon(t, home)
+	mnt := mountDaemon(t, home, env)
 	pkg := filepath.Join(mnt, "acme/tools/kit/v1")
 	// Listing and stat never fetch.
 	shOK(t, pkg, "ls -lR >/dev/null")
@@ -415,12 +422,16 @@ func TestMountPassthroughAndPlain(t *testing.T) {
 	src := sourceTree(t, 5)
 	opmOK(t, home, nil, "push", "acme/tools/kit:v1", src)
 	want := sha256File(t, filepath.Join(src, "lib/b/big.dat"))
-	for _, pt := range []string{"0", "1"} {
-		mnt := mountDaemon(t, home, "OPM_FUSE_PASSTHROUGH="+pt)
+	for _, pt := range []string{"0", "1", "noopen"} {
+		env := "OPM_FUSE_PASSTHROUGH=" + pt
+		if pt == "noopen" {
+			env = "OPM_FUSE_NOOPEN=1"
+		}
+		mnt := mountDaemon(t, home, env)
 		st := mountStatus(t, mnt)
-		t.Logf("OPM_FUSE_PASSTHROUGH=%s: passthrough %v", pt, st.Passthrough)
-		if pt == "0" && st.Passthrough {
-			t.Error("passthrough in use though turned off")
+		t.Logf("%s: passthrough %v", env, st.Passthrough)
+		if pt != "1" && st.Passthrough {
+			t.Errorf("%s: passthrough in use", env)
 		}
 		if pt == "1" && !st.Passthrough && os.Geteuid() == 0 {
 			t.Log("the kernel refused passthrough")
