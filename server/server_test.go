@@ -766,3 +766,53 @@ func TestBucketBlobs(t *testing.T) {
 		t.Fatalf("GET from the bucket: %q, local %v", b, reg.Local.Has(d))
 	}
 }
+
+// FuzzRequests: any method, path and body gets an answer below 500, never a
+// panic.
+func FuzzRequests(f *testing.F) {
+	reg, err := registry.Open(context.Background(), f.TempDir())
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer reg.Close()
+	srv, err := New(reg, Options{Token: testToken})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer srv.Close()
+	for _, s := range []struct {
+		m    uint8
+		path string
+		body string
+	}{
+		{0, "/v2/a/b/c/manifests/v1", ""},
+		{2, "/v2/a/b/c/manifests/v1", `{"schemaVersion":2,"manifests":[]}`},
+		{2, "/v2/a/b/c/manifests/v1", `{"schemaVersion":2,"config":{"digest":"sha256:` + strings.Repeat("a", 64) + `","size":1},"layers":[]}`},
+		{1, "/v2/a/b/c/blobs/uploads/?digest=sha256:" + strings.Repeat("0", 64), "x"},
+		{1, "/v2/a/b/c/blobs/uploads/?mount=sha256:abc&from=x/y/z", ""},
+		{3, "/v2/a/b/c/blobs/uploads/abc", "x"},
+		{0, "/v2/a/b/c/tags/list?n=1&last=%ff", ""},
+		{0, "/namespaces/a/projects/b/repositories/c/tags/d", ""},
+		{0, "/a/b/c/tags/d/", ""},
+		{0, "/?q=%00", ""},
+		{4, "/v2/a/b/c/blobs/sha256:" + strings.Repeat("f", 64), ""},
+	} {
+		f.Add(s.m, s.path, []byte(s.body))
+	}
+	methods := []string{"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}
+	f.Fuzz(func(t *testing.T, m uint8, path string, body []byte) {
+		if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " \r\n\t#") {
+			return
+		}
+		req, err := http.NewRequest(methods[int(m)%len(methods)], "http://opm"+path, bytes.NewReader(body))
+		if err != nil {
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, req)
+		if w.Code >= 500 {
+			t.Fatalf("%s %s: %d %s", req.Method, path, w.Code, w.Body.Bytes())
+		}
+	})
+}
