@@ -29,6 +29,9 @@ type Node struct {
 	Labels      map[string]any `json:"labels,omitempty"`
 	Meta        map[string]any `json:"meta,omitempty"` // the whole *.json file
 	Children    int            `json:"children"`       // projects, repositories or tags
+	// Size, of a repository, is the total size of the distinct blobs its
+	// tags name (what the repository costs in the store).
+	Size int64 `json:"size,omitempty"`
 }
 
 // TagSummary is one tag of a repository.
@@ -80,9 +83,22 @@ func node(snap *gitmeta.Snapshot, parts []string) (Node, error) {
 		if err != nil && !errors.Is(err, opm.ErrNotFound) {
 			return n, err
 		}
+		seen := map[digest.Digest]bool{}
 		for _, e := range entries {
 			if t, ok := strings.CutSuffix(e.Name, ".json"); ok && !e.Dir && opm.ValidTag(t) {
 				n.Children++
+				b, err := snap.ReadFile(p + "/tags/" + e.Name)
+				if err != nil {
+					return n, err
+				}
+				if m, err := opm.ParseAnyManifest(b, ""); err == nil {
+					for _, bl := range m.Blobs() {
+						if !seen[bl.Digest] {
+							seen[bl.Digest] = true
+							n.Size += bl.Size
+						}
+					}
+				}
 			}
 		}
 		return n, nil

@@ -545,7 +545,9 @@ func TestListingAPI(t *testing.T) {
 		t.Fatalf("projects: %+v", l)
 	}
 	json.Unmarshal(expect(t, e.do("GET", "/namespaces/acme/projects/web/repositories", nil), 200, ""), &l)
-	if len(l.Items) != 1 || l.Items[0].Labels["type"] != "static" || l.Items[0].Children != 2 {
+	// v1: index.html "hello" (5) + img/logo.png "png" (3) + the empty config (2);
+	// v2: "hello again" (11); the config is shared.
+	if len(l.Items) != 1 || l.Items[0].Labels["type"] != "static" || l.Items[0].Children != 2 || l.Items[0].Size != 21 {
 		t.Fatalf("repositories: %+v", l.Items)
 	}
 	json.Unmarshal(expect(t, e.do("GET", "/namespaces/acme/projects/web/repositories/site/tags", nil), 200, ""), &l)
