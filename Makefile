@@ -34,7 +34,8 @@ fuzz:
 # The OCI distribution-spec conformance suite (pull, push, content discovery,
 # content management; fetched from the Go module proxy into its own module,
 # tools/conformance) against `opm serve` on a free loopback port with a
-# temporary home. Takes seconds.
+# temporary home; then the current conformance program (tools/conformance/latest).
+# Takes about 15 seconds.
 conformance: build
 	./tools/conformance/run.sh $(BIN)
 
