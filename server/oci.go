@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -279,7 +280,23 @@ func (s *Server) putManifestHTTP(w http.ResponseWriter, r *http.Request, rt ociR
 			}
 		}
 	}
-	if _, err := s.putManifest(r.Context(), rt.repo, tag, body); err != nil {
+	tags := []string{}
+	if tag != "" {
+		tags = append(tags, tag)
+	} else {
+		// ?tag= on a push by digest (distribution-spec v1.2): the tags too,
+		// in the same commit.
+		for _, t := range r.URL.Query()["tag"] {
+			if !opm.ValidTag(t) {
+				writeError(w, http.StatusBadRequest, "TAG_INVALID", fmt.Sprintf("tag %q is not a valid tag", t))
+				return
+			}
+			if !slices.Contains(tags, t) {
+				tags = append(tags, t)
+			}
+		}
+	}
+	if _, err := s.putManifest(r.Context(), rt.repo, tags, body); err != nil {
 		s.fail(w, r, err, "NAME_UNKNOWN", "MANIFEST_INVALID")
 		return
 	}
@@ -288,6 +305,9 @@ func (s *Server) putManifestHTTP(w http.ResponseWriter, r *http.Request, rt ociR
 	h.Set("Docker-Content-Digest", got.String())
 	if m.Subject != nil {
 		h.Set("OCI-Subject", m.Subject.Digest.String())
+	}
+	if tag == "" && len(tags) > 0 {
+		h.Set("OCI-Tag", strings.Join(tags, ", "))
 	}
 	w.WriteHeader(http.StatusCreated)
 }

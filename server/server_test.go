@@ -818,3 +818,25 @@ func FuzzRequests(f *testing.F) {
 		}
 	})
 }
+
+// A push by digest with ?tag= sets every tag in one commit and says so in
+// OCI-Tag.
+func TestPushByDigestWithTags(t *testing.T) {
+	e := newEnv(t, Options{})
+	repo := "acme/tp/app"
+	cfg := e.putBlob(repo, []byte("{}"))
+	m := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"%s","config":{"mediaType":"%s","digest":"%s","size":2},"layers":[]}`, opm.MediaTypeManifest, opm.MediaTypeEmpty, cfg))
+	d := digest.FromBytes(m)
+	before := e.commits()
+	r := e.do("PUT", "/v2/"+repo+"/manifests/"+d.String()+"?tag=a&tag=b&tag=a", m, "Content-Type: "+opm.MediaTypeManifest)
+	expect(t, r, 201, "")
+	if r.Header.Get("OCI-Tag") != "a, b" || e.commits() != before+1 {
+		t.Fatalf("OCI-Tag %q, %d commits", r.Header.Get("OCI-Tag"), e.commits()-before)
+	}
+	for _, tag := range []string{"a", "b"} {
+		if b := expect(t, e.do("GET", "/v2/"+repo+"/manifests/"+tag, nil), 200, ""); !bytes.Equal(b, m) {
+			t.Fatalf("tag %s differs", tag)
+		}
+	}
+	expect(t, e.do("PUT", "/v2/"+repo+"/manifests/"+d.String()+"?tag=-bad", m, "Content-Type: "+opm.MediaTypeManifest), 400, "TAG_INVALID")
+}

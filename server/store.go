@@ -163,39 +163,51 @@ func (s *Server) readManifest(snap *gitmeta.Snapshot, repo opm.Repository, tag s
 	return nil, fmt.Errorf("%s@%s: %w", repo, d, opm.ErrNotFound)
 }
 
-// putManifest commits body under tag (or, with tag "", under its digest):
-// one commit, nothing when it is already there. A tag changed by another
+// putManifest commits body under tags (or, with none, under its digest):
+// one commit, nothing when all are already there. A tag changed by another
 // writer while this one ran is a conflict.
-func (s *Server) putManifest(ctx context.Context, repo opm.Repository, tag string, body []byte) (bool, error) {
+func (s *Server) putManifest(ctx context.Context, repo opm.Repository, tags []string, body []byte) (bool, error) {
 	d := digest.FromBytes(body)
-	p, subject := manifestPath(repo, d), fmt.Sprintf("push %s@%s", repo, d)
-	if tag != "" {
-		p, subject = opm.TagPath(repo, tag), fmt.Sprintf("push %s:%s", repo, tag)
+	paths, subject := []string{manifestPath(repo, d)}, fmt.Sprintf("push %s@%s", repo, d)
+	if len(tags) > 0 {
+		paths = paths[:0]
+		for _, t := range tags {
+			paths = append(paths, opm.TagPath(repo, t))
+		}
+		subject = fmt.Sprintf("push %s:%s", repo, strings.Join(tags, ","))
 	}
-	var seen *digest.Digest
+	var seen map[string]digest.Digest // each path's digest on the first attempt
 	_, committed, err := s.reg.Meta.Update(ctx, s.reg.Author(), func(snap *gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
-		var cur digest.Digest
-		b, err := snap.ReadFile(p)
-		switch {
-		case err == nil:
-			cur = digest.FromBytes(b)
-		case !errors.Is(err, opm.ErrNotFound):
-			return nil, gitmeta.Message{}, err
-		}
-		if seen == nil {
-			seen = &cur
-		} else if cur != *seen {
-			return nil, gitmeta.Message{}, fmt.Errorf("%s:%s was changed by another writer meanwhile: %w", repo, tag, opm.ErrConflict)
-		}
 		msg := gitmeta.Message{Subject: subject, Trailers: []gitmeta.Trailer{{Key: "Opm-Digest", Value: d.String()}}}
-		if cur == d {
-			return nil, msg, nil
+		first := seen == nil
+		if first {
+			seen = map[string]digest.Digest{}
 		}
-		if cur != "" {
-			msg.Trailers = append(msg.Trailers, gitmeta.Trailer{Key: "Opm-Previous", Value: cur.String()})
+		var changes []gitmeta.Change
+		for _, p := range paths {
+			var cur digest.Digest
+			b, err := snap.ReadFile(p)
+			switch {
+			case err == nil:
+				cur = digest.FromBytes(b)
+			case !errors.Is(err, opm.ErrNotFound):
+				return nil, gitmeta.Message{}, err
+			}
+			if first {
+				seen[p] = cur
+			} else if cur != seen[p] {
+				return nil, gitmeta.Message{}, fmt.Errorf("%s was changed by another writer meanwhile: %w", p, opm.ErrConflict)
+			}
+			if cur == d {
+				continue
+			}
+			if cur != "" && len(paths) == 1 {
+				msg.Trailers = append(msg.Trailers, gitmeta.Trailer{Key: "Opm-Previous", Value: cur.String()})
+			}
+			changes = append(changes, gitmeta.Change{Path: p, Data: body})
 		}
 		msg.Trailers = append(msg.Trailers, gitmeta.Trailer{Key: "Opm-Via", Value: "oci"})
-		return []gitmeta.Change{{Path: p, Data: body}}, msg, nil
+		return changes, msg, nil
 	})
 	return committed, err
 }
