@@ -109,12 +109,11 @@ func BenchmarkMountRead1GiB(b *testing.B) {
 	}
 	r, _ := mountHome(b, dir, opmfs.Options{Passthrough: false}, fill)
 	os.Remove(src) // the local store holds it now
-	for _, pt := range []bool{true, false} {
-		name := map[bool]string{true: "passthrough", false: "plain"}[pt]
+	for _, name := range []string{"passthrough", "plain", "noopen"} {
 		// A second mount of the same home, for the other read path.
 		m2dir := filepath.Join(dir, name)
 		os.Mkdir(m2dir, 0o755)
-		m, err := opmfs.Mount(r, m2dir, opmfs.Options{Passthrough: pt})
+		m, err := opmfs.Mount(r, m2dir, opmfs.Options{Passthrough: name == "passthrough", NoOpen: name == "noopen"})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -189,6 +188,25 @@ func BenchmarkMount50kFiles(b *testing.B) {
 		sh(b, pkgNoX, script)
 		compare(b, "x-native", nil, func() { sh(b, src, script) }, nil, func() { sh(b, pkgNoX, script) })
 	})
+	// The same with NoOpen (OPM_FUSE_NOOPEN=1): no OPEN round trip per file.
+	noOpen := filepath.Join(dir, "noopen")
+	os.Mkdir(noOpen, 0o755)
+	m2, err := opmfs.Mount(r, noOpen, opmfs.Options{NoOpen: true, NoXattr: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m2.Unmount(true); m2.Wait() })
+	pkgNoOpen := filepath.Join(noOpen, "bench/many/files/v1")
+	for _, c := range []struct{ name, script string }{
+		{"find-noopen", "find . > /dev/null"},
+		{"cat-noopen", "find . -type f -print0 | xargs -0 cat > /dev/null"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			sh(b, src, c.script)
+			sh(b, pkgNoOpen, c.script)
+			compare(b, "x-native", nil, func() { sh(b, src, c.script) }, nil, func() { sh(b, pkgNoOpen, c.script) })
+		})
+	}
 }
 
 // BenchmarkMountFirstRead: the first read of a 256 MiB blob that is only in

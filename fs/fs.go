@@ -211,12 +211,35 @@ func Mount(r *registry.Registry, dir string, opts Options) (*FS, error) {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
 	fsys.server = server
+	raiseReadahead(dir, fsys.log)
 	fsys.passthrough = opts.Passthrough && !opts.NoOpen && probePassthrough(server, r.MetaDir())
 	fsys.log.Info("mounted", "dir", dir, "home", r.Dir, "head", snap.Commit().String(),
 		"passthrough", fsys.passthrough, "passthrough_asked", opts.Passthrough, "no_open", opts.NoOpen)
 	fsys.watching.Add(1)
 	go fsys.watch()
 	return fsys, nil
+}
+
+// readaheadKB is the kernel readahead asked for the mount's reads that
+// come to this process: the kernel starts a FUSE mount at 128 KiB (or what
+// INIT negotiated), so a cold sequential read without passthrough would
+// come in 128 KiB requests.
+const readaheadKB = 1024
+
+// raiseReadahead sets the readahead of the mount's backing device info
+// (/sys/class/bdi/<major>:<minor>/read_ahead_kb), where this process may
+// (root). Passthrough reads use the blob file's device and are unaffected.
+func raiseReadahead(dir string, log *slog.Logger) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return
+	}
+	major := (st.Dev>>8)&0xfff | (st.Dev>>32)&^0xfff
+	minor := st.Dev&0xff | (st.Dev>>12)&^0xff
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", major, minor)
+	if err := os.WriteFile(p, []byte(fmt.Sprint(readaheadKB)), 0); err != nil {
+		log.Debug("readahead not raised", "path", p, "err", err)
+	}
 }
 
 // probePassthrough reports whether the kernel accepted FUSE passthrough and

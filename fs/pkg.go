@@ -313,7 +313,11 @@ func (fsys *FS) openBlob(ctx context.Context, f *opm.File, pkgName string) (int,
 	if err == syscall.ENOENT {
 		fsys.fetches.Add(1)
 		start := time.Now()
-		if err = fsys.reg.EnsureLocal(ctx, d); err != nil {
+		// Not cancelled with the request: the kernel interrupts a
+		// request for any signal the reader gets (Go programs get
+		// SIGURG all the time), and the download is shared by every
+		// reader of the blob and worth finishing anyway.
+		if err = fsys.reg.EnsureLocal(context.WithoutCancel(ctx), d); err != nil {
 			fsys.ioErrors.Add(1)
 			fsys.log.Error("fetch blob", "file", pkgName+"/"+f.Path, "digest", d, "err", err)
 			return -1, err
