@@ -41,7 +41,7 @@ Example:
 				if c.Bool("json") {
 					return printJSON(c, res)
 				}
-				fmt.Fprintf(c.App.Writer, "wrote %d pages and %d JSON files of commit %s to %s\n", res.Pages, res.JSON, short(res.Commit), res.Dir)
+				fmt.Fprintf(c.App.Writer, "wrote %d pages and %d JSON files of commit %s to %s\n", res.Pages, res.JSON, res.Commit[:min(12, len(res.Commit))], res.Dir)
 				return nil
 			})
 		},
