@@ -24,8 +24,9 @@
 // and also byte for byte; the mount and `opm ls` show tags only. Blobs are in
 // the home's blob store and are not scoped to a repository: any repository's
 // blob URL serves any stored blob (access control is per server, not per
-// repository). Blob uploads in progress are files in <home>/uploads, lost
-// when the server stops.
+// repository). Blob uploads in progress are files in
+// <home>/uploads/serve-<random>/, one directory per server, lost when the
+// server stops.
 package server
 
 import (
@@ -37,6 +38,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/opencontainers/go-digest"
@@ -86,11 +88,22 @@ func New(reg *registry.Registry, opts Options) (*Server, error) {
 	if opts.Title == "" {
 		opts.Title = "opm registry"
 	}
-	dir := filepath.Join(reg.Dir, "uploads")
-	if err := os.RemoveAll(dir); err != nil {
+	// Each server has its own directory of uploads (two may serve one home:
+	// `opm mount --http` and `opm serve` through the daemon). Those left by
+	// a server that died are removed once idle.
+	parent := filepath.Join(reg.Dir, "uploads")
+	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if old, err := os.ReadDir(parent); err == nil {
+		for _, e := range old {
+			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > uploadIdle {
+				os.RemoveAll(filepath.Join(parent, e.Name()))
+			}
+		}
+	}
+	dir, err := os.MkdirTemp(parent, "serve-")
+	if err != nil {
 		return nil, err
 	}
 	s := &Server{reg: reg, opts: opts, log: opts.Logger, uploads: newUploads(dir)}

@@ -67,6 +67,11 @@ func (u *uploads) start(repo opm.Repository) (*upload, error) {
 	var b [16]byte
 	rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
+	// Another server starting on this home removes upload directories idle
+	// for uploadIdle: make ours again if that happened.
+	if err := os.MkdirAll(u.dir, 0o755); err != nil {
+		return nil, err
+	}
 	f, err := os.Create(filepath.Join(u.dir, id))
 	if err != nil {
 		return nil, err
