@@ -199,6 +199,9 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request, rt ociRoute
 func (s *Server) putBlob(r *http.Request, d digest.Digest) error {
 	if r.ContentLength < 0 {
 		// Unknown length: stage it to learn the size.
+		if err := os.MkdirAll(s.uploads.dir, 0o755); err != nil {
+			return err
+		}
 		tmp, err := os.CreateTemp(s.uploads.dir, "mono-*")
 		if err != nil {
 			return err
