@@ -71,6 +71,10 @@ func (s *Server) serveOCI(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	if r.URL.Path == "/v2/_catalog" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		s.catalog(w, r)
+		return
+	}
 	rt, status, code, err := parseOCI(r.URL.Path)
 	if err != nil {
 		writeError(w, status, code, err.Error())
@@ -546,4 +550,37 @@ func (s *Server) referrers(w http.ResponseWriter, r *http.Request, rt ociRoute) 
 		MediaType     string           `json:"mediaType"`
 		Manifests     []opm.Descriptor `json:"manifests"`
 	}{2, opm.MediaTypeIndex, out})
+}
+
+// catalog lists every repository with a tag or a manifest, sorted, paged
+// like the tags list.
+func (s *Server) catalog(w http.ResponseWriter, r *http.Request) {
+	snap, err := s.snapshot()
+	if err != nil {
+		s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
+		return
+	}
+	repos := []string{}
+	nss, err := children(snap, "")
+	if err != nil && !errors.Is(err, opm.ErrNotFound) {
+		s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
+		return
+	}
+	for _, ns := range nss {
+		ps, _ := children(snap, ns)
+		for _, p := range ps {
+			rs, _ := children(snap, ns+"/"+p)
+			for _, name := range rs {
+				repos = append(repos, ns+"/"+p+"/"+name)
+			}
+		}
+	}
+	sort.Strings(repos)
+	repos, ok := page(w, r, repos)
+	if !ok {
+		return
+	}
+	writeJSON(w, r, "application/json", struct {
+		Repositories []string `json:"repositories"`
+	}{repos})
 }

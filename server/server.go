@@ -5,6 +5,7 @@
 // Routes:
 //
 //	GET  /v2/                                         API version check
+//	GET  /v2/_catalog                                 ?n=&last=
 //	GET|HEAD /v2/<ns>/<p>/<r>/manifests/<tag|digest>  manifest, byte for byte
 //	PUT  /v2/<ns>/<p>/<r>/manifests/<tag|digest>      one git commit
 //	DELETE /v2/<ns>/<p>/<r>/manifests/<tag|digest>    one git commit

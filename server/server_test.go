@@ -554,6 +554,12 @@ func TestListingAPI(t *testing.T) {
 	if len(l.Tags) != 2 || l.Tags[0].Name != "v1" || l.Tags[0].Files != 2 || l.Tags[0].Size != 8 || l.Tags[0].Date.IsZero() {
 		t.Fatalf("tags: %+v", l.Tags)
 	}
+	var cat struct{ Repositories []string }
+	r = e.do("GET", "/v2/_catalog?n=2", nil)
+	json.Unmarshal(expect(t, r, 200, ""), &cat)
+	if strings.Join(cat.Repositories, " ") != "acme/tools/cli acme/web/site" || !strings.Contains(r.Header.Get("Link"), "last=acme%2Fweb%2Fsite") {
+		t.Fatalf("catalog: %v, Link %q", cat.Repositories, r.Header.Get("Link"))
+	}
 	var td TagDetail
 	json.Unmarshal(expect(t, e.do("GET", "/namespaces/acme/projects/web/repositories/site/tags/v1", nil), 200, ""), &td)
 	if td.Descriptor.Digest != res.Digest || td.Descriptor.MediaType != opm.MediaTypeManifest || len(td.Files) != 2 || len(td.History) != 1 || td.History[0].Author != "Test Pusher" {
