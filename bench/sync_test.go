@@ -165,6 +165,11 @@ func syncDest(b *testing.B, dir string) (meta, bucket string) {
 	return meta, bucket
 }
 
+// dstQuery are the destination bucket's URL parameters. metadata=skip:
+// no attributes sidecar file per blob (opm keeps none); no_tmp_dir: the
+// file is written next to its final name, not in $TMPDIR.
+var dstQuery = "?metadata=skip&no_tmp_dir=1"
+
 // mirror runs one opm sync src dst with counted buckets.
 func mirror(b *testing.B, home string, src *syncSource, dstMeta, dstBucket string) (*opmsync.Result, int64, int64, int64) {
 	b.Helper()
@@ -174,7 +179,7 @@ func mirror(b *testing.B, home string, src *syncSource, dstMeta, dstBucket strin
 		b.Fatal(err)
 	}
 	defer sb.Close()
-	db, err := cas.OpenBucket(ctx, "file://"+dstBucket)
+	db, err := cas.OpenBucket(ctx, "file://"+dstBucket+dstQuery)
 	if err != nil {
 		b.Fatal(err)
 	}
