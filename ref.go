@@ -102,6 +102,9 @@ var partNames = [3]string{"namespace", "project", "repository"}
 
 // ParseRepository parses "ns/project/repo".
 func ParseRepository(s string) (Repository, error) {
+	if strings.HasSuffix(s, "/") {
+		return Repository{}, fmt.Errorf("repository %q: ends with '/': %w", s, ErrInvalid)
+	}
 	parts, err := ParsePrefix(s)
 	if err != nil {
 		return Repository{}, err
