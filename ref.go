@@ -187,3 +187,12 @@ func TagPath(r Repository, tag string) string { return r.Path() + "/tags/" + tag
 
 // TagsDir is the directory holding a repository's tag files.
 func TagsDir(r Repository) string { return r.Path() + "/tags" }
+
+// ManifestsDir holds the manifests of a repository that were pushed by
+// digest with no tag (through the OCI API): manifests/<64 hex>.json.
+func ManifestsDir(r Repository) string { return r.Path() + "/manifests" }
+
+// ManifestPath is the metadata file of a manifest kept by digest.
+func ManifestPath(r Repository, d digest.Digest) string {
+	return ManifestsDir(r) + "/" + d.Encoded() + ".json"
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -106,7 +107,7 @@ func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, 
 	res.Commit, res.Previous, res.Committed = commit.String(), prev, committed
 	if err := r.recordBlobs(m.Blobs()); err != nil {
 		// The index is a cache; the push itself is complete.
-		fmt.Fprintf(os.Stderr, "opm: warning: blob index not updated: %v\n", err)
+		slog.Warn("blob index not updated", "err", err)
 	}
 	return res, nil
 }
@@ -154,25 +155,7 @@ func (r *Registry) storeBlobs(ctx context.Context, m *opm.Manifest) error {
 	if r.Bucket == nil {
 		return nil
 	}
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
-	for _, b := range m.Blobs() {
-		g.Go(func() error {
-			if size, err := r.Bucket.Stat(ctx, b.Digest); err == nil && size == b.Size {
-				return nil
-			}
-			f, err := r.Local.Open(ctx, b.Digest)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			if err := r.Bucket.Put(ctx, b.Digest, b.Size, f); err != nil {
-				return fmt.Errorf("upload %s: %w", b.Digest, err)
-			}
-			return nil
-		})
-	}
-	return g.Wait()
+	return r.uploadBlobs(ctx, r.Bucket, m.Blobs())
 }
 
 // setTag commits body as the tag file of ref. Replayed on a new head after a

@@ -41,7 +41,8 @@ func (r *Registry) Resolve(ref opm.Reference) (*Package, error) {
 }
 
 // ResolveIn finds the package a reference names in a snapshot. A digest
-// reference resolves when a tag of that repository holds that manifest.
+// reference resolves when the repository keeps that manifest by digest or
+// one of its tags holds it.
 func ResolveIn(s *gitmeta.Snapshot, ref opm.Reference) (*Package, error) {
 	p := &Package{Ref: ref}
 	var body []byte
@@ -65,6 +66,13 @@ func ResolveIn(s *gitmeta.Snapshot, ref opm.Reference) (*Package, error) {
 }
 
 func findByDigest(s *gitmeta.Snapshot, ref opm.Reference) ([]byte, error) {
+	b, err := s.ReadFile(opm.ManifestPath(ref.Repository, ref.Digest))
+	if err == nil && digest.FromBytes(b) == ref.Digest {
+		return b, nil
+	}
+	if err != nil && !errors.Is(err, opm.ErrNotFound) {
+		return nil, err
+	}
 	entries, err := s.ReadDir(opm.TagsDir(ref.Repository))
 	if err != nil && !errors.Is(err, opm.ErrNotFound) {
 		return nil, err
@@ -196,39 +204,58 @@ func (r *Registry) TagTimes(ctx context.Context, s *gitmeta.Snapshot, repo opm.R
 		}
 	}
 	out := make(map[string]TagTime, len(want))
-	log, err := r.Meta.Log(ctx, s.Commit(), dir, 0)
-	if err != nil {
-		return nil, err
-	}
-	for _, c := range log {
-		if len(want) == 0 {
+	// The history is read a page at a time, so that the walk stops as soon
+	// as every current tag is accounted for.
+	const page = 64
+	for from := s.Commit(); len(want) > 0 && from != plumbing.ZeroHash; {
+		log, err := r.Meta.Log(ctx, from, dir, page)
+		if err != nil {
+			return nil, err
+		}
+		if len(log) == 0 {
 			break
 		}
-		// The tags still wanted whose blob differs in the commit before c
-		// (or are missing there) were set by c.
-		var before map[string]plumbing.Hash
-		if c.Parent != plumbing.ZeroHash {
-			ps, err := r.Meta.Snapshot(c.Parent)
+		for _, c := range log {
+			if len(want) == 0 {
+				break
+			}
+			before, err := r.entries(c.Parent, dir)
 			if err != nil {
 				return nil, err
 			}
-			pe, err := ps.ReadDir(dir)
-			if err != nil && !errors.Is(err, opm.ErrNotFound) {
-				return nil, err
-			}
-			before = make(map[string]plumbing.Hash, len(pe))
-			for _, e := range pe {
-				before[e.Name] = e.Hash
-			}
-		}
-		for name, h := range want {
-			if before[name] != h {
-				out[strings.TrimSuffix(name, ".json")] = TagTime{When: c.When, Commit: c.Commit}
-				delete(want, name)
+			// The tags still wanted whose blob differs in the commit
+			// before c (or is missing there) were set by c.
+			for name, h := range want {
+				if before[name] != h {
+					out[strings.TrimSuffix(name, ".json")] = TagTime{When: c.When, Commit: c.Commit}
+					delete(want, name)
+				}
 			}
 		}
+		from = log[len(log)-1].Parent
 	}
 	return out, nil
+}
+
+// entries maps the names in dir at commit to their hashes; empty for the
+// zero commit or a missing dir.
+func (r *Registry) entries(commit plumbing.Hash, dir string) (map[string]plumbing.Hash, error) {
+	if commit == plumbing.ZeroHash {
+		return nil, nil
+	}
+	s, err := r.Meta.Snapshot(commit)
+	if err != nil {
+		return nil, err
+	}
+	list, err := s.ReadDir(dir)
+	if err != nil && !errors.Is(err, opm.ErrNotFound) {
+		return nil, err
+	}
+	m := make(map[string]plumbing.Hash, len(list))
+	for _, e := range list {
+		m[e.Name] = e.Hash
+	}
+	return m, nil
 }
 
 // LogEntry is one change of `opm log`.

@@ -14,6 +14,7 @@ import (
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/cas"
 	"github.com/openpm/opm/cas/castest"
+	"github.com/openpm/opm/gitmeta"
 )
 
 func openHome(t *testing.T, dir string) *Registry {
@@ -218,5 +219,78 @@ func TestConcurrentPushes(t *testing.T) {
 		if ti.Date.IsZero() || ti.Commit == "" {
 			t.Fatalf("tag %s has no date", ti.Tag)
 		}
+	}
+}
+
+// TestTagTimes: the commit that last set each tag, found across more than
+// one page of history, agrees with the tag's own git log; a tag moved later
+// gets the later commit.
+func TestTagTimes(t *testing.T) {
+	r := openHome(t, filepath.Join(t.TempDir(), "h"))
+	ctx := context.Background()
+	for i := range 70 {
+		src := writeTree(t, map[string]string{"f": fmt.Sprint(i)})
+		if _, err := r.Push(ctx, mustRef(t, fmt.Sprintf("ns/p/r:t%d", i)), []string{src}, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Tag(ctx, mustRef(t, "ns/p/r:t69"), mustRef(t, "ns/p/r:t0")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := r.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, _ := opm.ParseRepository("ns/p/r")
+	times, err := r.TagTimes(ctx, s, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(times) != 70 {
+		t.Fatalf("%d tag times, want 70", len(times))
+	}
+	for tag, tt := range times {
+		log, err := r.Log(ctx, "ns/p/r:"+tag, 1)
+		if err != nil || len(log) != 1 {
+			t.Fatalf("log of %s: %v %v", tag, log, err)
+		}
+		if tt.Commit.String() != log[0].Commit {
+			t.Fatalf("%s: set by %s, git log says %s", tag, tt.Commit, log[0].Commit)
+		}
+	}
+	if times["t0"].Commit.String() != s.Commit().String() {
+		t.Fatal("t0 was moved by the last commit")
+	}
+}
+
+// TestResolveKeptByDigest: a manifest kept by digest (as the OCI API
+// stores an untagged push) resolves by digest without a tag.
+func TestResolveKeptByDigest(t *testing.T) {
+	r := openHome(t, filepath.Join(t.TempDir(), "h"))
+	ctx := context.Background()
+	res, err := r.Push(ctx, mustRef(t, "ns/p/r:v1"), []string{writeTree(t, map[string]string{"f": "x"})}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.Resolve(mustRef(t, "ns/p/r:v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, _ := opm.ParseRepository("ns/p/r")
+	_, _, err = r.Meta.Update(ctx, r.Author(), func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+		return []gitmeta.Change{
+			{Path: opm.ManifestPath(repo, res.Digest), Data: p.Bytes},
+			{Path: opm.TagPath(repo, "v1"), Delete: true},
+		}, gitmeta.Message{Subject: "keep by digest"}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Resolve(mustRef(t, "ns/p/r@"+res.Digest.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Digest != res.Digest {
+		t.Fatalf("resolved %s", got.Digest)
 	}
 }
