@@ -15,6 +15,7 @@ import (
 	"github.com/openpm/opm/cas"
 	"github.com/openpm/opm/cas/castest"
 	"github.com/openpm/opm/gitmeta"
+	"github.com/openpm/opm/internal/opmtest"
 )
 
 func openHome(t *testing.T, dir string) *Registry {
@@ -25,21 +26,6 @@ func openHome(t *testing.T, dir string) *Registry {
 	}
 	t.Cleanup(func() { r.Close() })
 	return r
-}
-
-func writeTree(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, body := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
 }
 
 func mustRef(t *testing.T, s string) opm.Reference {
@@ -83,7 +69,7 @@ func TestBucket(t *testing.T) {
 			if a.Bucket == nil {
 				t.Fatal("opm.blobs not picked up")
 			}
-			src := writeTree(t, map[string]string{"a.txt": "alpha", "d/b.txt": "beta", "d/c.txt": "gamma"})
+			src := opmtest.WriteTree(t, map[string]string{"a.txt": "alpha", "d/b.txt": "beta", "d/c.txt": "gamma"})
 			res, err := a.Push(ctx, mustRef(t, "ns/p/r:v1"), []string{src}, nil, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -167,7 +153,7 @@ func TestPushFailsWithoutBucket(t *testing.T) {
 	}
 	r.Close()
 	r = openHome(t, home)
-	src := writeTree(t, map[string]string{"a": "a"})
+	src := opmtest.WriteTree(t, map[string]string{"a": "a"})
 	if _, err := r.Push(context.Background(), mustRef(t, "ns/p/r:v1"), []string{src}, nil, nil); err == nil {
 		t.Fatal("push succeeded with a closed bucket")
 	}
@@ -189,7 +175,7 @@ func TestConcurrentPushes(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 25 {
-				src := writeTree(t, map[string]string{"f": fmt.Sprint(g, i)})
+				src := opmtest.WriteTree(t, map[string]string{"f": fmt.Sprint(g, i)})
 				if _, err := r.Push(ctx, mustRef(t, fmt.Sprintf("ns/p/r:g%d-%d", g, i)), []string{src}, nil, nil); err != nil {
 					errs <- err
 				}
@@ -229,7 +215,7 @@ func TestTagTimes(t *testing.T) {
 	r := openHome(t, filepath.Join(t.TempDir(), "h"))
 	ctx := context.Background()
 	for i := range 70 {
-		src := writeTree(t, map[string]string{"f": fmt.Sprint(i)})
+		src := opmtest.WriteTree(t, map[string]string{"f": fmt.Sprint(i)})
 		if _, err := r.Push(ctx, mustRef(t, fmt.Sprintf("ns/p/r:t%d", i)), []string{src}, nil, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -268,7 +254,7 @@ func TestTagTimes(t *testing.T) {
 func TestResolveKeptByDigest(t *testing.T) {
 	r := openHome(t, filepath.Join(t.TempDir(), "h"))
 	ctx := context.Background()
-	res, err := r.Push(ctx, mustRef(t, "ns/p/r:v1"), []string{writeTree(t, map[string]string{"f": "x"})}, nil, nil)
+	res, err := r.Push(ctx, mustRef(t, "ns/p/r:v1"), []string{opmtest.WriteTree(t, map[string]string{"f": "x"})}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

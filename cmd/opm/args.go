@@ -8,8 +8,9 @@ import (
 
 // permuteArgs moves a command's flags in front of its positional arguments,
 // so that `opm pull REF -o DIR` works as well as `opm pull -o DIR REF`
-// (urfave/cli stops parsing flags at the first positional argument). A
-// lone "--" ends the flags, as usual.
+// (urfave/cli stops parsing flags at the first positional argument). The
+// command is the deepest subcommand named (`opm remote add NAME --meta U`).
+// A lone "--" ends the flags, as usual.
 func permuteArgs(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
@@ -33,6 +34,11 @@ func permuteArgs(app *cli.App, args []string) []string {
 	i++
 	if cmd == nil {
 		return append(out, args[i:]...)
+	}
+	for i < len(args) && cmd.Command(args[i]) != nil {
+		cmd = cmd.Command(args[i])
+		out = append(out, args[i])
+		i++
 	}
 	var flags, positional []string
 	for ; i < len(args); i++ {

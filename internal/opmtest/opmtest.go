@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"testing"
 )
 
 // BuildOpm builds ./cmd/opm (relative to the module root found from dir
@@ -49,4 +50,33 @@ func WriteRandom(name string, size int64, seed uint64) error {
 		size -= n
 	}
 	return f.Close()
+}
+
+// WriteTree writes files (slash paths to contents) into a new temporary
+// directory and returns it.
+func WriteTree(t testing.TB, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// RequireFUSE skips a test where /dev/fuse is missing, and fails it instead
+// when OPM_TEST_REQUIRE_FUSE=1 (as in CI).
+func RequireFUSE(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		if os.Getenv("OPM_TEST_REQUIRE_FUSE") == "1" {
+			t.Fatalf("OPM_TEST_REQUIRE_FUSE=1 but %v", err)
+		}
+		t.Skipf("no FUSE: %v", err)
+	}
 }
