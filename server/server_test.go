@@ -513,6 +513,25 @@ func TestMalformed(t *testing.T) {
 	readAll(t, r)
 	expect(t, e.do("PATCH", loc, []byte("abc"), "Content-Range: 5-1"), 400, "BLOB_UPLOAD_INVALID")
 	expect(t, e.do("PATCH", loc, []byte("abc"), "Content-Range: 0-9"), 400, "BLOB_UPLOAD_INVALID")
+	// A chunked body (no Content-Length) longer or shorter than its
+	// Content-Range is refused, and the session with it.
+	for _, cr := range []string{"0-1", "0-9"} {
+		r = e.do("POST", "/v2/acme/web/site/blobs/uploads/", nil)
+		loc = r.Header.Get("Location")
+		readAll(t, r)
+		req, err := http.NewRequest("PATCH", e.url+loc, io.MultiReader(strings.NewReader("abc")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		req.Header.Set("Content-Range", cr)
+		r, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expect(t, r, 400, "BLOB_UPLOAD_INVALID")
+		expect(t, e.do("GET", loc, nil), 404, "BLOB_UPLOAD_UNKNOWN")
+	}
 }
 
 func TestListingAPI(t *testing.T) {

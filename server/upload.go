@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -98,6 +97,16 @@ func (u *uploads) get(repo opm.Repository, id string) (*upload, bool) {
 	return up, true
 }
 
+// session finds the upload session of rt, locked (the caller unlocks it),
+// or answers 404.
+func (s *Server) session(w http.ResponseWriter, rt ociRoute) (*upload, bool) {
+	up, ok := s.uploads.get(rt.repo, rt.arg)
+	if !ok {
+		writeError(w, http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN", "no such upload session")
+	}
+	return up, ok
+}
+
 func (u *uploads) remove(up *upload) {
 	up.drop()
 	u.mu.Lock()
@@ -106,13 +115,16 @@ func (u *uploads) remove(up *upload) {
 }
 
 func (u *uploads) closeAll() error {
+	// A request still holding a session may be about to remove it, which
+	// takes u.mu: wait for the sessions with u.mu released.
 	u.mu.Lock()
-	defer u.mu.Unlock()
-	for id, up := range u.m {
+	m := u.m
+	u.m = map[string]*upload{}
+	u.mu.Unlock()
+	for _, up := range m {
 		up.mu.Lock()
 		up.drop()
 		up.mu.Unlock()
-		delete(u.m, id)
 	}
 	return os.RemoveAll(u.dir)
 }
@@ -129,16 +141,7 @@ func (up *upload) drop() {
 func (up *upload) write(r io.Reader) error {
 	n, err := io.Copy(io.MultiWriter(up.f, up.h), r)
 	up.n += n
-	if err != nil {
-		// The file and hash now hold a partial chunk: the session cannot
-		// continue consistently.
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return fmt.Errorf("chunk over the limit: %w", errTooLarge)
-		}
-		return err
-	}
-	return nil
+	return err
 }
 
 func (s *Server) location(w http.ResponseWriter, up *upload) {
@@ -221,9 +224,8 @@ func (s *Server) putBlob(r *http.Request, d digest.Digest) error {
 }
 
 func (s *Server) uploadStatus(w http.ResponseWriter, r *http.Request, rt ociRoute) {
-	up, ok := s.uploads.get(rt.repo, rt.arg)
+	up, ok := s.session(w, rt)
 	if !ok {
-		writeError(w, http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN", "no such upload session")
 		return
 	}
 	defer up.mu.Unlock()
@@ -252,7 +254,9 @@ func contentRange(h string) (start, end int64, err error) {
 // chunk appends the request body to the session, checking Content-Range.
 // It reports false, having answered, on a refused chunk.
 func (s *Server) chunk(w http.ResponseWriter, r *http.Request, up *upload) bool {
-	if cr := r.Header.Get("Content-Range"); cr != "" {
+	body, want := io.Reader(r.Body), int64(-1) // want: up.n after the chunk
+	cr := r.Header.Get("Content-Range")
+	if cr != "" {
 		start, end, err := contentRange(cr)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "BLOB_UPLOAD_INVALID", err.Error())
@@ -269,8 +273,18 @@ func (s *Server) chunk(w http.ResponseWriter, r *http.Request, up *upload) bool 
 				fmt.Sprintf("Content-Range %q but Content-Length %d", cr, r.ContentLength))
 			return false
 		}
+		// A body of unknown length (chunked) must still be the range's
+		// length: one byte more than that already tells.
+		want = end + 1
+		body = io.LimitReader(r.Body, want-up.n+1)
 	}
-	if err := up.write(r.Body); err != nil {
+	err := up.write(body)
+	if err == nil && want >= 0 && up.n != want {
+		err = fmt.Errorf("Content-Range %q but the upload now has %d bytes: %w", cr, up.n, opm.ErrInvalid)
+	}
+	if err != nil {
+		// The file and hash may hold a partial chunk: the session cannot
+		// continue consistently.
 		s.uploads.remove(up)
 		s.fail(w, r, err, "BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID")
 		return false
@@ -279,9 +293,8 @@ func (s *Server) chunk(w http.ResponseWriter, r *http.Request, up *upload) bool 
 }
 
 func (s *Server) patchUpload(w http.ResponseWriter, r *http.Request, rt ociRoute) {
-	up, ok := s.uploads.get(rt.repo, rt.arg)
+	up, ok := s.session(w, rt)
 	if !ok {
-		writeError(w, http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN", "no such upload session")
 		return
 	}
 	defer up.mu.Unlock()
@@ -300,9 +313,8 @@ func (s *Server) finishUpload(w http.ResponseWriter, r *http.Request, rt ociRout
 		writeError(w, http.StatusBadRequest, "DIGEST_INVALID", err.Error())
 		return
 	}
-	up, ok := s.uploads.get(rt.repo, rt.arg)
+	up, ok := s.session(w, rt)
 	if !ok {
-		writeError(w, http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN", "no such upload session")
 		return
 	}
 	defer up.mu.Unlock()
@@ -329,9 +341,8 @@ func (s *Server) finishUpload(w http.ResponseWriter, r *http.Request, rt ociRout
 }
 
 func (s *Server) cancelUpload(w http.ResponseWriter, r *http.Request, rt ociRoute) {
-	up, ok := s.uploads.get(rt.repo, rt.arg)
+	up, ok := s.session(w, rt)
 	if !ok {
-		writeError(w, http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN", "no such upload session")
 		return
 	}
 	s.uploads.remove(up)
