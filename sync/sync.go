@@ -106,7 +106,7 @@ type Result struct {
 	Mode    string `json:"mode"`
 	DryRun  bool   `json:"dry_run,omitempty"`
 	Commits int    `json:"commits"` // commits DST lacked (preserving mirror)
-	// Tags are the tags set or removed at DST.
+	// Tags are the tags set at DST, Removed those removed from it.
 	Tags    []string `json:"tags"`
 	Removed []string `json:"removed,omitempty"`
 	// Blobs named by the changed tags; Copied of them were copied (Bytes),
@@ -215,15 +215,10 @@ func Mirror(ctx context.Context, home string, src, dst registry.Remote, opts Opt
 		}
 		ok = append(ok, c)
 	}
-	if opts.DryRun {
-		for _, c := range ok {
-			res.Tags = append(res.Tags, c.ref)
-		}
-		return res, failure(res)
-	}
 
 	// 4. Metadata.
 	switch {
+	case opts.DryRun:
 	case res.Mode != "filtered" && len(res.Failed) > 0:
 		return res, fmt.Errorf("%w; nothing was published to %s (the copied blobs stay for the next run)", failure(res), dst.Name)
 	case res.Mode != "filtered":
@@ -232,11 +227,8 @@ func Mirror(ctx context.Context, home string, src, dst registry.Remote, opts Opt
 		}
 		res.GitRequests++
 		res.DstAfter = s.String()
-		for _, c := range ok {
-			res.Tags = append(res.Tags, c.ref)
-		}
 	case len(ok) > 0:
-		commit, err := commitFiltered(ctx, repo, src, s, ok, res)
+		commit, err := commitFiltered(ctx, repo, src, s, ok)
 		if err != nil {
 			return res, err
 		}
@@ -245,6 +237,13 @@ func Mirror(ctx context.Context, home string, src, dst registry.Remote, opts Opt
 		}
 		res.GitRequests++
 		res.DstAfter = commit.String()
+	}
+	for _, c := range ok {
+		if c.body == nil {
+			res.Removed = append(res.Removed, c.ref)
+		} else {
+			res.Tags = append(res.Tags, c.ref)
+		}
 	}
 	return res, failure(res)
 }
@@ -273,17 +272,13 @@ func plan(ctx context.Context, repo *gitmeta.Repo, src registry.Remote, s, d plu
 	if opts.Filtered() {
 		res.Mode = "filtered"
 		if !d.IsZero() {
-			snap, err := repo.Snapshot(d)
-			if err != nil {
-				return nil, err
-			}
 			log, err := repo.Log(ctx, d, "", 1)
 			if err != nil {
 				return nil, err
 			}
 			if len(log) == 1 {
 				if _, synced := log[0].Message.Trailer("Opm-Synced-From"); !synced && !opts.Force {
-					return nil, fmt.Errorf("%s's last commit %s was not written by a filtered sync (someone pushed to the mirror?); --force syncs anyway: %w", res.Dst, snap.Commit().String()[:12], opm.ErrConflict)
+					return nil, fmt.Errorf("%s's last commit %s was not written by a filtered sync (someone pushed to the mirror?); --force syncs anyway: %w", res.Dst, d.String()[:12], opm.ErrConflict)
 				}
 			}
 		}
@@ -315,19 +310,15 @@ func plan(ctx context.Context, repo *gitmeta.Repo, src registry.Remote, s, d plu
 	}
 	var out []tagChange
 	for _, e := range diff {
+		// namespace.json and the like are carried by the commits of a
+		// preserving mirror and left out of a filtered one.
 		ref, isTag := registry.TagOfPath(e.Path)
-		if opts.Filtered() && (!isTag || !opts.selects(ref)) {
+		if !isTag || opts.Filtered() && !opts.selects(ref) {
 			continue
 		}
 		if e.New.IsZero() {
-			if isTag {
-				res.Removed = append(res.Removed, ref)
-			}
 			out = append(out, tagChange{ref: ref, path: e.Path})
 			continue
-		}
-		if !isTag {
-			continue // namespace.json and the like: carried by the commits
 		}
 		body, err := snap.ReadFile(e.Path)
 		if err != nil {
@@ -487,15 +478,10 @@ func tagFailed(c tagChange, bad map[digest.Digest]error) (error, bool) {
 
 // commitFiltered writes one commit on DST's head (the scratch repository's
 // main) setting the selected tags as they are at SRC.
-func commitFiltered(ctx context.Context, repo *gitmeta.Repo, src registry.Remote, s plumbing.Hash, changes []tagChange, res *Result) (plumbing.Hash, error) {
-	var cs []gitmeta.Change
-	for _, c := range changes {
-		if c.body == nil {
-			cs = append(cs, gitmeta.Change{Path: c.path, Delete: true})
-		} else {
-			cs = append(cs, gitmeta.Change{Path: c.path, Data: c.body})
-			res.Tags = append(res.Tags, c.ref)
-		}
+func commitFiltered(ctx context.Context, repo *gitmeta.Repo, src registry.Remote, s plumbing.Hash, changes []tagChange) (plumbing.Hash, error) {
+	cs := make([]gitmeta.Change, len(changes))
+	for i, c := range changes {
+		cs[i] = gitmeta.Change{Path: c.path, Data: c.body, Delete: c.body == nil}
 	}
 	msg := gitmeta.Message{
 		Subject:  fmt.Sprintf("sync %d tag(s) from %s", len(changes), src.Name),
