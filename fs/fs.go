@@ -32,7 +32,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"os"
 	"sync"
@@ -311,13 +310,23 @@ func (fsys *FS) historyView(h plumbing.Hash) (*view, error) {
 
 // ino is the inode number of a node identity: a hash of its parts, below
 // go-fuse's automatic numbers (2^63) and above the root (1).
+//
+// It is FNV-1a over the parts, each followed by a NUL, computed inline: it
+// runs for every entry of every listing and lookup, and hash/fnv would
+// allocate a hasher and a byte slice per part.
 func ino(parts ...string) uint64 {
-	h := fnv.New64a()
+	const (
+		offset64 = 14695981039346656037
+		prime64  = 1099511628211
+	)
+	h := uint64(offset64)
 	for _, p := range parts {
-		h.Write([]byte(p))
-		h.Write([]byte{0})
+		for i := 0; i < len(p); i++ {
+			h = (h ^ uint64(p[i])) * prime64
+		}
+		h *= prime64 // a NUL byte: h ^ 0 == h
 	}
-	n := h.Sum64() >> 1
+	n := h >> 1
 	if n < 2 {
 		n += 2
 	}
