@@ -331,57 +331,14 @@ func (s *Server) serveListing(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Pagination over the items (or tags), by name.
+	var ok bool
 	if len(parts) == 3 {
-		names := make([]string, len(l.Tags))
-		for i, t := range l.Tags {
-			names[i] = t.Name
-		}
-		keep, ok := page(w, r, names)
-		if !ok {
-			return
-		}
-		l.Tags = filterTags(l.Tags, keep)
+		l.Tags, ok = page(w, r, l.Tags, func(t TagSummary) string { return t.Name })
 	} else {
-		names := make([]string, len(l.Items))
-		for i, n := range l.Items {
-			names[i] = n.Name
-		}
-		keep, ok := page(w, r, names)
-		if !ok {
-			return
-		}
-		l.Items = filterNodes(l.Items, keep)
-		if l.Items == nil {
-			l.Items = []Node{}
-		}
+		l.Items, ok = page(w, r, l.Items, func(n Node) string { return n.Name })
+	}
+	if !ok {
+		return
 	}
 	writeJSON(w, r, "application/json", l)
-}
-
-func filterTags(all []TagSummary, keep []string) []TagSummary {
-	set := map[string]bool{}
-	for _, k := range keep {
-		set[k] = true
-	}
-	out := []TagSummary{}
-	for _, t := range all {
-		if set[t.Name] {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
-func filterNodes(all []Node, keep []string) []Node {
-	set := map[string]bool{}
-	for _, k := range keep {
-		set[k] = true
-	}
-	var out []Node
-	for _, n := range all {
-		if set[n.Name] {
-			out = append(out, n)
-		}
-	}
-	return out
 }

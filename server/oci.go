@@ -422,39 +422,35 @@ func (s *Server) deleteBlob(w http.ResponseWriter, r *http.Request, rt ociRoute)
 	w.WriteHeader(http.StatusAccepted)
 }
 
-// page applies ?n= and ?last= to sorted names and sets the Link header of
-// the next page. It reports false (having answered) on a bad n.
-func page(w http.ResponseWriter, r *http.Request, names []string) ([]string, bool) {
+// page applies ?n= and ?last= to items sorted by name and sets the Link
+// header of the next page. It reports false (having answered) on a bad n.
+func page[T any](w http.ResponseWriter, r *http.Request, items []T, name func(T) string) ([]T, bool) {
 	q := r.URL.Query()
 	if last := q.Get("last"); last != "" {
-		i := sort.SearchStrings(names, last)
-		if i < len(names) && names[i] == last {
-			i++
-		}
-		names = names[i:]
+		items = items[sort.Search(len(items), func(i int) bool { return name(items[i]) > last }):]
 	}
 	ns := q.Get("n")
 	if ns == "" {
-		return names, true
+		return items, true
 	}
 	n, err := strconv.Atoi(ns)
 	if err != nil || n < 0 {
 		writeError(w, http.StatusBadRequest, "PAGINATION_NUMBER_INVALID", fmt.Sprintf("n=%q: want a number >= 0", ns))
 		return nil, false
 	}
-	if n < len(names) {
-		names = names[:n]
+	if n < len(items) {
+		items = items[:n]
 		if n > 0 {
-			next := *r.URL
-			v := next.Query()
+			v := r.URL.Query()
 			v.Set("n", strconv.Itoa(n))
-			v.Set("last", names[n-1])
-			next.RawQuery = v.Encode()
-			w.Header().Set("Link", fmt.Sprintf(`<%s>; rel="next"`, (&url.URL{Path: next.Path, RawQuery: next.RawQuery}).String()))
+			v.Set("last", name(items[n-1]))
+			w.Header().Set("Link", fmt.Sprintf(`<%s>; rel="next"`, (&url.URL{Path: r.URL.Path, RawQuery: v.Encode()}).String()))
 		}
 	}
-	return names, true
+	return items, true
 }
+
+func self(s string) string { return s }
 
 func (s *Server) listTags(w http.ResponseWriter, r *http.Request, rt ociRoute) {
 	snap, err := s.snapshot()
@@ -476,7 +472,7 @@ func (s *Server) listTags(w http.ResponseWriter, r *http.Request, rt ociRoute) {
 		}
 	}
 	sort.Strings(tags)
-	tags, ok := page(w, r, tags)
+	tags, ok := page(w, r, tags, self)
 	if !ok {
 		return
 	}
@@ -576,7 +572,7 @@ func (s *Server) catalog(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	sort.Strings(repos)
-	repos, ok := page(w, r, repos)
+	repos, ok := page(w, r, repos, self)
 	if !ok {
 		return
 	}
