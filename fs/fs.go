@@ -110,7 +110,7 @@ type FS struct {
 	hist   map[plumbing.Hash]*view // .history views, a few at a time
 
 	fetches   atomic.Int64 // blobs fetched from the bucket on open
-	ioErrors  atomic.Int64 // opens that failed with EIO
+	ioErrors  atomic.Int64 // opens and reads of blobs that failed with EIO
 	headMoves atomic.Int64
 	commands  atomic.Int64 // CLI commands served for the daemon (see CountCommand)
 	started   time.Time
@@ -331,6 +331,16 @@ func ino(parts ...string) uint64 {
 		n += 2
 	}
 	return n
+}
+
+// fail maps an error of the registry to the errno the kernel gets, and
+// logs the cause of an EIO, which the kernel's caller never sees.
+func (fsys *FS) fail(what string, err error) syscall.Errno {
+	e := errno(err)
+	if e == syscall.EIO {
+		fsys.log.Error(what, "err", err)
+	}
+	return e
 }
 
 // errno maps an error of the registry to the errno the kernel gets.

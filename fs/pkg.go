@@ -54,7 +54,8 @@ func (p *pkg) build() {
 	if m == nil {
 		body, err := p.snap.ReadFile(p.tagPath)
 		if err != nil {
-			p.err = err
+			p.err = fmt.Errorf("%s: %w", p.name, err)
+			p.fs.log.Error("read manifest", "package", p.name, "err", err)
 			return
 		}
 		if m, err = opm.ParseManifest(body); err != nil {
@@ -299,6 +300,8 @@ func (n *pkgFile) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off
 	defer fsys.fds.release(b)
 	got, err := syscall.Pread(b.fd, dest, off)
 	if err != nil {
+		fsys.ioErrors.Add(1)
+		fsys.log.Error("read blob", "file", n.p.name+"/"+n.f.Path, "digest", n.f.Digest, "err", err)
 		return nil, syscall.EIO
 	}
 	return fuse.ReadResultData(dest[:got]), 0

@@ -136,7 +136,7 @@ func (d *treeDir) lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	p := strings.Join(parts, "/")
 	e, err := v.snap.Stat(p)
 	if err != nil {
-		return nil, errno(err)
+		return nil, d.fs.fail("lookup", err)
 	}
 	if !e.Dir {
 		return nil, syscall.ENOENT
@@ -161,7 +161,7 @@ func (d *treeDir) lookupPackage(ctx context.Context, v *view, name string, out *
 		}
 		found, err := registry.ResolveIn(v.snap, opm.Reference{Repository: repo, Digest: dg})
 		if err != nil {
-			return nil, errno(err)
+			return nil, d.fs.fail("lookup", err)
 		}
 		p = &pkg{fs: d.fs, id: d.key + "\x00" + repo.Path() + "\x00" + name, name: repo.Path() + name,
 			mtime: createdTime(found.Manifest), manifest: found.Manifest}
@@ -171,7 +171,7 @@ func (d *treeDir) lookupPackage(ctx context.Context, v *view, name string, out *
 		}
 		e, err := v.snap.Stat(opm.TagPath(repo, name))
 		if err != nil {
-			return nil, errno(err)
+			return nil, d.fs.fail("lookup", err)
 		}
 		if e.Dir {
 			return nil, syscall.ENOENT
@@ -206,7 +206,7 @@ func createdTime(m *opm.Manifest) time.Time {
 func (d *treeDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	ents, err := d.entries(d.view())
 	if err != nil {
-		return nil, 0, errno(err)
+		return nil, 0, d.fs.fail("list", err)
 	}
 	if len(d.parts) == 3 {
 		// A repository: READDIRPLUS gives names only (see tagList).
@@ -322,7 +322,7 @@ func (r *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 func (r *rootDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	ents, err := r.entries(r.view())
 	if err != nil {
-		return nil, 0, errno(err)
+		return nil, 0, r.fs.fail("list", err)
 	}
 	special := []fuse.DirEntry{
 		{Name: historyDirName, Mode: syscall.S_IFDIR, Ino: ino("special", historyDirName)},
@@ -360,11 +360,11 @@ func (h *historyDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 	c, err := h.fs.reg.Meta.ResolveCommit(name)
 	if err != nil {
 		out.SetEntryTimeout(mutableTimeout) // no negative entry: a sync may bring the commit
-		return nil, errno(err)
+		return nil, h.fs.fail("lookup", err)
 	}
 	v, err := h.fs.historyView(c)
 	if err != nil {
-		return nil, errno(err)
+		return nil, h.fs.fail("lookup", err)
 	}
 	dirAttr(&out.Attr, v.snap.When())
 	out.SetEntryTimeout(mutableTimeout) // a prefix may become ambiguous
