@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"mime"
 	"net/http"
 	"net/url"
@@ -136,11 +137,10 @@ func parseRef(ref string) (tag string, d digest.Digest, code string, err error) 
 }
 
 func (s *Server) getManifest(w http.ResponseWriter, r *http.Request, rt ociRoute) {
-	tag, d, code, err := parseRef(rt.arg)
+	tag, d, _, err := parseRef(rt.arg)
 	if err != nil {
 		// An unknown reference of the wrong shape is simply not there.
 		writeError(w, http.StatusNotFound, "MANIFEST_UNKNOWN", err.Error())
-		_ = code
 		return
 	}
 	snap, err := s.snapshot()
@@ -354,18 +354,25 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, rt ociRoute) {
 	if !ok {
 		return
 	}
-	h := w.Header()
+	// The headers of a found blob (never of an error: it is not immutable).
+	found := func() http.Header {
+		h := w.Header()
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set("Docker-Content-Digest", d.String())
+		h.Set("ETag", `"`+d.String()+`"`)
+		h.Set("Cache-Control", "public, max-age=31536000, immutable")
+		return h
+	}
 	if r.Method == http.MethodHead {
+		// HEAD never fetches from the bucket: the size is enough.
 		size, err := s.reg.Blobs.Stat(r.Context(), d)
 		if err != nil {
 			s.fail(w, r, err, "BLOB_UNKNOWN", "DIGEST_INVALID")
 			return
 		}
+		h := found()
 		h.Set("Content-Length", strconv.FormatInt(size, 10))
-		h.Set("Content-Type", "application/octet-stream")
-		h.Set("Docker-Content-Digest", d.String())
 		h.Set("Accept-Ranges", "bytes")
-		h.Set("ETag", `"`+d.String()+`"`)
 		return
 	}
 	if err := s.reg.EnsureLocal(r.Context(), d); err != nil {
@@ -373,8 +380,11 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, rt ociRoute) {
 		return
 	}
 	f, err := os.Open(s.reg.Local.Path(d))
+	if errors.Is(err, fs.ErrNotExist) {
+		err = fmt.Errorf("blob %s: evicted or deleted meanwhile: %w", d, opm.ErrNotFound)
+	}
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("blob %s: %w", d, opm.ErrNotFound), "BLOB_UNKNOWN", "DIGEST_INVALID")
+		s.fail(w, r, err, "BLOB_UNKNOWN", "DIGEST_INVALID")
 		return
 	}
 	defer f.Close()
@@ -383,10 +393,7 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, rt ociRoute) {
 		s.fail(w, r, err, "BLOB_UNKNOWN", "DIGEST_INVALID")
 		return
 	}
-	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Docker-Content-Digest", d.String())
-	h.Set("ETag", `"`+d.String()+`"`)
-	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	found()
 	http.ServeContent(w, r, "", fi.ModTime(), f)
 }
 
