@@ -290,20 +290,28 @@ func (fsys *FS) Unmount(lazy bool) error {
 func (fsys *FS) CountCommand() { fsys.commands.Add(1) }
 
 // historyView returns the view of a commit for .history, keeping a few.
+// The commit is read with no lock held; of two lookups racing to make the
+// same view, the first stored wins.
 func (fsys *FS) historyView(h plumbing.Hash) (*view, error) {
 	fsys.histMu.Lock()
-	defer fsys.histMu.Unlock()
-	if v := fsys.hist[h]; v != nil {
+	v := fsys.hist[h]
+	fsys.histMu.Unlock()
+	if v != nil {
 		return v, nil
 	}
 	s, err := fsys.reg.Meta.Snapshot(h)
 	if err != nil {
 		return nil, err
 	}
+	fsys.histMu.Lock()
+	defer fsys.histMu.Unlock()
+	if v := fsys.hist[h]; v != nil {
+		return v, nil
+	}
 	if len(fsys.hist) >= 64 {
 		clear(fsys.hist)
 	}
-	v := newView(s)
+	v = newView(s)
 	fsys.hist[h] = v
 	return v, nil
 }
