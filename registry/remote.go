@@ -309,9 +309,21 @@ func (r *Registry) uploadBlobs(ctx context.Context, b *cas.Bucket, blobs []opm.D
 	return g.Wait()
 }
 
-// changedBlobs lists the blobs named by the tag files that differ from
-// commit a to commit b of repo (set or changed in b).
-func changedBlobs(ctx context.Context, repo *gitmeta.Repo, a, b plumbing.Hash) ([]opm.Descriptor, error) {
+// TagChange is a tag file that differs between two commits.
+type TagChange struct {
+	Ref  string // ns/project/repo:tag
+	Path string // its tag file
+	// Body is the manifest at the newer commit, Blobs the blobs it names;
+	// both are nil for a removed tag.
+	Body  []byte
+	Blobs []opm.Descriptor
+}
+
+// ChangedTags lists the tag files that differ from commit a to commit b of
+// repo (either may be zero, the empty repository) and whose references
+// match (nil matches every tag), with their manifests at b. Only the
+// subtrees that differ are read.
+func ChangedTags(repo *gitmeta.Repo, a, b plumbing.Hash, match func(ref string) bool) ([]TagChange, error) {
 	diff, err := repo.Diff(a, b)
 	if err != nil {
 		return nil, err
@@ -320,21 +332,39 @@ func changedBlobs(ctx context.Context, repo *gitmeta.Repo, a, b plumbing.Hash) (
 	if err != nil {
 		return nil, err
 	}
-	seen := map[digest.Digest]bool{}
-	var out []opm.Descriptor
+	var out []TagChange
 	for _, d := range diff {
-		if d.New.IsZero() || !IsTagPath(d.Path) {
+		ref, ok := TagOfPath(d.Path)
+		if !ok || match != nil && !match(ref) {
 			continue
 		}
-		body, err := snap.ReadFile(d.Path)
-		if err != nil {
-			return nil, err
+		c := TagChange{Ref: ref, Path: d.Path}
+		if !d.New.IsZero() {
+			if c.Body, err = snap.ReadFile(d.Path); err != nil {
+				return nil, err
+			}
+			m, err := opm.ParseManifest(c.Body)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", ref, err)
+			}
+			c.Blobs = m.Blobs()
 		}
-		m, err := opm.ParseManifest(body)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", d.Path, err)
-		}
-		for _, bl := range m.Blobs() {
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// changedBlobs lists the blobs named by the tag files that differ from
+// commit a to commit b of repo (set or changed in b).
+func changedBlobs(repo *gitmeta.Repo, a, b plumbing.Hash) ([]opm.Descriptor, error) {
+	changes, err := ChangedTags(repo, a, b, nil)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[digest.Digest]bool{}
+	var out []opm.Descriptor
+	for _, c := range changes {
+		for _, bl := range c.Blobs {
 			if !seen[bl.Digest] {
 				seen[bl.Digest] = true
 				out = append(out, bl)
@@ -410,7 +440,7 @@ func (r *Registry) publishTag(ctx context.Context, o Remote, ref opm.Reference, 
 	}
 	if local != remote {
 		// Unpushed local commits go along: their blobs go first.
-		blobs, err := changedBlobs(ctx, r.Meta, remote, local)
+		blobs, err := changedBlobs(r.Meta, remote, local)
 		if err != nil {
 			return plumbing.ZeroHash, "", false, err
 		}
@@ -569,34 +599,21 @@ func (r *Registry) prefetch(ctx context.Context, commit plumbing.Hash, pattern s
 	if r.cache == nil {
 		return 0, 0, nil // everything is local already
 	}
-	snap, err := r.Meta.Snapshot(commit)
-	if err != nil {
-		return 0, 0, err
-	}
 	// Every tag file is a change from the empty tree.
-	diff, err := r.Meta.Diff(plumbing.ZeroHash, commit)
+	changes, err := ChangedTags(r.Meta, plumbing.ZeroHash, commit, func(ref string) bool { return MatchTag(pattern, ref) })
 	if err != nil {
 		return 0, 0, err
 	}
 	seen := map[digest.Digest]bool{}
 	var want []opm.Descriptor
 	var total int64
-	for _, d := range diff {
-		ref, ok := TagOfPath(d.Path)
-		if !ok || !MatchTag(pattern, ref) {
-			continue
-		}
-		body, err := snap.ReadFile(d.Path)
-		if err != nil {
-			return 0, 0, err
-		}
-		m, err := opm.ParseManifest(body)
-		if err != nil {
-			return 0, 0, fmt.Errorf("%s: %w", ref, err)
-		}
-		for _, b := range m.Blobs() {
-			if !seen[b.Digest] && !r.Local.Has(b.Digest) {
-				seen[b.Digest] = true
+	for _, c := range changes {
+		for _, b := range c.Blobs {
+			if seen[b.Digest] {
+				continue
+			}
+			seen[b.Digest] = true
+			if !r.Local.Has(b.Digest) {
 				want = append(want, b)
 				total += b.Size
 			}

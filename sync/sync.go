@@ -126,14 +126,6 @@ type Result struct {
 // ScratchDir is the scratch repository of mirrors into dst.
 func ScratchDir(home, dst string) string { return filepath.Join(home, "mirrors", dst+".git") }
 
-// tagChange is one tag file to set (body != nil) or remove at DST.
-type tagChange struct {
-	ref   string
-	path  string
-	body  []byte
-	blobs []opm.Descriptor
-}
-
 // Mirror copies the remote src into the remote dst.
 func Mirror(ctx context.Context, home string, src, dst registry.Remote, opts Options) (*Result, error) {
 	if src.Name == dst.Name {
@@ -207,10 +199,10 @@ func Mirror(ctx context.Context, home string, src, dst registry.Remote, opts Opt
 	if err != nil {
 		return res, err
 	}
-	var ok []tagChange
+	var ok []registry.TagChange
 	for _, c := range changes {
 		if e, failed := tagFailed(c, bad); failed {
-			res.Failed = append(res.Failed, TagError{Tag: c.ref, Error: e.Error()})
+			res.Failed = append(res.Failed, TagError{Tag: c.Ref, Error: e.Error()})
 			continue
 		}
 		ok = append(ok, c)
@@ -239,10 +231,10 @@ func Mirror(ctx context.Context, home string, src, dst registry.Remote, opts Opt
 		res.DstAfter = commit.String()
 	}
 	for _, c := range ok {
-		if c.body == nil {
-			res.Removed = append(res.Removed, c.ref)
+		if c.Body == nil {
+			res.Removed = append(res.Removed, c.Ref)
 		} else {
-			res.Tags = append(res.Tags, c.ref)
+			res.Tags = append(res.Tags, c.Ref)
 		}
 	}
 	return res, failure(res)
@@ -268,7 +260,7 @@ func failure(res *Result) error {
 }
 
 // plan decides the mode and lists the tag changes DST needs.
-func plan(ctx context.Context, repo *gitmeta.Repo, src registry.Remote, s, d plumbing.Hash, opts Options, res *Result) ([]tagChange, error) {
+func plan(ctx context.Context, repo *gitmeta.Repo, src registry.Remote, s, d plumbing.Hash, opts Options, res *Result) ([]registry.TagChange, error) {
 	if opts.Filtered() {
 		res.Mode = "filtered"
 		if !d.IsZero() {
@@ -300,35 +292,15 @@ func plan(ctx context.Context, repo *gitmeta.Repo, src registry.Remote, s, d plu
 			res.Mode = "forced"
 		}
 	}
-	diff, err := repo.Diff(d, s)
-	if err != nil {
-		return nil, err
+	var match func(string) bool
+	if opts.Filtered() {
+		match = opts.selects
 	}
-	snap, err := repo.Snapshot(s)
+	// namespace.json and the like are carried by the commits of a
+	// preserving mirror and left out of a filtered one.
+	out, err := registry.ChangedTags(repo, d, s, match)
 	if err != nil {
-		return nil, err
-	}
-	var out []tagChange
-	for _, e := range diff {
-		// namespace.json and the like are carried by the commits of a
-		// preserving mirror and left out of a filtered one.
-		ref, isTag := registry.TagOfPath(e.Path)
-		if !isTag || opts.Filtered() && !opts.selects(ref) {
-			continue
-		}
-		if e.New.IsZero() {
-			out = append(out, tagChange{ref: ref, path: e.Path})
-			continue
-		}
-		body, err := snap.ReadFile(e.Path)
-		if err != nil {
-			return nil, err
-		}
-		m, err := opm.ParseManifest(body)
-		if err != nil {
-			return nil, fmt.Errorf("%s at %s: %w", ref, res.Src, err)
-		}
-		out = append(out, tagChange{ref: ref, path: e.Path, body: body, blobs: m.Blobs()})
+		return nil, fmt.Errorf("source %s: %w", src.Name, err)
 	}
 	if opts.Filtered() && len(out) == 0 {
 		res.Mode = "up-to-date"
@@ -339,18 +311,18 @@ func plan(ctx context.Context, repo *gitmeta.Repo, src registry.Remote, s, d plu
 // copyBlobs copies the blobs of changes that DST lacks. It returns the
 // blobs that failed verification at the source; any other failure is an
 // error.
-func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []tagChange, opts Options, res *Result) (map[digest.Digest]error, error) {
+func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []registry.TagChange, opts Options, res *Result) (map[digest.Digest]error, error) {
 	byDigest := map[digest.Digest]*Blob{}
 	var order []digest.Digest
 	for _, c := range changes {
-		for _, b := range c.blobs {
+		for _, b := range c.Blobs {
 			bl := byDigest[b.Digest]
 			if bl == nil {
 				bl = &Blob{Digest: b.Digest, Size: b.Size}
 				byDigest[b.Digest] = bl
 				order = append(order, b.Digest)
 			}
-			bl.Tags = append(bl.Tags, c.ref)
+			bl.Tags = append(bl.Tags, c.Ref)
 		}
 	}
 	res.Blobs = len(order)
@@ -467,8 +439,8 @@ func (l *lazyReader) Close() error {
 	return nil
 }
 
-func tagFailed(c tagChange, bad map[digest.Digest]error) (error, bool) {
-	for _, b := range c.blobs {
+func tagFailed(c registry.TagChange, bad map[digest.Digest]error) (error, bool) {
+	for _, b := range c.Blobs {
 		if err, ok := bad[b.Digest]; ok {
 			return err, true
 		}
@@ -478,10 +450,10 @@ func tagFailed(c tagChange, bad map[digest.Digest]error) (error, bool) {
 
 // commitFiltered writes one commit on DST's head (the scratch repository's
 // main) setting the selected tags as they are at SRC.
-func commitFiltered(ctx context.Context, repo *gitmeta.Repo, src registry.Remote, s plumbing.Hash, changes []tagChange) (plumbing.Hash, error) {
+func commitFiltered(ctx context.Context, repo *gitmeta.Repo, src registry.Remote, s plumbing.Hash, changes []registry.TagChange) (plumbing.Hash, error) {
 	cs := make([]gitmeta.Change, len(changes))
 	for i, c := range changes {
-		cs[i] = gitmeta.Change{Path: c.path, Data: c.body, Delete: c.body == nil}
+		cs[i] = gitmeta.Change{Path: c.Path, Data: c.Body, Delete: c.Body == nil}
 	}
 	msg := gitmeta.Message{
 		Subject:  fmt.Sprintf("sync %d tag(s) from %s", len(changes), src.Name),
