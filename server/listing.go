@@ -174,7 +174,7 @@ func (s *Server) tagSummaries(ctx context.Context, snap *gitmeta.Snapshot, repo 
 		if err != nil {
 			return nil, err
 		}
-		ts := summarize(t, b)
+		ts, _, _ := summarize(t, b)
 		if tt, ok := times[t]; ok {
 			ts.Date, ts.Commit = tt.When, tt.Commit.String()
 		}
@@ -184,15 +184,21 @@ func (s *Server) tagSummaries(ctx context.Context, snap *gitmeta.Snapshot, repo 
 	return out, nil
 }
 
-func summarize(tag string, b []byte) TagSummary {
-	ts := TagSummary{Name: tag, Digest: digest.FromBytes(b), MediaType: manifestType(b)}
-	if m, err := opm.ParseAnyManifest(b, ""); err == nil {
-		ts.Size = m.Size()
-		if pm, err := opm.ParseManifest(b); err == nil && m.MediaType == opm.MediaTypeManifest {
+// summarize describes a tag's manifest b, and returns it decoded: m is nil
+// if opm cannot read it, pm nil unless it is an opm package.
+func summarize(tag string, b []byte) (ts TagSummary, m *opm.AnyManifest, pm *opm.Manifest) {
+	ts = TagSummary{Name: tag, Digest: digest.FromBytes(b), MediaType: manifestType(b)}
+	m, err := opm.ParseAnyManifest(b, "")
+	if err != nil {
+		return ts, nil, nil
+	}
+	ts.Size = m.Size()
+	if m.MediaType == opm.MediaTypeManifest {
+		if pm, err = opm.ParseManifest(b); err == nil {
 			ts.Files = len(pm.Files())
 		}
 	}
-	return ts
+	return ts, m, pm
 }
 
 // tagDetail describes one tag, with its history (newest first, at most 50).
@@ -204,28 +210,21 @@ func (s *Server) tagDetail(ctx context.Context, snap *gitmeta.Snapshot, repo opm
 	if err != nil {
 		return nil, err
 	}
-	td := &TagDetail{Repository: repo.Path(), TagSummary: summarize(tag, b), Manifest: json.RawMessage(b), Files: []FileEntry{}}
+	ts, m, pm := summarize(tag, b)
+	td := &TagDetail{Repository: repo.Path(), TagSummary: ts, Manifest: json.RawMessage(b), Files: []FileEntry{}}
 	td.Descriptor = opm.Descriptor{MediaType: td.MediaType, Digest: td.Digest, Size: int64(len(b))}
-	if m, err := opm.ParseAnyManifest(b, ""); err == nil {
+	if m != nil {
 		td.Descriptor.ArtifactType = m.ArtifactType
 		td.Manifests = m.Manifests
-		titled := map[digest.Digest]bool{}
-		if pm, err := opm.ParseManifest(b); err == nil && m.MediaType == opm.MediaTypeManifest {
-			for _, f := range pm.Files() {
-				td.Files = append(td.Files, FileEntry{Path: f.Path, Size: f.Size, Mode: opm.FormatMode(f.Mode), Digest: f.Digest, Symlink: f.Symlink})
-				titled[f.Digest] = true
-			}
-		}
 		for _, l := range m.Layers {
 			if _, ok := l.Annotations[opm.AnnotationTitle]; !ok {
 				td.Layers = append(td.Layers, opm.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
 			}
 		}
 	}
-	times, err := s.reg.TagTimes(ctx, snap, repo)
-	if err == nil {
-		if tt, ok := times[tag]; ok {
-			td.Date, td.Commit = tt.When, tt.Commit.String()
+	if pm != nil {
+		for _, f := range pm.Files() {
+			td.Files = append(td.Files, FileEntry{Path: f.Path, Size: f.Size, Mode: opm.FormatMode(f.Mode), Digest: f.Digest, Symlink: f.Symlink})
 		}
 	}
 	td.History, err = s.reg.Log(ctx, repo.Path()+":"+tag, 50)
@@ -234,6 +233,15 @@ func (s *Server) tagDetail(ctx context.Context, snap *gitmeta.Snapshot, repo opm
 	}
 	if td.History == nil {
 		td.History = []registry.LogEntry{}
+	}
+	// The newest change of the tag's file set it. The log is of the head,
+	// which may have moved since snap: then ask snap's history.
+	if len(td.History) > 0 && td.History[0].Digest == td.Digest {
+		td.Date, td.Commit = td.History[0].Date, td.History[0].Commit
+	} else if times, err := s.reg.TagTimes(ctx, snap, repo); err == nil {
+		if tt, ok := times[tag]; ok {
+			td.Date, td.Commit = tt.When, tt.Commit.String()
+		}
 	}
 	return td, nil
 }

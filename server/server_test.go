@@ -584,6 +584,10 @@ func TestListingAPI(t *testing.T) {
 	if td.Descriptor.Digest != res.Digest || td.Descriptor.MediaType != opm.MediaTypeManifest || len(td.Files) != 2 || len(td.History) != 1 || td.History[0].Author != "Test Pusher" {
 		t.Fatalf("tag: %+v", td)
 	}
+	// The tag's date and commit are those the tags listing gives.
+	if !td.Date.Equal(l.Tags[0].Date) || td.Commit == "" || td.Commit != l.Tags[0].Commit {
+		t.Fatalf("tag v1 set at %v by %s, the listing says %v by %s", td.Date, td.Commit, l.Tags[0].Date, l.Tags[0].Commit)
+	}
 }
 
 func TestWebPages(t *testing.T) {
