@@ -3,7 +3,6 @@ package fs
 import (
 	"context"
 	"errors"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -78,6 +77,7 @@ type treeDir struct {
 	fixed *view    // nil: the live head
 	key   string   // "live", or "history:<name>" for a .history view
 	parts []string // path below the view's root: ns, project, repo
+	path  string   // parts joined by "/"
 }
 
 var (
@@ -101,6 +101,14 @@ func (d *treeDir) timeout() time.Duration {
 		return immutableTimeout
 	}
 	return mutableTimeout
+}
+
+// childPath is the path of a child below the view's root.
+func (d *treeDir) childPath(name string) string {
+	if d.path == "" {
+		return name
+	}
+	return d.path + "/" + name
 }
 
 func (d *treeDir) repo() opm.Repository {
@@ -132,8 +140,8 @@ func (d *treeDir) lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if !opm.ValidComponent(name) {
 		return nil, syscall.ENOENT
 	}
-	parts := append(slices.Clone(d.parts), name)
-	p := strings.Join(parts, "/")
+	parts := append(d.parts[:len(d.parts):len(d.parts)], name) // a copy: d.parts is shared
+	p := d.childPath(name)
 	e, err := v.snap.Stat(p)
 	if err != nil {
 		return nil, d.fs.fail("lookup", err)
@@ -144,7 +152,7 @@ func (d *treeDir) lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	dirAttr(&out.Attr, v.snap.When())
 	out.SetEntryTimeout(d.timeout())
 	out.SetAttrTimeout(d.timeout())
-	child := &treeDir{fs: d.fs, fixed: d.fixed, key: d.key, parts: parts}
+	child := &treeDir{fs: d.fs, fixed: d.fixed, key: d.key, parts: parts, path: p}
 	return d.NewInode(ctx, child, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino("tree", d.key, p)}), 0
 }
 
@@ -169,7 +177,8 @@ func (d *treeDir) lookupPackage(ctx context.Context, v *view, name string, out *
 		if !opm.ValidTag(name) {
 			return nil, syscall.ENOENT
 		}
-		e, err := v.snap.Stat(opm.TagPath(repo, name))
+		tagPath := opm.TagPath(repo, name)
+		e, err := v.snap.Stat(tagPath)
 		if err != nil {
 			return nil, d.fs.fail("lookup", err)
 		}
@@ -177,7 +186,7 @@ func (d *treeDir) lookupPackage(ctx context.Context, v *view, name string, out *
 			return nil, syscall.ENOENT
 		}
 		p = &pkg{fs: d.fs, id: tagID(d.key, repo, name, e.Hash.String()), name: repo.Path() + ":" + name,
-			mtime: v.tagTime(ctx, d.fs, repo, name), snap: v.snap, tagPath: opm.TagPath(repo, name)}
+			mtime: v.tagTime(ctx, d.fs, repo, name), snap: v.snap, tagPath: tagPath}
 	}
 	dirAttr(&out.Attr, p.mtime)
 	// The name may move to another package (the watcher invalidates it);
@@ -251,7 +260,6 @@ func dirHandle(ents []fuse.DirEntry, cache bool) (gofs.FileHandle, uint32, sysca
 // entries lists the directory in a view: child names above a repository,
 // tags in one.
 func (d *treeDir) entries(v *view) ([]fuse.DirEntry, error) {
-	p := strings.Join(d.parts, "/")
 	var out []fuse.DirEntry
 	if len(d.parts) == 3 {
 		repo := d.repo()
@@ -271,17 +279,13 @@ func (d *treeDir) entries(v *view) ([]fuse.DirEntry, error) {
 		}
 		return out, nil
 	}
-	list, err := v.snap.ReadDir(p)
+	list, err := v.snap.ReadDir(d.path)
 	if err != nil {
 		return nil, err
 	}
 	for _, e := range list {
 		if e.Dir && opm.ValidComponent(e.Name) {
-			cp := e.Name
-			if p != "" {
-				cp = p + "/" + e.Name
-			}
-			out = append(out, fuse.DirEntry{Name: e.Name, Mode: syscall.S_IFDIR, Ino: ino("tree", d.key, cp)})
+			out = append(out, fuse.DirEntry{Name: e.Name, Mode: syscall.S_IFDIR, Ino: ino("tree", d.key, d.childPath(e.Name))})
 		}
 	}
 	return out, nil
