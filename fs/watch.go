@@ -87,6 +87,18 @@ func (fsys *FS) staleEntries(old, cur *gitmeta.Snapshot, diff []gitmeta.DiffEntr
 		e, err := s.Stat(p)
 		return err == nil && e.Dir
 	}
+	// Whether a namespace, project or repository appeared or went away,
+	// asked once per path however many of its files changed (a sync may
+	// bring thousands of tags of one repository).
+	moved := map[string]bool{}
+	changed := func(p string) bool {
+		c, ok := moved[p]
+		if !ok {
+			c = isDir(old, p) != isDir(cur, p)
+			moved[p] = c
+		}
+		return c
+	}
 	seen := map[staleEntry]bool{}
 	var out []staleEntry
 	add := func(parent *gofs.Inode, name string) {
@@ -104,7 +116,7 @@ func (fsys *FS) staleEntries(old, cur *gitmeta.Snapshot, diff []gitmeta.DiffEntr
 		i := 0
 		for ; i < 3 && i < len(parts)-1 && node != nil; i++ {
 			p := strings.Join(parts[:i+1], "/")
-			if isDir(old, p) != isDir(cur, p) {
+			if changed(p) {
 				add(node, parts[i])
 				break
 			}
