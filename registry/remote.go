@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -283,30 +284,73 @@ func (r *Registry) originBucket(ctx context.Context, o Remote) (*cas.Bucket, boo
 }
 
 // uploadBlobs puts into b, in parallel, the blobs it lacks from the local
-// store.
+// store. A blob b has costs one existence check (Put's) and no local read.
 func (r *Registry) uploadBlobs(ctx context.Context, b *cas.Bucket, blobs []opm.Descriptor) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for _, d := range blobs {
 		g.Go(func() error {
-			if size, err := b.Stat(ctx, d.Digest); err == nil && size == d.Size {
-				return nil
-			}
-			if err := r.EnsureLocal(ctx, d.Digest); err != nil {
-				return err
-			}
-			f, err := r.Local.Open(ctx, d.Digest)
+			_, err := PutFrom(ctx, b, d.Digest, d.Size, func() (io.ReadCloser, error) {
+				if err := r.EnsureLocal(ctx, d.Digest); err != nil {
+					return nil, err
+				}
+				return r.Local.Open(ctx, d.Digest)
+			})
 			if err != nil {
-				return err
-			}
-			defer f.Close()
-			if err := b.Put(ctx, d.Digest, d.Size, f); err != nil {
 				return fmt.Errorf("upload %s: %w", d.Digest, err)
 			}
 			return nil
 		})
 	}
 	return g.Wait()
+}
+
+// PutFrom puts the blob d of size bytes into dst unless dst has it, opening its source
+// only once dst.Put starts reading (Put returns without reading when the
+// blob is there already): a blob dst has costs one existence check and no
+// read. opened reports whether open was called; an error of open or of
+// reading the source is returned as it is, not as dst's.
+func PutFrom(ctx context.Context, dst cas.Pusher, d digest.Digest, size int64, open func() (io.ReadCloser, error)) (opened bool, err error) {
+	lr := &lazyReader{open: open}
+	defer lr.Close()
+	err = dst.Put(ctx, d, size, lr)
+	if lr.err != nil {
+		err = lr.err
+	}
+	return lr.rc != nil || lr.openErr != nil, err
+}
+
+// lazyReader opens its source on the first Read and remembers the source's
+// error.
+type lazyReader struct {
+	open    func() (io.ReadCloser, error)
+	rc      io.ReadCloser
+	openErr error
+	err     error // the source's, from open or Read (not io.EOF)
+}
+
+func (l *lazyReader) Read(p []byte) (int, error) {
+	if l.rc == nil {
+		if l.openErr == nil {
+			l.rc, l.openErr = l.open()
+		}
+		if l.openErr != nil {
+			l.err = l.openErr
+			return 0, l.openErr
+		}
+	}
+	n, err := l.rc.Read(p)
+	if err != nil && err != io.EOF {
+		l.err = err
+	}
+	return n, err
+}
+
+func (l *lazyReader) Close() error {
+	if l.rc != nil {
+		return l.rc.Close()
+	}
+	return nil
 }
 
 // TagChange is a tag file that differs between two commits.

@@ -363,7 +363,13 @@ func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []registry.TagChan
 				}
 				return nil
 			}
-			opened, err := copyBlob(gctx, srcB, dstB, bl)
+			// A blob from an earlier run costs one existence check (Put's) and
+			// no read. The source's reader verifies the bytes and dstB.Put
+			// verifies them again before they become visible, so a corrupt
+			// source blob never lands at DST.
+			opened, err := registry.PutFrom(gctx, dstB, bl.Digest, bl.Size, func() (io.ReadCloser, error) {
+				return srcB.Open(gctx, bl.Digest)
+			})
 			reqs.Add(1) // the destination's existence check
 			if opened {
 				reqs.Add(2) // read at the source, write at the destination
@@ -380,7 +386,7 @@ func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []registry.TagChan
 				mu.Unlock()
 				return nil
 			default:
-				return fmt.Errorf("destination: %w", err)
+				return fmt.Errorf("copy %s: %w", bl.Digest, err)
 			}
 			if opts.Progress != nil {
 				opts.Progress.Add(bl.Size)
@@ -394,49 +400,6 @@ func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []registry.TagChan
 	res.BucketRequests += reqs.Load()
 	res.Copied, res.Present, res.Bytes = int(copied.Load()), int(present.Load()), bytes.Load()
 	return bad, err
-}
-
-// copyBlob streams one blob from srcB to dstB unless dstB has it. The
-// source is opened only once dstB.Put starts reading (Put returns without
-// reading when the blob is there already), so a blob that arrived in an
-// earlier run costs one existence check and no read. The source's reader
-// verifies the bytes and dstB.Put verifies them again before they become
-// visible, so a corrupt source blob never lands at DST. opened reports
-// whether the source was read.
-func copyBlob(ctx context.Context, srcB, dstB Blobs, bl *Blob) (opened bool, err error) {
-	lr := &lazyReader{open: func() (io.ReadCloser, error) { return srcB.Open(ctx, bl.Digest) }}
-	defer lr.Close()
-	err = dstB.Put(ctx, bl.Digest, bl.Size, lr)
-	if lr.err != nil {
-		err = lr.err // the source's failure, not the destination's
-	}
-	return lr.rc != nil || lr.err != nil, err
-}
-
-// lazyReader opens its source on the first Read.
-type lazyReader struct {
-	open func() (io.ReadCloser, error)
-	rc   io.ReadCloser
-	err  error // from open
-}
-
-func (l *lazyReader) Read(p []byte) (int, error) {
-	if l.rc == nil {
-		if l.err != nil {
-			return 0, l.err
-		}
-		if l.rc, l.err = l.open(); l.err != nil {
-			return 0, l.err
-		}
-	}
-	return l.rc.Read(p)
-}
-
-func (l *lazyReader) Close() error {
-	if l.rc != nil {
-		return l.rc.Close()
-	}
-	return nil
 }
 
 func tagFailed(c registry.TagChange, bad map[digest.Digest]error) (error, bool) {
