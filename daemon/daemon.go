@@ -67,14 +67,20 @@ func Acquire(home string, info Info) (*Lock, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := flockWait(f); err != nil {
 		defer f.Close()
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
 		}
 		var other Info
-		b, _ := io.ReadAll(f)
-		json.Unmarshal(b, &other)
+		b, err := io.ReadAll(f)
+		if err == nil {
+			err = json.Unmarshal(b, &other)
+		}
+		if err != nil || other.PID == 0 {
+			// Taken, but not (or not yet) named by its owner.
+			return nil, fmt.Errorf("home %s is held by another opm daemon (%s): %w", home, f.Name(), opm.ErrLocked)
+		}
 		return nil, fmt.Errorf("home %s is served by the opm daemon pid %d mounted at %s (opm umount %s stops it): %w",
 			home, other.PID, other.Mountpoint, other.Mountpoint, opm.ErrLocked)
 	}
@@ -87,6 +93,25 @@ func Acquire(home string, info Info) (*Lock, error) {
 		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
 	}
 	return &Lock{f: f}, nil
+}
+
+// acquireWait is how long Acquire keeps trying a lock that is taken: a
+// client asking whether a daemon runs (Held, Dial) holds it shared for an
+// instant, and a daemon starting just then must not take that for another
+// daemon.
+const acquireWait = 250 * time.Millisecond
+
+// flockWait takes f's lock exclusively, trying again for acquireWait while
+// it is taken; it fails with EWOULDBLOCK if it stays taken.
+func flockWait(f *os.File) error {
+	deadline := time.Now().Add(acquireWait)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // Release lets the home go.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -181,4 +182,27 @@ func TestFrameLimit(t *testing.T) {
 	if _, _, err := readFrame(&b); err == nil {
 		t.Error("a 4 GiB frame was accepted")
 	}
+}
+
+// A client probing the lock (Held takes it shared for an instant) does not
+// make a daemon starting at that moment believe the home is taken.
+func TestAcquireDuringProbe(t *testing.T) {
+	home := t.TempDir()
+	f, err := os.OpenFile(filepath.Join(home, LockName), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	}()
+	lock, err := Acquire(home, Info{PID: 1, Mountpoint: "/mnt/x"})
+	if err != nil {
+		t.Fatalf("Acquire while probed: %v", err)
+	}
+	lock.Release()
 }
