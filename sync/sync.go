@@ -57,6 +57,9 @@ type Options struct {
 	DryRun           bool
 	// Force overwrites a DST whose main has commits SRC lacks.
 	Force bool
+	// Author writes a filtered mirror's commits (default "opm sync";
+	// registry.Registry.Author is the home's).
+	Author gitmeta.Signature
 	// Jobs bounds the blobs copied at once (default 32).
 	Jobs     int
 	Progress Progress
@@ -139,6 +142,9 @@ func Mirror(ctx context.Context, home string, src, dst registry.Remote, opts Opt
 	if opts.Jobs <= 0 {
 		opts.Jobs = 32
 	}
+	if opts.Author.Name == "" {
+		opts.Author = gitmeta.Signature{Name: "opm sync", Email: "opm@localhost"}
+	}
 	res := &Result{Src: src.Name, Dst: dst.Name, DryRun: opts.DryRun, Tags: []string{}}
 	scratch := ScratchDir(home, dst.Name)
 	if err := os.MkdirAll(filepath.Dir(scratch), 0o755); err != nil {
@@ -220,7 +226,7 @@ func Mirror(ctx context.Context, home string, src, dst registry.Remote, opts Opt
 		res.GitRequests++
 		res.DstAfter = s.String()
 	case len(ok) > 0:
-		commit, err := commitFiltered(ctx, repo, src, s, ok)
+		commit, err := commitFiltered(ctx, repo, src, s, ok, opts.Author)
 		if err != nil {
 			return res, err
 		}
@@ -413,7 +419,7 @@ func tagFailed(c registry.TagChange, bad map[digest.Digest]error) (error, bool) 
 
 // commitFiltered writes one commit on DST's head (the scratch repository's
 // main) setting the selected tags as they are at SRC.
-func commitFiltered(ctx context.Context, repo *gitmeta.Repo, src registry.Remote, s plumbing.Hash, changes []registry.TagChange) (plumbing.Hash, error) {
+func commitFiltered(ctx context.Context, repo *gitmeta.Repo, src registry.Remote, s plumbing.Hash, changes []registry.TagChange, author gitmeta.Signature) (plumbing.Hash, error) {
 	cs := make([]gitmeta.Change, len(changes))
 	for i, c := range changes {
 		cs[i] = gitmeta.Change{Path: c.Path, Data: c.Body, Delete: c.Body == nil}
@@ -421,10 +427,6 @@ func commitFiltered(ctx context.Context, repo *gitmeta.Repo, src registry.Remote
 	msg := gitmeta.Message{
 		Subject:  fmt.Sprintf("sync %d tag(s) from %s", len(changes), src.Name),
 		Trailers: []gitmeta.Trailer{{Key: "Opm-Synced-From", Value: src.URL + "@" + s.String()}},
-	}
-	author := gitmeta.Signature{Name: "opm sync", Email: "opm@localhost"}
-	if n, e := os.Getenv("GIT_AUTHOR_NAME"), os.Getenv("GIT_AUTHOR_EMAIL"); n != "" && e != "" {
-		author = gitmeta.Signature{Name: n, Email: e}
 	}
 	commit, _, err := repo.Update(ctx, author, func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
 		return cs, msg, nil
