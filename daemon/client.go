@@ -30,10 +30,14 @@ func Dial(home string) (net.Conn, error) {
 		if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.ENOENT) {
 			return nil, fmt.Errorf("opm daemon socket: %w", err)
 		}
-		if !Held(home) {
-			if errors.Is(err, syscall.ECONNREFUSED) {
-				os.Remove(path) // stale: its daemon is dead
+		refused := errors.Is(err, syscall.ECONNREFUSED)
+		if whileFree(home, func() {
+			if refused {
+				// Stale: its daemon is dead. Removed under the lock, so
+				// that it cannot be the socket of a daemon starting now.
+				os.Remove(path)
 			}
+		}) {
 			return nil, nil
 		}
 		if time.Now().After(deadline) {

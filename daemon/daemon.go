@@ -121,17 +121,26 @@ func (l *Lock) Release() error {
 }
 
 // Held reports whether a live process holds the home's lock.
-func Held(home string) bool {
+func Held(home string) bool { return !whileFree(home, nil) }
+
+// whileFree reports whether no live process holds the home's lock and, if
+// none does, runs fn (when not nil) holding it shared, so that no daemon
+// can take the home until fn returns.
+func whileFree(home string, fn func()) bool {
+	if fn == nil {
+		fn = func() {}
+	}
 	f, err := os.Open(filepath.Join(home, LockName))
 	if err != nil {
+		fn() // no lock file: no daemon has run here
+		return true
+	}
+	defer f.Close() // drops the lock
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); errors.Is(err, syscall.EWOULDBLOCK) {
 		return false
 	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
-		return errors.Is(err, syscall.EWOULDBLOCK)
-	}
-	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	return false
+	fn()
+	return true
 }
 
 // Request is one CLI command for the daemon.
