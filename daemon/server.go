@@ -28,7 +28,9 @@ type Server struct {
 	// (ForwardedEnv), which is process-wide.
 	runMu sync.Mutex
 
-	wg sync.WaitGroup
+	mu     sync.Mutex
+	closed bool           // Close was called: no new client is served
+	wg     sync.WaitGroup // clients being served
 }
 
 // Listen creates <home>/opm.sock, replacing a stale one. The caller holds
@@ -55,7 +57,14 @@ func (s *Server) Serve() {
 			}
 			return
 		}
+		s.mu.Lock()
+		if s.closed { // accepted just before Close: Close may be waiting already
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
 		s.wg.Add(1)
+		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
 			defer c.Close()
@@ -67,6 +76,9 @@ func (s *Server) Serve() {
 // Close stops accepting, removes the socket and waits for the commands in
 // progress.
 func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	err := s.ln.Close() // a unix listener removes its socket file
 	s.wg.Wait()
 	return err
