@@ -136,29 +136,57 @@ func (r *Registry) Remotes() ([]Remote, error) {
 
 // Remote returns the remote called name, or an opm.ErrNotFound error.
 func (r *Registry) Remote(name string) (Remote, error) {
-	rms, err := r.Remotes()
+	rm, ok, err := r.remote(name)
 	if err != nil {
 		return Remote{}, err
 	}
-	for _, rm := range rms {
-		if rm.Name == name {
-			if rm.URL == "" || rm.Blobs == "" {
-				return Remote{}, fmt.Errorf("remote %s: remote.%s.url and remote.%s.blobs must both be set: %w", name, name, name, opm.ErrInvalid)
-			}
-			return rm, nil
-		}
+	if !ok {
+		return Remote{}, fmt.Errorf("remote %s: %w (opm remote add %s --meta URL --blobs URL)", name, opm.ErrNotFound, name)
 	}
-	return Remote{}, fmt.Errorf("remote %s: %w (opm remote add %s --meta URL --blobs URL)", name, opm.ErrNotFound, name)
+	if err := rm.complete(); err != nil {
+		return Remote{}, err
+	}
+	return rm, nil
+}
+
+func (rm Remote) complete() error {
+	if rm.URL == "" || rm.Blobs == "" {
+		return fmt.Errorf("remote %s: remote.%s.url and remote.%s.blobs must both be set: %w", rm.Name, rm.Name, rm.Name, opm.ErrInvalid)
+	}
+	return nil
+}
+
+// remote reads the configuration of the remote called name, and whether
+// there is one. A name that is not a valid one (it names a directory of the
+// home: mirrors/<name>.git, refs/remotes/<name>) is refused even if a
+// hand-edited config holds it.
+func (r *Registry) remote(name string) (Remote, bool, error) {
+	if err := validRemoteName(name); err != nil {
+		return Remote{}, false, err
+	}
+	cfg, err := r.readConfig()
+	if err != nil {
+		return Remote{}, false, err
+	}
+	sec := cfg.Section("remote")
+	if !sec.HasSubsection(name) {
+		return Remote{}, false, nil
+	}
+	s := sec.Subsection(name)
+	return Remote{Name: name, URL: s.Option("url"), Blobs: s.Option("blobs")}, true, nil
 }
 
 // RemoveRemote forgets a remote and its tracking ref.
 func (r *Registry) RemoveRemote(name string) error {
-	if _, err := r.Remote(name); err != nil && errors.Is(err, opm.ErrNotFound) {
+	if err := validRemoteName(name); err != nil {
 		return err
 	}
 	cfg, err := r.readConfig()
 	if err != nil {
 		return err
+	}
+	if !cfg.Section("remote").HasSubsection(name) {
+		return fmt.Errorf("remote %s: %w", name, opm.ErrNotFound)
 	}
 	cfg.RemoveSubsection("remote", name)
 	if err := r.writeConfig(cfg); err != nil {
@@ -171,14 +199,16 @@ func (r *Registry) RemoveRemote(name string) error {
 	return nil
 }
 
-// origin returns the home's origin, if it has one.
+// origin returns the home's origin, if it has one (a remote.origin.url).
 func (r *Registry) origin() (Remote, bool, error) {
-	u, err := r.Config("remote." + Origin + ".url")
-	if err != nil || u == "" {
+	rm, ok, err := r.remote(Origin)
+	if err != nil || !ok || rm.URL == "" {
 		return Remote{}, false, err
 	}
-	rm, err := r.Remote(Origin)
-	return rm, err == nil, err
+	if err := rm.complete(); err != nil {
+		return Remote{}, false, err
+	}
+	return rm, true, nil
 }
 
 // ErrRemoteMoved reports a push that lost the race: the remote's main is no
