@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -238,9 +239,13 @@ func readyPipe() *readyReport {
 		return &readyReport{}
 	}
 	os.Unsetenv(readyFDEnv)
-	var n uintptr
-	fmt.Sscan(fd, &n)
-	return &readyReport{f: os.NewFile(n, "ready")}
+	n, err := strconv.Atoi(fd)
+	if err != nil || n < 3 {
+		// Not one startDaemon passed: never write to stdin, stdout or stderr.
+		slog.Warn("ignoring "+readyFDEnv, "value", fd)
+		return &readyReport{}
+	}
+	return &readyReport{f: os.NewFile(uintptr(n), "ready")}
 }
 
 // done reports the outcome once; later calls do nothing.
