@@ -84,22 +84,30 @@ func WriteSite(ctx context.Context, reg *registry.Registry, dir string, o SiteOp
 		res.JSON++
 		return write("_opm/api/"+rel, buf.Bytes())
 	}
-	page := func(parts []string, tag string) error {
+	// page writes the page of a listing l of parts, or of a tag td.
+	page := func(parts []string, l *Listing, td *TagDetail) error {
 		// Links are relative to the site's root, which is this many
 		// directories up.
 		depth := len(parts)
 		rel := strings.Join(parts, "/")
-		if tag != "" {
+		if td != nil {
 			depth += 2
-			rel += "/tags/" + tag
+			rel += "/tags/" + td.Name
 		}
 		root := strings.Repeat("../", depth)
 		if root == "" {
 			root = "./"
 		}
 		v := View{Root: root, Generated: o.Now, BlobURL: o.BlobURL, APIURL: root + "_opm/api/namespaces.json"}
+		d := s.newPage(v, snap, parts)
 		var buf bytes.Buffer
-		if err := s.renderPage(ctx, &buf, snap, parts, tag, "", v); err != nil {
+		var err error
+		if td != nil {
+			err = renderTag(&buf, d, td)
+		} else {
+			err = renderListing(&buf, d, l)
+		}
+		if err != nil {
 			return err
 		}
 		res.Pages++
@@ -117,10 +125,10 @@ func WriteSite(ctx context.Context, reg *registry.Registry, dir string, o SiteOp
 		if err != nil {
 			return err
 		}
-		if err := api(apiPath(parts), l); err != nil {
+		if err := api(apiPath(parts)+".json", l); err != nil {
 			return err
 		}
-		if err := page(parts, ""); err != nil {
+		if err := page(parts, l, nil); err != nil {
 			return err
 		}
 		if len(parts) == 3 {
@@ -130,10 +138,10 @@ func WriteSite(ctx context.Context, reg *registry.Registry, dir string, o SiteOp
 				if err != nil {
 					return err
 				}
-				if err := api(apiPath(parts)[:len(apiPath(parts))-len(".json")]+"/"+t.Name+".json", td); err != nil {
+				if err := api(apiPath(parts)+"/"+t.Name+".json", td); err != nil {
 					return err
 				}
-				if err := page(parts, t.Name); err != nil {
+				if err := page(parts, nil, td); err != nil {
 					return err
 				}
 			}
@@ -149,12 +157,12 @@ func WriteSite(ctx context.Context, reg *registry.Registry, dir string, o SiteOp
 	return res, walk(nil)
 }
 
-// apiPath is the listing API's path of a level, as a file name.
+// apiPath is the listing API's path of a level (without ".json").
 func apiPath(parts []string) string {
 	p := "namespaces"
 	kids := []string{"projects", "repositories", "tags"}
 	for i, name := range parts {
 		p += "/" + name + "/" + kids[i]
 	}
-	return p + ".json"
+	return p
 }

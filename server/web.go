@@ -198,36 +198,50 @@ func (s *Server) webError(w http.ResponseWriter, err error) {
 
 // renderPage writes the page of parts (and tag); q searches (root only).
 func (s *Server) renderPage(ctx context.Context, w io.Writer, snap *gitmeta.Snapshot, parts []string, tag, q string, v View) error {
-	d := pageData{View: v, Title: s.opts.Title, Search: v.Generated.IsZero(), Q: q, Commit: snap.Commit().String()}
-	d.Crumbs = []crumb{{"registry", d.Root}}
-	for i := range parts {
-		d.Crumbs = append(d.Crumbs, crumb{parts[i], d.Root + strings.Join(parts[:i+1], "/") + "/"})
-	}
-	name := "list"
-	switch {
-	case tag != "":
+	d := s.newPage(v, snap, parts)
+	d.Q = q
+	if tag != "" {
 		td, err := s.tagDetail(ctx, snap, opm.Repository{Namespace: parts[0], Project: parts[1], Name: parts[2]}, tag)
 		if err != nil {
 			return err
 		}
-		d.Tag, d.PageTitle, name = td, td.Repository+":"+tag, "tag"
-	default:
-		l, err := s.listing(ctx, snap, parts)
-		if err != nil {
+		return renderTag(w, d, td)
+	}
+	l, err := s.listing(ctx, snap, parts)
+	if err != nil {
+		return err
+	}
+	if q != "" && len(parts) == 0 {
+		if d.Results, err = search(snap, q, 200); err != nil {
 			return err
 		}
-		d.Listing, d.PageTitle = l, l.Path
-		if len(parts) == 3 {
-			name = "repo"
-		}
-		if d.PageTitle == "" {
-			d.PageTitle = "namespaces"
-		}
-		if q != "" && len(parts) == 0 {
-			if d.Results, err = search(snap, q, 200); err != nil {
-				return err
-			}
-		}
+	}
+	return renderListing(w, d, l)
+}
+
+// newPage is what every page of parts shows.
+func (s *Server) newPage(v View, snap *gitmeta.Snapshot, parts []string) pageData {
+	d := pageData{View: v, Title: s.opts.Title, Search: v.Generated.IsZero(), Commit: snap.Commit().String()}
+	d.Crumbs = []crumb{{"registry", d.Root}}
+	for i := range parts {
+		d.Crumbs = append(d.Crumbs, crumb{parts[i], d.Root + strings.Join(parts[:i+1], "/") + "/"})
+	}
+	return d
+}
+
+func renderTag(w io.Writer, d pageData, td *TagDetail) error {
+	d.Tag, d.PageTitle = td, td.Repository+":"+td.Name
+	return pages["tag"].ExecuteTemplate(w, "layout", d)
+}
+
+func renderListing(w io.Writer, d pageData, l *Listing) error {
+	d.Listing, d.PageTitle = l, l.Path
+	if d.PageTitle == "" {
+		d.PageTitle = "namespaces"
+	}
+	name := "list"
+	if l.Kind == "tags" {
+		name = "repo"
 	}
 	return pages[name].ExecuteTemplate(w, "layout", d)
 }
