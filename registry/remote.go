@@ -97,14 +97,14 @@ func (r *Registry) AddRemote(ctx context.Context, rm Remote) error {
 		return err
 	}
 	if _, err := transport.NewEndpoint(rm.URL); err != nil {
-		return fmt.Errorf("remote %s: metadata URL %q: %v: %w", rm.Name, rm.URL, err, opm.ErrInvalid)
+		return fmt.Errorf("remote %s: metadata URL %q: %w: %w", rm.Name, rm.URL, err, opm.ErrInvalid)
 	}
 	if rm.Blobs == "" {
 		return fmt.Errorf("remote %s: a bucket URL is needed (--blobs): %w", rm.Name, opm.ErrInvalid)
 	}
 	b, err := cas.OpenBucket(ctx, rm.Blobs)
 	if err != nil {
-		return fmt.Errorf("remote %s: bucket URL %q: %v: %w", rm.Name, rm.Blobs, err, opm.ErrInvalid)
+		return fmt.Errorf("remote %s: bucket URL %q: %w: %w", rm.Name, rm.Blobs, err, opm.ErrInvalid)
 	}
 	b.Close()
 	cfg, err := r.readConfig()
@@ -235,7 +235,7 @@ func FetchMain(ctx context.Context, gitDir, url string, into plumbing.ReferenceN
 	case errors.Is(err, transport.ErrEmptyRemoteRepository), errors.Is(err, gogit.NoMatchingRefSpecError{}):
 		return plumbing.ZeroHash, nil
 	case errors.Is(err, transport.ErrRepositoryNotFound):
-		return plumbing.ZeroHash, fmt.Errorf("fetch %s: %v: %w", url, err, opm.ErrNotFound)
+		return plumbing.ZeroHash, fmt.Errorf("fetch %s: %w: %w", url, err, opm.ErrNotFound)
 	default:
 		return plumbing.ZeroHash, fmt.Errorf("fetch %s: %w", url, err)
 	}
@@ -481,7 +481,7 @@ func MatchTag(pattern, ref string) bool {
 // ValidatePattern refuses a malformed path.Match pattern.
 func ValidatePattern(pattern string) error {
 	if _, err := path.Match(pattern, ""); err != nil {
-		return fmt.Errorf("pattern %q: %v: %w", pattern, err, opm.ErrInvalid)
+		return fmt.Errorf("pattern %q: %w: %w", pattern, err, opm.ErrInvalid)
 	}
 	return nil
 }
