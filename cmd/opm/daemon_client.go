@@ -80,6 +80,10 @@ func (e *daemonError) Error() string { return e.msg }
 func runInDaemon(r *registry.Registry, counted func()) daemon.Runner {
 	return func(ctx context.Context, req daemon.Request, stdout, stderr io.Writer) daemon.Result {
 		counted()
+		if !filepath.IsAbs(req.Cwd) {
+			// absPath resolves the client's paths against it.
+			return daemon.Result{Code: exitUsage, Error: fmt.Sprintf("working directory %q of the request is not absolute", req.Cwd)}
+		}
 		ctx = context.WithValue(ctx, daemonRunKey{}, &daemonRun{reg: r, cwd: req.Cwd})
 		app := newApp(stdout, stderr)
 		err := app.RunContext(ctx, permuteArgs(app, append([]string{"opm"}, req.Args...)))
