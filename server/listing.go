@@ -85,7 +85,7 @@ func node(snap *gitmeta.Snapshot, parts []string) (Node, error) {
 		}
 		seen := map[digest.Digest]bool{}
 		for _, e := range entries {
-			if t, ok := strings.CutSuffix(e.Name, ".json"); ok && !e.Dir && opm.ValidTag(t) {
+			if _, ok := tagOf(e); ok {
 				n.Children++
 				b, err := snap.ReadFile(p + "/tags/" + e.Name)
 				if err != nil {
@@ -166,8 +166,8 @@ func (s *Server) tagSummaries(ctx context.Context, snap *gitmeta.Snapshot, repo 
 	}
 	out := []TagSummary{}
 	for _, e := range entries {
-		t, ok := strings.CutSuffix(e.Name, ".json")
-		if !ok || e.Dir || !opm.ValidTag(t) {
+		t, ok := tagOf(e)
+		if !ok {
 			continue
 		}
 		b, err := snap.ReadFile(opm.TagsDir(repo) + "/" + e.Name)

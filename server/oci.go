@@ -474,7 +474,7 @@ func (s *Server) listTags(w http.ResponseWriter, r *http.Request, rt ociRoute) {
 	// in git an empty directory does not exist, so the two look the same.
 	tags := []string{}
 	for _, e := range entries {
-		if t, ok := strings.CutSuffix(e.Name, ".json"); ok && !e.Dir && opm.ValidTag(t) {
+		if t, ok := tagOf(e); ok {
 			tags = append(tags, t)
 		}
 	}

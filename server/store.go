@@ -22,6 +22,13 @@ func manifestPath(repo opm.Repository, d digest.Digest) string {
 	return manifestsDir(repo) + "/" + d.Encoded() + ".json"
 }
 
+// tagOf is the tag an entry of a tags directory holds: a file <tag>.json
+// with a valid tag name.
+func tagOf(e gitmeta.Entry) (string, bool) {
+	t, ok := strings.CutSuffix(e.Name, ".json")
+	return t, ok && !e.Dir && opm.ValidTag(t)
+}
+
 // stored is one manifest of a repository as found in a snapshot.
 type stored struct {
 	path   string
@@ -58,16 +65,15 @@ func (s *Server) manifests(snap *gitmeta.Snapshot, repo opm.Repository) ([]store
 		}
 		isTags := dir == opm.TagsDir(repo)
 		for _, e := range entries {
-			name, ok := strings.CutSuffix(e.Name, ".json")
-			if e.Dir || !ok {
-				continue
-			}
 			st := stored{path: dir + "/" + e.Name}
 			if isTags {
-				if !opm.ValidTag(name) {
+				t, ok := tagOf(e)
+				if !ok {
 					continue
 				}
-				st.tag = name
+				st.tag = t
+			} else if e.Dir || !strings.HasSuffix(e.Name, ".json") {
+				continue
 			}
 			d, err := s.fileDigest(snap, st.path, e)
 			if err != nil {
