@@ -636,6 +636,9 @@ type SyncResult struct {
 // prefetch, the blobs of the tags matching pattern ("" is all) are then
 // downloaded into the local store; otherwise they are fetched on first use.
 func (r *Registry) SyncOrigin(ctx context.Context, force, prefetch bool, pattern string, progress Progress) (*SyncResult, error) {
+	if err := ValidatePattern(pattern); err != nil {
+		return nil, err // before main moves
+	}
 	o, ok, err := r.origin()
 	if err != nil {
 		return nil, err

@@ -60,9 +60,6 @@ func runSync(c *cli.Context) error {
 		if err := needArgs(c, 0, 1); err != nil {
 			return err
 		}
-		if err := registry.ValidatePattern(c.Args().First()); err != nil {
-			return err
-		}
 	} else if c.NArg() != 0 && c.NArg() != 2 {
 		return usagef("sync takes no argument (follow origin) or SRC DST (mirror), got %d; usage: opm sync %s", c.NArg(), c.Command.ArgsUsage)
 	}
