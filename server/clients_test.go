@@ -184,5 +184,9 @@ func (s *Server) readManifestAt(t *testing.T, repo, tag string) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
-	return s.readManifest(snap, r, tag, "")
+	mf, err := s.readManifest(snap, r, tag, "")
+	if err != nil {
+		return nil, err
+	}
+	return mf.bytes, nil
 }

@@ -148,43 +148,23 @@ func (s *Server) getManifest(w http.ResponseWriter, r *http.Request, rt ociRoute
 		s.fail(w, r, err, "MANIFEST_UNKNOWN", "MANIFEST_INVALID")
 		return
 	}
-	b, err := s.readManifest(snap, rt.repo, tag, d)
+	mf, err := s.readManifest(snap, rt.repo, tag, d)
 	if err != nil {
 		s.fail(w, r, err, "MANIFEST_UNKNOWN", "MANIFEST_INVALID")
 		return
 	}
-	md := digest.FromBytes(b)
 	h := w.Header()
-	h.Set("Content-Type", s.typeOf(md, b))
-	h.Set("Docker-Content-Digest", md.String())
-	h.Set("ETag", `"`+md.String()+`"`)
-	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Set("Content-Type", mf.mediaType)
+	h.Set("Docker-Content-Digest", mf.digest.String())
+	h.Set("ETag", `"`+mf.digest.String()+`"`)
+	h.Set("Content-Length", strconv.Itoa(len(mf.bytes)))
 	if d != "" {
 		h.Set("Cache-Control", "public, max-age=31536000, immutable")
 	}
 	if r.Method == http.MethodHead {
 		return
 	}
-	w.Write(b)
-}
-
-// typeOf is manifestType, remembered per digest (the bytes of a digest
-// never change).
-func (s *Server) typeOf(d digest.Digest, b []byte) string {
-	s.typesMu.Lock()
-	t, ok := s.types[d]
-	s.typesMu.Unlock()
-	if ok {
-		return t
-	}
-	t = manifestType(b)
-	s.typesMu.Lock()
-	if len(s.types) > 1<<16 {
-		clear(s.types)
-	}
-	s.types[d] = t
-	s.typesMu.Unlock()
-	return t
+	w.Write(mf.bytes)
 }
 
 // manifestType is a stored manifest's media type: its own mediaType field,

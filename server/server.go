@@ -42,7 +42,6 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm/gitmeta"
 	"github.com/openpm/opm/registry"
@@ -77,8 +76,6 @@ type Server struct {
 	files   fileCache
 	snapMu  sync.Mutex
 	snap    *gitmeta.Snapshot
-	typesMu sync.Mutex
-	types   map[digest.Digest]string // manifest media type by digest
 }
 
 // New makes a server for reg. Close removes the uploads in progress.
@@ -109,7 +106,6 @@ func New(reg *registry.Registry, opts Options) (*Server, error) {
 	}
 	s := &Server{reg: reg, opts: opts, log: opts.Logger, uploads: newUploads(dir)}
 	s.digests.m = map[plumbing.Hash]string{}
-	s.types = map[digest.Digest]string{}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/v2/", s.serveOCI)
 	s.mux.HandleFunc("GET /namespaces", s.serveListing)

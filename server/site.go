@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/registry"
@@ -55,7 +54,7 @@ func WriteSite(ctx context.Context, reg *registry.Registry, dir string, o SiteOp
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
-	s := &Server{reg: reg, opts: Options{Title: o.Title}, types: map[digest.Digest]string{}}
+	s := &Server{reg: reg, opts: Options{Title: o.Title}}
 	s.digests.m = map[plumbing.Hash]string{}
 	snap, err := reg.Snapshot()
 	if err != nil {

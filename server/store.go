@@ -86,40 +86,49 @@ func (s *Server) manifests(snap *gitmeta.Snapshot, repo opm.Repository) ([]store
 	return out, nil
 }
 
+// manifestFile is a manifest read from a snapshot, with what GET answers.
+type manifestFile struct {
+	bytes     []byte
+	digest    digest.Digest
+	mediaType string
+}
+
 // fileCache keeps manifest files read from the current head: a GET by tag
 // then costs a read of refs/heads/main and a map lookup, not a walk of git
-// trees behind the repository's lock. It is dropped when the head moves.
+// trees behind the repository's lock nor a hash. It is dropped when the
+// head moves.
 type fileCache struct {
 	mu     sync.Mutex
 	commit plumbing.Hash
-	files  map[string][]byte
+	files  map[string]*manifestFile
 	bytes  int
 }
 
 const fileCacheMax = 64 << 20
 
-func (s *Server) readFile(snap *gitmeta.Snapshot, p string) ([]byte, error) {
+func (s *Server) readFile(snap *gitmeta.Snapshot, p string) (*manifestFile, error) {
 	c := &s.files
 	c.mu.Lock()
 	if c.commit != snap.Commit() {
-		c.commit, c.files, c.bytes = snap.Commit(), map[string][]byte{}, 0
+		c.commit, c.files, c.bytes = snap.Commit(), map[string]*manifestFile{}, 0
 	}
-	b, ok := c.files[p]
+	mf, ok := c.files[p]
 	c.mu.Unlock()
 	if ok {
-		return b, nil
+		return mf, nil
 	}
 	b, err := snap.ReadFile(p)
 	if err != nil {
 		return nil, err
 	}
+	mf = &manifestFile{bytes: b, digest: digest.FromBytes(b), mediaType: manifestType(b)}
 	c.mu.Lock()
 	if c.commit == snap.Commit() && c.bytes+len(b) <= fileCacheMax {
-		c.files[p] = b
+		c.files[p] = mf
 		c.bytes += len(b)
 	}
 	c.mu.Unlock()
-	return b, nil
+	return mf, nil
 }
 
 // snapshot is the registry's head, the view reused while the head stays.
@@ -143,17 +152,17 @@ func (s *Server) snapshot() (*gitmeta.Snapshot, error) {
 	return snap, nil
 }
 
-// readManifest finds the bytes of a tag or digest of repo in snap.
-func (s *Server) readManifest(snap *gitmeta.Snapshot, repo opm.Repository, tag string, d digest.Digest) ([]byte, error) {
+// readManifest finds the manifest a tag or digest of repo names in snap.
+func (s *Server) readManifest(snap *gitmeta.Snapshot, repo opm.Repository, tag string, d digest.Digest) (*manifestFile, error) {
 	if tag != "" {
-		b, err := s.readFile(snap, opm.TagPath(repo, tag))
+		mf, err := s.readFile(snap, opm.TagPath(repo, tag))
 		if errors.Is(err, opm.ErrNotFound) {
 			return nil, fmt.Errorf("%s:%s: no such tag: %w", repo, tag, opm.ErrNotFound)
 		}
-		return b, err
+		return mf, err
 	}
-	if b, err := s.readFile(snap, manifestPath(repo, d)); err == nil {
-		return b, nil
+	if mf, err := s.readFile(snap, manifestPath(repo, d)); err == nil {
+		return mf, nil
 	} else if !errors.Is(err, opm.ErrNotFound) {
 		return nil, err
 	}
