@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -185,7 +186,14 @@ func Dead(dir string) bool {
 
 // MountedHome returns the home served at dir, if dir is an opm mount (its
 // source in /proc/self/mountinfo is "opm:<home>").
+//
+// The kernel records a mount point with its symbolic links resolved; so is
+// dir's parent here (the mount point itself cannot be resolved: on a dead
+// mount it answers ENOTCONN).
 func MountedHome(dir string) (string, bool) {
+	if parent, err := filepath.EvalSymlinks(filepath.Dir(dir)); err == nil {
+		dir = filepath.Join(parent, filepath.Base(dir))
+	}
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return "", false

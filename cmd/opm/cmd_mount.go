@@ -15,6 +15,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/openpm/opm"
 	"github.com/openpm/opm/daemon"
 	opmfs "github.com/openpm/opm/fs"
 	"github.com/openpm/opm/registry"
@@ -94,13 +95,17 @@ func umountCommand() *cli.Command {
 			}
 			dir := absPath(c, c.Args().First())
 			home, isOpm := opmfs.MountedHome(dir)
+			if !isOpm {
+				// As root, umount(2) would take any filesystem down.
+				return fmt.Errorf("%s is not an opm mount: %w", dir, opm.ErrNotFound)
+			}
 			if err := opmfs.Unmount(dir, c.Bool("lazy")); err != nil {
 				return err
 			}
 			// Return once the daemon has let the home go, so that the next
 			// command or mount on it does not find it busy. (A lazily
 			// detached mount lives on while files are open.)
-			wait := isOpm && !c.Bool("lazy")
+			wait := !c.Bool("lazy")
 			for deadline := time.Now().Add(10 * time.Second); wait && daemon.Held(home) && time.Now().Before(deadline); {
 				time.Sleep(10 * time.Millisecond)
 			}
