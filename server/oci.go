@@ -253,13 +253,18 @@ func (s *Server) putManifestHTTP(w http.ResponseWriter, r *http.Request, rt ociR
 			s.fail(w, r, err, "MANIFEST_UNKNOWN", "MANIFEST_INVALID")
 			return
 		}
+		all, err := s.manifests(snap, rt.repo)
+		if err != nil {
+			s.fail(w, r, err, "MANIFEST_UNKNOWN", "MANIFEST_INVALID")
+			return
+		}
+		have := make(map[digest.Digest]bool, len(all))
+		for _, st := range all {
+			have[st.digest] = true
+		}
 		for _, c := range m.Manifests {
-			if _, err := s.readManifest(snap, rt.repo, "", c.Digest); err != nil {
-				if errors.Is(err, opm.ErrNotFound) {
-					writeError(w, http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN", fmt.Sprintf("manifest %s is not in %s: push it first", c.Digest, rt.repo))
-					return
-				}
-				s.fail(w, r, err, "MANIFEST_UNKNOWN", "MANIFEST_INVALID")
+			if !have[c.Digest] {
+				writeError(w, http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN", fmt.Sprintf("manifest %s is not in %s: push it first", c.Digest, rt.repo))
 				return
 			}
 		}
