@@ -77,13 +77,18 @@ func normalizeMetaURL(u string) (string, error) {
 	if u == "" {
 		return "", fmt.Errorf("empty metadata URL: %w", opm.ErrInvalid)
 	}
-	if strings.Contains(u, "://") {
+	if !IsLocalPath(u) {
 		return u, nil
 	}
-	if i := strings.IndexByte(u, ':'); i > 0 && !strings.ContainsAny(u[:i], "/") {
-		return u, nil // scp-like ssh address
-	}
 	return filepath.Abs(u)
+}
+
+// IsLocalPath reports whether a metadata location is a local path rather
+// than a URL (scheme://…) or an scp-like ssh address (user@host:path): it
+// is one unless a ':' comes before any '/', and not first.
+func IsLocalPath(u string) bool {
+	i := strings.IndexAny(u, ":/")
+	return i <= 0 || u[i] == '/'
 }
 
 // AddRemote records a remote. It fails with opm.ErrExists if the name is

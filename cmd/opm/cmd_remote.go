@@ -50,7 +50,7 @@ func runRemote(c *cli.Context) error {
 		}
 		return withHome(c, func(r *registry.Registry) error {
 			meta := c.String("meta")
-			if !hasScheme(meta) {
+			if registry.IsLocalPath(meta) {
 				meta = absPath(c, meta)
 			}
 			return r.AddRemote(c.Context, registry.Remote{Name: c.Args().Get(1), URL: meta, Blobs: c.String("blobs")})
@@ -84,18 +84,4 @@ func runRemote(c *cli.Context) error {
 	default:
 		return usagef("remote: unknown action %q; usage: opm remote %s", action, c.Command.ArgsUsage)
 	}
-}
-
-// hasScheme reports whether a metadata location is a URL or an scp-like
-// address rather than a local path.
-func hasScheme(u string) bool {
-	for i := 0; i < len(u); i++ {
-		switch u[i] {
-		case ':':
-			return i > 0
-		case '/':
-			return false
-		}
-	}
-	return false
 }
