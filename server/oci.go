@@ -554,10 +554,20 @@ func (s *Server) catalog(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
 		return
 	}
+	// A read error below the root (a missing git object) fails the request
+	// rather than leave repositories out of the catalog unseen.
 	for _, ns := range nss {
-		ps, _ := children(snap, ns)
+		ps, err := children(snap, ns)
+		if err != nil {
+			s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
+			return
+		}
 		for _, p := range ps {
-			rs, _ := children(snap, ns+"/"+p)
+			rs, err := children(snap, ns+"/"+p)
+			if err != nil {
+				s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
+				return
+			}
 			for _, name := range rs {
 				repos = append(repos, ns+"/"+p+"/"+name)
 			}

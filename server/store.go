@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -319,7 +320,7 @@ func (s *Server) blobUser(snap *gitmeta.Snapshot, d digest.Digest) (string, erro
 				if err != nil {
 					return err
 				}
-				if !strings.Contains(string(b), d.Encoded()) {
+				if !bytes.Contains(b, []byte(d.Encoded())) {
 					continue
 				}
 				m, err := opm.ParseAnyManifest(b, "")
