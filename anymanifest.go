@@ -45,7 +45,7 @@ func ParseAnyManifest(b []byte, contentType string) (*AnyManifest, error) {
 	}
 	var m AnyManifest
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("malformed manifest: %v: %w", err, ErrInvalid)
+		return nil, fmt.Errorf("malformed manifest: %w: %w", err, ErrInvalid)
 	}
 	if m.SchemaVersion != 2 {
 		return nil, fmt.Errorf("manifest schemaVersion %d, want 2: %w", m.SchemaVersion, ErrInvalid)
@@ -131,7 +131,10 @@ func (m *AnyManifest) Blobs() []Descriptor {
 // Size is the total size of what the manifest names.
 func (m *AnyManifest) Size() int64 {
 	var n int64
-	for _, d := range append(m.Layers, m.Manifests...) {
+	for _, d := range m.Layers {
+		n += d.Size
+	}
+	for _, d := range m.Manifests {
 		n += d.Size
 	}
 	return n

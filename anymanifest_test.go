@@ -1,6 +1,7 @@
 package opm
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -50,6 +51,11 @@ func TestParseAnyManifest(t *testing.T) {
 		if _, err := ParseAnyManifest([]byte(c.body), c.ct); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: got %v, want ErrInvalid", c.name, err)
 		}
+	}
+	// The decoder's error stays reachable.
+	var se *json.SyntaxError
+	if _, err := ParseAnyManifest([]byte(`{"schemaVersion":`), ""); !errors.As(err, &se) {
+		t.Errorf("truncated manifest: %v, want a *json.SyntaxError inside", err)
 	}
 }
 
