@@ -26,3 +26,10 @@ func TestInoIsFNV(t *testing.T) {
 		t.Errorf("ino allocates %v times", n)
 	}
 }
+
+func TestTagIno(t *testing.T) {
+	key, repo, tag, blob := "live", "acme/web/site", "v1.2", "0123456789abcdef0123456789abcdef01234567"
+	if got, want := tagIno(key, repo, tag, blob), ino("pkg", tagID(key, repo, tag, blob), ""); got != want {
+		t.Errorf("tagIno = %d, want %d", got, want)
+	}
+}

@@ -171,7 +171,7 @@ func (d *treeDir) lookupPackage(ctx context.Context, v *view, name string, out *
 		if err != nil {
 			return nil, d.fs.fail("lookup", err)
 		}
-		p = &pkg{fs: d.fs, id: d.key + "\x00" + repo.Path() + "\x00" + name, name: repo.Path() + name,
+		p = &pkg{fs: d.fs, id: d.key + "\x00" + d.path + "\x00" + name, name: d.path + name,
 			mtime: createdTime(found.Manifest), manifest: found.Manifest}
 	} else {
 		if !opm.ValidTag(name) {
@@ -185,7 +185,7 @@ func (d *treeDir) lookupPackage(ctx context.Context, v *view, name string, out *
 		if e.Dir {
 			return nil, syscall.ENOENT
 		}
-		p = &pkg{fs: d.fs, id: tagID(d.key, repo, name, e.Hash.String()), name: repo.Path() + ":" + name,
+		p = &pkg{fs: d.fs, id: tagID(d.key, d.path, name, e.Hash.String()), name: d.path + ":" + name,
 			mtime: v.tagTime(ctx, d.fs, repo, name), snap: v.snap, tagPath: tagPath}
 	}
 	dirAttr(&out.Attr, p.mtime)
@@ -198,9 +198,17 @@ func (d *treeDir) lookupPackage(ctx context.Context, v *view, name string, out *
 }
 
 // tagID is the identity of a tag's package directory: the view, the
-// repository, the tag and the git blob of its manifest.
-func tagID(key string, repo opm.Repository, tag, blob string) string {
-	return key + "\x00" + repo.Path() + "\x00" + tag + "\x00" + blob
+// repository's path, the tag and the git blob of its manifest.
+func tagID(key, repoPath, tag, blob string) string {
+	return key + "\x00" + repoPath + "\x00" + tag + "\x00" + blob
+}
+
+// tagIno is ino("pkg", tagID(key, repoPath, tag, blob), ""), the number of
+// a tag's package directory, without building the identity: ino ends each
+// part with the NUL that tagID puts between them. A listing of a
+// repository computes one per tag.
+func tagIno(key, repoPath, tag, blob string) uint64 {
+	return ino("pkg", key, repoPath, tag, blob, "")
 }
 
 // createdTime is a manifest's creation annotation, or the zero time.
@@ -262,20 +270,20 @@ func dirHandle(ents []fuse.DirEntry, cache bool) (gofs.FileHandle, uint32, sysca
 func (d *treeDir) entries(v *view) ([]fuse.DirEntry, error) {
 	var out []fuse.DirEntry
 	if len(d.parts) == 3 {
-		repo := d.repo()
-		list, err := v.snap.ReadDir(opm.TagsDir(repo))
+		list, err := v.snap.ReadDir(opm.TagsDir(d.repo()))
 		if errors.Is(err, opm.ErrNotFound) {
 			return nil, nil
 		}
 		if err != nil {
 			return nil, err
 		}
+		out = make([]fuse.DirEntry, 0, len(list))
 		for _, e := range list {
 			tag, ok := strings.CutSuffix(e.Name, ".json")
 			if e.Dir || !ok || !opm.ValidTag(tag) {
 				continue
 			}
-			out = append(out, fuse.DirEntry{Name: tag, Mode: syscall.S_IFDIR, Ino: ino("pkg", tagID(d.key, repo, tag, e.Hash.String()), "")})
+			out = append(out, fuse.DirEntry{Name: tag, Mode: syscall.S_IFDIR, Ino: tagIno(d.key, d.path, tag, e.Hash.String())})
 		}
 		return out, nil
 	}
