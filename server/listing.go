@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
@@ -69,7 +70,7 @@ type FileEntry struct {
 var metaFiles = [3]string{"namespace.json", "project.json", "repository.json"}
 
 // node reads a level's metadata file and counts its children.
-func node(snap *gitmeta.Snapshot, parts []string) (Node, error) {
+func (s *Server) node(snap *gitmeta.Snapshot, parts []string) (Node, error) {
 	p := strings.Join(parts, "/")
 	n := Node{Name: parts[len(parts)-1], Path: p}
 	if b, err := snap.ReadFile(p + "/" + metaFiles[len(parts)-1]); err == nil {
@@ -79,33 +80,70 @@ func node(snap *gitmeta.Snapshot, parts []string) (Node, error) {
 		}
 	}
 	if len(parts) == 3 {
-		entries, err := snap.ReadDir(p + "/tags")
-		if err != nil && !errors.Is(err, opm.ErrNotFound) {
-			return n, err
-		}
-		seen := map[digest.Digest]bool{}
-		for _, e := range entries {
-			if _, ok := tagOf(e); ok {
-				n.Children++
-				b, err := snap.ReadFile(p + "/tags/" + e.Name)
-				if err != nil {
-					return n, err
-				}
-				if m, err := opm.ParseAnyManifest(b, ""); err == nil {
-					for _, bl := range m.Blobs() {
-						if !seen[bl.Digest] {
-							seen[bl.Digest] = true
-							n.Size += bl.Size
-						}
-					}
-				}
-			}
-		}
-		return n, nil
+		c, err := s.countTags(snap, p+"/tags")
+		n.Children, n.Size = c.tags, c.size
+		return n, err
 	}
 	kids, err := children(snap, p)
 	n.Children = len(kids)
 	return n, err
+}
+
+// tagCounts are a repository's number of tags and the total size of the
+// distinct blobs they name.
+type tagCounts struct {
+	tags int
+	size int64
+}
+
+// countTags counts the tags directory dir. The counts are cached by the
+// directory's git tree hash: the same tree always counts the same, so a
+// listing reads a repository's manifests once, not on every request.
+func (s *Server) countTags(snap *gitmeta.Snapshot, dir string) (tagCounts, error) {
+	var c tagCounts
+	e, err := snap.Stat(dir)
+	if errors.Is(err, opm.ErrNotFound) {
+		return c, nil
+	}
+	if err != nil {
+		return c, err
+	}
+	s.countsMu.Lock()
+	c, ok := s.counts[e.Hash]
+	s.countsMu.Unlock()
+	if ok {
+		return c, nil
+	}
+	entries, err := snap.ReadDir(dir)
+	if err != nil {
+		return c, err
+	}
+	seen := map[digest.Digest]bool{}
+	for _, e := range entries {
+		if _, ok := tagOf(e); !ok {
+			continue
+		}
+		c.tags++
+		b, err := snap.ReadFile(dir + "/" + e.Name)
+		if err != nil {
+			return c, err
+		}
+		if m, err := opm.ParseAnyManifest(b, ""); err == nil {
+			for _, bl := range m.Blobs() {
+				if !seen[bl.Digest] {
+					seen[bl.Digest] = true
+					c.size += bl.Size
+				}
+			}
+		}
+	}
+	s.countsMu.Lock()
+	if s.counts == nil || len(s.counts) > 1<<16 {
+		s.counts = map[plumbing.Hash]tagCounts{}
+	}
+	s.counts[e.Hash] = c
+	s.countsMu.Unlock()
+	return c, nil
 }
 
 // children lists the valid child names of a level ("" is the root).
@@ -125,7 +163,7 @@ func children(snap *gitmeta.Snapshot, p string) ([]string, error) {
 }
 
 // levelNodes lists the nodes below parts (nil: the namespaces).
-func levelNodes(snap *gitmeta.Snapshot, parts []string) ([]Node, error) {
+func (s *Server) levelNodes(snap *gitmeta.Snapshot, parts []string) ([]Node, error) {
 	p := strings.Join(parts, "/")
 	names, err := children(snap, p)
 	if errors.Is(err, opm.ErrNotFound) {
@@ -139,7 +177,7 @@ func levelNodes(snap *gitmeta.Snapshot, parts []string) ([]Node, error) {
 	}
 	out := make([]Node, 0, len(names))
 	for _, name := range names {
-		n, err := node(snap, append(append([]string{}, parts...), name))
+		n, err := s.node(snap, append(append([]string{}, parts...), name))
 		if err != nil {
 			return nil, err
 		}
@@ -295,7 +333,7 @@ func (s *Server) listing(ctx context.Context, snap *gitmeta.Snapshot, parts []st
 		if _, err := snap.Stat(l.Path); err != nil {
 			return nil, fmt.Errorf("%s: no such %s: %w", l.Path, [4]string{"", "namespace", "project", "repository"}[len(parts)], opm.ErrNotFound)
 		}
-		n, err := node(snap, parts)
+		n, err := s.node(snap, parts)
 		if err != nil {
 			return nil, err
 		}
@@ -305,7 +343,7 @@ func (s *Server) listing(ctx context.Context, snap *gitmeta.Snapshot, parts []st
 	if len(parts) == 3 {
 		l.Tags, err = s.tagSummaries(ctx, snap, opm.Repository{Namespace: parts[0], Project: parts[1], Name: parts[2]})
 	} else {
-		l.Items, err = levelNodes(snap, parts)
+		l.Items, err = s.levelNodes(snap, parts)
 	}
 	return l, err
 }

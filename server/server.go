@@ -72,10 +72,12 @@ type Server struct {
 	// so that a committed manifest never names a deleted blob.
 	gc sync.RWMutex
 
-	digests digestCache
-	files   fileCache
-	snapMu  sync.Mutex
-	snap    *gitmeta.Snapshot
+	digests  digestCache
+	files    fileCache
+	snapMu   sync.Mutex
+	snap     *gitmeta.Snapshot
+	countsMu sync.Mutex
+	counts   map[plumbing.Hash]tagCounts // by tree hash of a tags directory
 }
 
 // New makes a server for reg. Close removes the uploads in progress.

@@ -588,6 +588,12 @@ func TestListingAPI(t *testing.T) {
 	if !td.Date.Equal(l.Tags[0].Date) || td.Commit == "" || td.Commit != l.Tags[0].Commit {
 		t.Fatalf("tag v1 set at %v by %s, the listing says %v by %s", td.Date, td.Commit, l.Tags[0].Date, l.Tags[0].Commit)
 	}
+	// The repository's counts, cached, follow a new tag.
+	e.pushPackage("acme/web/site:v3", map[string]string{"new": "1234"})
+	json.Unmarshal(expect(t, e.do("GET", "/namespaces/acme/projects/web/repositories", nil), 200, ""), &l)
+	if len(l.Items) != 1 || l.Items[0].Children != 3 || l.Items[0].Size != 25 {
+		t.Fatalf("repositories after a push: %+v", l.Items)
+	}
 }
 
 func TestWebPages(t *testing.T) {

@@ -212,7 +212,7 @@ func (s *Server) renderPage(ctx context.Context, w io.Writer, snap *gitmeta.Snap
 		return err
 	}
 	if q != "" && len(parts) == 0 {
-		if d.Results, err = search(snap, q, 200); err != nil {
+		if d.Results, err = s.search(snap, q, 200); err != nil {
 			return err
 		}
 	}
@@ -248,7 +248,7 @@ func renderListing(w io.Writer, d pageData, l *Listing) error {
 
 // search finds namespaces, projects and repositories whose path contains q
 // (case-insensitive), at most limit of them.
-func search(snap *gitmeta.Snapshot, q string, limit int) ([]SearchResult, error) {
+func (s *Server) search(snap *gitmeta.Snapshot, q string, limit int) ([]SearchResult, error) {
 	q = strings.ToLower(strings.TrimSpace(q))
 	var out []SearchResult
 	var walk func(parts []string) error
@@ -267,7 +267,7 @@ func search(snap *gitmeta.Snapshot, q string, limit int) ([]SearchResult, error)
 			p := append(append([]string{}, parts...), n)
 			full := strings.Join(p, "/")
 			if strings.Contains(full, q) {
-				nd, err := node(snap, p)
+				nd, err := s.node(snap, p)
 				if err != nil {
 					return err
 				}
