@@ -157,7 +157,7 @@ func (d *pkgDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHand
 	for i, e := range ents {
 		mode := uint32(syscall.S_IFDIR)
 		if e.file != nil {
-			mode = (&pkgFile{f: e.file}).kind()
+			mode = fileKind(e.file)
 		}
 		out[i] = fuse.DirEntry{Name: e.name, Mode: mode, Ino: ino("pkg", d.p.id, d.childPath(e.name))}
 	}
@@ -180,8 +180,12 @@ var (
 	_ = (gofs.NodeListxattrer)((*pkgFile)(nil))
 )
 
-func (n *pkgFile) kind() uint32 {
-	if n.f.Symlink != "" {
+func (n *pkgFile) kind() uint32 { return fileKind(n.f) }
+
+// fileKind is the file type of a package file: a symbolic link or a
+// regular file.
+func fileKind(f *opm.File) uint32 {
+	if f.Symlink != "" {
 		return syscall.S_IFLNK
 	}
 	return syscall.S_IFREG
