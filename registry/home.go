@@ -15,6 +15,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -226,43 +227,40 @@ func (r *Registry) SetConfig(key, value string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := r.readConfig()
-	if err != nil {
-		return err
-	}
-	s := cfg.Section(section)
-	switch {
-	case sub != "" && value == "":
-		s.Subsection(sub).RemoveOption(name)
-	case sub != "":
-		s.Subsection(sub).SetOption(name, value)
-	case value == "":
-		s.RemoveOption(name)
-	default:
-		s.SetOption(name, value)
-	}
-	return r.writeConfig(cfg)
+	return r.updateConfig(func(cfg *formatcfg.Config) error {
+		s := cfg.Section(section)
+		switch {
+		case sub != "" && value == "":
+			s.Subsection(sub).RemoveOption(name)
+		case sub != "":
+			s.Subsection(sub).SetOption(name, value)
+		case value == "":
+			s.RemoveOption(name)
+		default:
+			s.SetOption(name, value)
+		}
+		return nil
+	})
 }
 
-// writeConfig replaces the home's git config with cfg, atomically.
-func (r *Registry) writeConfig(cfg *formatcfg.Config) error {
-	tmp := r.configFile() + ".opm-tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if err := formatcfg.NewEncoder(f).Encode(cfg); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, r.configFile())
+// updateConfig changes the home's git config under git's lock (config.lock):
+// concurrent writers, opm or the git CLI, lose no change, and a crash
+// leaves the old file or the new one.
+func (r *Registry) updateConfig(fn func(*formatcfg.Config) error) error {
+	return gitmeta.UpdateFile(context.Background(), r.configFile(), func(old []byte) ([]byte, error) {
+		cfg := formatcfg.New()
+		if err := formatcfg.NewDecoder(bytes.NewReader(old)).Decode(cfg); err != nil {
+			return nil, fmt.Errorf("%s: %w", r.configFile(), err)
+		}
+		if err := fn(cfg); err != nil {
+			return nil, err
+		}
+		var buf bytes.Buffer
+		if err := formatcfg.NewEncoder(&buf).Encode(cfg); err != nil {
+			return nil, err
+		}
+		return buf.Bytes(), nil
+	})
 }
 
 // Author is who commits: $GIT_AUTHOR_NAME/$GIT_AUTHOR_EMAIL, else user.name

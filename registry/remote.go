@@ -28,6 +28,7 @@ import (
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	formatcfg "github.com/go-git/go-git/v5/plumbing/format/config"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
@@ -112,18 +113,16 @@ func (r *Registry) AddRemote(ctx context.Context, rm Remote) error {
 		return fmt.Errorf("remote %s: bucket URL %q: %w: %w", rm.Name, rm.Blobs, err, opm.ErrInvalid)
 	}
 	b.Close()
-	cfg, err := r.readConfig()
-	if err != nil {
-		return err
-	}
-	if cfg.Section("remote").HasSubsection(rm.Name) {
-		return fmt.Errorf("remote %s: %w (opm remote rm %s first)", rm.Name, opm.ErrExists, rm.Name)
-	}
-	s := cfg.Section("remote").Subsection(rm.Name)
-	s.SetOption("url", rm.URL)
-	s.SetOption("blobs", rm.Blobs)
-	s.SetOption("fetch", "+refs/heads/main:"+string(TrackingRef(rm.Name)))
-	return r.writeConfig(cfg)
+	return r.updateConfig(func(cfg *formatcfg.Config) error {
+		if cfg.Section("remote").HasSubsection(rm.Name) {
+			return fmt.Errorf("remote %s: %w (opm remote rm %s first)", rm.Name, opm.ErrExists, rm.Name)
+		}
+		s := cfg.Section("remote").Subsection(rm.Name)
+		s.SetOption("url", rm.URL)
+		s.SetOption("blobs", rm.Blobs)
+		s.SetOption("fetch", "+refs/heads/main:"+string(TrackingRef(rm.Name)))
+		return nil
+	})
 }
 
 // Remotes lists the configured remotes in config order.
@@ -186,15 +185,14 @@ func (r *Registry) RemoveRemote(name string) error {
 	if err := validRemoteName(name); err != nil {
 		return err
 	}
-	cfg, err := r.readConfig()
+	err := r.updateConfig(func(cfg *formatcfg.Config) error {
+		if !cfg.Section("remote").HasSubsection(name) {
+			return fmt.Errorf("remote %s: %w", name, opm.ErrNotFound)
+		}
+		cfg.RemoveSubsection("remote", name)
+		return nil
+	})
 	if err != nil {
-		return err
-	}
-	if !cfg.Section("remote").HasSubsection(name) {
-		return fmt.Errorf("remote %s: %w", name, opm.ErrNotFound)
-	}
-	cfg.RemoveSubsection("remote", name)
-	if err := r.writeConfig(cfg); err != nil {
 		return err
 	}
 	err = os.Remove(filepath.Join(r.MetaDir(), filepath.FromSlash(string(TrackingRef(name)))))
