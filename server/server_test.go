@@ -588,6 +588,14 @@ func TestListingAPI(t *testing.T) {
 	if !td.Date.Equal(l.Tags[0].Date) || td.Commit == "" || td.Commit != l.Tags[0].Commit {
 		t.Fatalf("tag v1 set at %v by %s, the listing says %v by %s", td.Date, td.Commit, l.Tags[0].Date, l.Tags[0].Commit)
 	}
+	// DELETE of a tag is one commit "rm <ref>" naming what the tag held.
+	expect(t, e.do("DELETE", "/v2/acme/web/site/manifests/v1", nil), 202, "")
+	expect(t, e.do("GET", "/v2/acme/web/site/manifests/v1", nil), 404, "MANIFEST_UNKNOWN")
+	expect(t, e.do("DELETE", "/v2/acme/web/site/manifests/v1", nil), 404, "MANIFEST_UNKNOWN")
+	if log, err := e.reg.Log(context.Background(), "", 1); err != nil || log[0].Action != "rm acme/web/site:v1" || log[0].Previous != res.Digest {
+		t.Fatalf("rm commit: %+v %v", log, err)
+	}
+	e.pushPackage("acme/web/site:v1", map[string]string{"index.html": "hello", "img/logo.png": "png"})
 	// The repository's counts, cached, follow a new tag.
 	e.pushPackage("acme/web/site:v3", map[string]string{"new": "1234"})
 	json.Unmarshal(expect(t, e.do("GET", "/namespaces/acme/projects/web/repositories", nil), 200, ""), &l)

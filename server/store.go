@@ -228,24 +228,14 @@ func (s *Server) putManifest(ctx context.Context, repo opm.Repository, tags []st
 	return committed, err
 }
 
-// deleteManifest removes a tag, or (tag "") the manifest d: every tag that
-// holds it and its copy kept by digest, in one commit.
+// deleteManifest removes a tag (registry.Remove), or (tag "") the manifest
+// d: every tag that holds it and its copy kept by digest, in one commit.
 func (s *Server) deleteManifest(ctx context.Context, repo opm.Repository, tag string, d digest.Digest) error {
+	if tag != "" {
+		_, err := s.reg.Remove(ctx, opm.Reference{Repository: repo, Tag: tag})
+		return err
+	}
 	_, _, err := s.reg.Meta.Update(ctx, s.reg.Author(), func(snap *gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
-		if tag != "" {
-			p := opm.TagPath(repo, tag)
-			b, err := snap.ReadFile(p)
-			if err != nil {
-				if errors.Is(err, opm.ErrNotFound) {
-					err = fmt.Errorf("%s:%s: no such tag: %w", repo, tag, opm.ErrNotFound)
-				}
-				return nil, gitmeta.Message{}, err
-			}
-			return []gitmeta.Change{{Path: p, Delete: true}}, gitmeta.Message{
-				Subject:  fmt.Sprintf("rm %s:%s", repo, tag),
-				Trailers: []gitmeta.Trailer{{Key: "Opm-Previous", Value: digest.FromBytes(b).String()}, {Key: "Opm-Via", Value: "oci"}},
-			}, nil
-		}
 		all, err := s.manifests(snap, repo)
 		if err != nil {
 			return nil, gitmeta.Message{}, err
