@@ -129,7 +129,7 @@ func (e *env) pushPackage(ref string, files map[string]string) *registry.PushRes
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	res, err := e.reg.Push(context.Background(), r, []string{dir}, nil, nil)
+	res, err := e.reg.Push(context.Background(), r, []string{dir}, registry.PushOptions{})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -299,7 +299,8 @@ func TestManifestRoundTrip(t *testing.T) {
 	if n := e.commits(); n != before+1 {
 		t.Fatalf("%d commits after one PUT, want %d", n, before+1)
 	}
-	for _, ref := range []string{"v1", md.String()} {
+	// By digest twice: found among the tags, then in the cache.
+	for _, ref := range []string{"v1", md.String(), md.String()} {
 		if b := expect(t, e.do("GET", "/v2/"+repo+"/manifests/"+ref, nil), 200, ""); !bytes.Equal(b, m) {
 			t.Fatalf("GET %s: bytes differ:\n%s", ref, b)
 		}

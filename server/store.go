@@ -123,13 +123,19 @@ func (s *Server) readFile(snap *gitmeta.Snapshot, p string) (*manifestFile, erro
 		return nil, err
 	}
 	mf = &manifestFile{bytes: b, digest: digest.FromBytes(b), mediaType: manifestType(b)}
-	c.mu.Lock()
-	if c.commit == snap.Commit() && c.bytes+len(b) <= fileCacheMax {
-		c.files[p] = mf
-		c.bytes += len(b)
-	}
-	c.mu.Unlock()
+	c.add(snap, p, mf)
 	return mf, nil
+}
+
+// add keeps mf as the file at p of snap, if snap is still the cached head
+// and there is room.
+func (c *fileCache) add(snap *gitmeta.Snapshot, p string, mf *manifestFile) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.commit == snap.Commit() && c.bytes+len(mf.bytes) <= fileCacheMax {
+		c.files[p] = mf
+		c.bytes += len(mf.bytes)
+	}
 }
 
 // snapshot is the registry's head, the view reused while the head stays.
@@ -173,7 +179,12 @@ func (s *Server) readManifest(snap *gitmeta.Snapshot, repo opm.Repository, tag s
 	}
 	for _, m := range all {
 		if m.digest == d {
-			return s.readFile(snap, m.path)
+			mf, err := s.readFile(snap, m.path)
+			if err == nil {
+				// The next GET of d in this head finds it at once.
+				s.files.add(snap, manifestPath(repo, d), mf)
+			}
+			return mf, err
 		}
 	}
 	return nil, fmt.Errorf("%s@%s: %w", repo, d, opm.ErrNotFound)
