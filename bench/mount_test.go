@@ -61,7 +61,7 @@ func pushDir(b *testing.B, r *registry.Registry, ref string, paths ...string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := r.Push(context.Background(), rf, paths, nil, nil); err != nil {
+	if _, err := r.Push(context.Background(), rf, paths, registry.PushOptions{}); err != nil {
 		b.Fatal(err)
 	}
 }

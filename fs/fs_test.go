@@ -48,7 +48,7 @@ func writeFiles(t *testing.T, files map[string]string) string {
 
 func push(t *testing.T, r *registry.Registry, ref string, dir string) *registry.PushResult {
 	t.Helper()
-	res, err := r.Push(context.Background(), mustRef(t, ref), []string{dir}, nil, nil)
+	res, err := r.Push(context.Background(), mustRef(t, ref), []string{dir}, registry.PushOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

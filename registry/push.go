@@ -38,6 +38,15 @@ type PushResult struct {
 	Size      int64         `json:"size"`
 }
 
+// PushOptions are the choices of a push beyond its reference and paths.
+type PushOptions struct {
+	Annotations map[string]string // manifest annotations
+	Progress    Progress          // may be nil
+	// Force: with an origin, on a lost race replace a tag another writer
+	// changed instead of failing with opm.ErrConflict.
+	Force bool
+}
+
 // Progress receives byte counts as content is stored; it may be nil.
 type Progress interface {
 	Start(files int, bytes int64)
@@ -48,7 +57,8 @@ type Progress interface {
 // Push stores the files under paths as the package ref. Every input is
 // checked before anything is written; blobs are stored before the tag is
 // committed.
-func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, annotations map[string]string, progress Progress) (*PushResult, error) {
+func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, opts PushOptions) (*PushResult, error) {
+	annotations, progress := opts.Annotations, opts.Progress
 	if ref.Tag == "" {
 		return nil, fmt.Errorf("push %s: needs a :tag: %w", ref, opm.ErrInvalid)
 	}
@@ -97,7 +107,7 @@ func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, 
 		err = oerr
 	} else if ok {
 		// Blobs to origin's bucket, commit, push to origin's metadata.
-		commit, prev, committed, err = r.publishTag(ctx, o, ref, body, m, "push "+ref.String())
+		commit, prev, committed, err = r.publishTag(ctx, o, ref, body, m, "push "+ref.String(), opts.Force)
 	} else {
 		commit, prev, committed, err = r.setTag(ctx, ref, body, "push "+ref.String(), nil)
 	}

@@ -70,7 +70,7 @@ func TestBucket(t *testing.T) {
 				t.Fatal("opm.blobs not picked up")
 			}
 			src := opmtest.WriteTree(t, map[string]string{"a.txt": "alpha", "d/b.txt": "beta", "d/c.txt": "gamma"})
-			res, err := a.Push(ctx, mustRef(t, "ns/p/r:v1"), []string{src}, nil, nil)
+			res, err := a.Push(ctx, mustRef(t, "ns/p/r:v1"), []string{src}, PushOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -154,7 +154,7 @@ func TestPushFailsWithoutBucket(t *testing.T) {
 	r.Close()
 	r = openHome(t, home)
 	src := opmtest.WriteTree(t, map[string]string{"a": "a"})
-	if _, err := r.Push(context.Background(), mustRef(t, "ns/p/r:v1"), []string{src}, nil, nil); err == nil {
+	if _, err := r.Push(context.Background(), mustRef(t, "ns/p/r:v1"), []string{src}, PushOptions{}); err == nil {
 		t.Fatal("push succeeded with a closed bucket")
 	}
 	if _, err := r.Resolve(mustRef(t, "ns/p/r:v1")); !errors.Is(err, opm.ErrNotFound) {
@@ -176,7 +176,7 @@ func TestConcurrentPushes(t *testing.T) {
 			defer wg.Done()
 			for i := range 25 {
 				src := opmtest.WriteTree(t, map[string]string{"f": fmt.Sprint(g, i)})
-				if _, err := r.Push(ctx, mustRef(t, fmt.Sprintf("ns/p/r:g%d-%d", g, i)), []string{src}, nil, nil); err != nil {
+				if _, err := r.Push(ctx, mustRef(t, fmt.Sprintf("ns/p/r:g%d-%d", g, i)), []string{src}, PushOptions{}); err != nil {
 					errs <- err
 				}
 			}
@@ -216,7 +216,7 @@ func TestTagTimes(t *testing.T) {
 	ctx := context.Background()
 	for i := range 70 {
 		src := opmtest.WriteTree(t, map[string]string{"f": fmt.Sprint(i)})
-		if _, err := r.Push(ctx, mustRef(t, fmt.Sprintf("ns/p/r:t%d", i)), []string{src}, nil, nil); err != nil {
+		if _, err := r.Push(ctx, mustRef(t, fmt.Sprintf("ns/p/r:t%d", i)), []string{src}, PushOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -254,7 +254,7 @@ func TestTagTimes(t *testing.T) {
 func TestResolveKeptByDigest(t *testing.T) {
 	r := openHome(t, filepath.Join(t.TempDir(), "h"))
 	ctx := context.Background()
-	res, err := r.Push(ctx, mustRef(t, "ns/p/r:v1"), []string{opmtest.WriteTree(t, map[string]string{"f": "x"})}, nil, nil)
+	res, err := r.Push(ctx, mustRef(t, "ns/p/r:v1"), []string{opmtest.WriteTree(t, map[string]string{"f": "x"})}, PushOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

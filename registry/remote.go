@@ -289,16 +289,6 @@ func PushMain(ctx context.Context, gitDir, url string, old, commit plumbing.Hash
 	return fmt.Errorf("push %s: %w", url, err)
 }
 
-// forceKey marks a context whose writes may replace what another writer did.
-type forceKey struct{}
-
-// WithForce returns a context under which Push, on a lost race with origin,
-// replaces a tag another writer changed instead of failing with
-// opm.ErrConflict.
-func WithForce(ctx context.Context) context.Context { return context.WithValue(ctx, forceKey{}, true) }
-
-func forced(ctx context.Context) bool { v, _ := ctx.Value(forceKey{}).(bool); return v }
-
 // originBucket returns the bucket to upload to for origin and whether it
 // is another than the home's own (which storeBlobs already filled).
 func (r *Registry) originBucket(ctx context.Context, o Remote) (*cas.Bucket, bool, error) {
@@ -496,7 +486,7 @@ const pushAttempts = 10
 // up to origin's, commit the tag locally, push the commit to origin, and on
 // a lost race replay the change on origin's new head. The package's blobs
 // are in origin's bucket before origin's metadata names them.
-func (r *Registry) publishTag(ctx context.Context, o Remote, ref opm.Reference, body []byte, m *opm.Manifest, subject string) (plumbing.Hash, digest.Digest, bool, error) {
+func (r *Registry) publishTag(ctx context.Context, o Remote, ref opm.Reference, body []byte, m *opm.Manifest, subject string, force bool) (plumbing.Hash, digest.Digest, bool, error) {
 	b, own, err := r.originBucket(ctx, o)
 	if err != nil {
 		return plumbing.ZeroHash, "", false, err
@@ -562,7 +552,7 @@ func (r *Registry) publishTag(ctx context.Context, o Remote, ref opm.Reference, 
 			if cur == dgst {
 				return nil, gitmeta.Message{Subject: subject}, nil // the other writer pushed the same
 			}
-			if cur != prev && !forced(ctx) {
+			if cur != prev && !force {
 				return nil, gitmeta.Message{}, fmt.Errorf("%s was changed on %s by another writer (now %s, was %s when this push began); --force replaces it: %w", ref, o.Name, orNone(cur), orNone(prev), opm.ErrConflict)
 			}
 			msg := gitmeta.Message{Subject: subject, Trailers: []gitmeta.Trailer{{Key: "Opm-Digest", Value: dgst.String()}}}

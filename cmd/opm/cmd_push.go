@@ -52,11 +52,9 @@ func runPush(c *cli.Context) error {
 		return err
 	}
 	return withHome(c, func(r *registry.Registry) error {
-		ctx := c.Context
-		if c.Bool("force") {
-			ctx = registry.WithForce(ctx)
-		}
-		res, err := r.Push(ctx, ref, absPaths(c, c.Args().Tail()), ann, newProgress(c, "push"))
+		res, err := r.Push(c.Context, ref, absPaths(c, c.Args().Tail()), registry.PushOptions{
+			Annotations: ann, Progress: newProgress(c, "push"), Force: c.Bool("force"),
+		})
 		if err != nil {
 			return err
 		}
