@@ -9,13 +9,10 @@ import (
 	"github.com/openpm/opm/registry"
 )
 
-// remote's actions are its first argument rather than subcommands, so that
-// its flags may come anywhere on the line (see permuteArgs).
 func remoteCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "remote",
-		Usage:     "add, list or remove remotes (git metadata plus a blob bucket)",
-		ArgsUsage: "add NAME --meta URL --blobs URL | ls | rm NAME",
+		Name:  "remote",
+		Usage: "add, list or remove remotes (git metadata plus a blob bucket)",
 		Description: `A remote is another registry: its metadata in a git repository and its
 blobs in a bucket. They are git configuration of <home>/meta.git
 (remote.NAME.url, remote.NAME.blobs). With a remote called origin, opm push
@@ -30,58 +27,68 @@ Example:
    opm remote add mirror --meta /srv/mirror-meta.git --blobs file:///srv/mirror-blobs
    opm remote ls
    opm remote rm mirror`,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "meta", Usage: "add: git `URL` of the metadata"},
-			&cli.StringFlag{Name: "blobs", Usage: "add: bucket `URL` of the blobs"},
-			jsonFlag,
+		Subcommands: []*cli.Command{
+			{
+				Name:      "add",
+				Usage:     "add a remote",
+				ArgsUsage: "NAME --meta URL --blobs URL",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "meta", Usage: "git `URL` of the metadata"},
+					&cli.StringFlag{Name: "blobs", Usage: "bucket `URL` of the blobs"},
+				},
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 || c.String("meta") == "" || c.String("blobs") == "" {
+						return usagef("usage: opm remote add NAME --meta URL --blobs URL")
+					}
+					return withHome(c, func(r *registry.Registry) error {
+						meta := c.String("meta")
+						if registry.IsLocalPath(meta) {
+							meta = absPath(c, meta)
+						}
+						return r.AddRemote(c.Context, registry.Remote{Name: c.Args().First(), URL: meta, Blobs: c.String("blobs")})
+					})
+				},
+			},
+			{
+				Name:    "ls",
+				Aliases: []string{"list"},
+				Usage:   "list the remotes",
+				Flags:   []cli.Flag{jsonFlag},
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, 0, 0); err != nil {
+						return err
+					}
+					return withHome(c, func(r *registry.Registry) error {
+						rms, err := r.Remotes()
+						if err != nil {
+							return err
+						}
+						if c.Bool("json") {
+							if rms == nil {
+								rms = []registry.Remote{}
+							}
+							return printJSON(c, rms)
+						}
+						tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+						for _, rm := range rms {
+							fmt.Fprintf(tw, "%s\t%s\t%s\n", rm.Name, rm.URL, rm.Blobs)
+						}
+						return tw.Flush()
+					})
+				},
+			},
+			{
+				Name:      "rm",
+				Aliases:   []string{"remove"},
+				Usage:     "remove a remote",
+				ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, 1, 1); err != nil {
+						return err
+					}
+					return withHome(c, func(r *registry.Registry) error { return r.RemoveRemote(c.Args().First()) })
+				},
+			},
 		},
-		Action: runRemote,
-	}
-}
-
-func runRemote(c *cli.Context) error {
-	if c.NArg() == 0 {
-		return usagef("remote needs an action; usage: opm remote %s", c.Command.ArgsUsage)
-	}
-	switch action := c.Args().First(); action {
-	case "add":
-		if c.NArg() != 2 || c.String("meta") == "" || c.String("blobs") == "" {
-			return usagef("usage: opm remote add NAME --meta URL --blobs URL")
-		}
-		return withHome(c, func(r *registry.Registry) error {
-			meta := c.String("meta")
-			if registry.IsLocalPath(meta) {
-				meta = absPath(c, meta)
-			}
-			return r.AddRemote(c.Context, registry.Remote{Name: c.Args().Get(1), URL: meta, Blobs: c.String("blobs")})
-		})
-	case "ls", "list":
-		if c.NArg() != 1 {
-			return usagef("usage: opm remote ls [--json]")
-		}
-		return withHome(c, func(r *registry.Registry) error {
-			rms, err := r.Remotes()
-			if err != nil {
-				return err
-			}
-			if c.Bool("json") {
-				if rms == nil {
-					rms = []registry.Remote{}
-				}
-				return printJSON(c, rms)
-			}
-			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-			for _, rm := range rms {
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", rm.Name, rm.URL, rm.Blobs)
-			}
-			return tw.Flush()
-		})
-	case "rm", "remove":
-		if c.NArg() != 2 {
-			return usagef("usage: opm remote rm NAME")
-		}
-		return withHome(c, func(r *registry.Registry) error { return r.RemoveRemote(c.Args().Get(1)) })
-	default:
-		return usagef("remote: unknown action %q; usage: opm remote %s", action, c.Command.ArgsUsage)
 	}
 }

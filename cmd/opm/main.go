@@ -76,12 +76,17 @@ Exit codes: 0 ok, 1 error, 2 usage or invalid input, 3 not found,
 		},
 	}
 	// A bad flag is a one-line usage error (exit 2), not a page of help.
-	for _, c := range app.Commands {
+	setUsageError(app.Commands)
+	return app
+}
+
+func setUsageError(cmds []*cli.Command) {
+	for _, c := range cmds {
 		if c.OnUsageError == nil {
 			c.OnUsageError = usageError
 		}
+		setUsageError(c.Subcommands)
 	}
-	return app
 }
 
 // openHome opens the registry named by --home / $OPM_HOME / the default.
