@@ -74,7 +74,7 @@ func commandNotFound(c *cli.Context, name string) {
 
 func cmdName(c *cli.Context) string {
 	if c.Command != nil && c.Command.Name != "" {
-		return c.Command.Name + " "
+		return strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ") + " "
 	}
 	return ""
 }
