@@ -16,35 +16,9 @@ import (
 
 	"github.com/openpm/opm"
 	opmfs "github.com/openpm/opm/fs"
+	"github.com/openpm/opm/internal/opmtest"
 	"github.com/openpm/opm/registry"
 )
-
-// needFUSE skips a test where /dev/fuse is missing, unless
-// OPM_TEST_REQUIRE_FUSE=1 makes that a failure.
-func needFUSE(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		if os.Getenv("OPM_TEST_REQUIRE_FUSE") == "1" {
-			t.Fatalf("OPM_TEST_REQUIRE_FUSE=1 but %v", err)
-		}
-		t.Skipf("no FUSE: %v", err)
-	}
-}
-
-func writeFiles(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, body := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
 
 func push(t *testing.T, r *registry.Registry, ref string, dir string) *registry.PushResult {
 	t.Helper()
@@ -71,7 +45,7 @@ func mount(t *testing.T, passthrough bool, fill func(r *registry.Registry)) (*re
 
 func mountOpts(t *testing.T, opts opmfs.Options, fill func(r *registry.Registry)) (*registry.Registry, *opmfs.FS, string) {
 	t.Helper()
-	needFUSE(t)
+	opmtest.RequireFUSE(t)
 	r, err := registry.Open(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +74,7 @@ func TestReadTree(t *testing.T) {
 	for _, mode := range []string{"plain", "passthrough", "noopen"} {
 		t.Run(mode, func(t *testing.T) {
 			pt := mode == "passthrough"
-			src := writeFiles(t, map[string]string{"a.txt": "alpha\n", "sub/b.txt": strings.Repeat("b", 3<<20), "sub/deep/c": "", "z": "zz"})
+			src := opmtest.WriteTree(t, map[string]string{"a.txt": "alpha\n", "sub/b.txt": strings.Repeat("b", 3<<20), "sub/deep/c": "", "z": "zz"})
 			_, m, mnt := mountOpts(t, opmfs.Options{Passthrough: pt, NoOpen: mode == "noopen"}, func(r *registry.Registry) { push(t, r, "acme/web/site:v1", src) })
 			if pt && !m.Passthrough() {
 				t.Log("kernel refused passthrough; testing the plain path twice")
@@ -138,7 +112,7 @@ func TestReadTree(t *testing.T) {
 }
 
 func TestReadOnly(t *testing.T) {
-	src := writeFiles(t, map[string]string{"a.txt": "alpha\n", "d/x": "x"})
+	src := opmtest.WriteTree(t, map[string]string{"a.txt": "alpha\n", "d/x": "x"})
 	_, _, mnt := mount(t, false, func(r *registry.Registry) { push(t, r, "acme/web/site:v1", src) })
 	pkg := filepath.Join(mnt, "acme/web/site/v1")
 	file := filepath.Join(pkg, "a.txt")
@@ -167,8 +141,8 @@ func TestReadOnly(t *testing.T) {
 // TestLiveUpdateRace moves tags while readers walk the mount (run it with
 // -race): the new head shows within a second and no read fails.
 func TestLiveUpdateRace(t *testing.T) {
-	one := writeFiles(t, map[string]string{"f": "one", "d/g": "gee"})
-	two := writeFiles(t, map[string]string{"f": "two", "d/g": "gee", "h": "aitch"})
+	one := opmtest.WriteTree(t, map[string]string{"f": "one", "d/g": "gee"})
+	two := opmtest.WriteTree(t, map[string]string{"f": "two", "d/g": "gee", "h": "aitch"})
 	r, m, mnt := mount(t, true, func(r *registry.Registry) { push(t, r, "acme/web/site:v1", one) })
 	stop := make(chan struct{})
 	errs := make(chan error, 4)
@@ -241,7 +215,7 @@ func TestLiveUpdateRace(t *testing.T) {
 func TestMissingBlobEIO(t *testing.T) {
 	for _, noOpen := range []bool{false, true} {
 		t.Run(map[bool]string{false: "open", true: "noopen"}[noOpen], func(t *testing.T) {
-			src := writeFiles(t, map[string]string{"gone": "this blob goes away\n", "kept": "kept\n"})
+			src := opmtest.WriteTree(t, map[string]string{"gone": "this blob goes away\n", "kept": "kept\n"})
 			var gone string
 			_, m, mnt := mountOpts(t, opmfs.Options{NoOpen: noOpen}, func(r *registry.Registry) {
 				push(t, r, "acme/web/site:v1", src)

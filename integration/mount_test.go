@@ -20,19 +20,8 @@ import (
 
 	"github.com/openpm/opm/daemon"
 	opmfs "github.com/openpm/opm/fs"
+	"github.com/openpm/opm/internal/opmtest"
 )
-
-// needFUSE skips a mount test where /dev/fuse is missing, or fails it when
-// OPM_TEST_REQUIRE_FUSE=1 (as in CI).
-func needFUSE(t testing.TB) {
-	t.Helper()
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		if os.Getenv("OPM_TEST_REQUIRE_FUSE") == "1" {
-			t.Fatalf("OPM_TEST_REQUIRE_FUSE=1 but %v", err)
-		}
-		t.Skipf("no FUSE here: %v", err)
-	}
-}
 
 // opmOK runs opm on home with extra environment and fails the test if it
 // fails.
@@ -51,7 +40,7 @@ func opmOK(t *testing.T, home string, env []string, args ...string) string {
 // (waiting for the daemon to let the home go) when the test ends.
 func mountDaemon(t *testing.T, home string, env ...string) string {
 	t.Helper()
-	needFUSE(t)
+	opmtest.RequireFUSE(t)
 	mnt := filepath.Join(t.TempDir(), "mnt")
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
@@ -492,7 +481,7 @@ func TestMountKillRecover(t *testing.T) {
 // TestMountForeground runs `opm mount` in the foreground and stops it with
 // SIGTERM.
 func TestMountForeground(t *testing.T) {
-	needFUSE(t)
+	opmtest.RequireFUSE(t)
 	home := filepath.Join(t.TempDir(), "home")
 	src := sourceTree(t, 7)
 	opmOK(t, home, nil, "push", "acme/tools/kit:v1", src)
@@ -520,7 +509,7 @@ func TestMountForeground(t *testing.T) {
 // TestMountScripts runs the testscript scenarios testdata/mount/mount_*.txtar
 // with a mount point at $MNT that is unmounted when the script ends.
 func TestMountScripts(t *testing.T) {
-	needFUSE(t)
+	opmtest.RequireFUSE(t)
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/mount",
 		Setup: func(env *testscript.Env) error {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/openpm/opm/cas/castest"
+	"github.com/openpm/opm/internal/opmtest"
 )
 
 // gitServer serves the bare repositories under dir.
@@ -537,7 +538,7 @@ func TestSyncFilteredMirror(t *testing.T) {
 // A mounted reader follows origin by itself (opm mount --sync-interval),
 // and an explicit opm sync, carried out by its daemon, shows in the mount.
 func TestSyncMountFollows(t *testing.T) {
-	needFUSE(t)
+	opmtest.RequireFUSE(t)
 	srv := startGitDaemon(t)
 	meta := srv.repo(t, "origin.git")
 	blobs := castest.StartS3(t)
