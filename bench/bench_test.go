@@ -7,7 +7,6 @@
 package bench
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"slices"
@@ -23,17 +22,7 @@ var opmBin string
 // rounds is how many times each side runs; the median counts.
 const rounds = 3
 
-func TestMain(m *testing.M) {
-	bin, cleanup, err := opmtest.BuildOpm()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "building opm:", err)
-		os.Exit(1)
-	}
-	opmBin = bin
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { opmtest.MainWithOpm(m, &opmBin) }
 
 // run runs a command and fails the benchmark if it fails.
 func run(b *testing.B, env []string, name string, args ...string) {

@@ -5,7 +5,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,27 +21,13 @@ import (
 // opmBin is the binary under test, built once by TestMain.
 var opmBin string
 
-func TestMain(m *testing.M) {
-	bin, cleanup, err := opmtest.BuildOpm()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "building opm:", err)
-		os.Exit(1)
-	}
-	opmBin = bin
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { opmtest.MainWithOpm(m, &opmBin) }
 
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata",
 		Setup: func(env *testscript.Env) error {
-			env.Setenv("PATH", filepath.Dir(opmBin)+string(os.PathListSeparator)+env.Getenv("PATH"))
-			env.Setenv("OPM_HOME", filepath.Join(env.WorkDir, "home"))
-			env.Setenv("GIT_AUTHOR_NAME", "Tess Ter")
-			env.Setenv("GIT_AUTHOR_EMAIL", "tess@example.org")
-			env.Setenv("HOME", env.WorkDir)
+			scriptEnv(env)
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -55,6 +40,16 @@ func TestScripts(t *testing.T) {
 			"symlink-to-abs": cmdSymlinkAbs,
 		},
 	})
+}
+
+// scriptEnv gives a script the opm under test on PATH, its own home and
+// HOME in the work directory, and a fixed author.
+func scriptEnv(env *testscript.Env) {
+	env.Setenv("PATH", filepath.Dir(opmBin)+string(os.PathListSeparator)+env.Getenv("PATH"))
+	env.Setenv("OPM_HOME", filepath.Join(env.WorkDir, "home"))
+	env.Setenv("GIT_AUTHOR_NAME", "Tess Ter")
+	env.Setenv("GIT_AUTHOR_EMAIL", "tess@example.org")
+	env.Setenv("HOME", env.WorkDir)
 }
 
 // mkfile NAME SIZE [SEED]: a file of SIZE pseudo-random bytes.

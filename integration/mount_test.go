@@ -513,11 +513,7 @@ func TestMountScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/mount",
 		Setup: func(env *testscript.Env) error {
-			env.Setenv("PATH", filepath.Dir(opmBin)+string(os.PathListSeparator)+env.Getenv("PATH"))
-			env.Setenv("OPM_HOME", filepath.Join(env.WorkDir, "home"))
-			env.Setenv("GIT_AUTHOR_NAME", "Tess Ter")
-			env.Setenv("GIT_AUTHOR_EMAIL", "tess@example.org")
-			env.Setenv("HOME", env.WorkDir)
+			scriptEnv(env)
 			mnt := filepath.Join(env.WorkDir, "mnt")
 			env.Setenv("MNT", mnt)
 			env.Defer(func() { opmfs.Unmount(mnt, true) })

@@ -3,6 +3,7 @@
 package opmtest
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -26,6 +27,20 @@ func BuildOpm() (bin string, cleanup func(), err error) {
 		return "", nil, err
 	}
 	return bin, func() { os.RemoveAll(dir) }, nil
+}
+
+// MainWithOpm is a TestMain: it builds opm, sets *bin to the binary, runs
+// the tests and exits with their status.
+func MainWithOpm(m *testing.M, bin *string) {
+	path, cleanup, err := BuildOpm()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "building opm:", err)
+		os.Exit(1)
+	}
+	*bin = path
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
 }
 
 // WriteRandom writes size pseudo-random bytes (a stream fixed by seed) to
