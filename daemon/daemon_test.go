@@ -196,10 +196,14 @@ func TestAcquireDuringProbe(t *testing.T) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
 		t.Fatal(err)
 	}
+	fd := int(f.Fd())
+	released := make(chan struct{})
 	go func() {
+		defer close(released)
 		time.Sleep(50 * time.Millisecond)
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		syscall.Flock(fd, syscall.LOCK_UN)
 	}()
+	defer func() { <-released }() // before f.Close
 	lock, err := Acquire(home, Info{PID: 1, Mountpoint: "/mnt/x"})
 	if err != nil {
 		t.Fatalf("Acquire while probed: %v", err)
