@@ -70,6 +70,10 @@ func takesValue(flags []cli.Flag, arg string) bool {
 	for _, f := range flags {
 		for _, n := range f.Names() {
 			if n == name {
+				if g, ok := f.(*cli.GenericFlag); ok {
+					b, ok := g.Value.(interface{ IsBoolFlag() bool })
+					return !ok || !b.IsBoolFlag()
+				}
 				_, isBool := f.(*cli.BoolFlag)
 				return !isBool
 			}

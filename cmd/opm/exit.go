@@ -20,10 +20,14 @@ const (
 	exitIntegrity = 5 // bytes did not match their digest
 	exitExists    = 6 // the target exists (pull without --force)
 	exitLocked    = 7 // another process holds the home
+	exitProblems  = 8 // opm fsck found problems (see its report)
 )
 
 // errUsage marks command-line mistakes.
 var errUsage = errors.New("usage")
+
+// errProblems marks a check that ran and found problems (opm fsck).
+var errProblems = errors.New("problems found")
 
 func usagef(format string, args ...any) error {
 	return fmt.Errorf(format+": %w", append(args, errUsage)...)
@@ -49,6 +53,8 @@ func exitCode(err error) int {
 		return exitExists
 	case errors.Is(err, opm.ErrLocked):
 		return exitLocked
+	case errors.Is(err, errProblems):
+		return exitProblems
 	}
 	return exitError
 }
@@ -57,7 +63,7 @@ func exitCode(err error) int {
 // suffixes that only serve errors.Is are dropped.
 func oneLine(err error) string {
 	s := err.Error()
-	for _, sentinel := range []error{errUsage, opm.ErrInvalid} {
+	for _, sentinel := range []error{errUsage, errProblems, opm.ErrInvalid} {
 		s = strings.TrimSuffix(s, ": "+sentinel.Error())
 	}
 	return strings.ReplaceAll(s, "\n", "; ")

@@ -40,7 +40,8 @@ content-addressed blobs. With no remote configured, the home directory is a
 complete local registry.
 
 Exit codes: 0 ok, 1 error, 2 usage or invalid input, 3 not found,
-4 conflict, 5 integrity failure, 6 already exists, 7 home locked.`,
+4 conflict, 5 integrity failure, 6 already exists, 7 home locked,
+8 problems found (opm fsck).`,
 		Writer:          stdout,
 		ErrWriter:       stderr,
 		HideVersion:     false,
@@ -73,6 +74,8 @@ Exit codes: 0 ok, 1 error, 2 usage or invalid input, 3 not found,
 			serveCommand(),
 			remoteCommand(),
 			syncCommand(),
+			fsckCommand(),
+			gcCommand(),
 		},
 	}
 	// A bad flag is a one-line usage error (exit 2), not a page of help.

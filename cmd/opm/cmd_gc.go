@@ -1,0 +1,107 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/openpm/opm/registry"
+)
+
+func gcCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "gc",
+		Usage:     "remove blobs that no tag names any more, giving space back",
+		ArgsUsage: " ",
+		Description: `Removes from the registry's store — its bucket, or the local store of a home
+without one — every blob that no manifest names: not at the head of this
+home's metadata, not at the head of any remote whose bucket it is (fetched
+now), and not in a version that a commit of the last --keep period replaced
+or removed (so recent history still pulls). A blob written within --grace is
+never removed: a push may be about to name it. Local copies of removed blobs
+go too. Prints each blob removed and the bytes freed.
+
+GC refuses to remove anything while a manifest does not parse (what it names
+is unknown; see opm fsck) or a remote sharing the bucket cannot be fetched.
+Durations take s, m, h and d (days).
+
+Example:
+   opm rm acme/web/site:v1.0.0-rc1
+   opm gc --dry-run
+   opm gc --keep 0 --grace 10m
+   opm gc --remote origin --json`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print what would be removed and remove nothing"},
+			&cli.StringFlag{Name: "grace", Value: "1h", Usage: "never remove a blob written less than `DURATION` ago"},
+			&cli.StringFlag{Name: "keep", Value: "7d", Usage: "keep what commits of the last `DURATION` replaced or removed"},
+			&cli.StringFlag{Name: "remote", Usage: "collect remote `NAME`'s bucket instead of this home's store"},
+			jsonFlag,
+		},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 0, 0); err != nil {
+				return err
+			}
+			grace, err := parseDays("--grace", c.String("grace"))
+			if err != nil {
+				return err
+			}
+			keep, err := parseDays("--keep", c.String("keep"))
+			if err != nil {
+				return err
+			}
+			return withHome(c, func(r *registry.Registry) error {
+				res, err := r.GC(c.Context, registry.GCOptions{
+					Remote:   c.String("remote"),
+					DryRun:   c.Bool("dry-run"),
+					Grace:    grace,
+					Keep:     keep,
+					Progress: newBar(c, "gc"),
+				})
+				if res != nil && c.Bool("json") {
+					if perr := printJSON(c, res); perr != nil {
+						return perr
+					}
+				} else if res != nil {
+					printGC(c, res, grace)
+				}
+				return err
+			})
+		},
+	}
+}
+
+func printGC(c *cli.Context, res *registry.GCResult, grace time.Duration) {
+	verb := "removed"
+	if res.DryRun {
+		verb = "would remove"
+	}
+	for _, b := range res.Removed {
+		fmt.Fprintf(c.App.Writer, "%s %s %s (written %s)\n", verb, b.Digest, humanBytes(b.Size), b.Written.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintf(c.App.ErrWriter, "gc of %s: %s %d blob(s), %s; %d of %d blob(s) named", res.Store, verb, len(res.Removed), humanBytes(res.BytesFreed), res.Scanned-len(res.Removed)-res.Young, res.Scanned)
+	if res.Young > 0 {
+		fmt.Fprintf(c.App.ErrWriter, ", %d unnamed kept (written within --grace %s)", res.Young, grace)
+	}
+	fmt.Fprintln(c.App.ErrWriter)
+}
+
+// parseDays parses a duration that may also be given in days ("7d").
+func parseDays(flag, s string) (time.Duration, error) {
+	var d time.Duration
+	var err error
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		var n float64
+		if n, err = strconv.ParseFloat(days, 64); err == nil {
+			d = time.Duration(n * float64(24*time.Hour))
+		}
+	} else {
+		d, err = time.ParseDuration(s)
+	}
+	if err != nil || d < 0 {
+		return 0, usagef("%s %q: want a duration such as 30m, 12h or 7d", flag, s)
+	}
+	return d, nil
+}

@@ -1,0 +1,482 @@
+package registry
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/cas"
+)
+
+// Kinds of problem opm fsck reports.
+const (
+	ProblemBadName         = "bad-name"         // a metadata path the layout does not allow
+	ProblemBadManifest     = "bad-manifest"     // a tag or manifest file that does not parse
+	ProblemMissingManifest = "missing-manifest" // an index names a manifest the repository lacks
+	ProblemMissingBlob     = "missing-blob"     // a blob a manifest names is not in the registry
+	ProblemSizeMismatch    = "size-mismatch"    // a stored blob's size is not the size named
+	ProblemCorruptBlob     = "corrupt-blob"     // a stored blob's bytes do not hash to its name
+	ProblemTempFile        = "temp-file"        // a leftover temporary file (not counted as a problem)
+)
+
+// Problem is one thing fsck found wrong.
+type Problem struct {
+	Kind   string        `json:"kind"`
+	Digest digest.Digest `json:"digest,omitempty"`
+	Path   string        `json:"path,omitempty"`  // metadata path, or a file of the home
+	Where  string        `json:"where,omitempty"` // "bucket", "local" or "metadata"
+	Tags   []string      `json:"tags,omitempty"`  // the references it affects
+	Detail string        `json:"detail"`
+	// Repaired: --repair fixed it (a corrupt local copy removed when the
+	// bucket has a good one, a leftover removed).
+	Repaired bool `json:"repaired"`
+}
+
+// Leftover reports whether the problem is harmless debris (a temporary file
+// of a crashed writer) rather than damage.
+func (p Problem) Leftover() bool { return p.Kind == ProblemTempFile }
+
+// Subset selects the blobs whose content --read-data re-hashes: all (the
+// zero value), a random Percent, or slice N of M (by digest, so that runs
+// 1/M … M/M together cover every blob once).
+type Subset struct {
+	Percent int // 1..100; 0 with M == 0 means all
+	N, M    int
+	seed    uint64
+}
+
+// ParseSubset reads "" or "100%" (all), "PERCENT%" or "PERCENT" (a random
+// share), or "N/M" (slice N of M).
+func ParseSubset(s string) (Subset, error) {
+	bad := func(why string) (Subset, error) {
+		return Subset{}, fmt.Errorf("--read-data=%s: %s (want PERCENT%%, e.g. 10%%, or N/M, e.g. 3/10): %w", s, why, opm.ErrInvalid)
+	}
+	if s == "" {
+		return Subset{}, nil
+	}
+	if n, m, ok := strings.Cut(s, "/"); ok {
+		ni, err1 := strconv.Atoi(n)
+		mi, err2 := strconv.Atoi(m)
+		if err1 != nil || err2 != nil || mi < 1 || ni < 1 || ni > mi {
+			return bad("N/M needs 1 <= N <= M")
+		}
+		return Subset{N: ni, M: mi}, nil
+	}
+	p, err := strconv.Atoi(strings.TrimSuffix(s, "%"))
+	if err != nil || p < 1 || p > 100 {
+		return bad("a percentage is 1 to 100")
+	}
+	if p == 100 {
+		return Subset{}, nil
+	}
+	return Subset{Percent: p, seed: rand.Uint64()}, nil
+}
+
+func (s Subset) String() string {
+	switch {
+	case s.M > 0:
+		return fmt.Sprintf("%d/%d", s.N, s.M)
+	case s.Percent > 0:
+		return fmt.Sprintf("%d%%", s.Percent)
+	}
+	return "all"
+}
+
+// Has reports whether d is in the subset.
+func (s Subset) Has(d digest.Digest) bool {
+	if s.M == 0 && s.Percent == 0 {
+		return true
+	}
+	b, err := hex.DecodeString(d.Encoded()[:16])
+	if err != nil {
+		return true
+	}
+	v := binary.BigEndian.Uint64(b)
+	if s.M > 0 {
+		return int(v%uint64(s.M)) == s.N-1
+	}
+	return (v^s.seed)%100 < uint64(s.Percent)
+}
+
+// FsckOptions say what Fsck checks.
+type FsckOptions struct {
+	// Remote checks that remote (its metadata, fetched now, and its
+	// bucket) instead of this home.
+	Remote string
+	// ReadData re-hashes the content of the blobs in Subset; otherwise
+	// only existence and sizes are checked.
+	ReadData bool
+	Subset   Subset
+	// Repair removes corrupt local copies (fetched again from the bucket
+	// when next read) and leftover temporary files, and rebuilds the index
+	// from the files. Not with Remote.
+	Repair   bool
+	Progress Progress
+}
+
+// FsckResult is what Fsck checked and found.
+type FsckResult struct {
+	Target        string    `json:"target"` // "home" or "remote <name>"
+	Commit        string    `json:"commit"`
+	Tags          int       `json:"tags"`
+	Manifests     int       `json:"manifests"` // kept by digest
+	Blobs         int       `json:"blobs"`     // distinct blobs named
+	Checked       int       `json:"blobs_checked"`
+	LocalFiles    int       `json:"local_files"`
+	ReadData      string    `json:"read_data,omitempty"` // the subset re-hashed
+	BytesVerified int64     `json:"bytes_verified"`
+	Problems      []Problem `json:"problems"`
+	Repaired      int       `json:"repaired"`
+	IndexRebuilt  bool      `json:"index_rebuilt,omitempty"`
+}
+
+// Damaged counts the problems that are not leftovers or were not repaired.
+func (res *FsckResult) Damaged() int {
+	n := 0
+	for _, p := range res.Problems {
+		if !p.Leftover() && !p.Repaired {
+			n++
+		}
+	}
+	return n
+}
+
+// tempGrace: a temporary file written to within this long may belong to a
+// write in progress, so --repair leaves it.
+const tempGrace = 10 * time.Minute
+
+// blobUse is a blob named by the metadata: its size and who names it.
+type blobUse struct {
+	size  int64
+	refs  []string
+	sizes []int64 // other sizes it is named with, if any
+}
+
+// Fsck checks the metadata (every manifest parses, every name is valid,
+// every blob named exists in the registry's store with the right size) and,
+// with ReadData, the content of the blobs. It returns an error only when it
+// could not check; what it found is in the result.
+func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, error) {
+	res := &FsckResult{Target: "home", Problems: []Problem{}}
+	if opts.ReadData {
+		res.ReadData = opts.Subset.String()
+	}
+	var commit plumbing.Hash
+	var remoteBucket *cas.Bucket
+	var err error
+	if opts.Remote != "" {
+		if opts.Repair {
+			return nil, fmt.Errorf("--repair mends this home only, not a remote: %w", opm.ErrInvalid)
+		}
+		rm, err := r.Remote(opts.Remote)
+		if err != nil {
+			return nil, err
+		}
+		res.Target = "remote " + rm.Name
+		if remoteBucket, err = cas.OpenBucket(ctx, rm.Blobs); err != nil {
+			return nil, fmt.Errorf("remote %s: bucket %s: %w", rm.Name, rm.Blobs, err)
+		}
+		defer remoteBucket.Close()
+		if commit, err = FetchMain(ctx, r.MetaDir(), rm.URL, TrackingRef(rm.Name)); err != nil {
+			return nil, err
+		}
+	} else if commit, err = r.Meta.Head(); err != nil {
+		return nil, err
+	}
+	res.Commit = commit.String()
+	s, err := r.Meta.Snapshot(commit)
+	if err != nil {
+		return nil, err
+	}
+
+	// The metadata: names, manifests, and the blobs they name.
+	blobs := map[digest.Digest]*blobUse{}
+	type indexRef struct {
+		ref   string
+		child digest.Digest
+	}
+	var indexes []indexRef
+	present := map[string]bool{} // repo path + "@" + digest of every manifest
+	err = WalkManifests(ctx, s, func(m *StoredManifest) error {
+		if strings.Contains(m.Ref, "@") {
+			res.Manifests++
+		} else {
+			res.Tags++
+		}
+		present[m.Repo.Path()+"@"+m.Digest.String()] = true
+		if m.Err != nil {
+			res.Problems = append(res.Problems, Problem{Kind: ProblemBadManifest, Path: m.Path, Where: "metadata", Tags: []string{m.Ref}, Detail: oneLine(m.Err)})
+			return nil
+		}
+		for _, b := range m.Blobs() {
+			u := blobs[b.Digest]
+			if u == nil {
+				u = &blobUse{size: b.Size}
+				blobs[b.Digest] = u
+			} else if b.Size != u.size && !slices.Contains(u.sizes, b.Size) {
+				u.sizes = append(u.sizes, b.Size)
+			}
+			u.refs = append(u.refs, m.Ref)
+		}
+		for _, c := range m.Manifest.Manifests {
+			indexes = append(indexes, indexRef{ref: m.Ref, child: c.Digest})
+		}
+		return nil
+	}, func(o Oddity) error {
+		res.Problems = append(res.Problems, Problem{Kind: ProblemBadName, Path: o.Path, Where: "metadata", Detail: o.Detail})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, ix := range indexes {
+		repo, _, _ := strings.Cut(ix.ref, ":")
+		repo, _, _ = strings.Cut(repo, "@")
+		if !present[repo+"@"+ix.child.String()] {
+			res.Problems = append(res.Problems, Problem{Kind: ProblemMissingManifest, Digest: ix.child, Where: "metadata", Tags: []string{ix.ref},
+				Detail: "the index names a manifest " + repo + " does not keep"})
+		}
+	}
+	res.Blobs = len(blobs)
+
+	// The blobs: in the registry's copy (the bucket, else the local
+	// store) and, for a home, its local copies.
+	var bucket *cas.Bucket
+	local := r.Local
+	switch {
+	case remoteBucket != nil:
+		bucket, local = remoteBucket, nil
+	case r.Bucket != nil:
+		bucket = r.Bucket
+	}
+	order := make([]digest.Digest, 0, len(blobs))
+	var total int64
+	for d, u := range blobs {
+		order = append(order, d)
+		if opts.ReadData && opts.Subset.Has(d) {
+			total += u.size
+		}
+	}
+	slices.Sort(order)
+	if opts.Progress != nil {
+		opts.Progress.Start(len(order), total)
+		defer opts.Progress.Done()
+	}
+	var mu sync.Mutex
+	found := func(p Problem) {
+		mu.Lock()
+		res.Problems = append(res.Problems, p)
+		mu.Unlock()
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4 * runtime.GOMAXPROCS(0))
+	for _, d := range order {
+		u := blobs[d]
+		g.Go(func() error {
+			n, err := r.checkBlob(gctx, d, u, bucket, local, opts, found)
+			mu.Lock()
+			res.Checked++
+			res.BytesVerified += n
+			mu.Unlock()
+			if opts.Progress != nil && n > 0 {
+				opts.Progress.Add(n)
+			}
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+
+	if local != nil {
+		if err := r.checkLocal(ctx, blobs, opts, res, found); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortStableFunc(res.Problems, func(a, b Problem) int {
+		return strings.Compare(a.Kind+a.Path+string(a.Digest), b.Kind+b.Path+string(b.Digest))
+	})
+	for _, p := range res.Problems {
+		if p.Repaired {
+			res.Repaired++
+		}
+	}
+	return res, nil
+}
+
+// checkBlob checks one named blob: in the registry's copy and in the local
+// store of a home with a bucket. It returns the bytes it re-hashed. Only a
+// failure to check (not a problem found) is an error.
+func (r *Registry) checkBlob(ctx context.Context, d digest.Digest, u *blobUse, bucket *cas.Bucket, local *cas.Local, opts FsckOptions, found func(Problem)) (int64, error) {
+	refs := slices.Compact(slices.Sorted(slices.Values(u.refs)))
+	problem := func(kind, where, detail string) Problem {
+		return Problem{Kind: kind, Digest: d, Where: where, Tags: refs, Detail: detail}
+	}
+	if len(u.sizes) > 0 {
+		found(problem(ProblemSizeMismatch, "metadata", fmt.Sprintf("named with sizes %d and %v", u.size, u.sizes)))
+	}
+	hash := opts.ReadData && opts.Subset.Has(d)
+	var verified int64
+
+	// The registry's copy.
+	where := "local"
+	stat := func() (int64, error) { return local.Stat(ctx, d) }
+	verify := func() (int64, error) { return local.Verify(ctx, d) }
+	if bucket != nil {
+		where = "bucket"
+		stat = func() (int64, error) { return bucket.Stat(ctx, d) }
+		verify = func() (int64, error) { return bucket.Verify(ctx, d) }
+	}
+	var p Problem
+	size, err := stat()
+	switch {
+	case errors.Is(err, opm.ErrNotFound):
+		found(problem(ProblemMissingBlob, where, "not in the "+where+" store"))
+		return 0, nil
+	case err != nil:
+		return 0, err
+	case size != u.size:
+		p = problem(ProblemSizeMismatch, where, fmt.Sprintf("%d bytes stored, %d named", size, u.size))
+	case hash:
+		n, err := verify()
+		verified += n
+		switch {
+		case errors.Is(err, opm.ErrIntegrity):
+			p = problem(ProblemCorruptBlob, where, oneLine(err))
+		case err != nil:
+			return verified, err
+		}
+	}
+	if p.Kind == "" {
+		return verified, nil
+	}
+	if opts.Repair && bucket == nil {
+		// The local store is the only copy, and this one is wrong: it can
+		// only be removed (readers already get an error for it).
+		if err := local.Delete(ctx, d); err != nil && !errors.Is(err, opm.ErrNotFound) {
+			return verified, err
+		}
+		p.Detail += "; removed (no bucket holds another copy: push the files again)"
+	}
+	found(p)
+	return verified, nil
+}
+
+// checkLocal checks the files of the local store of a home that has a
+// bucket (the copies) or not (the only copies, already checked as the
+// registry's copy): sizes of named blobs, contents with ReadData, leftover
+// temporary files; with Repair it removes what is corrupt and leftover and
+// rebuilds the index.
+func (r *Registry) checkLocal(ctx context.Context, named map[digest.Digest]*blobUse, opts FsckOptions, res *FsckResult, found func(Problem)) error {
+	only := r.Bucket == nil // the local store is the registry's copy
+	var files []cas.BlobInfo
+	err := r.Local.Walk(func(d digest.Digest, size int64) error {
+		files = append(files, cas.BlobInfo{Digest: d, Size: size})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	res.LocalFiles = len(files)
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for _, f := range files {
+		u := named[f.Digest]
+		hash := opts.ReadData && opts.Subset.Has(f.Digest)
+		if only && u != nil {
+			continue // checked above as the registry's copy
+		}
+		g.Go(func() error {
+			var refs []string
+			if u != nil {
+				refs = slices.Compact(slices.Sorted(slices.Values(u.refs)))
+			}
+			p := Problem{Digest: f.Digest, Path: r.Local.Path(f.Digest), Where: "local", Tags: refs}
+			switch {
+			case u != nil && f.Size != u.size:
+				p.Kind, p.Detail = ProblemSizeMismatch, fmt.Sprintf("local copy has %d bytes, %d named", f.Size, u.size)
+			case hash:
+				n, err := r.Local.Verify(gctx, f.Digest)
+				mu.Lock()
+				res.BytesVerified += n
+				mu.Unlock()
+				if errors.Is(err, opm.ErrNotFound) {
+					return nil // evicted meanwhile
+				}
+				if !errors.Is(err, opm.ErrIntegrity) {
+					return err
+				}
+				p.Kind, p.Detail = ProblemCorruptBlob, oneLine(err)
+			default:
+				return nil
+			}
+			if opts.Repair {
+				if err := r.Local.Delete(gctx, f.Digest); err != nil && !errors.Is(err, opm.ErrNotFound) {
+					return err
+				}
+				// Fixed when the bucket has the blob (it is fetched again) or
+				// nothing names it; otherwise its content is lost.
+				p.Repaired = !only || u == nil
+				p.Detail += "; removed"
+				if only && u != nil {
+					p.Detail += " (no bucket holds another copy: push the files again)"
+				}
+			}
+			found(p)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	temps, err := r.Local.TempFiles()
+	if err != nil {
+		return err
+	}
+	cutoff := r.Now().Add(-tempGrace)
+	for _, t := range temps {
+		p := Problem{Kind: ProblemTempFile, Path: t.Path, Where: "local",
+			Detail: fmt.Sprintf("temporary file of %d bytes, last written %s", t.Size, t.ModTime.UTC().Format(time.RFC3339))}
+		if opts.Repair {
+			removed, err := r.Local.RemoveTemp(t, cutoff)
+			if err != nil {
+				return err
+			}
+			if removed {
+				p.Repaired, p.Detail = true, p.Detail+"; removed"
+			} else {
+				p.Detail += fmt.Sprintf("; kept (written in the last %s: a write may be in progress)", tempGrace)
+			}
+		}
+		found(p)
+	}
+	if opts.Repair {
+		idx, err := r.Index()
+		if err != nil {
+			return err
+		}
+		if err := idx.Rebuild(r.Local); err != nil {
+			return err
+		}
+		res.IndexRebuilt = true
+	}
+	return nil
+}
+
+// oneLine flattens an error for a report.
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }

@@ -1,0 +1,365 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/cas"
+	"github.com/openpm/opm/gitmeta"
+)
+
+// Defaults of opm gc.
+const (
+	DefaultGCGrace = time.Hour
+	DefaultGCKeep  = 7 * 24 * time.Hour
+)
+
+// GCOptions say what GC collects.
+type GCOptions struct {
+	// Remote collects that remote's bucket instead of this home's store.
+	Remote string
+	DryRun bool
+	// Grace: a blob written less than this long ago is never removed (a
+	// push may be about to name it).
+	Grace time.Duration
+	// Keep: blobs named by a manifest that a commit of this period replaced
+	// or removed are kept (so recent history still pulls).
+	Keep     time.Duration
+	Progress Progress
+}
+
+// GCBlob is a blob GC removed (or would remove, with DryRun).
+type GCBlob struct {
+	Digest  digest.Digest `json:"digest"`
+	Size    int64         `json:"size"`
+	Written time.Time     `json:"written"`
+}
+
+// GCResult says what GC did.
+type GCResult struct {
+	Store      string   `json:"store"`   // "bucket <url>" or "local store"
+	Heads      []string `json:"heads"`   // the metadata heads whose blobs are live
+	Live       int      `json:"live"`    // distinct blobs named (head and kept history)
+	Scanned    int      `json:"scanned"` // blobs in the store
+	Young      int      `json:"young"`   // unnamed, but inside the grace period
+	Removed    []GCBlob `json:"removed"`
+	BytesFreed int64    `json:"bytes_freed"`
+	DryRun     bool     `json:"dry_run,omitempty"`
+}
+
+// GC removes from the registry's store (its bucket, or the local store of a
+// home without one) the blobs that no manifest names — neither at the head
+// of any metadata using that store nor in a version replaced or removed by
+// a commit of the last Keep — and that were written more than Grace ago.
+//
+// Every metadata this home knows that uses the store is consulted: this
+// home's main when the store is its own, and the main of every remote whose
+// bucket it is (fetched now; a remote that cannot be fetched stops GC). A
+// manifest that does not parse stops GC too: what it names is unknown.
+// After listing the store, the heads are read again and the blobs of
+// anything committed meanwhile are spared.
+func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
+	if opts.Grace < 0 || opts.Keep < 0 {
+		return nil, fmt.Errorf("gc: --grace and --keep cannot be negative: %w", opm.ErrInvalid)
+	}
+	res := &GCResult{Removed: []GCBlob{}, DryRun: opts.DryRun}
+	url, _, err := r.blobsURL()
+	if err != nil {
+		return nil, err
+	}
+	bucket, own := r.Bucket, true
+	if opts.Remote != "" {
+		rm, err := r.Remote(opts.Remote)
+		if err != nil {
+			return nil, err
+		}
+		if rm.Blobs != url || r.Bucket == nil {
+			if bucket, err = cas.OpenBucket(ctx, rm.Blobs); err != nil {
+				return nil, fmt.Errorf("remote %s: bucket %s: %w", rm.Name, rm.Blobs, err)
+			}
+			defer bucket.Close()
+			url, own = rm.Blobs, false
+		}
+	}
+	if bucket != nil {
+		res.Store = "bucket " + url
+	} else {
+		res.Store = "local store " + r.BlobDir()
+	}
+
+	heads, err := r.storeHeads(ctx, url, own)
+	if err != nil {
+		return nil, err
+	}
+	// The two tiny blobs every push stores locally (the empty config and
+	// the empty file) are always kept.
+	live := map[digest.Digest]bool{opm.EmptyDigest: true, opm.EmptyFileDigest: true}
+	cutoff := r.Now().Add(-opts.Keep)
+	for _, h := range heads {
+		res.Heads = append(res.Heads, h.name+"@"+h.commit.String())
+		if err := r.liveAt(ctx, h.commit, live); err != nil {
+			return nil, err
+		}
+		if opts.Keep > 0 {
+			if err := r.liveInHistory(ctx, h.commit, cutoff, live); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	// Candidates: what the store holds that nothing names.
+	var garbage []GCBlob
+	young := r.Now().Add(-opts.Grace)
+	consider := func(b cas.BlobInfo) error {
+		res.Scanned++
+		switch {
+		case live[b.Digest]:
+		case b.ModTime.After(young):
+			res.Young++
+		default:
+			garbage = append(garbage, GCBlob{Digest: b.Digest, Size: b.Size, Written: b.ModTime})
+		}
+		return ctx.Err()
+	}
+	if bucket != nil {
+		err = bucket.List(ctx, consider)
+	} else {
+		err = r.Local.Walk(func(d digest.Digest, _ int64) error {
+			info, err := r.Local.Info(d)
+			if errors.Is(err, opm.ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			return consider(info)
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	// Whatever was committed while the store was listed is live too.
+	again, err := r.storeHeads(ctx, url, own)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range again {
+		if err := r.liveSince(ctx, heads, h, live); err != nil {
+			return nil, err
+		}
+	}
+	garbage = slices.DeleteFunc(garbage, func(b GCBlob) bool { return live[b.Digest] })
+	res.Live = len(live)
+
+	var total int64
+	for _, b := range garbage {
+		total += b.Size
+	}
+	if opts.Progress != nil && !opts.DryRun {
+		opts.Progress.Start(len(garbage), total)
+		defer opts.Progress.Done()
+	}
+	for _, b := range garbage {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		if !opts.DryRun {
+			removed, err := r.collect(ctx, bucket, own, b, young)
+			if err != nil {
+				return res, err
+			}
+			if !removed {
+				res.Young++
+				continue
+			}
+			if opts.Progress != nil {
+				opts.Progress.Add(b.Size)
+			}
+		}
+		res.Removed = append(res.Removed, b)
+		res.BytesFreed += b.Size
+	}
+	return res, nil
+}
+
+// collect removes one unnamed blob from the store (and, for this home's own
+// bucket, its local copy). A local-only blob rewritten or reused since it
+// was listed (its time moved past young) is kept.
+func (r *Registry) collect(ctx context.Context, bucket *cas.Bucket, own bool, b GCBlob, young time.Time) (bool, error) {
+	if bucket == nil {
+		info, err := r.Local.Info(b.Digest)
+		if errors.Is(err, opm.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if info.ModTime.After(young) {
+			return false, nil
+		}
+	} else if err := bucket.Delete(ctx, b.Digest); err != nil && !errors.Is(err, opm.ErrNotFound) {
+		return false, err
+	}
+	if bucket == nil || own {
+		if err := r.Local.Delete(ctx, b.Digest); err != nil && !errors.Is(err, opm.ErrNotFound) {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// namedHead is a metadata head that uses the store being collected.
+type namedHead struct {
+	name   string // "main" or a remote's name
+	commit plumbing.Hash
+}
+
+// storeHeads returns the heads of every metadata this home knows that keeps
+// its blobs in the store at url ("" is the local store of a home without a
+// bucket): this home's main if the store is its own, and the freshly fetched
+// main of every remote whose bucket it is.
+func (r *Registry) storeHeads(ctx context.Context, url string, own bool) ([]namedHead, error) {
+	var out []namedHead
+	if own {
+		h, err := r.Meta.Head()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, namedHead{name: "main", commit: h})
+	}
+	if url == "" {
+		return out, nil
+	}
+	remotes, err := r.Remotes()
+	if err != nil {
+		return nil, err
+	}
+	for _, rm := range remotes {
+		if rm.Blobs != url || rm.URL == "" {
+			continue
+		}
+		h, err := FetchMain(ctx, r.MetaDir(), rm.URL, TrackingRef(rm.Name))
+		if err != nil {
+			return nil, fmt.Errorf("gc: remote %s uses this bucket but its metadata cannot be read, so what it names is unknown: %w", rm.Name, err)
+		}
+		out = append(out, namedHead{name: rm.Name, commit: h})
+	}
+	return out, nil
+}
+
+// liveAt marks the blobs of every manifest at commit.
+func (r *Registry) liveAt(ctx context.Context, commit plumbing.Hash, live map[digest.Digest]bool) error {
+	s, err := r.Meta.Snapshot(commit)
+	if err != nil {
+		return err
+	}
+	return WalkManifests(ctx, s, func(m *StoredManifest) error {
+		return markLive(m.Ref, m.Manifest, m.Err, live)
+	}, nil)
+}
+
+// liveInHistory marks the blobs of the manifest versions that commits newer
+// than cutoff replaced or removed: each was live at some moment of the kept
+// period. The walk goes back along first parents until the first older
+// commit.
+func (r *Registry) liveInHistory(ctx context.Context, head plumbing.Hash, cutoff time.Time, live map[digest.Digest]bool) error {
+	from := head
+	for !from.IsZero() {
+		page, err := r.Meta.Log(ctx, from, "", 256)
+		if err != nil {
+			return err
+		}
+		for _, e := range page {
+			if e.When.Before(cutoff) {
+				return nil
+			}
+			if err := r.markChanged(ctx, e.Parent, e.Commit, true, live); err != nil {
+				return err
+			}
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		from = page[len(page)-1].Parent
+	}
+	return nil
+}
+
+// liveSince marks the blobs of the manifests set between the head of the
+// same name in before and now.
+func (r *Registry) liveSince(ctx context.Context, before []namedHead, now namedHead, live map[digest.Digest]bool) error {
+	var old plumbing.Hash
+	for _, h := range before {
+		if h.name == now.name {
+			old = h.commit
+		}
+	}
+	if old == now.commit {
+		return nil
+	}
+	return r.markChanged(ctx, old, now.commit, false, live)
+}
+
+// markChanged marks the blobs of the manifest files that differ from commit
+// a to commit b: their versions at a (replaced or removed by b) when
+// previous, else their versions at b.
+func (r *Registry) markChanged(ctx context.Context, a, b plumbing.Hash, previous bool, live map[digest.Digest]bool) error {
+	diff, err := r.Meta.Diff(a, b)
+	if err != nil {
+		return err
+	}
+	at, h := b, func(d gitmeta.DiffEntry) plumbing.Hash { return d.New }
+	if previous {
+		at, h = a, func(d gitmeta.DiffEntry) plumbing.Hash { return d.Old }
+	}
+	s, err := r.Meta.Snapshot(at)
+	if err != nil {
+		return err
+	}
+	for _, d := range diff {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if h(d).IsZero() || !isManifestPath(d.Path) {
+			continue
+		}
+		body, err := s.ReadFile(d.Path)
+		if err != nil {
+			return err
+		}
+		m, perr := opm.ParseAnyManifest(body, "")
+		if err := markLive(d.Path+" at "+at.String()[:12], m, perr, live); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// markLive marks the blobs a manifest names; a manifest that does not parse
+// stops GC.
+func markLive(what string, m *opm.AnyManifest, perr error, live map[digest.Digest]bool) error {
+	if perr != nil {
+		return fmt.Errorf("gc: %s does not parse, so the blobs it names are unknown; nothing was removed (see opm fsck): %w", what, perr)
+	}
+	sm := StoredManifest{Manifest: m}
+	for _, b := range sm.Blobs() {
+		live[b.Digest] = true
+	}
+	return nil
+}
+
+// isManifestPath reports whether a metadata path is a tag file or a
+// manifest kept by digest (ns/project/repo/manifests/<hex>.json).
+func isManifestPath(p string) bool {
+	parts := strings.Split(p, "/")
+	return len(parts) == 5 && (parts[3] == "tags" || parts[3] == "manifests") && strings.HasSuffix(parts[4], ".json")
+}
