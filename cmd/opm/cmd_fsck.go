@@ -14,7 +14,7 @@ func fsckCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "fsck",
 		Usage:     "check the registry: metadata, blobs, and with --read-data their content",
-		ArgsUsage: " ",
+		ArgsUsage: "[--read-data[=PERCENT|N/M]] [--repair] [--remote NAME]",
 		Description: `Checks that every tag and manifest of the metadata parses and sits under a
 valid name, that every blob a manifest names is in the registry's store (the
 bucket, or the local store of a home without one) with the size the manifest
@@ -50,6 +50,9 @@ Example:
 			jsonFlag,
 		},
 		Action: func(c *cli.Context) error {
+			if c.NArg() == 1 && readData.set && readData.value == "" {
+				return usagef("--read-data takes its value after '=': --read-data=%s", c.Args().First())
+			}
 			if err := needArgs(c, 0, 0); err != nil {
 				return err
 			}

@@ -15,7 +15,7 @@ func gcCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "gc",
 		Usage:     "remove blobs that no tag names any more, giving space back",
-		ArgsUsage: " ",
+		ArgsUsage: "[--dry-run] [--grace DURATION] [--keep DURATION] [--remote NAME]",
 		Description: `Removes from the registry's store — its bucket, or the local store of a home
 without one — every blob that no manifest names: not at the head of this
 home's metadata, not at the head of any remote whose bucket it is (fetched
