@@ -18,9 +18,16 @@ import (
 // at the same time, verified, stored, and then served from the local file.
 // Bytes that fail verification are never stored: the callers waiting for
 // that download get an opm.ErrIntegrity error and a later call tries again.
+//
+// A download that fails transiently (the remote cannot be reached, its body
+// is cut short) or whose bytes fail verification is started again from the
+// beginning, as Retry says; the staged bytes of a failed try are discarded.
 type Cache struct {
 	local  *Local
 	remote Store
+	// Retry is the policy for downloads: the bucket's when remote is a
+	// *Bucket, else NoRetry. Change it before the cache is used.
+	Retry Retry
 
 	mu       sync.Mutex
 	inflight map[digest.Digest]*download
@@ -36,7 +43,11 @@ var _ Store = (*Cache)(nil)
 
 // NewCache returns a Cache of remote in local. Close closes both.
 func NewCache(local *Local, remote Store) *Cache {
-	return &Cache{local: local, remote: remote, inflight: make(map[digest.Digest]*download)}
+	p := NoRetry
+	if b, ok := remote.(*Bucket); ok {
+		p = b.Retry
+	}
+	return &Cache{local: local, remote: remote, Retry: p, inflight: make(map[digest.Digest]*download)}
 }
 
 // Local returns the local store the cache fills.
@@ -88,35 +99,89 @@ func (c *Cache) Fetch(ctx context.Context, d digest.Digest) error {
 	}
 }
 
-// download copies the blob from remote into the local store. The local store
-// verifies the digest before the blob becomes visible.
+// download copies the blob from remote into the local store, trying again
+// as c.Retry allows. The local store verifies the digest before the blob
+// becomes visible.
 func (c *Cache) download(ctx context.Context, d digest.Digest) error {
 	if c.local.idx != nil {
 		if err := c.local.idx.MarkFetching(d); err != nil {
 			slog.Warn("blob index: mark fetching failed", "digest", d, "err", err)
 		}
 	}
-	err := c.fetchRemote(ctx, d)
+	n, err := c.Retry.do(ctx, d, "fetch", retryableFetch, func() error { return c.fetchRemote(ctx, d) })
 	if err != nil {
 		c.local.forget(d)
 		if errors.Is(err, opm.ErrIntegrity) {
-			slog.Warn("blob cache: remote blob failed verification", "digest", d, "err", err)
+			slog.Warn("blob cache: remote blob failed verification", "digest", d, "attempts", n, "err", err)
+		}
+		if n > 1 {
+			err = fmt.Errorf("blob %s: fetch from bucket failed after %d attempts: %w", d, n, err)
 		}
 	}
 	return err
 }
 
+// retryableFetch: bytes that failed verification, or a transient failure
+// of the remote (not of the local store, not a blob the remote lacks).
+func retryableFetch(err error) bool {
+	var re *remoteError
+	return errors.Is(err, opm.ErrIntegrity) || errors.As(err, &re) && transient(re.err)
+}
+
+// remoteError is a failure of the remote, opening the blob or reading it,
+// as opposed to one of the local store.
+type remoteError struct{ err error }
+
+func (e *remoteError) Error() string { return e.err.Error() }
+func (e *remoteError) Unwrap() error { return e.err }
+
+// errRemoteRead stands in, for the local store, for an error of the remote
+// reader, so that the store does not take a body cut short (an
+// io.ErrUnexpectedEOF) for its end; fetchRemote returns the real one.
+var errRemoteRead = errors.New("reading the remote failed")
+
+// remoteReader keeps the first error of the remote's reader.
+type remoteReader struct {
+	r   io.Reader
+	err error
+}
+
+func (r *remoteReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+		return n, errRemoteRead
+	}
+	return n, err
+}
+
+// fetchRemote makes one try: open, stage while verifying, commit.
 func (c *Cache) fetchRemote(ctx context.Context, d digest.Digest) error {
-	rc, err := c.remote.Open(ctx, d)
+	rc, err := c.openRemote(ctx, d)
 	if err != nil {
-		return err
+		return &remoteError{err}
 	}
 	defer rc.Close()
-	s, err := c.local.stage(ctx, rc, d, -1)
+	rr := &remoteReader{r: rc}
+	s, err := c.local.stage(ctx, rr, d, -1)
+	if rr.err != nil {
+		return &remoteError{rr.err}
+	}
 	if err != nil {
 		return err
 	}
 	return c.local.commit(s)
+}
+
+// openRemote opens the blob at the remote with a single try when the remote
+// retries by itself (a Bucket): download retries the whole fetch instead.
+func (c *Cache) openRemote(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
+	if b, ok := c.remote.(interface {
+		openOnce(context.Context, digest.Digest) (io.ReadCloser, error)
+	}); ok {
+		return b.openOnce(ctx, d)
+	}
+	return c.remote.Open(ctx, d)
 }
 
 // Stat asks the local store, then the remote.

@@ -1,0 +1,149 @@
+package cas
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"gocloud.dev/gcerrors"
+
+	"github.com/openpm/opm"
+)
+
+// Retry is a bounded retry policy: at most Attempts tries, waiting Base
+// after the first failure, twice as long after each next one up to Max, each
+// wait jittered (between half and all of it). Only transient failures are
+// tried again (see transient); a cancelled context stops at once.
+//
+// A Bucket retries its calls with its Retry, and a Cache retries a whole
+// download (open, read, verify) with the Retry of its bucket, so a request
+// is sent at most Attempts times per call. The S3 SDK under an s3:// bucket
+// retries each HTTP request by itself too (3 tries; AWS_MAX_ATTEMPTS sets
+// it), inside each of these attempts.
+type Retry struct {
+	Attempts int           // tries in all, the first one included; < 1 means 1
+	Base     time.Duration // wait after the first failure
+	Max      time.Duration // longest wait
+}
+
+// Default retry policy, overridden by the environment (for tests and
+// operators): OPM_RETRY_ATTEMPTS (a count), OPM_RETRY_BASE and OPM_RETRY_MAX
+// (Go durations such as 1ms or 2s).
+const (
+	DefaultRetryAttempts = 5
+	DefaultRetryBase     = 50 * time.Millisecond
+	DefaultRetryMax      = 2 * time.Second
+)
+
+// DefaultRetry returns the default policy, with the environment's
+// overrides. Malformed values are ignored.
+func DefaultRetry() Retry {
+	p := Retry{Attempts: DefaultRetryAttempts, Base: DefaultRetryBase, Max: DefaultRetryMax}
+	if n, err := strconv.Atoi(os.Getenv("OPM_RETRY_ATTEMPTS")); err == nil && n >= 1 {
+		p.Attempts = n
+	}
+	if d, err := time.ParseDuration(os.Getenv("OPM_RETRY_BASE")); err == nil && d >= 0 {
+		p.Base = d
+	}
+	if d, err := time.ParseDuration(os.Getenv("OPM_RETRY_MAX")); err == nil && d >= 0 {
+		p.Max = d
+	}
+	return p
+}
+
+// NoRetry tries once.
+var NoRetry = Retry{Attempts: 1}
+
+// wait returns the jittered pause after the attempt-th failure (1-based).
+func (p Retry) wait(attempt int) time.Duration {
+	d := p.Base
+	for i := 1; i < attempt && d < p.Max; i++ {
+		d *= 2
+	}
+	d = min(d, p.Max)
+	if d <= 0 {
+		return 0
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// do runs fn until it succeeds, fails with an error retryable does not
+// accept, the context is done, or p.Attempts tries have failed. It returns
+// fn's last error and how many tries were made. Each retry is logged with
+// the digest, the operation and the cause.
+func (p Retry) do(ctx context.Context, d digest.Digest, op string, retryable func(error) bool, fn func() error) (int, error) {
+	attempts := max(p.Attempts, 1)
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil || attempt >= attempts || ctx.Err() != nil || !retryable(err) {
+			return attempt, err
+		}
+		wait := p.wait(attempt)
+		slog.Warn("bucket: retrying", "op", op, "digest", d, "attempt", attempt, "of", attempts, "wait", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return attempt, err
+		case <-t.C:
+		}
+	}
+}
+
+// transient reports whether an error of a bucket call may go away if the
+// call is made again: a network error, a connection cut or reset, a body
+// cut short, an HTTP 5xx (or 429, 408) from the server, or one of gocloud's
+// codes Unknown, Internal, ResourceExhausted and DeadlineExceeded. Not
+// transient: absent (NotFound), refused (InvalidArgument, PermissionDenied,
+// FailedPrecondition, …), and the caller's own cancellation (the caller
+// checks its context).
+func transient(err error) bool {
+	switch {
+	case err == nil,
+		errors.Is(err, context.Canceled),
+		errors.Is(err, opm.ErrNotFound),
+		errors.Is(err, opm.ErrInvalid),
+		errors.Is(err, opm.ErrIntegrity):
+		return false
+	}
+	code := gcerrors.Code(err)
+	switch code {
+	case gcerrors.NotFound, gcerrors.AlreadyExists, gcerrors.InvalidArgument, gcerrors.PermissionDenied,
+		gcerrors.FailedPrecondition, gcerrors.Unimplemented, gcerrors.Canceled:
+		return false
+	}
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.ECONNABORTED),
+		errors.Is(err, syscall.EPIPE),
+		errors.Is(err, syscall.ETIMEDOUT):
+		return true
+	}
+	var status interface{ HTTPStatusCode() int } // the AWS SDK's response errors
+	if errors.As(err, &status) {
+		c := status.HTTPStatusCode()
+		return c >= 500 || c == 429 || c == 408
+	}
+	// Network errors. (Not any net.Error: a syscall.Errno is one too.)
+	var opErr *net.OpError
+	var urlErr *url.Error
+	if errors.As(err, &opErr) || errors.As(err, &urlErr) {
+		return true
+	}
+	switch code {
+	case gcerrors.Unknown, gcerrors.Internal, gcerrors.ResourceExhausted, gcerrors.DeadlineExceeded:
+		return true
+	}
+	return false
+}

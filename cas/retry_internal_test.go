@@ -1,0 +1,57 @@
+package cas
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	"gocloud.dev/gcerrors"
+
+	"github.com/openpm/opm"
+)
+
+func TestTransient(t *testing.T) {
+	ctx := context.Background()
+	b, err := OpenBucket(ctx, "mem://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	_, missing := b.b.Attributes(ctx, "nope") // a gocloud NotFound
+	if gcerrors.Code(missing) != gcerrors.NotFound {
+		t.Fatalf("setup: %v", missing)
+	}
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{missing, false},
+		{fmt.Errorf("x: %w", opm.ErrNotFound), false},
+		{fmt.Errorf("x: %w", opm.ErrIntegrity), false},
+		{context.Canceled, false},
+		{fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true},
+		{&net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, true},
+		{errors.New("something odd"), true}, // gcerrors.Unknown
+		{context.DeadlineExceeded, true},     // a request's own timeout; the caller checks its context
+	} {
+		if got := transient(c.err); got != c.want {
+			t.Errorf("transient(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
+func TestRetryWait(t *testing.T) {
+	p := Retry{Attempts: 5, Base: 50 * time.Millisecond, Max: 2 * time.Second}
+	for attempt, max := range map[int]time.Duration{1: 50 * time.Millisecond, 2: 100 * time.Millisecond, 3: 200 * time.Millisecond, 10: 2 * time.Second} {
+		for range 100 {
+			if w := p.wait(attempt); w < max/2 || w > max {
+				t.Fatalf("wait after attempt %d: %v, want between %v and %v", attempt, w, max/2, max)
+			}
+		}
+	}
+}

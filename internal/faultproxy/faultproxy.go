@@ -1,0 +1,312 @@
+// Package faultproxy is an HTTP reverse proxy on loopback that injects
+// faults between a client and a server: in opm's tests, between the S3 SDK
+// under an s3:// bucket and gofakes3.
+//
+// Start one in front of a server, point the client at its URL, and change
+// what goes wrong while the test runs:
+//
+//	p, url := faultproxy.StartS3(t)      // gofakes3 behind a proxy; url is an s3:// bucket URL
+//	… push through url with no faults …
+//	p.Set(faultproxy.Plan{Error: 0.2, Truncate: 0.1, Corrupt: 0.1, Prefix: "blobs/", Seed: 1})
+//	… read: retries must hide the faults, or fail clearly …
+//	p.Off()
+//	s := p.Stats()                       // requests and faults injected, by kind
+//
+// A request the plan picks gets at most one fault:
+//
+//   - Error: answered 500 or 503 with an S3-style XML error body, without
+//     reaching the server;
+//   - Truncate (GET of an object only): the server's status, headers and
+//     Content-Length, then part of the body, then the connection is cut;
+//   - Corrupt (GET of an object only): the server's response with bytes of
+//     the body flipped, same length.
+//
+// Delay is added to every request the plan covers. Decisions come from a
+// random source seeded by Plan.Seed, so a test that sends its requests in a
+// fixed order sees the same faults every run. Bodies of faulted GETs are
+// held in memory: the proxy is for test-sized objects.
+package faultproxy
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Plan says which faults to inject. The zero Plan injects none.
+type Plan struct {
+	// Chances, each between 0 and 1, that a request covered by the plan
+	// gets each fault; one draw decides, so their sum should be at most 1.
+	// Truncate and Corrupt apply to GETs of objects; for other requests
+	// the draw that picks them passes the request through unharmed.
+	Error, Truncate, Corrupt float64
+	// Delay is added before every covered request is answered.
+	Delay time.Duration
+	// Prefix, if set, limits the plan to objects whose key (the path after
+	// the bucket, in path-style URLs) starts with it, e.g. "blobs/".
+	Prefix string
+	// Every, if above 1, limits the plan to every Every-th covered request
+	// (the Every-th, the 2×Every-th, …); with a chance of 1 that is a fault
+	// on every Every-th request.
+	Every int
+	// Limit, if above 0, stops injecting after that many faults: "fail
+	// three times, then work".
+	Limit int
+	// Seed seeds the random source, reset by every Set.
+	Seed uint64
+}
+
+// Stats counts what the proxy saw and did since it started.
+type Stats struct {
+	Requests  int64 // every request received
+	Covered   int64 // requests the plan covered (matched Prefix)
+	Errors    int64 // answered 500/503
+	Truncated int64 // bodies cut short
+	Corrupted int64 // bodies with flipped bytes
+	Delayed   int64 // requests delayed
+}
+
+// Faults is the number of faults injected.
+func (s Stats) Faults() int64 { return s.Errors + s.Truncated + s.Corrupted }
+
+func (s Stats) String() string {
+	return fmt.Sprintf("requests=%d errors=%d truncated=%d corrupted=%d delayed=%d",
+		s.Requests, s.Errors, s.Truncated, s.Corrupted, s.Delayed)
+}
+
+// Sub returns the counts of s since an earlier snapshot.
+func (s Stats) Sub(old Stats) Stats {
+	return Stats{s.Requests - old.Requests, s.Covered - old.Covered, s.Errors - old.Errors,
+		s.Truncated - old.Truncated, s.Corrupted - old.Corrupted, s.Delayed - old.Delayed}
+}
+
+// Proxy is a fault-injecting reverse proxy listening on 127.0.0.1.
+type Proxy struct {
+	// URL is the proxy's base URL, http://127.0.0.1:port.
+	URL string
+
+	target *url.URL
+	srv    *httptest.Server
+	client *http.Client
+
+	mu       sync.Mutex
+	plan     Plan
+	rng      *rand.Rand
+	covered  int // requests covered under the current plan
+	injected int // faults injected under the current plan
+
+	requests, coveredTotal, errors, truncated, corrupted, delayed atomic.Int64
+}
+
+// New starts a proxy in front of target (a base URL such as
+// http://127.0.0.1:9000), with no faults. Close stops it.
+func New(target string) (*Proxy, error) {
+	u, err := url.Parse(target)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("faultproxy: target %q: want a base URL like http://host:port", target)
+	}
+	p := &Proxy{
+		target: u,
+		client: &http.Client{
+			Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16},
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		},
+	}
+	p.Set(Plan{})
+	p.srv = httptest.NewServer(p)
+	p.URL = p.srv.URL
+	return p, nil
+}
+
+// Close stops the proxy.
+func (p *Proxy) Close() {
+	p.srv.Close()
+	p.client.CloseIdleConnections()
+}
+
+// Set replaces the plan (and resets its random source, Every and Limit
+// counts). It is safe to call while requests are in flight.
+func (p *Proxy) Set(plan Plan) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.plan = plan
+	p.rng = rand.New(rand.NewPCG(plan.Seed, plan.Seed^0x9e3779b97f4a7c15))
+	p.covered, p.injected = 0, 0
+}
+
+// Off stops injecting faults.
+func (p *Proxy) Off() { p.Set(Plan{}) }
+
+// Stats returns the counters.
+func (p *Proxy) Stats() Stats {
+	return Stats{p.requests.Load(), p.coveredTotal.Load(), p.errors.Load(),
+		p.truncated.Load(), p.corrupted.Load(), p.delayed.Load()}
+}
+
+type fault int
+
+const (
+	none fault = iota
+	errorFault
+	truncateFault
+	corruptFault
+)
+
+// decision is what happens to one request.
+type decision struct {
+	fault  fault
+	delay  time.Duration
+	status int     // for errorFault
+	frac   float64 // for truncateFault: how much of the body is sent
+	flips  uint64  // for corruptFault: seeds the positions of flipped bytes
+}
+
+// decide draws the fate of a request under the current plan.
+func (p *Proxy) decide(r *http.Request) decision {
+	key := objectKey(r.URL.Path)
+	object := r.Method == http.MethodGet && key != "" && !strings.HasSuffix(key, "/")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pl := p.plan
+	if pl == (Plan{Seed: pl.Seed}) || !strings.HasPrefix(key, pl.Prefix) {
+		return decision{}
+	}
+	p.coveredTotal.Add(1)
+	p.covered++
+	d := decision{delay: pl.Delay}
+	if pl.Every > 1 && p.covered%pl.Every != 0 || pl.Limit > 0 && p.injected >= pl.Limit {
+		return d
+	}
+	x := p.rng.Float64()
+	switch {
+	case x < pl.Error:
+		d.fault = errorFault
+		d.status = []int{http.StatusInternalServerError, http.StatusServiceUnavailable}[p.rng.IntN(2)]
+	case x < pl.Error+pl.Truncate && object:
+		d.fault = truncateFault
+		d.frac = p.rng.Float64()
+	case x >= pl.Error+pl.Truncate && x < pl.Error+pl.Truncate+pl.Corrupt && object:
+		d.fault = corruptFault
+		d.flips = p.rng.Uint64()
+	}
+	if d.fault != none {
+		p.injected++
+	}
+	return d
+}
+
+// objectKey is the key in a path-style URL: /bucket/key → key.
+func objectKey(path string) string {
+	path = strings.TrimPrefix(path, "/")
+	if i := strings.IndexByte(path, '/'); i >= 0 {
+		return path[i+1:]
+	}
+	return ""
+}
+
+// hopHeaders are meaningful for one connection only.
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.requests.Add(1)
+	d := p.decide(r)
+	if d.delay > 0 {
+		p.delayed.Add(1)
+		t := time.NewTimer(d.delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
+	if d.fault == errorFault {
+		p.errors.Add(1)
+		writeError(w, r, d.status)
+		return
+	}
+
+	out := r.Clone(r.Context())
+	out.RequestURI = ""
+	out.URL.Scheme, out.URL.Host = p.target.Scheme, p.target.Host
+	out.Host = r.Host // the client signed this Host
+	for _, h := range hopHeaders {
+		out.Header.Del(h)
+	}
+	resp, err := p.client.Do(out)
+	if err != nil {
+		http.Error(w, "faultproxy: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	for _, h := range hopHeaders {
+		resp.Header.Del(h)
+	}
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	if d.fault == none || resp.StatusCode != http.StatusOK {
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+		return
+	}
+
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+	switch d.fault {
+	case corruptFault:
+		if len(body) > 0 {
+			p.corrupted.Add(1)
+			rng := rand.New(rand.NewPCG(d.flips, 1))
+			for range 1 + rng.IntN(4) {
+				body[rng.IntN(len(body))] ^= byte(1 + rng.IntN(255)) // never 0: a real change
+			}
+		}
+		w.WriteHeader(resp.StatusCode)
+		w.Write(body)
+	case truncateFault:
+		if len(body) == 0 {
+			w.WriteHeader(resp.StatusCode)
+			return
+		}
+		p.truncated.Add(1)
+		w.WriteHeader(resp.StatusCode)
+		w.Write(body[:int(d.frac*float64(len(body)))])
+		w.(http.Flusher).Flush()
+		// The client was promised Content-Length bytes; cutting the
+		// connection now leaves it with fewer.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// writeError answers like S3 does when it fails.
+func writeError(w http.ResponseWriter, r *http.Request, status int) {
+	code, msg := "InternalError", "We encountered an internal error. Please try again."
+	if status == http.StatusServiceUnavailable {
+		code, msg = "ServiceUnavailable", "Please reduce your request rate."
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"+
+		`<Error><Code>%s</Code><Message>%s</Message><Resource>%s</Resource><RequestId>faultproxy</RequestId></Error>`,
+		code, msg, r.URL.Path)
+	w.Header().Set("Content-Type", "application/xml")
+	w.Header().Set("Content-Length", fmt.Sprint(b.Len()))
+	w.Header().Set("Connection", "close") // the request body, if any, is not read
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		w.Write(b.Bytes())
+	}
+}
