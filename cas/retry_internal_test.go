@@ -37,7 +37,7 @@ func TestTransient(t *testing.T) {
 		{fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true},
 		{&net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, true},
 		{errors.New("something odd"), true}, // gcerrors.Unknown
-		{context.DeadlineExceeded, true},     // a request's own timeout; the caller checks its context
+		{context.DeadlineExceeded, true},    // a request's own timeout; the caller checks its context
 	} {
 		if got := transient(c.err); got != c.want {
 			t.Errorf("transient(%v) = %v, want %v", c.err, got, c.want)
