@@ -139,6 +139,68 @@ func (x *Index) Record(d digest.Digest, size int64) error {
 	})
 }
 
+// Add notes that d is present with size bytes, accessed now, without
+// claiming its bytes were verified. The pin count and verification time are
+// kept.
+func (x *Index) Add(d digest.Digest, size int64) error {
+	now := time.Now()
+	return x.update(d, func(e *Entry, _ bool) error {
+		e.Size, e.State, e.LastAccess = size, StatePresent, now
+		return nil
+	})
+}
+
+// SetAccess sets the last access time of the entries of ds that exist to
+// t, in one transaction; digests without an entry are skipped. (Tests use
+// it to arrange access times; a command that read many blobs uses it to
+// note their use at once.)
+func (x *Index) SetAccess(ds []digest.Digest, t time.Time) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.db.Update(func(txn *badger.Txn) error {
+		for _, d := range ds {
+			e, found, err := get(txn, d)
+			if err != nil {
+				return err
+			}
+			if !found {
+				continue
+			}
+			e.LastAccess = t
+			if err := txn.Set(key(d), e.encode()); err != nil {
+				return fmt.Errorf("index entry %s: %w", d, err)
+			}
+		}
+		return nil
+	})
+}
+
+// Each calls fn for every entry of the index, in digest order, from one
+// consistent view of the database. fn must not update the index.
+func (x *Index) Each(fn func(d digest.Digest, e Entry) error) error {
+	return x.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(keyPrefix), PrefetchValues: true, PrefetchSize: 100})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			d := digest.Digest(item.Key()[len(keyPrefix):])
+			var e Entry
+			err := item.Value(func(v []byte) error {
+				var err error
+				e, err = decode(v)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("index entry %s: %w", d, err)
+			}
+			if err := fn(d, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // MarkFetching notes that a download of d has started.
 func (x *Index) MarkFetching(d digest.Digest) error {
 	return x.update(d, func(e *Entry, _ bool) error {

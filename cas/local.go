@@ -9,6 +9,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -21,13 +24,52 @@ import (
 // when known) match, then the directory is fsynced: a file under a digest's
 // name is always exactly that digest's content.
 //
-// Local is safe for concurrent use. A Local made with an Index records in it
-// what it stores, opens, verifies and deletes; failures to update the index
-// are logged, since the files are the truth.
+// Local is safe for concurrent use. A Local made with an Index (or given
+// one later by UseIndex) records in it what it stores, opens, verifies and
+// deletes; failures to update the index are logged, since the files are the
+// truth. Accesses update an entry's last access time at most once per
+// TouchEvery, so that reading a blob costs no database write.
 type Local struct {
 	dir string
-	idx *Index
+	idx *Index // given to OpenLocal; see index()
+
+	late  atomic.Pointer[Index] // given by UseIndex
+	added atomic.Int64          // bytes of blobs installed by this process
+
+	touchMu sync.Mutex
+	touched map[digest.Digest]time.Time // last index touch per blob
 }
+
+// TouchEvery is how often at most an access to one blob updates its last
+// access time in the index.
+const TouchEvery = time.Minute
+
+// UseIndex makes the store record in idx from now on (nil: in no index).
+// It is for an index opened after the store, as a home opens its index only
+// when a command needs it. It has no effect on a store made with an Index.
+func (l *Local) UseIndex(idx *Index) {
+	l.late.Store(idx)
+	l.touchMu.Lock()
+	l.touched = nil
+	l.touchMu.Unlock()
+}
+
+// index returns the index the store records in, nil if none.
+func (l *Local) index() *Index {
+	if l.idx != nil {
+		return l.idx
+	}
+	return l.late.Load()
+}
+
+// Added returns the bytes of the blobs this process has installed in the
+// store so far: it grows with every new blob (never shrinks), so a caller
+// can tell cheaply whether the store grew since it last looked.
+func (l *Local) Added() int64 { return l.added.Load() }
+
+// Touch notes an access to d in the index (at most once per TouchEvery per
+// blob); without an index it does nothing.
+func (l *Local) Touch(d digest.Digest) { l.touch(d) }
 
 var _ Store = (*Local)(nil)
 
@@ -192,9 +234,21 @@ func (l *Local) Delete(_ context.Context, d digest.Digest) error {
 // Close does nothing; the Index, if any, is closed by whoever opened it.
 func (l *Local) Close() error { return nil }
 
+// LocalBlob is one file of the local store.
+type LocalBlob struct {
+	Digest  digest.Digest
+	Size    int64
+	ModTime time.Time // when it was stored
+}
+
 // Walk calls fn for every stored blob, in no particular order. Files whose
 // names are not digests are skipped.
 func (l *Local) Walk(fn func(d digest.Digest, size int64) error) error {
+	return l.WalkInfo(func(b LocalBlob) error { return fn(b.Digest, b.Size) })
+}
+
+// WalkInfo is Walk with each file's modification time.
+func (l *Local) WalkInfo(fn func(LocalBlob) error) error {
 	root := filepath.Join(l.dir, "sha256")
 	fans, err := os.ReadDir(root)
 	if err != nil {
@@ -220,7 +274,7 @@ func (l *Local) Walk(fn func(d digest.Digest, size int64) error) error {
 			if err != nil {
 				return fmt.Errorf("walk blob store: %w", err)
 			}
-			if err := fn(d, fi.Size()); err != nil {
+			if err := fn(LocalBlob{Digest: d, Size: fi.Size(), ModTime: fi.ModTime()}); err != nil {
 				return err
 			}
 		}
@@ -317,6 +371,7 @@ func (l *Local) commit(s *staged) error {
 		s.discard()
 		return err
 	}
+	l.added.Add(s.n)
 	l.record(s.d, s.n)
 	return nil
 }
@@ -361,28 +416,59 @@ func (l *Local) quarantine(d digest.Digest, read fs.FileInfo) {
 }
 
 func (l *Local) record(d digest.Digest, size int64) {
-	if l.idx == nil {
+	idx := l.index()
+	if idx == nil {
 		return
 	}
-	if err := l.idx.Record(d, size); err != nil {
+	if err := idx.Record(d, size); err != nil {
 		slog.Warn("blob index: record failed", "digest", d, "err", err)
+		return
 	}
+	l.touchedNow(d)
+}
+
+// touchedNow notes that d's entry was just brought up to date; it reports
+// false if that was done less than TouchEvery ago.
+func (l *Local) touchedNow(d digest.Digest) bool {
+	now := time.Now()
+	l.touchMu.Lock()
+	defer l.touchMu.Unlock()
+	if t, ok := l.touched[d]; ok && now.Sub(t) < TouchEvery {
+		return false
+	}
+	if l.touched == nil || len(l.touched) >= 1<<16 {
+		l.touched = make(map[digest.Digest]time.Time) // bounded; forgetting costs one write per blob
+	}
+	l.touched[d] = now
+	return true
 }
 
 func (l *Local) touch(d digest.Digest) {
-	if l.idx == nil {
+	idx := l.index()
+	if idx == nil || !l.touchedNow(d) {
 		return
 	}
-	if err := l.idx.Touch(d); err != nil && !errors.Is(err, opm.ErrNotFound) {
+	err := idx.Touch(d)
+	if errors.Is(err, opm.ErrNotFound) {
+		// A file from before the index (or a rebuilt one): record it.
+		if fi, serr := os.Stat(l.Path(d)); serr == nil {
+			err = idx.Add(d, fi.Size())
+		}
+	}
+	if err != nil && !errors.Is(err, opm.ErrNotFound) {
 		slog.Warn("blob index: touch failed", "digest", d, "err", err)
 	}
 }
 
 func (l *Local) forget(d digest.Digest) {
-	if l.idx == nil {
+	l.touchMu.Lock()
+	delete(l.touched, d)
+	l.touchMu.Unlock()
+	idx := l.index()
+	if idx == nil {
 		return
 	}
-	if err := l.idx.Delete(d); err != nil {
+	if err := idx.Delete(d); err != nil {
 		slog.Warn("blob index: delete failed", "digest", d, "err", err)
 	}
 }

@@ -26,6 +26,13 @@ type cachedFD struct {
 	fd      int
 	refs    int
 	evicted bool
+	d       digest.Digest
+	inuse   *inUse
+}
+
+func (e *cachedFD) close() {
+	syscall.Close(e.fd)
+	e.inuse.done(e.d)
 }
 
 // acquire returns the open blob file of f, opening it (and fetching the
@@ -39,14 +46,17 @@ func (c *fdCache) acquire(ctx context.Context, fsys *FS, f *opm.File, pkgName st
 		return e, nil
 	}
 	c.mu.Unlock()
+	fsys.inuse.add(d) // while cached: not evicted (see inUse)
 	fd, err := fsys.openBlob(ctx, f, pkgName)
 	if err != nil {
+		fsys.inuse.done(d)
 		return nil, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.m[d]; e != nil { // opened meanwhile by another reader
 		syscall.Close(fd)
+		fsys.inuse.done(d)
 		e.refs++
 		return e, nil
 	}
@@ -63,11 +73,11 @@ func (c *fdCache) acquire(ctx context.Context, fsys *FS, f *opm.File, pkgName st
 			delete(c.m, k)
 			e.evicted = true
 			if e.refs == 0 {
-				syscall.Close(e.fd)
+				e.close()
 			}
 		}
 	}
-	e := &cachedFD{fd: fd, refs: 1}
+	e := &cachedFD{fd: fd, refs: 1, d: d, inuse: &fsys.inuse}
 	c.m[d] = e
 	return e, nil
 }
@@ -77,7 +87,7 @@ func (c *fdCache) release(e *cachedFD) {
 	defer c.mu.Unlock()
 	e.refs--
 	if e.refs == 0 && e.evicted {
-		syscall.Close(e.fd)
+		e.close()
 	}
 }
 
@@ -89,7 +99,7 @@ func (c *fdCache) close() {
 		delete(c.m, k)
 		e.evicted = true
 		if e.refs == 0 {
-			syscall.Close(e.fd)
+			e.close()
 		}
 	}
 }

@@ -104,7 +104,8 @@ type FS struct {
 	server      *fuse.Server
 	passthrough bool // decided once, before the first open
 
-	fds fdCache // open blob files, for reads without an open (NoOpen)
+	fds   fdCache // open blob files, for reads without an open (NoOpen)
+	inuse inUse   // blobs with open files, spared by eviction (inuse.go)
 
 	histMu sync.Mutex
 	hist   map[plumbing.Hash]*view // .history views, a few at a time

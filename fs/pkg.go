@@ -11,6 +11,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/gitmeta"
@@ -265,14 +266,18 @@ func (n *pkgFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint
 	if n.f.Size == 0 {
 		return emptyFile{}, openFlags, 0
 	}
-	fd, err := n.p.fs.openBlob(ctx, n.f, n.p.name)
+	fsys := n.p.fs
+	fsys.inuse.add(n.f.Digest) // until Release: not evicted while open
+	fd, err := fsys.openBlob(ctx, n.f, n.p.name)
 	if err != nil {
+		fsys.inuse.done(n.f.Digest)
 		return nil, 0, syscall.EIO
 	}
-	if n.p.fs.passthrough {
-		return &passthroughFile{blobFile{fd}}, openFlags, 0
+	b := blobFile{fd: fd, d: n.f.Digest, inuse: &fsys.inuse}
+	if fsys.passthrough {
+		return &passthroughFile{b}, openFlags, 0
 	}
-	return &blobFile{fd}, openFlags, 0
+	return &b, openFlags, 0
 }
 
 var (
@@ -333,6 +338,7 @@ func (fsys *FS) openBlob(ctx context.Context, f *opm.File, pkgName string) (int,
 		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	}
 	if err == nil {
+		fsys.reg.Local.Touch(d) // for eviction's LRU order; at most once a minute per blob
 		var st syscall.Stat_t
 		if err = syscall.Fstat(fd, &st); err == nil && st.Size != f.Size {
 			err = fmt.Errorf("local blob is %d bytes, want %d: %w", st.Size, f.Size, opm.ErrIntegrity)
@@ -352,7 +358,9 @@ func (fsys *FS) openBlob(ctx context.Context, f *opm.File, pkgName string) (int,
 // blobFile reads an open blob file of the local store. It keeps reading
 // the blob it opened whatever happens to the tag afterwards.
 type blobFile struct {
-	fd int
+	fd    int
+	d     digest.Digest
+	inuse *inUse
 }
 
 var (
@@ -366,6 +374,7 @@ func (b *blobFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadR
 
 func (b *blobFile) Release(ctx context.Context) syscall.Errno {
 	syscall.Close(b.fd)
+	b.inuse.done(b.d)
 	return 0
 }
 

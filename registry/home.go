@@ -62,6 +62,8 @@ type Registry struct {
 	indexMu sync.Mutex
 	index   *cas.Index // opened on first use, closed by Close
 
+	lru lruState // the local cache's lifecycle (cache.go)
+
 	// IndexWait is how long to wait for the Badger index when another
 	// process holds it.
 	IndexWait time.Duration
@@ -117,6 +119,7 @@ func (r *Registry) Close() error {
 	errs = append(errs, r.Local.Close())
 	r.indexMu.Lock()
 	if r.index != nil {
+		r.Local.UseIndex(nil)
 		errs = append(errs, r.index.Close())
 		r.index = nil
 	}
@@ -147,6 +150,7 @@ func (r *Registry) Index() (*cas.Index, error) {
 			return nil, err
 		}
 		r.index = idx
+		r.Local.UseIndex(idx) // opens, pulls and fetches now note their accesses
 	}
 	return r.index, nil
 }
@@ -225,6 +229,9 @@ func (r *Registry) Config(key string) (string, error) {
 func (r *Registry) SetConfig(key, value string) error {
 	section, sub, name, err := splitKey(key)
 	if err != nil {
+		return err
+	}
+	if err := checkConfig(key, value); err != nil {
 		return err
 	}
 	return r.updateConfig(func(cfg *formatcfg.Config) error {

@@ -186,6 +186,10 @@ func runMount(ctx context.Context, o mountOptions, ready func(error)) error {
 	if err != nil {
 		return err
 	}
+	// Eviction spares the blobs open in the mount; the daemon keeps the
+	// local store under its quota (cache.quota; see opm cache).
+	r.SetBlobHolder(m)
+	defer r.KeepQuota(ctx, time.Second, 30*time.Second, log)()
 	srv, err := daemon.Listen(r.Dir, runInDaemon(r, m.CountCommand), log)
 	if err != nil {
 		m.Unmount(true)

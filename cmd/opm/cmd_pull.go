@@ -3,11 +3,27 @@ package main
 import (
 	"fmt"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/urfave/cli/v2"
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/registry"
 )
+
+// pulledBlobs are the blobs a pull read, for the cache's LRU order.
+func pulledBlobs(r *registry.Registry, ref opm.Reference, res *registry.PullResult) []digest.Digest {
+	p, err := r.Resolve(opm.Reference{Repository: ref.Repository, Digest: digest.Digest(res.Digest)})
+	if err != nil {
+		return nil
+	}
+	var out []digest.Digest
+	for _, f := range p.Manifest.Files() {
+		if f.Symlink == "" {
+			out = append(out, f.Digest)
+		}
+	}
+	return out
+}
 
 func pullCommand() *cli.Command {
 	return &cli.Command{
@@ -39,6 +55,7 @@ Example:
 				if err != nil {
 					return err
 				}
+				defer autoPrune(c, r, pulledBlobs(r, ref, res))
 				if c.Bool("json") {
 					return printJSON(c, res)
 				}

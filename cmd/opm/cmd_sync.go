@@ -74,6 +74,9 @@ func runSync(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
+		if c.Bool("prefetch") {
+			defer autoPrune(c, r, nil)
+		}
 		if c.Bool("json") {
 			return printJSON(c, res)
 		}
