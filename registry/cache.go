@@ -85,6 +85,56 @@ type lruState struct {
 	sizes   map[digest.Digest]int64    // blob -> size, at tagHead
 
 	pruneMu sync.Mutex // one eviction at a time
+
+	busyMu sync.Mutex
+	busy   map[digest.Digest]int // blobs this process's commands are reading (UseBlob)
+}
+
+// UseBlob keeps d from eviction until release is called: a command that
+// makes a blob local and then reads its file (pull, an upload) holds it
+// across both steps.
+func (r *Registry) UseBlob(d digest.Digest) (release func()) {
+	r.lru.busyMu.Lock()
+	if r.lru.busy == nil {
+		r.lru.busy = make(map[digest.Digest]int)
+	}
+	r.lru.busy[d]++
+	r.lru.busyMu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.lru.busyMu.Lock()
+			if r.lru.busy[d]--; r.lru.busy[d] <= 0 {
+				delete(r.lru.busy, d)
+			}
+			r.lru.busyMu.Unlock()
+		})
+	}
+}
+
+// unlessBusy runs fn unless d is in use, by this process's commands or
+// the blob holder (the mount); no use of d starts while fn runs. It reports
+// whether fn ran.
+func (r *Registry) unlessBusy(d digest.Digest, fn func()) bool {
+	r.lru.busyMu.Lock()
+	defer r.lru.busyMu.Unlock()
+	if r.lru.busy[d] > 0 {
+		return false
+	}
+	if h := r.blobHolder(); h != nil {
+		return h.UnlessInUse(d, fn)
+	}
+	fn()
+	return true
+}
+
+// inUse reports whether d is in use (see unlessBusy).
+func (r *Registry) inUse(d digest.Digest) bool {
+	r.lru.busyMu.Lock()
+	n := r.lru.busy[d]
+	r.lru.busyMu.Unlock()
+	h := r.blobHolder()
+	return n > 0 || h != nil && h.InUse(d)
 }
 
 // SetBlobHolder makes eviction spare the blobs h holds open (nil: none).
@@ -525,7 +575,6 @@ func (r *Registry) CachedBlobs() ([]CachedBlob, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := r.blobHolder()
 	for i := range out {
 		b := &out[i]
 		if e, ok := entries[b.Digest]; ok && !e.LastAccess.IsZero() {
@@ -533,7 +582,7 @@ func (r *Registry) CachedBlobs() ([]CachedBlob, error) {
 			b.Pinned = e.Pins > 0
 		}
 		b.Pinned = b.Pinned || pinned[b.Digest]
-		b.InUse = h != nil && h.InUse(b.Digest)
+		b.InUse = r.inUse(b.Digest)
 		if refs := tags.refs[b.Digest]; refs != nil {
 			b.Tags = slices.Sorted(slices.Values(refs))
 		}
@@ -684,7 +733,6 @@ func (r *Registry) Prune(ctx context.Context, o PruneOptions) (*PruneResult, err
 		return res, nil
 	}
 	now := time.Now()
-	h := r.blobHolder()
 	var errs []error
 	for i := 0; i < len(blobs) && cur > res.Target; {
 		// The next candidates, enough to reach the target if all go.
@@ -723,14 +771,9 @@ func (r *Registry) Prune(ctx context.Context, o PruneOptions) (*PruneResult, err
 				continue
 			}
 			var derr error
-			evict := func() { derr = r.Local.Delete(ctx, b.Digest) }
-			if h != nil {
-				if !h.UnlessInUse(b.Digest, evict) {
-					res.KeptInUse++
-					continue
-				}
-			} else {
-				evict()
+			if !r.unlessBusy(b.Digest, func() { derr = r.Local.Delete(ctx, b.Digest) }) {
+				res.KeptInUse++
+				continue
 			}
 			switch {
 			case derr == nil:

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -46,29 +45,6 @@ func cacheHome(t *testing.T, url string, n, size int) (*Registry, []digest.Diges
 		ds = append(ds, d)
 	}
 	return r, ds
-}
-
-// holder is a set of open blobs, as the mount keeps one (fs.FS is the
-// real one; TestEvictOpenFile in fs covers it).
-type holder struct {
-	mu sync.Mutex
-	m  map[digest.Digest]bool
-}
-
-func (h *holder) InUse(d digest.Digest) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.m[d]
-}
-
-func (h *holder) UnlessInUse(d digest.Digest, fn func()) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.m[d] {
-		return false
-	}
-	fn()
-	return true
 }
 
 func storeBytes(t *testing.T, r *Registry) int64 {
@@ -110,8 +86,7 @@ func TestPruneLRU(t *testing.T) {
 	if _, err := r.Pin(ctx, "ns/p/r:v0", nil); err != nil {
 		t.Fatal(err)
 	}
-	h := &holder{m: map[digest.Digest]bool{ds[1]: true}}
-	r.SetBlobHolder(h)
+	release := r.UseBlob(ds[1]) // as a pull between its fetch and its copy
 
 	total := storeBytes(t, r)
 	quota := total - size - size/2 // must free 1.5 blobs + 10%: two blobs
@@ -168,9 +143,7 @@ func TestPruneLRU(t *testing.T) {
 	if !r.Local.Has(ds[0]) || !r.Local.Has(ds[1]) || r.Local.Has(ds[2]) {
 		t.Fatalf("prune --all: pinned %v, open %v, other %v (want true true false)", r.Local.Has(ds[0]), r.Local.Has(ds[1]), r.Local.Has(ds[2]))
 	}
-	h.mu.Lock()
-	h.m = nil // closed
-	h.mu.Unlock()
+	release()
 	if err := r.Unpin("ns/p/r:v0"); err != nil {
 		t.Fatal(err)
 	}

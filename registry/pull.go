@@ -34,12 +34,22 @@ func (r *Registry) Pull(ctx context.Context, ref opm.Reference, dir string, forc
 		return nil, err
 	}
 	files := p.Manifest.Files()
+	total, err := r.writeFiles(ctx, files, dir, force, progress)
+	if err != nil {
+		return nil, err
+	}
+	return &PullResult{Ref: ref, Digest: p.Digest.String(), Dir: dir, Files: len(files), Size: total}, nil
+}
+
+// writeFiles writes the files of a package, as opm.ParseManifest checked
+// them, into dir (see Pull) and returns their total size.
+func (r *Registry) writeFiles(ctx context.Context, files []opm.File, dir string, force bool, progress Progress) (int64, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("output directory: %w", fsError(err))
+		return 0, fmt.Errorf("output directory: %w", fsError(err))
 	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return nil, fmt.Errorf("output directory: %w", fsError(err))
+		return 0, fmt.Errorf("output directory: %w", fsError(err))
 	}
 	defer root.Close()
 	// Refuse before writing anything.
@@ -49,11 +59,11 @@ func (r *Registry) Pull(ctx context.Context, ref opm.Reference, dir string, forc
 		fi, err := root.Lstat(f.Path)
 		switch {
 		case err == nil && fi.IsDir():
-			return nil, fmt.Errorf("%s: a directory is in the way of file %q: %w", dir, f.Path, opm.ErrExists)
+			return 0, fmt.Errorf("%s: a directory is in the way of file %q: %w", dir, f.Path, opm.ErrExists)
 		case err == nil && !force:
-			return nil, fmt.Errorf("%s: %q exists; use --force to overwrite: %w", dir, f.Path, opm.ErrExists)
+			return 0, fmt.Errorf("%s: %q exists; use --force to overwrite: %w", dir, f.Path, opm.ErrExists)
 		case err != nil && !errors.Is(err, fs.ErrNotExist) && !isNotDir(err):
-			return nil, fmt.Errorf("%s: %q: %w", dir, f.Path, fsError(err))
+			return 0, fmt.Errorf("%s: %q: %w", dir, f.Path, fsError(err))
 		}
 	}
 	if progress != nil {
@@ -62,16 +72,16 @@ func (r *Registry) Pull(ctx context.Context, ref opm.Reference, dir string, forc
 	}
 	for _, f := range files {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return 0, err
 		}
 		if err := r.pullFile(ctx, root, f); err != nil {
-			return nil, fmt.Errorf("%s: %w", f.Path, err)
+			return 0, fmt.Errorf("%s: %w", f.Path, err)
 		}
 		if progress != nil {
 			progress.Add(f.Size)
 		}
 	}
-	return &PullResult{Ref: ref, Digest: p.Digest.String(), Dir: dir, Files: len(files), Size: total}, nil
+	return total, nil
 }
 
 func isNotDir(err error) bool { return errors.Is(err, syscall.ENOTDIR) }
@@ -89,6 +99,7 @@ func (r *Registry) pullFile(ctx context.Context, root *os.Root, f opm.File) erro
 		}
 		return r.rename(root, tmp, f.Path)
 	}
+	defer r.UseBlob(f.Digest)() // not evicted between the fetch and the copy
 	if err := r.EnsureLocal(ctx, f.Digest); err != nil {
 		return err
 	}

@@ -313,6 +313,7 @@ func (r *Registry) uploadBlobs(ctx context.Context, b *cas.Bucket, blobs []opm.D
 	g.SetLimit(8)
 	for _, d := range blobs {
 		g.Go(func() error {
+			defer r.UseBlob(d.Digest)() // not evicted between the fetch and the read
 			_, err := PutFrom(ctx, b, d.Digest, d.Size, func() (io.ReadCloser, error) {
 				if err := r.EnsureLocal(ctx, d.Digest); err != nil {
 					return nil, err

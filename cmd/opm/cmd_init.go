@@ -42,6 +42,8 @@ Keys:
    opm.blobs     bucket URL holding the registry's blobs (file://, s3://, gs://, azblob://, mem://)
    user.name     author of the commits this home makes
    user.email
+   cache.quota   size limit of the local blob store: 20GiB, 500MB, bytes, or 10% (see opm cache)
+   cache.pin     a pinned tag pattern (one line each; use opm cache pin/unpin)
 
 Example:
    opm config opm.blobs 's3://bucket?region=eu-west-1'
