@@ -245,3 +245,46 @@ func TestFaultMount(t *testing.T) {
 	}
 	t.Logf("FAULTS: test=TestFaultMount %v bytes_verified=%d", s.proxy.Stats().Sub(start), s.bytes)
 }
+
+func TestFaultPush(t *testing.T) {
+	s := newFaultSetup(t)
+	start := s.proxy.Stats()
+
+	// Every second existence check fails: the push retries through, and a
+	// follower reads what it pushed.
+	src := pkgDir(t, 70, 4, 64<<10)
+	s.proxy.Set(faultproxy.Plan{Prefix: "blobs/", Method: "HEAD", Error: 1, Every: 2})
+	before := s.proxy.Stats()
+	mustOpm(t, s.pub, "push", "acme/fault/pkg:v1", src)
+	if f := s.proxy.Stats().Sub(before); f.Errors < 2 {
+		t.Fatalf("push met %v; want an error on every second existence check", f)
+	}
+	s.proxy.Off()
+	reader := s.follower(t)
+	out := filepath.Join(t.TempDir(), "v1")
+	mustOpm(t, reader, "pull", "acme/fault/pkg:v1", "-o", out)
+	s.sameTree(t, src, out)
+
+	// Every upload fails (a push streams its blobs from the local store
+	// and cannot retry an upload; see registry.PutFrom): the push fails
+	// clearly and commits no tag; once the bucket works it goes through.
+	src2 := pkgDir(t, 71, 2, 10<<10)
+	s.proxy.Set(faultproxy.Plan{Prefix: "blobs/", Method: "PUT", Error: 1})
+	r := syncOpm(t, s.pub, "push", "acme/fault/pkg:v2", src2)
+	if line := errorLine(t, r); r.code != 1 || !strings.Contains(line, "503") && !strings.Contains(line, "500") {
+		t.Fatalf("push under failing uploads: exit %d, %q", r.code, line)
+	}
+	if r := syncOpm(t, s.pub, "ls", "acme/fault/pkg"); strings.Contains(r.stdout, "v2") {
+		t.Fatalf("a tag was committed although its blobs did not reach the bucket:\n%s", r.stdout)
+	}
+	if n := strings.TrimSpace(git(t, "-C", s.meta, "rev-list", "--count", "main")); n != "1" {
+		t.Fatalf("the origin has %s commits after the failed push, want 1", n)
+	}
+	s.proxy.Off()
+	mustOpm(t, s.pub, "push", "acme/fault/pkg:v2", src2)
+	mustOpm(t, reader, "sync")
+	out2 := filepath.Join(t.TempDir(), "v2")
+	mustOpm(t, reader, "pull", "acme/fault/pkg:v2", "-o", out2)
+	s.sameTree(t, src2, out2)
+	t.Logf("FAULTS: test=TestFaultPush %v bytes_verified=%d", s.proxy.Stats().Sub(start), s.bytes)
+}

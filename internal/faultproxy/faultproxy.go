@@ -53,6 +53,9 @@ type Plan struct {
 	// Prefix, if set, limits the plan to objects whose key (the path after
 	// the bucket, in path-style URLs) starts with it, e.g. "blobs/".
 	Prefix string
+	// Method, if set, limits the plan to requests of that HTTP method,
+	// e.g. "HEAD" for S3's existence checks.
+	Method string
 	// Every, if above 1, limits the plan to every Every-th covered request
 	// (the Every-th, the 2×Every-th, …); with a chance of 1 that is a fault
 	// on every Every-th request.
@@ -178,7 +181,7 @@ func (p *Proxy) decide(r *http.Request) decision {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pl := p.plan
-	if pl == (Plan{Seed: pl.Seed}) || !strings.HasPrefix(key, pl.Prefix) {
+	if pl == (Plan{Seed: pl.Seed}) || !strings.HasPrefix(key, pl.Prefix) || pl.Method != "" && r.Method != pl.Method {
 		return decision{}
 	}
 	p.coveredTotal.Add(1)

@@ -60,6 +60,14 @@ func TestFaults(t *testing.T) {
 		t.Fatalf("outside the prefix: %d", code)
 	}
 
+	p.Set(Plan{Error: 1, Method: "HEAD"})
+	if code, _, _ := get(t, p, "/bucket/blobs/a"); code != 200 {
+		t.Fatalf("a GET under a plan for HEADs: %d", code)
+	}
+	if resp, err := http.Head(p.URL + "/bucket/blobs/a"); err != nil || resp.StatusCode < 500 {
+		t.Fatalf("a HEAD under a plan for HEADs: %v %v", resp, err)
+	}
+
 	p.Set(Plan{Truncate: 1, Seed: 1})
 	if _, b, err := get(t, p, "/bucket/blobs/a"); !errors.Is(err, io.ErrUnexpectedEOF) || len(b) >= len(body) {
 		t.Fatalf("truncate: %d bytes, %v; want fewer and an unexpected EOF", len(b), err)
@@ -85,7 +93,7 @@ func TestFaults(t *testing.T) {
 		t.Fatalf("off: %d, %d bytes, %v", code, len(b), err)
 	}
 	s := p.Stats()
-	if s.Requests != 14 || s.Errors != 4 || s.Truncated != 1 || s.Corrupted != 1 || s.Faults() != 6 {
+	if s.Requests != 16 || s.Errors != 5 || s.Truncated != 1 || s.Corrupted != 1 || s.Faults() != 7 {
 		t.Fatalf("stats: %v", s)
 	}
 	t.Log(s)
