@@ -903,9 +903,11 @@ func (r *Registry) KeepQuota(ctx context.Context, checkEvery, fullEvery time.Dur
 			added := r.Local.Added()
 			grown := added - lastAdded
 			since := time.Since(lastCheck)
-			q, qerr := r.Quota()
-			due := lastAdded < 0 || since >= 10*fullEvery ||
-				grown > 0 && (since >= fullEvery || qerr == nil && grown >= q.Bytes/20)
+			due := lastAdded < 0 || since >= 10*fullEvery || grown > 0 && since >= fullEvery
+			if !due && grown > 0 {
+				q, err := r.Quota()
+				due = err == nil && grown >= q.Bytes/20
+			}
 			if due {
 				lastAdded, lastCheck = added, time.Now()
 				start := time.Now()
@@ -919,6 +921,9 @@ func (r *Registry) KeepQuota(ctx context.Context, checkEvery, fullEvery time.Dur
 					if res.Reason != lastReason {
 						log.Warn("cache: over quota, nothing evicted", "bytes", res.Before, "quota", res.Quota, "why", res.Reason)
 					}
+				case res != nil && len(res.Evicted) == 0:
+					log.Info("cache: over quota, nothing may be evicted now", "bytes", res.After, "quota", res.Quota,
+						"pinned", res.KeptPinned, "in_use", res.KeptInUse, "recent", res.KeptRecent, "not_in_bucket", res.KeptNotInBucket)
 				case res != nil:
 					log.Info("cache: over quota, evicted", "blobs", len(res.Evicted), "freed", res.Freed,
 						"bytes", res.After, "quota", res.Quota, "pinned", res.KeptPinned, "in_use", res.KeptInUse,

@@ -360,6 +360,7 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, rt ociRoute) {
 		h.Set("Accept-Ranges", "bytes")
 		return
 	}
+	defer s.reg.UseBlob(d)() // not evicted between the fetch and the open
 	if err := s.reg.EnsureLocal(r.Context(), d); err != nil {
 		s.fail(w, r, err, "BLOB_UNKNOWN", "DIGEST_INVALID")
 		return

@@ -1,0 +1,83 @@
+package cas_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/openpm/opm/cas"
+	"github.com/openpm/opm/cas/castest"
+)
+
+// TestLocalUseIndex: a store given an index after it was opened records
+// in it from then on: new blobs, and accesses (one write per blob per
+// TouchEvery), including of files the index did not know.
+func TestLocalUseIndex(t *testing.T) {
+	ctx := context.Background()
+	l, err := cas.OpenLocal(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := cas.OpenIndex(t.TempDir(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idx.Close()
+	a, da := castest.Blob(1, 1000)
+	b, db := castest.Blob(2, 2000)
+	castest.MustPut(t, l, da, a) // before the index
+	if got := l.Added(); got != 1000 {
+		t.Fatalf("Added after one blob: %d", got)
+	}
+	castest.MustPut(t, l, da, a) // already there
+	if got := l.Added(); got != 1000 {
+		t.Fatalf("Added after storing the same blob again: %d", got)
+	}
+
+	l.UseIndex(idx)
+	castest.MustPut(t, l, db, b)
+	if e, err := idx.Get(db); err != nil || e.Size != 2000 || e.State != cas.StatePresent {
+		t.Fatalf("entry of a blob stored after UseIndex: %+v, %v", e, err)
+	}
+	// A file the index does not know gets an entry when it is read.
+	start := time.Now()
+	l.Touch(da)
+	e, err := idx.Get(da)
+	if err != nil || e.Size != 1000 || e.LastAccess.Before(start) {
+		t.Fatalf("entry after touching an unknown file: %+v, %v", e, err)
+	}
+	// Touched again within TouchEvery: no write.
+	old := start.Add(-time.Hour)
+	if err := idx.SetAccess([]digest.Digest{da, db}, old); err != nil {
+		t.Fatal(err)
+	}
+	l.Touch(da)
+	if e, _ := idx.Get(da); !e.LastAccess.Equal(old) {
+		t.Fatalf("a second touch within TouchEvery wrote %v", e.LastAccess)
+	}
+	// Reading a blob not touched lately notes it.
+	rc, err := l.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, b) {
+		t.Fatalf("read: %d bytes, %v", len(got), err)
+	}
+	if e, _ := idx.Get(db); !e.LastAccess.After(old) {
+		t.Fatalf("open did not note the access: %v", e.LastAccess)
+	}
+	// Without the index nothing is written.
+	l.UseIndex(nil)
+	if err := l.Delete(ctx, da); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := idx.Get(da); err != nil {
+		t.Fatalf("a store without an index changed it: %v", err)
+	}
+}
