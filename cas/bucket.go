@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -27,12 +30,14 @@ import (
 // blobs/sha256/<hex>, written once. It does not trust the bucket's bytes:
 // Open verifies them while they are read.
 //
-// Transient failures (see Retry) of Stat, Delete, the existence check and
-// upload of Put, and of Open up to its first byte are tried again. A read
-// failing once bytes have been handed out is not: the caller (a Cache
-// downloading the blob) starts again from the beginning.
+// Transient failures (see Retry) of Stat, Delete, Put's existence check, and
+// Open up to its first byte are tried again. A read failing once bytes have
+// been handed out is not: the caller (a Cache downloading the blob) starts
+// again from the beginning. Uploads to s3:// are retried by the S3 SDK, which
+// holds the part it sends, with the same policy.
 type Bucket struct {
-	b *blob.Bucket
+	b *blob.Bucket // for everything but uploads
+	w *blob.Bucket // for uploads: b, or over a client that retries them
 	// Retry is the policy for transient failures, DefaultRetry() unless
 	// changed before the bucket is used. A Cache made afterwards over this
 	// bucket takes it too.
@@ -48,34 +53,36 @@ var _ Store = (*Bucket)(nil)
 //
 //	s3://opm?endpoint=http://127.0.0.1:9000&use_path_style=true&disable_https=true&region=us-east-1
 //
-// The S3 SDK's own retries are turned off, so that the bucket's Retry is the
-// only retry layer and its bounds hold, and so is the SDK's CRC check of
-// downloaded bodies (unless the URL sets response_checksum_validation): Open
-// verifies the sha256 of every byte, and a body that fails it is an
-// opm.ErrIntegrity error, not an SDK error.
+// The Bucket's Retry is the only retry layer: the S3 SDK's own retries are
+// turned off but for uploads, where the SDK retries with the Bucket's
+// policy. The SDK's CRC check of downloaded bodies is turned off too (unless
+// the URL sets response_checksum_validation): Open verifies the sha256 of
+// every byte, and a body that fails it is an opm.ErrIntegrity error.
 func OpenBucket(ctx context.Context, url string) (*Bucket, error) {
-	b, err := blob.OpenBucket(ctx, url)
-	if err == nil {
-		b, err = ownS3Retries(ctx, b, url)
-	}
+	gb, err := blob.OpenBucket(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("open bucket: %w", err)
 	}
-	return NewBucket(b), nil
+	b := NewBucket(gb)
+	if err := b.ownS3Retries(ctx, url); err != nil {
+		gb.Close()
+		return nil, fmt.Errorf("open bucket: %w", err)
+	}
+	return b, nil
 }
 
-// ownS3Retries reopens an s3:// bucket with the client gocloud made for it,
-// minus the SDK's retries and (unless the URL asks for it) its response
-// checksum validation. Other buckets are returned as they are.
-func ownS3Retries(ctx context.Context, b *blob.Bucket, rawURL string) (*blob.Bucket, error) {
+// ownS3Retries reopens an s3:// bucket over two copies of the client gocloud
+// made for it: one without retries (and, unless the URL asks for it,
+// without response checksum validation), one whose retries follow b.Retry,
+// for uploads. Other buckets are left as they are.
+func (b *Bucket) ownS3Retries(ctx context.Context, rawURL string) error {
 	var client *s3.Client
-	if !b.As(&client) {
-		return b, nil
+	if !b.b.As(&client) {
+		return nil
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		b.Close()
-		return nil, err
+		return err
 	}
 	q := u.Query()
 	// The options s3blob's URL opener takes from the URL for the bucket
@@ -89,19 +96,49 @@ func ownS3Retries(ctx context.Context, b *blob.Bucket, rawURL string) (*blob.Buc
 			opts.EncryptionType = t
 		}
 	}
-	client = s3.New(client.Options(), func(o *s3.Options) {
+	reads := s3.New(client.Options(), func(o *s3.Options) {
 		o.Retryer = retry.AddWithMaxAttempts(o.Retryer, 1)
 		if !q.Has("response_checksum_validation") {
 			o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		}
 	})
-	nb, err := s3blob.OpenBucket(ctx, client, u.Host, opts)
-	b.Close()
-	return nb, err
+	writes := s3.New(client.Options(), func(o *s3.Options) {
+		o.Retryer = &sdkRetryer{
+			RetryerV2: retry.NewStandard(func(so *retry.StandardOptions) { so.RateLimiter = ratelimit.None }),
+			b:         b,
+		}
+	})
+	rb, err := s3blob.OpenBucket(ctx, reads, u.Host, opts)
+	if err != nil {
+		return err
+	}
+	wb, err := s3blob.OpenBucket(ctx, writes, u.Host, opts)
+	if err != nil {
+		rb.Close()
+		return err
+	}
+	b.b.Close()
+	b.b, b.w = rb, wb
+	return nil
+}
+
+// sdkRetryer is the S3 SDK's standard retryer (what it retries) with the
+// tries and waits of the bucket's Retry, logging each retry.
+type sdkRetryer struct {
+	aws.RetryerV2
+	b *Bucket
+}
+
+func (r *sdkRetryer) MaxAttempts() int { return max(r.b.Retry.Attempts, 1) }
+
+func (r *sdkRetryer) RetryDelay(attempt int, err error) (time.Duration, error) {
+	wait := r.b.Retry.wait(attempt)
+	slog.Warn("bucket: retrying", "op", "upload", "attempt", attempt, "of", r.MaxAttempts(), "wait", wait, "err", err)
+	return wait, nil
 }
 
 // NewBucket uses an already open gocloud bucket. Close closes it.
-func NewBucket(b *blob.Bucket) *Bucket { return &Bucket{b: b, Retry: DefaultRetry()} }
+func NewBucket(b *blob.Bucket) *Bucket { return &Bucket{b: b, w: b, Retry: DefaultRetry()} }
 
 func bucketKey(d digest.Digest) string { return "blobs/sha256/" + d.Encoded() }
 
@@ -150,8 +187,7 @@ func (b *Bucket) Stat(ctx context.Context, d digest.Digest) (int64, error) {
 // Put uploads exactly size bytes from r, hashing them on the way. On a
 // mismatch the upload is aborted (its context cancelled before Close), so
 // nothing becomes visible. A blob already in the bucket with the right size
-// is success. A failed upload is tried again only when r is an io.Seeker
-// (it is rewound to where it was); a failure to read r is not retried.
+// is success.
 func (b *Bucket) Put(ctx context.Context, d digest.Digest, size int64, r io.Reader) error {
 	if err := validatePut(d, size); err != nil {
 		return err
@@ -160,48 +196,14 @@ func (b *Bucket) Put(ctx context.Context, d digest.Digest, size int64, r io.Read
 	if !errors.Is(err, opm.ErrNotFound) {
 		return err
 	}
-	p := NoRetry
-	var start int64
-	seeker, ok := r.(io.Seeker)
-	if ok {
-		if start, err = seeker.Seek(0, io.SeekCurrent); err == nil {
-			p = b.Retry
-		}
-	}
-	src := &sourceReader{r: r}
-	tries := 0
-	n, err := p.do(ctx, d, "upload", func(err error) bool { return src.err == nil && transient(err) }, func() error {
-		if tries++; tries > 1 {
-			if _, err := seeker.Seek(start, io.SeekStart); err != nil {
-				src.err = err
-				return err
-			}
-		}
-		return b.upload(ctx, d, size, src)
-	})
-	switch {
-	case err == nil || errors.Is(err, opm.ErrIntegrity) || errors.Is(err, opm.ErrNotFound):
-		return err
-	case src.err != nil:
-		return fmt.Errorf("blob %s: upload: reading the source: %w", d, src.err)
-	case gcerrors.Code(err) == gcerrors.FailedPrecondition:
-		// Written meanwhile by someone else: fine if it is the same size.
-		return b.present(ctx, d, size)
-	}
-	return bucketError(d, "upload", n, err)
-}
-
-// upload writes the blob once. The error is gocloud's (or an integrity
-// error); IfNotExist makes a blob written meanwhile a FailedPrecondition.
-func (b *Bucket) upload(ctx context.Context, d digest.Digest, size int64, r io.Reader) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := b.b.NewWriter(wctx, bucketKey(d), &blob.WriterOptions{
+	w, err := b.w.NewWriter(wctx, bucketKey(d), &blob.WriterOptions{
 		ContentType: "application/octet-stream",
 		IfNotExist:  true,
 	})
 	if err != nil {
-		return err
+		return bucketError(d, "upload", 1, err)
 	}
 	h := sha256.New()
 	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(r, size+1))
@@ -213,24 +215,17 @@ func (b *Bucket) upload(ctx context.Context, d digest.Digest, size int64, r io.R
 	if err != nil {
 		cancel()
 		w.Close()
+	} else {
+		err = w.Close()
+	}
+	switch {
+	case err == nil || errors.Is(err, opm.ErrIntegrity):
 		return err
+	case gcerrors.Code(err) == gcerrors.FailedPrecondition:
+		// Written meanwhile by someone else: fine if it is the same size.
+		return b.present(ctx, d, size)
 	}
-	return w.Close()
-}
-
-// sourceReader remembers the error of the reader it reads, so that a
-// failure of the caller's source is told apart from one of the bucket.
-type sourceReader struct {
-	r   io.Reader
-	err error
-}
-
-func (s *sourceReader) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	if err != nil && err != io.EOF {
-		s.err = err
-	}
-	return n, err
+	return fmt.Errorf("blob %s: upload: %w", d, err)
 }
 
 // present returns nil if the bucket has d with the given size, an
@@ -263,7 +258,11 @@ func (b *Bucket) Delete(ctx context.Context, d digest.Digest) error {
 
 // Close closes the bucket.
 func (b *Bucket) Close() error {
-	if err := b.b.Close(); err != nil {
+	err := b.b.Close()
+	if b.w != b.b {
+		err = errors.Join(err, b.w.Close())
+	}
+	if err != nil {
 		return fmt.Errorf("close bucket: %w", err)
 	}
 	return nil

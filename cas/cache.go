@@ -114,8 +114,8 @@ func (c *Cache) download(ctx context.Context, d digest.Digest) error {
 		if errors.Is(err, opm.ErrIntegrity) {
 			slog.Warn("blob cache: remote blob failed verification", "digest", d, "attempts", n, "err", err)
 		}
-		if n > 1 {
-			err = fmt.Errorf("blob %s: fetch from bucket failed after %d attempts: %w", d, n, err)
+		if n > 1 { // the cause names the blob
+			err = fmt.Errorf("fetch from bucket failed after %d attempts: %w", n, err)
 		}
 	}
 	return err
@@ -164,8 +164,11 @@ func (c *Cache) fetchRemote(ctx context.Context, d digest.Digest) error {
 	defer rc.Close()
 	rr := &remoteReader{r: rc}
 	s, err := c.local.stage(ctx, rr, d, -1)
-	if rr.err != nil {
+	switch {
+	case errors.Is(rr.err, opm.ErrIntegrity): // the verifier's, naming the blob
 		return &remoteError{rr.err}
+	case rr.err != nil:
+		return &remoteError{fmt.Errorf("blob %s: read: %w", d, rr.err)}
 	}
 	if err != nil {
 		return err

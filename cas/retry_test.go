@@ -147,6 +147,32 @@ func TestRetryBucketCalls(t *testing.T) {
 	if err := b.Put(ctx, d, int64(len(data)), bytes.NewReader(data)); err != nil {
 		t.Fatalf("Put through 3 errors: %v", err)
 	}
+	// The upload alone: retried by the S3 SDK with the bucket's policy.
+	data2, d2 := castest.Blob(7, 50_000)
+	before := p.Stats()
+	p.Set(blobsOnly(faultproxy.Plan{Method: "PUT", Error: 1, Limit: 2}))
+	if err := b.Put(ctx, d2, int64(len(data2)), bytes.NewReader(data2)); err != nil {
+		t.Fatalf("Put through 2 failed uploads: %v", err)
+	}
+	if s := p.Stats().Sub(before); s.Errors != 2 {
+		t.Fatalf("proxy: %v; want 2 failed uploads", s)
+	}
+	p.Off()
+	castest.MustRead(t, b, d2, data2)
+	data3, d3 := castest.Blob(8, 50_000)
+	before = p.Stats()
+	p.Set(blobsOnly(faultproxy.Plan{Method: "PUT", Error: 1}))
+	if err := b.Put(ctx, d3, int64(len(data3)), bytes.NewReader(data3)); err == nil {
+		t.Fatal("Put under unending upload errors succeeded")
+	}
+	if s := p.Stats().Sub(before); s.Errors != 5 {
+		t.Fatalf("proxy: %v; want 5 tries of the upload", s)
+	}
+	p.Off()
+	if _, err := b.Stat(ctx, d3); !errors.Is(err, opm.ErrNotFound) {
+		t.Fatalf("after failed uploads: %v, want not found", err)
+	}
+
 	p.Set(blobsOnly(faultproxy.Plan{Error: 1, Limit: 2}))
 	if n, err := b.Stat(ctx, d); err != nil || n != int64(len(data)) {
 		t.Fatalf("Stat through 2 errors: %d, %v", n, err)
@@ -164,7 +190,7 @@ func TestRetryBucketCalls(t *testing.T) {
 
 	// Unending errors: bounded, and the error says so.
 	p.Set(blobsOnly(faultproxy.Plan{Error: 1}))
-	before := p.Stats()
+	before = p.Stats()
 	_, err := b.Stat(ctx, d)
 	if err == nil || errors.Is(err, opm.ErrNotFound) || !strings.Contains(err.Error(), "after 5 attempts") {
 		t.Fatalf("Stat under unending errors: %v", err)
