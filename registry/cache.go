@@ -871,13 +871,14 @@ func (r *Registry) indexWithin(wait time.Duration) (*cas.Index, error) {
 
 // NoteAccess records in the index that the blobs ds were just read, in one
 // write (a command that read many blobs without the index open calls it at
-// its end). It opens the index, waiting briefly; if another process holds
-// it, the access is not recorded.
+// its end). It opens the index, waiting a moment at most: if another
+// process holds it, the access is not recorded (it fails with
+// opm.ErrLocked), as access times only order eviction.
 func (r *Registry) NoteAccess(ds []digest.Digest) error {
 	if len(ds) == 0 {
 		return nil
 	}
-	idx, err := r.indexWithin(2 * time.Second)
+	idx, err := r.indexWithin(250 * time.Millisecond)
 	if err != nil {
 		return err
 	}
