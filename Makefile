@@ -8,7 +8,7 @@ LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 150000x
 FUZZTIME_HTTP ?= 20000x
 
-.PHONY: all deps build test fuzz bench demo lint clean conformance
+.PHONY: all deps build test fuzz bench demo lint clean conformance soak
 
 all: build
 
@@ -45,6 +45,13 @@ conformance: build
 # Benchmarks: each reports a ratio against a baseline run alongside it.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/ | tee bench/last.txt
+
+# Crash soak: the crash tests of make test with 50 trials per scenario
+# (SIGKILL of push, sync, sync SRC DST, gc and the daemon, each followed by
+# the invariant checks and opm fsck --read-data); one SOAK line per
+# scenario. See scripts/soak.sh.
+soak: deps
+	./scripts/soak.sh
 
 # Builds opm, pushes sample packages into a temporary home, lists them,
 # pulls one and shows the git history.

@@ -1,0 +1,274 @@
+package integration
+
+// Crash scenarios beyond push (see crash_test.go for the harness): opm sync
+// following an origin, opm sync SRC DST mirroring, opm gc, and the daemon.
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/openpm/opm/cas/castest"
+	"github.com/openpm/opm/daemon"
+	opmfs "github.com/openpm/opm/fs"
+	"github.com/openpm/opm/internal/opmtest"
+)
+
+// TestCrashSyncFollow SIGKILLs opm sync --prefetch in a home following an
+// origin (git daemon, S3-protocol bucket) while a publisher keeps pushing:
+// the kill lands in the fetch, the fast-forward or the blob downloads.
+func TestCrashSyncFollow(t *testing.T) {
+	c := newCrash(t, "sync", 5)
+	srv := startGitDaemon(t)
+	meta := srv.repo(t, "origin.git")
+	bucket := castest.StartS3(t)
+	pub, reader := t.TempDir(), t.TempDir()
+	mustOpm(t, pub, "remote", "add", "origin", "--meta", meta, "--blobs", bucket)
+	mustOpm(t, reader, "remote", "add", "origin", "--meta", meta, "--blobs", bucket)
+	mustOpm(t, pub, "push", "crash/sync/repo:base", pkgDir(t, c.seed, 40, 64<<10))
+	span := measure(t, opmCmd(reader, "sync", "--prefetch"))
+	t.Logf("a sync of one tag takes %v", span)
+	origin := registryUnderTest{what: "origin", meta: filepath.Join(srv.dir, "origin.git"), bucket: bucket}
+	for trial := range c.trials {
+		mustOpm(t, pub, "push", fmt.Sprintf("crash/sync/repo:t%d", trial), pkgDir(t, c.seed+uint64(trial)+1, 40, 64<<10))
+		if c.killSometime(trial, opmCmd(reader, "sync", "--prefetch"), span) {
+			c.checkAfterCrash(trial, homeUnderTest(reader, bucket), origin)
+			mustOpm(t, reader, "sync", "--prefetch")
+		}
+		c.checkAfterCrash(trial, homeUnderTest(reader, bucket))
+		if got, want := gitHead(t, reader), srv.head(t, "origin.git"); got != want {
+			t.Fatalf("trial %d: after a completed sync the reader is at %s, origin at %s", trial, got, want)
+		}
+		// Everything was prefetched: every blob a tag names is local.
+		regLocal := homeUnderTest(reader, "")
+		if err := c.checkRegistry(regLocal); err != nil {
+			t.Fatalf("trial %d: after sync --prefetch: %v", trial, err)
+		}
+	}
+}
+
+// TestCrashSyncMirror SIGKILLs opm sync origin mirror (origin: git daemon
+// and a file bucket; mirror: git http-backend and an S3-protocol bucket):
+// the mirror must never name a blob its bucket lacks, and the next sync
+// completes it.
+func TestCrashSyncMirror(t *testing.T) {
+	c := newCrash(t, "mirror", 5)
+	m := newMirrorSetup(t, true)
+	srcURL := "file://" + m.srcDir
+	mustOpm(t, m.home, "push", "crash/mirror/repo:base", pkgDir(t, c.seed, 40, 8<<10))
+	span := measure(t, opmCmd(m.home, "sync", "origin", "mirror"))
+	t.Logf("a mirror sync of one tag takes %v", span)
+	origin := registryUnderTest{what: "origin", meta: filepath.Join(m.origin.dir, "meta.git"), bucket: srcURL}
+	mirror := registryUnderTest{what: "mirror", meta: filepath.Join(m.mirror.dir, "meta.git"), bucket: m.dstBlobs,
+		home: m.home, fsck: []string{"--remote", "mirror"}}
+	for trial := range c.trials {
+		mustOpm(t, m.home, "push", fmt.Sprintf("crash/mirror/repo:t%d", trial), pkgDir(t, c.seed+uint64(trial)+1, 40, 8<<10))
+		if c.killSometime(trial, opmCmd(m.home, "sync", "origin", "mirror"), span) {
+			c.checkAfterCrash(trial, mirror, origin, homeUnderTest(m.home, srcURL))
+			mustOpm(t, m.home, "sync", "origin", "mirror")
+		}
+		c.checkAfterCrash(trial, mirror)
+		if a, b := m.origin.head(t, "meta.git"), m.mirror.head(t, "meta.git"); a != b {
+			t.Fatalf("trial %d: after a completed sync origin is at %s, the mirror at %s", trial, a, b)
+		}
+	}
+}
+
+// TestCrashGC SIGKILLs opm gc at random moments in a home with live tags
+// and garbage (the blobs of removed tags), in a home that is the whole
+// registry and in one whose copy is a bucket: no live tag may lose a blob,
+// and the next gc removes the garbage.
+func TestCrashGC(t *testing.T) {
+	for _, withBucket := range []bool{false, true} {
+		name := map[bool]string{false: "local", true: "bucket"}[withBucket]
+		t.Run(name, func(t *testing.T) {
+			c := newCrash(t, "gc-"+name, 4)
+			home := t.TempDir()
+			bucket, bucketDir := "", ""
+			if withBucket {
+				bucket, bucketDir = fileBucket(t)
+				mustOpm(t, home, "config", "opm.blobs", bucket)
+			}
+			// garbage pushes a tag of n unique files and removes it.
+			garbage := func(seed uint64) []string {
+				ref := fmt.Sprintf("crash/gc/junk:g%d", seed)
+				mustOpm(t, home, "push", ref, pkgDir(t, seed, 40, 16<<10))
+				files := packageFiles(t, home, ref)
+				mustOpm(t, home, "rm", ref)
+				var ds []string
+				for _, f := range files {
+					if f.Symlink == "" && f.Size > 0 {
+						ds = append(ds, strings.TrimPrefix(f.Digest, "sha256:"))
+					}
+				}
+				return ds
+			}
+			gcArgs := []string{"gc", "--grace", "0s", "--keep", "0s"}
+			mustOpm(t, home, "push", "crash/gc/live:base", pkgDir(t, c.seed, 5, 16<<10))
+			garbage(c.seed + 1000)
+			span := measure(t, opmCmd(home, gcArgs...))
+			t.Logf("a gc of one tag's garbage takes %v", span)
+			reg := homeUnderTest(home, bucket)
+			for trial := range c.trials {
+				s := c.seed + 2000 + uint64(trial)*10
+				mustOpm(t, home, "push", fmt.Sprintf("crash/gc/live:t%d", trial), pkgDir(t, s, 5, 16<<10))
+				junk := garbage(s + 1)
+				if c.killSometime(trial, opmCmd(home, gcArgs...), span) {
+					c.checkAfterCrash(trial, reg)
+					mustOpm(t, home, gcArgs...)
+				}
+				c.checkAfterCrash(trial, reg)
+				// The completed gc removed the garbage from the registry's copy.
+				for _, d := range junk {
+					p := filepath.Join(home, "blobs", "sha256", d[:2], d)
+					if withBucket {
+						p = filepath.Join(bucketDir, "blobs", "sha256", d)
+					}
+					if exists(p) {
+						t.Fatalf("trial %d: garbage blob %s still there after a completed gc", trial, p)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestCrashDaemon SIGKILLs the daemon (opm mount --daemon) while files
+// are read through its mount and pushes go through its socket. Reads that
+// succeed return the right bytes; nothing fails before the kill; after it
+// the home checks out and the mount comes back on the same mount point.
+func TestCrashDaemon(t *testing.T) {
+	opmtest.RequireFUSE(t)
+	c := newCrash(t, "daemon", 4)
+	home := filepath.Join(t.TempDir(), "home")
+	src := sourceTree(t, c.seed)
+	opmOK(t, home, nil, "push", "crash/daemon/kit:v1", src)
+	var files []fileInfo
+	for _, f := range packageFiles(t, home, "crash/daemon/kit:v1") {
+		if f.Symlink == "" {
+			files = append(files, f)
+		}
+	}
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	must(t, os.Mkdir(mnt, 0o755))
+	t.Cleanup(func() { unmountAndWait(t, home, mnt) })
+	pushSrc := t.TempDir()
+	for trial := range c.trials {
+		// The mount point is dead since the last trial's kill: mounting
+		// again recovers it.
+		opmOK(t, home, nil, "mount", "--daemon", mnt)
+		pid := mountStatus(t, mnt).PID
+
+		var (
+			mu       sync.Mutex
+			killedAt time.Time // zero until the kill
+			reads    int
+			pushes   int
+		)
+		failedBeforeKill := func(what string, err error, out []byte) {
+			mu.Lock()
+			defer mu.Unlock()
+			if killedAt.IsZero() {
+				t.Errorf("trial %d (seed %d): %s failed before the daemon was killed: %v\n%s", trial, c.seed, what, err, out)
+			}
+		}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for r := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := r; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					f := files[i%len(files)]
+					got, err := hashFile(filepath.Join(mnt, "crash/daemon/kit/v1", f.Path))
+					if err != nil {
+						failedBeforeKill("read "+f.Path, err, nil)
+						continue
+					}
+					if "sha256:"+got != f.Digest {
+						t.Errorf("trial %d (seed %d): %s read through the mount hashes to %s, want %s", trial, c.seed, f.Path, got, f.Digest)
+					}
+					mu.Lock()
+					reads++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				dir := filepath.Join(pushSrc, fmt.Sprintf("%d-%d", trial, i))
+				if err := writeRandom(filepath.Join(dir, "data.bin"), 256<<10, c.seed+uint64(trial*1000+i)); err != nil {
+					t.Error(err)
+					return
+				}
+				cmd := opmCmd(home, "push", fmt.Sprintf("crash/daemon/pushed:t%d-%d", trial, i), dir)
+				if out, err := cmd.CombinedOutput(); err != nil {
+					failedBeforeKill("push", err, out)
+				} else {
+					mu.Lock()
+					pushes++
+					mu.Unlock()
+				}
+			}
+		}()
+
+		time.Sleep(c.delay(1500 * time.Millisecond))
+		mu.Lock()
+		killedAt = time.Now()
+		mu.Unlock()
+		must(t, syscall.Kill(pid, syscall.SIGKILL))
+		c.killed++
+		for deadline := time.Now().Add(30 * time.Second); daemon.Held(home) || !opmfs.Dead(mnt); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("trial %d: 30 s after SIGKILL the daemon still holds the home or the mount answers", trial)
+			}
+		}
+		close(stop)
+		wg.Wait()
+		t.Logf("trial %d: killed after %d reads and %d pushes", trial, reads, pushes)
+		c.checkAfterCrash(trial, homeUnderTest(home, ""))
+		// With the daemon dead, a push runs on its own.
+		must(t, writeRandom(filepath.Join(pushSrc, "after", "data.bin"), 1000, c.seed+uint64(trial)))
+		opmOK(t, home, nil, "push", fmt.Sprintf("crash/daemon/pushed:after%d", trial), filepath.Join(pushSrc, "after"))
+	}
+	// The last kill's mount point mounts again and serves the package.
+	opmOK(t, home, nil, "mount", "--daemon", mnt)
+	shOK(t, mnt, "diff -r "+src+" crash/daemon/kit/v1")
+	opmOK(t, home, nil, "push", "crash/daemon/pushed:last", src)
+	unmountAndWait(t, home, mnt)
+	c.checkAfterCrash(c.trials, homeUnderTest(home, ""))
+}
+
+// hashFile is the hex sha256 of a file's content.
+func hashFile(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
