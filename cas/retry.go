@@ -3,6 +3,7 @@ package cas
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -64,12 +65,15 @@ func DefaultRetry() Retry {
 var NoRetry = Retry{Attempts: 1}
 
 // wait returns the jittered pause after the attempt-th failure (1-based).
+// A Max of 0 puts no cap on it.
 func (p Retry) wait(attempt int) time.Duration {
 	d := p.Base
-	for i := 1; i < attempt && d < p.Max; i++ {
+	for i := 1; i < attempt && i < 32 && (p.Max <= 0 || d < p.Max); i++ {
 		d *= 2
 	}
-	d = min(d, p.Max)
+	if p.Max > 0 {
+		d = min(d, p.Max)
+	}
 	if d <= 0 {
 		return 0
 	}
@@ -78,14 +82,18 @@ func (p Retry) wait(attempt int) time.Duration {
 
 // do runs fn until it succeeds, fails with an error retryable does not
 // accept, the context is done, or p.Attempts tries have failed. It returns
-// fn's last error and how many tries were made. Each retry is logged with
-// the digest, the operation and the cause.
+// fn's last error (with the context's, if that ended the tries) and how many
+// tries were made. Each retry is logged with the digest, the operation and
+// the cause.
 func (p Retry) do(ctx context.Context, d digest.Digest, op string, retryable func(error) bool, fn func() error) (int, error) {
 	attempts := max(p.Attempts, 1)
 	for attempt := 1; ; attempt++ {
 		err := fn()
-		if err == nil || attempt >= attempts || ctx.Err() != nil || !retryable(err) {
+		switch {
+		case err == nil || attempt >= attempts || !retryable(err):
 			return attempt, err
+		case ctx.Err() != nil:
+			return attempt, givenUp(ctx, err)
 		}
 		wait := p.wait(attempt)
 		slog.Warn("bucket: retrying", "op", op, "digest", d, "attempt", attempt, "of", attempts, "wait", wait, "err", err)
@@ -93,10 +101,20 @@ func (p Retry) do(ctx context.Context, d digest.Digest, op string, retryable fun
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return attempt, err
+			return attempt, givenUp(ctx, err)
 		case <-t.C:
 		}
 	}
+}
+
+// givenUp is err of a try cut short by the end of ctx, or after which ctx
+// ended: it matches ctx.Err() with errors.Is, so that callers (and the
+// other waiters of a Cache download) see that the caller gave up.
+func givenUp(ctx context.Context, err error) error {
+	if errors.Is(err, ctx.Err()) {
+		return err
+	}
+	return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
 }
 
 // transient reports whether an error of a bucket call may go away if the

@@ -54,4 +54,11 @@ func TestRetryWait(t *testing.T) {
 			}
 		}
 	}
+	uncapped := Retry{Attempts: 5, Base: time.Millisecond}
+	if w := uncapped.wait(4); w < 4*time.Millisecond || w > 8*time.Millisecond {
+		t.Fatalf("uncapped wait after attempt 4: %v, want 4ms to 8ms", w)
+	}
+	if w := (Retry{Attempts: 5}).wait(3); w != 0 {
+		t.Fatalf("wait with no base: %v", w)
+	}
 }
