@@ -67,10 +67,7 @@ func ParseAnyManifest(b []byte, contentType string) (*AnyManifest, error) {
 		if _, err := ParseDigest(string(d.Digest)); err != nil {
 			return fmt.Errorf("manifest %s: %w", what, err)
 		}
-		if d.Size < 0 {
-			return fmt.Errorf("manifest %s: negative size %d: %w", what, d.Size, ErrInvalid)
-		}
-		return nil
+		return checkSize(what, d.Size)
 	}
 	switch m.MediaType {
 	case MediaTypeManifest, MediaTypeDockerManifest:
@@ -107,6 +104,15 @@ func ParseAnyManifest(b []byte, contentType string) (*AnyManifest, error) {
 	}
 	if err := check("subject", m.Subject); err != nil {
 		return nil, err
+	}
+	var total int64 // each size is checked above
+	if m.Config != nil {
+		total = m.Config.Size
+	}
+	for _, d := range append(m.Layers[:len(m.Layers):len(m.Layers)], m.Manifests...) {
+		if err := addSize(&total, d.Size); err != nil {
+			return nil, err
+		}
 	}
 	return &m, nil
 }

@@ -45,6 +45,11 @@ func TestParseAnyManifest(t *testing.T) {
 		{"escaping title", `{"schemaVersion":2,"config":` + d + `,"layers":[{"digest":"` + testDigest + `","size":1,"annotations":{"org.opencontainers.image.title":"../x"}}]}`, ""},
 		{"index with layers", `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[],"layers":[` + d + `]}`, ""},
 		{"bad subject", `{"schemaVersion":2,"manifests":[],"subject":{"digest":"nope","size":1}}`, ""},
+		{"absurd size", `{"schemaVersion":2,"config":{"digest":"` + testDigest + `","size":4611686018427387905},"layers":[]}`, ""},
+		{"sizes overflow", `{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":` + d + `,"layers":[{"digest":"` + testDigest + `","size":4611686018427387904},{"digest":"` + testDigest + `","size":4611686018427387904}]}`, ""},
+		{"index sizes overflow", `{"schemaVersion":2,"manifests":[{"digest":"` + testDigest + `","size":4611686018427387904},{"digest":"` + testDigest + `","size":1}]}`, ""},
+		{"uppercase hex", `{"schemaVersion":2,"config":{"digest":"sha256:` + strings.ToUpper(testDigest[7:]) + `","size":1},"layers":[]}`, ""},
+		{"link through a link", `{"schemaVersion":2,"config":` + d + `,"layers":[{"digest":"` + testDigest + `","size":0,"annotations":{"org.opencontainers.image.title":"a/l","dev.opm.file.symlink":"m/../../x"}}]}`, ""},
 		{"too big", `{"schemaVersion":2,"x":"` + strings.Repeat("a", MaxManifestSize) + `"}`, ""},
 	}
 	for _, c := range bad {

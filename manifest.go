@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,6 +31,10 @@ const (
 	MaxManifestSize = 64 << 20
 	// MaxPathLen bounds a file path inside a package.
 	MaxPathLen = 4096
+	// MaxSize bounds the size of a blob and the total of a manifest's
+	// sizes (4 EiB): beyond it a size is absurd, and a sum of them could
+	// overflow.
+	MaxSize = 1 << 62
 )
 
 // EmptyJSON is the content of the empty config blob "{}".
@@ -119,28 +124,43 @@ func NewPackage(files []File, annotations map[string]string) (*Manifest, error) 
 }
 
 // checkTree refuses duplicate titles and a title that is both a file and a
-// directory of another (layers sorted by title).
+// directory of another. Sorted so that '/' comes before every other byte,
+// the paths below a title directly follow it, so only neighbours need
+// comparing: O(n log n) whatever the depth of the paths.
 func checkTree(layers []Descriptor) error {
-	seen := make(map[string]bool, len(layers))
+	titles := make([]string, 0, len(layers))
 	for _, l := range layers {
-		t := l.Annotations[AnnotationTitle]
-		if t == "" {
-			continue
+		if t := l.Annotations[AnnotationTitle]; t != "" {
+			titles = append(titles, t)
 		}
-		if seen[t] {
-			return fmt.Errorf("two files claim the package path %q: %w", t, ErrInvalid)
-		}
-		seen[t] = true
 	}
-	for _, l := range layers {
-		t := l.Annotations[AnnotationTitle]
-		for dir := path.Dir(t); t != "" && dir != "."; dir = path.Dir(dir) {
-			if seen[dir] {
-				return fmt.Errorf("package path %q is a file and also the directory of %q: %w", dir, t, ErrInvalid)
-			}
+	slices.SortFunc(titles, comparePaths)
+	for i := 1; i < len(titles); i++ {
+		prev, t := titles[i-1], titles[i]
+		switch {
+		case t == prev:
+			return fmt.Errorf("two files claim the package path %q: %w", t, ErrInvalid)
+		case len(t) > len(prev) && t[len(prev)] == '/' && strings.HasPrefix(t, prev):
+			return fmt.Errorf("package path %q is a file and also the directory of %q: %w", prev, t, ErrInvalid)
 		}
 	}
 	return nil
+}
+
+// comparePaths orders paths byte by byte, with '/' before every other byte.
+func comparePaths(a, b string) int {
+	rank := func(c byte) int {
+		if c == '/' {
+			return -1
+		}
+		return int(c)
+	}
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if a[i] != b[i] {
+			return rank(a[i]) - rank(b[i])
+		}
+	}
+	return len(a) - len(b)
 }
 
 func (f File) validate() error {
@@ -150,8 +170,8 @@ func (f File) validate() error {
 	if f.Mode&^fs.ModePerm != 0 {
 		return fmt.Errorf("file %q: mode %v has bits other than permissions: %w", f.Path, f.Mode, ErrInvalid)
 	}
-	if f.Size < 0 {
-		return fmt.Errorf("file %q: negative size: %w", f.Path, ErrInvalid)
+	if f.Size < 0 || f.Size > MaxSize {
+		return fmt.Errorf("file %q: size %d is negative or over %d: %w", f.Path, f.Size, int64(MaxSize), ErrInvalid)
 	}
 	if _, err := ParseDigest(string(f.Digest)); err != nil {
 		return fmt.Errorf("file %q: %w", f.Path, err)
@@ -185,7 +205,7 @@ func ValidatePath(p string) error {
 			return bad("contains a control character")
 		}
 	}
-	for _, part := range strings.Split(p, "/") {
+	for part := range strings.SplitSeq(p, "/") {
 		switch {
 		case part == "":
 			return bad("has an empty part")
@@ -217,6 +237,22 @@ func ValidateSymlink(linkPath, target string) error {
 	for _, r := range target {
 		if r < 0x20 || r == 0x7f {
 			return bad("contains a control character")
+		}
+	}
+	// '..' only at the start: after a name, it climbs from wherever that
+	// name leads, and another link of the package can lead higher than
+	// the name reads ("a/b/l" -> "../../.." and "a/b/m" -> "l/../../x"
+	// reads as "x" but is the package's parent's x).
+	named := false
+	for part := range strings.SplitSeq(target, "/") {
+		switch part {
+		case "", ".":
+		case "..":
+			if named {
+				return bad("has a '..' after a name (it could climb out through another link): only leading '..' are kept")
+			}
+		default:
+			named = true
 		}
 	}
 	resolved := path.Join(path.Dir(linkPath), target)
@@ -274,9 +310,13 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	if err := m.Config.check("config"); err != nil {
 		return nil, err
 	}
+	total := m.Config.Size
 	for i := range m.Layers {
 		l := &m.Layers[i]
 		if err := l.check(fmt.Sprintf("layer %d", i)); err != nil {
+			return nil, err
+		}
+		if err := addSize(&total, l.Size); err != nil {
 			return nil, err
 		}
 		t, ok := l.Annotations[AnnotationTitle]
@@ -297,11 +337,7 @@ func ParseManifest(b []byte) (*Manifest, error) {
 			}
 		}
 	}
-	sorted := append([]Descriptor(nil), m.Layers...)
-	sort.SliceStable(sorted, func(i, j int) bool {
-		return sorted[i].Annotations[AnnotationTitle] < sorted[j].Annotations[AnnotationTitle]
-	})
-	if err := checkTree(sorted); err != nil {
+	if err := checkTree(m.Layers); err != nil {
 		return nil, err
 	}
 	return &m, nil
@@ -311,9 +347,27 @@ func (d *Descriptor) check(what string) error {
 	if _, err := ParseDigest(string(d.Digest)); err != nil {
 		return fmt.Errorf("manifest %s: %w", what, err)
 	}
-	if d.Size < 0 {
-		return fmt.Errorf("manifest %s: negative size %d: %w", what, d.Size, ErrInvalid)
+	return checkSize(what, d.Size)
+}
+
+// checkSize refuses a negative or absurd size.
+func checkSize(what string, size int64) error {
+	if size < 0 {
+		return fmt.Errorf("manifest %s: negative size %d: %w", what, size, ErrInvalid)
 	}
+	if size > MaxSize {
+		return fmt.Errorf("manifest %s: size %d is over the %d-byte limit: %w", what, size, int64(MaxSize), ErrInvalid)
+	}
+	return nil
+}
+
+// addSize adds size to the running total of a manifest's sizes (each
+// checked by checkSize), refusing a total over MaxSize.
+func addSize(total *int64, size int64) error {
+	if size > MaxSize-*total {
+		return fmt.Errorf("manifest sizes add up to over %d bytes: %w", int64(MaxSize), ErrInvalid)
+	}
+	*total += size
 	return nil
 }
 

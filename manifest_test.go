@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -76,6 +78,19 @@ func TestNewPackageRefuses(t *testing.T) {
 		{[]File{{Path: "l", Symlink: "/etc"}}, "absolute"},
 		{[]File{{Path: "a", Digest: "sha256:zz"}}, "digest"},
 		{[]File{{Path: "a", Digest: d, Mode: 0o4755}}, "mode"},
+		// '-' and '.' sort before '/': the file and its directory are
+		// not neighbours in plain byte order.
+		{[]File{{Path: "a", Digest: d}, {Path: "a-b", Digest: d}, {Path: "a.txt", Digest: d}, {Path: "a/b", Digest: d}}, "also the directory"},
+		{[]File{{Path: "x/a", Digest: d}, {Path: "x/a!", Digest: d}, {Path: "x/a/b/c", Digest: d}}, "also the directory"},
+		{[]File{{Path: "b", Digest: d}, {Path: "a/b", Digest: d}, {Path: "b", Digest: d}}, "two files"},
+		// A link that reads as staying inside but climbs out through
+		// another link (a/b/c/l is the package's top).
+		{[]File{{Path: "a/b/c/l", Symlink: "../../.."}, {Path: "a/b/c/m", Symlink: "l/../../../../etc/passwd"}}, "after a name"},
+		{[]File{{Path: "l", Symlink: "x/../y"}}, "after a name"},
+		{[]File{{Path: "a", Digest: d, Size: MaxSize + 1}}, "over"},
+		{[]File{{Path: "a", Digest: d, Size: -1}}, "negative"},
+		{[]File{{Path: "a", Digest: digest.Digest("sha512:" + strings.Repeat("a", 128))}}, "digest"},
+		{[]File{{Path: "a", Digest: digest.Digest(strings.ToUpper(string(d)))}}, "digest"},
 	}
 	for _, c := range cases {
 		_, err := NewPackage(c.files, nil)
@@ -91,14 +106,21 @@ func TestParseManifestRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := map[string]string{
-		"not json":         `{"schemaVersion":`,
-		"schema":           `{"schemaVersion":1,"config":{"digest":"` + string(EmptyDigest) + `"}}`,
-		"title escapes":    strings.Replace(string(good), `"README.md"`, `"../../README.md"`, 1),
-		"absolute title":   strings.Replace(string(good), `"README.md"`, `"/README.md"`, 1),
-		"duplicate titles": strings.Replace(string(good), `"README.md"`, `"empty"`, 1),
-		"bad mode":         strings.Replace(string(good), `"0644"`, `"rwx"`, 1),
-		"negative size":    strings.Replace(string(good), `"size": 6`, `"size": -6`, 1),
-		"escaping link":    strings.Replace(string(good), `"dev.opm.file.symlink": "tool"`, `"dev.opm.file.symlink": "../../../etc/shadow"`, 1),
+		"not json":          `{"schemaVersion":`,
+		"schema":            `{"schemaVersion":1,"config":{"digest":"` + string(EmptyDigest) + `"}}`,
+		"title escapes":     strings.Replace(string(good), `"README.md"`, `"../../README.md"`, 1),
+		"absolute title":    strings.Replace(string(good), `"README.md"`, `"/README.md"`, 1),
+		"duplicate titles":  strings.Replace(string(good), `"README.md"`, `"empty"`, 1),
+		"bad mode":          strings.Replace(string(good), `"0644"`, `"rwx"`, 1),
+		"negative size":     strings.Replace(string(good), `"size": 6`, `"size": -6`, 1),
+		"escaping link":     strings.Replace(string(good), `"dev.opm.file.symlink": "tool"`, `"dev.opm.file.symlink": "../../../etc/shadow"`, 1),
+		"link through '..'": strings.Replace(string(good), `"dev.opm.file.symlink": "tool"`, `"dev.opm.file.symlink": "tool/../../x"`, 1),
+		"absurd size":       strings.Replace(string(good), `"size": 6`, `"size": 4611686018427387905`, 1),
+		"sizes overflow":    strings.Replace(strings.Replace(string(good), `"size": 6`, `"size": 4611686018427387904`, 1), `"size": 5`, `"size": 4611686018427387904`, 1),
+		"int64 overflow":    strings.Replace(string(good), `"size": 6`, `"size": 9223372036854775808`, 1),
+		"uppercase hex":     strings.Replace(string(good), EmptyDigest.Encoded(), strings.ToUpper(EmptyDigest.Encoded()), 1),
+		"index type":        strings.Replace(string(good), MediaTypeManifest, MediaTypeIndex, 1),
+		"file and dir":      strings.Replace(string(good), `"empty"`, `"README.md/x"`, 1),
 	}
 	for name, in := range cases {
 		if in == string(good) {
@@ -107,6 +129,32 @@ func TestParseManifestRefuses(t *testing.T) {
 		if _, err := ParseManifest([]byte(in)); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: got %v, want ErrInvalid", name, err)
 		}
+	}
+}
+
+// Deep paths cost time in proportion to their length: checking that no
+// file is also a directory once took time in proportion to the square
+// (minutes for a manifest under MaxManifestSize).
+func TestParseManifestDeepPaths(t *testing.T) {
+	deep := strings.Repeat("d/", 2040)
+	files := make([]File, 1000)
+	for i := range files {
+		files[i] = File{Path: fmt.Sprintf("%s%d", deep, i), Digest: EmptyFileDigest}
+	}
+	start := time.Now()
+	m, err := NewPackage(files, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseManifest(b); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("1000 paths of %d bytes took %v", len(files[0].Path), took)
 	}
 }
 

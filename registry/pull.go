@@ -109,6 +109,9 @@ func (r *Registry) pullFile(ctx context.Context, root *os.Root, f opm.File) erro
 	}
 	err = r.Local.CopyOut(ctx, f.Digest, out)
 	if err == nil {
+		err = checkSize(out, f)
+	}
+	if err == nil {
 		err = out.Chmod(f.Mode)
 	}
 	if cerr := out.Close(); err == nil {
@@ -119,6 +122,16 @@ func (r *Registry) pullFile(ctx context.Context, root *os.Root, f opm.File) erro
 		return err
 	}
 	return r.rename(root, tmp, f.Path)
+}
+
+// checkSize refuses a blob that is not the size its descriptor says (the
+// digest matched: the manifest lies).
+func checkSize(out *os.File, f opm.File) error {
+	fi, err := out.Stat()
+	if err == nil && fi.Size() != f.Size {
+		err = fmt.Errorf("blob %s is %d bytes but the manifest says %d: %w", f.Digest, fi.Size(), f.Size, opm.ErrIntegrity)
+	}
+	return err
 }
 
 func (r *Registry) rename(root *os.Root, tmp, final string) error {

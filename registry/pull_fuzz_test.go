@@ -1,0 +1,207 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/cas"
+	"github.com/openpm/opm/internal/opmtest"
+)
+
+// FuzzPullPaths feeds arbitrary packages to pull's checks (opm.ParseManifest,
+// as Resolve reads a tag) and, when they are accepted, pulls them for real
+// from a local store holding their tiny blobs. An accepted package never
+// names an unsafe path, and pulling it creates exactly its files, all inside
+// the target directory, with no symbolic link leading out of it; nothing
+// beside the target changes.
+func FuzzPullPaths(f *testing.F) {
+	for _, spec := range opmtest.HostileSpecs {
+		f.Add(spec, int64(-1))
+	}
+	f.Add("a", int64(5)) // a size that is not the blob's
+	f.Add("a\nb", int64(1)<<62+1)
+	f.Add("x/y\nx/z=>y\nw=>x/z", int64(-1))
+	local, err := cas.OpenLocal(f.TempDir(), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, b := range opmtest.FuzzBlobs {
+		if err := local.Put(context.Background(), digest.FromBytes(b), int64(len(b)), bytes.NewReader(b)); err != nil {
+			f.Fatal(err)
+		}
+	}
+	r := &Registry{Local: local} // the local store only: no metadata, no bucket
+	f.Fuzz(func(t *testing.T, spec string, size int64) {
+		body := opmtest.FuzzManifest(spec, size)
+		m, err := opm.ParseManifest(body)
+		if err != nil {
+			if !errors.Is(err, opm.ErrInvalid) {
+				t.Fatalf("refused without ErrInvalid: %v", err)
+			}
+			return
+		}
+		files := m.Files()
+		if err := opmtest.CheckSafeFiles(files); err != nil {
+			t.Fatalf("accepted an unsafe package: %v\n%s", err, body)
+		}
+		parent := t.TempDir()
+		outside := filepath.Join(parent, "outside")
+		if err := os.WriteFile(outside, []byte("keep"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(parent, "out")
+		_, pullErr := r.writeFiles(context.Background(), files, dir, false, nil)
+		checkPulled(t, parent, dir, files, pullErr == nil)
+		if pullErr == nil { // again, over the files it wrote
+			_, pullErr = r.writeFiles(context.Background(), files, dir, true, nil)
+			checkPulled(t, parent, dir, files, pullErr == nil)
+			if pullErr != nil {
+				t.Fatalf("pull --force over the same package: %v", pullErr)
+			}
+		}
+	})
+}
+
+// checkPulled checks the tree a pull of files into dir (in parent, beside
+// the file "outside") left: nothing but dir and "outside" in parent;
+// in dir, only files of the package with their content or link target, and
+// with ok, all of them; no symbolic link climbing out of dir.
+func checkPulled(t *testing.T, parent, dir string, files []opm.File, ok bool) {
+	t.Helper()
+	ents, err := os.ReadDir(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.Name() != "out" && e.Name() != "outside" {
+			t.Fatalf("pull created %q beside its target", e.Name())
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(parent, "outside")); err != nil || string(b) != "keep" {
+		t.Fatalf("pull changed a file beside its target: %q, %v", b, err)
+	}
+	want := map[string]opm.File{}
+	for _, f := range files {
+		want[f.Path] = f
+	}
+	found := 0
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && p == dir {
+				return filepath.SkipDir // a refused pull may create nothing
+			}
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+			t.Fatalf("walked %q outside %q", p, dir)
+		}
+		if d.IsDir() {
+			return nil
+		}
+		f, isFile := want[filepath.ToSlash(rel)]
+		if !isFile {
+			t.Fatalf("pull created %q, which is no file of the package", rel)
+		}
+		found++
+		if f.Symlink != "" {
+			target, err := os.Readlink(p)
+			if err != nil || target != f.Symlink {
+				t.Fatalf("%s: link to %q (%v), want %q", rel, target, err, f.Symlink)
+			}
+			if escapesDir(dir, p) {
+				t.Fatalf("%s -> %q leads out of the target", rel, target)
+			}
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if digest.FromBytes(b) != f.Digest || int64(len(b)) != f.Size {
+			t.Fatalf("%s: %d bytes %s, want %d bytes %s", rel, len(b), digest.FromBytes(b), f.Size, f.Digest)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok && found != len(files) {
+		t.Fatalf("pull succeeded with %d of %d files", found, len(files))
+	}
+}
+
+// escapesDir resolves the symbolic link at link (inside dir) on disk as the
+// kernel would and reports whether the walk ever climbs above dir.
+func escapesDir(dir, link string) bool {
+	cur := filepath.Dir(link)
+	target, _ := os.Readlink(link)
+	queue := strings.Split(target, "/")
+	if strings.HasPrefix(target, "/") {
+		return true
+	}
+	for hops := 0; len(queue) > 0 && hops < 40; {
+		part := queue[0]
+		queue = queue[1:]
+		switch part {
+		case "", ".":
+			continue
+		case "..":
+			if cur == dir {
+				return true
+			}
+			cur = filepath.Dir(cur)
+			continue
+		}
+		next := filepath.Join(cur, part)
+		fi, err := os.Lstat(next)
+		switch {
+		case err != nil:
+			return false // ENOENT or ENOTDIR: the walk ends here
+		case fi.Mode()&fs.ModeSymlink != 0:
+			hops++
+			t, _ := os.Readlink(next)
+			if strings.HasPrefix(t, "/") {
+				return true
+			}
+			queue = append(strings.Split(t, "/"), queue...)
+		case fi.IsDir():
+			cur = next
+		default:
+			return false // a regular file: the end, or ENOTDIR
+		}
+	}
+	return false
+}
+
+// The fuzz target's own check of links on disk catches a link that reads
+// as staying inside but climbs out through another link.
+func TestEscapesDir(t *testing.T) {
+	dir := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(dir, "a/b/c"), 0o755))
+	must(os.Symlink("../../..", filepath.Join(dir, "a/b/c/l")))
+	must(os.Symlink("l/../../../../etc/passwd", filepath.Join(dir, "a/b/c/m")))
+	must(os.Symlink("../../../x", filepath.Join(dir, "a/b/c/n")))
+	must(os.Symlink("l/a/b/c/n", filepath.Join(dir, "a/b/c/o")))
+	must(os.Symlink("../nope/../../..", filepath.Join(dir, "a/b/c/p")))
+	for link, want := range map[string]bool{"l": false, "m": true, "n": false, "o": false, "p": false} {
+		if got := escapesDir(dir, filepath.Join(dir, "a/b/c", link)); got != want {
+			t.Errorf("%s: escapes %v, want %v", link, got, want)
+		}
+	}
+}
