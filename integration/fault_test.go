@@ -228,6 +228,19 @@ func TestFaultMount(t *testing.T) {
 		}
 	}
 
+	// A moderate rate of every fault: retries hide them.
+	s.proxy.Set(faultproxy.Plan{Prefix: "blobs/", Error: 0.15, Truncate: 0.1, Corrupt: 0.1, Seed: 21})
+	before := s.proxy.Stats()
+	for _, name := range []string{"f000.bin", "big.bin"} {
+		if got, want := sha256File(t, filepath.Join(pkg, name)), sha256File(t, filepath.Join(s.pkgs["v1"], name)); got != want {
+			t.Fatalf("%s under moderate faults: sha256 %s, want %s", name, got, want)
+		}
+		fi, err := os.Stat(filepath.Join(pkg, name))
+		must(t, err)
+		s.bytes += fi.Size()
+	}
+	t.Logf("moderate: %v", s.proxy.Stats().Sub(before))
+
 	// Faults off: the same paths read their right bytes.
 	s.proxy.Off()
 	s.sameTree(t, s.pkgs["v1"], pkg)
