@@ -105,6 +105,7 @@ func (b *Batch) stageSmall(path string) (batchItem, error) {
 	sum := sha256.Sum256(buf)
 	it := batchItem{d: digest.NewDigestFromBytes(digest.SHA256, sum[:]), n: int64(n)}
 	if b.l.Has(it.d) {
+		b.l.reused(it.d)
 		return it, nil // already stored: nothing to write
 	}
 	it.tmp = filepath.Join(b.l.dir, "tmp", fmt.Sprintf("batch-%d-%d-%d", os.Getpid(), time.Now().UnixNano(), b.seq.Add(1)))
@@ -173,6 +174,7 @@ func (b *Batch) Commit() error {
 		path := b.l.Path(it.d)
 		if _, err := os.Stat(path); err == nil {
 			os.Remove(it.tmp)
+			b.l.reused(it.d)
 			continue
 		}
 		dirs[filepath.Dir(path)] = true

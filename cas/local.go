@@ -364,7 +364,7 @@ func (l *Local) commit(s *staged) error {
 	path := l.Path(s.d)
 	if _, err := os.Stat(path); err == nil {
 		s.discard()
-		l.touch(s.d)
+		l.reused(s.d)
 		return nil
 	}
 	if err := install(s.f, path); err != nil {
@@ -374,6 +374,18 @@ func (l *Local) commit(s *staged) error {
 	l.added.Add(s.n)
 	l.record(s.d, s.n)
 	return nil
+}
+
+// reused notes that a write found its blob already stored: the file's
+// modification time becomes now, so that garbage collection, which spares
+// blobs written within its grace period, also spares one a push is about to
+// name again.
+func (l *Local) reused(d digest.Digest) {
+	now := time.Now()
+	if err := os.Chtimes(l.Path(d), time.Time{}, now); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		slog.Warn("blob store: cannot update modification time", "digest", d, "err", err)
+	}
+	l.touch(d)
 }
 
 // install makes f read-only, fsyncs and closes it, renames it to path and

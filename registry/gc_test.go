@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -159,5 +160,29 @@ func TestGCRefusesUnreadableMetadata(t *testing.T) {
 	}
 	if !r.Local.Has(fileDigest(t, v1, "a").Digest) {
 		t.Fatal("gc removed a blob before refusing")
+	}
+}
+
+// TestGCSparesReusedBlob: a push that finds its content already stored
+// makes that blob young again, so a gc running alongside spares it even
+// though no tag named it when gc looked.
+func TestGCSparesReusedBlob(t *testing.T) {
+	ctx := context.Background()
+	r := openHome(t, t.TempDir())
+	v1 := pushTree(t, r, "ns/p/r:v1", map[string]string{"big": "reused later", "small": "never again"})
+	if _, err := r.Remove(ctx, mustRef(t, "ns/p/r:v1")); err != nil {
+		t.Fatal(err)
+	}
+	long := time.Now().Add(-2 * time.Hour)
+	r.Local.Walk(func(d digest.Digest, _ int64) error { return os.Chtimes(r.Local.Path(d), long, long) })
+	pushTree(t, r, "ns/p/other:v1", map[string]string{"copy": "reused later"})
+	// What gc would see if it listed the store just before that push.
+	reused := fileDigest(t, v1, "big").Digest
+	if _, err := r.Remove(ctx, mustRef(t, "ns/p/other:v1")); err != nil {
+		t.Fatal(err)
+	}
+	res := gc(t, r, GCOptions{Grace: time.Hour})
+	if !slices.Equal(removed(res), digests(fileDigest(t, v1, "small").Digest)) || !r.Local.Has(reused) {
+		t.Fatalf("removed %v; the reused blob is kept: %v", removed(res), r.Local.Has(reused))
 	}
 }
