@@ -36,8 +36,11 @@ import (
 // again from the beginning. Uploads to s3:// are retried by the S3 SDK, which
 // holds the part it sends, with the same policy.
 type Bucket struct {
-	b *blob.Bucket // for everything but uploads
-	w *blob.Bucket // for uploads: b, or over a client that retries them
+	// b serves the calls opm retries itself (see Retry.do). sdk serves
+	// those only the S3 SDK can retry, as it holds what it sends: uploads
+	// (and the pages of a listing). For other than s3:// buckets both are
+	// the same bucket.
+	b, sdk *blob.Bucket
 	// Retry is the policy for transient failures, DefaultRetry() unless
 	// changed before the bucket is used. A Cache made afterwards over this
 	// bucket takes it too.
@@ -118,7 +121,7 @@ func (b *Bucket) ownS3Retries(ctx context.Context, rawURL string) error {
 		return err
 	}
 	b.b.Close()
-	b.b, b.w = rb, wb
+	b.b, b.sdk = rb, wb
 	return nil
 }
 
@@ -138,7 +141,7 @@ func (r *sdkRetryer) RetryDelay(attempt int, err error) (time.Duration, error) {
 }
 
 // NewBucket uses an already open gocloud bucket. Close closes it.
-func NewBucket(b *blob.Bucket) *Bucket { return &Bucket{b: b, w: b, Retry: DefaultRetry()} }
+func NewBucket(b *blob.Bucket) *Bucket { return &Bucket{b: b, sdk: b, Retry: DefaultRetry()} }
 
 func bucketKey(d digest.Digest) string { return "blobs/sha256/" + d.Encoded() }
 
@@ -198,7 +201,7 @@ func (b *Bucket) Put(ctx context.Context, d digest.Digest, size int64, r io.Read
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := b.w.NewWriter(wctx, bucketKey(d), &blob.WriterOptions{
+	w, err := b.sdk.NewWriter(wctx, bucketKey(d), &blob.WriterOptions{
 		ContentType: "application/octet-stream",
 		IfNotExist:  true,
 	})
@@ -259,8 +262,8 @@ func (b *Bucket) Delete(ctx context.Context, d digest.Digest) error {
 // Close closes the bucket.
 func (b *Bucket) Close() error {
 	err := b.b.Close()
-	if b.w != b.b {
-		err = errors.Join(err, b.w.Close())
+	if b.sdk != b.b {
+		err = errors.Join(err, b.sdk.Close())
 	}
 	if err != nil {
 		return fmt.Errorf("close bucket: %w", err)
