@@ -36,10 +36,11 @@ import (
 // again from the beginning. Uploads to s3:// are retried by the S3 SDK, which
 // holds the part it sends, with the same policy.
 type Bucket struct {
-	// b serves the calls opm retries itself (see Retry.do). sdk serves
-	// those only the S3 SDK can retry, as it holds what it sends: uploads
-	// (and the pages of a listing). For other than s3:// buckets both are
-	// the same bucket.
+	// b serves the calls opm retries itself (see Retry.do); its S3 client
+	// does not retry. sdk's S3 client retries with Retry's tries and waits:
+	// it serves uploads, which only the SDK can retry as it holds what it
+	// sends, and suits any call opm does not retry (a listing's pages).
+	// For other than s3:// buckets both are the same bucket.
 	b, sdk *blob.Bucket
 	// Retry is the policy for transient failures, DefaultRetry() unless
 	// changed before the bucket is used. A Cache made afterwards over this
