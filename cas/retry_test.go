@@ -239,7 +239,7 @@ func TestRetryMixedFaults(t *testing.T) {
 		verified += int64(len(data))
 	}
 	s := p.Stats().Sub(before)
-	t.Logf("FAULTS: %v bytes_verified=%d", s, verified)
+	t.Logf("FAULTS: test=TestRetryMixedFaults %v bytes_verified=%d", s, verified)
 	if s.Faults() == 0 {
 		t.Fatal("no fault was injected")
 	}
