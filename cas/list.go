@@ -27,7 +27,7 @@ type BlobInfo struct {
 // lists a bucket; everything else finds blobs from the metadata.
 func (b *Bucket) List(ctx context.Context, fn func(BlobInfo) error) error {
 	const prefix = "blobs/sha256/"
-	it := b.b.List(&blob.ListOptions{Prefix: prefix})
+	it := b.sdk.List(&blob.ListOptions{Prefix: prefix}) // the client that retries a page
 	for {
 		obj, err := it.Next(ctx)
 		if errors.Is(err, io.EOF) {

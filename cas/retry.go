@@ -96,7 +96,7 @@ func (p Retry) do(ctx context.Context, d digest.Digest, op string, retryable fun
 			return attempt, givenUp(ctx, err)
 		}
 		wait := p.wait(attempt)
-		slog.Warn("bucket: retrying", "op", op, "digest", d, "attempt", attempt, "of", attempts, "wait", wait, "err", err)
+		slog.Warn("bucket: retrying", "op", op, "digest", d, "attempt", attempt, "of", attempts, "wait", wait, "err", err.Error()) // a string: slog would print gocloud's stack frames
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
