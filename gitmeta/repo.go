@@ -244,6 +244,11 @@ func (r *Repo) blob(h plumbing.Hash) ([]byte, error) {
 		return nil, fmt.Errorf("blob %s: %w", h, err)
 	}
 	defer rd.Close()
+	// Every metadata file is a manifest or smaller; the size is the
+	// object's own claim (a hostile remote's compressed bomb).
+	if o.Size() > opm.MaxManifestSize {
+		return nil, fmt.Errorf("blob %s: %d bytes, over the %d-byte limit of a metadata file: %w", h, o.Size(), opm.MaxManifestSize, opm.ErrInvalid)
+	}
 	data := make([]byte, o.Size())
 	if _, err := io.ReadFull(rd, data); err != nil {
 		return nil, fmt.Errorf("blob %s: %w", h, err)

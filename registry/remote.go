@@ -406,12 +406,17 @@ func ChangedTags(repo *gitmeta.Repo, a, b plumbing.Hash, match func(ref string) 
 		if !ok || match != nil && !match(ref) {
 			continue
 		}
+		if _, err := opm.ParseTagReference(ref); err != nil {
+			return nil, fmt.Errorf("metadata file %q: %w", d.Path, err)
+		}
 		c := TagChange{Ref: ref, Path: d.Path}
 		if !d.New.IsZero() {
 			if c.Body, err = snap.ReadFile(d.Path); err != nil {
 				return nil, err
 			}
-			m, err := opm.ParseManifest(c.Body)
+			// Any manifest the registry accepts (an opm package is
+			// checked in full: titles, links, sizes).
+			m, err := opm.ParseAnyManifest(c.Body, "")
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", ref, err)
 			}
@@ -606,6 +611,11 @@ func (r *Registry) followOrigin(ctx context.Context, o Remote, force bool) (plum
 			return remote, err
 		} else if !ok && !force {
 			return remote, fmt.Errorf("this home's main and %s's have diverged (local commits %s lacks); opm sync --force takes %s's and drops them: %w", o.Name, o.Name, o.Name, opm.ErrConflict)
+		}
+		// Nothing a push would refuse is taken (a hostile or broken
+		// writer at origin): every tag file that changes is checked.
+		if _, err := ChangedTags(r.Meta, local, remote, nil); err != nil {
+			return remote, fmt.Errorf("%s's main (%s) was not taken: %w", o.Name, remote.String()[:12], err)
 		}
 		err = r.Meta.SetHead(ctx, local, remote)
 		if err == nil || !errors.Is(err, opm.ErrConflict) {

@@ -3,6 +3,9 @@ package opmtest
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -199,4 +202,47 @@ var HostileSpecs = []string{
 	strings.Repeat("d/", 2000) + "f",
 	strings.Repeat("x", 256),
 	"a/" + strings.Repeat("x", 255),
+}
+
+// LinkEscapes resolves the symbolic link at link (inside dir) on disk as the
+// kernel would and reports whether the walk ever climbs above dir.
+func LinkEscapes(dir, link string) bool {
+	cur := filepath.Dir(link)
+	target, _ := os.Readlink(link)
+	queue := strings.Split(target, "/")
+	if strings.HasPrefix(target, "/") {
+		return true
+	}
+	for hops := 0; len(queue) > 0 && hops < 40; {
+		part := queue[0]
+		queue = queue[1:]
+		switch part {
+		case "", ".":
+			continue
+		case "..":
+			if cur == dir {
+				return true
+			}
+			cur = filepath.Dir(cur)
+			continue
+		}
+		next := filepath.Join(cur, part)
+		fi, err := os.Lstat(next)
+		switch {
+		case err != nil:
+			return false // ENOENT or ENOTDIR: the walk ends here
+		case fi.Mode()&fs.ModeSymlink != 0:
+			hops++
+			t, _ := os.Readlink(next)
+			if strings.HasPrefix(t, "/") {
+				return true
+			}
+			queue = append(strings.Split(t, "/"), queue...)
+		case fi.IsDir():
+			cur = next
+		default:
+			return false // a regular file: the end, or ENOTDIR
+		}
+	}
+	return false
 }
