@@ -31,6 +31,10 @@ const (
 	MaxManifestSize = 64 << 20
 	// MaxPathLen bounds a file path inside a package.
 	MaxPathLen = 4096
+	// MaxDirs bounds the directories a package's paths make: each costs
+	// the mount and pull memory and time, and a manifest under
+	// MaxManifestSize can name tens of millions of them.
+	MaxDirs = 1 << 20
 	// MaxSize bounds the size of a blob and the total of a manifest's
 	// sizes (4 EiB): beyond it a size is absurd, and a sum of them could
 	// overflow.
@@ -123,10 +127,11 @@ func NewPackage(files []File, annotations map[string]string) (*Manifest, error) 
 	return m, nil
 }
 
-// checkTree refuses duplicate titles and a title that is both a file and a
-// directory of another. Sorted so that '/' comes before every other byte,
-// the paths below a title directly follow it, so only neighbours need
-// comparing: O(n log n) whatever the depth of the paths.
+// checkTree refuses duplicate titles, a title that is both a file and a
+// directory of another, and more than MaxDirs directories. Sorted so that
+// '/' comes before every other byte, the paths below a title directly
+// follow it, so only neighbours need comparing: O(n log n) whatever the
+// depth of the paths.
 func checkTree(layers []Descriptor) error {
 	titles := make([]string, 0, len(layers))
 	for _, l := range layers {
@@ -135,6 +140,9 @@ func checkTree(layers []Descriptor) error {
 		}
 	}
 	slices.SortFunc(titles, comparePaths)
+	if countDirs(titles) > MaxDirs {
+		return fmt.Errorf("package paths make more than %d directories: %w", MaxDirs, ErrInvalid)
+	}
 	for i := 1; i < len(titles); i++ {
 		prev, t := titles[i-1], titles[i]
 		switch {
@@ -145,6 +153,25 @@ func checkTree(layers []Descriptor) error {
 		}
 	}
 	return nil
+}
+
+// countDirs counts the directories that sorted paths (in any byte order:
+// the paths in one directory are neighbours) make.
+func countDirs(sorted []string) int {
+	dirs := 0
+	for i, t := range sorted {
+		// The directories of t that the previous path is not in.
+		common := 0
+		if i > 0 {
+			prev := sorted[i-1]
+			for common < len(prev) && common < len(t) && prev[common] == t[common] {
+				common++
+			}
+			common = strings.LastIndexByte(t[:common], '/') + 1
+		}
+		dirs += strings.Count(t[common:], "/")
+	}
+	return dirs
 }
 
 // comparePaths orders paths byte by byte, with '/' before every other byte.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -155,6 +156,46 @@ func TestParseManifestDeepPaths(t *testing.T) {
 	}
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("1000 paths of %d bytes took %v", len(files[0].Path), took)
+	}
+}
+
+func TestCountDirs(t *testing.T) {
+	for _, c := range []struct {
+		paths []string
+		want  int
+	}{
+		{nil, 0},
+		{[]string{"a"}, 0},
+		{[]string{"a/b/c"}, 2},
+		{[]string{"a/b/x", "a/b/y", "a/c/z", "d"}, 3},
+		{[]string{"a-b/x", "a/x", "ab/x"}, 3},
+		{[]string{"a/b", "a/c/d", "a/c/e/f", "a/ce/g"}, 4},
+	} {
+		sorted := slices.Clone(c.paths)
+		slices.SortFunc(sorted, comparePaths)
+		if got := countDirs(sorted); got != c.want {
+			t.Errorf("%v: %d directories, want %d", c.paths, got, c.want)
+		}
+	}
+}
+
+// A manifest of 2 MB whose deep paths make a million directories (each
+// costs the mount and pull memory) is refused; one just under the limit is
+// not.
+func TestParseManifestManyDirs(t *testing.T) {
+	deep := strings.Repeat("a/", 2030)
+	for _, c := range []struct {
+		n  int
+		ok bool
+	}{{500, true}, {520, false}} { // 2031 directories each
+		files := make([]File, c.n)
+		for i := range files {
+			files[i] = File{Path: fmt.Sprintf("%d/%sx", i, deep), Digest: EmptyFileDigest}
+		}
+		_, err := NewPackage(files, nil)
+		if c.ok && err != nil || !c.ok && (!errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "more than 1048576 directories")) {
+			t.Errorf("%d paths: %v", c.n, err)
+		}
 	}
 }
 

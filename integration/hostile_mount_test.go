@@ -72,6 +72,16 @@ func jsonString(s string) string {
 	return string(b)
 }
 
+// manyDirs is 2 MB of manifest whose deep paths make a million directories.
+func manyDirs() string {
+	deep := strings.Repeat("a/", 2030)
+	layers := make([]string, 520)
+	for i := range layers {
+		layers[i] = rawFile(fmt.Sprintf("%d/%sx", i, deep), 2)
+	}
+	return rawManifest("application/vnd.oci.image.manifest.v1+json", layers...)
+}
+
 // A manifest that reached the metadata by other means (committed straight
 // into meta.git with git, as a malicious remote would deliver it, while the
 // mount runs) is never shown as a path out of its package: its directory
@@ -114,6 +124,7 @@ func TestHostileMount(t *testing.T) {
 		"overflow": rawManifest(mt, rawFile("f", 1<<62), rawFile("g", 1<<62)),
 		"index":    rawManifest("application/vnd.oci.image.index.v1+json", rawFile("f", 2)),
 		"garbage":  `{"schemaVersion": 2, "layers": [`,
+		"manydirs": manyDirs(),
 	}
 	safe := rawManifest(mt, rawFile("a/b/c/x", 2), rawLink("a/b/c/l", "../../.."), rawLink("a/b/c/n", "l/a/b/c/x"), rawLink("up", "./a//b/c/./x"))
 	files := map[string]string{

@@ -84,6 +84,7 @@ func CheckSafeFiles(files []opm.File) error {
 		byPath[p] = f
 	}
 	var total int64
+	dirs := map[string]bool{}
 	for _, f := range files {
 		if total += f.Size; total < 0 || total > opm.MaxSize {
 			return fmt.Errorf("sizes add up to %d", total)
@@ -97,7 +98,11 @@ func CheckSafeFiles(files []opm.File) error {
 			if byPath[d] != nil {
 				return fmt.Errorf("%q is a file and the directory of %q", d, f.Path)
 			}
+			dirs[d] = true
 		}
+	}
+	if len(dirs) > opm.MaxDirs {
+		return fmt.Errorf("%d directories", len(dirs))
 	}
 	for _, f := range files {
 		if f.Symlink == "" {
