@@ -324,9 +324,18 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	if len(b) > MaxManifestSize {
 		return nil, fmt.Errorf("manifest of %d bytes is over the %d-byte limit: %w", len(b), MaxManifestSize, ErrInvalid)
 	}
-	var m Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
+	var doc struct {
+		Manifest
+		// An index's list: with it, ParseAnyManifest (the OCI API,
+		// sync) takes the same bytes for an index.
+		Manifests json.RawMessage `json:"manifests"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
 		return nil, fmt.Errorf("malformed manifest: %v: %w", err, ErrInvalid)
+	}
+	m := doc.Manifest
+	if doc.Manifests != nil && string(doc.Manifests) != "null" {
+		return nil, fmt.Errorf("manifest with a manifests list (an index?) is not a package: %w", ErrInvalid)
 	}
 	if m.SchemaVersion != 2 {
 		return nil, fmt.Errorf("manifest schemaVersion %d, want 2: %w", m.SchemaVersion, ErrInvalid)

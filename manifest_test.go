@@ -122,6 +122,7 @@ func TestParseManifestRefuses(t *testing.T) {
 		"uppercase hex":     strings.Replace(string(good), EmptyDigest.Encoded(), strings.ToUpper(EmptyDigest.Encoded()), 1),
 		"index type":        strings.Replace(string(good), MediaTypeManifest, MediaTypeIndex, 1),
 		"file and dir":      strings.Replace(string(good), `"empty"`, `"README.md/x"`, 1),
+		"manifests list":    strings.Replace(string(good), `"layers": [`, `"manifests": [], "layers": [`, 1),
 	}
 	for name, in := range cases {
 		if in == string(good) {
