@@ -19,6 +19,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -223,6 +225,7 @@ var ErrRemoteMoved = fmt.Errorf("the remote's main moved: %w", opm.ErrConflict)
 // remote has no main yet. go-git writes the objects as a packfile, which
 // gitmeta finds when it re-reads the pack indexes.
 func FetchMain(ctx context.Context, gitDir, url string, into plumbing.ReferenceName) (plumbing.Hash, error) {
+	dropBrokenTrackingRefs(gitDir)
 	repo, err := gogit.PlainOpen(gitDir)
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("open %s: %w", gitDir, err)
@@ -247,6 +250,25 @@ func FetchMain(ctx context.Context, gitDir, url string, into plumbing.ReferenceN
 		return plumbing.ZeroHash, fmt.Errorf("fetch %s: %s: %w", url, into, err)
 	}
 	return ref.Hash(), nil
+}
+
+// dropBrokenTrackingRefs removes the tracking refs (refs/remotes/…) whose
+// file holds no hash. go-git rewrites a ref file in place (truncate, then
+// write): a process killed in between leaves it empty, and every later
+// fetch would then fail with "ref file is empty". A tracking ref only
+// records where a remote's main was; the fetch writes it again.
+func dropBrokenTrackingRefs(gitDir string) {
+	filepath.WalkDir(filepath.Join(gitDir, "refs", "remotes"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if s := strings.TrimSpace(string(b)); err == nil && !plumbing.IsHash(s) && !strings.HasPrefix(s, "ref: ") {
+			slog.Warn("removing a broken tracking ref (left by an interrupted fetch)", "ref", p, "content", s)
+			os.Remove(p)
+		}
+		return nil
+	})
 }
 
 // PushMain makes main of the git repository at url the commit `commit` of
