@@ -59,6 +59,7 @@ type crash struct {
 	killed, completed  int // trials whose process was killed / ended by itself
 	fsckClean          int // checks where opm fsck --read-data found nothing
 	repairedLeftovers  int // checks where it found only leftovers, which --repair removed
+	refLeftovers       int // checks after a kill that found a broken tracking ref (the next command must mend it)
 	problems           int // checks that found anything else (the test fails)
 	fsckRuns, verified int // opm fsck runs; blobs hashed by the test's own check
 
@@ -96,8 +97,8 @@ func newCrash(t *testing.T, name string, n int) *crash {
 }
 
 func (c *crash) report() {
-	line := fmt.Sprintf("SOAK %s: trials=%d killed=%d completed=%d fsck_clean=%d repaired_leftovers=%d problems=%d fsck_runs=%d blobs_verified=%d seed=%d failed=%v",
-		c.name, c.trials, c.killed, c.completed, c.fsckClean, c.repairedLeftovers, c.problems, c.fsckRuns, c.verified, c.seed, c.t.Failed())
+	line := fmt.Sprintf("SOAK %s: trials=%d killed=%d completed=%d fsck_clean=%d repaired_leftovers=%d problems=%d ref_leftovers=%d fsck_runs=%d blobs_verified=%d seed=%d failed=%v",
+		c.name, c.trials, c.killed, c.completed, c.fsckClean, c.repairedLeftovers, c.problems, c.refLeftovers, c.fsckRuns, c.verified, c.seed, c.t.Failed())
 	c.t.Log(line)
 	if os.Getenv("OPM_SOAK") == "1" {
 		fmt.Println(line) // scripts/soak.sh collects these
@@ -147,15 +148,15 @@ func (c *crash) killSometime(trial int, cmd *exec.Cmd, span time.Duration) bool 
 }
 
 // measure runs cmd to completion (it must succeed) and returns how long
-// it took plus a fifth: a kill lands anywhere in that span, a few trials
-// complete.
+// it took plus half: a kill lands anywhere in that span (the machine's load
+// varies), some trials complete.
 func measure(t *testing.T, cmd *exec.Cmd) time.Duration {
 	t.Helper()
 	start := time.Now()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%v: %v\n%s", cmd.Args[1:], err, out)
 	}
-	return time.Since(start) * 6 / 5
+	return time.Since(start) * 3 / 2
 }
 
 // registryUnderTest is one registry a crash may have touched: its
@@ -189,10 +190,33 @@ func homeUnderTest(home, bucket string) registryUnderTest {
 //   - opm fsck --read-data is clean, or finds only leftovers of the crash
 //     (temporary files) that opm fsck --repair removes, after which it is
 //     clean.
+//
+// A tracking ref (refs/remotes/…) left broken by the kill is tolerated
+// here, counted, and must be gone once the next command has run: see
+// checkRecovered.
 func (c *crash) checkAfterCrash(trial int, regs ...registryUnderTest) {
 	c.t.Helper()
+	c.check(trial, false, regs...)
+}
+
+// checkRecovered is checkAfterCrash after a command completed: nothing
+// broken may be left, tracking refs included.
+func (c *crash) checkRecovered(trial int, regs ...registryUnderTest) {
+	c.t.Helper()
+	c.check(trial, true, regs...)
+}
+
+func (c *crash) check(trial int, strict bool, regs ...registryUnderTest) {
+	c.t.Helper()
 	for _, r := range regs {
-		if err := c.checkRegistry(r); err != nil {
+		err := c.checkRegistry(r)
+		var ref trackingRefLeftover
+		if !strict && errors.As(err, &ref) {
+			c.refLeftovers++
+			c.t.Logf("%s trial %d (seed %d): %s: %v", c.name, trial, c.seed, r.what, err)
+			err = nil
+		}
+		if err != nil {
 			c.problems++
 			c.t.Fatalf("%s trial %d (seed %d): %s: %v", c.name, trial, c.seed, r.what, err)
 		}
@@ -205,9 +229,6 @@ func (c *crash) checkAfterCrash(trial int, regs ...registryUnderTest) {
 func (c *crash) checkRegistry(r registryUnderTest) error {
 	if _, err := os.Stat(r.meta); errors.Is(err, os.ErrNotExist) {
 		return nil // killed before the home existed
-	}
-	if out, err := exec.Command("git", "-C", r.meta, "fsck", "--strict", "--no-progress").CombinedOutput(); err != nil {
-		return fmt.Errorf("git fsck: %v\n%s", err, out)
 	}
 	tags, err := tagManifests(r.meta)
 	if err != nil {
@@ -248,7 +269,35 @@ func (c *crash) checkRegistry(r registryUnderTest) error {
 			}
 		}
 	}
-	return nil
+	return gitFsck(r.meta)
+}
+
+// trackingRefLeftover is a git fsck failure due only to broken tracking
+// refs (refs/remotes/…): go-git rewrites a ref in place, so a kill can
+// leave one empty. It names no content and the next fetch replaces it.
+type trackingRefLeftover struct{ out string }
+
+func (e trackingRefLeftover) Error() string { return "git fsck: broken tracking ref:\n" + e.out }
+
+// gitFsck runs git fsck --strict on a bare repository.
+func gitFsck(gitDir string) error {
+	out, err := exec.Command("git", "-C", gitDir, "fsck", "--strict", "--no-progress").CombinedOutput()
+	if err == nil {
+		return nil
+	}
+	onlyRefs := false
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "error: ") || strings.HasPrefix(l, "fatal: ") {
+			if !strings.HasPrefix(l, "error: refs/remotes/") {
+				return fmt.Errorf("git fsck: %v\n%s", err, out)
+			}
+			onlyRefs = true
+		}
+	}
+	if onlyRefs {
+		return trackingRefLeftover{string(out)}
+	}
+	return fmt.Errorf("git fsck: %v\n%s", err, out)
 }
 
 // localBlobSizes lists a local store: hex digest to size.
@@ -506,7 +555,7 @@ func TestCrashPush(t *testing.T) {
 	t.Run("local", func(t *testing.T) {
 		c := newCrash(t, "push", 5)
 		home := filepath.Join(t.TempDir(), "home")
-		src := crashSource(t, 3)
+		src := crashSource(t, 2)
 		span := measurePush(t, home, src)
 		t.Logf("a push takes %v", span)
 		for trial := range c.trials {
@@ -518,7 +567,7 @@ func TestCrashPush(t *testing.T) {
 				// The next command: the same push, to the end.
 				mustOpm(t, home, "push", ref, src)
 			}
-			c.checkAfterCrash(trial, homeUnderTest(home, ""))
+			c.checkRecovered(trial, homeUnderTest(home, ""))
 		}
 	})
 	t.Run("origin", func(t *testing.T) {
@@ -539,7 +588,7 @@ func TestCrashPush(t *testing.T) {
 				c.checkAfterCrash(trial, homeUnderTest(home, bucket), origin)
 				mustOpm(t, home, "push", ref, src)
 			}
-			c.checkAfterCrash(trial, homeUnderTest(home, bucket), origin)
+			c.checkRecovered(trial, homeUnderTest(home, bucket), origin)
 			if got, want := gitHead(t, home), srv.head(t, "origin.git"); got != want {
 				t.Fatalf("trial %d: after a completed push the home is at %s, origin at %s", trial, got, want)
 			}
