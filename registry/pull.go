@@ -9,7 +9,10 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"runtime"
 	"syscall"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/openpm/opm"
 )
@@ -70,16 +73,26 @@ func (r *Registry) writeFiles(ctx context.Context, files []opm.File, dir string,
 		progress.Start(len(files), total)
 		defer progress.Done()
 	}
+	// Files are written in parallel: with a bucket, each may first be
+	// fetched, and one at a time the round trips add up.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4 * runtime.GOMAXPROCS(0))
 	for _, f := range files {
-		if err := ctx.Err(); err != nil {
-			return 0, err
-		}
-		if err := r.pullFile(ctx, root, f); err != nil {
-			return 0, fmt.Errorf("%s: %w", f.Path, err)
-		}
-		if progress != nil {
-			progress.Add(f.Size)
-		}
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
+			}
+			if err := r.pullFile(gctx, root, f); err != nil {
+				return fmt.Errorf("%s: %w", f.Path, err)
+			}
+			if progress != nil {
+				progress.Add(f.Size)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
 	}
 	return total, nil
 }
