@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -160,5 +162,44 @@ func TestLinkEscapes(t *testing.T) {
 		if got := opmtest.LinkEscapes(dir, filepath.Join(dir, "a/b/c", link)); got != want {
 			t.Errorf("%s: escapes %v, want %v", link, got, want)
 		}
+	}
+}
+
+// A pull with one bad file (here a size the manifest lies about) returns
+// its error and does not wait on the files still in flight forever.
+// (Found by FuzzPullPaths: with files written in parallel, the failure
+// cancels the others' context, and a copy started on a cancelled context
+// must still return.)
+func TestPullOneBadFileReturns(t *testing.T) {
+	local, err := cas.OpenLocal(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range opmtest.FuzzBlobs {
+		if err := local.Put(context.Background(), digest.FromBytes(b), int64(len(b)), bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spec := "0"
+	for i := range 64 {
+		spec += fmt.Sprintf("\n1/%d", i)
+	}
+	m, err := opm.ParseManifest(opmtest.FuzzManifest(spec, 35))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Registry{Local: local}
+	res := make(chan error, 1)
+	go func() {
+		_, err := r.writeFiles(context.Background(), m.Files(), filepath.Join(t.TempDir(), "out"), false, nil)
+		res <- err
+	}()
+	select {
+	case err := <-res:
+		if !errors.Is(err, opm.ErrIntegrity) || !strings.Contains(err.Error(), "the manifest says 35") {
+			t.Fatalf("pull: %v, want the size lie refused", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("pull did not return 20 s after a file failed (a copy started on a cancelled context waits forever?)")
 	}
 }
