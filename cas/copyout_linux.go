@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
@@ -27,8 +28,10 @@ func copyFileVerified(ctx context.Context, dst, src *os.File, size int64) (d dig
 	done := make(chan int64, size/copyChunk+2) // end offsets of copied chunks
 	var first error
 	firstDone := make(chan struct{})
+	signal := sync.OnceFunc(func() { close(firstDone) }) // on every way out, or the caller waits forever
 	g.Go(func() error {
 		defer close(done)
+		defer signal()
 		var off int64
 		for off < size {
 			if err := ctx.Err(); err != nil {
@@ -38,7 +41,7 @@ func copyFileVerified(ctx context.Context, dst, src *os.File, size int64) (d dig
 			m, err := unix.CopyFileRange(int(src.Fd()), &roff, int(dst.Fd()), &woff, int(min(copyChunk, size-off)), 0)
 			if off == 0 && first == nil {
 				first = err
-				close(firstDone)
+				signal()
 			}
 			if err != nil {
 				return err
@@ -48,9 +51,6 @@ func copyFileVerified(ctx context.Context, dst, src *os.File, size int64) (d dig
 			}
 			off += int64(m)
 			done <- off
-		}
-		if size == 0 {
-			close(firstDone)
 		}
 		return nil
 	})

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"gocloud.dev/blob"
@@ -168,3 +169,31 @@ func TestBucketS3(t *testing.T) {
 }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// TestCopyOutCancelled: a copy whose context is already done returns (it
+// used to wait forever for a first chunk that was never copied).
+func TestCopyOutCancelled(t *testing.T) {
+	l, err := cas.OpenLocal(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, d := castest.Blob(7, 1<<20)
+	castest.MustPut(t, l, d, b)
+	out, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	done := make(chan error, 1)
+	go func() { done <- l.CopyOut(ctx, d, out) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a cancelled copy succeeded")
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("CopyOut with a cancelled context did not return")
+	}
+}
