@@ -138,6 +138,9 @@ func runMirror(c *cli.Context, r *registry.Registry) error {
 		fmt.Fprintf(w, "dry run: %s -> %s (%s): %d tag(s), %d of %d blob(s) to copy\n", res.Src, res.Dst, res.Mode, len(res.Tags), len(res.Missing), res.Blobs)
 		return err
 	}
+	if err != nil && res.Copied == 0 && len(res.Tags) == 0 {
+		return err // nothing happened: the error says it all
+	}
 	if err == nil && res.Mode == "up-to-date" {
 		fmt.Fprintf(w, "%s is up to date with %s at %s\n", res.Dst, res.Src, shortHash(res.SrcCommit))
 		return nil
