@@ -353,10 +353,27 @@ func TestConcurrentPushesOneRepository(t *testing.T) {
 }
 
 // TestConcurrentPushesManyRepositories: 8 processes push 50 tags each,
-// each into its own repository, while the home's daemon serves a FUSE
-// mount: the pushes, the pulls and opm gc go through the daemon's socket
-// (which carries out one command at a time), reads go through the mount.
+// each into its own repository. Each process opens the home itself, while
+// two more pull and another runs opm gc (as in the one-repository test);
+// then the same through a daemon (TestConcurrentPushesManyRepositoriesMount).
 func TestConcurrentPushesManyRepositories(t *testing.T) {
+	procs, per := stormSize()
+	home := filepath.Join(t.TempDir(), "home")
+	mustOpm(t, home, "init")
+	s := newStorm(t, home, procs, per, func(p, i int) string { return fmt.Sprintf("conc/many/r%d:v%d", p, i) })
+	s.makeGarbage(100)
+	base := commitCount(t, home)
+	took := s.run(s.puller(6), s.puller(7), s.gcLoop("--grace", "10m", "--keep", "0s"))
+	t.Logf("%d × %d pushes into %d repositories: %v", procs, per, procs, took)
+	s.check(base)
+}
+
+// TestConcurrentPushesManyRepositoriesMount: 8 processes push 50 tags
+// each, each into its own repository, while the home's daemon serves a
+// FUSE mount: the pushes, the pulls and opm gc go through the daemon's
+// socket (which carries out one command at a time), reads go through the
+// mount.
+func TestConcurrentPushesManyRepositoriesMount(t *testing.T) {
 	opmtest.RequireFUSE(t)
 	procs, per := stormSize()
 	home := filepath.Join(t.TempDir(), "home")
