@@ -406,23 +406,31 @@ func TestConcurrentPushesManyRepositoriesMount(t *testing.T) {
 // while opm gc runs. The push finds the blob stored and keeps it; gc must
 // not remove it under the push.
 //
-// KNOWN BUG, found by the concurrency tests: gc removes it. The push's
-// ingest finds the file present (cas.Batch: Has → nothing written, mtime
-// unchanged); gc lists it as unnamed and old, re-reads the heads (the push
-// has not committed yet), re-checks the mtime (still old) and deletes it;
-// the push then commits a tag naming a blob that is gone (opm pull: not
-// found; opm fsck: missing-blob). The same holds for a bucket (Put of a
-// present blob is success without refreshing it). Skipped unless
-// OPM_TEST_KNOWN_BUGS=1 until it is fixed (e.g. freshen the file's mtime
-// when a write finds it present, as git does, and have gc and pushes
-// exclude each other between a push's ingest and its commit).
+// Found by this test: gc removed it (the push's ingest found the file
+// present and left it as it was; gc listed it as unnamed and old, re-read
+// the heads before the push committed, and deleted it). Now a write that
+// finds its blob stored refreshes the file's time, and writers hold the
+// home's gc lock shared until their commit while gc takes it exclusively
+// before its last reading of the heads (registry/gclock.go).
 func TestConcurrentGCReusedGarbage(t *testing.T) {
-	if os.Getenv("OPM_TEST_KNOWN_BUGS") != "1" {
-		t.Skip("known bug: gc removes a garbage blob a push in flight names again (OPM_TEST_KNOWN_BUGS=1 runs this)")
+	for _, kind := range []string{"local", "bucket"} {
+		t.Run(kind, func(t *testing.T) { testGCReusedGarbage(t, kind == "bucket") })
 	}
+}
+
+func testGCReusedGarbage(t *testing.T, withBucket bool) {
 	home := t.TempDir()
+	bucket := t.TempDir()
+	if withBucket {
+		mustOpm(t, home, "config", "opm.blobs", "file://"+bucket)
+	}
 	reused := map[string]string{"x.txt": "content pushed, removed, then pushed again\n"}
-	makeGarbage(t, home, "conc/gc/race:a", opmtest.WriteTree(t, reused))
+	for _, d := range makeGarbage(t, home, "conc/gc/race:a", opmtest.WriteTree(t, reused)) {
+		if withBucket { // the bucket's copy is as old as the local one
+			old := time.Now().Add(-2 * time.Hour)
+			must(t, os.Chtimes(filepath.Join(bucket, "blobs", "sha256", d), old, old))
+		}
+	}
 	src := opmtest.WriteTree(t, reused)
 	must(t, writeRandom(filepath.Join(src, "big.bin"), 300<<20, 1))
 	push := opmCmd(home, "push", "conc/gc/race:b", src)

@@ -85,6 +85,11 @@ func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, 
 		progress.Start(len(sources), total)
 		defer progress.Done()
 	}
+	release, err := HoldForWrite(ctx, r.Dir) // no gc removes a blob found stored before it is named
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	if err := r.ingest(ctx, sources, files, progress); err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
+	"github.com/openpm/opm/registry"
 )
 
 // ociRoute is a /v2/ request taken apart.
@@ -229,6 +230,12 @@ func (s *Server) putManifestHTTP(w http.ResponseWriter, r *http.Request, rt ociR
 	// manifest) named must be here before the manifest is committed.
 	s.gc.RLock()
 	defer s.gc.RUnlock()
+	release, err := registry.HoldForWrite(r.Context(), s.reg.Dir) // opm gc waits for the commit
+	if err != nil {
+		s.fail(w, r, err, "MANIFEST_INVALID", "MANIFEST_INVALID")
+		return
+	}
+	defer release()
 	for _, b := range m.Blobs() {
 		if isForeign(b) {
 			continue

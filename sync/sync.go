@@ -150,6 +150,15 @@ func Mirror(ctx context.Context, home string, src, dst registry.Remote, opts Opt
 	if opts.Author.Name == "" {
 		opts.Author = gitmeta.Signature{Name: "opm sync", Email: "opm@localhost"}
 	}
+	if !opts.DryRun {
+		// An opm gc of DST's bucket from this home waits for the copy and
+		// the publish (blobs found already there are about to be named).
+		release, err := registry.HoldForWrite(ctx, home)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
 	res := &Result{Src: src.Name, Dst: dst.Name, DryRun: opts.DryRun, Tags: []string{}}
 	scratch := ScratchDir(home, dst.Name)
 	if err := os.MkdirAll(filepath.Dir(scratch), 0o755); err != nil {
