@@ -78,7 +78,10 @@ func OpenIndex(dir string, wait time.Duration) (*Index, error) {
 		if err == nil {
 			return &Index{db: db}, nil
 		}
-		if !locked(dir) {
+		// Held by another process: wait. The holder may have let go
+		// between the failed open and the probe, so Badger's own words
+		// for a held lock count too.
+		if !locked(dir) && !strings.Contains(err.Error(), "Cannot acquire directory lock") {
 			return nil, fmt.Errorf("open index %s: %w", dir, err)
 		}
 		left := time.Until(deadline)
@@ -86,7 +89,7 @@ func OpenIndex(dir string, wait time.Duration) (*Index, error) {
 			return nil, fmt.Errorf("index %s: waited %s: %w", dir, wait, opm.ErrLocked)
 		}
 		time.Sleep(min(backoff, left))
-		backoff = min(2*backoff, time.Second)
+		backoff = min(2*backoff, 100*time.Millisecond)
 	}
 }
 
