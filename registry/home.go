@@ -11,6 +11,7 @@
 //	│   ├── sha256/<2 hex>/<64 hex>   one read-only file per blob (see cas)
 //	│   └── tmp/                ingest in progress; removed on the next start
 //	├── index/                  Badger: size, state, last access per digest (a cache)
+//	├── gc.lock                 writers hold it shared until their commit, gc exclusively (gclock.go)
 //	└── opm.sock                the daemon's control socket, while one runs
 package registry
 
