@@ -191,10 +191,10 @@ func (s *storm) puller(seed uint64) func(stop <-chan struct{}) {
 			os.RemoveAll(out)
 			s.counted("pull")
 			// Two pulls a second: every opm process takes the home's
-			// Badger index for itself, and pushes back off (up to a
-			// second a try) while pulls hold it. Measured: 8 × 50 pushes
-			// alone 30 s; beside two pullers at 5 pulls a second each,
-			// 3 minutes; at 2 a second, under a minute.
+			// Badger index for itself, and pushes wait while pulls hold
+			// it. Measured (when a wait backed off up to a second): 8 × 50
+			// pushes alone 30 s; beside two pullers at 5 pulls a second
+			// each, 3 minutes; at 2 a second, under a minute.
 			time.Sleep(500 * time.Millisecond)
 		}
 	}
