@@ -134,8 +134,7 @@ type FsckResult struct {
 	Commit        string    `json:"commit"`
 	Tags          int       `json:"tags"`
 	Manifests     int       `json:"manifests"` // kept by digest
-	Blobs         int       `json:"blobs"`     // distinct blobs named
-	Checked       int       `json:"blobs_checked"`
+	Blobs         int       `json:"blobs"`     // distinct blobs named, each checked
 	LocalFiles    int       `json:"local_files"`
 	ReadData      string    `json:"read_data,omitempty"` // the subset re-hashed
 	BytesVerified int64     `json:"bytes_verified"`
@@ -162,8 +161,8 @@ const tempGrace = 10 * time.Minute
 // blobUse is a blob named by the metadata: its size and who names it.
 type blobUse struct {
 	size  int64
-	refs  []string
-	sizes []int64 // other sizes it is named with, if any
+	refs  []string // sorted and without repeats once the walk is done
+	sizes []int64  // other sizes it is named with, if any
 }
 
 // Fsck checks the metadata (every manifest parses, every name is valid,
@@ -206,8 +205,8 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, err
 	// The metadata: names, manifests, and the blobs they name.
 	blobs := map[digest.Digest]*blobUse{}
 	type indexRef struct {
-		ref   string
-		child digest.Digest
+		ref, repo string
+		child     digest.Digest
 	}
 	var indexes []indexRef
 	present := map[string]bool{} // repo path + "@" + digest of every manifest
@@ -233,7 +232,7 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, err
 			u.refs = append(u.refs, m.Ref)
 		}
 		for _, c := range m.Manifest.Manifests {
-			indexes = append(indexes, indexRef{ref: m.Ref, child: c.Digest})
+			indexes = append(indexes, indexRef{ref: m.Ref, repo: m.Repo.Path(), child: c.Digest})
 		}
 		return nil
 	}, func(o Oddity) error {
@@ -244,14 +243,16 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, err
 		return nil, err
 	}
 	for _, ix := range indexes {
-		repo, _, _ := strings.Cut(ix.ref, ":")
-		repo, _, _ = strings.Cut(repo, "@")
-		if !present[repo+"@"+ix.child.String()] {
+		if !present[ix.repo+"@"+ix.child.String()] {
 			res.Problems = append(res.Problems, Problem{Kind: ProblemMissingManifest, Digest: ix.child, Where: "metadata", Tags: []string{ix.ref},
-				Detail: "the index names a manifest " + repo + " does not keep"})
+				Detail: "the index names a manifest " + ix.repo + " does not keep"})
 		}
 	}
 	res.Blobs = len(blobs)
+	for _, u := range blobs {
+		slices.Sort(u.refs)
+		u.refs = slices.Compact(u.refs)
+	}
 
 	// The blobs: in the registry's copy (the bucket, else the local
 	// store) and, for a home, its local copies.
@@ -289,7 +290,6 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, err
 		g.Go(func() error {
 			n, err := r.checkBlob(gctx, d, u, bucket, local, opts, found)
 			mu.Lock()
-			res.Checked++
 			res.BytesVerified += n
 			mu.Unlock()
 			if opts.Progress != nil && n > 0 {
@@ -322,9 +322,8 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, err
 // store of a home with a bucket. It returns the bytes it re-hashed. Only a
 // failure to check (not a problem found) is an error.
 func (r *Registry) checkBlob(ctx context.Context, d digest.Digest, u *blobUse, bucket *cas.Bucket, local *cas.Local, opts FsckOptions, found func(Problem)) (int64, error) {
-	refs := slices.Compact(slices.Sorted(slices.Values(u.refs)))
 	problem := func(kind, where, detail string) Problem {
-		return Problem{Kind: kind, Digest: d, Where: where, Tags: refs, Detail: detail}
+		return Problem{Kind: kind, Digest: d, Where: where, Tags: u.refs, Detail: detail}
 	}
 	if len(u.sizes) > 0 {
 		found(problem(ProblemSizeMismatch, "metadata", fmt.Sprintf("named with sizes %d and %v", u.size, u.sizes)))
@@ -402,11 +401,10 @@ func (r *Registry) checkLocal(ctx context.Context, named map[digest.Digest]*blob
 			continue // checked above as the registry's copy
 		}
 		g.Go(func() error {
-			var refs []string
+			p := Problem{Digest: f.Digest, Path: r.Local.Path(f.Digest), Where: "local"}
 			if u != nil {
-				refs = slices.Compact(slices.Sorted(slices.Values(u.refs)))
+				p.Tags = u.refs
 			}
-			p := Problem{Digest: f.Digest, Path: r.Local.Path(f.Digest), Where: "local", Tags: refs}
 			switch {
 			case u != nil && f.Size != u.size:
 				p.Kind, p.Detail = ProblemSizeMismatch, fmt.Sprintf("local copy has %d bytes, %d named", f.Size, u.size)
