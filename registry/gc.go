@@ -148,12 +148,15 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	}
 
 	// Writers in progress finish first (a push may have found a candidate
-	// stored and be about to name it); new ones wait until gc is done.
-	release, err := holdForGC(ctx, r.Dir)
-	if err != nil {
-		return nil, err
+	// stored and be about to name it); new ones wait until gc is done. A
+	// dry run removes nothing and keeps no writer waiting.
+	if !opts.DryRun {
+		release, err := holdForGC(ctx, r.Dir)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
 	}
-	defer release()
 	// Whatever was committed while the store was listed is live too.
 	again, err := r.storeHeads(ctx, url, own)
 	if err != nil {
