@@ -16,13 +16,6 @@ import (
 	"github.com/openpm/opm/gitmeta"
 )
 
-// manifestsDir holds a repository's manifests pushed by digest alone.
-func manifestsDir(repo opm.Repository) string { return repo.Path() + "/manifests" }
-
-func manifestPath(repo opm.Repository, d digest.Digest) string {
-	return manifestsDir(repo) + "/" + d.Encoded() + ".json"
-}
-
 // tagOf is the tag an entry of a tags directory holds: a file <tag>.json
 // with a valid tag name.
 func tagOf(e gitmeta.Entry) (string, bool) {
@@ -56,7 +49,7 @@ func (s *Server) fileDigest(snap *gitmeta.Snapshot, p string, e gitmeta.Entry) (
 // manifests kept by digest. A missing repository has none.
 func (s *Server) manifests(snap *gitmeta.Snapshot, repo opm.Repository) ([]stored, error) {
 	var out []stored
-	for _, dir := range []string{opm.TagsDir(repo), manifestsDir(repo)} {
+	for _, dir := range []string{opm.TagsDir(repo), opm.ManifestsDir(repo)} {
 		entries, err := snap.ReadDir(dir)
 		if errors.Is(err, opm.ErrNotFound) {
 			continue
@@ -168,7 +161,7 @@ func (s *Server) readManifest(snap *gitmeta.Snapshot, repo opm.Repository, tag s
 		}
 		return mf, err
 	}
-	if mf, err := s.readFile(snap, manifestPath(repo, d)); err == nil {
+	if mf, err := s.readFile(snap, opm.ManifestPath(repo, d)); err == nil {
 		return mf, nil
 	} else if !errors.Is(err, opm.ErrNotFound) {
 		return nil, err
@@ -182,7 +175,7 @@ func (s *Server) readManifest(snap *gitmeta.Snapshot, repo opm.Repository, tag s
 			mf, err := s.readFile(snap, m.path)
 			if err == nil {
 				// The next GET of d in this head finds it at once.
-				s.files.add(snap, manifestPath(repo, d), mf)
+				s.files.add(snap, opm.ManifestPath(repo, d), mf)
 			}
 			return mf, err
 		}
@@ -195,7 +188,7 @@ func (s *Server) readManifest(snap *gitmeta.Snapshot, repo opm.Repository, tag s
 // writer while this one ran is a conflict.
 func (s *Server) putManifest(ctx context.Context, repo opm.Repository, tags []string, body []byte) (bool, error) {
 	d := digest.FromBytes(body)
-	paths, subject := []string{manifestPath(repo, d)}, fmt.Sprintf("push %s@%s", repo, d)
+	paths, subject := []string{opm.ManifestPath(repo, d)}, fmt.Sprintf("push %s@%s", repo, d)
 	if len(tags) > 0 {
 		paths = paths[:0]
 		for _, t := range tags {

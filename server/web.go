@@ -54,7 +54,7 @@ func init() {
 			}
 			return t.UTC().Format("2006-01-02 15:04 UTC")
 		},
-		"size":  humanSize,
+		"size":  opm.HumanSize,
 		"base":  path.Base,
 		"title": func(s string) string { return strings.ToUpper(s[:1]) + s[1:] },
 		"childKind": func(kind string) string {
@@ -87,8 +87,6 @@ func init() {
 		pages[name] = template.Must(template.New("").Funcs(funcs).ParseFS(webFS, "web/layout.html", "web/"+name+".html"))
 	}
 }
-
-func humanSize(n int64) string { return opm.HumanSize(n) }
 
 type crumb struct{ Name, URL string }
 
