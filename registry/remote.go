@@ -67,7 +67,10 @@ func (r *Registry) blobsURL() (url, key string, err error) {
 	return "", "", nil
 }
 
-func validRemoteName(name string) error {
+// ValidateRemoteName refuses a remote name that is not a valid name part:
+// it names directories of the home (mirrors/<name>.git,
+// refs/remotes/<name>).
+func ValidateRemoteName(name string) error {
 	if !opm.ValidComponent(name) {
 		return fmt.Errorf("remote name %q: want lower-case letters and digits, separated by '.', '_' or '-': %w", name, opm.ErrInvalid)
 	}
@@ -97,7 +100,7 @@ func IsLocalPath(u string) bool {
 // AddRemote records a remote. It fails with opm.ErrExists if the name is
 // taken and opm.ErrInvalid if a URL cannot be used.
 func (r *Registry) AddRemote(ctx context.Context, rm Remote) error {
-	if err := validRemoteName(rm.Name); err != nil {
+	if err := ValidateRemoteName(rm.Name); err != nil {
 		return err
 	}
 	var err error
@@ -167,7 +170,7 @@ func (rm Remote) complete() error {
 // home: mirrors/<name>.git, refs/remotes/<name>) is refused even if a
 // hand-edited config holds it.
 func (r *Registry) remote(name string) (Remote, bool, error) {
-	if err := validRemoteName(name); err != nil {
+	if err := ValidateRemoteName(name); err != nil {
 		return Remote{}, false, err
 	}
 	cfg, err := r.readConfig()
@@ -184,7 +187,7 @@ func (r *Registry) remote(name string) (Remote, bool, error) {
 
 // RemoveRemote forgets a remote and its tracking ref.
 func (r *Registry) RemoveRemote(name string) error {
-	if err := validRemoteName(name); err != nil {
+	if err := ValidateRemoteName(name); err != nil {
 		return err
 	}
 	err := r.updateConfig(func(cfg *formatcfg.Config) error {

@@ -132,8 +132,8 @@ func ScratchDir(home, dst string) string { return filepath.Join(home, "mirrors",
 // Mirror copies the remote src into the remote dst.
 func Mirror(ctx context.Context, home string, src, dst registry.Remote, opts Options) (*Result, error) {
 	for _, rm := range []registry.Remote{src, dst} {
-		if !opm.ValidComponent(rm.Name) { // dst's names a directory of the home
-			return nil, fmt.Errorf("sync: remote name %q: want lower-case letters and digits, separated by '.', '_' or '-': %w", rm.Name, opm.ErrInvalid)
+		if err := registry.ValidateRemoteName(rm.Name); err != nil {
+			return nil, fmt.Errorf("sync: %w", err)
 		}
 	}
 	if src.Name == dst.Name {
