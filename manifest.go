@@ -331,7 +331,7 @@ func ParseManifest(b []byte) (*Manifest, error) {
 		Manifests json.RawMessage `json:"manifests"`
 	}
 	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("malformed manifest: %v: %w", err, ErrInvalid)
+		return nil, fmt.Errorf("malformed manifest: %w: %w", err, ErrInvalid)
 	}
 	m := doc.Manifest
 	if doc.Manifests != nil && string(doc.Manifests) != "null" {
