@@ -103,8 +103,8 @@ func (c *Cache) Fetch(ctx context.Context, d digest.Digest) error {
 // as c.Retry allows. The local store verifies the digest before the blob
 // becomes visible.
 func (c *Cache) download(ctx context.Context, d digest.Digest) error {
-	if c.local.idx != nil {
-		if err := c.local.idx.MarkFetching(d); err != nil {
+	if idx := c.local.index(); idx != nil {
+		if err := idx.MarkFetching(d); err != nil {
 			slog.Warn("blob index: mark fetching failed", "digest", d, "err", err)
 		}
 	}

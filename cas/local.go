@@ -30,10 +30,8 @@ import (
 // truth. Accesses update an entry's last access time at most once per
 // TouchEvery, so that reading a blob costs no database write.
 type Local struct {
-	dir string
-	idx *Index // given to OpenLocal; see index()
-
-	late  atomic.Pointer[Index] // given by UseIndex
+	dir   string
+	idx   atomic.Pointer[Index] // given to OpenLocal or UseIndex; nil: none
 	added atomic.Int64          // bytes of blobs installed by this process
 
 	touchMu sync.Mutex
@@ -44,23 +42,18 @@ type Local struct {
 // access time in the index.
 const TouchEvery = time.Minute
 
-// UseIndex makes the store record in idx from now on (nil: in no index).
-// It is for an index opened after the store, as a home opens its index only
-// when a command needs it. It has no effect on a store made with an Index.
+// UseIndex makes the store record in idx from now on (nil: in no index),
+// in place of the one it had. It is for an index opened after the store, as
+// a home opens its index only when a command needs it.
 func (l *Local) UseIndex(idx *Index) {
-	l.late.Store(idx)
+	l.idx.Store(idx)
 	l.touchMu.Lock()
 	l.touched = nil
 	l.touchMu.Unlock()
 }
 
 // index returns the index the store records in, nil if none.
-func (l *Local) index() *Index {
-	if l.idx != nil {
-		return l.idx
-	}
-	return l.late.Load()
-}
+func (l *Local) index() *Index { return l.idx.Load() }
 
 // Added returns the bytes of the blobs this process has installed in the
 // store so far: it grows with every new blob (never shrinks), so a caller
@@ -81,7 +74,9 @@ func OpenLocal(dir string, idx *Index) (*Local, error) {
 			return nil, fmt.Errorf("open blob store: %w", err)
 		}
 	}
-	return &Local{dir: dir, idx: idx}, nil
+	l := &Local{dir: dir}
+	l.idx.Store(idx)
+	return l, nil
 }
 
 // Path returns where the file of d is or would be, or "" if d is not a valid

@@ -81,3 +81,41 @@ func TestLocalUseIndex(t *testing.T) {
 		t.Fatalf("a store without an index changed it: %v", err)
 	}
 }
+
+// stateAtOpen wraps a store and notes the index state of each blob when
+// the cache opens it at the remote.
+type stateAtOpen struct {
+	cas.Store
+	idx   *cas.Index
+	state cas.State
+}
+
+func (s *stateAtOpen) Open(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
+	e, _ := s.idx.Get(d)
+	s.state = e.State
+	return s.Store.Open(ctx, d)
+}
+
+// TestCacheMarksFetchingWithUseIndex: a download into a store given its
+// index by UseIndex (as a home does) is noted in that index.
+func TestCacheMarksFetchingWithUseIndex(t *testing.T) {
+	idx, err := cas.OpenIndex(t.TempDir(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idx.Close()
+	l := openLocal(t, nil)
+	l.UseIndex(idx)
+	remote := &stateAtOpen{Store: openBucket(t, "file://"+t.TempDir()), idx: idx}
+	c := cas.NewCache(l, remote)
+	defer c.Close()
+	b, d := castest.Blob(3, 1000)
+	castest.MustPut(t, remote.Store, d, b)
+	castest.MustRead(t, c, d, b)
+	if remote.state != cas.StateFetching {
+		t.Fatalf("index state while downloading: %v, want fetching", remote.state)
+	}
+	if e, err := idx.Get(d); err != nil || e.State != cas.StatePresent {
+		t.Fatalf("entry after the download: %+v, %v", e, err)
+	}
+}
