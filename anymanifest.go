@@ -26,7 +26,13 @@ type AnyManifest struct {
 	Manifests     []Descriptor      `json:"manifests,omitempty"`
 	Subject       *Descriptor       `json:"subject,omitempty"`
 	Annotations   map[string]string `json:"annotations,omitempty"`
+
+	pkg *Manifest // the OCI image manifest as ParseManifest read it
 }
+
+// Package is an OCI image manifest as ParseManifest reads it (ParseAnyManifest
+// has checked it so); nil for any other kind.
+func (m *AnyManifest) Package() *Manifest { return m.pkg }
 
 // IsIndex reports whether m lists other manifests rather than blobs.
 func (m *AnyManifest) IsIndex() bool {
@@ -86,9 +92,11 @@ func ParseAnyManifest(b []byte, contentType string) (*AnyManifest, error) {
 			}
 		}
 		if m.MediaType == MediaTypeManifest {
-			if _, err := ParseManifest(b); err != nil {
+			pm, err := ParseManifest(b)
+			if err != nil {
 				return nil, err
 			}
+			m.pkg = pm
 		}
 	case MediaTypeIndex, MediaTypeDockerList:
 		if m.Config != nil || len(m.Layers) > 0 {

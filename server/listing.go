@@ -231,10 +231,8 @@ func summarize(tag string, b []byte) (ts TagSummary, m *opm.AnyManifest, pm *opm
 		return ts, nil, nil
 	}
 	ts.Size = m.Size()
-	if m.MediaType == opm.MediaTypeManifest {
-		if pm, err = opm.ParseManifest(b); err == nil {
-			ts.Files = len(pm.Files())
-		}
+	if pm = m.Package(); pm != nil {
+		ts.Files = len(pm.Files())
 	}
 	return ts, m, pm
 }
