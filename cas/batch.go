@@ -186,7 +186,7 @@ func (b *Batch) Commit() error {
 			removeAll(items[i:])
 			return fmt.Errorf("blob store: %w", err)
 		}
-		b.l.record(it.d, it.n)
+		b.l.installed(it.d, it.n)
 	}
 	return flushDirs(tmp, dirs)
 }

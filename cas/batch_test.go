@@ -17,6 +17,7 @@ func TestBatch(t *testing.T) {
 	}
 	src := t.TempDir()
 	want := map[digest.Digest][]byte{}
+	var total int64
 	b := l.NewBatch()
 	for i, size := range []int{0, 1, 5000, smallFile, smallFile + 1, 3 << 20} {
 		body := make([]byte, size)
@@ -38,6 +39,7 @@ func TestBatch(t *testing.T) {
 			t.Fatalf("file %d visible before Commit", i)
 		}
 		want[d] = body
+		total += n
 	}
 	// The same content twice in one batch is stored once.
 	if _, _, err := b.IngestFile(context.Background(), filepath.Join(src, "1")); err != nil {
@@ -56,6 +58,9 @@ func TestBatch(t *testing.T) {
 		}
 	}
 	assertNoTemp(t, l)
+	if got := l.Added(); got != total {
+		t.Fatalf("Added after the batch: %d, want %d", got, total)
+	}
 
 	// A discarded batch leaves nothing.
 	b = l.NewBatch()

@@ -366,9 +366,15 @@ func (l *Local) commit(s *staged) error {
 		s.discard()
 		return err
 	}
-	l.added.Add(s.n)
-	l.record(s.d, s.n)
+	l.installed(s.d, s.n)
 	return nil
+}
+
+// installed notes a blob of n bytes newly made visible under d: it counts
+// in Added and is recorded in the index.
+func (l *Local) installed(d digest.Digest, n int64) {
+	l.added.Add(n)
+	l.record(d, n)
 }
 
 // reused notes that a write found its blob already stored: the file's
