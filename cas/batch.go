@@ -104,8 +104,7 @@ func (b *Batch) stageSmall(path string) (batchItem, error) {
 	buf = buf[:n]
 	sum := sha256.Sum256(buf)
 	it := batchItem{d: digest.NewDigestFromBytes(digest.SHA256, sum[:]), n: int64(n)}
-	if b.l.Has(it.d) {
-		b.l.reused(it.d)
+	if b.l.reuse(it.d) {
 		return it, nil // already stored: nothing to write
 	}
 	it.tmp = filepath.Join(b.l.dir, "tmp", fmt.Sprintf("batch-%d-%d-%d", os.Getpid(), time.Now().UnixNano(), b.seq.Add(1)))
@@ -171,12 +170,11 @@ func (b *Batch) Commit() error {
 	}
 	dirs := map[string]bool{filepath.Join(b.l.dir, "sha256"): true}
 	for i, it := range items {
-		path := b.l.Path(it.d)
-		if _, err := os.Stat(path); err == nil {
+		if b.l.reuse(it.d) {
 			os.Remove(it.tmp)
-			b.l.reused(it.d)
 			continue
 		}
+		path := b.l.Path(it.d)
 		dirs[filepath.Dir(path)] = true
 		if err := os.Mkdir(filepath.Dir(path), 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 			removeAll(items[i:])

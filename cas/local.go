@@ -356,13 +356,11 @@ func (w *writebackWriter) Write(p []byte) (int, error) {
 // commit makes a staged file visible under its digest. If the blob is
 // already there the staged file is dropped.
 func (l *Local) commit(s *staged) error {
-	path := l.Path(s.d)
-	if _, err := os.Stat(path); err == nil {
+	if l.reuse(s.d) {
 		s.discard()
-		l.reused(s.d)
 		return nil
 	}
-	if err := install(s.f, path); err != nil {
+	if err := install(s.f, l.Path(s.d)); err != nil {
 		s.discard()
 		return err
 	}
@@ -377,16 +375,25 @@ func (l *Local) installed(d digest.Digest, n int64) {
 	l.record(d, n)
 }
 
-// reused notes that a write found its blob already stored: the file's
-// modification time becomes now, so that garbage collection, which spares
-// blobs written within its grace period, also spares one a push is about to
-// name again.
-func (l *Local) reused(d digest.Digest) {
-	now := time.Now()
-	if err := os.Chtimes(l.Path(d), time.Time{}, now); err != nil && !errors.Is(err, fs.ErrNotExist) {
+// reuse reports whether d is already stored, for a write that need not
+// store it again. If it is, the file's modification time becomes now, so
+// that garbage collection, which spares blobs written within its grace
+// period, also spares one a push is about to name again. Setting the time
+// is also the existence check: one system call.
+func (l *Local) reuse(d digest.Digest) bool {
+	path := l.Path(d)
+	err := os.Chtimes(path, time.Time{}, time.Now())
+	if errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	if err != nil {
+		if _, serr := os.Stat(path); serr != nil {
+			return false
+		}
 		slog.Warn("blob store: cannot update modification time", "digest", d, "err", err)
 	}
 	l.touch(d)
+	return true
 }
 
 // install makes f read-only, fsyncs and closes it, renames it to path and

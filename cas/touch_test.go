@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -117,5 +119,44 @@ func TestCacheMarksFetchingWithUseIndex(t *testing.T) {
 	}
 	if e, err := idx.Get(d); err != nil || e.State != cas.StatePresent {
 		t.Fatalf("entry after the download: %+v, %v", e, err)
+	}
+}
+
+// TestStoreAgainRefreshesModTime: writing a blob that is already stored,
+// by Ingest or by a Batch, makes its file's modification time now (garbage
+// collection spares young files).
+func TestStoreAgainRefreshesModTime(t *testing.T) {
+	ctx := context.Background()
+	l := openLocal(t, nil)
+	b, d := castest.Blob(4, 3000)
+	src := filepath.Join(t.TempDir(), "blob")
+	if err := os.WriteFile(src, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	castest.MustPut(t, l, d, b)
+	old := time.Now().Add(-24 * time.Hour).Truncate(time.Second)
+	for _, again := range []struct {
+		name  string
+		store func() error
+	}{
+		{"Ingest", func() error { _, _, err := l.Ingest(ctx, bytes.NewReader(b)); return err }},
+		{"Batch", func() error {
+			bt := l.NewBatch()
+			if _, _, err := bt.IngestFile(ctx, src); err != nil {
+				return err
+			}
+			return bt.Commit()
+		}},
+	} {
+		if err := os.Chtimes(l.Path(d), old, old); err != nil {
+			t.Fatal(err)
+		}
+		if err := again.store(); err != nil {
+			t.Fatalf("%s: %v", again.name, err)
+		}
+		fi, err := os.Stat(l.Path(d))
+		if err != nil || !fi.ModTime().After(old) {
+			t.Fatalf("%s of a stored blob: modification time %v, %v; want after %v", again.name, fi.ModTime(), err, old)
+		}
 	}
 }
