@@ -19,6 +19,7 @@ import (
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/gitmeta"
+	"github.com/openpm/opm/internal/opmtest"
 	"github.com/openpm/opm/registry"
 )
 
@@ -117,14 +118,7 @@ func expect(t *testing.T, res *http.Response, status int, code string) []byte {
 // pushPackage pushes files (name -> content) with the registry itself.
 func (e *env) pushPackage(ref string, files map[string]string) *registry.PushResult {
 	e.t.Helper()
-	dir := e.t.TempDir()
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			e.t.Fatal(err)
-		}
-	}
+	dir := opmtest.WriteTree(e.t, files)
 	r, err := opm.ParseTagReference(ref)
 	if err != nil {
 		e.t.Fatal(err)
