@@ -262,24 +262,10 @@ func (x *Index) Rebuild(l *Local) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	old := make(map[digest.Digest]Entry)
-	err := x.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(keyPrefix)})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			item := it.Item()
-			d := digest.Digest(item.Key()[len(keyPrefix):])
-			err := item.Value(func(v []byte) error {
-				e, err := decode(v)
-				old[d] = e
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("index entry %s: %w", d, err)
-			}
-		}
+	if err := x.Each(func(d digest.Digest, e Entry) error {
+		old[d] = e
 		return nil
-	})
-	if err != nil {
+	}); err != nil {
 		return fmt.Errorf("rebuild index: %w", err)
 	}
 	wb := x.db.NewWriteBatch()
