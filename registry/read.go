@@ -162,8 +162,8 @@ func (r *Registry) tags(ctx context.Context, s *gitmeta.Snapshot, repo opm.Repos
 	}
 	var out []TagInfo
 	for _, e := range entries {
-		tag, ok := strings.CutSuffix(e.Name, ".json")
-		if e.Dir || !ok || !opm.ValidTag(tag) {
+		tag, ok := TagOfEntry(e)
+		if !ok {
 			continue
 		}
 		b, err := s.ReadFile(dir + "/" + e.Name)
@@ -180,6 +180,13 @@ func (r *Registry) tags(ctx context.Context, s *gitmeta.Snapshot, repo opm.Repos
 		out = append(out, ti)
 	}
 	return out, nil
+}
+
+// TagOfEntry is the tag an entry of a tags directory holds: a file
+// <tag>.json with a valid tag name.
+func TagOfEntry(e gitmeta.Entry) (string, bool) {
+	t, ok := strings.CutSuffix(e.Name, ".json")
+	return t, ok && !e.Dir && opm.ValidTag(t)
 }
 
 // TagTime is when, and by which commit, a tag was last set.

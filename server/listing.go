@@ -120,7 +120,7 @@ func (s *Server) countTags(snap *gitmeta.Snapshot, dir string) (tagCounts, error
 	}
 	seen := map[digest.Digest]bool{}
 	for _, e := range entries {
-		if _, ok := tagOf(e); !ok {
+		if _, ok := registry.TagOfEntry(e); !ok {
 			continue
 		}
 		c.tags++
@@ -204,7 +204,7 @@ func (s *Server) tagSummaries(ctx context.Context, snap *gitmeta.Snapshot, repo 
 	}
 	out := []TagSummary{}
 	for _, e := range entries {
-		t, ok := tagOf(e)
+		t, ok := registry.TagOfEntry(e)
 		if !ok {
 			continue
 		}

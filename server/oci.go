@@ -467,7 +467,7 @@ func (s *Server) listTags(w http.ResponseWriter, r *http.Request, rt ociRoute) {
 	// in git an empty directory does not exist, so the two look the same.
 	tags := []string{}
 	for _, e := range entries {
-		if t, ok := tagOf(e); ok {
+		if t, ok := registry.TagOfEntry(e); ok {
 			tags = append(tags, t)
 		}
 	}

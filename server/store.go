@@ -14,14 +14,8 @@ import (
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/gitmeta"
+	"github.com/openpm/opm/registry"
 )
-
-// tagOf is the tag an entry of a tags directory holds: a file <tag>.json
-// with a valid tag name.
-func tagOf(e gitmeta.Entry) (string, bool) {
-	t, ok := strings.CutSuffix(e.Name, ".json")
-	return t, ok && !e.Dir && opm.ValidTag(t)
-}
 
 // stored is one manifest of a repository as found in a snapshot.
 type stored struct {
@@ -61,7 +55,7 @@ func (s *Server) manifests(snap *gitmeta.Snapshot, repo opm.Repository) ([]store
 		for _, e := range entries {
 			st := stored{path: dir + "/" + e.Name}
 			if isTags {
-				t, ok := tagOf(e)
+				t, ok := registry.TagOfEntry(e)
 				if !ok {
 					continue
 				}
