@@ -97,14 +97,8 @@ func (l *Local) Has(d digest.Digest) bool {
 
 // Stat returns the size of the stored blob, or opm.ErrNotFound.
 func (l *Local) Stat(_ context.Context, d digest.Digest) (int64, error) {
-	if err := validate(d); err != nil {
-		return 0, err
-	}
-	fi, err := os.Stat(l.Path(d))
-	if err != nil {
-		return 0, l.pathError(d, err)
-	}
-	return fi.Size(), nil
+	b, err := l.Info(d)
+	return b.Size, err
 }
 
 // Open returns a reader of the blob that verifies it as it goes. A blob found
@@ -229,21 +223,19 @@ func (l *Local) Delete(_ context.Context, d digest.Digest) error {
 // Close does nothing; the Index, if any, is closed by whoever opened it.
 func (l *Local) Close() error { return nil }
 
-// LocalBlob is one file of the local store.
-type LocalBlob struct {
-	Digest  digest.Digest
-	Size    int64
-	ModTime time.Time // when it was stored
-}
+// LocalBlob is the BlobInfo of one file of the local store.
+//
+// Deprecated: use BlobInfo, the same type.
+type LocalBlob = BlobInfo
 
 // Walk calls fn for every stored blob, in no particular order. Files whose
 // names are not digests are skipped.
 func (l *Local) Walk(fn func(d digest.Digest, size int64) error) error {
-	return l.WalkInfo(func(b LocalBlob) error { return fn(b.Digest, b.Size) })
+	return l.WalkInfo(func(b BlobInfo) error { return fn(b.Digest, b.Size) })
 }
 
 // WalkInfo is Walk with each file's modification time.
-func (l *Local) WalkInfo(fn func(LocalBlob) error) error {
+func (l *Local) WalkInfo(fn func(BlobInfo) error) error {
 	root := filepath.Join(l.dir, "sha256")
 	fans, err := os.ReadDir(root)
 	if err != nil {
@@ -269,7 +261,7 @@ func (l *Local) WalkInfo(fn func(LocalBlob) error) error {
 			if err != nil {
 				return fmt.Errorf("walk blob store: %w", err)
 			}
-			if err := fn(LocalBlob{Digest: d, Size: fi.Size(), ModTime: fi.ModTime()}); err != nil {
+			if err := fn(BlobInfo{Digest: d, Size: fi.Size(), ModTime: fi.ModTime()}); err != nil {
 				return err
 			}
 		}
