@@ -27,9 +27,9 @@ import (
 //
 // A Bucket retries its calls with its Retry, and a Cache retries a whole
 // download (open, read, verify) with the Retry of its bucket, so a request
-// is sent at most Attempts times per call. The S3 SDK under an s3:// bucket
-// retries each HTTP request by itself too (3 tries; AWS_MAX_ATTEMPTS sets
-// it), inside each of these attempts.
+// is sent at most Attempts times per call. Under an s3:// bucket the S3
+// SDK does not retry by itself, but for uploads, which it retries with the
+// same Attempts and waits (see OpenBucket).
 type Retry struct {
 	Attempts int           // tries in all, the first one included; < 1 means 1
 	Base     time.Duration // wait after the first failure
