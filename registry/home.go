@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -180,8 +181,13 @@ func (r *Registry) readConfig() (*formatcfg.Config, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return r.decodeConfig(f)
+}
+
+// decodeConfig reads the home's git config from rd.
+func (r *Registry) decodeConfig(rd io.Reader) (*formatcfg.Config, error) {
 	cfg := formatcfg.New()
-	if err := formatcfg.NewDecoder(f).Decode(cfg); err != nil {
+	if err := formatcfg.NewDecoder(rd).Decode(cfg); err != nil {
 		return nil, fmt.Errorf("%s: %w", r.configFile(), err)
 	}
 	return cfg, nil
@@ -256,9 +262,9 @@ func (r *Registry) SetConfig(key, value string) error {
 // leaves the old file or the new one.
 func (r *Registry) updateConfig(fn func(*formatcfg.Config) error) error {
 	return gitmeta.UpdateFile(context.Background(), r.configFile(), func(old []byte) ([]byte, error) {
-		cfg := formatcfg.New()
-		if err := formatcfg.NewDecoder(bytes.NewReader(old)).Decode(cfg); err != nil {
-			return nil, fmt.Errorf("%s: %w", r.configFile(), err)
+		cfg, err := r.decodeConfig(bytes.NewReader(old))
+		if err != nil {
+			return nil, err
 		}
 		if err := fn(cfg); err != nil {
 			return nil, err
