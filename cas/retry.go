@@ -46,19 +46,33 @@ const (
 )
 
 // DefaultRetry returns the default policy, with the environment's
-// overrides. Malformed values are ignored.
+// overrides. A malformed value is logged and ignored.
 func DefaultRetry() Retry {
 	p := Retry{Attempts: DefaultRetryAttempts, Base: DefaultRetryBase, Max: DefaultRetryMax}
-	if n, err := strconv.Atoi(os.Getenv("OPM_RETRY_ATTEMPTS")); err == nil && n >= 1 {
-		p.Attempts = n
+	if v := os.Getenv("OPM_RETRY_ATTEMPTS"); v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n >= 1 {
+			p.Attempts = n
+		} else {
+			slog.Warn("ignoring OPM_RETRY_ATTEMPTS: want a count of at least 1", "value", v)
+		}
 	}
-	if d, err := time.ParseDuration(os.Getenv("OPM_RETRY_BASE")); err == nil && d >= 0 {
-		p.Base = d
-	}
-	if d, err := time.ParseDuration(os.Getenv("OPM_RETRY_MAX")); err == nil && d >= 0 {
-		p.Max = d
-	}
+	envDuration("OPM_RETRY_BASE", &p.Base)
+	envDuration("OPM_RETRY_MAX", &p.Max)
 	return p
+}
+
+// envDuration sets *d from the environment variable name if it holds a
+// duration of at least 0.
+func envDuration(name string, d *time.Duration) {
+	v := os.Getenv(name)
+	if v == "" {
+		return
+	}
+	if x, err := time.ParseDuration(v); err == nil && x >= 0 {
+		*d = x
+	} else {
+		slog.Warn("ignoring "+name+": want a duration such as 50ms or 2s", "value", v)
+	}
 }
 
 // NoRetry tries once.

@@ -62,3 +62,18 @@ func TestRetryWait(t *testing.T) {
 		t.Fatalf("wait with no base: %v", w)
 	}
 }
+
+// TestDefaultRetryEnv: the environment overrides the default policy; a
+// malformed value is ignored.
+func TestDefaultRetryEnv(t *testing.T) {
+	t.Setenv("OPM_RETRY_ATTEMPTS", "7")
+	t.Setenv("OPM_RETRY_BASE", "1ms")
+	t.Setenv("OPM_RETRY_MAX", "soon")
+	if got, want := DefaultRetry(), (Retry{Attempts: 7, Base: time.Millisecond, Max: DefaultRetryMax}); got != want {
+		t.Fatalf("DefaultRetry: %+v, want %+v", got, want)
+	}
+	t.Setenv("OPM_RETRY_ATTEMPTS", "0")
+	if got := DefaultRetry().Attempts; got != DefaultRetryAttempts {
+		t.Fatalf("attempts with OPM_RETRY_ATTEMPTS=0: %d, want %d", got, DefaultRetryAttempts)
+	}
+}
