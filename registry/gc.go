@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -339,7 +338,7 @@ func (r *Registry) markChanged(ctx context.Context, a, b plumbing.Hash, previous
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if h(d).IsZero() || !isManifestPath(d.Path) {
+		if _, _, ok := ManifestOfPath(d.Path); h(d).IsZero() || !ok {
 			continue
 		}
 		body, err := s.ReadFile(d.Path)
@@ -365,11 +364,4 @@ func markLive(what string, m *opm.AnyManifest, perr error, live map[digest.Diges
 		live[b.Digest] = true
 	}
 	return nil
-}
-
-// isManifestPath reports whether a metadata path is a tag file or a
-// manifest kept by digest (ns/project/repo/manifests/<hex>.json).
-func isManifestPath(p string) bool {
-	parts := strings.Split(p, "/")
-	return len(parts) == 5 && (parts[3] == "tags" || parts[3] == "manifests") && strings.HasSuffix(parts[4], ".json")
 }

@@ -402,20 +402,23 @@ func (l *lazyReader) Close() error {
 	return nil
 }
 
-// TagChange is a tag file that differs between two commits.
+// TagChange is a manifest file that differs between two commits: a tag
+// file, or a manifest kept by digest.
 type TagChange struct {
-	Ref  string // ns/project/repo:tag
-	Path string // its tag file
+	Ref  string // ns/project/repo:tag, or ns/project/repo@sha256:<hex>
+	Path string // its file in the metadata
 	// Body is the manifest at the newer commit, Blobs the blobs it names;
-	// both are nil for a removed tag.
+	// both are nil for a removed file.
 	Body  []byte
 	Blobs []opm.Descriptor
 }
 
-// ChangedTags lists the tag files that differ from commit a to commit b of
-// repo (either may be zero, the empty repository) and whose references
-// match (nil matches every tag), with their manifests at b. Only the
-// subtrees that differ are read.
+// ChangedTags lists the manifest files that differ from commit a to commit
+// b of repo (either may be zero, the empty repository), with their
+// manifests at b: the tag files whose references match (nil matches every
+// tag) and, when match is nil, the manifests kept by digest too (what a
+// commit carries whole must have its blobs). Only the subtrees that differ
+// are read.
 func ChangedTags(repo *gitmeta.Repo, a, b plumbing.Hash, match func(ref string) bool) ([]TagChange, error) {
 	diff, err := repo.Diff(a, b)
 	if err != nil {
@@ -427,11 +430,12 @@ func ChangedTags(repo *gitmeta.Repo, a, b plumbing.Hash, match func(ref string) 
 	}
 	var out []TagChange
 	for _, d := range diff {
-		ref, ok := TagOfPath(d.Path)
-		if !ok || match != nil && !match(ref) {
+		ref, byDigest, ok := ManifestOfPath(d.Path)
+		if !ok || match != nil && (byDigest || !match(ref)) {
 			continue
 		}
-		if _, err := opm.ParseTagReference(ref); err != nil {
+		parsed, err := opm.ParseReference(ref)
+		if err != nil {
 			return nil, fmt.Errorf("metadata file %q: %w", d.Path, err)
 		}
 		c := TagChange{Ref: ref, Path: d.Path}
@@ -444,6 +448,9 @@ func ChangedTags(repo *gitmeta.Repo, a, b plumbing.Hash, match func(ref string) 
 			m, err := opm.ParseAnyManifest(c.Body, "")
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", ref, err)
+			}
+			if byDigest && digest.FromBytes(c.Body) != parsed.Digest {
+				return nil, fmt.Errorf("%s: content hashes to %s: %w", ref, digest.FromBytes(c.Body), opm.ErrIntegrity)
 			}
 			c.Blobs = m.Blobs()
 		}
@@ -475,17 +482,36 @@ func changedBlobs(repo *gitmeta.Repo, a, b plumbing.Hash) ([]opm.Descriptor, err
 // IsTagPath reports whether a metadata path is a tag file:
 // ns/project/repo/tags/<tag>.json.
 func IsTagPath(p string) bool {
-	parts := strings.Split(p, "/")
-	return len(parts) == 5 && parts[3] == "tags" && strings.HasSuffix(parts[4], ".json")
+	_, byDigest, ok := ManifestOfPath(p)
+	return ok && !byDigest
 }
 
 // TagOfPath turns a tag file's path into its reference ns/project/repo:tag.
 func TagOfPath(p string) (string, bool) {
-	if !IsTagPath(p) {
-		return "", false
-	}
+	ref, byDigest, ok := ManifestOfPath(p)
+	return ref, ok && !byDigest
+}
+
+// ManifestOfPath turns the path of a manifest file of the metadata into
+// its reference: ns/project/repo:tag for a tag file
+// (ns/project/repo/tags/<tag>.json), ns/project/repo@sha256:<hex> for a
+// manifest kept by digest (ns/project/repo/manifests/<hex>.json). The names
+// are not checked.
+func ManifestOfPath(p string) (ref string, byDigest, ok bool) {
 	parts := strings.Split(p, "/")
-	return strings.Join(parts[:3], "/") + ":" + strings.TrimSuffix(parts[4], ".json"), true
+	if len(parts) != 5 {
+		return "", false, false
+	}
+	name, isJSON := strings.CutSuffix(parts[4], ".json")
+	repo := strings.Join(parts[:3], "/")
+	switch {
+	case !isJSON:
+	case parts[3] == "tags":
+		return repo + ":" + name, false, true
+	case parts[3] == "manifests":
+		return repo + "@sha256:" + name, true, true
+	}
+	return "", false, false
 }
 
 // MatchTag reports whether the reference ns/project/repo:tag matches a

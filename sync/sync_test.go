@@ -68,11 +68,18 @@ func newSide(t *testing.T, name string) *side {
 // push stores a package of the given file contents at ref, blobs first.
 func (s *side) push(t *testing.T, ref string, contents ...string) []digest.Digest {
 	t.Helper()
-	ctx := context.Background()
 	r, err := opm.ParseTagReference(ref)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s.store(t, r, contents...)
+}
+
+// store stores a package of the given file contents, blobs first, as the
+// tag of r, or kept by digest when r has no tag (an untagged OCI push).
+func (s *side) store(t *testing.T, r opm.Reference, contents ...string) []digest.Digest {
+	t.Helper()
+	ctx := context.Background()
 	var files []opm.File
 	var ds []digest.Digest
 	for i, c := range append([]string{string(opm.EmptyJSON)}, contents...) {
@@ -94,7 +101,11 @@ func (s *side) push(t *testing.T, ref string, contents ...string) []digest.Diges
 		t.Fatal(err)
 	}
 	_, _, err = s.repo.Update(ctx, gitmeta.Signature{Name: "t", Email: "t@example.org"}, func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
-		return []gitmeta.Change{{Path: opm.TagPath(r.Repository, r.Tag), Data: body}}, gitmeta.Message{Subject: "push " + ref}, nil
+		p := opm.TagPath(r.Repository, r.Tag)
+		if r.Tag == "" {
+			p = opm.ManifestPath(r.Repository, digest.FromBytes(body))
+		}
+		return []gitmeta.Change{{Path: p, Data: body}}, gitmeta.Message{Subject: "push " + r.String()}, nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -149,6 +160,25 @@ func TestMirrorPreservesCommitsAndCopiesOnlyWhatIsMissing(t *testing.T) {
 	}
 	if got := src.count.ops.Load() + dst.count.ops.Load(); got != 3+1 {
 		t.Fatalf("incremental mirror made %d bucket requests, want 4 (3 Puts, 1 read)", got)
+	}
+}
+
+// TestMirrorCopiesBlobsOfManifestsKeptByDigest: a manifest kept by digest
+// (an untagged OCI push) travels in the commits of a preserving mirror, so
+// its blobs are copied first, like a tag's.
+func TestMirrorCopiesBlobsOfManifestsKeptByDigest(t *testing.T) {
+	home := t.TempDir()
+	src, dst := newSide(t, "src"), newSide(t, "dst")
+	src.push(t, "acme/web/site:v1", "tagged")
+	untagged := src.store(t, opm.Reference{Repository: opm.Repository{Namespace: "acme", Project: "web", Name: "site"}}, "untagged")
+	if _, err := mirrorT(t, home, src, dst, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if dst.head(t) != src.head(t) {
+		t.Fatal("the mirror did not fast-forward")
+	}
+	if _, err := dst.bucket.Stat(context.Background(), untagged[0]); err != nil {
+		t.Fatalf("the blob of a manifest kept by digest was not copied: %v", err)
 	}
 }
 
