@@ -131,16 +131,7 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	if bucket != nil {
 		err = bucket.List(ctx, consider)
 	} else {
-		err = r.Local.Walk(func(d digest.Digest, _ int64) error {
-			info, err := r.Local.Info(d)
-			if errors.Is(err, opm.ErrNotFound) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			return consider(info)
-		})
+		err = r.Local.WalkInfo(consider) // the walk's own stat gives the time
 	}
 	if err != nil {
 		return nil, err
