@@ -42,6 +42,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/gitmeta"
@@ -104,8 +105,9 @@ type FS struct {
 	server      *fuse.Server
 	passthrough bool // decided once, before the first open
 
-	fds   fdCache // open blob files, for reads without an open (NoOpen)
-	inuse inUse   // blobs with open files, spared by eviction (inuse.go)
+	fds     fdCache            // open blob files, for reads without an open (NoOpen)
+	inuse   inUse              // blobs with open files, spared by eviction (inuse.go)
+	touches chan digest.Digest // opened blobs whose access the index is to note (noteAccesses)
 
 	histMu sync.Mutex
 	hist   map[plumbing.Hash]*view // .history views, a few at a time
@@ -170,7 +172,7 @@ func Mount(r *registry.Registry, dir string, opts Options) (*FS, error) {
 		opts.Logger = slog.Default()
 	}
 	fsys := &FS{reg: r, opts: opts, log: opts.Logger, mnt: dir, hist: make(map[plumbing.Hash]*view),
-		started: time.Now(), stop: make(chan struct{})}
+		started: time.Now(), stop: make(chan struct{}), touches: make(chan digest.Digest, 1024)}
 	snap, err := r.Snapshot()
 	if err != nil {
 		return nil, err
@@ -215,9 +217,34 @@ func Mount(r *registry.Registry, dir string, opts Options) (*FS, error) {
 	fsys.passthrough = opts.Passthrough && !opts.NoOpen && probePassthrough(server, r.MetaDir())
 	fsys.log.Info("mounted", "dir", dir, "home", r.Dir, "head", snap.Commit().String(),
 		"passthrough", fsys.passthrough, "passthrough_asked", opts.Passthrough, "no_open", opts.NoOpen)
-	fsys.watching.Add(1)
+	fsys.watching.Add(2)
 	go fsys.watch()
+	go fsys.noteAccesses()
 	return fsys, nil
+}
+
+// noteAccesses records in the index the accesses of the blobs opened, off
+// the open path: an index write (at most once a minute per blob) takes the
+// index's lock and may wait for Badger.
+func (fsys *FS) noteAccesses() {
+	defer fsys.watching.Done()
+	for {
+		select {
+		case <-fsys.stop:
+			return
+		case d := <-fsys.touches:
+			fsys.reg.Local.Touch(d)
+		}
+	}
+}
+
+// touch asks noteAccesses to note an access to d; when it is behind, the
+// access is not noted (access times only order eviction).
+func (fsys *FS) touch(d digest.Digest) {
+	select {
+	case fsys.touches <- d:
+	default:
+	}
 }
 
 // readaheadKB is the kernel readahead asked for the mount's reads that

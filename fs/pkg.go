@@ -338,7 +338,7 @@ func (fsys *FS) openBlob(ctx context.Context, f *opm.File, pkgName string) (int,
 		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	}
 	if err == nil {
-		fsys.reg.Local.Touch(d) // for eviction's LRU order; at most once a minute per blob
+		fsys.touch(d) // for eviction's LRU order, noted in the background
 		var st syscall.Stat_t
 		if err = syscall.Fstat(fd, &st); err == nil && st.Size != f.Size {
 			err = fmt.Errorf("local blob is %d bytes, want %d: %w", st.Size, f.Size, opm.ErrIntegrity)
