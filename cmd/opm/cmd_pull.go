@@ -10,10 +10,12 @@ import (
 	"github.com/openpm/opm/registry"
 )
 
-// pulledBlobs are the blobs a pull read, for the cache's LRU order.
+// pulledBlobs are the blobs a pull read, for the cache's LRU order. It
+// resolves ref as the pull did (by digest, a tag pull would read every tag
+// of the repository to find it) and gives nothing if the tag moved since.
 func pulledBlobs(r *registry.Registry, ref opm.Reference, res *registry.PullResult) []digest.Digest {
-	p, err := r.Resolve(opm.Reference{Repository: ref.Repository, Digest: digest.Digest(res.Digest)})
-	if err != nil {
+	p, err := r.Resolve(ref)
+	if err != nil || p.Digest.String() != res.Digest {
 		return nil
 	}
 	var out []digest.Digest
@@ -55,7 +57,11 @@ Example:
 				if err != nil {
 					return err
 				}
-				defer autoPrune(c, r, pulledBlobs(r, ref, res))
+				var used []digest.Digest
+				if runningInDaemon(c.Context) == nil { // the daemon's index noted each read itself
+					used = pulledBlobs(r, ref, res)
+				}
+				defer autoPrune(c, r, used)
 				if c.Bool("json") {
 					return printJSON(c, res)
 				}
