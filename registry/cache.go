@@ -80,9 +80,8 @@ type lruState struct {
 	holder atomic.Pointer[BlobHolder]
 
 	mu      sync.Mutex
-	tagHead plumbing.Hash              // head blobTags was computed for
-	tags    map[digest.Digest][]string // blob -> tags naming it, at tagHead
-	sizes   map[digest.Digest]int64    // blob -> size, at tagHead
+	tagHead plumbing.Hash // head blobTags was computed for
+	tags    tagIndex      // at tagHead
 
 	pruneMu sync.Mutex // one eviction at a time
 
@@ -461,40 +460,38 @@ func (r *Registry) blobTags() (tagIndex, error) {
 	}
 	r.lru.mu.Lock()
 	defer r.lru.mu.Unlock()
-	if r.lru.tags != nil && r.lru.tagHead == h {
-		return tagIndex{refs: r.lru.tags, size: r.lru.sizes}, nil
+	if r.lru.tags.refs != nil && r.lru.tagHead == h {
+		return r.lru.tags, nil
 	}
 	ti := tagIndex{refs: map[digest.Digest][]string{}, size: map[digest.Digest]int64{}}
 	if !h.IsZero() {
-		diff, err := r.Meta.Diff(plumbing.ZeroHash, h)
-		if err != nil {
-			return tagIndex{}, err
-		}
 		snap, err := r.Meta.Snapshot(h)
 		if err != nil {
 			return tagIndex{}, err
 		}
-		for _, d := range diff {
-			ref, ok := TagOfPath(d.Path)
-			if !ok || d.New.IsZero() {
-				continue
+		err = WalkManifests(context.Background(), snap, func(m *StoredManifest) error {
+			if !IsTagPath(m.Path) {
+				return nil // kept by digest: no tag to match a pin
 			}
-			body, err := snap.ReadFile(d.Path)
-			if err != nil {
-				return tagIndex{}, err
-			}
-			m, err := opm.ParseManifest(body)
-			if err != nil {
-				slog.Warn("cache: tag skipped, its manifest does not parse", "tag", ref, "err", err)
-				continue
+			if m.Err != nil {
+				slog.Warn("cache: tag skipped, its manifest does not parse", "tag", m.Ref, "err", m.Err)
+				return nil
 			}
 			for _, b := range m.Blobs() {
-				ti.refs[b.Digest] = append(ti.refs[b.Digest], ref)
+				refs := ti.refs[b.Digest]
+				if len(refs) > 0 && refs[len(refs)-1] == m.Ref {
+					continue // two files of the package with the same content
+				}
+				ti.refs[b.Digest] = append(refs, m.Ref)
 				ti.size[b.Digest] = b.Size
 			}
+			return nil
+		}, nil)
+		if err != nil {
+			return tagIndex{}, err
 		}
 	}
-	r.lru.tagHead, r.lru.tags, r.lru.sizes = h, ti.refs, ti.size
+	r.lru.tagHead, r.lru.tags = h, ti
 	return ti, nil
 }
 
@@ -549,7 +546,7 @@ func (b *CachedBlob) recent() time.Time {
 // the index and the head say about each blob. It opens the index.
 func (r *Registry) CachedBlobs() ([]CachedBlob, error) {
 	var out []CachedBlob
-	err := r.Local.WalkInfo(func(b cas.LocalBlob) error {
+	err := r.Local.WalkInfo(func(b cas.BlobInfo) error {
 		out = append(out, CachedBlob{Digest: b.Digest, Size: b.Size, LastAccess: b.ModTime, modTime: b.ModTime, Tags: []string{}})
 		return nil
 	})
