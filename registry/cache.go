@@ -851,21 +851,6 @@ func (r *Registry) pruneIfOver(ctx context.Context) (*PruneResult, error) {
 	return r.Prune(ctx, PruneOptions{Grace: AutoPruneGrace})
 }
 
-// indexWithin is Index, waiting at most wait for another holder.
-func (r *Registry) indexWithin(wait time.Duration) (*cas.Index, error) {
-	r.indexMu.Lock()
-	defer r.indexMu.Unlock()
-	if r.index == nil {
-		idx, err := cas.OpenIndex(r.IndexDir(), wait)
-		if err != nil {
-			return nil, err
-		}
-		r.index = idx
-		r.Local.UseIndex(idx)
-	}
-	return r.index, nil
-}
-
 // NoteAccess records in the index that the blobs ds were just read, in one
 // write (a command that read many blobs without the index open calls it at
 // its end). It opens the index, waiting a moment at most: if another

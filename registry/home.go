@@ -143,11 +143,14 @@ func (r *Registry) EnsureLocal(ctx context.Context, d digest.Digest) error {
 
 // Index opens the Badger index on first use (waiting up to IndexWait for
 // another process to let it go) and keeps it until Close.
-func (r *Registry) Index() (*cas.Index, error) {
+func (r *Registry) Index() (*cas.Index, error) { return r.indexWithin(r.IndexWait) }
+
+// indexWithin is Index waiting at most wait for another process.
+func (r *Registry) indexWithin(wait time.Duration) (*cas.Index, error) {
 	r.indexMu.Lock()
 	defer r.indexMu.Unlock()
 	if r.index == nil {
-		idx, err := cas.OpenIndex(r.IndexDir(), r.IndexWait)
+		idx, err := cas.OpenIndex(r.IndexDir(), wait)
 		if err != nil {
 			return nil, err
 		}
