@@ -2,12 +2,9 @@ package registry
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"os"
 	"path/filepath"
-	"syscall"
-	"time"
+
+	"github.com/openpm/opm/internal/flock"
 )
 
 // Writers and gc exclude each other through <home>/gc.lock. A writer (a
@@ -25,36 +22,15 @@ const gcLockName = "gc.lock"
 // while a gc removes blobs. release must be called once the write is
 // committed or abandoned.
 func HoldForWrite(ctx context.Context, home string) (release func(), err error) {
-	return lockHome(ctx, home, syscall.LOCK_SH)
+	return lockHome(ctx, home, flock.Shared)
 }
 
 // holdForGC takes the home's gc lock exclusively, waiting for writers in
 // progress to finish.
 func holdForGC(ctx context.Context, home string) (release func(), err error) {
-	return lockHome(ctx, home, syscall.LOCK_EX)
+	return lockHome(ctx, home, flock.Exclusive)
 }
 
 func lockHome(ctx context.Context, home string, how int) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(home, gcLockName), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("gc lock: %w", err)
-	}
-	wait := time.Millisecond
-	for {
-		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil // closing releases the lock
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("gc lock: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 100*time.Millisecond)
-	}
+	return flock.Lock(ctx, filepath.Join(home, gcLockName), "gc lock", how)
 }

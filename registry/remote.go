@@ -228,9 +228,14 @@ var ErrRemoteMoved = fmt.Errorf("the remote's main moved: %w", opm.ErrConflict)
 // remote has no main yet. go-git writes the objects as a packfile, which
 // gitmeta finds when it re-reads the pack indexes.
 func FetchMain(ctx context.Context, gitDir, url string, into plumbing.ReferenceName) (plumbing.Hash, error) {
+	finish, err := gitmeta.BeginFetch(ctx, gitDir)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
 	dropBrokenTrackingRefs(gitDir)
 	repo, err := gogit.PlainOpen(gitDir)
 	if err != nil {
+		finish()
 		return plumbing.ZeroHash, fmt.Errorf("open %s: %w", gitDir, err)
 	}
 	rem := gogit.NewRemote(repo.Storer, &config.RemoteConfig{Name: "opm", URLs: []string{url}})
@@ -239,6 +244,9 @@ func FetchMain(ctx context.Context, gitDir, url string, into plumbing.ReferenceN
 		RefSpecs:   []config.RefSpec{config.RefSpec("+" + string(gitmeta.Branch) + ":" + string(into))},
 		Tags:       gogit.NoTags,
 	})
+	if ferr := finish(); ferr != nil && err == nil {
+		err = ferr
+	}
 	switch {
 	case err == nil, errors.Is(err, gogit.NoErrAlreadyUpToDate):
 	case errors.Is(err, transport.ErrEmptyRemoteRepository), errors.Is(err, gogit.NoMatchingRefSpecError{}):
