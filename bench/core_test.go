@@ -105,7 +105,7 @@ func BenchmarkTag100kTags(b *testing.B) {
 		i++
 	}
 	start := time.Now()
-	if _, _, err := r.Meta.Update(ctx, r.Author(), func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+	if _, _, err := r.Meta.Update(ctx, r.Author(ctx), func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
 		return changes, gitmeta.Message{Subject: "seed 110k tags"}, nil
 	}); err != nil {
 		b.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -39,13 +40,11 @@ const (
 	LockName   = "opm.lock"
 )
 
-// ForwardedEnv are the environment variables a command is run with in the
-// daemon: the client's values (or unset, if the client has none).
-var ForwardedEnv = []string{
-	"GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_AUTHOR_DATE",
-	"GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "GIT_COMMITTER_DATE",
-	"SOURCE_DATE_EPOCH",
-}
+// ForwardedEnv are the environment variables of the client a command run
+// by the daemon reads (Request.Getenv), in place of the daemon's own: the
+// daemon's environment is never changed, as an HTTP push it serves at the
+// same moment would read it.
+var ForwardedEnv = []string{"GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "SOURCE_DATE_EPOCH"}
 
 // Info names a running daemon.
 type Info struct {
@@ -148,6 +147,17 @@ type Request struct {
 	Args []string `json:"args"` // without the program name
 	Cwd  string   `json:"cwd"`  // relative paths in Args are relative to it
 	Env  []string `json:"env"`  // KEY=VALUE of ForwardedEnv
+}
+
+// Getenv returns the client's value of the variable k of ForwardedEnv,
+// "" if it has none.
+func (r Request) Getenv(k string) string {
+	for _, kv := range r.Env {
+		if key, v, ok := strings.Cut(kv, "="); ok && key == k {
+			return v
+		}
+	}
+	return ""
 }
 
 // Result is how a command ended.

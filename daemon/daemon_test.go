@@ -41,7 +41,7 @@ func serve(t *testing.T, home string, run Runner) {
 func TestRoundTrip(t *testing.T) {
 	home := t.TempDir()
 	serve(t, home, func(ctx context.Context, req Request, stdout, stderr io.Writer) Result {
-		fmt.Fprintf(stdout, "args=%s cwd=%s author=%s", strings.Join(req.Args, ","), req.Cwd, os.Getenv("GIT_AUTHOR_NAME"))
+		fmt.Fprintf(stdout, "args=%s cwd=%s author=%s", strings.Join(req.Args, ","), req.Cwd, req.Getenv("GIT_AUTHOR_NAME"))
 		stderr.Write(bytes.Repeat([]byte("e"), maxFrame+10)) // more than one frame
 		return Result{Code: 3, Error: "not found: x"}
 	})

@@ -24,8 +24,8 @@ type Server struct {
 	run Runner
 	log *slog.Logger
 
-	// Commands run one at a time: each runs with its client's environment
-	// (ForwardedEnv), which is process-wide.
+	// Commands run one at a time, as they would one after another from a
+	// shell: none waits on a lock another holds.
 	runMu sync.Mutex
 
 	mu     sync.Mutex
@@ -111,47 +111,12 @@ func (s *Server) serve(c net.Conn) {
 		return
 	}
 	s.log.Info("command", "args", strings.Join(req.Args, " "), "cwd", req.Cwd)
-	restore := setEnv(req.Env)
 	var mu sync.Mutex
 	res := s.run(ctx, req, streamWriter{&mu, c, frameStdout}, streamWriter{&mu, c, frameStderr})
-	restore()
 	b, _ := json.Marshal(res)
 	mu.Lock()
 	defer mu.Unlock()
 	if err := writeFrame(c, frameResult, b); err != nil && !errors.Is(err, syscall.EPIPE) {
 		s.log.Warn("reply", "err", err)
-	}
-}
-
-// setEnv sets ForwardedEnv to the values in env (unsetting the others) and
-// returns a function that puts the process's own values back.
-func setEnv(env []string) (restore func()) {
-	given := map[string]string{}
-	for _, kv := range env {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			given[k] = v
-		}
-	}
-	saved := map[string]*string{}
-	for _, k := range ForwardedEnv {
-		if v, ok := os.LookupEnv(k); ok {
-			saved[k] = &v
-		} else {
-			saved[k] = nil
-		}
-		if v, ok := given[k]; ok {
-			os.Setenv(k, v)
-		} else {
-			os.Unsetenv(k)
-		}
-	}
-	return func() {
-		for k, v := range saved {
-			if v != nil {
-				os.Setenv(k, *v)
-			} else {
-				os.Unsetenv(k)
-			}
-		}
 	}
 }

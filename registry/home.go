@@ -280,11 +280,25 @@ func (r *Registry) updateConfig(fn func(*formatcfg.Config) error) error {
 	})
 }
 
-// Author is who commits: $GIT_AUTHOR_NAME/$GIT_AUTHOR_EMAIL, else user.name
+type authorEnvKey struct{}
+
+// WithAuthorEnv returns a context whose commits take their author from
+// getenv instead of the process's environment: the daemon runs each
+// client's command with the client's $GIT_AUTHOR_NAME and $GIT_AUTHOR_EMAIL.
+func WithAuthorEnv(ctx context.Context, getenv func(string) string) context.Context {
+	return context.WithValue(ctx, authorEnvKey{}, getenv)
+}
+
+// Author is who commits: $GIT_AUTHOR_NAME/$GIT_AUTHOR_EMAIL (of the
+// environment WithAuthorEnv gave ctx, else of the process), else user.name
 // and user.email of the home's config, else of the global git config, else
 // "opm" at the host name.
-func (r *Registry) Author() gitmeta.Signature {
-	name, email := os.Getenv("GIT_AUTHOR_NAME"), os.Getenv("GIT_AUTHOR_EMAIL")
+func (r *Registry) Author(ctx context.Context) gitmeta.Signature {
+	getenv, ok := ctx.Value(authorEnvKey{}).(func(string) string)
+	if !ok {
+		getenv = os.Getenv
+	}
+	name, email := getenv("GIT_AUTHOR_NAME"), getenv("GIT_AUTHOR_EMAIL")
 	if name == "" {
 		name, _ = r.Config("user.name")
 	}

@@ -181,7 +181,7 @@ func (r *Registry) setTag(ctx context.Context, ref opm.Reference, body []byte, s
 	dgst := digest.FromBytes(body)
 	var seen *digest.Digest // the tag's value on the first attempt
 	var prev digest.Digest
-	commit, committed, err := r.Meta.Update(ctx, r.Author(), func(s *gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+	commit, committed, err := r.Meta.Update(ctx, r.Author(ctx), func(s *gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
 		cur, err := tagDigest(s, p)
 		if err != nil {
 			return nil, gitmeta.Message{}, err

@@ -263,7 +263,7 @@ func TestResolveKeptByDigest(t *testing.T) {
 		t.Fatal(err)
 	}
 	repo, _ := opm.ParseRepository("ns/p/r")
-	_, _, err = r.Meta.Update(ctx, r.Author(), func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+	_, _, err = r.Meta.Update(ctx, r.Author(ctx), func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
 		return []gitmeta.Change{
 			{Path: opm.ManifestPath(repo, res.Digest), Data: p.Bytes},
 			{Path: opm.TagPath(repo, "v1"), Delete: true},

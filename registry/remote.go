@@ -609,7 +609,7 @@ func (r *Registry) publishTag(ctx context.Context, o Remote, ref opm.Reference, 
 		}
 		remote, local = newRemote, newRemote
 		var replayed bool
-		commit, replayed, err = r.Meta.Update(ctx, r.Author(), func(s *gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+		commit, replayed, err = r.Meta.Update(ctx, r.Author(ctx), func(s *gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
 			cur, err := tagDigest(s, p)
 			if err != nil {
 				return nil, gitmeta.Message{}, err

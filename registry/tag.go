@@ -44,7 +44,7 @@ func (r *Registry) Remove(ctx context.Context, ref opm.Reference) (*TagResult, e
 	}
 	p := opm.TagPath(ref.Repository, ref.Tag)
 	var prev digest.Digest
-	commit, committed, err := r.Meta.Update(ctx, r.Author(), func(s *gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+	commit, committed, err := r.Meta.Update(ctx, r.Author(ctx), func(s *gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
 		cur, err := tagDigest(s, p)
 		if err != nil {
 			return nil, gitmeta.Message{}, err

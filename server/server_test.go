@@ -535,7 +535,7 @@ func TestListingAPI(t *testing.T) {
 	e.pushPackage("acme/web/site:v2", map[string]string{"index.html": "hello again"})
 	e.pushPackage("acme/tools/cli:1.0", map[string]string{"cli": "#!"})
 	e.pushPackage("zeta/p/r:t", map[string]string{"x": "x"})
-	_, _, err := e.reg.Meta.Update(context.Background(), e.reg.Author(), func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+	_, _, err := e.reg.Meta.Update(context.Background(), e.reg.Author(context.Background()), func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
 		return []gitmeta.Change{
 			{Path: "acme/namespace.json", Data: []byte(`{"description":"Acme Corp","labels":{"team":"platform"}}`)},
 			{Path: "acme/web/site/repository.json", Data: []byte(`{"description":"the web site","labels":{"type":"static"}}`)},

@@ -191,7 +191,7 @@ func (s *Server) putManifest(ctx context.Context, repo opm.Repository, tags []st
 		subject = fmt.Sprintf("push %s:%s", repo, strings.Join(tags, ","))
 	}
 	var seen map[string]digest.Digest // each path's digest on the first attempt
-	_, committed, err := s.reg.Meta.Update(ctx, s.reg.Author(), func(snap *gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+	_, committed, err := s.reg.Meta.Update(ctx, s.reg.Author(ctx), func(snap *gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
 		msg := gitmeta.Message{Subject: subject, Trailers: []gitmeta.Trailer{{Key: "Opm-Digest", Value: d.String()}}}
 		first := seen == nil
 		if first {
@@ -233,7 +233,7 @@ func (s *Server) deleteManifest(ctx context.Context, repo opm.Repository, tag st
 		_, err := s.reg.Remove(ctx, opm.Reference{Repository: repo, Tag: tag})
 		return err
 	}
-	_, _, err := s.reg.Meta.Update(ctx, s.reg.Author(), func(snap *gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+	_, _, err := s.reg.Meta.Update(ctx, s.reg.Author(ctx), func(snap *gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
 		all, err := s.manifests(snap, repo)
 		if err != nil {
 			return nil, gitmeta.Message{}, err

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -47,7 +46,7 @@ func runPush(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ann, err := parseAnnotations(c.StringSlice("annotation"))
+	ann, err := parseAnnotations(getenv(c, "SOURCE_DATE_EPOCH"), c.StringSlice("annotation"))
 	if err != nil {
 		return err
 	}
@@ -70,10 +69,11 @@ func runPush(c *cli.Context) error {
 }
 
 // parseAnnotations turns KEY=VALUE flags into a map and adds the creation
-// time from $SOURCE_DATE_EPOCH (the reproducible-builds convention) when set.
-func parseAnnotations(kvs []string) (map[string]string, error) {
+// time from epoch, $SOURCE_DATE_EPOCH (the reproducible-builds convention),
+// when set.
+func parseAnnotations(epoch string, kvs []string) (map[string]string, error) {
 	ann := map[string]string{}
-	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+	if s := epoch; s != "" {
 		sec, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
 			return nil, usagef("SOURCE_DATE_EPOCH=%q is not a whole number of seconds", s)

@@ -111,7 +111,7 @@ func runMirror(c *cli.Context, r *registry.Registry) error {
 		Exclude:  c.StringSlice("exclude"),
 		DryRun:   c.Bool("dry-run"),
 		Force:    c.Bool("force"),
-		Author:   r.Author(),
+		Author:   r.Author(c.Context),
 		Jobs:     c.Int("jobs"),
 		Progress: newBar(c, "sync"),
 	})

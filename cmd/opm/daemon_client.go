@@ -25,8 +25,18 @@ type daemonRunKey struct{}
 // daemonRun is what a command run by the daemon gets instead of its own
 // process state.
 type daemonRun struct {
-	reg *registry.Registry // the daemon's open home
-	cwd string             // the client's working directory
+	reg    *registry.Registry  // the daemon's open home
+	cwd    string              // the client's working directory
+	getenv func(string) string // the client's environment (daemon.ForwardedEnv)
+}
+
+// getenv is os.Getenv of the process that started the command: the
+// client's, when the daemon carries it out.
+func getenv(c *cli.Context, k string) string {
+	if run := runningInDaemon(c.Context); run != nil {
+		return run.getenv(k)
+	}
+	return os.Getenv(k)
 }
 
 func runningInDaemon(ctx context.Context) *daemonRun {
@@ -84,7 +94,8 @@ func runInDaemon(r *registry.Registry, counted func()) daemon.Runner {
 			// absPath resolves the client's paths against it.
 			return daemon.Result{Code: exitUsage, Error: fmt.Sprintf("working directory %q of the request is not absolute", req.Cwd)}
 		}
-		ctx = context.WithValue(ctx, daemonRunKey{}, &daemonRun{reg: r, cwd: req.Cwd})
+		ctx = context.WithValue(ctx, daemonRunKey{}, &daemonRun{reg: r, cwd: req.Cwd, getenv: req.Getenv})
+		ctx = registry.WithAuthorEnv(ctx, req.Getenv)
 		app := newApp(stdout, stderr)
 		err := app.RunContext(ctx, permuteArgs(app, append([]string{"opm"}, req.Args...)))
 		if err == nil {
