@@ -85,25 +85,16 @@ func BeginFetch(ctx context.Context, gitDir string) (finish func() error, err er
 			if had[name] || !strings.HasPrefix(name, "pack-") {
 				continue
 			}
-			if err := syncFile(filepath.Join(dir, name)); err != nil {
+			if err := fsync(filepath.Join(dir, name)); err != nil {
 				return fmt.Errorf("fetch: %w", err)
 			}
 			wrote = true
 		}
 		if wrote {
-			if err := syncDir(dir); err != nil {
+			if err := fsync(dir); err != nil {
 				return fmt.Errorf("fetch: sync %s: %w", dir, err)
 			}
 		}
 		return nil
 	}, nil
-}
-
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }

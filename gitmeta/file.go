@@ -49,5 +49,5 @@ func UpdateFile(ctx context.Context, path string, fn func(old []byte) ([]byte, e
 		return fmt.Errorf("update %s: %w", filepath.Base(path), err)
 	}
 	renamed = true
-	return syncDir(filepath.Dir(path))
+	return fsync(filepath.Dir(path))
 }

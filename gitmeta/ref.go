@@ -84,7 +84,7 @@ func publish(ctx context.Context, gitDir string, name plumbing.ReferenceName, ol
 		return false, fmt.Errorf("update %s: %w", name, err)
 	}
 	renamed = true
-	if err := syncDir(filepath.Dir(ref)); err != nil {
+	if err := fsync(filepath.Dir(ref)); err != nil {
 		return true, fmt.Errorf("update %s: published but not synced: %w", name, err)
 	}
 	return true, nil
@@ -164,12 +164,13 @@ func parseHash(name plumbing.ReferenceName, s string) (plumbing.Hash, error) {
 	return plumbing.NewHash(s), nil
 }
 
-// syncDir fsyncs a directory, making the renames into it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// fsync flushes a file, or a directory (making the renames into it
+// durable), to disk.
+func fsync(path string) error {
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	return d.Sync()
+	defer f.Close()
+	return f.Sync()
 }

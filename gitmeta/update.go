@@ -336,7 +336,7 @@ func (w *objectWriter) flush() error {
 	}
 	dirs[filepath.Join(w.repo.path, "objects")] = true // a fan-out directory may be new
 	for dir := range dirs {
-		g.Go(func() error { return syncDir(dir) })
+		g.Go(func() error { return fsync(dir) })
 	}
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("sync objects: %w", err)

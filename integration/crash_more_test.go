@@ -62,14 +62,7 @@ func TestCrashSyncFollow(t *testing.T) {
 // trial 40 of seed 1795754168400311856). The next sync and push must work
 // all the same, and leave git fsck clean.
 func TestCrashTrackingRefEmptied(t *testing.T) {
-	srv := startGitDaemon(t)
-	meta := srv.repo(t, "origin.git")
-	bucket, _ := fileBucket(t)
-	pub, reader := t.TempDir(), t.TempDir()
-	mustOpm(t, pub, "remote", "add", "origin", "--meta", meta, "--blobs", bucket)
-	mustOpm(t, reader, "remote", "add", "origin", "--meta", meta, "--blobs", bucket)
-	mustOpm(t, pub, "push", "crash/ref/repo:v1", pkgDir(t, 1, 1, 100))
-	mustOpm(t, reader, "sync")
+	srv, pub, reader := publisherAndReader(t, "crash/ref/repo:v1")
 	ref := filepath.Join(reader, "meta.git", "refs", "remotes", "origin", "main")
 	empty := func() {
 		t.Helper()
@@ -91,6 +84,21 @@ func TestCrashTrackingRefEmptied(t *testing.T) {
 		t.Fatalf("after push the reader is at %s, origin at %s", got, want)
 	}
 	must(t, gitFsck(filepath.Join(reader, "meta.git")))
+}
+
+// publisherAndReader sets up two homes following one origin (git daemon,
+// file bucket): pub pushes ref, reader syncs it.
+func publisherAndReader(t *testing.T, ref string) (srv *gitServer, pub, reader string) {
+	t.Helper()
+	srv = startGitDaemon(t)
+	meta := srv.repo(t, "origin.git")
+	bucket, _ := fileBucket(t)
+	pub, reader = t.TempDir(), t.TempDir()
+	mustOpm(t, pub, "remote", "add", "origin", "--meta", meta, "--blobs", bucket)
+	mustOpm(t, reader, "remote", "add", "origin", "--meta", meta, "--blobs", bucket)
+	mustOpm(t, pub, "push", ref, pkgDir(t, 1, 1, 100))
+	mustOpm(t, reader, "sync")
+	return srv, pub, reader
 }
 
 // retire removes the tag of trial-5 of repo: a sync also carries removals,
@@ -329,14 +337,7 @@ func hashFile(p string) (string, error) {
 // the truncated .idx beside it, and every read of those objects failed. The
 // next sync must work all the same, and leave git fsck clean.
 func TestCrashFetchPackHalfWritten(t *testing.T) {
-	srv := startGitDaemon(t)
-	meta := srv.repo(t, "origin.git")
-	bucket, _ := fileBucket(t)
-	pub, reader := t.TempDir(), t.TempDir()
-	mustOpm(t, pub, "remote", "add", "origin", "--meta", meta, "--blobs", bucket)
-	mustOpm(t, reader, "remote", "add", "origin", "--meta", meta, "--blobs", bucket)
-	mustOpm(t, pub, "push", "crash/pack/repo:v1", pkgDir(t, 1, 1, 100))
-	mustOpm(t, reader, "sync")
+	srv, pub, reader := publisherAndReader(t, "crash/pack/repo:v1")
 	gitDir := filepath.Join(reader, "meta.git")
 	v1 := gitHead(t, reader)
 	packs := func() map[string]bool {
