@@ -357,6 +357,16 @@ func TestSyncMirror(t *testing.T) {
 	if a, b := m.origin.head(t, "meta.git"), m.mirror.head(t, "meta.git"); a != b {
 		t.Fatalf("after --force: origin %s, mirror %s", a, b)
 	}
+
+	// Forgetting the mirror removes its scratch repository.
+	scratch := filepath.Join(m.home, "mirrors", "mirror.git")
+	if !exists(scratch) {
+		t.Fatalf("no scratch repository at %s", scratch)
+	}
+	mustOpm(t, m.home, "remote", "rm", "mirror")
+	if exists(scratch) {
+		t.Fatalf("opm remote rm mirror left %s", scratch)
+	}
 }
 
 // Two publishers race for origin: a pre-receive hook lets the second land

@@ -185,7 +185,12 @@ func (r *Registry) remote(name string) (Remote, bool, error) {
 	return Remote{Name: name, URL: s.Option("url"), Blobs: s.Option("blobs")}, true, nil
 }
 
-// RemoveRemote forgets a remote and its tracking ref.
+// MirrorScratch is the scratch repository of `opm sync SRC DST` into the
+// remote dst (<home>/mirrors/<dst>.git).
+func MirrorScratch(home, dst string) string { return filepath.Join(home, "mirrors", dst+".git") }
+
+// RemoveRemote forgets a remote, its tracking ref and the scratch
+// repository of mirrors into it.
 func (r *Registry) RemoveRemote(name string) error {
 	if err := ValidateRemoteName(name); err != nil {
 		return err
@@ -204,7 +209,7 @@ func (r *Registry) RemoveRemote(name string) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return nil
+	return os.RemoveAll(MirrorScratch(r.Dir, name))
 }
 
 // origin returns the home's origin, if it has one (a remote.origin.url).

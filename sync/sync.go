@@ -126,9 +126,6 @@ type Result struct {
 	GitRequests    int64 `json:"git_requests"`
 }
 
-// ScratchDir is the scratch repository of mirrors into dst.
-func ScratchDir(home, dst string) string { return filepath.Join(home, "mirrors", dst+".git") }
-
 // Mirror copies the remote src into the remote dst.
 func Mirror(ctx context.Context, home string, src, dst registry.Remote, opts Options) (*Result, error) {
 	for _, rm := range []registry.Remote{src, dst} {
@@ -160,7 +157,7 @@ func Mirror(ctx context.Context, home string, src, dst registry.Remote, opts Opt
 		defer release()
 	}
 	res := &Result{Src: src.Name, Dst: dst.Name, DryRun: opts.DryRun, Tags: []string{}}
-	scratch := ScratchDir(home, dst.Name)
+	scratch := registry.MirrorScratch(home, dst.Name)
 	if err := os.MkdirAll(filepath.Dir(scratch), 0o755); err != nil {
 		return nil, err
 	}
