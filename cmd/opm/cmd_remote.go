@@ -82,6 +82,8 @@ Example:
 				Aliases:   []string{"remove"},
 				Usage:     "remove a remote",
 				ArgsUsage: "NAME",
+				Description: "Forgets the remote, where its main was last seen, and the scratch repository of\n" +
+					"mirrors into it (<home>/mirrors/NAME.git). The remote itself is not touched.",
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, 1, 1); err != nil {
 						return err
