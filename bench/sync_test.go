@@ -209,7 +209,11 @@ func BenchmarkSyncFirstMirror50k(b *testing.B) {
 		func() { run(b, nil, "cp", "-r", src.bucket, filepath.Join(dir, "cp")) },
 		func() {
 			dstMeta, dstBucket = syncDest(b, dir)
-			os.RemoveAll(filepath.Join(dir, "home"))
+			home := filepath.Join(dir, "home")
+			os.RemoveAll(home)
+			if err := os.MkdirAll(home, 0o755); err != nil { // as opm sync's open of the home would
+				b.Fatal(err)
+			}
 			run(b, nil, "sync")
 		},
 		func() { res, srcOps, dstOps, read = mirror(b, filepath.Join(dir, "home"), src, dstMeta, dstBucket) })
