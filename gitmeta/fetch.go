@@ -34,8 +34,8 @@ const tempPackAge = 10 * time.Minute
 // for opm's other fetches into gitDir, then removes what an interrupted one
 // left (an .idx without its .pack; temporary packs unwritten for
 // tempPackAge). finish, called once the fetch has ended (well or not),
-// makes the packs it wrote durable before any ref names their commits, and
-// lets the next fetch in.
+// makes the packs it wrote durable before opm moves main to their commits
+// (go-git has written the tracking ref already), and lets the next fetch in.
 func BeginFetch(ctx context.Context, gitDir string) (finish func() error, err error) {
 	release, err := flock.Lock(ctx, filepath.Join(gitDir, fetchLockName), "fetch lock", flock.Exclusive)
 	if err != nil {
