@@ -48,7 +48,8 @@ conformance: build
 
 # Benchmarks: each reports a ratio against a baseline run alongside it.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/ | tee bench/last.txt
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/ >bench/last.txt 2>&1; \
+		status=$$?; cat bench/last.txt; exit $$status
 
 # Crash soak: the crash tests of make test with 50 trials per scenario
 # (SIGKILL of push, sync, sync SRC DST, gc and the daemon, each followed by

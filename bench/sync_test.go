@@ -174,6 +174,9 @@ var dstQuery = "?metadata=skip&no_tmp_dir=1"
 func mirror(b *testing.B, home string, src *syncSource, dstMeta, dstBucket string) (*opmsync.Result, int64, int64, int64) {
 	b.Helper()
 	ctx := context.Background()
+	if err := os.MkdirAll(home, 0o755); err != nil { // as opm sync's open of the home does
+		b.Fatal(err)
+	}
 	sb, err := cas.OpenBucket(ctx, "file://"+src.bucket)
 	if err != nil {
 		b.Fatal(err)
@@ -209,11 +212,7 @@ func BenchmarkSyncFirstMirror50k(b *testing.B) {
 		func() { run(b, nil, "cp", "-r", src.bucket, filepath.Join(dir, "cp")) },
 		func() {
 			dstMeta, dstBucket = syncDest(b, dir)
-			home := filepath.Join(dir, "home")
-			os.RemoveAll(home)
-			if err := os.MkdirAll(home, 0o755); err != nil { // as opm sync's open of the home would
-				b.Fatal(err)
-			}
+			os.RemoveAll(filepath.Join(dir, "home"))
 			run(b, nil, "sync")
 		},
 		func() { res, srcOps, dstOps, read = mirror(b, filepath.Join(dir, "home"), src, dstMeta, dstBucket) })
