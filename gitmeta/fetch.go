@@ -1,13 +1,18 @@
 package gitmeta
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 
 	"github.com/openpm/opm/internal/flock"
 )
@@ -19,7 +24,11 @@ import (
 // (readers ignore it: they list the .pack files), but the next fetch
 // usually receives the same pack, keeps the truncated .idx beside it, and
 // every read of those objects then fails. BeginFetch and its finish wrap
-// a fetch so that neither happens.
+// a fetch so that neither happens, and mend a pack whose .idx does not
+// belong to it (left by opm before the lock, or by a power loss before the
+// fsync) by indexing the pack again. Every go-git writer into a repository
+// of the home must take the lock: one that does not could have the .idx
+// it wrote a moment before its .pack removed.
 
 // fetchLockName is the lock opm's fetches into a repository take, so that
 // one never takes another's .idx, written a moment before its .pack, for a
@@ -56,7 +65,13 @@ func BeginFetch(ctx context.Context, gitDir string) (finish func() error, err er
 		leftover := false
 		switch {
 		case strings.HasPrefix(name, "pack-") && strings.HasSuffix(name, ".idx"):
-			leftover = !had[strings.TrimSuffix(name, ".idx")+".pack"]
+			pack := strings.TrimSuffix(name, ".idx") + ".pack"
+			if !had[pack] {
+				leftover = true
+			} else if err := mendIndex(dir, pack, name); err != nil {
+				release()
+				return nil, fmt.Errorf("fetch: %w", err)
+			}
 		case strings.HasPrefix(name, "tmp_pack_"):
 			info, err := e.Info()
 			leftover = err == nil && time.Since(info.ModTime()) > tempPackAge
@@ -97,4 +112,82 @@ func BeginFetch(ctx context.Context, gitDir string) (finish func() error, err er
 		}
 		return nil
 	}, nil
+}
+
+// mendIndex checks that the .idx of a pack belongs to it: an .idx ends
+// with the checksum of its pack, and a pack with its own. If not, it
+// indexes the pack again (fetched packs are never thin: go-git asks for
+// whole ones), writing the .idx aside and renaming it into place.
+func mendIndex(dir, pack, idx string) error {
+	packSum, err := tail(filepath.Join(dir, pack), 20)
+	if err != nil {
+		return err
+	}
+	idxEnd, err := tail(filepath.Join(dir, idx), 40)
+	if err == nil && bytes.Equal(idxEnd[:20], packSum) {
+		return nil
+	}
+	slog.Warn("indexing a pack again: its .idx was cut short by an interrupted fetch", "pack", filepath.Join(dir, pack))
+	f, err := os.Open(filepath.Join(dir, pack))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w := new(idxfile.Writer)
+	parser, err := packfile.NewParser(packfile.NewScanner(f), w)
+	if err != nil {
+		return fmt.Errorf("index %s: %w", pack, err)
+	}
+	if _, err := parser.Parse(); err != nil {
+		return fmt.Errorf("index %s (damaged: move it and its .idx out of %s, remove refs/remotes/ of the repository, then sync again): %w", pack, dir, err)
+	}
+	index, err := w.Index()
+	if err != nil {
+		return fmt.Errorf("index %s: %w", pack, err)
+	}
+	tmp, err := os.CreateTemp(dir, "tmp_idx_")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := idxfile.NewEncoder(tmp).Encode(index); err != nil {
+		tmp.Close()
+		return fmt.Errorf("index %s: %w", pack, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o444); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, idx)); err != nil {
+		return err
+	}
+	return fsync(dir)
+}
+
+// tail reads the last n bytes of a file; io.ErrUnexpectedEOF if it is
+// shorter.
+func tail(path string, n int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if info.Size() < int64(n) {
+		return nil, fmt.Errorf("%s: %w", path, io.ErrUnexpectedEOF)
+	}
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, info.Size()-int64(n)); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return b, nil
 }

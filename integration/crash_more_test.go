@@ -334,46 +334,53 @@ func hashFile(p string) (string, error) {
 // skips writing an .idx that already exists. A fetch killed while writing
 // the .idx (found by CI: TestCrashSyncMirror, "commit …: EOF") left a
 // truncated .idx with no .pack; the next fetch received the same pack, kept
-// the truncated .idx beside it, and every read of those objects failed. The
-// next sync must work all the same, and leave git fsck clean.
+// the truncated .idx beside it, and every read of those objects failed.
+// From either state (the second is what homes hit by that bug hold) the
+// next sync must work, and leave git fsck clean.
 func TestCrashFetchPackHalfWritten(t *testing.T) {
-	srv, pub, reader := publisherAndReader(t, "crash/pack/repo:v1")
-	gitDir := filepath.Join(reader, "meta.git")
-	v1 := gitHead(t, reader)
-	packs := func() map[string]bool {
-		m := map[string]bool{}
-		ents, err := os.ReadDir(filepath.Join(gitDir, "objects", "pack"))
-		must(t, err)
-		for _, e := range ents {
-			m[e.Name()] = true
-		}
-		return m
+	for _, keepPack := range []bool{false, true} {
+		name := map[bool]string{false: "idx-without-pack", true: "cut-idx-beside-its-pack"}[keepPack]
+		t.Run(name, func(t *testing.T) {
+			srv, pub, reader := publisherAndReader(t, "crash/pack/repo:v1")
+			gitDir := filepath.Join(reader, "meta.git")
+			v1 := gitHead(t, reader)
+			packs := func() map[string]bool {
+				m := map[string]bool{}
+				ents, err := os.ReadDir(filepath.Join(gitDir, "objects", "pack"))
+				must(t, err)
+				for _, e := range ents {
+					m[e.Name()] = true
+				}
+				return m
+			}
+			before := packs()
+			mustOpm(t, pub, "push", "crash/pack/repo:v2", pkgDir(t, 2, 1, 100))
+			mustOpm(t, reader, "sync")
+			var idx string
+			for name := range packs() {
+				if !before[name] && strings.HasSuffix(name, ".idx") {
+					idx = filepath.Join(gitDir, "objects", "pack", name)
+				}
+			}
+			if idx == "" {
+				t.Fatal("the sync wrote no pack")
+			}
+			b, err := os.ReadFile(idx)
+			must(t, err)
+			must(t, os.WriteFile(idx, b[:len(b)/2], 0o444))
+			must(t, os.WriteFile(filepath.Join(gitDir, "refs/heads/main"), []byte(v1+"\n"), 0o644))
+			if !keepPack {
+				// As the kill leaves it: the .pack not yet renamed, the
+				// tracking ref not yet moved.
+				must(t, os.Remove(strings.TrimSuffix(idx, ".idx")+".pack"))
+				must(t, os.WriteFile(filepath.Join(gitDir, "refs/remotes/origin/main"), []byte(v1+"\n"), 0o644))
+			}
+			mustOpm(t, reader, "sync")
+			if got, want := gitHead(t, reader), srv.head(t, "origin.git"); got != want {
+				t.Fatalf("after sync the reader is at %s, origin at %s", got, want)
+			}
+			mustOpm(t, reader, "ls")
+			must(t, gitFsck(gitDir))
+		})
 	}
-	before := packs()
-	mustOpm(t, pub, "push", "crash/pack/repo:v2", pkgDir(t, 2, 1, 100))
-	mustOpm(t, reader, "sync")
-	var idx string
-	for name := range packs() {
-		if !before[name] && strings.HasSuffix(name, ".idx") {
-			idx = filepath.Join(gitDir, "objects", "pack", name)
-		}
-	}
-	if idx == "" {
-		t.Fatal("the sync wrote no pack")
-	}
-	// Undo the fetch as a kill during the .idx write leaves it: the refs
-	// where they were, the .pack not yet renamed, the .idx cut short.
-	must(t, os.Remove(strings.TrimSuffix(idx, ".idx")+".pack"))
-	b, err := os.ReadFile(idx)
-	must(t, err)
-	must(t, os.WriteFile(idx, b[:len(b)/2], 0o444))
-	for _, ref := range []string{"refs/heads/main", "refs/remotes/origin/main"} {
-		must(t, os.WriteFile(filepath.Join(gitDir, ref), []byte(v1+"\n"), 0o644))
-	}
-	mustOpm(t, reader, "sync")
-	if got, want := gitHead(t, reader), srv.head(t, "origin.git"); got != want {
-		t.Fatalf("after sync the reader is at %s, origin at %s", got, want)
-	}
-	mustOpm(t, reader, "ls")
-	must(t, gitFsck(gitDir))
 }

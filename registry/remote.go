@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -209,7 +210,21 @@ func (r *Registry) RemoveRemote(name string) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return os.RemoveAll(MirrorScratch(r.Dir, name))
+	// Renamed aside first, in one step: a later mirror into a remote of the
+	// same name starts afresh even if removing the files fails or a mirror
+	// still running holds them (it fails; the destination keeps its blobs
+	// first, metadata last order).
+	scratch := MirrorScratch(r.Dir, name)
+	aside := fmt.Sprintf("%s.removed-%d", scratch, time.Now().UnixNano())
+	if err := os.Rename(scratch, aside); err == nil {
+		err = os.RemoveAll(aside)
+		if err != nil {
+			slog.Warn("remote removed, but not its scratch repository", "dir", aside, "err", err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		slog.Warn("remote removed, but not its scratch repository", "dir", scratch, "err", err)
+	}
+	return nil
 }
 
 // origin returns the home's origin, if it has one (a remote.origin.url).
@@ -249,8 +264,13 @@ func FetchMain(ctx context.Context, gitDir, url string, into plumbing.ReferenceN
 		RefSpecs:   []config.RefSpec{config.RefSpec("+" + string(gitmeta.Branch) + ":" + string(into))},
 		Tags:       gogit.NoTags,
 	})
-	if ferr := finish(); ferr != nil && err == nil {
-		err = ferr
+	if ferr := finish(); ferr != nil {
+		// The tracking ref go-git moved may name objects not on disk:
+		// forget it, so that the next fetch brings them again.
+		os.Remove(filepath.Join(gitDir, filepath.FromSlash(string(into))))
+		if err == nil {
+			err = ferr
+		}
 	}
 	switch {
 	case err == nil, errors.Is(err, gogit.NoErrAlreadyUpToDate):

@@ -24,6 +24,7 @@ import (
 func TestDaemonCommandEnv(t *testing.T) {
 	t.Setenv("GIT_AUTHOR_NAME", "Daemon Owner")
 	t.Setenv("GIT_AUTHOR_EMAIL", "owner@example.org")
+	t.Setenv("SOURCE_DATE_EPOCH", "") // restored when the test ends
 	os.Unsetenv("SOURCE_DATE_EPOCH")
 	dir := t.TempDir()
 	home := filepath.Join(dir, "home")
