@@ -65,16 +65,12 @@ func BeginFetch(ctx context.Context, gitDir string) (finish func() error, err er
 		leftover := false
 		switch {
 		case strings.HasPrefix(name, "pack-") && strings.HasSuffix(name, ".idx"):
-			pack := strings.TrimSuffix(name, ".idx") + ".pack"
-			if !had[pack] {
-				leftover = true
-			} else if err := mendIndex(dir, pack, name); err != nil {
-				release()
-				return nil, fmt.Errorf("fetch: %w", err)
-			}
+			leftover = !had[strings.TrimSuffix(name, ".idx")+".pack"]
 		case strings.HasPrefix(name, "tmp_pack_"):
 			info, err := e.Info()
 			leftover = err == nil && time.Since(info.ModTime()) > tempPackAge
+		case strings.HasSuffix(name, ".idx.lock"):
+			leftover = true // only mendIndex writes one, under the lock held now
 		}
 		if leftover {
 			slog.Warn("removing what an interrupted fetch left", "file", filepath.Join(dir, name))
@@ -83,6 +79,14 @@ func BeginFetch(ctx context.Context, gitDir string) (finish func() error, err er
 				return nil, fmt.Errorf("fetch: %w", err)
 			}
 			delete(had, name)
+		}
+	}
+	for name := range had {
+		if strings.HasPrefix(name, "pack-") && strings.HasSuffix(name, ".idx") {
+			if err := mendIndex(ctx, dir, strings.TrimSuffix(name, ".idx")+".pack", name); err != nil {
+				release()
+				return nil, fmt.Errorf("fetch: %w", err)
+			}
 		}
 	}
 	return func() error {
@@ -117,8 +121,8 @@ func BeginFetch(ctx context.Context, gitDir string) (finish func() error, err er
 // mendIndex checks that the .idx of a pack belongs to it: an .idx ends
 // with the checksum of its pack, and a pack with its own. If not, it
 // indexes the pack again (fetched packs are never thin: go-git asks for
-// whole ones), writing the .idx aside and renaming it into place.
-func mendIndex(dir, pack, idx string) error {
+// whole ones) and replaces the .idx whole (UpdateFile).
+func mendIndex(ctx context.Context, dir, pack, idx string) error {
 	packSum, err := tail(filepath.Join(dir, pack), 20)
 	if err != nil {
 		return err
@@ -145,29 +149,13 @@ func mendIndex(dir, pack, idx string) error {
 	if err != nil {
 		return fmt.Errorf("index %s: %w", pack, err)
 	}
-	tmp, err := os.CreateTemp(dir, "tmp_idx_")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := idxfile.NewEncoder(tmp).Encode(index); err != nil {
-		tmp.Close()
-		return fmt.Errorf("index %s: %w", pack, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o444); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, idx)); err != nil {
-		return err
-	}
-	return fsync(dir)
+	return UpdateFile(ctx, filepath.Join(dir, idx), func([]byte) ([]byte, error) {
+		var b bytes.Buffer
+		if _, err := idxfile.NewEncoder(&b).Encode(index); err != nil {
+			return nil, fmt.Errorf("index %s: %w", pack, err)
+		}
+		return b.Bytes(), nil
+	})
 }
 
 // tail reads the last n bytes of a file; io.ErrUnexpectedEOF if it is

@@ -50,6 +50,7 @@ func TestBeginFetchLeftovers(t *testing.T) {
 	write("pack-cc.pack", 0)
 	write("tmp_pack_old", time.Hour)
 	write("tmp_pack_new", time.Minute)
+	write("pack-aa.idx.lock", 0) // a re-indexing killed midway
 
 	ctx := context.Background()
 	finish, err := BeginFetch(ctx, gitDir)
@@ -58,7 +59,7 @@ func TestBeginFetchLeftovers(t *testing.T) {
 	}
 	for name, want := range map[string]bool{
 		"pack-aa.idx": true, "pack-aa.pack": true, "pack-bb.idx": false,
-		"pack-cc.pack": true, "tmp_pack_old": false, "tmp_pack_new": true,
+		"pack-cc.pack": true, "tmp_pack_old": false, "tmp_pack_new": true, "pack-aa.idx.lock": false,
 	} {
 		if _, err := os.Stat(filepath.Join(dir, name)); (err == nil) != want {
 			t.Errorf("%s: present %v, want %v", name, err == nil, want)
