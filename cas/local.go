@@ -223,11 +223,6 @@ func (l *Local) Delete(_ context.Context, d digest.Digest) error {
 // Close does nothing; the Index, if any, is closed by whoever opened it.
 func (l *Local) Close() error { return nil }
 
-// LocalBlob is the BlobInfo of one file of the local store.
-//
-// Deprecated: use BlobInfo, the same type.
-type LocalBlob = BlobInfo
-
 // Walk calls fn for every stored blob, in no particular order. Files whose
 // names are not digests are skipped.
 func (l *Local) Walk(fn func(d digest.Digest, size int64) error) error {

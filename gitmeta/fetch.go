@@ -51,16 +51,30 @@ func BeginFetch(ctx context.Context, gitDir string) (finish func() error, err er
 		return nil, err
 	}
 	dir := filepath.Join(gitDir, "objects", "pack")
-	before, err := os.ReadDir(dir)
-	if err != nil && !os.IsNotExist(err) {
+	had, err := tidyPacks(ctx, dir)
+	if err != nil {
 		release()
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
+	return func() error {
+		defer release()
+		return syncNewPacks(dir, had)
+	}, nil
+}
+
+// tidyPacks removes what an interrupted fetch left in the pack directory
+// and mends the packs whose .idx is not theirs. It returns the names of
+// the files there after it. The caller holds the fetch lock.
+func tidyPacks(ctx context.Context, dir string) (map[string]bool, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil && !os.IsNotExist(err) {
+		return nil, err
+	}
 	had := map[string]bool{}
-	for _, e := range before {
+	for _, e := range entries {
 		had[e.Name()] = true
 	}
-	for _, e := range before {
+	for _, e := range entries {
 		name := e.Name()
 		leftover := false
 		switch {
@@ -75,47 +89,49 @@ func BeginFetch(ctx context.Context, gitDir string) (finish func() error, err er
 		if leftover {
 			slog.Warn("removing what an interrupted fetch left", "file", filepath.Join(dir, name))
 			if err := os.Remove(filepath.Join(dir, name)); err != nil && !os.IsNotExist(err) {
-				release()
-				return nil, fmt.Errorf("fetch: %w", err)
+				return nil, err
 			}
 			delete(had, name)
 		}
 	}
+	// After the leftovers: a .idx.lock of a mending killed midway is gone.
 	for name := range had {
 		if strings.HasPrefix(name, "pack-") && strings.HasSuffix(name, ".idx") {
 			if err := mendIndex(ctx, dir, strings.TrimSuffix(name, ".idx")+".pack", name); err != nil {
-				release()
-				return nil, fmt.Errorf("fetch: %w", err)
+				return nil, err
 			}
 		}
 	}
-	return func() error {
-		defer release()
-		after, err := os.ReadDir(dir)
-		if err != nil {
-			if os.IsNotExist(err) {
-				return nil
-			}
+	return had, nil
+}
+
+// syncNewPacks fsyncs the pack files of dir that are not in had, and then
+// dir itself if there were any.
+func syncNewPacks(dir string, had map[string]bool) error {
+	entries, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+	wrote := false
+	for _, e := range entries {
+		name := e.Name()
+		if had[name] || !strings.HasPrefix(name, "pack-") {
+			continue
+		}
+		if err := fsync(filepath.Join(dir, name)); err != nil {
 			return fmt.Errorf("fetch: %w", err)
 		}
-		wrote := false
-		for _, e := range after {
-			name := e.Name()
-			if had[name] || !strings.HasPrefix(name, "pack-") {
-				continue
-			}
-			if err := fsync(filepath.Join(dir, name)); err != nil {
-				return fmt.Errorf("fetch: %w", err)
-			}
-			wrote = true
+		wrote = true
+	}
+	if wrote {
+		if err := fsync(dir); err != nil {
+			return fmt.Errorf("fetch: sync %s: %w", dir, err)
 		}
-		if wrote {
-			if err := fsync(dir); err != nil {
-				return fmt.Errorf("fetch: sync %s: %w", dir, err)
-			}
-		}
-		return nil
-	}, nil
+	}
+	return nil
 }
 
 // mendIndex checks that the .idx of a pack belongs to it: an .idx ends

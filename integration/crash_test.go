@@ -371,15 +371,15 @@ func tagManifests(gitDir string) (map[string][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("git ls-tree: %v", err)
 	}
-	var paths, ids []string
+	var refs, ids []string
 	for _, e := range strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00") {
 		meta, p, ok := strings.Cut(e, "\t")
 		f := strings.Fields(meta)
 		if !ok || len(f) != 3 {
 			return nil, fmt.Errorf("git ls-tree: %q", e)
 		}
-		if registry.IsTagPath(p) {
-			paths, ids = append(paths, p), append(ids, f[2])
+		if ref, ok := registry.TagOfPath(p); ok {
+			refs, ids = append(refs, ref), append(ids, f[2])
 		}
 	}
 	cmd := exec.Command("git", "-C", gitDir, "cat-file", "--batch")
@@ -390,7 +390,7 @@ func tagManifests(gitDir string) (map[string][]byte, error) {
 	}
 	tags := map[string][]byte{}
 	rd := bufio.NewReader(bytes.NewReader(raw))
-	for i, p := range paths {
+	for i, ref := range refs {
 		head, err := rd.ReadString('\n')
 		f := strings.Fields(head)
 		if err != nil || len(f) != 3 || f[0] != ids[i] {
@@ -401,7 +401,6 @@ func tagManifests(gitDir string) (map[string][]byte, error) {
 		if _, err := io.ReadFull(rd, body); err != nil {
 			return nil, err
 		}
-		ref, _ := registry.TagOfPath(p)
 		tags[ref] = body[:n]
 	}
 	return tags, nil

@@ -470,7 +470,7 @@ func (r *Registry) blobTags() (tagIndex, error) {
 			return tagIndex{}, err
 		}
 		err = WalkManifests(context.Background(), snap, func(m *StoredManifest) error {
-			if !IsTagPath(m.Path) {
+			if m.ByDigest() {
 				return nil // kept by digest: no tag to match a pin
 			}
 			if m.Err != nil {

@@ -211,7 +211,7 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, err
 	var indexes []indexRef
 	present := map[string]bool{} // repo path + "@" + digest of every manifest
 	err = WalkManifests(ctx, s, func(m *StoredManifest) error {
-		if strings.Contains(m.Ref, "@") {
+		if m.ByDigest() {
 			res.Manifests++
 		} else {
 			res.Tags++

@@ -512,14 +512,8 @@ func changedBlobs(repo *gitmeta.Repo, a, b plumbing.Hash) ([]opm.Descriptor, err
 	return out, nil
 }
 
-// IsTagPath reports whether a metadata path is a tag file:
-// ns/project/repo/tags/<tag>.json.
-func IsTagPath(p string) bool {
-	_, byDigest, ok := ManifestOfPath(p)
-	return ok && !byDigest
-}
-
-// TagOfPath turns a tag file's path into its reference ns/project/repo:tag.
+// TagOfPath turns a tag file's path (ns/project/repo/tags/<tag>.json) into
+// its reference ns/project/repo:tag; false for any other path.
 func TagOfPath(p string) (string, bool) {
 	ref, byDigest, ok := ManifestOfPath(p)
 	return ref, ok && !byDigest

@@ -26,6 +26,9 @@ type StoredManifest struct {
 	Err      error            // why the file is not a valid manifest there
 }
 
+// ByDigest reports whether the manifest is kept by digest (no tag names it).
+func (m *StoredManifest) ByDigest() bool { return strings.Contains(m.Ref, "@") }
+
 // Blobs returns the content blobs the manifest names (its config and
 // layers); an index names manifests, not blobs.
 func (m *StoredManifest) Blobs() []opm.Descriptor {
@@ -107,16 +110,16 @@ func walkRepository(s *gitmeta.Snapshot, repo opm.Repository, fn func(*StoredMan
 		p := repo.Path() + "/" + e.Name
 		switch {
 		case e.Dir && e.Name == "tags":
-			err = walkFiles(s, p, func(name string) (string, string) {
-				tag, ok := strings.CutSuffix(name, ".json")
-				if !ok || !opm.ValidTag(tag) {
+			err = walkFiles(s, p, func(e gitmeta.Entry) (string, string) {
+				tag, ok := TagOfEntry(e)
+				if !ok {
 					return "", "not <tag>.json with a valid tag"
 				}
 				return repo.Path() + ":" + tag, ""
 			}, repo, fn, report)
 		case e.Dir && e.Name == "manifests":
-			err = walkFiles(s, p, func(name string) (string, string) {
-				hex, ok := strings.CutSuffix(name, ".json")
+			err = walkFiles(s, p, func(e gitmeta.Entry) (string, string) {
+				hex, ok := strings.CutSuffix(e.Name, ".json")
 				d := digest.NewDigestFromEncoded(digest.SHA256, hex)
 				if !ok || d.Validate() != nil {
 					return "", "not <sha256 hex>.json"
@@ -135,14 +138,14 @@ func walkRepository(s *gitmeta.Snapshot, repo opm.Repository, fn func(*StoredMan
 
 // walkFiles calls fn for each file of dir that name accepts (returning the
 // reference of the file, or why it is refused).
-func walkFiles(s *gitmeta.Snapshot, dir string, name func(string) (ref, bad string), repo opm.Repository, fn func(*StoredManifest) error, report func(p, detail string) error) error {
+func walkFiles(s *gitmeta.Snapshot, dir string, name func(gitmeta.Entry) (ref, bad string), repo opm.Repository, fn func(*StoredManifest) error, report func(p, detail string) error) error {
 	entries, err := s.ReadDir(dir)
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
 		p := dir + "/" + e.Name
-		ref, bad := name(e.Name)
+		ref, bad := name(e)
 		if e.Dir {
 			bad = "a directory where a manifest file belongs"
 		}
@@ -158,9 +161,9 @@ func walkFiles(s *gitmeta.Snapshot, dir string, name func(string) (ref, bad stri
 		}
 		m.Digest = digest.FromBytes(m.Body)
 		m.Manifest, m.Err = opm.ParseAnyManifest(m.Body, "")
-		if m.Err == nil {
-			if want, ok := strings.CutPrefix(ref, repo.Path()+"@"); ok && want != m.Digest.String() {
-				m.Err = fmt.Errorf("content hashes to %s, not the digest its name says: %w", m.Digest, opm.ErrIntegrity)
+		if m.Err == nil && m.ByDigest() {
+			if _, want, _ := strings.Cut(ref, "@"); want != m.Digest.String() {
+				m.Manifest, m.Err = nil, fmt.Errorf("content hashes to %s, not the digest its name says: %w", m.Digest, opm.ErrIntegrity)
 			}
 		}
 		if err := fn(m); err != nil {
