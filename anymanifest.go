@@ -47,14 +47,14 @@ func (m *AnyManifest) IsIndex() bool {
 // that a file title can never escape a directory of the mount.
 func ParseAnyManifest(b []byte, contentType string) (*AnyManifest, error) {
 	if len(b) > MaxManifestSize {
-		return nil, fmt.Errorf("manifest of %d bytes is over the %d-byte limit: %w", len(b), MaxManifestSize, ErrInvalid)
+		return nil, Errorf(ErrInvalid, "manifest of %d bytes is over the %d-byte limit", len(b), MaxManifestSize)
 	}
 	var m AnyManifest
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("malformed manifest: %w: %w", err, ErrInvalid)
+		return nil, Errorf(ErrInvalid, "malformed manifest: %w", err)
 	}
 	if m.SchemaVersion != 2 {
-		return nil, fmt.Errorf("manifest schemaVersion %d, want 2: %w", m.SchemaVersion, ErrInvalid)
+		return nil, Errorf(ErrInvalid, "manifest schemaVersion %d, want 2", m.SchemaVersion)
 	}
 	switch {
 	case m.MediaType == "" && contentType != "":
@@ -64,7 +64,7 @@ func ParseAnyManifest(b []byte, contentType string) (*AnyManifest, error) {
 	case m.MediaType == "":
 		m.MediaType = MediaTypeManifest
 	case contentType != "" && contentType != m.MediaType:
-		return nil, fmt.Errorf("manifest mediaType %q but sent as %q: %w", m.MediaType, contentType, ErrInvalid)
+		return nil, Errorf(ErrInvalid, "manifest mediaType %q but sent as %q", m.MediaType, contentType)
 	}
 	check := func(what string, d *Descriptor) error {
 		if d == nil {
@@ -78,10 +78,10 @@ func ParseAnyManifest(b []byte, contentType string) (*AnyManifest, error) {
 	switch m.MediaType {
 	case MediaTypeManifest, MediaTypeDockerManifest:
 		if m.Config == nil {
-			return nil, fmt.Errorf("image manifest without a config: %w", ErrInvalid)
+			return nil, Errorf(ErrInvalid, "image manifest without a config")
 		}
 		if len(m.Manifests) > 0 {
-			return nil, fmt.Errorf("image manifest with a manifests list: %w", ErrInvalid)
+			return nil, Errorf(ErrInvalid, "image manifest with a manifests list")
 		}
 		if err := check("config", m.Config); err != nil {
 			return nil, err
@@ -100,7 +100,7 @@ func ParseAnyManifest(b []byte, contentType string) (*AnyManifest, error) {
 		}
 	case MediaTypeIndex, MediaTypeDockerList:
 		if m.Config != nil || len(m.Layers) > 0 {
-			return nil, fmt.Errorf("index with a config or layers: %w", ErrInvalid)
+			return nil, Errorf(ErrInvalid, "index with a config or layers")
 		}
 		for i := range m.Manifests {
 			if err := check(fmt.Sprintf("manifest %d", i), &m.Manifests[i]); err != nil {
@@ -108,7 +108,7 @@ func ParseAnyManifest(b []byte, contentType string) (*AnyManifest, error) {
 			}
 		}
 	default:
-		return nil, fmt.Errorf("manifest media type %q is not an OCI or Docker v2 manifest or index: %w", m.MediaType, ErrInvalid)
+		return nil, Errorf(ErrInvalid, "manifest media type %q is not an OCI or Docker v2 manifest or index", m.MediaType)
 	}
 	if err := check("subject", m.Subject); err != nil {
 		return nil, err
@@ -152,4 +152,23 @@ func (m *AnyManifest) Size() int64 {
 		n += d.Size
 	}
 	return n
+}
+
+// ManifestType is a stored manifest's media type: its own mediaType field,
+// else what its shape says (a list of manifests is an index). It reads
+// manifests that do not parse as well, for display.
+func ManifestType(b []byte) string {
+	var m struct {
+		MediaType string          `json:"mediaType"`
+		Manifests json.RawMessage `json:"manifests"`
+	}
+	if json.Unmarshal(b, &m) == nil {
+		switch {
+		case m.MediaType != "":
+			return m.MediaType
+		case m.Manifests != nil:
+			return MediaTypeIndex
+		}
+	}
+	return MediaTypeManifest
 }

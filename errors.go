@@ -1,24 +1,111 @@
-// Package opm is the domain model of the opm registry: names and references,
-// the package (manifest) format, and the errors every other package returns.
-// It does no I/O and imports none of opm's other packages.
 package opm
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+)
 
-// Sentinel errors. Wrap them with context first
-// (fmt.Errorf("%s: %w", ref, opm.ErrNotFound)) and test with errors.Is.
-// Each maps to one exit code of the CLI (see cmd/opm/exit.go).
+// Sentinel errors: the kinds of failure. Give an error its kind with Errorf
+// (opm.Errorf(opm.ErrNotFound, "%s: no such tag", ref)) or WithKind, and test
+// it with errors.Is. The kind never shows in the message: a message is
+// built to be read, and each kind is turned into an exit code, an HTTP
+// status and an errno by the one table below (Kinds).
 var (
 	// ErrInvalid: the input (a name, a tag, a path, a manifest) breaks a rule.
 	ErrInvalid = errors.New("invalid")
+	// ErrUsage: the command line is wrong (a flag, the number of arguments).
+	ErrUsage = errors.New("usage")
 	// ErrNotFound: the tag, digest, blob or path does not exist.
 	ErrNotFound = errors.New("not found")
 	// ErrConflict: a concurrent change to the same thing; nothing was written.
 	ErrConflict = errors.New("conflict")
-	// ErrIntegrity: bytes do not match their digest or size.
+	// ErrIntegrity: stored bytes (the registry's own, or a remote's) do not
+	// match their digest or size.
 	ErrIntegrity = errors.New("integrity failure")
+	// ErrDigestInvalid: bytes a client sent do not match the digest it
+	// named; nothing was stored.
+	ErrDigestInvalid = errors.New("digest does not match")
 	// ErrExists: the target exists and overwriting was not asked for.
 	ErrExists = errors.New("already exists")
-	// ErrLocked: another process holds the home.
+	// ErrLocked: another process holds the home or a lock of it.
 	ErrLocked = errors.New("locked by another process")
+	// ErrPermission: the operating system refused access to a file.
+	ErrPermission = errors.New("permission denied")
+	// ErrTooLarge: a request or input is over a documented limit.
+	ErrTooLarge = errors.New("too large")
+	// ErrProblems: a check ran and found problems (opm fsck).
+	ErrProblems = errors.New("problems found")
 )
+
+// Kind is one row of the error table: what a kind of failure becomes at
+// each of opm's interfaces.
+type Kind struct {
+	Err   error  // the sentinel; nil for the last row, every other error
+	Name  string // stable name for JSON output and docs
+	Exit  int    // exit code of the CLI
+	HTTP  int    // HTTP status of the server
+	Errno syscall.Errno
+}
+
+// Kinds is the error table, the one place each kind of failure is mapped to
+// an exit code, an HTTP status and an errno. The first row an error matches
+// (errors.Is) is its kind, so the more specific kinds come first; the last
+// row is every other error. README.md ("Exit codes") and docs/http.md show
+// the same table.
+var Kinds = []Kind{
+	{ErrUsage, "usage", 2, 400, syscall.EINVAL},
+	{ErrDigestInvalid, "digest-invalid", 5, 400, syscall.EIO},
+	{ErrIntegrity, "integrity", 5, 500, syscall.EIO},
+	{ErrInvalid, "invalid", 2, 400, syscall.ENOENT}, // in the mount: a name that cannot exist does not
+	{ErrTooLarge, "too-large", 2, 413, syscall.EFBIG},
+	{ErrNotFound, "not-found", 3, 404, syscall.ENOENT},
+	{ErrConflict, "conflict", 4, 409, syscall.EIO},
+	{ErrExists, "exists", 6, 409, syscall.EEXIST},
+	{ErrLocked, "locked", 7, 503, syscall.EAGAIN},
+	{ErrProblems, "problems", 8, 500, syscall.EIO},
+	{ErrPermission, "permission", 9, 403, syscall.EACCES},
+	{context.Canceled, "canceled", 1, 499, syscall.EINTR},
+	{context.DeadlineExceeded, "timeout", 1, 504, syscall.ETIMEDOUT},
+	{nil, "error", 1, 500, syscall.EIO},
+}
+
+// KindOf returns the row of the error table that err belongs to. A nil
+// error has none: its Kind is the zero value.
+func KindOf(err error) Kind {
+	if err == nil {
+		return Kind{}
+	}
+	for _, k := range Kinds[:len(Kinds)-1] {
+		if errors.Is(err, k.Err) {
+			return k
+		}
+	}
+	return Kinds[len(Kinds)-1]
+}
+
+// kinded is an error with a kind that does not show in its message.
+type kinded struct {
+	err  error
+	kind error
+}
+
+func (e *kinded) Error() string   { return e.err.Error() }
+func (e *kinded) Unwrap() []error { return []error{e.err, e.kind} }
+
+// Errorf formats an error of the given kind (one of the sentinels above).
+// Its message is the formatted text alone; %w wraps a cause as with
+// fmt.Errorf.
+func Errorf(kind error, format string, args ...any) error {
+	return &kinded{err: fmt.Errorf(format, args...), kind: kind}
+}
+
+// WithKind gives err the kind, leaving its message as it is. A nil err
+// stays nil.
+func WithKind(kind, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &kinded{err: err, kind: kind}
+}

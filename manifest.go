@@ -96,7 +96,7 @@ func NewPackage(files []File, annotations map[string]string) (*Manifest, error) 
 		m.Annotations = make(map[string]string, len(annotations))
 		for k, v := range annotations {
 			if k == "" || !utf8.ValidString(k) || !utf8.ValidString(v) {
-				return nil, fmt.Errorf("annotation %q: the key must be non-empty and both sides valid UTF-8: %w", k, ErrInvalid)
+				return nil, Errorf(ErrInvalid, "annotation %q: the key must be non-empty and both sides valid UTF-8", k)
 			}
 			m.Annotations[k] = v
 		}
@@ -141,15 +141,15 @@ func checkTree(layers []Descriptor) error {
 	}
 	slices.SortFunc(titles, comparePaths)
 	if countDirs(titles) > MaxDirs {
-		return fmt.Errorf("package paths make more than %d directories: %w", MaxDirs, ErrInvalid)
+		return Errorf(ErrInvalid, "package paths make more than %d directories", MaxDirs)
 	}
 	for i := 1; i < len(titles); i++ {
 		prev, t := titles[i-1], titles[i]
 		switch {
 		case t == prev:
-			return fmt.Errorf("two files claim the package path %q: %w", t, ErrInvalid)
+			return Errorf(ErrInvalid, "two files claim the package path %q", t)
 		case len(t) > len(prev) && t[len(prev)] == '/' && strings.HasPrefix(t, prev):
-			return fmt.Errorf("package path %q is a file and also the directory of %q: %w", prev, t, ErrInvalid)
+			return Errorf(ErrInvalid, "package path %q is a file and also the directory of %q", prev, t)
 		}
 	}
 	return nil
@@ -195,10 +195,10 @@ func (f File) validate() error {
 		return err
 	}
 	if f.Mode&^fs.ModePerm != 0 {
-		return fmt.Errorf("file %q: mode %v has bits other than permissions: %w", f.Path, f.Mode, ErrInvalid)
+		return Errorf(ErrInvalid, "file %q: mode %v has bits other than permissions", f.Path, f.Mode)
 	}
 	if f.Size < 0 || f.Size > MaxSize {
-		return fmt.Errorf("file %q: size %d is negative or over %d: %w", f.Path, f.Size, int64(MaxSize), ErrInvalid)
+		return Errorf(ErrInvalid, "file %q: size %d is negative or over %d", f.Path, f.Size, int64(MaxSize))
 	}
 	if _, err := ParseDigest(string(f.Digest)); err != nil {
 		return fmt.Errorf("file %q: %w", f.Path, err)
@@ -214,7 +214,7 @@ func (f File) validate() error {
 // characters or backslashes. Such a path can never leave the directory it is
 // joined to.
 func ValidatePath(p string) error {
-	bad := func(why string) error { return fmt.Errorf("package path %q %s: %w", p, why, ErrInvalid) }
+	bad := func(why string) error { return Errorf(ErrInvalid, "package path %q %s", p, why) }
 	switch {
 	case p == "":
 		return bad("is empty")
@@ -249,7 +249,7 @@ func ValidatePath(p string) error {
 // inside the package.
 func ValidateSymlink(linkPath, target string) error {
 	bad := func(why string) error {
-		return fmt.Errorf("symlink %q -> %q %s: %w", linkPath, target, why, ErrInvalid)
+		return Errorf(ErrInvalid, "symlink %q -> %q %s", linkPath, target, why)
 	}
 	switch {
 	case target == "" || len(target) > MaxPathLen:
@@ -296,7 +296,7 @@ func FormatMode(m fs.FileMode) string { return fmt.Sprintf("%04o", uint32(m.Perm
 func ParseMode(s string) (fs.FileMode, error) {
 	v, err := strconv.ParseUint(s, 8, 32)
 	if err != nil || v > 0o777 || len(s) == 0 || len(s) > 4 {
-		return 0, fmt.Errorf("file mode %q must be octal permission bits such as 0644: %w", s, ErrInvalid)
+		return 0, Errorf(ErrInvalid, "file mode %q must be octal permission bits such as 0644", s)
 	}
 	return fs.FileMode(v), nil
 }
@@ -322,7 +322,7 @@ func (m *Manifest) Encode() ([]byte, digest.Digest, error) {
 // escape a directory, duplicate titles, bad modes, escaping symlinks.
 func ParseManifest(b []byte) (*Manifest, error) {
 	if len(b) > MaxManifestSize {
-		return nil, fmt.Errorf("manifest of %d bytes is over the %d-byte limit: %w", len(b), MaxManifestSize, ErrInvalid)
+		return nil, Errorf(ErrInvalid, "manifest of %d bytes is over the %d-byte limit", len(b), MaxManifestSize)
 	}
 	var doc struct {
 		Manifest
@@ -331,17 +331,17 @@ func ParseManifest(b []byte) (*Manifest, error) {
 		Manifests json.RawMessage `json:"manifests"`
 	}
 	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("malformed manifest: %w: %w", err, ErrInvalid)
+		return nil, Errorf(ErrInvalid, "malformed manifest: %w", err)
 	}
 	m := doc.Manifest
 	if doc.Manifests != nil && string(doc.Manifests) != "null" {
-		return nil, fmt.Errorf("manifest with a manifests list (an index?) is not a package: %w", ErrInvalid)
+		return nil, Errorf(ErrInvalid, "manifest with a manifests list (an index?) is not a package")
 	}
 	if m.SchemaVersion != 2 {
-		return nil, fmt.Errorf("manifest schemaVersion %d, want 2: %w", m.SchemaVersion, ErrInvalid)
+		return nil, Errorf(ErrInvalid, "manifest schemaVersion %d, want 2", m.SchemaVersion)
 	}
 	if m.MediaType != "" && m.MediaType != MediaTypeManifest {
-		return nil, fmt.Errorf("manifest mediaType %q, want %s: %w", m.MediaType, MediaTypeManifest, ErrInvalid)
+		return nil, Errorf(ErrInvalid, "manifest mediaType %q, want %s", m.MediaType, MediaTypeManifest)
 	}
 	if err := m.Config.check("config"); err != nil {
 		return nil, err
@@ -389,10 +389,10 @@ func (d *Descriptor) check(what string) error {
 // checkSize refuses a negative or absurd size.
 func checkSize(what string, size int64) error {
 	if size < 0 {
-		return fmt.Errorf("manifest %s: negative size %d: %w", what, size, ErrInvalid)
+		return Errorf(ErrInvalid, "manifest %s: negative size %d", what, size)
 	}
 	if size > MaxSize {
-		return fmt.Errorf("manifest %s: size %d is over the %d-byte limit: %w", what, size, int64(MaxSize), ErrInvalid)
+		return Errorf(ErrInvalid, "manifest %s: size %d is over the %d-byte limit", what, size, int64(MaxSize))
 	}
 	return nil
 }
@@ -401,7 +401,7 @@ func checkSize(what string, size int64) error {
 // checked by checkSize), refusing a total over MaxSize.
 func addSize(total *int64, size int64) error {
 	if size > MaxSize-*total {
-		return fmt.Errorf("manifest sizes add up to over %d bytes: %w", int64(MaxSize), ErrInvalid)
+		return Errorf(ErrInvalid, "manifest sizes add up to over %d bytes", int64(MaxSize))
 	}
 	*total += size
 	return nil

@@ -88,11 +88,11 @@ func ValidTag(s string) bool {
 func ParseDigest(s string) (digest.Digest, error) {
 	hex, ok := strings.CutPrefix(s, "sha256:")
 	if !ok || len(hex) != 64 {
-		return "", fmt.Errorf("digest %q %s: %w", s, digestRule, ErrInvalid)
+		return "", Errorf(ErrInvalid, "digest %q %s", s, digestRule)
 	}
 	for i := 0; i < len(hex); i++ {
 		if c := hex[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return "", fmt.Errorf("digest %q %s: %w", s, digestRule, ErrInvalid)
+			return "", Errorf(ErrInvalid, "digest %q %s", s, digestRule)
 		}
 	}
 	return digest.Digest(s), nil
@@ -102,36 +102,54 @@ var partNames = [3]string{"namespace", "project", "repository"}
 
 // ParseRepository parses "ns/project/repo".
 func ParseRepository(s string) (Repository, error) {
-	if strings.HasSuffix(s, "/") {
-		return Repository{}, fmt.Errorf("repository %q: ends with '/': %w", s, ErrInvalid)
+	r, why := parseRepository(s)
+	if why != "" {
+		return Repository{}, Errorf(ErrInvalid, "repository %q: %s", s, why)
 	}
-	parts, err := ParsePrefix(s)
-	if err != nil {
-		return Repository{}, err
+	return r, nil
+}
+
+// parseRepository parses "ns/project/repo", or says why it is not one.
+func parseRepository(s string) (Repository, string) {
+	if strings.HasSuffix(s, "/") {
+		return Repository{}, "ends with '/'"
+	}
+	parts, why := parsePrefix(s)
+	if why != "" {
+		return Repository{}, why
 	}
 	if len(parts) != 3 {
-		return Repository{}, fmt.Errorf("repository %q: want namespace/project/repository (3 parts, got %d): %w", s, len(parts), ErrInvalid)
+		return Repository{}, fmt.Sprintf("want namespace/project/repository (3 parts, got %d)", len(parts))
 	}
-	return Repository{parts[0], parts[1], parts[2]}, nil
+	return Repository{parts[0], parts[1], parts[2]}, ""
 }
 
 // ParsePrefix parses a listing prefix: "", "ns", "ns/project" or
 // "ns/project/repo", each part checked. A trailing slash is allowed.
 func ParsePrefix(s string) ([]string, error) {
+	parts, why := parsePrefix(s)
+	if why != "" {
+		return nil, Errorf(ErrInvalid, "%q: %s", s, why)
+	}
+	return parts, nil
+}
+
+// parsePrefix parses a listing prefix, or says why it is not one.
+func parsePrefix(s string) ([]string, string) {
 	s = strings.TrimSuffix(s, "/")
 	if s == "" {
-		return nil, nil
+		return nil, ""
 	}
 	parts := strings.Split(s, "/")
 	if len(parts) > 3 {
-		return nil, fmt.Errorf("%q: a path has at most 3 parts, namespace/project/repository: %w", s, ErrInvalid)
+		return nil, "a path has at most 3 parts, namespace/project/repository"
 	}
 	for i, p := range parts {
 		if !ValidComponent(p) {
-			return nil, fmt.Errorf("%q: %s %q %s: %w", s, partNames[i], p, componentRule, ErrInvalid)
+			return nil, fmt.Sprintf("%s %q %s", partNames[i], p, componentRule)
 		}
 	}
-	return parts, nil
+	return parts, ""
 }
 
 // ParseReference parses "ns/project/repo:tag" or "ns/project/repo@sha256:…".
@@ -141,12 +159,12 @@ func ParseReference(s string) (Reference, error) {
 	if !isDigest {
 		var ok bool
 		if repo, rest, ok = strings.Cut(s, ":"); !ok {
-			return ref, fmt.Errorf("reference %q: want namespace/project/repository:tag or …@sha256:<hex>: %w", s, ErrInvalid)
+			return ref, Errorf(ErrInvalid, "reference %q: want namespace/project/repository:tag or …@sha256:<hex>", s)
 		}
 	}
-	r, err := ParseRepository(repo)
-	if err != nil {
-		return ref, fmt.Errorf("reference %q: %w", s, unwrapRepo(err, repo))
+	r, why := parseRepository(repo)
+	if why != "" {
+		return ref, Errorf(ErrInvalid, "reference %q: %s", s, why)
 	}
 	ref.Repository = r
 	if isDigest {
@@ -158,7 +176,7 @@ func ParseReference(s string) (Reference, error) {
 		return ref, nil
 	}
 	if !ValidTag(rest) {
-		return ref, fmt.Errorf("reference %q: tag %q %s: %w", s, rest, tagRule, ErrInvalid)
+		return ref, Errorf(ErrInvalid, "reference %q: tag %q %s", s, rest, tagRule)
 	}
 	ref.Tag = rest
 	return ref, nil
@@ -168,31 +186,7 @@ func ParseReference(s string) (Reference, error) {
 func ParseTagReference(s string) (Reference, error) {
 	ref, err := ParseReference(s)
 	if err == nil && ref.Tag == "" {
-		err = fmt.Errorf("reference %q: needs a :tag here, not a digest: %w", s, ErrInvalid)
+		err = Errorf(ErrInvalid, "reference %q: needs a :tag here, not a digest", s)
 	}
 	return ref, err
-}
-
-// unwrapRepo drops the repeated quoted repository from a ParseRepository
-// error so that a reference error reads as one clause.
-func unwrapRepo(err error, repo string) error {
-	msg := strings.TrimPrefix(err.Error(), fmt.Sprintf("repository %q: ", repo))
-	msg = strings.TrimPrefix(msg, fmt.Sprintf("%q: ", repo))
-	msg = strings.TrimSuffix(msg, ": "+ErrInvalid.Error())
-	return fmt.Errorf("%s: %w", msg, ErrInvalid)
-}
-
-// TagPath is the metadata file of a tag: ns/project/repo/tags/<tag>.json.
-func TagPath(r Repository, tag string) string { return r.Path() + "/tags/" + tag + ".json" }
-
-// TagsDir is the directory holding a repository's tag files.
-func TagsDir(r Repository) string { return r.Path() + "/tags" }
-
-// ManifestsDir holds the manifests of a repository that were pushed by
-// digest with no tag (through the OCI API): manifests/<64 hex>.json.
-func ManifestsDir(r Repository) string { return r.Path() + "/manifests" }
-
-// ManifestPath is the metadata file of a manifest kept by digest.
-func ManifestPath(r Repository, d digest.Digest) string {
-	return ManifestsDir(r) + "/" + d.Encoded() + ".json"
 }

@@ -56,7 +56,7 @@ func newHTTPHome(b *testing.B, size int64) *httpHome {
 	// size of the manifest.
 	static := filepath.Join(dir, "static")
 	os.MkdirAll(static, 0o755)
-	if err := os.Symlink(r.Local.Path(d), filepath.Join(static, "blob")); err != nil {
+	if err := os.Symlink(r.LocalPath(d), filepath.Join(static, "blob")); err != nil {
 		b.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(static, "manifest.json"), p.Bytes, 0o644); err != nil {

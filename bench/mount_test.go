@@ -17,6 +17,7 @@ import (
 
 	"github.com/openpm/opm"
 	opmfs "github.com/openpm/opm/fs"
+	"github.com/openpm/opm/layout"
 	"github.com/openpm/opm/registry"
 )
 
@@ -105,7 +106,7 @@ func BenchmarkMountRead1GiB(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		blob = r.Local.Path(p.Manifest.Files()[0].Digest)
+		blob = r.LocalPath(p.Manifest.Files()[0].Digest)
 	}
 	r, _ := mountHome(b, dir, opmfs.Options{Passthrough: false}, fill)
 	os.Remove(src) // the local store holds it now
@@ -239,7 +240,7 @@ func BenchmarkMountFirstRead(b *testing.B) {
 	object := filepath.Join(bucket, "blobs/sha256", digest.Encoded())
 	file := filepath.Join(mnt, "bench/first/read/v1/blob.bin")
 	evict := func() {
-		os.Remove(r.Local.Path(digest))
+		os.Remove(r.LocalPath(digest))
 		dropCaches(b)
 	}
 	firstByte := func(p string) {
@@ -304,7 +305,7 @@ func writeScaleRegistry(b *testing.B, meta string) {
 	for repo := range scaleRepos {
 		for tag := range scaleTags {
 			r := opm.Repository{Namespace: "bench", Project: fmt.Sprintf("p%02d", repo), Name: "data"}
-			fmt.Fprintf(w, "M 100644 :%d %s\n", (repo*scaleTags+tag)%len(variants)+1, opm.TagPath(r, fmt.Sprintf("v1.%d", tag)))
+			fmt.Fprintf(w, "M 100644 :%d %s\n", (repo*scaleTags+tag)%len(variants)+1, layout.TagPath(r, fmt.Sprintf("v1.%d", tag)))
 		}
 	}
 	if err := w.Flush(); err != nil {
@@ -348,7 +349,7 @@ func BenchmarkMountScale(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	meta := r.MetaDir()
+	meta := filepath.Join(r.Home(), "meta.git")
 	r.Close()
 	start := time.Now()
 	writeScaleRegistry(b, meta)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -25,6 +26,7 @@ import (
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/cas"
 	"github.com/openpm/opm/gitmeta"
+	"github.com/openpm/opm/layout"
 	"github.com/openpm/opm/registry"
 	opmsync "github.com/openpm/opm/sync"
 )
@@ -134,7 +136,7 @@ func (s *syncSource) addTags(b *testing.B, from, n, blobsPerTag, size int) {
 				return
 			}
 			repo := opm.Repository{Namespace: "bench", Project: fmt.Sprintf("p%03d", t/100), Name: "data"}
-			changes[i] = gitmeta.Change{Path: opm.TagPath(repo, fmt.Sprintf("v%d", t)), Data: body}
+			changes[i] = gitmeta.Change{Path: layout.TagPath(repo, fmt.Sprintf("v%d", t)), Data: body}
 		}()
 	}
 	wg.Wait()
@@ -174,8 +176,18 @@ var dstQuery = "?metadata=skip&no_tmp_dir=1"
 func mirror(b *testing.B, home string, src *syncSource, dstMeta, dstBucket string) (*opmsync.Result, int64, int64, int64) {
 	b.Helper()
 	ctx := context.Background()
-	if err := os.MkdirAll(home, 0o755); err != nil { // as opm sync's open of the home does
+	r, err := registry.Open(ctx, home)
+	if err != nil {
 		b.Fatal(err)
+	}
+	defer r.Close()
+	for _, rm := range []registry.Remote{
+		{Name: "src", URL: src.meta, Blobs: "file://" + src.bucket},
+		{Name: "dst", URL: dstMeta, Blobs: "file://" + dstBucket},
+	} {
+		if err := r.AddRemote(ctx, rm); err != nil && !errors.Is(err, opm.ErrExists) {
+			b.Fatal(err)
+		}
 	}
 	sb, err := cas.OpenBucket(ctx, "file://"+src.bucket)
 	if err != nil {
@@ -188,10 +200,10 @@ func mirror(b *testing.B, home string, src *syncSource, dstMeta, dstBucket strin
 	}
 	defer db.Close()
 	cs, cd := &countingBlobs{Blobs: sb}, &countingBlobs{Blobs: db}
-	res, err := opmsync.Mirror(ctx, home,
-		registry.Remote{Name: "src", URL: src.meta, Blobs: "file://" + src.bucket},
-		registry.Remote{Name: "dst", URL: dstMeta, Blobs: "file://" + dstBucket},
-		opmsync.Options{Src: cs, Dst: cd})
+	res, err := opmsync.Mirror(ctx, r, "src", "dst", opmsync.Options{
+		Src: func(opmsync.Blobs) opmsync.Blobs { return cs },
+		Dst: func(opmsync.Blobs) opmsync.Blobs { return cd },
+	})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -276,7 +276,7 @@ func (b *Bucket) Close() error {
 // how many tries op took when there was more than one.
 func bucketError(d digest.Digest, op string, attempts int, err error) error {
 	if gcerrors.Code(err) == gcerrors.NotFound {
-		return fmt.Errorf("blob %s: %w", d, opm.ErrNotFound)
+		return opm.Errorf(opm.ErrNotFound, "blob %s not found", d)
 	}
 	if attempts > 1 {
 		return fmt.Errorf("blob %s: bucket: %s failed after %d attempts: %w", d, op, attempts, err)

@@ -236,7 +236,7 @@ func (c *Cache) Delete(ctx context.Context, d digest.Digest) error {
 	case lerr != nil && !errors.Is(lerr, opm.ErrNotFound):
 		return lerr
 	case rerr != nil && lerr != nil:
-		return fmt.Errorf("blob %s: %w", d, opm.ErrNotFound)
+		return opm.Errorf(opm.ErrNotFound, "blob %s not found", d)
 	}
 	return nil
 }

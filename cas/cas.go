@@ -35,7 +35,6 @@ package cas
 import (
 	"context"
 	"crypto/sha256"
-	"fmt"
 	"hash"
 	"io"
 
@@ -85,7 +84,7 @@ type Store interface {
 // validate refuses anything but a well-formed sha256 digest.
 func validate(d digest.Digest) error {
 	if d.Validate() != nil || d.Algorithm() != digest.SHA256 {
-		return fmt.Errorf("digest %q: want sha256:<64 lowercase hex>: %w", string(d), opm.ErrInvalid)
+		return opm.Errorf(opm.ErrInvalid, "digest %q: want sha256:<64 lowercase hex>", string(d))
 	}
 	return nil
 }
@@ -96,7 +95,7 @@ func validatePut(d digest.Digest, size int64) error {
 		return err
 	}
 	if size < 0 {
-		return fmt.Errorf("blob %s: negative size %d: %w", d, size, opm.ErrInvalid)
+		return opm.Errorf(opm.ErrInvalid, "blob %s: negative size %d", d, size)
 	}
 	return nil
 }
@@ -104,9 +103,9 @@ func validatePut(d digest.Digest, size int64) error {
 // integrityError reports bytes that do not match what was asked for.
 func integrityError(d digest.Digest, size int64, got digest.Digest, n int64) error {
 	if size >= 0 && n != size {
-		return fmt.Errorf("blob %s: got %d bytes, want %d: %w", d, n, size, opm.ErrIntegrity)
+		return opm.Errorf(opm.ErrIntegrity, "blob %s: got %d bytes, want %d", d, n, size)
 	}
-	return fmt.Errorf("blob %s: content hashes to %s: %w", d, got, opm.ErrIntegrity)
+	return opm.Errorf(opm.ErrIntegrity, "blob %s: content hashes to %s", d, got)
 }
 
 // verifier hashes what it reads and replaces io.EOF with an opm.ErrIntegrity

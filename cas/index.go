@@ -1,6 +1,7 @@
 package cas
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -47,8 +48,8 @@ type Index struct {
 
 // OpenIndex opens (creating if needed) the index in dir. If another process
 // holds it, OpenIndex retries with backoff until wait has passed, then fails
-// with opm.ErrLocked.
-func OpenIndex(dir string, wait time.Duration) (*Index, error) {
+// with opm.ErrLocked; it gives up at once when ctx ends.
+func OpenIndex(ctx context.Context, dir string, wait time.Duration) (*Index, error) {
 	// Opened by short-lived CLI processes: small tables, no caches, no
 	// compression, values inline in the LSM tree.
 	opts := badger.DefaultOptions(dir).
@@ -86,9 +87,15 @@ func OpenIndex(dir string, wait time.Duration) (*Index, error) {
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return nil, fmt.Errorf("index %s: waited %s: %w", dir, wait, opm.ErrLocked)
+			return nil, opm.Errorf(opm.ErrLocked, "index %s: waited %s", dir, wait)
 		}
-		time.Sleep(min(backoff, left))
+		t := time.NewTimer(min(backoff, left))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
 		backoff = min(2*backoff, 100*time.Millisecond)
 	}
 }
@@ -125,7 +132,7 @@ func (x *Index) Get(d digest.Digest) (Entry, error) {
 		var err error
 		e, found, err = get(txn, d)
 		if err == nil && !found {
-			err = fmt.Errorf("index entry %s: %w", d, opm.ErrNotFound)
+			err = opm.Errorf(opm.ErrNotFound, "blob %s is not in the index", d)
 		}
 		return err
 	})
@@ -217,7 +224,7 @@ func (x *Index) Touch(d digest.Digest) error {
 	now := time.Now()
 	return x.update(d, func(e *Entry, found bool) error {
 		if !found {
-			return fmt.Errorf("index entry %s: %w", d, opm.ErrNotFound)
+			return opm.Errorf(opm.ErrNotFound, "blob %s is not in the index", d)
 		}
 		e.LastAccess = now
 		return nil
@@ -230,7 +237,7 @@ func (x *Index) Touch(d digest.Digest) error {
 func (x *Index) Pin(d digest.Digest, delta int) error {
 	return x.update(d, func(e *Entry, found bool) error {
 		if !found {
-			return fmt.Errorf("index entry %s: %w", d, opm.ErrNotFound)
+			return opm.Errorf(opm.ErrNotFound, "blob %s is not in the index", d)
 		}
 		e.Pins = max(0, e.Pins+delta)
 		return nil
@@ -351,7 +358,7 @@ func (e Entry) encode() []byte {
 
 func decode(b []byte) (Entry, error) {
 	if len(b) != entryLen || b[0] != 1 {
-		return Entry{}, fmt.Errorf("undecodable entry (%d bytes): %w", len(b), opm.ErrInvalid)
+		return Entry{}, opm.Errorf(opm.ErrInvalid, "undecodable entry (%d bytes)", len(b))
 	}
 	return Entry{
 		State:      State(b[1]),

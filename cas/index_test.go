@@ -1,6 +1,7 @@
 package cas_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -14,7 +15,7 @@ import (
 
 func TestIndexEntries(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "index")
-	idx, err := cas.OpenIndex(dir, 0)
+	idx, err := cas.OpenIndex(context.Background(), dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func TestIndexEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	idx, err = cas.OpenIndex(dir, 0)
+	idx, err = cas.OpenIndex(context.Background(), dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,13 +83,13 @@ func TestIndexEntries(t *testing.T) {
 
 func TestIndexLockWait(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "index")
-	first, err := cas.OpenIndex(dir, 0)
+	first, err := cas.OpenIndex(context.Background(), dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	start := time.Now()
-	_, err = cas.OpenIndex(dir, 300*time.Millisecond)
+	_, err = cas.OpenIndex(context.Background(), dir, 300*time.Millisecond)
 	if !errors.Is(err, opm.ErrLocked) {
 		t.Fatalf("second open: got %v, want ErrLocked", err)
 	}
@@ -98,7 +99,7 @@ func TestIndexLockWait(t *testing.T) {
 
 	// Released while a second opener waits: it gets the index.
 	time.AfterFunc(200*time.Millisecond, func() { first.Close() })
-	second, err := cas.OpenIndex(dir, 10*time.Second)
+	second, err := cas.OpenIndex(context.Background(), dir, 10*time.Second)
 	if err != nil {
 		t.Fatalf("open after release: %v", err)
 	}

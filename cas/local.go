@@ -105,11 +105,29 @@ func (l *Local) Stat(_ context.Context, d digest.Digest) (int64, error) {
 // corrupt is removed (so that a Cache fetches it again) and the reader
 // returns an opm.ErrIntegrity error instead of io.EOF.
 func (l *Local) Open(_ context.Context, d digest.Digest) (io.ReadCloser, error) {
-	f, fi, err := l.openFile(d)
+	f, _, err := l.openFile(d)
 	if err != nil {
 		return nil, err
 	}
-	v := newVerifier(f, d)
+	rd, err := l.VerifiedReader(d, f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{rd, f}, nil
+}
+
+// VerifiedReader reads f, the file of blob d opened already, from its start
+// as Open does. The caller closes f.
+func (l *Local) VerifiedReader(d digest.Digest, f *os.File) (io.Reader, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", d, err)
+	}
+	v := newVerifier(io.NopCloser(io.NewSectionReader(f, 0, fi.Size())), d)
 	v.onBad = func() { l.quarantine(d, fi) }
 	v.onGood = func(n int64) { l.record(d, n) }
 	return v, nil
@@ -122,11 +140,23 @@ func (l *Local) Open(_ context.Context, d digest.Digest) (io.ReadCloser, error) 
 // error dst has received wrong bytes and the caller must discard it; the
 // corrupt blob is removed from the store.
 func (l *Local) CopyOut(ctx context.Context, d digest.Digest, dst io.Writer) error {
-	f, fi, err := l.openFile(d)
+	f, _, err := l.openFile(d)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	return l.CopyFrom(ctx, d, f, dst)
+}
+
+// CopyFrom is CopyOut of a blob file opened already (src, left open).
+func (l *Local) CopyFrom(ctx context.Context, d digest.Digest, f *os.File, dst io.Writer) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", d, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("blob %s: %w", d, err)
+	}
 	var got digest.Digest
 	var n int64
 	fast := false
@@ -482,7 +512,7 @@ func (l *Local) forget(d digest.Digest) {
 
 func (l *Local) pathError(d digest.Digest, err error) error {
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("blob %s: %w", d, opm.ErrNotFound)
+		return opm.Errorf(opm.ErrNotFound, "blob %s not found", d)
 	}
 	return fmt.Errorf("blob %s: %w", d, err)
 }
@@ -490,7 +520,7 @@ func (l *Local) pathError(d digest.Digest, err error) error {
 // checkSize compares the size a caller claims with the size stored.
 func checkSize(d digest.Digest, want, stored int64) error {
 	if want != stored {
-		return fmt.Errorf("blob %s: size %d, but the stored blob has %d bytes: %w", d, want, stored, opm.ErrIntegrity)
+		return opm.Errorf(opm.ErrIntegrity, "blob %s: size %d, but the stored blob has %d bytes", d, want, stored)
 	}
 	return nil
 }

@@ -72,7 +72,7 @@ func openLocal(t *testing.T, idx *cas.Index) *cas.Local {
 
 func openIndex(t *testing.T) *cas.Index {
 	t.Helper()
-	idx, err := cas.OpenIndex(filepath.Join(t.TempDir(), "index"), 0)
+	idx, err := cas.OpenIndex(context.Background(), filepath.Join(t.TempDir(), "index"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ func TestLocalUseIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx, err := cas.OpenIndex(t.TempDir(), time.Second)
+	idx, err := cas.OpenIndex(context.Background(), t.TempDir(), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func (s *stateAtOpen) Open(ctx context.Context, d digest.Digest) (io.ReadCloser,
 // TestCacheMarksFetchingWithUseIndex: a download into a store given its
 // index by UseIndex (as a home does) is noted in that index.
 func TestCacheMarksFetchingWithUseIndex(t *testing.T) {
-	idx, err := cas.OpenIndex(t.TempDir(), time.Second)
+	idx, err := cas.OpenIndex(context.Background(), t.TempDir(), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,9 +48,10 @@ func Dial(home string) (net.Conn, error) {
 }
 
 // Run sends req over c and copies the command's output to stdout and stderr
-// until it ends. Cancelling ctx closes the connection, which cancels the
-// command in the daemon.
-func Run(ctx context.Context, c net.Conn, req Request, stdout, stderr io.Writer) (Result, error) {
+// (and its progress events to progress, if not nil) until it ends.
+// Cancelling ctx closes the connection, which cancels the command in the
+// daemon.
+func Run(ctx context.Context, c net.Conn, req Request, stdout, stderr io.Writer, progress func(Progress)) (Result, error) {
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	b, err := json.Marshal(req)
@@ -73,6 +74,11 @@ func Run(ctx context.Context, c net.Conn, req Request, stdout, stderr io.Writer)
 			stdout.Write(p)
 		case frameStderr:
 			stderr.Write(p)
+		case frameProgress:
+			var ev Progress
+			if json.Unmarshal(p, &ev) == nil && progress != nil {
+				progress(ev)
+			}
 		case frameResult:
 			var res Result
 			return res, json.Unmarshal(p, &res)

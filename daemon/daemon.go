@@ -13,7 +13,11 @@
 // uint32 length, the payload.
 //
 //	client → daemon   'q' Request (JSON)
-//	daemon → client   'o' stdout bytes, 'e' stderr bytes (any number), then 'x' Result (JSON)
+//	daemon → client   'o' stdout bytes, 'e' stderr bytes, 'p' Progress (JSON)
+//	                  (any number, in any order), then 'x' Result (JSON)
+//
+// Progress frames come only when the request says the client draws
+// progress (its stderr is a terminal): the client draws it there.
 //
 // The client closing its end cancels the command.
 package daemon
@@ -78,10 +82,9 @@ func Acquire(home string, info Info) (*Lock, error) {
 		}
 		if err != nil || other.PID == 0 {
 			// Taken, but not (or not yet) named by its owner.
-			return nil, fmt.Errorf("home %s is held by another opm daemon (%s): %w", home, f.Name(), opm.ErrLocked)
+			return nil, opm.Errorf(opm.ErrLocked, "home %s is held by another opm daemon (%s)", home, f.Name())
 		}
-		return nil, fmt.Errorf("home %s is served by the opm daemon pid %d mounted at %s (opm umount %s stops it): %w",
-			home, other.PID, other.Mountpoint, other.Mountpoint, opm.ErrLocked)
+		return nil, opm.Errorf(opm.ErrLocked, "home %s is served by the opm daemon pid %d mounted at %s (opm umount %s stops it)", home, other.PID, other.Mountpoint, other.Mountpoint)
 	}
 	b, _ := json.Marshal(info)
 	if err := f.Truncate(0); err == nil {
@@ -147,6 +150,18 @@ type Request struct {
 	Args []string `json:"args"` // without the program name
 	Cwd  string   `json:"cwd"`  // relative paths in Args are relative to it
 	Env  []string `json:"env"`  // KEY=VALUE of ForwardedEnv
+	// Progress: the client draws progress (its stderr is a terminal), so
+	// the daemon sends Progress frames.
+	Progress bool `json:"progress,omitempty"`
+}
+
+// Progress is one event of a long command's progress, drawn by the client
+// on its own terminal.
+type Progress struct {
+	Op    string `json:"op"`              // "start", "add" or "done"
+	Verb  string `json:"verb,omitempty"`  // start: what is being done (push, pull, …)
+	Files int    `json:"files,omitempty"` // start: how many files or blobs
+	Bytes int64  `json:"bytes,omitempty"` // start: the total; add: the bytes done since the last event
 }
 
 // Getenv returns the client's value of the variable k of ForwardedEnv,
@@ -179,10 +194,11 @@ func Environ() []string {
 
 // Frame kinds.
 const (
-	frameRequest = 'q'
-	frameStdout  = 'o'
-	frameStderr  = 'e'
-	frameResult  = 'x'
+	frameRequest  = 'q'
+	frameStdout   = 'o'
+	frameStderr   = 'e'
+	frameProgress = 'p'
+	frameResult   = 'x'
 )
 
 const maxFrame = 16 << 20

@@ -40,7 +40,7 @@ func serve(t *testing.T, home string, run Runner) {
 
 func TestRoundTrip(t *testing.T) {
 	home := t.TempDir()
-	serve(t, home, func(ctx context.Context, req Request, stdout, stderr io.Writer) Result {
+	serve(t, home, func(ctx context.Context, req Request, stdout, stderr io.Writer, _ func(Progress)) Result {
 		fmt.Fprintf(stdout, "args=%s cwd=%s author=%s", strings.Join(req.Args, ","), req.Cwd, req.Getenv("GIT_AUTHOR_NAME"))
 		stderr.Write(bytes.Repeat([]byte("e"), maxFrame+10)) // more than one frame
 		return Result{Code: 3, Error: "not found: x"}
@@ -52,7 +52,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	defer c.Close()
 	var stdout, stderr bytes.Buffer
-	res, err := Run(context.Background(), c, Request{Args: []string{"ls", "a/b/c"}, Cwd: "/w", Env: Environ()}, &stdout, &stderr)
+	res, err := Run(context.Background(), c, Request{Args: []string{"ls", "a/b/c"}, Cwd: "/w", Env: Environ()}, &stdout, &stderr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestRoundTrip(t *testing.T) {
 func TestCancel(t *testing.T) {
 	home := t.TempDir()
 	cancelled := make(chan struct{})
-	serve(t, home, func(ctx context.Context, req Request, stdout, stderr io.Writer) Result {
+	serve(t, home, func(ctx context.Context, req Request, stdout, stderr io.Writer, _ func(Progress)) Result {
 		io.WriteString(stdout, "started")
 		<-ctx.Done()
 		close(cancelled)
@@ -85,7 +85,7 @@ func TestCancel(t *testing.T) {
 	started := &notifyWriter{ch: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() {
-		_, err := Run(ctx, c, Request{Args: []string{"push"}}, started, io.Discard)
+		_, err := Run(ctx, c, Request{Args: []string{"push"}}, started, io.Discard, nil)
 		done <- err
 	}()
 	<-started.ch
@@ -140,7 +140,7 @@ func TestStaleSocket(t *testing.T) {
 	ln, _ = net.Listen("unix", path)
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
-	serve(t, home, func(context.Context, Request, io.Writer, io.Writer) Result { return Result{} })
+	serve(t, home, func(context.Context, Request, io.Writer, io.Writer, func(Progress)) Result { return Result{} })
 	c, err = Dial(home)
 	if err != nil || c == nil {
 		t.Fatalf("dial the new daemon: %v %v", c, err)

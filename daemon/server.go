@@ -14,9 +14,10 @@ import (
 	"syscall"
 )
 
-// Runner carries out one command, writing its output to stdout and stderr.
+// Runner carries out one command, writing its output to stdout and stderr
+// and its progress events to progress (which sends them to the client).
 // ctx is cancelled when the client goes away.
-type Runner func(ctx context.Context, req Request, stdout, stderr io.Writer) Result
+type Runner func(ctx context.Context, req Request, stdout, stderr io.Writer, progress func(Progress)) Result
 
 // Server serves the control socket of a home held by this process.
 type Server struct {
@@ -112,7 +113,12 @@ func (s *Server) serve(c net.Conn) {
 	}
 	s.log.Info("command", "args", strings.Join(req.Args, " "), "cwd", req.Cwd)
 	var mu sync.Mutex
-	res := s.run(ctx, req, streamWriter{&mu, c, frameStdout}, streamWriter{&mu, c, frameStderr})
+	progress := func(ev Progress) {
+		if b, err := json.Marshal(ev); err == nil {
+			streamWriter{&mu, c, frameProgress}.Write(b)
+		}
+	}
+	res := s.run(ctx, req, streamWriter{&mu, c, frameStdout}, streamWriter{&mu, c, frameStderr}, progress)
 	b, _ := json.Marshal(res)
 	mu.Lock()
 	defer mu.Unlock()

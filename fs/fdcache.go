@@ -1,13 +1,13 @@
-package fs
+package opmfs
 
 import (
 	"context"
 	"sync"
-	"syscall"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
+	"github.com/openpm/opm/registry"
 )
 
 // fdCacheSize bounds the blob files kept open for reads without an open
@@ -23,17 +23,12 @@ type fdCache struct {
 }
 
 type cachedFD struct {
-	fd      int
+	blob    *registry.Blob // held in use while cached
 	refs    int
 	evicted bool
-	d       digest.Digest
-	inuse   *inUse
 }
 
-func (e *cachedFD) close() {
-	syscall.Close(e.fd)
-	e.inuse.done(e.d)
-}
+func (e *cachedFD) close() { e.blob.Close() }
 
 // acquire returns the open blob file of f, opening it (and fetching the
 // blob) if needed. The caller releases it.
@@ -46,17 +41,14 @@ func (c *fdCache) acquire(ctx context.Context, fsys *FS, f *opm.File, pkgName st
 		return e, nil
 	}
 	c.mu.Unlock()
-	fsys.inuse.add(d) // while cached: not evicted (see inUse)
-	fd, err := fsys.openBlob(ctx, f, pkgName)
+	b, err := fsys.openBlob(ctx, f, pkgName)
 	if err != nil {
-		fsys.inuse.done(d)
 		return nil, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.m[d]; e != nil { // opened meanwhile by another reader
-		syscall.Close(fd)
-		fsys.inuse.done(d)
+		b.Close()
 		e.refs++
 		return e, nil
 	}
@@ -77,7 +69,7 @@ func (c *fdCache) acquire(ctx context.Context, fsys *FS, f *opm.File, pkgName st
 			}
 		}
 	}
-	e := &cachedFD{fd: fd, refs: 1, d: d, inuse: &fsys.inuse}
+	e := &cachedFD{blob: b, refs: 1}
 	c.m[d] = e
 	return e, nil
 }

@@ -1,4 +1,4 @@
-// Package fs serves one registry home as a read-only FUSE filesystem:
+// Package opmfs (directory fs/) serves one registry home as a read-only FUSE filesystem:
 //
 //	<mnt>/
 //	├── .opm/status                         JSON: head, blobs cached, fetches, errors, passthrough
@@ -26,11 +26,10 @@
 // the time its tag was set), so without passthrough each has its own page
 // cache. With passthrough, reads go to the one blob file in the local store,
 // and every tag holding that blob shares its page cache.
-package fs
+package opmfs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -39,13 +38,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/go-git/go-git/v5/plumbing"
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
-	"github.com/openpm/opm/gitmeta"
 	"github.com/openpm/opm/registry"
 )
 
@@ -92,27 +88,26 @@ type Options struct {
 	Debug bool
 }
 
-// FS is a mounted registry home.
+// FS is a mounted registry home. It reads the registry through its views
+// (registry.View) and its blobs through registry.OpenBlob, never the
+// metadata repository or the blob store underneath.
 type FS struct {
 	reg  *registry.Registry
 	opts Options
 	log  *slog.Logger
 	mnt  string
 
-	cur  atomic.Pointer[view] // the live head
+	cur  atomic.Pointer[registry.View] // the live head
 	root *rootDir
 
 	server      *fuse.Server
 	passthrough bool // decided once, before the first open
 
-	fds     fdCache            // open blob files, for reads without an open (NoOpen)
-	inuse   inUse              // blobs with open files, spared by eviction (inuse.go)
-	touches chan digest.Digest // opened blobs whose access the index is to note (noteAccesses)
+	fds fdCache // open blob files, for reads without an open (NoOpen)
 
 	histMu sync.Mutex
-	hist   map[plumbing.Hash]*view // .history views, a few at a time
+	hist   map[registry.Hash]*registry.View // .history views, a few at a time
 
-	fetches   atomic.Int64 // blobs fetched from the bucket on open
 	ioErrors  atomic.Int64 // opens and reads of blobs that failed with EIO
 	headMoves atomic.Int64
 	commands  atomic.Int64 // CLI commands served for the daemon (see CountCommand)
@@ -123,43 +118,14 @@ type FS struct {
 	watching sync.WaitGroup
 }
 
-// view is one commit of the metadata as the mount shows it, with the tag
-// times of its repositories computed on first use.
-type view struct {
-	snap *gitmeta.Snapshot
-
-	mu    sync.Mutex
-	times map[string]*tagTimes // by repository path
-}
-
-type tagTimes struct {
-	once sync.Once
-	m    map[string]registry.TagTime
-}
-
-func newView(s *gitmeta.Snapshot) *view {
-	return &view{snap: s, times: make(map[string]*tagTimes)}
-}
-
-// tagTime is when the tag was last set, as of this view. It walks the
-// repository's history once per view; a failure is logged and gives the
-// zero time.
-func (v *view) tagTime(ctx context.Context, fsys *FS, repo opm.Repository, tag string) time.Time {
-	v.mu.Lock()
-	tt := v.times[repo.Path()]
-	if tt == nil {
-		tt = &tagTimes{}
-		v.times[repo.Path()] = tt
+// tagTime is when the tag was last set, as of the view. A failure is
+// logged and gives the zero time.
+func (fsys *FS) tagTime(ctx context.Context, v *registry.View, repo opm.Repository, tag string) time.Time {
+	m, err := v.TagTimes(ctx, repo)
+	if err != nil {
+		fsys.log.Error("tag times", "repo", repo.Path(), "err", err)
 	}
-	v.mu.Unlock()
-	tt.once.Do(func() {
-		m, err := fsys.reg.TagTimes(context.WithoutCancel(ctx), v.snap, repo)
-		if err != nil {
-			fsys.log.Error("tag times", "repo", repo.Path(), "err", err)
-		}
-		tt.m = m
-	})
-	return tt.m[tag].When
+	return m[tag].When
 }
 
 // Mount mounts the registry at dir and starts watching its head. The caller
@@ -171,19 +137,19 @@ func Mount(r *registry.Registry, dir string, opts Options) (*FS, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	fsys := &FS{reg: r, opts: opts, log: opts.Logger, mnt: dir, hist: make(map[plumbing.Hash]*view),
-		started: time.Now(), stop: make(chan struct{}), touches: make(chan digest.Digest, 1024)}
-	snap, err := r.Snapshot()
+	fsys := &FS{reg: r, opts: opts, log: opts.Logger, mnt: dir, hist: make(map[registry.Hash]*registry.View),
+		started: time.Now(), stop: make(chan struct{})}
+	v, err := r.View()
 	if err != nil {
 		return nil, err
 	}
-	fsys.cur.Store(newView(snap))
+	fsys.cur.Store(v)
 	fsys.root = &rootDir{treeDir: treeDir{fs: fsys, key: "live"}}
 
 	mutable, immutable := mutableTimeout, immutableTimeout
 	gopts := &gofs.Options{
 		MountOptions: fuse.MountOptions{
-			FsName:       "opm:" + r.Dir,
+			FsName:       "opm:" + r.Home(),
 			Name:         "opm",
 			AllowOther:   opts.AllowOther,
 			MaxWrite:     1 << 20,
@@ -214,37 +180,12 @@ func Mount(r *registry.Registry, dir string, opts Options) (*FS, error) {
 	}
 	fsys.server = server
 	raiseReadahead(dir, fsys.log)
-	fsys.passthrough = opts.Passthrough && !opts.NoOpen && probePassthrough(server, r.MetaDir())
-	fsys.log.Info("mounted", "dir", dir, "home", r.Dir, "head", snap.Commit().String(),
+	fsys.passthrough = opts.Passthrough && !opts.NoOpen && probePassthrough(server, r.Home())
+	fsys.log.Info("mounted", "dir", dir, "home", r.Home(), "head", v.Commit().String(),
 		"passthrough", fsys.passthrough, "passthrough_asked", opts.Passthrough, "no_open", opts.NoOpen)
-	fsys.watching.Add(2)
+	fsys.watching.Add(1)
 	go fsys.watch()
-	go fsys.noteAccesses()
 	return fsys, nil
-}
-
-// noteAccesses records in the index the accesses of the blobs opened, off
-// the open path: an index write (at most once a minute per blob) takes the
-// index's lock and may wait for Badger.
-func (fsys *FS) noteAccesses() {
-	defer fsys.watching.Done()
-	for {
-		select {
-		case <-fsys.stop:
-			return
-		case d := <-fsys.touches:
-			fsys.reg.Local.Touch(d)
-		}
-	}
-}
-
-// touch asks noteAccesses to note an access to d; when it is behind, the
-// access is not noted (access times only order eviction).
-func (fsys *FS) touch(d digest.Digest) {
-	select {
-	case fsys.touches <- d:
-	default:
-	}
 }
 
 // readaheadKB is the kernel readahead asked for the mount's reads that
@@ -270,12 +211,13 @@ func raiseReadahead(dir string, log *slog.Logger) {
 }
 
 // probePassthrough reports whether the kernel accepted FUSE passthrough and
-// lets this process register a backing file (it needs CAP_SYS_ADMIN).
+// lets this process register a backing file (it needs CAP_SYS_ADMIN); dir
+// is any file to try it with.
 func probePassthrough(server *fuse.Server, dir string) bool {
 	if server.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH == 0 {
 		return false
 	}
-	f, err := os.Open(dir + "/HEAD")
+	f, err := os.Open(dir) // any file this process may open
 	if err != nil {
 		return false
 	}
@@ -320,26 +262,25 @@ func (fsys *FS) CountCommand() { fsys.commands.Add(1) }
 // historyView returns the view of a commit for .history, keeping a few.
 // The commit is read with no lock held; of two lookups racing to make the
 // same view, the first stored wins.
-func (fsys *FS) historyView(h plumbing.Hash) (*view, error) {
+func (fsys *FS) historyView(h registry.Hash) (*registry.View, error) {
 	fsys.histMu.Lock()
 	v := fsys.hist[h]
 	fsys.histMu.Unlock()
 	if v != nil {
 		return v, nil
 	}
-	s, err := fsys.reg.Meta.Snapshot(h)
+	v, err := fsys.reg.ViewAt(h)
 	if err != nil {
 		return nil, err
 	}
 	fsys.histMu.Lock()
 	defer fsys.histMu.Unlock()
-	if v := fsys.hist[h]; v != nil {
-		return v, nil
+	if old := fsys.hist[h]; old != nil {
+		return old, nil
 	}
 	if len(fsys.hist) >= 64 {
 		clear(fsys.hist)
 	}
-	v = newView(s)
 	fsys.hist[h] = v
 	return v, nil
 }
@@ -379,15 +320,11 @@ func (fsys *FS) fail(what string, err error) syscall.Errno {
 	return e
 }
 
-// errno maps an error of the registry to the errno the kernel gets.
+// errno maps an error of the registry to the errno the kernel gets: the
+// error table's (opm.Kinds).
 func errno(err error) syscall.Errno {
-	switch {
-	case err == nil:
+	if err == nil {
 		return 0
-	case errors.Is(err, opm.ErrNotFound), errors.Is(err, opm.ErrInvalid):
-		return syscall.ENOENT
-	case errors.Is(err, context.Canceled):
-		return syscall.EINTR
 	}
-	return syscall.EIO
+	return opm.KindOf(err).Errno
 }

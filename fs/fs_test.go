@@ -1,4 +1,4 @@
-package fs_test
+package opmfs_test
 
 import (
 	"bytes"
@@ -225,7 +225,7 @@ func TestMissingBlobEIO(t *testing.T) {
 				}
 				for _, f := range p.Manifest.Files() {
 					if f.Path == "gone" {
-						gone = r.Local.Path(f.Digest)
+						gone = r.LocalPath(f.Digest)
 					}
 				}
 			})

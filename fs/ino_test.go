@@ -1,4 +1,4 @@
-package fs
+package opmfs
 
 import (
 	"hash/fnv"

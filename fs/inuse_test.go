@@ -1,22 +1,23 @@
-package fs_test
+package opmfs_test
 
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/openpm/opm/cas/castest"
 	opmfs "github.com/openpm/opm/fs"
 	"github.com/openpm/opm/internal/opmtest"
 	"github.com/openpm/opm/registry"
 )
 
-// TestEvictOpenFile: the mount is the registry's BlobHolder. A file held
-// open is not evicted by a prune that evicts every other blob, and keeps
+// TestEvictOpenFile: a file held open in the mount is not evicted by a prune that evicts every other blob, and keeps
 // reading the right bytes; once closed it is evicted, and a fresh open
 // fetches it again from the bucket.
 func TestEvictOpenFile(t *testing.T) {
@@ -53,7 +54,6 @@ func TestEvictOpenFile(t *testing.T) {
 				}
 				m.Wait()
 			})
-			r.SetBlobHolder(m)
 
 			f, err := os.Open(filepath.Join(mnt, "acme/web/site/v1/big"))
 			if err != nil {
@@ -64,15 +64,15 @@ func TestEvictOpenFile(t *testing.T) {
 			if _, err := io.ReadFull(f, head); err != nil {
 				t.Fatal(err)
 			}
-			if !m.InUse(dBig) || m.InUse(dSmall) {
-				t.Fatalf("in use: big %v, small %v", m.InUse(dBig), m.InUse(dSmall))
+			if !r.BlobInUse(dBig) || r.BlobInUse(dSmall) {
+				t.Fatalf("in use: big %v, small %v", r.BlobInUse(dBig), r.BlobInUse(dSmall))
 			}
 			res, err := r.Prune(ctx, registry.PruneOptions{All: true})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !r.Local.Has(dBig) || r.Local.Has(dSmall) || res.KeptInUse != 1 {
-				t.Fatalf("prune with big open: big local %v, small local %v, %+v", r.Local.Has(dBig), r.Local.Has(dSmall), res)
+			if !r.HasLocal(dBig) || r.HasLocal(dSmall) || res.KeptInUse != 1 {
+				t.Fatalf("prune with big open: big local %v, small local %v, %+v", r.HasLocal(dBig), r.HasLocal(dSmall), res)
 			}
 			rest, err := io.ReadAll(f)
 			if err != nil || !bytes.Equal(append(head, rest...), big) {
@@ -81,11 +81,11 @@ func TestEvictOpenFile(t *testing.T) {
 			if err := f.Close(); err != nil {
 				t.Fatal(err)
 			}
-			waitReleased(t, m)
+			waitReleased(t, r)
 			if _, err := r.Prune(ctx, registry.PruneOptions{All: true}); err != nil {
 				t.Fatal(err)
 			}
-			if r.Local.Has(dBig) {
+			if r.HasLocal(dBig) {
 				t.Fatal("closed file's blob not evicted")
 			}
 			for name, want := range map[string][]byte{"big": big, "small": small} {
@@ -94,21 +94,119 @@ func TestEvictOpenFile(t *testing.T) {
 					t.Fatalf("%s after eviction: %d bytes, %v", name, len(got), err)
 				}
 			}
-			if !r.Local.Has(dBig) || !r.Local.Has(dSmall) {
+			if !r.HasLocal(dBig) || !r.HasLocal(dSmall) {
 				t.Fatal("reads after eviction did not fetch the blobs again")
 			}
-			waitReleased(t, m)
+			waitReleased(t, r)
 		})
 	}
 }
 
 // waitReleased waits until the mount holds no blob open: the kernel sends
 // RELEASE after close(2) has returned.
-func waitReleased(t *testing.T, m *opmfs.FS) {
+func waitReleased(t *testing.T, r *registry.Registry) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); m.OpenBlobs() != 0; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); r.BlobsInUse() != 0; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d blobs still held open 10 s after every file was closed", m.OpenBlobs())
+			t.Fatalf("%d blobs still held open 10 s after every file was closed", r.BlobsInUse())
 		}
+	}
+}
+
+// TestOpenDuringEviction: while eviction removes one blob (its unlink and
+// index write made slow here), opens of other blobs through the mount
+// complete; an open of the blob being removed waits for the removal and
+// then fetches it again. Eviction holds no lock an open waits on across
+// its file-system or Badger work.
+func TestOpenDuringEviction(t *testing.T) {
+	opmtest.RequireFUSE(t)
+	ctx := context.Background()
+	home := t.TempDir()
+	r, err := registry.Open(ctx, home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SetConfig("opm.blobs", "file://"+t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if r, err = registry.Open(ctx, home); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	first, dFirst := castest.Blob(1, 4000)
+	other, dOther := castest.Blob(2, 5000)
+	push(t, r, "acme/web/site:v1", opmtest.WriteTree(t, map[string]string{"first": string(first), "other": string(other)}))
+	mnt := t.TempDir()
+	m, err := opmfs.Mount(r, mnt, opmfs.Options{Poll: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Unmount(false); err != nil {
+			m.Unmount(true)
+		}
+		m.Wait()
+	})
+
+	// The eviction of the first blob it removes blocks until released.
+	entered, release := make(chan string, 16), make(chan struct{})
+	r.SetEvictHook(func(d digest.Digest) {
+		if d == dFirst || d == dOther {
+			entered <- string(d)
+			<-release
+		}
+	})
+	pruned := make(chan error, 1)
+	go func() {
+		_, err := r.Prune(ctx, registry.PruneOptions{All: true})
+		pruned <- err
+	}()
+	var evicting string
+	select {
+	case evicting = <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("eviction did not start")
+	}
+	open := func(name string) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			b, err := os.ReadFile(filepath.Join(mnt, "acme/web/site/v1", name))
+			if err == nil && !bytes.Equal(b, map[string][]byte{"first": first, "other": other}[name]) {
+				err = fmt.Errorf("%s: wrong bytes", name)
+			}
+			done <- err
+		}()
+		return done
+	}
+	busy, free := "first", "other"
+	if evicting == string(dOther) {
+		busy, free = "other", "first"
+	} else if evicting != string(dFirst) {
+		t.Fatalf("evicting %s, neither blob", evicting)
+	}
+	// An open of another blob completes while the eviction is stuck.
+	select {
+	case err := <-open(free):
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("an open of %s waited for the eviction of %s", free, busy)
+	}
+	// An open of the blob being removed waits for the removal.
+	waiting := open(busy)
+	select {
+	case err := <-waiting:
+		t.Fatalf("an open of %s did not wait for its eviction: %v", busy, err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	r.SetEvictHook(nil)
+	close(release)
+	if err := <-waiting; err != nil {
+		t.Fatalf("open of %s after its eviction: %v", busy, err)
+	}
+	if err := <-pruned; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,8 +1,7 @@
-package fs
+package opmfs
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -11,10 +10,9 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
-	"github.com/openpm/opm/gitmeta"
+	"github.com/openpm/opm/registry"
 )
 
 // pkg is one package as the mount shows it. Its manifest is read and
@@ -26,11 +24,11 @@ type pkg struct {
 	name  string    // ns/project/repo:tag or ns/project/repo@sha256:…, for logs
 	mtime time.Time // when the tag was set
 
-	// Where the manifest comes from: already parsed (by digest), or read
-	// from a tag file of a snapshot.
+	// Where the manifest comes from: already parsed (by digest), or the
+	// tag ref of view.
 	manifest *opm.Manifest
-	snap     *gitmeta.Snapshot
-	tagPath  string
+	view     *registry.View
+	ref      opm.Reference
 
 	once sync.Once
 	dirs map[string][]dirent // directory path ("" is the top) -> children by name
@@ -53,17 +51,13 @@ func (p *pkg) entries(dir string) ([]dirent, error) {
 func (p *pkg) build() {
 	m := p.manifest
 	if m == nil {
-		body, err := p.snap.ReadFile(p.tagPath)
+		found, err := p.view.Resolve(p.ref)
 		if err != nil {
-			p.err = fmt.Errorf("%s: %w", p.name, err)
+			p.err = err
 			p.fs.log.Error("read manifest", "package", p.name, "err", err)
 			return
 		}
-		if m, err = opm.ParseManifest(body); err != nil {
-			p.err = fmt.Errorf("%s: %w", p.name, err)
-			p.fs.log.Error("bad manifest", "package", p.name, "err", err)
-			return
-		}
+		m = found.Manifest
 	}
 	files := m.Files()
 	p.dirs = map[string][]dirent{"": nil}
@@ -267,17 +261,14 @@ func (n *pkgFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint
 		return emptyFile{}, openFlags, 0
 	}
 	fsys := n.p.fs
-	fsys.inuse.add(n.f.Digest) // until Release: not evicted while open
-	fd, err := fsys.openBlob(ctx, n.f, n.p.name)
+	b, err := fsys.openBlob(ctx, n.f, n.p.name)
 	if err != nil {
-		fsys.inuse.done(n.f.Digest)
-		return nil, 0, syscall.EIO
+		return nil, 0, syscall.EIO // the name exists; its content cannot be read (logged)
 	}
-	b := blobFile{fd: fd, d: n.f.Digest, inuse: &fsys.inuse}
 	if fsys.passthrough {
-		return &passthroughFile{b}, openFlags, 0
+		return &passthroughFile{blobFile{b}}, openFlags, 0
 	}
-	return &b, openFlags, 0
+	return &blobFile{b}, openFlags, 0
 }
 
 var (
@@ -304,10 +295,10 @@ func (n *pkgFile) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off
 	fsys := n.p.fs
 	b, err := fsys.fds.acquire(ctx, fsys, n.f, n.p.name)
 	if err != nil {
-		return nil, syscall.EIO
+		return nil, syscall.EIO // the name exists; its content cannot be read (logged)
 	}
 	defer fsys.fds.release(b)
-	got, err := syscall.Pread(b.fd, dest, off)
+	got, err := syscall.Pread(b.blob.Fd(), dest, off)
 	if err != nil {
 		fsys.ioErrors.Add(1)
 		fsys.log.Error("read blob", "file", n.p.name+"/"+n.f.Path, "digest", n.f.Digest, "err", err)
@@ -316,51 +307,31 @@ func (n *pkgFile) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off
 	return fuse.ReadResultData(dest[:got]), 0
 }
 
-// openBlob opens the local blob file of f, fetching the blob first if it
-// is not local, and checks its size. Failures are counted and logged.
-func (fsys *FS) openBlob(ctx context.Context, f *opm.File, pkgName string) (int, error) {
-	d := f.Digest
-	path := fsys.reg.Local.Path(d)
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	if err == syscall.ENOENT {
-		fsys.fetches.Add(1)
-		start := time.Now()
-		// Not cancelled with the request: the kernel interrupts a
-		// request for any signal the reader gets (Go programs get
-		// SIGURG all the time), and the download is shared by every
-		// reader of the blob and worth finishing anyway.
-		if err = fsys.reg.EnsureLocal(context.WithoutCancel(ctx), d); err != nil {
-			fsys.ioErrors.Add(1)
-			fsys.log.Error("fetch blob", "file", pkgName+"/"+f.Path, "digest", d, "err", err)
-			return -1, err
-		}
-		fsys.log.Info("fetched blob", "file", pkgName+"/"+f.Path, "digest", d, "size", f.Size, "took", time.Since(start))
-		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	}
-	if err == nil {
-		fsys.touch(d) // for eviction's LRU order, noted in the background
-		var st syscall.Stat_t
-		if err = syscall.Fstat(fd, &st); err == nil && st.Size != f.Size {
-			err = fmt.Errorf("local blob is %d bytes, want %d: %w", st.Size, f.Size, opm.ErrIntegrity)
-		}
-		if err != nil {
-			syscall.Close(fd)
-		}
-	}
+// openBlob opens the local blob file of f through the registry (which
+// fetches it first if it is not local, and checks its size). Failures are
+// counted and logged.
+func (fsys *FS) openBlob(ctx context.Context, f *opm.File, pkgName string) (*registry.Blob, error) {
+	start := time.Now()
+	// Not cancelled with the request: the kernel interrupts a request for
+	// any signal the reader gets (Go programs get SIGURG all the time), and
+	// the download is shared by every reader of the blob and worth
+	// finishing anyway.
+	b, err := fsys.reg.OpenBlob(context.WithoutCancel(ctx), f.Digest, f.Size)
 	if err != nil {
 		fsys.ioErrors.Add(1)
-		fsys.log.Error("open blob", "file", pkgName+"/"+f.Path, "digest", d, "err", err)
-		return -1, err
+		fsys.log.Error("open blob", "file", pkgName+"/"+f.Path, "digest", f.Digest, "err", err)
+		return nil, err
 	}
-	return fd, nil
+	if b.Fetched() {
+		fsys.log.Info("fetched blob", "file", pkgName+"/"+f.Path, "digest", f.Digest, "size", f.Size, "took", time.Since(start))
+	}
+	return b, nil
 }
 
 // blobFile reads an open blob file of the local store. It keeps reading
 // the blob it opened whatever happens to the tag afterwards.
 type blobFile struct {
-	fd    int
-	d     digest.Digest
-	inuse *inUse
+	blob *registry.Blob
 }
 
 var (
@@ -369,12 +340,11 @@ var (
 )
 
 func (b *blobFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	return fuse.ReadResultFd(uintptr(b.fd), off, len(dest)), 0
+	return fuse.ReadResultFd(uintptr(b.blob.Fd()), off, len(dest)), 0
 }
 
 func (b *blobFile) Release(ctx context.Context) syscall.Errno {
-	syscall.Close(b.fd)
-	b.inuse.done(b.d)
+	b.blob.Close()
 	return 0
 }
 
@@ -386,7 +356,7 @@ type passthroughFile struct {
 
 var _ = (gofs.FilePassthroughFder)((*passthroughFile)(nil))
 
-func (p *passthroughFile) PassthroughFd() (int, bool) { return p.fd, true }
+func (p *passthroughFile) PassthroughFd() (int, bool) { return p.blob.Fd(), true }
 
 // emptyFile is an open empty file: there is no blob to read.
 type emptyFile struct{}

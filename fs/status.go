@@ -1,4 +1,4 @@
-package fs
+package opmfs
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"github.com/opencontainers/go-digest"
 )
 
 // Status is what <mnt>/.opm/status holds.
@@ -23,7 +22,7 @@ type Status struct {
 	HeadMoves   int64     `json:"head_moves"`
 	Blobs       int       `json:"blobs_cached"`
 	BlobBytes   int64     `json:"bytes_cached"`
-	Fetches     int64     `json:"fetches"`
+	Fetches     int64     `json:"fetches"` // blobs the daemon asked the bucket for
 	Errors      int64     `json:"errors"`
 	Commands    int64     `json:"commands"` // CLI commands carried out by this daemon
 	Passthrough bool      `json:"passthrough"`
@@ -34,22 +33,18 @@ type Status struct {
 func (fsys *FS) Status() Status {
 	st := Status{
 		Mountpoint:  fsys.mnt,
-		Home:        fsys.reg.Dir,
+		Home:        fsys.reg.Home(),
 		PID:         os.Getpid(),
 		Started:     fsys.started,
-		Head:        fsys.cur.Load().snap.Commit().String(),
+		Head:        fsys.cur.Load().Commit().String(),
 		HeadMoves:   fsys.headMoves.Load(),
-		Fetches:     fsys.fetches.Load(),
+		Fetches:     fsys.reg.Fetches(),
 		Errors:      fsys.ioErrors.Load(),
 		Commands:    fsys.commands.Load(),
 		Passthrough: fsys.passthrough,
 	}
-	err := fsys.reg.Local.Walk(func(_ digest.Digest, size int64) error {
-		st.Blobs++
-		st.BlobBytes += size
-		return nil
-	})
-	if err != nil {
+	var err error
+	if st.Blobs, st.BlobBytes, err = fsys.reg.LocalUsage(); err != nil {
 		fsys.log.Error("count cached blobs", "err", err)
 	}
 	return st

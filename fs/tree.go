@@ -1,8 +1,7 @@
-package fs
+package opmfs
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"syscall"
 	"time"
@@ -74,10 +73,10 @@ type treeDir struct {
 	gofs.Inode
 	readOnly
 	fs    *FS
-	fixed *view    // nil: the live head
-	key   string   // "live", or "history:<name>" for a .history view
-	parts []string // path below the view's root: ns, project, repo
-	path  string   // parts joined by "/"
+	fixed *registry.View // nil: the live head
+	key   string         // "live", or "history:<name>" for a .history view
+	parts []string       // path below the view's root: ns, project, repo
+	path  string         // parts joined by "/"
 }
 
 var (
@@ -86,7 +85,7 @@ var (
 	_ = (gofs.NodeGetattrer)((*treeDir)(nil))
 )
 
-func (d *treeDir) view() *view {
+func (d *treeDir) view() *registry.View {
 	if d.fixed != nil {
 		return d.fixed
 	}
@@ -116,7 +115,7 @@ func (d *treeDir) repo() opm.Repository {
 }
 
 func (d *treeDir) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	dirAttr(&out.Attr, d.view().snap.When())
+	dirAttr(&out.Attr, d.view().When())
 	out.SetTimeout(d.timeout())
 	return 0
 }
@@ -142,14 +141,14 @@ func (d *treeDir) lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	}
 	parts := append(d.parts[:len(d.parts):len(d.parts)], name) // a copy: d.parts is shared
 	p := d.childPath(name)
-	e, err := v.snap.Stat(p)
+	ok, err := v.HasNode(parts)
 	if err != nil {
 		return nil, d.fs.fail("lookup", err)
 	}
-	if !e.Dir {
+	if !ok {
 		return nil, syscall.ENOENT
 	}
-	dirAttr(&out.Attr, v.snap.When())
+	dirAttr(&out.Attr, v.When())
 	out.SetEntryTimeout(d.timeout())
 	out.SetAttrTimeout(d.timeout())
 	child := &treeDir{fs: d.fs, fixed: d.fixed, key: d.key, parts: parts, path: p}
@@ -159,7 +158,7 @@ func (d *treeDir) lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 // lookupPackage finds a tag, or a package by digest (@sha256:<hex>), in a
 // repository directory. Only the tag's tree entry is read here; the
 // manifest is read when the package directory is first listed or entered.
-func (d *treeDir) lookupPackage(ctx context.Context, v *view, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+func (d *treeDir) lookupPackage(ctx context.Context, v *registry.View, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	repo := d.repo()
 	var p *pkg
 	if s, ok := strings.CutPrefix(name, "@"); ok {
@@ -167,26 +166,24 @@ func (d *treeDir) lookupPackage(ctx context.Context, v *view, name string, out *
 		if err != nil {
 			return nil, syscall.ENOENT
 		}
-		found, err := registry.ResolveIn(v.snap, opm.Reference{Repository: repo, Digest: dg})
+		ref := opm.Reference{Repository: repo, Digest: dg}
+		found, err := v.Resolve(ref)
 		if err != nil {
 			return nil, d.fs.fail("lookup", err)
 		}
-		p = &pkg{fs: d.fs, id: d.key + "\x00" + d.path + "\x00" + name, name: d.path + name,
+		p = &pkg{fs: d.fs, id: d.key + "\x00" + d.path + "\x00" + name, name: ref.String(),
 			mtime: createdTime(found.Manifest), manifest: found.Manifest}
 	} else {
 		if !opm.ValidTag(name) {
 			return nil, syscall.ENOENT
 		}
-		tagPath := opm.TagPath(repo, name)
-		e, err := v.snap.Stat(tagPath)
+		e, err := v.Tag(repo, name)
 		if err != nil {
 			return nil, d.fs.fail("lookup", err)
 		}
-		if e.Dir {
-			return nil, syscall.ENOENT
-		}
-		p = &pkg{fs: d.fs, id: tagID(d.key, d.path, name, e.Hash.String()), name: d.path + ":" + name,
-			mtime: v.tagTime(ctx, d.fs, repo, name), snap: v.snap, tagPath: tagPath}
+		ref := opm.Reference{Repository: repo, Tag: name}
+		p = &pkg{fs: d.fs, id: tagID(d.key, d.path, name, e.ID.String()), name: ref.String(),
+			mtime: d.fs.tagTime(ctx, v, repo, name), view: v, ref: ref}
 	}
 	dirAttr(&out.Attr, p.mtime)
 	// The name may move to another package (the watcher invalidates it);
@@ -267,34 +264,25 @@ func dirHandle(ents []fuse.DirEntry, cache bool) (gofs.FileHandle, uint32, sysca
 
 // entries lists the directory in a view: child names above a repository,
 // tags in one.
-func (d *treeDir) entries(v *view) ([]fuse.DirEntry, error) {
-	var out []fuse.DirEntry
+func (d *treeDir) entries(v *registry.View) ([]fuse.DirEntry, error) {
 	if len(d.parts) == 3 {
-		list, err := v.snap.ReadDir(opm.TagsDir(d.repo()))
-		if errors.Is(err, opm.ErrNotFound) {
-			return nil, nil
-		}
+		tags, err := v.Tags(d.repo())
 		if err != nil {
 			return nil, err
 		}
-		out = make([]fuse.DirEntry, 0, len(list))
-		for _, e := range list {
-			tag, ok := strings.CutSuffix(e.Name, ".json")
-			if e.Dir || !ok || !opm.ValidTag(tag) {
-				continue
-			}
-			out = append(out, fuse.DirEntry{Name: tag, Mode: syscall.S_IFDIR, Ino: tagIno(d.key, d.path, tag, e.Hash.String())})
+		out := make([]fuse.DirEntry, len(tags))
+		for i, t := range tags {
+			out[i] = fuse.DirEntry{Name: t.Tag, Mode: syscall.S_IFDIR, Ino: tagIno(d.key, d.path, t.Tag, t.ID.String())}
 		}
 		return out, nil
 	}
-	list, err := v.snap.ReadDir(d.path)
+	names, err := v.Children(d.parts)
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range list {
-		if e.Dir && opm.ValidComponent(e.Name) {
-			out = append(out, fuse.DirEntry{Name: e.Name, Mode: syscall.S_IFDIR, Ino: ino("tree", d.key, d.childPath(e.Name))})
-		}
+	out := make([]fuse.DirEntry, len(names))
+	for i, n := range names {
+		out[i] = fuse.DirEntry{Name: n, Mode: syscall.S_IFDIR, Ino: ino("tree", d.key, d.childPath(n))}
 	}
 	return out, nil
 }
@@ -369,7 +357,7 @@ func (h *historyDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno
 }
 
 func (h *historyDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	c, err := h.fs.reg.Meta.ResolveCommit(name)
+	c, err := h.fs.reg.ResolveCommit(name)
 	if err != nil {
 		out.SetEntryTimeout(mutableTimeout) // no negative entry: a sync may bring the commit
 		return nil, h.fs.fail("lookup", err)
@@ -378,7 +366,7 @@ func (h *historyDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 	if err != nil {
 		return nil, h.fs.fail("lookup", err)
 	}
-	dirAttr(&out.Attr, v.snap.When())
+	dirAttr(&out.Attr, v.When())
 	out.SetEntryTimeout(mutableTimeout) // a prefix may become ambiguous
 	out.SetAttrTimeout(immutableTimeout)
 	key := "history:" + name

@@ -1,4 +1,4 @@
-package fs
+package opmfs
 
 import (
 	"errors"
@@ -10,10 +10,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/go-git/go-git/v5/plumbing"
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 
-	"github.com/openpm/opm/gitmeta"
+	"github.com/openpm/opm/registry"
 )
 
 // watch polls refs/heads/main (one small file read) until the mount stops,
@@ -41,36 +40,58 @@ func (fsys *FS) watch() {
 	}
 }
 
-// staleEntry is a name the kernel may have cached that the new head changed.
-type staleEntry struct {
-	parent *gofs.Inode
-	name   string
-}
-
-// refresh swaps in the head's snapshot if the head moved, then tells the
+// refresh swaps in the head's view if the head moved, then tells the
 // kernel to forget the names that changed: a tag whose manifest changed or
 // that was added or removed, and a namespace, project or repository that
-// appeared or disappeared. Nothing else is invalidated. The notifications
-// are sent with no lock held, outside any FUSE callback.
+// appeared or disappeared (layout.StaleNames). Nothing else is
+// invalidated, and only names the kernel knows (those go-fuse has an inode
+// for) are. The notifications are sent with no lock held, outside any FUSE
+// callback.
 func (fsys *FS) refresh() error {
 	old := fsys.cur.Load()
-	h, err := fsys.reg.Meta.Head()
-	if err != nil || h == old.snap.Commit() {
+	h, err := fsys.reg.Head()
+	if err != nil || h == old.Commit() {
 		return err
 	}
-	s, err := fsys.reg.Meta.Snapshot(h)
+	v, err := fsys.reg.ViewAt(h)
 	if err != nil {
 		return err
 	}
-	diff, err := fsys.reg.Meta.Diff(old.snap.Commit(), h)
+	stale, files, err := v.Stale(old)
 	if err != nil {
 		return err
 	}
-	fsys.cur.Store(newView(s))
+	fsys.cur.Store(v)
 	fsys.headMoves.Add(1)
-	stale := fsys.staleEntries(old.snap, s, diff)
-	fsys.log.Info("head moved", "from", short(old.snap.Commit()), "to", short(h), "files", len(diff), "invalidated", len(stale))
-	for _, e := range stale {
+	type entry struct {
+		parent *gofs.Inode
+		name   string
+	}
+	var notify []entry
+	root := &fsys.root.Inode
+	// below finds the inode of a node the kernel knows, nil if it knows none.
+	below := func(parts []string) *gofs.Inode {
+		n := root
+		for _, p := range parts {
+			if n = n.GetChild(p); n == nil {
+				return nil
+			}
+		}
+		return n
+	}
+	for _, parts := range stale.Nodes {
+		if parent := below(parts[:len(parts)-1]); parent != nil {
+			notify = append(notify, entry{parent, parts[len(parts)-1]})
+		}
+	}
+	for _, ref := range stale.Tags {
+		r := ref.Repository
+		if parent := below([]string{r.Namespace, r.Project, r.Name}); parent != nil {
+			notify = append(notify, entry{parent, ref.Tag})
+		}
+	}
+	fsys.log.Info("head moved", "from", short(old.Commit()), "to", short(h), "files", files, "invalidated", len(notify))
+	for _, e := range notify {
 		if errno := e.parent.NotifyEntry(e.name); errno != 0 && errno != syscall.ENOENT {
 			fsys.log.Warn("invalidate entry", "name", e.name, "errno", errno)
 		}
@@ -78,59 +99,7 @@ func (fsys *FS) refresh() error {
 	return nil
 }
 
-func short(h plumbing.Hash) string { return h.String()[:12] }
-
-// staleEntries lists the names to invalidate for the files that differ
-// between two snapshots, among the directories the kernel knows (those
-// go-fuse has an inode for).
-func (fsys *FS) staleEntries(old, cur *gitmeta.Snapshot, diff []gitmeta.DiffEntry) []staleEntry {
-	isDir := func(s *gitmeta.Snapshot, p string) bool {
-		e, err := s.Stat(p)
-		return err == nil && e.Dir
-	}
-	// Whether a namespace, project or repository appeared or went away,
-	// asked once per path however many of its files changed (a sync may
-	// bring thousands of tags of one repository).
-	moved := map[string]bool{}
-	changed := func(p string) bool {
-		c, ok := moved[p]
-		if !ok {
-			c = isDir(old, p) != isDir(cur, p)
-			moved[p] = c
-		}
-		return c
-	}
-	seen := map[staleEntry]bool{}
-	var out []staleEntry
-	add := func(parent *gofs.Inode, name string) {
-		e := staleEntry{parent, name}
-		if parent != nil && !seen[e] {
-			seen[e] = true
-			out = append(out, e)
-		}
-	}
-	for _, d := range diff {
-		parts := strings.Split(d.Path, "/")
-		node := &fsys.root.Inode
-		// ns, project, repo: a name changes only if the directory appeared
-		// or went away.
-		i := 0
-		for ; i < 3 && i < len(parts)-1 && node != nil; i++ {
-			p := strings.Join(parts[:i+1], "/")
-			if changed(p) {
-				add(node, parts[i])
-				break
-			}
-			node = node.GetChild(parts[i])
-		}
-		if i == 3 && node != nil && len(parts) == 5 && parts[3] == "tags" {
-			if tag, ok := strings.CutSuffix(parts[4], ".json"); ok {
-				add(node, tag)
-			}
-		}
-	}
-	return out
-}
+func short(h registry.Hash) string { return h.String()[:12] }
 
 // Unmount unmounts dir: umount(2) when allowed (root), else fusermount3 -u.
 // With lazy the mount is detached even while in use (MNT_DETACH).

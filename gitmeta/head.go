@@ -3,7 +3,6 @@ package gitmeta
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/go-git/go-git/v5/plumbing"
 
@@ -30,7 +29,7 @@ func (r *Repo) SetHead(ctx context.Context, old, new plumbing.Hash) error {
 	}
 	_, err := publish(ctx, r.path, Branch, old, new)
 	if errors.Is(err, errRefMoved) {
-		return fmt.Errorf("%w: %w", err, opm.ErrConflict)
+		return opm.WithKind(opm.ErrConflict, err)
 	}
 	return err
 }

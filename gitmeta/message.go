@@ -103,7 +103,7 @@ func validTrailerKey(k string) bool {
 // validate checks that String and ParseMessage round-trip the message.
 func (m Message) validate() error {
 	bad := func(what string) error {
-		return fmt.Errorf("commit message %q: %s: %w", m.Subject, what, opm.ErrInvalid)
+		return opm.Errorf(opm.ErrInvalid, "commit message %q: %s", m.Subject, what)
 	}
 	if strings.TrimSpace(m.Subject) == "" || m.Subject != strings.TrimSpace(m.Subject) || strings.Contains(m.Subject, "\n") {
 		return bad("the subject must be one non-empty line without surrounding space")

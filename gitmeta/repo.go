@@ -56,7 +56,6 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/go-git/go-billy/v5/osfs"
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
@@ -65,6 +64,13 @@ import (
 
 	"github.com/openpm/opm"
 )
+
+// Hash names a git object: a commit, a tree or a blob. Other packages name
+// commits and files by it without importing go-git.
+type Hash = plumbing.Hash
+
+// ZeroHash is the hash of no object: the empty history.
+var ZeroHash = plumbing.ZeroHash
 
 // Branch is the reference that holds the registry's metadata.
 const Branch = plumbing.ReferenceName("refs/heads/main")
@@ -110,12 +116,12 @@ func Open(path string) (*Repo, error) {
 	for _, name := range []string{"HEAD", "objects", "refs"} {
 		if _, err := os.Stat(filepath.Join(path, name)); err != nil {
 			if errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("open %s: not a git repository: %w", path, opm.ErrNotFound)
+				return nil, opm.Errorf(opm.ErrNotFound, "open %s: not a git repository", path)
 			}
 			return nil, fmt.Errorf("open %s: %w", path, err)
 		}
 	}
-	st := filesystem.NewStorage(osfs.New(path), cache.NewObjectLRU(objectCacheSize))
+	st := openStorage(path, cache.NewObjectLRU(objectCacheSize))
 	return &Repo{path: path, st: st, trees: newTreeCache(treeCacheEntries), writer: make(chan struct{}, 1)}, nil
 }
 
@@ -143,7 +149,7 @@ func (r *Repo) Head() (plumbing.Hash, error) {
 // lookup), so it costs O(objects); it is meant for people typing hashes.
 func (r *Repo) ResolveCommit(prefix string) (plumbing.Hash, error) {
 	if len(prefix) < 7 || len(prefix) > 40 || !isHex(prefix) {
-		return plumbing.ZeroHash, fmt.Errorf("commit %q: want 7 to 40 lower-case hex digits: %w", prefix, opm.ErrInvalid)
+		return plumbing.ZeroHash, opm.Errorf(opm.ErrInvalid, "commit %q: want 7 to 40 lower-case hex digits", prefix)
 	}
 	if len(prefix) == 40 {
 		h := plumbing.NewHash(prefix)
@@ -172,11 +178,11 @@ func (r *Repo) ResolveCommit(prefix string) (plumbing.Hash, error) {
 	}
 	switch len(found) {
 	case 0:
-		return plumbing.ZeroHash, fmt.Errorf("commit %s: %w", prefix, opm.ErrNotFound)
+		return plumbing.ZeroHash, opm.Errorf(opm.ErrNotFound, "no commit %s", prefix)
 	case 1:
 		return found[0], nil
 	default:
-		return plumbing.ZeroHash, fmt.Errorf("commit %s: ambiguous, matches %d commits: %w", prefix, len(found), opm.ErrInvalid)
+		return plumbing.ZeroHash, opm.Errorf(opm.ErrInvalid, "commit %s: ambiguous, matches %d commits", prefix, len(found))
 	}
 }
 
@@ -190,7 +196,7 @@ func (r *Repo) object(t plumbing.ObjectType, h plumbing.Hash) (plumbing.EncodedO
 		o, err = r.st.EncodedObject(t, h)
 	}
 	if errors.Is(err, plumbing.ErrObjectNotFound) {
-		return nil, fmt.Errorf("%s %s: %w", t, h, opm.ErrNotFound)
+		return nil, opm.Errorf(opm.ErrNotFound, "%s %s not found", t, h)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", t, h, err)
@@ -247,7 +253,7 @@ func (r *Repo) blob(h plumbing.Hash) ([]byte, error) {
 	// Every metadata file is a manifest or smaller; the size is the
 	// object's own claim (a hostile remote's compressed bomb).
 	if o.Size() > opm.MaxManifestSize {
-		return nil, fmt.Errorf("blob %s: %d bytes, over the %d-byte limit of a metadata file: %w", h, o.Size(), opm.MaxManifestSize, opm.ErrInvalid)
+		return nil, opm.Errorf(opm.ErrInvalid, "blob %s: %d bytes, over the %d-byte limit of a metadata file", h, o.Size(), opm.MaxManifestSize)
 	}
 	data := make([]byte, o.Size())
 	if _, err := io.ReadFull(rd, data); err != nil {

@@ -2,7 +2,6 @@ package gitmeta
 
 import (
 	"cmp"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -61,7 +60,7 @@ func (s *Snapshot) ReadFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	if e.Dir {
-		return nil, fmt.Errorf("read %s: is a directory: %w", path, opm.ErrInvalid)
+		return nil, opm.Errorf(opm.ErrInvalid, "read %s: is a directory", path)
 	}
 	s.repo.mu.Lock()
 	defer s.repo.mu.Unlock()
@@ -77,7 +76,7 @@ func (s *Snapshot) ReadDir(path string) ([]Entry, error) {
 		return nil, err
 	}
 	if !e.Dir {
-		return nil, fmt.Errorf("read %s: not a directory: %w", path, opm.ErrInvalid)
+		return nil, opm.Errorf(opm.ErrInvalid, "read %s: not a directory", path)
 	}
 	s.repo.mu.Lock()
 	entries, err := s.repo.tree(e.Hash)
@@ -110,7 +109,7 @@ func (s *Snapshot) Stat(path string) (Entry, error) {
 	e := root
 	for i, name := range parts {
 		if !e.Dir {
-			return Entry{}, fmt.Errorf("%s: %s is a file: %w", path, strings.Join(parts[:i], "/"), opm.ErrNotFound)
+			return Entry{}, opm.Errorf(opm.ErrNotFound, "%s not found: %s is a file", path, strings.Join(parts[:i], "/"))
 		}
 		entries, err := s.repo.tree(e.Hash)
 		if err != nil {
@@ -118,7 +117,7 @@ func (s *Snapshot) Stat(path string) (Entry, error) {
 		}
 		te, ok := findEntry(entries, name)
 		if !ok {
-			return Entry{}, fmt.Errorf("%s in %s: %w", path, shortHash(s.commit), opm.ErrNotFound)
+			return Entry{}, opm.Errorf(opm.ErrNotFound, "%s not found in %s", path, shortHash(s.commit))
 		}
 		e = Entry{Name: name, Dir: te.Mode == filemode.Dir, Hash: te.Hash}
 	}

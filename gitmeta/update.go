@@ -94,7 +94,7 @@ func (r *Repo) Update(ctx context.Context, author Signature, fn func(*Snapshot) 
 			return head, false, err
 		}
 		if attempt+1 == maxAttempts {
-			return head, false, fmt.Errorf("update %s: lost the race %d times: %w", Branch, maxAttempts, opm.ErrConflict)
+			return head, false, opm.Errorf(opm.ErrConflict, "update %s: lost the race %d times", Branch, maxAttempts)
 		}
 		if err := backoff(ctx, attempt); err != nil {
 			return head, false, err
@@ -152,7 +152,7 @@ func newEdits(changes []Change) (*edit, error) {
 		e := root
 		for _, name := range parts {
 			if e.change != nil {
-				return nil, fmt.Errorf("change %s: a parent is changed as a file too: %w", c.Path, opm.ErrInvalid)
+				return nil, opm.Errorf(opm.ErrInvalid, "change %s: a parent is changed as a file too", c.Path)
 			}
 			if e.kids == nil {
 				e.kids = make(map[string]*edit)
@@ -165,7 +165,7 @@ func newEdits(changes []Change) (*edit, error) {
 			e = kid
 		}
 		if e.kids != nil {
-			return nil, fmt.Errorf("change %s: paths below it are changed too: %w", c.Path, opm.ErrInvalid)
+			return nil, opm.Errorf(opm.ErrInvalid, "change %s: paths below it are changed too", c.Path)
 		}
 		e.change = c
 	}
@@ -177,7 +177,7 @@ func splitPath(path string) ([]string, error) {
 	parts := strings.Split(path, "/")
 	for _, name := range parts {
 		if name == "" || name == "." || name == ".." || strings.EqualFold(name, ".git") || strings.IndexByte(name, 0) >= 0 {
-			return nil, fmt.Errorf("path %q: want relative slash-separated names, none empty, \".\", \"..\" or \".git\": %w", path, opm.ErrInvalid)
+			return nil, opm.Errorf(opm.ErrInvalid, "path %q: want relative slash-separated names, none empty, \".\", \"..\" or \".git\"", path)
 		}
 	}
 	return parts, nil
@@ -218,7 +218,7 @@ func (w *objectWriter) apply(tree plumbing.Hash, e *edit, dir string) (plumbing.
 			keep = false
 		case c != nil:
 			if found && entries[i].Mode == filemode.Dir {
-				return plumbing.ZeroHash, fmt.Errorf("change %s: is a directory: %w", path, opm.ErrInvalid)
+				return plumbing.ZeroHash, opm.Errorf(opm.ErrInvalid, "change %s: is a directory", path)
 			}
 			next.Mode = filemode.Regular
 			next.Hash = plumbing.ComputeHash(plumbing.BlobObject, c.Data)
@@ -231,7 +231,7 @@ func (w *objectWriter) apply(tree plumbing.Hash, e *edit, dir string) (plumbing.
 			var sub plumbing.Hash
 			if found {
 				if entries[i].Mode != filemode.Dir {
-					return plumbing.ZeroHash, fmt.Errorf("change below %s: is a file: %w", path, opm.ErrInvalid)
+					return plumbing.ZeroHash, opm.Errorf(opm.ErrInvalid, "change below %s: is a file", path)
 				}
 				sub = entries[i].Hash
 			}
@@ -361,7 +361,7 @@ func searchEntry(entries []object.TreeEntry, name string) (int, bool) {
 func (s Signature) validate() error {
 	for _, v := range []string{s.Name, s.Email} {
 		if v == "" || strings.ContainsAny(v, "<>\n\x00") {
-			return fmt.Errorf("signature %q <%s>: name and email must be non-empty and hold no '<', '>' or newline: %w", s.Name, s.Email, opm.ErrInvalid)
+			return opm.Errorf(opm.ErrInvalid, "signature %q <%s>: name and email must be non-empty and hold no '<', '>' or newline", s.Name, s.Email)
 		}
 	}
 	return nil

@@ -36,7 +36,7 @@ import (
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/cas/castest"
-	"github.com/openpm/opm/registry"
+	"github.com/openpm/opm/layout"
 )
 
 func runOpm(t *testing.T, home string, args ...string) (string, error) {
@@ -378,8 +378,8 @@ func tagManifests(gitDir string) (map[string][]byte, error) {
 		if !ok || len(f) != 3 {
 			return nil, fmt.Errorf("git ls-tree: %q", e)
 		}
-		if ref, ok := registry.TagOfPath(p); ok {
-			refs, ids = append(refs, ref), append(ids, f[2])
+		if lp, err := layout.Parse(p); err == nil && lp.Kind == layout.KindTag {
+			refs, ids = append(refs, lp.Ref.String()), append(ids, f[2])
 		}
 	}
 	cmd := exec.Command("git", "-C", gitDir, "cat-file", "--batch")

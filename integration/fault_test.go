@@ -159,7 +159,7 @@ func TestFaultPull(t *testing.T) {
 		code    int
 		message string
 	}{
-		{"corrupt", faultproxy.Plan{Corrupt: 1, Seed: 1}, 5, "integrity failure"},
+		{"corrupt", faultproxy.Plan{Corrupt: 1, Seed: 1}, 5, "content hashes to"},
 		{"errors", faultproxy.Plan{Error: 1, Seed: 2}, 1, "failed after 5 attempts"},
 		{"cut", faultproxy.Plan{Truncate: 1, Seed: 3}, 1, "unexpected EOF"},
 	} {

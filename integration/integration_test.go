@@ -16,6 +16,7 @@ import (
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/gitmeta"
 	"github.com/openpm/opm/internal/opmtest"
+	"github.com/openpm/opm/layout"
 )
 
 // opmBin is the binary under test, built once by TestMain.
@@ -85,7 +86,7 @@ func cmdInject(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	_, _, err = repo.Update(context.Background(), gitmeta.Signature{Name: "mallory", Email: "m@example.org"},
 		func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
-			return []gitmeta.Change{{Path: opm.TagPath(ref.Repository, ref.Tag), Data: body}},
+			return []gitmeta.Change{{Path: layout.TagPath(ref.Repository, ref.Tag), Data: body}},
 				gitmeta.Message{Subject: "inject " + ref.String()}, nil
 		})
 	ts.Check(err)

@@ -14,12 +14,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/cas"
+	"github.com/openpm/opm/gitmeta"
+	"github.com/openpm/opm/layout"
 )
 
 // Kinds of problem opm fsck reports.
@@ -63,7 +64,7 @@ type Subset struct {
 // share), or "N/M" (slice N of M).
 func ParseSubset(s string) (Subset, error) {
 	bad := func(why string) (Subset, error) {
-		return Subset{}, fmt.Errorf("--read-data=%s: %s (want PERCENT%%, e.g. 10%%, or N/M, e.g. 3/10): %w", s, why, opm.ErrInvalid)
+		return Subset{}, opm.Errorf(opm.ErrInvalid, "--read-data=%s: %s (want PERCENT%%, e.g. 10%%, or N/M, e.g. 3/10)", s, why)
 	}
 	if s == "" {
 		return Subset{}, nil
@@ -174,12 +175,12 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, err
 	if opts.ReadData {
 		res.ReadData = opts.Subset.String()
 	}
-	var commit plumbing.Hash
+	var commit Hash
 	var remoteBucket *cas.Bucket
 	var err error
 	if opts.Remote != "" {
 		if opts.Repair {
-			return nil, fmt.Errorf("--repair mends this home only, not a remote: %w", opm.ErrInvalid)
+			return nil, opm.Errorf(opm.ErrInvalid, "--repair mends this home only, not a remote")
 		}
 		rm, err := r.Remote(opts.Remote)
 		if err != nil {
@@ -190,14 +191,14 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, err
 			return nil, fmt.Errorf("remote %s: bucket %s: %w", rm.Name, rm.Blobs, err)
 		}
 		defer remoteBucket.Close()
-		if commit, err = FetchMain(ctx, r.MetaDir(), rm.URL, TrackingRef(rm.Name)); err != nil {
+		if commit, err = r.meta.Fetch(ctx, rm.URL, gitmeta.TrackingRef(rm.Name)); err != nil {
 			return nil, err
 		}
-	} else if commit, err = r.Meta.Head(); err != nil {
+	} else if commit, err = r.meta.Head(); err != nil {
 		return nil, err
 	}
 	res.Commit = commit.String()
-	s, err := r.Meta.Snapshot(commit)
+	s, err := r.meta.Snapshot(commit)
 	if err != nil {
 		return nil, err
 	}
@@ -210,15 +211,15 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, err
 	}
 	var indexes []indexRef
 	present := map[string]bool{} // repo path + "@" + digest of every manifest
-	err = WalkManifests(ctx, s, func(m *StoredManifest) error {
+	err = layout.Walk(ctx, s, func(m *layout.StoredManifest) error {
 		if m.ByDigest() {
 			res.Manifests++
 		} else {
 			res.Tags++
 		}
-		present[m.Repo.Path()+"@"+m.Digest.String()] = true
+		present[m.Repo().Path()+"@"+m.Digest.String()] = true
 		if m.Err != nil {
-			res.Problems = append(res.Problems, Problem{Kind: ProblemBadManifest, Path: m.Path, Where: "metadata", Tags: []string{m.Ref}, Detail: oneLine(m.Err)})
+			res.Problems = append(res.Problems, Problem{Kind: ProblemBadManifest, Path: m.Path, Where: "metadata", Tags: []string{m.Ref.String()}, Detail: oneLine(m.Err)})
 			return nil
 		}
 		for _, b := range m.Blobs() {
@@ -229,13 +230,13 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, err
 			} else if b.Size != u.size && !slices.Contains(u.sizes, b.Size) {
 				u.sizes = append(u.sizes, b.Size)
 			}
-			u.refs = append(u.refs, m.Ref)
+			u.refs = append(u.refs, m.Ref.String())
 		}
 		for _, c := range m.Manifest.Manifests {
-			indexes = append(indexes, indexRef{ref: m.Ref, repo: m.Repo.Path(), child: c.Digest})
+			indexes = append(indexes, indexRef{ref: m.Ref.String(), repo: m.Repo().Path(), child: c.Digest})
 		}
 		return nil
-	}, func(o Oddity) error {
+	}, func(o layout.Oddity) error {
 		res.Problems = append(res.Problems, Problem{Kind: ProblemBadName, Path: o.Path, Where: "metadata", Detail: o.Detail})
 		return nil
 	})
@@ -257,12 +258,12 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, err
 	// The blobs: in the registry's copy (the bucket, else the local
 	// store) and, for a home, its local copies.
 	var bucket *cas.Bucket
-	local := r.Local
+	local := r.local
 	switch {
 	case remoteBucket != nil:
 		bucket, local = remoteBucket, nil
-	case r.Bucket != nil:
-		bucket = r.Bucket
+	case r.bucket != nil:
+		bucket = r.bucket
 	}
 	order := make([]digest.Digest, 0, len(blobs))
 	var total int64
@@ -381,9 +382,9 @@ func (r *Registry) checkBlob(ctx context.Context, d digest.Digest, u *blobUse, b
 // temporary files; with Repair it removes what is corrupt and leftover and
 // rebuilds the index.
 func (r *Registry) checkLocal(ctx context.Context, named map[digest.Digest]*blobUse, opts FsckOptions, res *FsckResult, found func(Problem)) error {
-	only := r.Bucket == nil // the local store is the registry's copy
+	only := r.bucket == nil // the local store is the registry's copy
 	var files []cas.BlobInfo
-	err := r.Local.Walk(func(d digest.Digest, size int64) error {
+	err := r.local.Walk(func(d digest.Digest, size int64) error {
 		files = append(files, cas.BlobInfo{Digest: d, Size: size})
 		return nil
 	})
@@ -401,7 +402,7 @@ func (r *Registry) checkLocal(ctx context.Context, named map[digest.Digest]*blob
 			continue // checked above as the registry's copy
 		}
 		g.Go(func() error {
-			p := Problem{Digest: f.Digest, Path: r.Local.Path(f.Digest), Where: "local"}
+			p := Problem{Digest: f.Digest, Path: r.local.Path(f.Digest), Where: "local"}
 			if u != nil {
 				p.Tags = u.refs
 			}
@@ -409,7 +410,7 @@ func (r *Registry) checkLocal(ctx context.Context, named map[digest.Digest]*blob
 			case u != nil && f.Size != u.size:
 				p.Kind, p.Detail = ProblemSizeMismatch, fmt.Sprintf("local copy has %d bytes, %d named", f.Size, u.size)
 			case hash:
-				n, err := r.Local.Verify(gctx, f.Digest)
+				n, err := r.local.Verify(gctx, f.Digest)
 				mu.Lock()
 				res.BytesVerified += n
 				mu.Unlock()
@@ -424,7 +425,7 @@ func (r *Registry) checkLocal(ctx context.Context, named map[digest.Digest]*blob
 				return nil
 			}
 			if opts.Repair {
-				if err := r.Local.Delete(gctx, f.Digest); err != nil && !errors.Is(err, opm.ErrNotFound) {
+				if err := r.local.Delete(gctx, f.Digest); err != nil && !errors.Is(err, opm.ErrNotFound) {
 					return err
 				}
 				// Fixed when the bucket has the blob (it is fetched again) or
@@ -442,16 +443,16 @@ func (r *Registry) checkLocal(ctx context.Context, named map[digest.Digest]*blob
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	temps, err := r.Local.TempFiles()
+	temps, err := r.local.TempFiles()
 	if err != nil {
 		return err
 	}
-	cutoff := r.Now().Add(-tempGrace)
+	cutoff := r.now().Add(-tempGrace)
 	for _, t := range temps {
 		p := Problem{Kind: ProblemTempFile, Path: t.Path, Where: "local",
 			Detail: fmt.Sprintf("temporary file of %d bytes, last written %s", t.Size, t.ModTime.UTC().Format(time.RFC3339))}
 		if opts.Repair {
-			removed, err := r.Local.RemoveTemp(t, cutoff)
+			removed, err := r.local.RemoveTemp(t, cutoff)
 			if err != nil {
 				return err
 			}
@@ -464,11 +465,11 @@ func (r *Registry) checkLocal(ctx context.Context, named map[digest.Digest]*blob
 		found(p)
 	}
 	if opts.Repair {
-		idx, err := r.Index()
+		idx, err := r.Index(ctx)
 		if err != nil {
 			return err
 		}
-		if err := idx.Rebuild(r.Local); err != nil {
+		if err := idx.Rebuild(r.local); err != nil {
 			return err
 		}
 		res.IndexRebuilt = true

@@ -87,13 +87,13 @@ func TestFsckLocal(t *testing.T) {
 		t.Fatalf("clean home: %d tags, %d blobs, problems %v", res.Tags, res.Blobs, kinds(res))
 	}
 	var stored int64
-	r.Local.Walk(func(_ digest.Digest, n int64) error { stored += n; return nil })
+	r.local.Walk(func(_ digest.Digest, n int64) error { stored += n; return nil })
 	if res.BytesVerified != stored {
 		t.Fatalf("verified %d bytes, the named blobs hold %d", res.BytesVerified, stored)
 	}
 
 	shared := fileDigest(t, pkg, "x.txt")
-	overwrite(t, r.Local.Path(shared.Digest), []byte("SHARED"))
+	overwrite(t, r.local.Path(shared.Digest), []byte("SHARED"))
 	if res := fsck(t, r, FsckOptions{}); len(res.Problems) != 0 {
 		t.Fatalf("same-size corruption found without --read-data: %v", kinds(res))
 	}
@@ -115,7 +115,7 @@ func TestFsckLocal(t *testing.T) {
 	}
 
 	only := fileDigest(t, pkg, "z.txt")
-	overwrite(t, r.Local.Path(only.Digest), []byte("short"))
+	overwrite(t, r.local.Path(only.Digest), []byte("short"))
 	res = fsck(t, r, FsckOptions{})
 	if want := []string{"size-mismatch " + only.Digest.String()}; !slices.Equal(kinds(res), want) {
 		t.Fatalf("got %v, want %v", kinds(res), want)
@@ -123,7 +123,7 @@ func TestFsckLocal(t *testing.T) {
 	// Repair removes wrong bytes; with no bucket holding another copy, the
 	// tag stays broken and fsck still says so.
 	res = fsck(t, r, FsckOptions{ReadData: true, Repair: true})
-	if res.Damaged() != 2 || r.Local.Has(only.Digest) || r.Local.Has(shared.Digest) {
+	if res.Damaged() != 2 || r.local.Has(only.Digest) || r.local.Has(shared.Digest) {
 		t.Fatalf("repair of the only copies: damaged %d, problems %v", res.Damaged(), kinds(res))
 	}
 	res = fsck(t, r, FsckOptions{})
@@ -158,11 +158,11 @@ func TestFsckBucket(t *testing.T) {
 		t.Fatalf("clean: %v", kinds(res))
 	}
 
-	if err := r.Bucket.Delete(ctx, a.Digest); err != nil {
+	if err := r.bucket.Delete(ctx, a.Digest); err != nil {
 		t.Fatal(err)
 	}
 	putRaw(t, url, b.Digest.Encoded(), []byte("BETA"))
-	overwrite(t, r.Local.Path(c.Digest), []byte("GAMMA"))
+	overwrite(t, r.local.Path(c.Digest), []byte("GAMMA"))
 
 	res := fsck(t, r, FsckOptions{})
 	if want := []string{"missing-blob " + a.Digest.String()}; !slices.Equal(kinds(res), want) {
@@ -181,13 +181,13 @@ func TestFsckBucket(t *testing.T) {
 			t.Fatalf("affected tags %v", p.Tags)
 		}
 	}
-	if r.Local.Has(c.Digest) {
+	if r.local.Has(c.Digest) {
 		t.Fatal("repair kept the corrupt local copy")
 	}
-	if err := r.EnsureLocal(ctx, c.Digest); err != nil {
+	if err := r.ensureLocal(ctx, c.Digest); err != nil {
 		t.Fatalf("the repaired copy is not fetched again: %v", err)
 	}
-	if _, err := r.Local.Verify(ctx, c.Digest); err != nil {
+	if _, err := r.local.Verify(ctx, c.Digest); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -199,7 +199,7 @@ func TestFsckMetadata(t *testing.T) {
 	r := openHome(t, t.TempDir())
 	pushTree(t, r, "ns/p/r:good", map[string]string{"a": "alpha"})
 	body := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:` + digest.FromString("absent").Encoded() + `","size":10}]}`)
-	_, _, err := r.Meta.Update(ctx, gitmeta.Signature{Name: "evil", Email: "e@x"}, func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+	_, _, err := r.meta.Update(ctx, gitmeta.Signature{Name: "evil", Email: "e@x"}, func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
 		return []gitmeta.Change{
 			{Path: "ns/p/r/tags/broken.json", Data: []byte("{not json")},
 			{Path: "ns/p/r/tags/index.json", Data: body},
@@ -234,7 +234,7 @@ func TestFsckMetadata(t *testing.T) {
 func TestFsckTempFiles(t *testing.T) {
 	r := openHome(t, t.TempDir())
 	pushTree(t, r, "ns/p/r:v1", map[string]string{"a": "alpha"})
-	tmp := filepath.Join(r.BlobDir(), "tmp")
+	tmp := filepath.Join(r.blobDir(), "tmp")
 	old, fresh := filepath.Join(tmp, "put-old"), filepath.Join(tmp, "put-fresh")
 	for _, p := range []string{old, fresh} {
 		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
@@ -275,7 +275,7 @@ func TestFsckRemote(t *testing.T) {
 	pkg := pushTree(t, o, "ns/p/r:v1", map[string]string{"a": "alpha"})
 
 	r := openHome(t, t.TempDir())
-	if err := r.AddRemote(ctx, Remote{Name: "up", URL: o.MetaDir(), Blobs: url}); err != nil {
+	if err := r.AddRemote(ctx, Remote{Name: "up", URL: o.metaDir(), Blobs: url}); err != nil {
 		t.Fatal(err)
 	}
 	res := fsck(t, r, FsckOptions{Remote: "up", ReadData: true})
@@ -283,7 +283,7 @@ func TestFsckRemote(t *testing.T) {
 		t.Fatalf("remote: %+v", res)
 	}
 	a := fileDigest(t, pkg, "a")
-	if err := o.Bucket.Delete(ctx, a.Digest); err != nil {
+	if err := o.bucket.Delete(ctx, a.Digest); err != nil {
 		t.Fatal(err)
 	}
 	res = fsck(t, r, FsckOptions{Remote: "up"})

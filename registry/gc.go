@@ -7,12 +7,12 @@ import (
 	"slices"
 	"time"
 
-	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/cas"
 	"github.com/openpm/opm/gitmeta"
+	"github.com/openpm/opm/layout"
 )
 
 // Defaults of opm gc.
@@ -67,20 +67,20 @@ type GCResult struct {
 // anything committed meanwhile are spared.
 func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	if opts.Grace < 0 || opts.Keep < 0 {
-		return nil, fmt.Errorf("gc: --grace and --keep cannot be negative: %w", opm.ErrInvalid)
+		return nil, opm.Errorf(opm.ErrInvalid, "gc: --grace and --keep cannot be negative")
 	}
 	res := &GCResult{Removed: []GCBlob{}, DryRun: opts.DryRun}
 	url, _, err := r.blobsURL()
 	if err != nil {
 		return nil, err
 	}
-	bucket, own := r.Bucket, true
+	bucket, own := r.bucket, true
 	if opts.Remote != "" {
 		rm, err := r.Remote(opts.Remote)
 		if err != nil {
 			return nil, err
 		}
-		if rm.Blobs != url || r.Bucket == nil {
+		if rm.Blobs != url || r.bucket == nil {
 			if bucket, err = cas.OpenBucket(ctx, rm.Blobs); err != nil {
 				return nil, fmt.Errorf("remote %s: bucket %s: %w", rm.Name, rm.Blobs, err)
 			}
@@ -91,7 +91,7 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	if bucket != nil {
 		res.Store = "bucket " + url
 	} else {
-		res.Store = "local store " + r.BlobDir()
+		res.Store = "local store " + r.blobDir()
 	}
 
 	heads, err := r.storeHeads(ctx, url, own)
@@ -101,7 +101,7 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	// The two tiny blobs every push stores locally (the empty config and
 	// the empty file) are always kept.
 	live := map[digest.Digest]bool{opm.EmptyDigest: true, opm.EmptyFileDigest: true}
-	cutoff := r.Now().Add(-opts.Keep)
+	cutoff := r.now().Add(-opts.Keep)
 	for _, h := range heads {
 		res.Heads = append(res.Heads, h.name+"@"+h.commit.String())
 		if err := r.liveAt(ctx, h.commit, live); err != nil {
@@ -116,7 +116,7 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 
 	// Candidates: what the store holds that nothing names.
 	var garbage []GCBlob
-	young := r.Now().Add(-opts.Grace)
+	young := r.now().Add(-opts.Grace)
 	consider := func(b cas.BlobInfo) error {
 		res.Scanned++
 		switch {
@@ -131,7 +131,7 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	if bucket != nil {
 		err = bucket.List(ctx, consider)
 	} else {
-		err = r.Local.WalkInfo(consider) // the walk's own stat gives the time
+		err = r.local.WalkInfo(consider) // the walk's own stat gives the time
 	}
 	if err != nil {
 		return nil, err
@@ -141,7 +141,7 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	// stored and be about to name it); new ones wait until gc is done. A
 	// dry run removes nothing and keeps no writer waiting.
 	if !opts.DryRun {
-		release, err := holdForGC(ctx, r.Dir)
+		release, err := holdForGC(ctx, r.dir)
 		if err != nil {
 			return nil, err
 		}
@@ -196,7 +196,7 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 // was listed (its time moved past young) is kept.
 func (r *Registry) collect(ctx context.Context, bucket *cas.Bucket, own bool, b GCBlob, young time.Time) (bool, error) {
 	if bucket == nil {
-		info, err := r.Local.Info(b.Digest)
+		info, err := r.local.Info(b.Digest)
 		if errors.Is(err, opm.ErrNotFound) {
 			return false, nil
 		}
@@ -210,7 +210,7 @@ func (r *Registry) collect(ctx context.Context, bucket *cas.Bucket, own bool, b 
 		return false, err
 	}
 	if bucket == nil || own {
-		if err := r.Local.Delete(ctx, b.Digest); err != nil && !errors.Is(err, opm.ErrNotFound) {
+		if err := r.local.Delete(ctx, b.Digest); err != nil && !errors.Is(err, opm.ErrNotFound) {
 			return false, err
 		}
 	}
@@ -220,7 +220,7 @@ func (r *Registry) collect(ctx context.Context, bucket *cas.Bucket, own bool, b 
 // namedHead is a metadata head that uses the store being collected.
 type namedHead struct {
 	name   string // "main" or a remote's name
-	commit plumbing.Hash
+	commit Hash
 }
 
 // storeHeads returns the heads of every metadata this home knows that keeps
@@ -230,7 +230,7 @@ type namedHead struct {
 func (r *Registry) storeHeads(ctx context.Context, url string, own bool) ([]namedHead, error) {
 	var out []namedHead
 	if own {
-		h, err := r.Meta.Head()
+		h, err := r.meta.Head()
 		if err != nil {
 			return nil, err
 		}
@@ -247,7 +247,7 @@ func (r *Registry) storeHeads(ctx context.Context, url string, own bool) ([]name
 		if rm.Blobs != url || rm.URL == "" {
 			continue
 		}
-		h, err := FetchMain(ctx, r.MetaDir(), rm.URL, TrackingRef(rm.Name))
+		h, err := r.meta.Fetch(ctx, rm.URL, gitmeta.TrackingRef(rm.Name))
 		if err != nil {
 			return nil, fmt.Errorf("gc: remote %s uses this bucket but its metadata cannot be read, so what it names is unknown: %w", rm.Name, err)
 		}
@@ -257,13 +257,13 @@ func (r *Registry) storeHeads(ctx context.Context, url string, own bool) ([]name
 }
 
 // liveAt marks the blobs of every manifest at commit.
-func (r *Registry) liveAt(ctx context.Context, commit plumbing.Hash, live map[digest.Digest]bool) error {
-	s, err := r.Meta.Snapshot(commit)
+func (r *Registry) liveAt(ctx context.Context, commit Hash, live map[digest.Digest]bool) error {
+	s, err := r.meta.Snapshot(commit)
 	if err != nil {
 		return err
 	}
-	return WalkManifests(ctx, s, func(m *StoredManifest) error {
-		return markLive(m.Ref, m.Manifest, m.Err, live)
+	return layout.Walk(ctx, s, func(m *layout.StoredManifest) error {
+		return markLive(m.Ref.String(), m.Manifest, m.Err, live)
 	}, nil)
 }
 
@@ -271,10 +271,10 @@ func (r *Registry) liveAt(ctx context.Context, commit plumbing.Hash, live map[di
 // than cutoff replaced or removed: each was live at some moment of the kept
 // period. The walk goes back along first parents until the first older
 // commit.
-func (r *Registry) liveInHistory(ctx context.Context, head plumbing.Hash, cutoff time.Time, live map[digest.Digest]bool) error {
+func (r *Registry) liveInHistory(ctx context.Context, head Hash, cutoff time.Time, live map[digest.Digest]bool) error {
 	from := head
 	for !from.IsZero() {
-		page, err := r.Meta.Log(ctx, from, "", 256)
+		page, err := r.meta.Log(ctx, from, "", 256)
 		if err != nil {
 			return err
 		}
@@ -297,7 +297,7 @@ func (r *Registry) liveInHistory(ctx context.Context, head plumbing.Hash, cutoff
 // liveSince marks the blobs of the manifests set between the head of the
 // same name in before and now.
 func (r *Registry) liveSince(ctx context.Context, before []namedHead, now namedHead, live map[digest.Digest]bool) error {
-	var old plumbing.Hash
+	var old Hash
 	for _, h := range before {
 		if h.name == now.name {
 			old = h.commit
@@ -312,16 +312,16 @@ func (r *Registry) liveSince(ctx context.Context, before []namedHead, now namedH
 // markChanged marks the blobs of the manifest files that differ from commit
 // a to commit b: their versions at a (replaced or removed by b) when
 // previous, else their versions at b.
-func (r *Registry) markChanged(ctx context.Context, a, b plumbing.Hash, previous bool, live map[digest.Digest]bool) error {
-	diff, err := r.Meta.Diff(a, b)
+func (r *Registry) markChanged(ctx context.Context, a, b Hash, previous bool, live map[digest.Digest]bool) error {
+	diff, err := r.meta.Diff(a, b)
 	if err != nil {
 		return err
 	}
-	at, h := b, func(d gitmeta.DiffEntry) plumbing.Hash { return d.New }
+	at, h := b, func(d gitmeta.DiffEntry) Hash { return d.New }
 	if previous {
-		at, h = a, func(d gitmeta.DiffEntry) plumbing.Hash { return d.Old }
+		at, h = a, func(d gitmeta.DiffEntry) Hash { return d.Old }
 	}
-	s, err := r.Meta.Snapshot(at)
+	s, err := r.meta.Snapshot(at)
 	if err != nil {
 		return err
 	}
@@ -329,7 +329,7 @@ func (r *Registry) markChanged(ctx context.Context, a, b plumbing.Hash, previous
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if _, _, ok := ManifestOfPath(d.Path); h(d).IsZero() || !ok {
+		if p, _ := layout.Parse(d.Path); h(d).IsZero() || !p.IsManifest() {
 			continue
 		}
 		body, err := s.ReadFile(d.Path)
@@ -350,8 +350,7 @@ func markLive(what string, m *opm.AnyManifest, perr error, live map[digest.Diges
 	if perr != nil {
 		return fmt.Errorf("gc: %s does not parse, so the blobs it names are unknown; nothing was removed (see opm fsck): %w", what, perr)
 	}
-	sm := StoredManifest{Manifest: m}
-	for _, b := range sm.Blobs() {
+	for _, b := range m.Blobs() {
 		live[b.Digest] = true
 	}
 	return nil

@@ -39,7 +39,7 @@ func digests(ds ...digest.Digest) []digest.Digest {
 }
 
 // later moves the registry's clock past every blob's grace period.
-func later(r *Registry, d time.Duration) { r.Now = func() time.Time { return time.Now().Add(d) } }
+func later(r *Registry, d time.Duration) { r.now = func() time.Time { return time.Now().Add(d) } }
 
 // TestGCLocal: in a home without a bucket, gc removes exactly the blobs no
 // tag names any more, and only once they are out of both the grace period
@@ -64,14 +64,14 @@ func TestGCLocal(t *testing.T) {
 		t.Fatalf("inside keep: removed %v", removed(res))
 	}
 	res := gc(t, r, GCOptions{Grace: time.Hour, DryRun: true})
-	if !slices.Equal(removed(res), digests(old)) || !r.Local.Has(old) {
-		t.Fatalf("dry run: %v, blob still there %v", removed(res), r.Local.Has(old))
+	if !slices.Equal(removed(res), digests(old)) || !r.local.Has(old) {
+		t.Fatalf("dry run: %v, blob still there %v", removed(res), r.local.Has(old))
 	}
 	res = gc(t, r, GCOptions{Grace: time.Hour})
 	if !slices.Equal(removed(res), digests(old)) || res.BytesFreed != int64(len("only in v1")) {
 		t.Fatalf("removed %v (%d bytes), want %v", removed(res), res.BytesFreed, old)
 	}
-	if r.Local.Has(old) || !r.Local.Has(same) {
+	if r.local.Has(old) || !r.local.Has(same) {
 		t.Fatal("gc removed the wrong blob")
 	}
 	if _, err := r.Pull(ctx, mustRef(t, "ns/p/r:v2"), filepath.Join(t.TempDir(), "out"), false, nil); err != nil {
@@ -113,20 +113,20 @@ func TestGCBucket(t *testing.T) {
 	if res := gc(t, a, GCOptions{Grace: time.Hour, DryRun: true}); !slices.Equal(removed(res), digests(gone, theirs)) {
 		t.Fatalf("dry run without the remote: %v", removed(res))
 	}
-	if err := a.AddRemote(ctx, Remote{Name: "b", URL: b.MetaDir(), Blobs: url}); err != nil {
+	if err := a.AddRemote(ctx, Remote{Name: "b", URL: b.metaDir(), Blobs: url}); err != nil {
 		t.Fatal(err)
 	}
 	res := gc(t, a, GCOptions{Grace: time.Hour})
 	if !slices.Equal(removed(res), digests(gone)) || len(res.Heads) != 2 {
 		t.Fatalf("removed %v from heads %v, want only %s", removed(res), res.Heads, gone)
 	}
-	if _, err := a.Bucket.Stat(ctx, gone); !errors.Is(err, opm.ErrNotFound) {
+	if _, err := a.bucket.Stat(ctx, gone); !errors.Is(err, opm.ErrNotFound) {
 		t.Fatalf("removed blob still in the bucket: %v", err)
 	}
-	if a.Local.Has(gone) {
+	if a.local.Has(gone) {
 		t.Fatal("removed blob's local copy kept")
 	}
-	if _, err := a.Bucket.Stat(ctx, theirs); err != nil {
+	if _, err := a.bucket.Stat(ctx, theirs); err != nil {
 		t.Fatalf("b's blob was collected: %v", err)
 	}
 
@@ -148,7 +148,7 @@ func TestGCRefusesUnreadableMetadata(t *testing.T) {
 	if _, err := r.Remove(ctx, mustRef(t, "ns/p/r:v1")); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := r.Meta.Update(ctx, gitmeta.Signature{Name: "x", Email: "x@x"}, func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+	_, _, err := r.meta.Update(ctx, gitmeta.Signature{Name: "x", Email: "x@x"}, func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
 		return []gitmeta.Change{{Path: "ns/p/r/tags/bad.json", Data: []byte("{")}}, gitmeta.Message{Subject: "bad"}, nil
 	})
 	if err != nil {
@@ -158,7 +158,7 @@ func TestGCRefusesUnreadableMetadata(t *testing.T) {
 	if _, err := r.GC(ctx, GCOptions{}); err == nil {
 		t.Fatal("gc ran over a manifest that does not parse")
 	}
-	if !r.Local.Has(fileDigest(t, v1, "a").Digest) {
+	if !r.local.Has(fileDigest(t, v1, "a").Digest) {
 		t.Fatal("gc removed a blob before refusing")
 	}
 }
@@ -174,7 +174,7 @@ func TestGCSparesReusedBlob(t *testing.T) {
 		t.Fatal(err)
 	}
 	long := time.Now().Add(-2 * time.Hour)
-	r.Local.Walk(func(d digest.Digest, _ int64) error { return os.Chtimes(r.Local.Path(d), long, long) })
+	r.local.Walk(func(d digest.Digest, _ int64) error { return os.Chtimes(r.local.Path(d), long, long) })
 	pushTree(t, r, "ns/p/other:v1", map[string]string{"copy": "reused later"})
 	// What gc would see if it listed the store just before that push.
 	reused := fileDigest(t, v1, "big").Digest
@@ -182,7 +182,7 @@ func TestGCSparesReusedBlob(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := gc(t, r, GCOptions{Grace: time.Hour})
-	if !slices.Equal(removed(res), digests(fileDigest(t, v1, "small").Digest)) || !r.Local.Has(reused) {
-		t.Fatalf("removed %v; the reused blob is kept: %v", removed(res), r.Local.Has(reused))
+	if !slices.Equal(removed(res), digests(fileDigest(t, v1, "small").Digest)) || !r.local.Has(reused) {
+		t.Fatalf("removed %v; the reused blob is kept: %v", removed(res), r.local.Has(reused))
 	}
 }

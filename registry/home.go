@@ -1,39 +1,49 @@
-// Package registry is opm's registry on one machine: it ties the git
-// metadata (gitmeta) to the blob stores (cas) and keeps the invariant that a
-// tag is committed only after every blob it names is stored.
+// Package registry is opm's registry on one machine, and the only door into
+// it: the mount, the HTTP server, the mirror and the CLI read the metadata
+// through a View and change the registry through its operations (push, tag,
+// rm, put and delete of manifests and blobs, sync, gc). It ties the git
+// metadata (gitmeta, in the layout of package layout) to the blob stores
+// (cas) and keeps the invariant that a tag is committed only after every
+// blob it names is stored (docs/design.md §4).
 //
 // The home directory:
 //
 //	<home>/                     $OPM_HOME, else $XDG_DATA_HOME/opm, else ~/.local/share/opm
-//	├── meta.git/               bare git repository, branch main (see gitmeta)
-//	│   └── config              git config: opm.blobs = <bucket URL>, remotes, user.name/email
+//	├── meta.git/               bare git repository, branch main (layout: package layout)
+//	│   ├── config              git config: opm.blobs, remotes, cache.*, user.name/email (config.go)
+//	│   ├── refs/remotes/<r>/main   where remote r's main was last seen
+//	│   └── opm-fetch.lock      fetches into the repository take turns (gitmeta)
 //	├── blobs/
 //	│   ├── sha256/<2 hex>/<64 hex>   one read-only file per blob (see cas)
 //	│   └── tmp/                ingest in progress; removed on the next start
 //	├── index/                  Badger: size, state, last access per digest (a cache)
+//	├── mirrors/<dst>.git/      scratch repository of opm sync SRC DST into remote dst
+//	├── uploads/serve-<random>/ blob uploads in progress of one HTTP server
 //	├── gc.lock                 writers hold it shared until their commit, gc exclusively (gclock.go)
-//	└── opm.sock                the daemon's control socket, while one runs
+//	├── opm.lock, opm.sock      the daemon's lock and control socket, while one runs
+//	└── opm.log                 the daemon's log (opm mount --daemon)
 package registry
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/go-git/go-git/v5/config"
-	formatcfg "github.com/go-git/go-git/v5/plumbing/format/config"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/cas"
 	"github.com/openpm/opm/gitmeta"
 )
+
+// Hash names a commit or a file of the metadata. Readers compare and keep
+// it; they never look inside the repository with it.
+type Hash = gitmeta.Hash
 
 // DefaultHome resolves the home directory from the environment.
 func DefaultHome() (string, error) {
@@ -50,112 +60,124 @@ func DefaultHome() (string, error) {
 	return filepath.Join(u, ".local", "share", "opm"), nil
 }
 
-// Registry is an open home.
+// Registry is an open home. It is safe for concurrent use.
 type Registry struct {
-	Dir    string
-	Meta   *gitmeta.Repo
-	Local  *cas.Local
-	Bucket *cas.Bucket // nil when no bucket is configured
-	// Blobs is where content is read and written: the local store, or the
-	// local store in front of the bucket.
-	Blobs cas.Store
+	dir    string
+	meta   *gitmeta.Repo
+	local  *cas.Local
+	bucket *cas.Bucket // nil when no bucket is configured
+	// blobs is where content is read and written: the local store, or
+	// cache, the local store in front of the bucket.
+	blobs cas.Store
 	cache *cas.Cache
 
 	indexMu sync.Mutex
 	index   *cas.Index // opened on first use, closed by Close
 
-	lru lruState // the local cache's lifecycle (cache.go)
+	fetches atomic.Int64 // blobs this process asked the bucket for
+	inuse   inUse        // blobs being read: eviction spares them (inuse.go)
+	touches touchNoter   // accesses noted in the index off the read path (blobs.go)
+	lru     lruState     // the local cache's lifecycle (pins.go, evict.go)
+	head    headCache    // the View of the head, kept while the head stays (view.go)
+	digests digestCache  // sha256 of metadata files by their git blob hash (view.go)
+	counts  countCache   // tag counts by tags tree (listing.go)
 
-	// IndexWait is how long to wait for the Badger index when another
+	// indexWait is how long to wait for the Badger index when another
 	// process holds it.
-	IndexWait time.Duration
-	// Now is the clock (tests inject it).
-	Now func() time.Time
+	indexWait time.Duration
+	// now is the clock (tests inject it).
+	now func() time.Time
+	// evictHook, when set, runs inside each eviction's removal (tests make
+	// it slow to show that opens of other blobs do not wait).
+	evictHook atomic.Pointer[func(digest.Digest)]
 }
 
-// Paths inside the home.
-func (r *Registry) MetaDir() string  { return filepath.Join(r.Dir, "meta.git") }
-func (r *Registry) BlobDir() string  { return filepath.Join(r.Dir, "blobs") }
-func (r *Registry) IndexDir() string { return filepath.Join(r.Dir, "index") }
+// Home is the home directory.
+func (r *Registry) Home() string { return r.dir }
+
+func (r *Registry) metaDir() string  { return filepath.Join(r.dir, "meta.git") }
+func (r *Registry) blobDir() string  { return filepath.Join(r.dir, "blobs") }
+func (r *Registry) indexDir() string { return filepath.Join(r.dir, "index") }
 
 // Open opens the home at dir, creating it first if needed (idempotent).
 func Open(ctx context.Context, dir string) (*Registry, error) {
 	if dir == "" {
-		return nil, fmt.Errorf("empty home directory: %w", opm.ErrInvalid)
+		return nil, opm.Errorf(opm.ErrInvalid, "empty home directory")
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(abs, 0o755); err != nil {
-		return nil, fmt.Errorf("create home: %w", err)
+		return nil, fsError(fmt.Errorf("create home: %w", err))
 	}
-	r := &Registry{Dir: abs, IndexWait: 30 * time.Second, Now: time.Now}
-	if r.Meta, err = gitmeta.Init(r.MetaDir()); err != nil {
-		return nil, fmt.Errorf("metadata repository %s: %w", r.MetaDir(), err)
+	r := &Registry{dir: abs, indexWait: 30 * time.Second, now: time.Now}
+	r.digests.m = map[Hash]digest.Digest{}
+	if r.meta, err = gitmeta.Init(r.metaDir()); err != nil {
+		return nil, fmt.Errorf("metadata repository %s: %w", r.metaDir(), fsError(err))
 	}
-	if r.Local, err = cas.OpenLocal(r.BlobDir(), nil); err != nil {
-		return nil, err
+	if r.local, err = cas.OpenLocal(r.blobDir(), nil); err != nil {
+		r.meta.Close()
+		return nil, fsError(err)
 	}
-	r.Blobs = r.Local
+	r.blobs = r.local
 	url, key, err := r.blobsURL()
 	if err != nil {
+		r.meta.Close()
 		return nil, err
 	}
 	if url != "" {
-		if r.Bucket, err = cas.OpenBucket(ctx, url); err != nil {
+		if r.bucket, err = cas.OpenBucket(ctx, url); err != nil {
+			r.meta.Close()
 			return nil, fmt.Errorf("bucket %s (%s): %w", url, key, err)
 		}
-		r.cache = cas.NewCache(r.Local, r.Bucket)
-		r.Blobs = r.cache
+		r.cache = cas.NewCache(r.local, r.bucket)
+		r.blobs = r.cache
 	}
 	return r, nil
 }
 
 // Close releases the stores.
 func (r *Registry) Close() error {
+	r.touches.stop()
 	var errs []error
-	if r.Bucket != nil {
-		errs = append(errs, r.Bucket.Close())
+	if r.bucket != nil {
+		errs = append(errs, r.bucket.Close())
 	}
-	errs = append(errs, r.Local.Close())
+	errs = append(errs, r.local.Close())
 	r.indexMu.Lock()
 	if r.index != nil {
-		r.Local.UseIndex(nil)
+		r.local.UseIndex(nil)
 		errs = append(errs, r.index.Close())
 		r.index = nil
 	}
 	r.indexMu.Unlock()
+	errs = append(errs, r.meta.Close())
 	return errors.Join(errs...)
 }
 
-// EnsureLocal makes a blob local (fetching it from the bucket when there is
-// one) so that it can be copied from its file.
-func (r *Registry) EnsureLocal(ctx context.Context, d digest.Digest) error {
-	if r.Local.Has(d) {
-		return nil
-	}
-	if r.cache == nil {
-		return fmt.Errorf("blob %s: %w", d, opm.ErrNotFound)
-	}
-	return r.cache.Fetch(ctx, d)
+// HasBucket reports whether the registry keeps its blobs in a bucket (else
+// the local store is their only copy).
+func (r *Registry) HasBucket() bool { return r.bucket != nil }
+
+// Index opens the Badger index on first use (waiting up to the index wait,
+// 30 s, while another process holds it, or until ctx ends) and keeps it
+// until Close.
+func (r *Registry) Index(ctx context.Context) (*cas.Index, error) {
+	return r.indexWithin(ctx, r.indexWait)
 }
 
-// Index opens the Badger index on first use (waiting up to IndexWait for
-// another process to let it go) and keeps it until Close.
-func (r *Registry) Index() (*cas.Index, error) { return r.indexWithin(r.IndexWait) }
-
 // indexWithin is Index waiting at most wait for another process.
-func (r *Registry) indexWithin(wait time.Duration) (*cas.Index, error) {
+func (r *Registry) indexWithin(ctx context.Context, wait time.Duration) (*cas.Index, error) {
 	r.indexMu.Lock()
 	defer r.indexMu.Unlock()
 	if r.index == nil {
-		idx, err := cas.OpenIndex(r.IndexDir(), wait)
+		idx, err := cas.OpenIndex(ctx, r.indexDir(), wait)
 		if err != nil {
 			return nil, err
 		}
 		r.index = idx
-		r.Local.UseIndex(idx) // opens, pulls and fetches now note their accesses
+		r.local.UseIndex(idx) // opens, pulls and fetches now note their accesses
 	}
 	return r.index, nil
 }
@@ -163,8 +185,8 @@ func (r *Registry) indexWithin(wait time.Duration) (*cas.Index, error) {
 // recordBlobs notes stored blobs in the Badger index. The index is a cache
 // of facts about the files, so a failure here loses nothing: it is logged by
 // the caller and the index can be rebuilt.
-func (r *Registry) recordBlobs(blobs []opm.Descriptor) error {
-	idx, err := r.Index()
+func (r *Registry) recordBlobs(ctx context.Context, blobs []opm.Descriptor) error {
+	idx, err := r.Index(ctx)
 	if err != nil {
 		return err
 	}
@@ -174,153 +196,4 @@ func (r *Registry) recordBlobs(blobs []opm.Descriptor) error {
 		}
 	}
 	return nil
-}
-
-func (r *Registry) configFile() string { return filepath.Join(r.MetaDir(), "config") }
-
-func (r *Registry) readConfig() (*formatcfg.Config, error) {
-	f, err := os.Open(r.configFile())
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return r.decodeConfig(f)
-}
-
-// decodeConfig reads the home's git config from rd.
-func (r *Registry) decodeConfig(rd io.Reader) (*formatcfg.Config, error) {
-	cfg := formatcfg.New()
-	if err := formatcfg.NewDecoder(rd).Decode(cfg); err != nil {
-		return nil, fmt.Errorf("%s: %w", r.configFile(), err)
-	}
-	return cfg, nil
-}
-
-// splitKey splits "section.key" or "section.sub.key".
-func splitKey(key string) (section, sub, name string, err error) {
-	first := -1
-	last := -1
-	for i := 0; i < len(key); i++ {
-		if key[i] == '.' {
-			if first < 0 {
-				first = i
-			}
-			last = i
-		}
-	}
-	if first <= 0 || last == len(key)-1 {
-		return "", "", "", fmt.Errorf("config key %q: want section.name (e.g. opm.blobs): %w", key, opm.ErrInvalid)
-	}
-	section, name = key[:first], key[last+1:]
-	if last > first {
-		sub = key[first+1 : last]
-	}
-	return section, sub, name, nil
-}
-
-// Config reads one key of the home's git config ("" when unset).
-func (r *Registry) Config(key string) (string, error) {
-	section, sub, name, err := splitKey(key)
-	if err != nil {
-		return "", err
-	}
-	cfg, err := r.readConfig()
-	if err != nil {
-		return "", err
-	}
-	s := cfg.Section(section)
-	if sub != "" {
-		return s.Subsection(sub).Option(name), nil
-	}
-	return s.Option(name), nil
-}
-
-// SetConfig writes one key of the home's git config ("" value unsets it).
-func (r *Registry) SetConfig(key, value string) error {
-	section, sub, name, err := splitKey(key)
-	if err != nil {
-		return err
-	}
-	if err := checkConfig(key, value); err != nil {
-		return err
-	}
-	return r.updateConfig(func(cfg *formatcfg.Config) error {
-		s := cfg.Section(section)
-		switch {
-		case sub != "" && value == "":
-			s.Subsection(sub).RemoveOption(name)
-		case sub != "":
-			s.Subsection(sub).SetOption(name, value)
-		case value == "":
-			s.RemoveOption(name)
-		default:
-			s.SetOption(name, value)
-		}
-		return nil
-	})
-}
-
-// updateConfig changes the home's git config under git's lock (config.lock):
-// concurrent writers, opm or the git CLI, lose no change, and a crash
-// leaves the old file or the new one.
-func (r *Registry) updateConfig(fn func(*formatcfg.Config) error) error {
-	return gitmeta.UpdateFile(context.Background(), r.configFile(), func(old []byte) ([]byte, error) {
-		cfg, err := r.decodeConfig(bytes.NewReader(old))
-		if err != nil {
-			return nil, err
-		}
-		if err := fn(cfg); err != nil {
-			return nil, err
-		}
-		var buf bytes.Buffer
-		if err := formatcfg.NewEncoder(&buf).Encode(cfg); err != nil {
-			return nil, err
-		}
-		return buf.Bytes(), nil
-	})
-}
-
-type authorEnvKey struct{}
-
-// WithAuthorEnv returns a context whose commits take their author from
-// getenv instead of the process's environment: the daemon runs each
-// client's command with the client's $GIT_AUTHOR_NAME and $GIT_AUTHOR_EMAIL.
-func WithAuthorEnv(ctx context.Context, getenv func(string) string) context.Context {
-	return context.WithValue(ctx, authorEnvKey{}, getenv)
-}
-
-// Author is who commits: $GIT_AUTHOR_NAME/$GIT_AUTHOR_EMAIL (of the
-// environment WithAuthorEnv gave ctx, else of the process), else user.name
-// and user.email of the home's config, else of the global git config, else
-// "opm" at the host name.
-func (r *Registry) Author(ctx context.Context) gitmeta.Signature {
-	getenv, ok := ctx.Value(authorEnvKey{}).(func(string) string)
-	if !ok {
-		getenv = os.Getenv
-	}
-	name, email := getenv("GIT_AUTHOR_NAME"), getenv("GIT_AUTHOR_EMAIL")
-	if name == "" {
-		name, _ = r.Config("user.name")
-	}
-	if email == "" {
-		email, _ = r.Config("user.email")
-	}
-	if name == "" || email == "" {
-		if g, err := config.LoadConfig(config.GlobalScope); err == nil {
-			if name == "" {
-				name = g.User.Name
-			}
-			if email == "" {
-				email = g.User.Email
-			}
-		}
-	}
-	if name == "" {
-		name = "opm"
-	}
-	if email == "" {
-		host, _ := os.Hostname()
-		email = "opm@" + host
-	}
-	return gitmeta.Signature{Name: name, Email: email, When: r.Now()}
 }

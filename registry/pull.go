@@ -62,9 +62,9 @@ func (r *Registry) writeFiles(ctx context.Context, files []opm.File, dir string,
 		fi, err := root.Lstat(f.Path)
 		switch {
 		case err == nil && fi.IsDir():
-			return 0, fmt.Errorf("%s: a directory is in the way of file %q: %w", dir, f.Path, opm.ErrExists)
+			return 0, opm.Errorf(opm.ErrExists, "%s: a directory is in the way of file %q", dir, f.Path)
 		case err == nil && !force:
-			return 0, fmt.Errorf("%s: %q exists; use --force to overwrite: %w", dir, f.Path, opm.ErrExists)
+			return 0, opm.Errorf(opm.ErrExists, "%s: %q exists; use --force to overwrite", dir, f.Path)
 		case err != nil && !errors.Is(err, fs.ErrNotExist) && !isNotDir(err):
 			return 0, fmt.Errorf("%s: %q: %w", dir, f.Path, fsError(err))
 		}
@@ -112,15 +112,16 @@ func (r *Registry) pullFile(ctx context.Context, root *os.Root, f opm.File) erro
 		}
 		return r.rename(root, tmp, f.Path)
 	}
-	defer r.UseBlob(f.Digest)() // not evicted between the fetch and the copy
-	if err := r.EnsureLocal(ctx, f.Digest); err != nil {
+	blob, err := r.OpenBlob(ctx, f.Digest, f.Size) // fetched if need be, not evicted until closed
+	if err != nil {
 		return err
 	}
+	defer blob.Close()
 	out, err := root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600) // read back to verify
 	if err != nil {
 		return fsError(err)
 	}
-	err = r.Local.CopyOut(ctx, f.Digest, out)
+	err = blob.CopyTo(ctx, out)
 	if err == nil {
 		err = checkSize(out, f)
 	}
@@ -142,7 +143,7 @@ func (r *Registry) pullFile(ctx context.Context, root *os.Root, f opm.File) erro
 func checkSize(out *os.File, f opm.File) error {
 	fi, err := out.Stat()
 	if err == nil && fi.Size() != f.Size {
-		err = fmt.Errorf("blob %s is %d bytes but the manifest says %d: %w", f.Digest, fi.Size(), f.Size, opm.ErrIntegrity)
+		err = opm.Errorf(opm.ErrIntegrity, "blob %s is %d bytes but the manifest says %d", f.Digest, fi.Size(), f.Size)
 	}
 	return err
 }

@@ -41,7 +41,7 @@ func FuzzPullPaths(f *testing.F) {
 			f.Fatal(err)
 		}
 	}
-	r := &Registry{Local: local} // the local store only: no metadata, no bucket
+	r := &Registry{local: local} // the local store only: no metadata, no bucket
 	f.Fuzz(func(t *testing.T, spec string, size int64) {
 		body := opmtest.FuzzManifest(spec, size)
 		m, err := opm.ParseManifest(body)
@@ -188,7 +188,7 @@ func TestPullOneBadFileReturns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Registry{Local: local}
+	r := &Registry{local: local}
 	res := make(chan error, 1)
 	go func() {
 		_, err := r.writeFiles(context.Background(), m.Files(), filepath.Join(t.TempDir(), "out"), false, nil)

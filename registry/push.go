@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,13 +11,12 @@ import (
 	"path/filepath"
 	"runtime"
 
-	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"github.com/openpm/opm"
-	"github.com/openpm/opm/gitmeta"
+	"github.com/openpm/opm/layout"
 )
 
 // source is one file of a package-to-be and where its bytes come from.
@@ -60,10 +58,10 @@ type Progress interface {
 func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, opts PushOptions) (*PushResult, error) {
 	annotations, progress := opts.Annotations, opts.Progress
 	if ref.Tag == "" {
-		return nil, fmt.Errorf("push %s: needs a :tag: %w", ref, opm.ErrInvalid)
+		return nil, opm.Errorf(opm.ErrInvalid, "push %s: needs a :tag", ref)
 	}
 	if len(paths) == 0 {
-		return nil, fmt.Errorf("push %s: no files or directories given: %w", ref, opm.ErrInvalid)
+		return nil, opm.Errorf(opm.ErrInvalid, "push %s: no files or directories given", ref)
 	}
 	sources, err := Scan(paths)
 	if err != nil {
@@ -85,7 +83,7 @@ func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, 
 		progress.Start(len(sources), total)
 		defer progress.Done()
 	}
-	release, err := HoldForWrite(ctx, r.Dir) // no gc removes a blob found stored before it is named
+	release, err := HoldForWrite(ctx, r.dir) // no gc removes a blob found stored before it is named
 	if err != nil {
 		return nil, err
 	}
@@ -105,22 +103,20 @@ func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, 
 		return nil, err
 	}
 	res := &PushResult{Ref: ref, Digest: dgst, Files: len(files), Size: m.Size()}
-	var commit plumbing.Hash
-	var prev digest.Digest
-	var committed bool
+	var cr commitResult
 	if o, ok, oerr := r.origin(); oerr != nil {
 		err = oerr
 	} else if ok {
 		// Blobs to origin's bucket, commit, push to origin's metadata.
-		commit, prev, committed, err = r.publishTag(ctx, o, ref, body, m, "push "+ref.String(), opts.Force)
+		cr, err = r.publishTag(ctx, o, ref, body, m, "push "+ref.String(), opts.Force)
 	} else {
-		commit, prev, committed, err = r.setTag(ctx, ref, body, "push "+ref.String(), nil)
+		cr, err = r.setTag(ctx, &guard{}, ref, body, "push "+ref.String(), layout.Facts{})
 	}
 	if err != nil {
 		return nil, err
 	}
-	res.Commit, res.Previous, res.Committed = commit.String(), prev, committed
-	if err := r.recordBlobs(m.Blobs()); err != nil {
+	res.Commit, res.Previous, res.Committed = cr.commit.String(), cr.previous, cr.committed
+	if err := r.recordBlobs(ctx, m.Blobs()); err != nil {
 		// The index is a cache; the push itself is complete.
 		slog.Warn("blob index not updated", "err", err)
 	}
@@ -131,7 +127,7 @@ func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, 
 // fills in its digest and size. The files become durable together, with
 // one flush of the filesystem rather than one per file.
 func (r *Registry) ingest(ctx context.Context, sources []source, files []opm.File, progress Progress) error {
-	batch := r.Local.NewBatch()
+	batch := r.local.NewBatch()
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(4 * runtime.GOMAXPROCS(0))
 	for i := range sources {
@@ -157,73 +153,6 @@ func (r *Registry) ingest(ctx context.Context, sources []source, files []opm.Fil
 	return batch.Commit()
 }
 
-// storeBlobs puts the blobs a manifest names that are not yet in the
-// registry's copy: the config and empty-file blobs into the local store, and
-// everything into the bucket when there is one.
-func (r *Registry) storeBlobs(ctx context.Context, m *opm.Manifest) error {
-	for _, small := range [][]byte{opm.EmptyJSON, nil} {
-		d := digest.FromBytes(small)
-		if err := r.Local.Put(ctx, d, int64(len(small)), bytes.NewReader(small)); err != nil {
-			return err
-		}
-	}
-	if r.Bucket == nil {
-		return nil
-	}
-	return r.uploadBlobs(ctx, r.Bucket, m.Blobs())
-}
-
-// setTag commits body as the tag file of ref. Replayed on a new head after a
-// lost race, it fails with ErrConflict if the tag itself changed in between.
-// It makes no commit when the tag already holds body.
-func (r *Registry) setTag(ctx context.Context, ref opm.Reference, body []byte, subject string, extra []gitmeta.Trailer) (plumbing.Hash, digest.Digest, bool, error) {
-	p := opm.TagPath(ref.Repository, ref.Tag)
-	dgst := digest.FromBytes(body)
-	var seen *digest.Digest // the tag's value on the first attempt
-	var prev digest.Digest
-	commit, committed, err := r.Meta.Update(ctx, r.Author(ctx), func(s *gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
-		cur, err := tagDigest(s, p)
-		if err != nil {
-			return nil, gitmeta.Message{}, err
-		}
-		if seen == nil {
-			seen = &cur
-		} else if cur != *seen {
-			return nil, gitmeta.Message{}, fmt.Errorf("%s was changed by another writer while this one ran (now %s): %w", ref, orNone(cur), opm.ErrConflict)
-		}
-		prev = cur
-		if cur == dgst {
-			return nil, gitmeta.Message{Subject: subject}, nil // no commit
-		}
-		msg := gitmeta.Message{Subject: subject, Trailers: []gitmeta.Trailer{{Key: "Opm-Digest", Value: dgst.String()}}}
-		if cur != "" {
-			msg.Trailers = append(msg.Trailers, gitmeta.Trailer{Key: "Opm-Previous", Value: cur.String()})
-		}
-		msg.Trailers = append(msg.Trailers, extra...)
-		return []gitmeta.Change{{Path: p, Data: body}}, msg, nil
-	})
-	return commit, prev, committed, err
-}
-
-func orNone(d digest.Digest) string {
-	if d == "" {
-		return "removed"
-	}
-	return d.String()
-}
-
-// tagDigest is the digest of a tag file's bytes, "" when there is none.
-func tagDigest(s *gitmeta.Snapshot, p string) (digest.Digest, error) {
-	b, err := s.ReadFile(p)
-	if errors.Is(err, opm.ErrNotFound) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	return digest.FromBytes(b), nil
-}
-
 // Scan turns command-line paths into package files. A directory
 // contributes the files beneath it with paths relative to it; a file (or
 // symlink) contributes itself under its base name. Special files, links
@@ -234,7 +163,7 @@ func Scan(paths []string) ([]source, error) {
 	claimed := map[string]string{}
 	add := func(pkgPath, full string, fi fs.FileInfo) error {
 		if other, ok := claimed[pkgPath]; ok {
-			return fmt.Errorf("%s and %s both claim the package path %q: %w", other, full, pkgPath, opm.ErrInvalid)
+			return opm.Errorf(opm.ErrInvalid, "%s and %s both claim the package path %q", other, full, pkgPath)
 		}
 		claimed[pkgPath] = full
 		if err := opm.ValidatePath(pkgPath); err != nil {
@@ -259,7 +188,7 @@ func Scan(paths []string) ([]source, error) {
 			f.Symlink, f.Digest, f.Mode = target, opm.EmptyFileDigest, 0o777
 			out = append(out, source{file: f})
 		default:
-			return fmt.Errorf("%s is a %s; only regular files, directories and symlinks can be pushed: %w", full, kind(fi.Mode()), opm.ErrInvalid)
+			return opm.Errorf(opm.ErrInvalid, "%s is a %s; only regular files, directories and symlinks can be pushed", full, kind(fi.Mode()))
 		}
 		return nil
 	}
@@ -296,7 +225,7 @@ func Scan(paths []string) ([]source, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%v: no files to push (empty directories are not kept): %w", paths, opm.ErrInvalid)
+		return nil, opm.Errorf(opm.ErrInvalid, "%v: no files to push (empty directories are not kept)", paths)
 	}
 	return out, nil
 }
@@ -316,13 +245,16 @@ func kind(m fs.FileMode) string {
 	}
 }
 
-// fsError gives an os error a sentinel the CLI maps to an exit code.
+// fsError gives an operating system error its kind (docs/design.md §7):
+// a missing file is not found, a refused one a permission error.
 func fsError(err error) error {
 	switch {
+	case err == nil:
+		return nil
 	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("%w: %w", err, opm.ErrNotFound)
+		return opm.WithKind(opm.ErrNotFound, err)
 	case errors.Is(err, fs.ErrPermission):
-		return fmt.Errorf("%w: %w", err, opm.ErrInvalid)
+		return opm.WithKind(opm.ErrPermission, err)
 	}
 	return err
 }

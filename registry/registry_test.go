@@ -16,6 +16,7 @@ import (
 	"github.com/openpm/opm/cas/castest"
 	"github.com/openpm/opm/gitmeta"
 	"github.com/openpm/opm/internal/opmtest"
+	"github.com/openpm/opm/layout"
 )
 
 func openHome(t *testing.T, dir string) *Registry {
@@ -66,7 +67,7 @@ func TestBucket(t *testing.T) {
 			}
 			a.Close()
 			a = openHome(t, homeA)
-			if a.Bucket == nil {
+			if a.bucket == nil {
 				t.Fatal("opm.blobs not picked up")
 			}
 			src := opmtest.WriteTree(t, map[string]string{"a.txt": "alpha", "d/b.txt": "beta", "d/c.txt": "gamma"})
@@ -79,7 +80,7 @@ func TestBucket(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, b := range pkg.Manifest.Blobs() {
-				if n, err := a.Bucket.Stat(ctx, b.Digest); err != nil || n != b.Size {
+				if n, err := a.bucket.Stat(ctx, b.Digest); err != nil || n != b.Size {
 					t.Fatalf("blob %s not in the bucket after push: %d %v", b.Digest, n, err)
 				}
 			}
@@ -87,7 +88,7 @@ func TestBucket(t *testing.T) {
 			homeB := filepath.Join(t.TempDir(), "b")
 			copyMeta(t, homeA, homeB)
 			b := openHome(t, homeB)
-			if b.Local.Has(pkg.Manifest.Files()[0].Digest) {
+			if b.local.Has(pkg.Manifest.Files()[0].Digest) {
 				t.Fatal("second home already has content")
 			}
 			out := t.TempDir()
@@ -101,7 +102,7 @@ func TestBucket(t *testing.T) {
 			// Corrupt one blob in the bucket (same size, other bytes); a third
 			// home must refuse it and keep nothing of it.
 			f := pkg.Manifest.Files()[0] // a.txt
-			if err := a.Bucket.Delete(ctx, f.Digest); err != nil {
+			if err := a.bucket.Delete(ctx, f.Digest); err != nil {
 				t.Fatal(err)
 			}
 			raw, err := cas.OpenBucket(ctx, url)
@@ -121,7 +122,7 @@ func TestBucket(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(out, "a.txt")); !os.IsNotExist(err) {
 				t.Fatalf("a.txt was written from corrupted content: %v", err)
 			}
-			if c.Local.Has(f.Digest) {
+			if c.local.Has(f.Digest) {
 				t.Fatal("corrupted content was stored locally")
 			}
 		})
@@ -187,7 +188,7 @@ func TestConcurrentPushes(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	l, err := r.List(ctx, "ns/p/r")
+	l, err := r.List(ctx, "ns/p/r", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,12 +224,12 @@ func TestTagTimes(t *testing.T) {
 	if _, err := r.Tag(ctx, mustRef(t, "ns/p/r:t69"), mustRef(t, "ns/p/r:t0")); err != nil {
 		t.Fatal(err)
 	}
-	s, err := r.Snapshot()
+	v, err := r.View()
 	if err != nil {
 		t.Fatal(err)
 	}
 	repo, _ := opm.ParseRepository("ns/p/r")
-	times, err := r.TagTimes(ctx, s, repo)
+	times, err := v.TagTimes(ctx, repo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +245,7 @@ func TestTagTimes(t *testing.T) {
 			t.Fatalf("%s: set by %s, git log says %s", tag, tt.Commit, log[0].Commit)
 		}
 	}
-	if times["t0"].Commit.String() != s.Commit().String() {
+	if times["t0"].Commit.String() != v.Commit().String() {
 		t.Fatal("t0 was moved by the last commit")
 	}
 }
@@ -263,10 +264,10 @@ func TestResolveKeptByDigest(t *testing.T) {
 		t.Fatal(err)
 	}
 	repo, _ := opm.ParseRepository("ns/p/r")
-	_, _, err = r.Meta.Update(ctx, r.Author(ctx), func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+	_, _, err = r.meta.Update(ctx, r.Author(ctx), func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
 		return []gitmeta.Change{
-			{Path: opm.ManifestPath(repo, res.Digest), Data: p.Bytes},
-			{Path: opm.TagPath(repo, "v1"), Delete: true},
+			{Path: layout.ManifestPath(repo, res.Digest), Data: p.Bytes},
+			{Path: layout.TagPath(repo, "v1"), Delete: true},
 		}, gitmeta.Message{Subject: "keep by digest"}, nil
 	})
 	if err != nil {

@@ -180,13 +180,13 @@ func (s *Server) readManifestAt(t *testing.T, repo, tag string) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
-	snap, err := s.reg.Snapshot()
+	v, err := s.reg.View()
 	if err != nil {
 		return nil, err
 	}
-	mf, err := s.readManifest(snap, r, tag, "")
+	mf, err := v.Manifest(opm.Reference{Repository: r, Tag: tag})
 	if err != nil {
 		return nil, err
 	}
-	return mf.bytes, nil
+	return mf.Body, nil
 }

@@ -1,13 +1,12 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/openpm/opm"
+	"github.com/openpm/opm/registry"
 )
 
 // ociError is one entry of the distribution-spec error body.
@@ -27,30 +26,37 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	}{[]ociError{{Code: code, Message: msg}}})
 }
 
-// fail maps an error to a status and an OCI code: notFound is the code for
-// opm.ErrNotFound (BLOB_UNKNOWN, MANIFEST_UNKNOWN, …), invalid the code for
-// opm.ErrInvalid.
+// fail answers an error: its status is the error table's (opm.Kinds), its
+// OCI code notFound for opm.ErrNotFound (BLOB_UNKNOWN, MANIFEST_UNKNOWN, …)
+// and invalid for opm.ErrInvalid, and its message the error's own.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error, notFound, invalid string) {
-	status, code := http.StatusInternalServerError, "UNKNOWN"
+	k := opm.KindOf(err)
+	status, code := k.HTTP, "UNKNOWN"
 	switch {
-	case errors.Is(err, opm.ErrNotFound):
-		status, code = http.StatusNotFound, notFound
-	case errors.Is(err, opm.ErrInvalid):
-		status, code = http.StatusBadRequest, invalid
-	case errors.Is(err, opm.ErrIntegrity):
-		status, code = http.StatusBadRequest, "DIGEST_INVALID"
-	case errors.Is(err, opm.ErrConflict):
-		status, code = http.StatusConflict, "DENIED"
-	case errors.Is(err, errTooLarge):
-		status, code = http.StatusRequestEntityTooLarge, "SIZE_INVALID"
-	case errors.Is(err, context.Canceled):
-		status, code = 499, "UNKNOWN"
+	case errors.Is(err, registry.ErrBlobUnknown):
+		code = "MANIFEST_BLOB_UNKNOWN"
+	case errors.Is(err, registry.ErrSizeInvalid):
+		code = "SIZE_INVALID"
+	case errors.Is(err, registry.ErrBlobNamed):
+		// Deleting it would break a manifest: not allowed on this blob.
+		status, code = http.StatusMethodNotAllowed, "DENIED"
+		w.Header().Set("Allow", "GET, HEAD")
+	case k.Err == opm.ErrNotFound:
+		code = notFound
+	case k.Err == opm.ErrInvalid, k.Err == opm.ErrUsage:
+		code = invalid
+	case k.Err == opm.ErrDigestInvalid:
+		code = "DIGEST_INVALID"
+	case k.Err == opm.ErrTooLarge:
+		code = "SIZE_INVALID"
+	case k.Err == opm.ErrConflict, k.Err == opm.ErrExists, k.Err == opm.ErrPermission:
+		code = "DENIED"
+	case k.Err == opm.ErrLocked:
+		code = "UNAVAILABLE"
+		w.Header().Set("Retry-After", "1")
 	}
 	if status >= 500 {
 		s.log.Error("http", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	msg := strings.TrimSuffix(err.Error(), ": "+opm.ErrInvalid.Error())
-	writeError(w, status, code, msg)
+	writeError(w, status, code, err.Error())
 }
-
-var errTooLarge = errors.New("request body too large")

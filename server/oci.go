@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"mime"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -19,7 +17,6 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
-	"github.com/openpm/opm/registry"
 )
 
 // ociRoute is a /v2/ request taken apart.
@@ -132,7 +129,7 @@ func parseRef(ref string) (tag string, d digest.Digest, code string, err error) 
 		return "", d, "", nil
 	}
 	if !opm.ValidTag(ref) {
-		return "", "", "TAG_INVALID", fmt.Errorf("tag %q: must be 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-': %w", ref, opm.ErrInvalid)
+		return "", "", "TAG_INVALID", opm.Errorf(opm.ErrInvalid, "tag %q: must be 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'", ref)
 	}
 	return ref, "", "", nil
 }
@@ -144,57 +141,40 @@ func (s *Server) getManifest(w http.ResponseWriter, r *http.Request, rt ociRoute
 		writeError(w, http.StatusNotFound, "MANIFEST_UNKNOWN", err.Error())
 		return
 	}
-	snap, err := s.snapshot()
+	v, err := s.reg.View()
 	if err != nil {
 		s.fail(w, r, err, "MANIFEST_UNKNOWN", "MANIFEST_INVALID")
 		return
 	}
-	mf, err := s.readManifest(snap, rt.repo, tag, d)
+	mf, err := v.Manifest(opm.Reference{Repository: rt.repo, Tag: tag, Digest: d})
 	if err != nil {
 		s.fail(w, r, err, "MANIFEST_UNKNOWN", "MANIFEST_INVALID")
 		return
 	}
 	h := w.Header()
-	h.Set("Content-Type", mf.mediaType)
-	h.Set("Docker-Content-Digest", mf.digest.String())
-	h.Set("ETag", `"`+mf.digest.String()+`"`)
-	h.Set("Content-Length", strconv.Itoa(len(mf.bytes)))
+	h.Set("Content-Type", mf.MediaType())
+	h.Set("Docker-Content-Digest", mf.Digest.String())
+	h.Set("ETag", `"`+mf.Digest.String()+`"`)
+	h.Set("Content-Length", strconv.Itoa(len(mf.Body)))
 	if d != "" {
 		h.Set("Cache-Control", "public, max-age=31536000, immutable")
 	}
 	if r.Method == http.MethodHead {
 		return
 	}
-	w.Write(mf.bytes)
+	w.Write(mf.Body)
 }
 
-// manifestType is a stored manifest's media type: its own mediaType field,
-// else what its shape says.
-func manifestType(b []byte) string {
-	var m struct {
-		MediaType string          `json:"mediaType"`
-		Manifests json.RawMessage `json:"manifests"`
-	}
-	if json.Unmarshal(b, &m) == nil {
-		switch {
-		case m.MediaType != "":
-			return m.MediaType
-		case m.Manifests != nil:
-			return opm.MediaTypeIndex
-		}
-	}
-	return opm.MediaTypeManifest
-}
-
-// readBody reads at most max bytes of the request body; more is errTooLarge.
+// readBody reads at most max bytes of the request body; more is an
+// opm.ErrTooLarge error.
 func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
 	if r.ContentLength > max {
-		return nil, fmt.Errorf("%d bytes, over the %d-byte limit: %w", r.ContentLength, max, errTooLarge)
+		return nil, opm.Errorf(opm.ErrTooLarge, "%d bytes, over the %d-byte limit", r.ContentLength, max)
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return nil, fmt.Errorf("over the %d-byte limit: %w", max, errTooLarge)
+		return nil, opm.Errorf(opm.ErrTooLarge, "over the %d-byte limit", max)
 	}
 	return b, err
 }
@@ -221,61 +201,6 @@ func (s *Server) putManifestHTTP(w http.ResponseWriter, r *http.Request, rt ociR
 	} else {
 		ct = ""
 	}
-	m, err := opm.ParseAnyManifest(body, ct)
-	if err != nil {
-		s.fail(w, r, err, "MANIFEST_INVALID", "MANIFEST_INVALID")
-		return
-	}
-	// Children before parents: every blob (and, for an index, every
-	// manifest) named must be here before the manifest is committed.
-	s.gc.RLock()
-	defer s.gc.RUnlock()
-	release, err := registry.HoldForWrite(r.Context(), s.reg.Dir) // opm gc waits for the commit
-	if err != nil {
-		s.fail(w, r, err, "MANIFEST_INVALID", "MANIFEST_INVALID")
-		return
-	}
-	defer release()
-	for _, b := range m.Blobs() {
-		if isForeign(b) {
-			continue
-		}
-		size, err := s.reg.Blobs.Stat(r.Context(), b.Digest)
-		if errors.Is(err, opm.ErrNotFound) {
-			writeError(w, http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN", fmt.Sprintf("blob %s is not in the registry: push it first", b.Digest))
-			return
-		}
-		if err != nil {
-			s.fail(w, r, err, "MANIFEST_BLOB_UNKNOWN", "MANIFEST_INVALID")
-			return
-		}
-		if size != b.Size {
-			writeError(w, http.StatusBadRequest, "SIZE_INVALID", fmt.Sprintf("blob %s has %d bytes, the manifest says %d", b.Digest, size, b.Size))
-			return
-		}
-	}
-	if m.IsIndex() && len(m.Manifests) > 0 {
-		snap, err := s.snapshot()
-		if err != nil {
-			s.fail(w, r, err, "MANIFEST_UNKNOWN", "MANIFEST_INVALID")
-			return
-		}
-		all, err := s.manifests(snap, rt.repo)
-		if err != nil {
-			s.fail(w, r, err, "MANIFEST_UNKNOWN", "MANIFEST_INVALID")
-			return
-		}
-		have := make(map[digest.Digest]bool, len(all))
-		for _, st := range all {
-			have[st.digest] = true
-		}
-		for _, c := range m.Manifests {
-			if !have[c.Digest] {
-				writeError(w, http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN", fmt.Sprintf("manifest %s is not in %s: push it first", c.Digest, rt.repo))
-				return
-			}
-		}
-	}
 	tags := []string{}
 	if tag != "" {
 		tags = append(tags, tag)
@@ -292,7 +217,8 @@ func (s *Server) putManifestHTTP(w http.ResponseWriter, r *http.Request, rt ociR
 			}
 		}
 	}
-	if _, err := s.putManifest(r.Context(), rt.repo, tags, body); err != nil {
+	m, _, err := s.reg.PutManifest(r.Context(), rt.repo, tags, body, ct)
+	if err != nil {
 		s.fail(w, r, err, "NAME_UNKNOWN", "MANIFEST_INVALID")
 		return
 	}
@@ -308,19 +234,18 @@ func (s *Server) putManifestHTTP(w http.ResponseWriter, r *http.Request, rt ociR
 	w.WriteHeader(http.StatusCreated)
 }
 
-// isForeign reports a non-distributable layer: the registry is not
-// expected to hold it.
-func isForeign(d opm.Descriptor) bool {
-	return strings.Contains(d.MediaType, "nondistributable") || strings.Contains(d.MediaType, ".foreign.")
-}
-
 func (s *Server) deleteManifestHTTP(w http.ResponseWriter, r *http.Request, rt ociRoute) {
 	tag, d, code, err := parseRef(rt.arg)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, code, err.Error())
 		return
 	}
-	if err := s.deleteManifest(r.Context(), rt.repo, tag, d); err != nil {
+	if tag != "" {
+		_, err = s.reg.Remove(r.Context(), opm.Reference{Repository: rt.repo, Tag: tag})
+	} else {
+		err = s.reg.DeleteManifest(r.Context(), rt.repo, d)
+	}
+	if err != nil {
 		s.fail(w, r, err, "MANIFEST_UNKNOWN", "MANIFEST_INVALID")
 		return
 	}
@@ -357,7 +282,7 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, rt ociRoute) {
 	}
 	if r.Method == http.MethodHead {
 		// HEAD never fetches from the bucket: the size is enough.
-		size, err := s.reg.Blobs.Stat(r.Context(), d)
+		size, err := s.reg.StatBlob(r.Context(), d)
 		if err != nil {
 			s.fail(w, r, err, "BLOB_UNKNOWN", "DIGEST_INVALID")
 			return
@@ -367,20 +292,13 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, rt ociRoute) {
 		h.Set("Accept-Ranges", "bytes")
 		return
 	}
-	defer s.reg.UseBlob(d)() // not evicted between the fetch and the open
-	if err := s.reg.EnsureLocal(r.Context(), d); err != nil {
-		s.fail(w, r, err, "BLOB_UNKNOWN", "DIGEST_INVALID")
-		return
-	}
-	f, err := os.Open(s.reg.Local.Path(d))
-	if errors.Is(err, fs.ErrNotExist) {
-		err = fmt.Errorf("blob %s: evicted or deleted meanwhile: %w", d, opm.ErrNotFound)
-	}
+	b, err := s.reg.OpenBlob(r.Context(), d, -1)
 	if err != nil {
 		s.fail(w, r, err, "BLOB_UNKNOWN", "DIGEST_INVALID")
 		return
 	}
-	defer f.Close()
+	defer b.Close()
+	f := b.File()
 	fi, err := f.Stat()
 	if err != nil {
 		s.fail(w, r, err, "BLOB_UNKNOWN", "DIGEST_INVALID")
@@ -390,32 +308,15 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, rt ociRoute) {
 	http.ServeContent(w, r, "", fi.ModTime(), f)
 }
 
-// deleteBlob removes a blob from the store (and the bucket) unless a
-// manifest of the registry still names it: then 405, since deleting it would
-// break a tag. Blobs are not per repository, so the check is registry-wide.
+// deleteBlob removes a blob from the registry unless a manifest still
+// names it: then 405, since deleting it would break a tag. Blobs are not
+// per repository, so the check is registry-wide.
 func (s *Server) deleteBlob(w http.ResponseWriter, r *http.Request, rt ociRoute) {
 	d, ok := blobDigest(w, rt.arg, false)
 	if !ok {
 		return
 	}
-	s.gc.Lock()
-	defer s.gc.Unlock()
-	snap, err := s.snapshot()
-	if err != nil {
-		s.fail(w, r, err, "BLOB_UNKNOWN", "DIGEST_INVALID")
-		return
-	}
-	user, err := s.blobUser(snap, d)
-	if err != nil {
-		s.fail(w, r, err, "BLOB_UNKNOWN", "DIGEST_INVALID")
-		return
-	}
-	if user != "" {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeError(w, http.StatusMethodNotAllowed, "DENIED", fmt.Sprintf("blob %s is named by %s; delete that manifest first", d, user))
-		return
-	}
-	if err := s.reg.Blobs.Delete(r.Context(), d); err != nil {
+	if err := s.reg.DeleteBlob(r.Context(), d); err != nil {
 		s.fail(w, r, err, "BLOB_UNKNOWN", "DIGEST_INVALID")
 		return
 	}
@@ -453,25 +354,22 @@ func page[T any](w http.ResponseWriter, r *http.Request, items []T, name func(T)
 func self(s string) string { return s }
 
 func (s *Server) listTags(w http.ResponseWriter, r *http.Request, rt ociRoute) {
-	snap, err := s.snapshot()
+	v, err := s.reg.View()
 	if err != nil {
 		s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
 		return
 	}
-	entries, err := snap.ReadDir(opm.TagsDir(rt.repo))
-	if err != nil && !errors.Is(err, opm.ErrNotFound) {
+	entries, err := v.Tags(rt.repo)
+	if err != nil {
 		s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
 		return
 	}
 	// A repository with no tags (never pushed, or all deleted) lists none:
 	// in git an empty directory does not exist, so the two look the same.
-	tags := []string{}
-	for _, e := range entries {
-		if t, ok := registry.TagOfEntry(e); ok {
-			tags = append(tags, t)
-		}
+	tags := make([]string, len(entries))
+	for i, e := range entries {
+		tags[i] = e.Tag
 	}
-	sort.Strings(tags)
 	tags, ok := page(w, r, tags, self)
 	if !ok {
 		return
@@ -503,40 +401,16 @@ func (s *Server) referrers(w http.ResponseWriter, r *http.Request, rt ociRoute) 
 		writeError(w, http.StatusBadRequest, "DIGEST_INVALID", err.Error())
 		return
 	}
-	snap, err := s.snapshot()
-	if err != nil {
-		s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
-		return
-	}
-	all, err := s.manifests(snap, rt.repo)
+	v, err := s.reg.View()
 	if err != nil {
 		s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
 		return
 	}
 	filter := r.URL.Query().Get("artifactType")
-	seen := map[digest.Digest]bool{}
-	out := []opm.Descriptor{}
-	for _, st := range all {
-		if seen[st.digest] {
-			continue
-		}
-		seen[st.digest] = true
-		b, err := snap.ReadFile(st.path)
-		if err != nil || !bytes.Contains(b, []byte(d.Encoded())) {
-			continue
-		}
-		m, err := opm.ParseAnyManifest(b, "")
-		if err != nil || m.Subject == nil || m.Subject.Digest != d {
-			continue
-		}
-		at := m.ArtifactType
-		if at == "" && m.Config != nil {
-			at = m.Config.MediaType
-		}
-		if filter != "" && at != filter {
-			continue
-		}
-		out = append(out, opm.Descriptor{MediaType: m.MediaType, ArtifactType: at, Digest: st.digest, Size: int64(len(b)), Annotations: m.Annotations})
+	out, err := v.Referrers(rt.repo, d, filter)
+	if err != nil {
+		s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
+		return
 	}
 	if filter != "" {
 		w.Header().Set("OCI-Filters-Applied", "artifactType")
@@ -549,39 +423,22 @@ func (s *Server) referrers(w http.ResponseWriter, r *http.Request, rt ociRoute) 
 }
 
 // catalog lists every repository with a tag or a manifest, sorted, paged
-// like the tags list.
+// like the tags list. A read error below the root (a missing git object)
+// fails the request rather than leave repositories out unseen.
 func (s *Server) catalog(w http.ResponseWriter, r *http.Request) {
-	snap, err := s.snapshot()
+	v, err := s.reg.View()
 	if err != nil {
 		s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
 		return
 	}
-	repos := []string{}
-	nss, err := children(snap, "")
-	if err != nil && !errors.Is(err, opm.ErrNotFound) {
+	repos, err := v.Repositories()
+	if err != nil {
 		s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
 		return
 	}
-	// A read error below the root (a missing git object) fails the request
-	// rather than leave repositories out of the catalog unseen.
-	for _, ns := range nss {
-		ps, err := children(snap, ns)
-		if err != nil {
-			s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
-			return
-		}
-		for _, p := range ps {
-			rs, err := children(snap, ns+"/"+p)
-			if err != nil {
-				s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
-				return
-			}
-			for _, name := range rs {
-				repos = append(repos, ns+"/"+p+"/"+name)
-			}
-		}
+	if repos == nil {
+		repos = []string{}
 	}
-	sort.Strings(repos)
 	repos, ok := page(w, r, repos, self)
 	if !ok {
 		return

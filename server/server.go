@@ -18,13 +18,14 @@
 //	GET  /namespaces[/<ns>/projects[/<p>/repositories[/<r>/tags[/<t>]]]]
 //	GET  /                                            web pages (see web.go)
 //
-// Where things live. A tagged manifest is the tag's file in git,
-// <ns>/<p>/<r>/tags/<tag>.json, exactly as DESIGN §3 says. A manifest pushed
-// by digest alone (an image index's children, a signature, an SBOM) is kept
-// beside the tags, in <ns>/<p>/<r>/manifests/<64 hex>.json, also one commit
-// and also byte for byte; the mount and `opm ls` show tags only. Blobs are in
-// the home's blob store and are not scoped to a repository: any repository's
-// blob URL serves any stored blob (access control is per server, not per
+// Where things live. The server reads the registry through its views and
+// changes it through its operations (package registry); it never opens the
+// metadata repository or a blob store itself. A tagged manifest is the tag's
+// file in git, and a manifest pushed by digest alone (an image index's
+// children, a signature, an SBOM) is kept beside the tags, also one commit
+// and also byte for byte (docs/design.md §3); the mount and `opm ls` show
+// tags only. Blobs are not scoped to a repository: any repository's blob
+// URL serves any stored blob (access control is per server, not per
 // repository). Blob uploads in progress are files in
 // <home>/uploads/serve-<random>/, one directory per server, lost when the
 // server stops.
@@ -38,12 +39,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/go-git/go-git/v5/plumbing"
-
-	"github.com/openpm/opm/gitmeta"
 	"github.com/openpm/opm/registry"
 )
 
@@ -67,17 +64,6 @@ type Server struct {
 	mux  *http.ServeMux
 
 	uploads *uploads
-	// gc orders manifest writes (read side: check blobs, commit) against
-	// blob deletes (write side: check no manifest names the blob, delete),
-	// so that a committed manifest never names a deleted blob.
-	gc sync.RWMutex
-
-	digests  digestCache
-	files    fileCache
-	snapMu   sync.Mutex
-	snap     *gitmeta.Snapshot
-	countsMu sync.Mutex
-	counts   map[plumbing.Hash]tagCounts // by tree hash of a tags directory
 }
 
 // New makes a server for reg. Close removes the uploads in progress.
@@ -91,7 +77,7 @@ func New(reg *registry.Registry, opts Options) (*Server, error) {
 	// Each server has its own directory of uploads (two may serve one home:
 	// `opm mount --http` and `opm serve` through the daemon). Those left by
 	// a server that died are removed once idle.
-	parent := filepath.Join(reg.Dir, "uploads")
+	parent := filepath.Join(reg.Home(), "uploads")
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, err
 	}
@@ -107,7 +93,6 @@ func New(reg *registry.Registry, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{reg: reg, opts: opts, log: opts.Logger, uploads: newUploads(dir)}
-	s.digests.m = map[plumbing.Hash]string{}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/v2/", s.serveOCI)
 	s.mux.HandleFunc("GET /namespaces", s.serveListing)
@@ -163,28 +148,4 @@ func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, msg string
 		r.Body.Close()
 	}
 	writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", msg)
-}
-
-// digestCache maps a git blob hash (of a manifest file) to the sha256 digest
-// of its bytes: content under a hash never changes, so a digest lookup needs
-// no file read after the first.
-type digestCache struct {
-	mu sync.Mutex
-	m  map[plumbing.Hash]string
-}
-
-func (c *digestCache) get(h plumbing.Hash) (string, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	d, ok := c.m[h]
-	return d, ok
-}
-
-func (c *digestCache) put(h plumbing.Hash, d string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) > 1<<16 {
-		clear(c.m)
-	}
-	c.m[h] = d
 }

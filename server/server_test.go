@@ -14,10 +14,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
+	"github.com/openpm/opm/cas"
 	"github.com/openpm/opm/gitmeta"
 	"github.com/openpm/opm/internal/opmtest"
 	"github.com/openpm/opm/registry"
@@ -131,7 +133,7 @@ func (e *env) pushPackage(ref string, files map[string]string) *registry.PushRes
 }
 
 func (e *env) head() string {
-	h, err := e.reg.Meta.Head()
+	h, err := e.reg.Head()
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -139,7 +141,7 @@ func (e *env) head() string {
 }
 
 func (e *env) commits() int {
-	log, err := e.reg.Meta.Log(context.Background(), [20]byte{}, "", 0)
+	log, err := e.reg.Log(context.Background(), "", 0)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -426,7 +428,7 @@ func TestAuth(t *testing.T) {
 		expect(t, e.doAuth(auth, "PUT", "/v2/a/b/c/manifests/v1", []byte(`{}`)), 401, "UNAUTHORIZED")
 		expect(t, e.doAuth(auth, "DELETE", "/v2/a/b/c/manifests/v1", nil), 401, "UNAUTHORIZED")
 	}
-	if e.head() != head || e.reg.Local.Has(d) {
+	if e.head() != head || e.reg.HasLocal(d) {
 		t.Fatal("an unauthorised write changed something")
 	}
 	// Reads are open; Basic with the token as password writes.
@@ -535,7 +537,12 @@ func TestListingAPI(t *testing.T) {
 	e.pushPackage("acme/web/site:v2", map[string]string{"index.html": "hello again"})
 	e.pushPackage("acme/tools/cli:1.0", map[string]string{"cli": "#!"})
 	e.pushPackage("zeta/p/r:t", map[string]string{"x": "x"})
-	_, _, err := e.reg.Meta.Update(context.Background(), e.reg.Author(context.Background()), func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+	meta, err := gitmeta.Open(filepath.Join(e.reg.Home(), "meta.git")) // another writer of the metadata
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer meta.Close()
+	_, _, err = meta.Update(context.Background(), e.reg.Author(context.Background()), func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
 		return []gitmeta.Change{
 			{Path: "acme/namespace.json", Data: []byte(`{"description":"Acme Corp","labels":{"team":"platform"}}`)},
 			{Path: "acme/web/site/repository.json", Data: []byte(`{"description":"the web site","labels":{"type":"static"}}`)},
@@ -753,7 +760,7 @@ func TestConcurrentWrites(t *testing.T) {
 		if put == 201 && del == 202 {
 			t.Fatalf("round %d: manifest committed and its blob deleted", i)
 		}
-		if put == 201 && !e.reg.Local.Has(d) {
+		if put == 201 && !e.reg.HasLocal(d) {
 			t.Fatalf("round %d: tag names a missing blob", i)
 		}
 	}
@@ -778,7 +785,7 @@ func TestBucketBlobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if reg.Bucket == nil {
+	if !reg.HasBucket() {
 		t.Fatal("no bucket after opm.blobs")
 	}
 	srv, err := New(reg, Options{Token: testToken})
@@ -790,20 +797,25 @@ func TestBucketBlobs(t *testing.T) {
 	e := &env{t: t, reg: reg, srv: srv, url: hs.URL}
 	blob := bytes.Repeat([]byte("bucket "), 1000)
 	d := e.putBlob("acme/b/r", blob)
-	if _, err := reg.Bucket.Stat(context.Background(), d); err != nil {
+	b, err := cas.OpenBucket(context.Background(), "file://"+bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Stat(context.Background(), d); err != nil {
 		t.Fatalf("upload not in the bucket: %v", err)
 	}
-	if err := reg.Local.Delete(context.Background(), d); err != nil {
+	if err := os.Remove(reg.LocalPath(d)); err != nil {
 		t.Fatal(err)
 	}
 	h := e.do("HEAD", "/v2/acme/b/r/blobs/"+d.String(), nil) // no fetch for HEAD
 	expect(t, h, 200, "")
-	if reg.Local.Has(d) || h.ContentLength != int64(len(blob)) {
-		t.Fatalf("HEAD: local %v, length %d", reg.Local.Has(d), h.ContentLength)
+	if reg.HasLocal(d) || h.ContentLength != int64(len(blob)) {
+		t.Fatalf("HEAD: local %v, length %d", reg.HasLocal(d), h.ContentLength)
 	}
 	r := e.do("GET", "/v2/acme/b/r/blobs/"+d.String(), nil, "Range: bytes=0-6")
-	if b := expect(t, r, 206, ""); string(b) != "bucket " || !reg.Local.Has(d) {
-		t.Fatalf("GET from the bucket: %q, local %v", b, reg.Local.Has(d))
+	if b := expect(t, r, 206, ""); string(b) != "bucket " || !reg.HasLocal(d) {
+		t.Fatalf("GET from the bucket: %q, local %v", b, reg.HasLocal(d))
 	}
 }
 
@@ -877,4 +889,39 @@ func TestPushByDigestWithTags(t *testing.T) {
 		}
 	}
 	expect(t, e.do("PUT", "/v2/"+repo+"/manifests/"+d.String()+"?tag=-bad", m, "Content-Type: "+opm.MediaTypeManifest), 400, "TAG_INVALID")
+}
+
+// TestDeleteBlobWaitsForPush: a blob DELETE waits while a push holds the
+// gc lock (it may have found the blob stored and be about to name it), and
+// once the push has committed a tag naming the blob, the DELETE is refused:
+// no tag ever names a missing blob. (It used to answer 202 at once and
+// remove the blob under the push.)
+func TestDeleteBlobWaitsForPush(t *testing.T) {
+	e := newEnv(t, Options{})
+	content := "a file the push will name"
+	d := e.putBlob("a/b/c", []byte(content))                                  // stored, named by nothing yet
+	release, err := registry.HoldForWrite(context.Background(), e.reg.Home()) // the push, in flight
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan *http.Response, 1)
+	go func() { done <- e.do("DELETE", "/v2/a/b/c/blobs/"+d.String(), nil) }()
+	select {
+	case r := <-done:
+		release()
+		t.Fatalf("DELETE answered %s while a push held the gc lock", r.Status)
+	case <-time.After(300 * time.Millisecond):
+	}
+	e.pushPackage("a/b/c:v1", map[string]string{"f": content}) // names the stored blob
+	release()
+	select {
+	case r := <-done:
+		expect(t, r, http.StatusMethodNotAllowed, "DENIED")
+	case <-time.After(30 * time.Second):
+		t.Fatal("DELETE still waiting after the push let go")
+	}
+	if !e.reg.HasLocal(d) {
+		t.Fatal("the blob a tag names was deleted")
+	}
+	expect(t, e.do("GET", "/v2/a/b/c/blobs/"+d.String(), nil), 200, "")
 }

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-git/go-git/v5/plumbing"
-
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/registry"
 )
@@ -55,12 +53,11 @@ func WriteSite(ctx context.Context, reg *registry.Registry, dir string, o SiteOp
 		o.Now = time.Now()
 	}
 	s := &Server{reg: reg, opts: Options{Title: o.Title}}
-	s.digests.m = map[plumbing.Hash]string{}
-	snap, err := reg.Snapshot()
+	v, err := reg.View()
 	if err != nil {
 		return nil, err
 	}
-	res := &SiteResult{Dir: dir, Commit: snap.Commit().String()}
+	res := &SiteResult{Dir: dir, Commit: v.Commit().String()}
 	write := func(rel string, b []byte) error {
 		p := filepath.Join(dir, filepath.FromSlash(rel))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -97,8 +94,8 @@ func WriteSite(ctx context.Context, reg *registry.Registry, dir string, o SiteOp
 		if root == "" {
 			root = "./"
 		}
-		v := View{Root: root, Generated: o.Now, BlobURL: o.BlobURL, APIURL: root + "_opm/api/namespaces.json"}
-		d := s.newPage(v, snap, parts)
+		pv := View{Root: root, Generated: o.Now, BlobURL: o.BlobURL, APIURL: root + "_opm/api/namespaces.json"}
+		d := s.newPage(pv, v, parts)
 		var buf bytes.Buffer
 		var err error
 		if td != nil {
@@ -120,7 +117,7 @@ func WriteSite(ctx context.Context, reg *registry.Registry, dir string, o SiteOp
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		l, err := s.listing(ctx, snap, parts)
+		l, err := listing(ctx, v, parts)
 		if err != nil {
 			return err
 		}
@@ -133,7 +130,7 @@ func WriteSite(ctx context.Context, reg *registry.Registry, dir string, o SiteOp
 		if len(parts) == 3 {
 			repo := opm.Repository{Namespace: parts[0], Project: parts[1], Name: parts[2]}
 			for _, t := range l.Tags {
-				td, err := s.tagDetail(ctx, snap, repo, t.Name)
+				td, err := tagDetail(ctx, v, repo, t.Name)
 				if err != nil {
 					return err
 				}

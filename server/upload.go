@@ -61,7 +61,7 @@ func (u *uploads) start(repo opm.Repository) (*upload, error) {
 		}
 	}
 	if len(u.m) >= maxUploads {
-		return nil, fmt.Errorf("%d uploads in progress; try again later: %w", len(u.m), errTooLarge)
+		return nil, opm.Errorf(opm.ErrTooLarge, "%d uploads in progress; try again later", len(u.m))
 	}
 	var b [16]byte
 	rand.Read(b[:])
@@ -166,7 +166,7 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request, rt ociRoute
 	q := r.URL.Query()
 	if m := q.Get("mount"); m != "" {
 		if d, err := opm.ParseDigest(m); err == nil {
-			if _, err := s.reg.Blobs.Stat(r.Context(), d); err == nil {
+			if _, err := s.reg.StatBlob(r.Context(), d); err == nil {
 				// Blobs are shared by every repository: the mount is
 				// already done, whatever ?from= says.
 				s.blobCreated(w, rt.repo, d)
@@ -218,9 +218,9 @@ func (s *Server) putBlob(r *http.Request, d digest.Digest) error {
 		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 			return err
 		}
-		return s.reg.Blobs.Put(r.Context(), d, n, tmp)
+		return s.reg.PutBlob(r.Context(), d, n, tmp)
 	}
-	return s.reg.Blobs.Put(r.Context(), d, r.ContentLength, r.Body)
+	return s.reg.PutBlob(r.Context(), d, r.ContentLength, r.Body)
 }
 
 func (s *Server) uploadStatus(w http.ResponseWriter, r *http.Request, rt ociRoute) {
@@ -280,7 +280,7 @@ func (s *Server) chunk(w http.ResponseWriter, r *http.Request, up *upload) bool 
 	}
 	err := up.write(body)
 	if err == nil && want >= 0 && up.n != want {
-		err = fmt.Errorf("Content-Range %q but the upload now has %d bytes: %w", cr, up.n, opm.ErrInvalid)
+		err = opm.Errorf(opm.ErrInvalid, "Content-Range %q but the upload now has %d bytes", cr, up.n)
 	}
 	if err != nil {
 		// The file and hash may hold a partial chunk: the session cannot
@@ -331,7 +331,7 @@ func (s *Server) finishUpload(w http.ResponseWriter, r *http.Request, rt ociRout
 		s.fail(w, r, err, "BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID")
 		return
 	}
-	err = s.reg.Blobs.Put(r.Context(), d, up.n, up.f)
+	err = s.reg.PutBlob(r.Context(), d, up.n, up.f)
 	s.uploads.remove(up)
 	if err != nil {
 		s.fail(w, r, err, "BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID")

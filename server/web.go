@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"html/template"
 	"io"
@@ -16,7 +15,8 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
-	"github.com/openpm/opm/gitmeta"
+	"github.com/openpm/opm/layout"
+	"github.com/openpm/opm/registry"
 )
 
 // The web pages, for people:
@@ -144,15 +144,15 @@ func webPath(p string) (parts []string, tag string, err error) {
 	if len(seg) == 5 && seg[3] == "tags" {
 		tag, seg = seg[4], seg[:3]
 		if !opm.ValidTag(tag) {
-			return nil, "", fmt.Errorf("tag %q: %w", tag, opm.ErrNotFound)
+			return nil, "", opm.Errorf(opm.ErrNotFound, "tag %q is not a valid tag", tag)
 		}
 	}
 	if len(seg) > 3 {
-		return nil, "", fmt.Errorf("no page %q: %w", p, opm.ErrNotFound)
+		return nil, "", opm.Errorf(opm.ErrNotFound, "no page %q", p)
 	}
 	for _, s := range seg {
 		if !opm.ValidComponent(s) {
-			return nil, "", fmt.Errorf("no page %q: %w", p, opm.ErrNotFound)
+			return nil, "", opm.Errorf(opm.ErrNotFound, "no page %q", p)
 		}
 	}
 	return seg, tag, nil
@@ -164,14 +164,14 @@ func (s *Server) serveWeb(w http.ResponseWriter, r *http.Request) {
 		s.webError(w, err)
 		return
 	}
-	snap, err := s.snapshot()
+	v, err := s.reg.View()
 	if err != nil {
 		s.webError(w, err)
 		return
 	}
 	var buf bytes.Buffer
-	v := View{Root: "/", APIURL: "/namespaces"}
-	if err := s.renderPage(r.Context(), &buf, snap, parts, tag, r.URL.Query().Get("q"), v); err != nil {
+	pv := View{Root: "/", APIURL: "/namespaces"}
+	if err := s.renderPage(r.Context(), &buf, v, parts, tag, r.URL.Query().Get("q"), pv); err != nil {
 		s.webError(w, err)
 		return
 	}
@@ -180,37 +180,32 @@ func (s *Server) serveWeb(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) webError(w http.ResponseWriter, err error) {
-	status := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, opm.ErrNotFound):
-		status = http.StatusNotFound
-	case errors.Is(err, opm.ErrInvalid):
-		status = http.StatusBadRequest
-	default:
+	status := opm.KindOf(err).HTTP
+	if status >= 500 {
 		s.log.Error("web", "err", err)
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(status)
-	fmt.Fprintf(w, "%d %s: %s\n", status, http.StatusText(status), strings.TrimSuffix(err.Error(), ": "+opm.ErrNotFound.Error()))
+	fmt.Fprintf(w, "%d %s: %s\n", status, http.StatusText(status), err.Error())
 }
 
 // renderPage writes the page of parts (and tag); q searches (root only).
-func (s *Server) renderPage(ctx context.Context, w io.Writer, snap *gitmeta.Snapshot, parts []string, tag, q string, v View) error {
-	d := s.newPage(v, snap, parts)
+func (s *Server) renderPage(ctx context.Context, w io.Writer, v *registry.View, parts []string, tag, q string, pv View) error {
+	d := s.newPage(pv, v, parts)
 	d.Q = q
 	if tag != "" {
-		td, err := s.tagDetail(ctx, snap, opm.Repository{Namespace: parts[0], Project: parts[1], Name: parts[2]}, tag)
+		td, err := tagDetail(ctx, v, opm.Repository{Namespace: parts[0], Project: parts[1], Name: parts[2]}, tag)
 		if err != nil {
 			return err
 		}
 		return renderTag(w, d, td)
 	}
-	l, err := s.listing(ctx, snap, parts)
+	l, err := listing(ctx, v, parts)
 	if err != nil {
 		return err
 	}
 	if q != "" && len(parts) == 0 {
-		if d.Results, err = s.search(snap, q, 200); err != nil {
+		if d.Results, err = search(v, q, 200); err != nil {
 			return err
 		}
 	}
@@ -218,8 +213,8 @@ func (s *Server) renderPage(ctx context.Context, w io.Writer, snap *gitmeta.Snap
 }
 
 // newPage is what every page of parts shows.
-func (s *Server) newPage(v View, snap *gitmeta.Snapshot, parts []string) pageData {
-	d := pageData{View: v, Title: s.opts.Title, Search: v.Generated.IsZero(), Commit: snap.Commit().String()}
+func (s *Server) newPage(pv View, v *registry.View, parts []string) pageData {
+	d := pageData{View: pv, Title: s.opts.Title, Search: pv.Generated.IsZero(), Commit: v.Commit().String()}
 	d.Crumbs = []crumb{{"registry", d.Root}}
 	for i := range parts {
 		d.Crumbs = append(d.Crumbs, crumb{parts[i], d.Root + strings.Join(parts[:i+1], "/") + "/"})
@@ -246,15 +241,12 @@ func renderListing(w io.Writer, d pageData, l *Listing) error {
 
 // search finds namespaces, projects and repositories whose path contains q
 // (case-insensitive), at most limit of them.
-func (s *Server) search(snap *gitmeta.Snapshot, q string, limit int) ([]SearchResult, error) {
+func search(v *registry.View, q string, limit int) ([]SearchResult, error) {
 	q = strings.ToLower(strings.TrimSpace(q))
 	var out []SearchResult
 	var walk func(parts []string) error
 	walk = func(parts []string) error {
-		names, err := children(snap, strings.Join(parts, "/"))
-		if errors.Is(err, opm.ErrNotFound) {
-			return nil
-		}
+		names, err := v.Children(parts)
 		if err != nil {
 			return err
 		}
@@ -262,14 +254,14 @@ func (s *Server) search(snap *gitmeta.Snapshot, q string, limit int) ([]SearchRe
 			if len(out) >= limit {
 				return nil
 			}
-			p := append(append([]string{}, parts...), n)
+			p := append(parts[:len(parts):len(parts)], n)
 			full := strings.Join(p, "/")
 			if strings.Contains(full, q) {
-				nd, err := s.node(snap, p)
+				nd, err := v.Node(p)
 				if err != nil {
 					return err
 				}
-				out = append(out, SearchResult{Path: full, Kind: [3]string{"namespace", "project", "repository"}[len(p)-1], Description: nd.Description})
+				out = append(out, SearchResult{Path: full, Kind: layout.LevelNames[len(p)], Description: nd.Description})
 			}
 			if len(p) < 3 {
 				if err := walk(p); err != nil {

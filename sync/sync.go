@@ -3,11 +3,10 @@
 // A mirror copies blobs first, then metadata, so that DST never names a
 // blob its bucket lacks:
 //
-//  1. fetch SRC's and DST's main into a scratch repository of the home,
-//     <home>/mirrors/<DST>.git (SRC's as refs/remotes/<SRC>/main, DST's as
-//     its main);
+//  1. fetch SRC's and DST's main into a scratch repository of the home
+//     (registry.OpenMirror);
 //  2. list the tag files that differ between DST's head and SRC's head
-//     (gitmeta Diff, which descends only into differing subtrees; a bucket is
+//     (a diff that descends only into differing subtrees; a bucket is
 //     never listed) and the blobs their manifests name;
 //  3. copy the blobs DST's bucket lacks (a Stat each), in parallel, each
 //     verified against its digest on the way;
@@ -28,21 +27,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 
-	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/cas"
-	"github.com/openpm/opm/gitmeta"
+	"github.com/openpm/opm/layout"
 	"github.com/openpm/opm/registry"
 )
 
@@ -51,39 +46,25 @@ type Progress = registry.Progress
 
 // Options tune a mirror.
 type Options struct {
-	// Include and Exclude are path.Match patterns over ns/project/repo:tag
-	// (see registry.MatchTag). Either makes the mirror filtered.
+	// Include and Exclude are selectors (layout.Selector) of the tags to
+	// mirror. Either makes the mirror filtered.
 	Include, Exclude []string
 	DryRun           bool
 	// Force overwrites a DST whose main has commits SRC lacks.
 	Force bool
-	// Author writes a filtered mirror's commits (default "opm sync";
-	// registry.Registry.Author is the home's).
-	Author gitmeta.Signature
 	// Jobs bounds the blobs copied at once (default 32).
 	Jobs     int
 	Progress Progress
-	// Src and Dst, when set, are used instead of opening the remotes'
-	// buckets (tests wrap them to count requests).
-	Src, Dst Blobs
+	// Src and Dst, when set, wrap the remotes' buckets (tests count the
+	// requests).
+	Src, Dst func(Blobs) Blobs
 }
 
 // Blobs is what a mirror needs of a bucket.
-type Blobs interface {
-	cas.Fetcher
-	cas.Stater
-	cas.Pusher
-}
+type Blobs = registry.MirrorBlobs
 
 // Filtered reports whether the options select a subset of the tags.
 func (o Options) Filtered() bool { return len(o.Include) > 0 || len(o.Exclude) > 0 }
-
-func (o Options) selects(ref string) bool {
-	if len(o.Include) > 0 && !slices.ContainsFunc(o.Include, func(p string) bool { return registry.MatchTag(p, ref) }) {
-		return false
-	}
-	return !slices.ContainsFunc(o.Exclude, func(p string) bool { return registry.MatchTag(p, ref) })
-}
 
 // Blob is one blob a mirror needs at DST.
 type Blob struct {
@@ -96,6 +77,7 @@ type Blob struct {
 type TagError struct {
 	Tag   string `json:"tag"`
 	Error string `json:"error"`
+	err   error
 }
 
 // Result says what a mirror did (or, with DryRun, would do).
@@ -126,100 +108,49 @@ type Result struct {
 	GitRequests    int64 `json:"git_requests"`
 }
 
-// Mirror copies the remote src into the remote dst.
-func Mirror(ctx context.Context, home string, src, dst registry.Remote, opts Options) (*Result, error) {
-	for _, rm := range []registry.Remote{src, dst} {
-		if err := registry.ValidateRemoteName(rm.Name); err != nil {
-			return nil, fmt.Errorf("sync: %w", err)
-		}
-	}
-	if src.Name == dst.Name {
-		return nil, fmt.Errorf("sync %s %s: source and destination are the same remote: %w", src.Name, dst.Name, opm.ErrInvalid)
-	}
-	for _, p := range append(slices.Clone(opts.Include), opts.Exclude...) {
-		if err := registry.ValidatePattern(p); err != nil {
-			return nil, err
-		}
+// Mirror copies the remote src of reg into its remote dst.
+func Mirror(ctx context.Context, reg *registry.Registry, src, dst string, opts Options) (*Result, error) {
+	filter, err := layout.ParseFilter(opts.Include, opts.Exclude)
+	if err != nil {
+		return nil, err
 	}
 	if opts.Jobs <= 0 {
 		opts.Jobs = 32
 	}
-	if opts.Author.Name == "" {
-		opts.Author = gitmeta.Signature{Name: "opm sync", Email: "opm@localhost"}
-	}
-	if !opts.DryRun {
-		// An opm gc of DST's bucket from this home waits for the copy and
-		// the publish (blobs found already there are about to be named).
-		release, err := registry.HoldForWrite(ctx, home)
-		if err != nil {
-			return nil, err
-		}
-		defer release()
-	}
-	res := &Result{Src: src.Name, Dst: dst.Name, DryRun: opts.DryRun, Tags: []string{}}
-	scratch := registry.MirrorScratch(home, dst.Name)
-	if err := os.MkdirAll(filepath.Dir(scratch), 0o755); err != nil {
-		return nil, err
-	}
-	repo, err := gitmeta.Init(scratch)
-	if err != nil {
-		return nil, err
-	}
-	defer repo.Close()
-
 	// 1. Metadata of both sides.
-	s, err := registry.FetchMain(ctx, scratch, src.URL, registry.TrackingRef(src.Name))
-	if err != nil {
-		return nil, fmt.Errorf("source %s: %w", src.Name, err)
-	}
-	d, err := registry.FetchMain(ctx, scratch, dst.URL, registry.TrackingRef(dst.Name))
-	if err != nil {
-		return nil, fmt.Errorf("destination %s: %w", dst.Name, err)
-	}
-	res.GitRequests += 2
-	res.SrcCommit, res.DstBefore, res.DstAfter = s.String(), d.String(), d.String()
-	cur, err := repo.Head()
+	m, err := reg.OpenMirror(ctx, src, dst, !opts.DryRun)
 	if err != nil {
 		return nil, err
 	}
-	if cur != d {
-		if err := repo.SetHead(ctx, cur, d); err != nil {
-			return nil, err
-		}
-	}
+	defer m.Close()
+	res := &Result{Src: src, Dst: dst, DryRun: opts.DryRun, Tags: []string{}, GitRequests: 2}
+	res.SrcCommit, res.DstBefore, res.DstAfter = m.SrcHead().String(), m.DstHead().String(), m.DstHead().String()
 
 	// 2. What DST lacks.
-	changes, err := plan(ctx, repo, src, s, d, opts, res)
+	changes, err := plan(ctx, m, filter, opts, res)
 	if err != nil || res.Mode == "up-to-date" {
 		return res, err
 	}
 
 	// 3. Blobs.
-	srcB, dstB := opts.Src, opts.Dst
-	if srcB == nil {
-		b, err := cas.OpenBucket(ctx, src.Blobs)
-		if err != nil {
-			return nil, fmt.Errorf("source %s: %w", src.Name, err)
-		}
-		defer b.Close()
-		srcB = b
+	srcB, dstB, err := m.Buckets(ctx)
+	if err != nil {
+		return nil, err
 	}
-	if dstB == nil {
-		b, err := cas.OpenBucket(ctx, dst.Blobs)
-		if err != nil {
-			return nil, fmt.Errorf("destination %s: %w", dst.Name, err)
-		}
-		defer b.Close()
-		dstB = b
+	if opts.Src != nil {
+		srcB = opts.Src(srcB)
+	}
+	if opts.Dst != nil {
+		dstB = opts.Dst(dstB)
 	}
 	bad, err := copyBlobs(ctx, srcB, dstB, changes, opts, res)
 	if err != nil {
 		return res, err
 	}
-	var ok []registry.TagChange
+	var ok []layout.TagChange
 	for _, c := range changes {
 		if e, failed := tagFailed(c, bad); failed {
-			res.Failed = append(res.Failed, TagError{Tag: c.Ref, Error: e.Error()})
+			res.Failed = append(res.Failed, TagError{Tag: c.Ref.String(), Error: e.Error(), err: e})
 			continue
 		}
 		ok = append(ok, c)
@@ -229,74 +160,63 @@ func Mirror(ctx context.Context, home string, src, dst registry.Remote, opts Opt
 	switch {
 	case opts.DryRun:
 	case res.Mode != "filtered" && len(res.Failed) > 0:
-		return res, fmt.Errorf("%w; nothing was published to %s (the copied blobs stay for the next run)", failure(res), dst.Name)
+		return res, fmt.Errorf("%w; nothing was published to %s (the copied blobs stay for the next run)", failure(res), dst)
 	case res.Mode != "filtered":
-		if err := registry.PushMain(ctx, scratch, dst.URL, d, s, res.Mode == "forced"); err != nil {
-			return res, mirrorPushError(dst, err)
-		}
-		res.GitRequests++
-		res.DstAfter = s.String()
-	case len(ok) > 0:
-		commit, err := commitFiltered(ctx, repo, src, s, ok, opts.Author)
-		if err != nil {
+		if err := m.FastForward(ctx, res.Mode == "forced"); err != nil {
 			return res, err
 		}
-		if err := registry.PushMain(ctx, scratch, dst.URL, d, commit, false); err != nil {
-			return res, mirrorPushError(dst, err)
+		res.GitRequests++
+		res.DstAfter = res.SrcCommit
+	case len(ok) > 0:
+		commit, err := m.PublishFiltered(ctx, ok)
+		if err != nil {
+			return res, err
 		}
 		res.GitRequests++
 		res.DstAfter = commit.String()
 	}
 	for _, c := range ok {
-		if c.Body == nil {
-			res.Removed = append(res.Removed, c.Ref)
+		if c.Removed() {
+			res.Removed = append(res.Removed, c.Ref.String())
 		} else {
-			res.Tags = append(res.Tags, c.Ref)
+			res.Tags = append(res.Tags, c.Ref.String())
 		}
 	}
 	return res, failure(res)
 }
 
-func mirrorPushError(dst registry.Remote, err error) error {
-	if errors.Is(err, registry.ErrRemoteMoved) {
-		return fmt.Errorf("%s changed while this sync ran; run it again (the copied blobs stay): %w", dst.Name, err)
-	}
-	return err
-}
-
-// failure is the error for tags left out, nil if none.
+// failure is the error for tags left out, nil if none. Its kind is the
+// worst of their causes' (a blob that fails verification at the source
+// before one that is missing there).
 func failure(res *Result) error {
 	if len(res.Failed) == 0 {
 		return nil
 	}
 	msgs := make([]string, len(res.Failed))
+	causes := make([]error, len(res.Failed))
 	for i, f := range res.Failed {
 		msgs[i] = f.Tag + ": " + f.Error
+		causes[i] = f.err
 	}
-	return fmt.Errorf("%d tag(s) not mirrored: %s: %w", len(res.Failed), strings.Join(msgs, "; "), opm.ErrIntegrity)
+	kind := opm.KindOf(errors.Join(causes...)).Err
+	return opm.Errorf(kind, "%d tag(s) not mirrored: %s", len(res.Failed), strings.Join(msgs, "; "))
 }
 
 // plan decides the mode and lists the tag changes DST needs.
-func plan(ctx context.Context, repo *gitmeta.Repo, src registry.Remote, s, d plumbing.Hash, opts Options, res *Result) ([]registry.TagChange, error) {
+func plan(ctx context.Context, m *registry.Mirror, filter layout.Filter, opts Options, res *Result) ([]layout.TagChange, error) {
 	if opts.Filtered() {
 		res.Mode = "filtered"
-		if !d.IsZero() {
-			log, err := repo.Log(ctx, d, "", 1)
-			if err != nil {
-				return nil, err
-			}
-			if len(log) == 1 {
-				if _, synced := log[0].Message.Trailer("Opm-Synced-From"); !synced && !opts.Force {
-					return nil, fmt.Errorf("%s's last commit %s was not written by a filtered sync (someone pushed to the mirror?); --force syncs anyway: %w", res.Dst, d.String()[:12], opm.ErrConflict)
-				}
-			}
+		if synced, err := m.DstFiltered(ctx); err != nil {
+			return nil, err
+		} else if !synced && !opts.Force {
+			return nil, opm.Errorf(opm.ErrConflict, "%s's last commit %s was not written by a filtered sync (someone pushed to the mirror?); --force syncs anyway", res.Dst, res.DstBefore[:12])
 		}
 	} else {
-		if s == d {
+		if res.SrcCommit == res.DstBefore {
 			res.Mode = "up-to-date"
 			return nil, nil
 		}
-		n, ok, err := repo.Ahead(ctx, d, s)
+		n, ok, err := m.Ahead(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -304,20 +224,20 @@ func plan(ctx context.Context, repo *gitmeta.Repo, src registry.Remote, s, d plu
 		res.Mode = "fast-forward"
 		if !ok {
 			if !opts.Force {
-				return nil, fmt.Errorf("%s has commits %s lacks (someone pushed to the mirror?); refusing to overwrite them without --force: %w", res.Dst, res.Src, opm.ErrConflict)
+				return nil, opm.Errorf(opm.ErrConflict, "%s has commits %s lacks (someone pushed to the mirror?); refusing to overwrite them without --force", res.Dst, res.Src)
 			}
 			res.Mode = "forced"
 		}
 	}
-	var match func(string) bool
+	var match func(opm.Reference) bool
 	if opts.Filtered() {
-		match = opts.selects
+		match = filter.Match
 	}
 	// namespace.json and the like are carried by the commits of a
 	// preserving mirror and left out of a filtered one.
-	out, err := registry.ChangedTags(repo, d, s, match)
+	out, err := m.Changes(match)
 	if err != nil {
-		return nil, fmt.Errorf("source %s: %w", src.Name, err)
+		return nil, err
 	}
 	if opts.Filtered() && len(out) == 0 {
 		res.Mode = "up-to-date"
@@ -326,9 +246,9 @@ func plan(ctx context.Context, repo *gitmeta.Repo, src registry.Remote, s, d plu
 }
 
 // copyBlobs copies the blobs of changes that DST lacks. It returns the
-// blobs that failed verification at the source; any other failure is an
-// error.
-func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []registry.TagChange, opts Options, res *Result) (map[digest.Digest]error, error) {
+// blobs that failed verification at the source, or are missing there; any
+// other failure is an error.
+func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []layout.TagChange, opts Options, res *Result) (map[digest.Digest]error, error) {
 	byDigest := map[digest.Digest]*Blob{}
 	var order []digest.Digest
 	for _, c := range changes {
@@ -339,7 +259,7 @@ func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []registry.TagChan
 				byDigest[b.Digest] = bl
 				order = append(order, b.Digest)
 			}
-			bl.Tags = append(bl.Tags, c.Ref)
+			bl.Tags = append(bl.Tags, c.Ref.String())
 		}
 	}
 	res.Blobs = len(order)
@@ -384,7 +304,7 @@ func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []registry.TagChan
 			// no read. The source's reader verifies the bytes and dstB.Put
 			// verifies them again before they become visible, so a corrupt
 			// source blob never lands at DST.
-			opened, err := registry.PutFrom(gctx, dstB, bl.Digest, bl.Size, func() (io.ReadCloser, error) {
+			opened, err := cas.Copy(gctx, dstB, bl.Digest, bl.Size, func() (io.ReadCloser, error) {
 				return srcB.Open(gctx, bl.Digest)
 			})
 			reqs.Add(1) // the destination's existence check
@@ -419,28 +339,11 @@ func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []registry.TagChan
 	return bad, err
 }
 
-func tagFailed(c registry.TagChange, bad map[digest.Digest]error) (error, bool) {
+func tagFailed(c layout.TagChange, bad map[digest.Digest]error) (error, bool) {
 	for _, b := range c.Blobs {
 		if err, ok := bad[b.Digest]; ok {
 			return err, true
 		}
 	}
 	return nil, false
-}
-
-// commitFiltered writes one commit on DST's head (the scratch repository's
-// main) setting the selected tags as they are at SRC.
-func commitFiltered(ctx context.Context, repo *gitmeta.Repo, src registry.Remote, s plumbing.Hash, changes []registry.TagChange, author gitmeta.Signature) (plumbing.Hash, error) {
-	cs := make([]gitmeta.Change, len(changes))
-	for i, c := range changes {
-		cs[i] = gitmeta.Change{Path: c.Path, Data: c.Body, Delete: c.Body == nil}
-	}
-	msg := gitmeta.Message{
-		Subject:  fmt.Sprintf("sync %d tag(s) from %s", len(changes), src.Name),
-		Trailers: []gitmeta.Trailer{{Key: "Opm-Synced-From", Value: src.URL + "@" + s.String()}},
-	}
-	commit, _, err := repo.Update(ctx, author, func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
-		return cs, msg, nil
-	})
-	return commit, err
 }

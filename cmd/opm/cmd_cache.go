@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/openpm/opm"
+	"github.com/openpm/opm/layout"
 	"github.com/openpm/opm/registry"
 )
 
@@ -63,7 +64,7 @@ Example:
 						return err
 					}
 					return withHome(c, func(r *registry.Registry) error {
-						blobs, err := r.CachedBlobs()
+						blobs, err := r.CachedBlobs(c.Context)
 						if err != nil {
 							return err
 						}
@@ -108,7 +109,7 @@ Example:
 						return err
 					}
 					return withHome(c, func(r *registry.Registry) error {
-						st, err := r.CacheStats()
+						st, err := r.CacheStats(c.Context)
 						if err != nil {
 							return err
 						}
@@ -153,7 +154,7 @@ Example:
 					}
 					if c.NArg() == 1 {
 						// Refused before any daemon or home is touched.
-						if err := registry.ValidatePin(c.Args().First()); err != nil {
+						if _, err := layout.ParseSelector(c.Args().First()); err != nil {
 							return err
 						}
 					}
@@ -174,7 +175,7 @@ Example:
 							}
 							return nil
 						}
-						res, err := r.Pin(c.Context, c.Args().First(), newBar(c, "fetch"))
+						res, err := r.Pin(c.Context, c.Args().First(), newProgress(c, "fetch"))
 						if res != nil && c.Bool("json") {
 							if perr := printJSON(c, res); perr != nil {
 								return perr
@@ -212,7 +213,7 @@ Example:
 						return err
 					}
 					p := c.Args().First()
-					if err := registry.ValidatePin(p); err != nil {
+					if _, err := layout.ParseSelector(p); err != nil {
 						return err
 					}
 					return withHome(c, func(r *registry.Registry) error {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/openpm/opm"
 	"github.com/openpm/opm/registry"
 )
 
@@ -66,7 +67,7 @@ Example:
 					ReadData: readData.set,
 					Subset:   subset,
 					Repair:   c.Bool("repair"),
-					Progress: newBar(c, "verify"),
+					Progress: newProgress(c, "verify"),
 				})
 				if err != nil {
 					return err
@@ -79,7 +80,7 @@ Example:
 					printFsck(c, res)
 				}
 				if n := res.Damaged(); n > 0 {
-					return fmt.Errorf("fsck: %d problem(s) found (listed above): %w", n, errProblems)
+					return opm.Errorf(opm.ErrProblems, "fsck: %d problem(s) found (listed above)", n)
 				}
 				return nil
 			})

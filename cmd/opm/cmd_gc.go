@@ -58,7 +58,7 @@ Example:
 					DryRun:   c.Bool("dry-run"),
 					Grace:    grace,
 					Keep:     keep,
-					Progress: newBar(c, "gc"),
+					Progress: newProgress(c, "gc"),
 				})
 				if res != nil && c.Bool("json") {
 					if perr := printJSON(c, res); perr != nil {

@@ -23,7 +23,7 @@ Example:
 				return err
 			}
 			return withHome(c, func(r *registry.Registry) error {
-				fmt.Fprintln(c.App.Writer, r.Dir)
+				fmt.Fprintln(c.App.Writer, r.Home())
 				return nil
 			})
 		},
@@ -67,7 +67,7 @@ Example:
 					return err
 				}
 				if v == "" {
-					return fmt.Errorf("%s is not set: %w", key, opm.ErrNotFound)
+					return opm.Errorf(opm.ErrNotFound, "%s is not set", key)
 				}
 				fmt.Fprintln(c.App.Writer, v)
 				return nil

@@ -15,21 +15,30 @@ func lsCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "ls",
 		Usage:     "list namespaces, projects, repositories or tags",
-		ArgsUsage: "[NS[/PROJECT[/REPO]]]",
+		ArgsUsage: "[SELECTOR]",
 		Description: `With no argument, the namespaces; with NS, its projects; with NS/PROJECT, its
 repositories; with NS/PROJECT/REPO, one line per tag: tag, digest, size, files,
 date of the commit that last set it.
 
+A selector with globs or a :TAG (the grammar of opm cache pin and opm sync
+--include: NS[/PROJECT[/REPO]][:TAG]) lists every tag it chooses, one line
+each, named ns/project/repo:tag; so does any selector with --tags.
+
 Example:
    opm ls
-   opm ls acme/web/site --json`,
-		Flags: []cli.Flag{jsonFlag},
+   opm ls acme/web/site --json
+   opm ls 'acme/*/site:v1.*'
+   opm ls --tags acme`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "tags", Aliases: []string{"t"}, Usage: "list every tag the selector chooses, also below a namespace, project or repository"},
+			jsonFlag,
+		},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 0, 1); err != nil {
 				return err
 			}
 			return withHome(c, func(r *registry.Registry) error {
-				l, err := r.List(c.Context, c.Args().First())
+				l, err := r.List(c.Context, c.Args().First(), c.Bool("tags"))
 				if err != nil {
 					return err
 				}
@@ -44,7 +53,11 @@ Example:
 				}
 				w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 				for _, t := range l.Tags {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%d files\t%s\n", t.Tag, t.Digest, humanBytes(t.Size), t.Files, t.Date.Local().Format(time.DateTime))
+					name := t.Tag
+					if t.Ref != "" { // a selector's tags, of many repositories
+						name = t.Ref
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%d files\t%s\n", name, t.Digest, humanBytes(t.Size), t.Files, t.Date.Local().Format(time.DateTime))
 				}
 				return w.Flush()
 			})

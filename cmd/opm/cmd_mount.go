@@ -97,7 +97,7 @@ func umountCommand() *cli.Command {
 			home, isOpm := opmfs.MountedHome(dir)
 			if !isOpm {
 				// As root, umount(2) would take any filesystem down.
-				return fmt.Errorf("%s is not an opm mount: %w", dir, opm.ErrNotFound)
+				return opm.Errorf(opm.ErrNotFound, "%s is not an opm mount", dir)
 			}
 			if err := opmfs.Unmount(dir, c.Bool("lazy")); err != nil {
 				return err
@@ -174,7 +174,7 @@ func runMount(ctx context.Context, o mountOptions, ready func(error)) error {
 	}
 	defer r.Close()
 	// The daemon holds the index for its whole life; commands share it.
-	if _, err := r.Index(); err != nil {
+	if _, err := r.Index(ctx); err != nil {
 		return err
 	}
 	if stale, err := opmfs.CleanStale(o.dir); err != nil {
@@ -186,11 +186,10 @@ func runMount(ctx context.Context, o mountOptions, ready func(error)) error {
 	if err != nil {
 		return err
 	}
-	// Eviction spares the blobs open in the mount; the daemon keeps the
-	// local store under its quota (cache.quota; see opm cache).
-	r.SetBlobHolder(m)
+	// The daemon keeps the local store under its quota (cache.quota; see
+	// opm cache); eviction spares the blobs open in the mount.
 	defer r.KeepQuota(ctx, time.Second, 30*time.Second, log)()
-	srv, err := daemon.Listen(r.Dir, runInDaemon(r, m.CountCommand), log)
+	srv, err := daemon.Listen(r.Home(), runInDaemon(r, m.CountCommand), log)
 	if err != nil {
 		m.Unmount(true)
 		m.Wait()

@@ -114,7 +114,7 @@ func runServe(ctx context.Context, r *registry.Registry, o serveOptions, log io.
 	if o.Token == "" {
 		mode = "read-only (no --token-file)"
 	}
-	fmt.Fprintf(log, "opm: serving %s on %s://%s/ (%s)\n", r.Dir, scheme, ln.Addr(), mode)
+	fmt.Fprintf(log, "opm: serving %s on %s://%s/ (%s)\n", r.Home(), scheme, ln.Addr(), mode)
 	if ready != nil {
 		ready(ln.Addr().String())
 	}

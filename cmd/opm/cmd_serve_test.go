@@ -104,8 +104,8 @@ func TestServeFlags(t *testing.T) {
 		var out, errw bytes.Buffer
 		app := newApp(&out, &errw)
 		err := app.RunContext(context.Background(), append([]string{"opm", "--home", filepath.Join(dir, "home")}, args...))
-		if code := exitCode(err); code != exitUsage {
-			t.Errorf("opm %v: exit %d (%v), want %d", args, code, err, exitUsage)
+		if code := exitCode(err); code != 2 {
+			t.Errorf("opm %v: exit %d (%v), want 2 (usage)", args, code, err)
 		}
 	}
 }

@@ -4,12 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
+	"github.com/openpm/opm/layout"
 	"github.com/openpm/opm/registry"
 	opmsync "github.com/openpm/opm/sync"
 )
@@ -18,19 +17,19 @@ func syncCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "sync",
 		Usage:     "follow origin, or mirror one remote into another",
-		ArgsUsage: "[SRC DST] | --prefetch [PATTERN]",
+		ArgsUsage: "[SRC DST] | --prefetch [SELECTOR]",
 		Description: `With no argument: fetch origin's metadata and fast-forward this home's main
 to it. Blobs stay where they are and are fetched from origin's bucket when
-first read; --prefetch downloads now the blobs of the tags matching PATTERN
-(a path.Match glob over ns/project/repo:tag; without ':' it matches the
-repository; no PATTERN means every tag). A home whose main has commits origin
+first read; --prefetch downloads now the blobs of the tags SELECTOR chooses
+(NS[/PROJECT[/REPO]][:TAG], globs allowed, the grammar of opm cache pin and
+opm ls; none means every tag). A home whose main has commits origin
 lacks and that origin has moved past is refused unless --force (which takes
 origin's main).
 
 With SRC and DST (names of remotes of this home): mirror SRC into DST. The
 blobs DST lacks — found from the commits, never by listing a bucket — are
 copied first, in parallel, each verified; then DST's main is fast-forwarded to
-SRC's (same commits). --include/--exclude select tags (patterns as above):
+SRC's (same commits). --include/--exclude select tags (selectors as above):
 the mirror is then filtered and DST gets new commits carrying
 Opm-Synced-From: <SRC>@<commit>. A tag whose blob fails verification at SRC
 is left out (a preserving mirror then publishes nothing). A DST with commits
@@ -39,13 +38,13 @@ consistent; the next one copies only what is still missing.
 
 Example:
    opm sync
-   opm sync --prefetch 'acme/web/*'
+   opm sync --prefetch acme/web
    opm sync origin backup --json
    opm sync origin edge --include 'acme/*/*:v*' --dry-run`,
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "prefetch", Usage: "also download the blobs of the tags matching PATTERN (all without one)"},
-			&cli.StringSliceFlag{Name: "include", Usage: "mirror only tags matching `PATTERN` (repeatable)"},
-			&cli.StringSliceFlag{Name: "exclude", Usage: "do not mirror tags matching `PATTERN` (repeatable)"},
+			&cli.BoolFlag{Name: "prefetch", Usage: "also download the blobs of the tags SELECTOR chooses (all without one)"},
+			&cli.StringSliceFlag{Name: "include", Usage: "mirror only tags `SELECTOR` chooses (repeatable)"},
+			&cli.StringSliceFlag{Name: "exclude", Usage: "do not mirror tags `SELECTOR` chooses (repeatable)"},
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print what would be copied and change nothing"},
 			&cli.BoolFlag{Name: "force", Usage: "take the source's main over a diverged destination"},
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 32, Usage: "copy `N` blobs at once"},
@@ -69,8 +68,15 @@ func runSync(c *cli.Context) error {
 	if len(c.StringSlice("include"))+len(c.StringSlice("exclude")) > 0 || c.Bool("dry-run") {
 		return usagef("--include, --exclude and --dry-run apply to opm sync SRC DST")
 	}
+	var filter layout.Filter
+	if c.NArg() == 1 {
+		var err error
+		if filter, err = layout.ParseFilter([]string{c.Args().First()}, nil); err != nil {
+			return err
+		}
+	}
 	return withHome(c, func(r *registry.Registry) error {
-		res, err := r.SyncOrigin(c.Context, c.Bool("force"), c.Bool("prefetch"), c.Args().First(), newBar(c, "prefetch"))
+		res, err := r.SyncOrigin(c.Context, c.Bool("force"), c.Bool("prefetch"), filter, newProgress(c, "prefetch"))
 		if err != nil {
 			return err
 		}
@@ -97,23 +103,14 @@ func runSync(c *cli.Context) error {
 }
 
 func runMirror(c *cli.Context, r *registry.Registry) error {
-	src, err := r.Remote(c.Args().Get(0))
-	if err != nil {
-		return err
-	}
-	dst, err := r.Remote(c.Args().Get(1))
-	if err != nil {
-		return err
-	}
 	start := time.Now()
-	res, err := opmsync.Mirror(c.Context, r.Dir, src, dst, opmsync.Options{
+	res, err := opmsync.Mirror(c.Context, r, c.Args().Get(0), c.Args().Get(1), opmsync.Options{
 		Include:  c.StringSlice("include"),
 		Exclude:  c.StringSlice("exclude"),
 		DryRun:   c.Bool("dry-run"),
 		Force:    c.Bool("force"),
-		Author:   r.Author(c.Context),
 		Jobs:     c.Int("jobs"),
-		Progress: newBar(c, "sync"),
+		Progress: newProgress(c, "sync"),
 	})
 	if res == nil {
 		return err
@@ -158,46 +155,6 @@ func shortHash(h string) string {
 	return h
 }
 
-// bar is a progress bar with rate and ETA (schollz/progressbar) on a
-// terminal; nil when stderr is not one or --json was asked for.
-type bar struct {
-	verb string
-	b    *progressbar.ProgressBar
-}
-
-func newBar(c *cli.Context, verb string) registry.Progress {
-	if c.Bool("json") || !isTerminal(os.Stderr) || runningInDaemon(c.Context) != nil {
-		return nil
-	}
-	return &bar{verb: verb}
-}
-
-func (p *bar) Start(blobs int, bytes int64) {
-	p.b = progressbar.NewOptions64(bytes,
-		progressbar.OptionSetDescription(fmt.Sprintf("%s %d blobs", p.verb, blobs)),
-		progressbar.OptionSetWriter(os.Stderr),
-		progressbar.OptionShowBytes(true),
-		progressbar.OptionShowTotalBytes(true),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionShowCount(),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }),
-		progressbar.OptionClearOnFinish(),
-	)
-}
-
-func (p *bar) Add(n int64) {
-	if p.b != nil {
-		p.b.Add64(n)
-	}
-}
-
-func (p *bar) Done() {
-	if p.b != nil {
-		p.b.Finish()
-	}
-}
-
 // followOrigin runs SyncOrigin every interval until the returned stop is
 // called: the daemon of `opm mount --sync-interval` follows origin, and the
 // mount shows each new head. A failed round is logged and retried at the
@@ -210,7 +167,7 @@ func followOrigin(ctx context.Context, r *registry.Registry, every time.Duration
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
-			res, err := r.SyncOrigin(ctx, false, false, "", nil)
+			res, err := r.SyncOrigin(ctx, false, false, layout.Filter{}, nil)
 			switch {
 			case ctx.Err() != nil:
 				return

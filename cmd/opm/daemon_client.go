@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/openpm/opm"
 	"github.com/openpm/opm/daemon"
 	"github.com/openpm/opm/registry"
 )
@@ -25,9 +26,10 @@ type daemonRunKey struct{}
 // daemonRun is what a command run by the daemon gets instead of its own
 // process state.
 type daemonRun struct {
-	reg    *registry.Registry  // the daemon's open home
-	cwd    string              // the client's working directory
-	getenv func(string) string // the client's environment (daemon.ForwardedEnv)
+	reg      *registry.Registry    // the daemon's open home
+	cwd      string                // the client's working directory
+	getenv   func(string) string   // the client's environment (daemon.ForwardedEnv)
+	progress func(daemon.Progress) // sends progress to the client; nil when it draws none
 }
 
 // getenv is os.Getenv of the process that started the command: the
@@ -63,8 +65,8 @@ func viaDaemon(c *cli.Context, fn func(*registry.Registry) error) (bool, error) 
 	if err != nil {
 		return true, err
 	}
-	req := daemon.Request{Args: os.Args[1:], Cwd: cwd, Env: daemon.Environ()}
-	res, err := daemon.Run(c.Context, conn, req, c.App.Writer, c.App.ErrWriter)
+	req := daemon.Request{Args: os.Args[1:], Cwd: cwd, Env: daemon.Environ(), Progress: isTerminal(os.Stderr)}
+	res, err := daemon.Run(c.Context, conn, req, c.App.Writer, c.App.ErrWriter, drawRemote(os.Stderr))
 	if err != nil {
 		return true, err
 	}
@@ -88,13 +90,17 @@ func (e *daemonError) Error() string { return e.msg }
 // runInDaemon returns the daemon's runner: the same CLI app, in this
 // process, on the daemon's registry.
 func runInDaemon(r *registry.Registry, counted func()) daemon.Runner {
-	return func(ctx context.Context, req daemon.Request, stdout, stderr io.Writer) daemon.Result {
+	return func(ctx context.Context, req daemon.Request, stdout, stderr io.Writer, progress func(daemon.Progress)) daemon.Result {
 		counted()
 		if !filepath.IsAbs(req.Cwd) {
 			// absPath resolves the client's paths against it.
-			return daemon.Result{Code: exitUsage, Error: fmt.Sprintf("working directory %q of the request is not absolute", req.Cwd)}
+			return daemon.Result{Code: opm.KindOf(opm.ErrUsage).Exit, Error: fmt.Sprintf("working directory %q of the request is not absolute", req.Cwd)}
 		}
-		ctx = context.WithValue(ctx, daemonRunKey{}, &daemonRun{reg: r, cwd: req.Cwd, getenv: req.Getenv})
+		run := &daemonRun{reg: r, cwd: req.Cwd, getenv: req.Getenv}
+		if req.Progress {
+			run.progress = progress
+		}
+		ctx = context.WithValue(ctx, daemonRunKey{}, run)
 		ctx = registry.WithAuthorEnv(ctx, req.Getenv)
 		app := newApp(stdout, stderr)
 		err := app.RunContext(ctx, permuteArgs(app, append([]string{"opm"}, req.Args...)))

@@ -74,7 +74,7 @@ func TestDaemonCommandEnv(t *testing.T) {
 		Cwd:  dir,
 		Env:  []string{"GIT_AUTHOR_NAME=Client Person", "GIT_AUTHOR_EMAIL=client@example.org", "SOURCE_DATE_EPOCH=86400"},
 	}
-	res, err := daemon.Run(context.Background(), c, req, &out, &out)
+	res, err := daemon.Run(context.Background(), c, req, &out, &out, nil)
 	close(stop)
 	<-watched
 	if err != nil || res.Code != 0 {

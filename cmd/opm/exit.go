@@ -10,72 +10,36 @@ import (
 	"github.com/openpm/opm"
 )
 
-// Exit codes. They are part of opm's interface: scripts rely on them.
-const (
-	exitOK        = 0
-	exitError     = 1 // anything else (I/O, a remote failed, …)
-	exitUsage     = 2 // bad arguments or invalid input; nothing was written
-	exitNotFound  = 3 // no such tag, digest, path or blob
-	exitConflict  = 4 // a concurrent change to the same tag
-	exitIntegrity = 5 // bytes did not match their digest
-	exitExists    = 6 // the target exists (pull without --force)
-	exitLocked    = 7 // another process holds the home
-	exitProblems  = 8 // opm fsck found problems (see its report)
-)
+// Exit codes are part of opm's interface: scripts rely on them. Each kind of
+// error has one, in the error table (opm.Kinds; README.md "Exit codes").
 
-// errUsage marks command-line mistakes.
-var errUsage = errors.New("usage")
-
-// errProblems marks a check that ran and found problems (opm fsck).
-var errProblems = errors.New("problems found")
-
+// usagef is a command-line mistake: exit 2.
 func usagef(format string, args ...any) error {
-	return fmt.Errorf(format+": %w", append(args, errUsage)...)
+	return opm.Errorf(opm.ErrUsage, format, args...)
 }
 
-// exitCode is the one place errors become exit codes.
+// exitCode is the one place errors become exit codes: the daemon's own
+// mapping for a command it ran, else the error table's.
 func exitCode(err error) int {
 	var de *daemonError
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.As(err, &de): // the daemon that ran the command mapped it
+	if errors.As(err, &de) {
 		return de.code
-	case errors.Is(err, errUsage), errors.Is(err, opm.ErrInvalid):
-		return exitUsage
-	case errors.Is(err, opm.ErrNotFound):
-		return exitNotFound
-	case errors.Is(err, opm.ErrConflict):
-		return exitConflict
-	case errors.Is(err, opm.ErrIntegrity):
-		return exitIntegrity
-	case errors.Is(err, opm.ErrExists):
-		return exitExists
-	case errors.Is(err, opm.ErrLocked):
-		return exitLocked
-	case errors.Is(err, errProblems):
-		return exitProblems
 	}
-	return exitError
+	return opm.KindOf(err).Exit
 }
 
-// oneLine renders an error as the single line opm prints: the sentinel
-// suffixes that only serve errors.Is are dropped.
+// oneLine renders an error as the single line opm prints.
 func oneLine(err error) string {
-	s := err.Error()
-	for _, sentinel := range []error{errUsage, errProblems, opm.ErrInvalid} {
-		s = strings.TrimSuffix(s, ": "+sentinel.Error())
-	}
-	return strings.ReplaceAll(s, "\n", "; ")
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }
 
 func usageError(c *cli.Context, err error, isSubcommand bool) error {
-	return fmt.Errorf("%v (see 'opm %s--help'): %w", err, cmdName(c), errUsage)
+	return usagef("%v (see 'opm %s--help')", err, cmdName(c))
 }
 
 func commandNotFound(c *cli.Context, name string) {
 	fmt.Fprintf(c.App.ErrWriter, "opm: unknown command %q (see 'opm --help')\n", name)
-	cli.OsExiter(exitUsage)
+	cli.OsExiter(opm.KindOf(opm.ErrUsage).Exit)
 }
 
 func cmdName(c *cli.Context) string {

@@ -1,0 +1,191 @@
+package gitmeta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	gogit "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+
+	"github.com/openpm/opm"
+)
+
+// Git transport: a repository's main fetched from a remote and pushed to
+// one, and the remote-tracking refs that record where a remote's main was
+// last seen. Every fetch takes the fetch lock (BeginFetch); every ref this
+// package writes goes through git's lock-file protocol (publish).
+
+// ErrRemoteMoved reports a push that lost the race: the remote's main is no
+// longer the commit the pushed one was built on.
+var ErrRemoteMoved = opm.Errorf(opm.ErrConflict, "the remote's main moved")
+
+// TrackingRef is the ref that holds a remote's main as last fetched:
+// refs/remotes/<name>/main.
+func TrackingRef(name string) plumbing.ReferenceName {
+	return plumbing.ReferenceName("refs/remotes/" + name + "/main")
+}
+
+// Fetch fetches main of the git repository at url into the ref into and
+// returns the commit it names, zero if the remote has no main yet. go-git
+// writes the objects as a packfile, which this Repo finds when it next
+// reads the pack indexes.
+func (r *Repo) Fetch(ctx context.Context, url string, into plumbing.ReferenceName) (plumbing.Hash, error) {
+	finish, err := BeginFetch(ctx, r.path)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	dropBrokenTrackingRefs(r.path)
+	repo, err := r.transportRepo()
+	if err != nil {
+		finish()
+		return plumbing.ZeroHash, err
+	}
+	rem := gogit.NewRemote(repo.Storer, &config.RemoteConfig{Name: "opm", URLs: []string{url}})
+	err = rem.FetchContext(ctx, &gogit.FetchOptions{
+		RemoteName: "opm",
+		RefSpecs:   []config.RefSpec{config.RefSpec("+" + string(Branch) + ":" + string(into))},
+		Tags:       gogit.NoTags,
+	})
+	if ferr := finish(); ferr != nil {
+		// The tracking ref go-git moved may name objects not on disk:
+		// forget it, so that the next fetch brings them again.
+		os.Remove(filepath.Join(r.path, filepath.FromSlash(string(into))))
+		if err == nil {
+			err = ferr
+		}
+	}
+	switch {
+	case err == nil, errors.Is(err, gogit.NoErrAlreadyUpToDate):
+	case errors.Is(err, transport.ErrEmptyRemoteRepository), errors.Is(err, gogit.NoMatchingRefSpecError{}):
+		return plumbing.ZeroHash, nil
+	case errors.Is(err, transport.ErrRepositoryNotFound):
+		return plumbing.ZeroHash, opm.Errorf(opm.ErrNotFound, "fetch %s: %w", url, err)
+	default:
+		return plumbing.ZeroHash, fmt.Errorf("fetch %s: %w", url, err)
+	}
+	return readRef(r.path, into)
+}
+
+// transportRepo opens a go-git handle of the repository for a fetch or a
+// push: its own storage, so that the network round trips do not hold r's
+// lock (the objects it writes are found when r next reads the pack
+// indexes).
+func (r *Repo) transportRepo() (*gogit.Repository, error) {
+	repo, err := gogit.Open(openStorage(r.path, cache.NewObjectLRUDefault()), nil)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", r.path, err)
+	}
+	return repo, nil
+}
+
+// dropBrokenTrackingRefs removes the tracking refs (refs/remotes/…) whose
+// file holds no hash, and the lock files there. go-git rewrites a ref file
+// in place (truncate, then write): a process killed in between leaves it
+// empty, and every later fetch would then fail with "ref file is empty". A
+// tracking ref only records where a remote's main was; the fetch writes it
+// again. A lock file there was left by an interrupted SetTracking: the
+// caller holds the fetch lock, which SetTracking holds while it writes.
+func dropBrokenTrackingRefs(gitDir string) {
+	filepath.WalkDir(filepath.Join(gitDir, "refs", "remotes"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if strings.HasSuffix(p, ".lock") {
+			slog.Warn("removing a lock file left by an interrupted tracking ref update", "file", p)
+			os.Remove(p)
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if s := strings.TrimSpace(string(b)); err == nil && !plumbing.IsHash(s) && !strings.HasPrefix(s, "ref: ") {
+			slog.Warn("removing a broken tracking ref (left by an interrupted fetch)", "ref", p, "content", s)
+			os.Remove(p)
+		}
+		return nil
+	})
+}
+
+// SetTracking records that the remote's main holds commit (as a fetch
+// would): the ref is written with git's lock-file protocol while holding
+// the fetch lock, so that neither a fetch nor another writer interleaves.
+func (r *Repo) SetTracking(ctx context.Context, remote string, commit plumbing.Hash) error {
+	finish, err := BeginFetch(ctx, r.path)
+	if err != nil {
+		return err
+	}
+	defer finish()
+	dropBrokenTrackingRefs(r.path)
+	name := TrackingRef(remote)
+	for attempt := 0; ; attempt++ {
+		cur, err := readRef(r.path, name)
+		if err != nil {
+			// A ref left unreadable is replaced.
+			cur = plumbing.ZeroHash
+			os.Remove(filepath.Join(r.path, filepath.FromSlash(string(name))))
+		}
+		if cur == commit {
+			return nil
+		}
+		_, err = publish(ctx, r.path, name, cur, commit)
+		if !errors.Is(err, errRefMoved) || attempt == maxAttempts {
+			return err
+		}
+	}
+}
+
+// RemoveTracking forgets where the remote's main was seen.
+func (r *Repo) RemoveTracking(remote string) error {
+	err := os.Remove(filepath.Join(r.path, filepath.FromSlash(string(TrackingRef(remote)))))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// Push makes main of the git repository at url the commit `commit` of this
+// repository. old is the remote's main the commit was built on: if the push
+// is refused and the remote's main is no longer old, Push fails with
+// ErrRemoteMoved. Unless force, the update must be a fast-forward.
+func (r *Repo) Push(ctx context.Context, url string, old, commit plumbing.Hash, force bool) error {
+	if old == commit {
+		return nil
+	}
+	repo, err := r.transportRepo()
+	if err != nil {
+		return err
+	}
+	rem := gogit.NewRemote(repo.Storer, &config.RemoteConfig{Name: "opm", URLs: []string{url}})
+	spec := commit.String() + ":" + string(Branch)
+	if force {
+		spec = "+" + spec
+	}
+	err = rem.PushContext(ctx, &gogit.PushOptions{RemoteName: "opm", RefSpecs: []config.RefSpec{config.RefSpec(spec)}})
+	if err == nil || errors.Is(err, gogit.NoErrAlreadyUpToDate) {
+		return nil
+	}
+	// Tell a lost race from a failure: where is the remote's main now?
+	refs, lerr := rem.ListContext(ctx, &gogit.ListOptions{})
+	var now plumbing.Hash
+	if lerr == nil {
+		for _, ref := range refs {
+			if ref.Name() == Branch {
+				now = ref.Hash()
+			}
+		}
+	}
+	if lerr == nil && now == commit {
+		return nil
+	}
+	if lerr == nil && now != old {
+		return fmt.Errorf("push %s: %w", url, ErrRemoteMoved)
+	}
+	return fmt.Errorf("push %s: %w", url, err)
+}

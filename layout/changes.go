@@ -1,0 +1,139 @@
+package layout
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/gitmeta"
+)
+
+// TagChange is a manifest file that differs between two commits: a tag
+// file, or a manifest kept by digest.
+type TagChange struct {
+	Ref  opm.Reference // a tag, or a digest for a manifest kept by digest
+	Path string        // its file in the metadata
+	// Body is the manifest at the newer commit, Blobs the blobs it names;
+	// both are nil for a removed file.
+	Body  []byte
+	Blobs []opm.Descriptor
+}
+
+// Removed reports whether the change removes the file.
+func (c TagChange) Removed() bool { return c.Body == nil }
+
+// Changes lists the manifest files that differ from commit a to commit b
+// of repo (either may be zero, the empty repository), with their manifests
+// at b: the tag files whose references match (nil matches every tag) and,
+// when match is nil, the manifests kept by digest too (what a commit
+// carries whole must have its blobs). Only the subtrees that differ are
+// read. Every manifest is checked as a push would check it: a name that
+// breaks the rules, a manifest the registry would refuse or one kept by
+// digest that does not hash to its name fails the whole listing, so that
+// nothing a push would refuse is taken from elsewhere.
+func Changes(repo *gitmeta.Repo, a, b gitmeta.Hash, match func(opm.Reference) bool) ([]TagChange, error) {
+	diff, err := repo.Diff(a, b)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := repo.Snapshot(b)
+	if err != nil {
+		return nil, err
+	}
+	var out []TagChange
+	for _, d := range diff {
+		p, err := Parse(d.Path)
+		if err != nil {
+			return nil, err
+		}
+		if !p.IsManifest() || match != nil && (p.Kind == KindManifest || !match(p.Ref)) {
+			continue
+		}
+		c := TagChange{Ref: p.Ref, Path: d.Path}
+		if !d.New.IsZero() {
+			m, err := ReadManifest(snap, d.Path, d.New, p.Ref)
+			if err != nil {
+				return nil, err
+			}
+			if m.Err != nil {
+				return nil, fmt.Errorf("%s: %w", p.Ref, m.Err)
+			}
+			c.Body, c.Blobs = m.Body, m.Blobs()
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// Blobs lists the blobs the changes name, each once, in order.
+func Blobs(changes []TagChange) []opm.Descriptor {
+	seen := map[digest.Digest]bool{}
+	var out []opm.Descriptor
+	for _, c := range changes {
+		for _, b := range c.Blobs {
+			if !seen[b.Digest] {
+				seen[b.Digest] = true
+				out = append(out, b)
+			}
+		}
+	}
+	return out
+}
+
+// Stale is what a move of the head changed among the names of the tree:
+// the mount tells the kernel to forget exactly these.
+type Stale struct {
+	// Nodes are the namespaces, projects and repositories (1 to 3 name
+	// parts) that appeared or went away; only the outermost of a path.
+	Nodes [][]string
+	// Tags are the tags set, moved or removed in repositories that stayed.
+	Tags []opm.Reference
+}
+
+// StaleNames finds what the files that differ between two snapshots
+// (diff, from gitmeta's Diff of their commits) changed among the names of
+// the tree. Whether a node appeared or went away is asked once per node,
+// however many of its files changed.
+func StaleNames(old, cur *gitmeta.Snapshot, diff []gitmeta.DiffEntry) Stale {
+	isDir := func(s *gitmeta.Snapshot, p string) bool {
+		e, err := s.Stat(p)
+		return err == nil && e.Dir
+	}
+	moved := map[string]bool{}
+	changed := func(p string) bool {
+		c, ok := moved[p]
+		if !ok {
+			c = isDir(old, p) != isDir(cur, p)
+			moved[p] = c
+		}
+		return c
+	}
+	var out Stale
+	seenNode := map[string]bool{}
+	seenTag := map[opm.Reference]bool{}
+	for _, d := range diff {
+		parts := strings.Split(d.Path, "/")
+		node := false
+		for i := 0; i < 3 && i < len(parts)-1; i++ {
+			p := strings.Join(parts[:i+1], "/")
+			if changed(p) {
+				if !seenNode[p] {
+					seenNode[p] = true
+					out.Nodes = append(out.Nodes, parts[:i+1])
+				}
+				node = true
+				break
+			}
+		}
+		if node {
+			continue
+		}
+		if p, err := Parse(d.Path); err == nil && p.Kind == KindTag && !seenTag[p.Ref] {
+			seenTag[p.Ref] = true
+			out.Tags = append(out.Tags, p.Ref)
+		}
+	}
+	return out
+}

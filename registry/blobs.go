@@ -1,0 +1,295 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/cas"
+)
+
+// Blob is a blob of the local store open for reading, kept from eviction
+// until Close. It reads the bytes it opened whatever happens to the tags
+// that name it afterwards.
+type Blob struct {
+	r       *Registry
+	d       digest.Digest
+	fd      int
+	size    int64
+	fetched bool
+	release func()
+
+	mu sync.Mutex
+	f  *os.File // made on first use of File; owns fd then
+}
+
+// Fd is the open file's descriptor, for reads by offset (pread, splice,
+// FUSE passthrough). It stays valid until Close.
+func (b *Blob) Fd() int { return b.fd }
+
+// Size is the blob's size.
+func (b *Blob) Size() int64 { return b.size }
+
+// Fetched reports whether opening the blob fetched it from the bucket.
+func (b *Blob) Fetched() bool { return b.fetched }
+
+// File is the blob as an *os.File (for http.ServeContent and copies). Close
+// closes it; the caller must not.
+func (b *Blob) File() *os.File {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.f == nil {
+		b.f = os.NewFile(uintptr(b.fd), b.r.local.Path(b.d))
+	}
+	return b.f
+}
+
+// CopyTo writes the blob to dst, verifying every byte written (cas's
+// Local.CopyOut). On an opm.ErrIntegrity error dst has received wrong bytes
+// and must be discarded.
+func (b *Blob) CopyTo(ctx context.Context, dst io.Writer) error {
+	return b.r.local.CopyFrom(ctx, b.d, b.File(), dst)
+}
+
+// Reader reads the blob from its start, verifying it: wrong bytes end in an
+// opm.ErrIntegrity error instead of io.EOF.
+func (b *Blob) Reader() (io.Reader, error) { return b.r.local.VerifiedReader(b.d, b.File()) }
+
+// Close closes the file and lets eviction have the blob again.
+func (b *Blob) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var err error
+	if b.f != nil {
+		err = b.f.Close()
+	} else if b.fd >= 0 {
+		err = syscall.Close(b.fd)
+	}
+	b.fd = -1
+	b.release()
+	return err
+}
+
+// OpenBlob makes the blob d local (fetching it from the bucket, once
+// however many ask at the same time, verified before it is stored) and
+// opens its file: the one way every reader — the mount, the HTTP server,
+// pull, an upload to another bucket — gets at content. size, when not
+// negative, is what the manifest says; a local file of another size is an
+// opm.ErrIntegrity error. A local blob costs two system calls: open and
+// fstat.
+func (r *Registry) OpenBlob(ctx context.Context, d digest.Digest, size int64) (*Blob, error) {
+	if _, err := opm.ParseDigest(string(d)); err != nil {
+		return nil, err
+	}
+	release := r.inuse.hold(d) // not evicted between the fetch and the open
+	b := &Blob{r: r, d: d, fd: -1, release: release}
+	path := r.local.Path(d)
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err == syscall.ENOENT {
+		if err = r.ensureLocal(ctx, d); err != nil {
+			release()
+			return nil, err
+		}
+		b.fetched = true
+		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		release()
+		return nil, fsError(&os.PathError{Op: "open", Path: path, Err: err})
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		syscall.Close(fd)
+		release()
+		return nil, fmt.Errorf("blob %s: %w", d, err)
+	}
+	if size >= 0 && st.Size != size {
+		syscall.Close(fd)
+		release()
+		return nil, opm.Errorf(opm.ErrIntegrity, "blob %s: the local file has %d bytes, the manifest says %d", d, st.Size, size)
+	}
+	b.fd, b.size = fd, st.Size
+	r.touches.note(r, d) // for eviction's LRU order, noted in the background
+	return b, nil
+}
+
+// ensureLocal makes a blob local, fetching it from the bucket when there is
+// one.
+func (r *Registry) ensureLocal(ctx context.Context, d digest.Digest) error {
+	if r.local.Has(d) {
+		return nil
+	}
+	if r.cache == nil {
+		return opm.Errorf(opm.ErrNotFound, "blob %s is not in the registry", d)
+	}
+	r.fetches.Add(1)
+	return r.cache.Fetch(ctx, d)
+}
+
+// Fetches counts the blobs this process has asked the bucket for (tried to
+// fetch) to read them.
+func (r *Registry) Fetches() int64 { return r.fetches.Load() }
+
+// StatBlob returns the size of a blob the registry holds (in its bucket, or
+// its local store), never fetching it.
+func (r *Registry) StatBlob(ctx context.Context, d digest.Digest) (int64, error) {
+	return r.blobs.Stat(ctx, d)
+}
+
+// PutBlob stores a blob (in the bucket too, when there is one), verified
+// against d and size before it becomes visible. No tag names it yet: gc's
+// grace period keeps it until one does.
+func (r *Registry) PutBlob(ctx context.Context, d digest.Digest, size int64, rd io.Reader) error {
+	err := r.blobs.Put(ctx, d, size, rd)
+	if errors.Is(err, opm.ErrIntegrity) {
+		// The bytes came from the caller, not from the registry's store.
+		return opm.WithKind(opm.ErrDigestInvalid, err)
+	}
+	return err
+}
+
+// ErrBlobNamed refuses to delete a blob that a manifest names.
+var ErrBlobNamed = opm.WithKind(opm.ErrConflict, errors.New("the blob is named by a manifest"))
+
+// DeleteBlob removes a blob from the registry's store (the bucket and the
+// local store) unless a manifest at the head names it: deleting it would
+// break that manifest (ErrBlobNamed). It holds the gc lock exclusively, as
+// gc does: a writer that found the blob stored and is about to name it
+// (docs/design.md §4) commits first, and the check then sees its manifest.
+func (r *Registry) DeleteBlob(ctx context.Context, d digest.Digest) error {
+	if _, err := opm.ParseDigest(string(d)); err != nil {
+		return err
+	}
+	release, err := holdForGC(ctx, r.dir)
+	if err != nil {
+		return err
+	}
+	defer release()
+	v, err := r.View()
+	if err != nil {
+		return err
+	}
+	user, err := v.BlobUser(ctx, d)
+	if err != nil {
+		return err
+	}
+	if user != "" {
+		return opm.WithKind(ErrBlobNamed, fmt.Errorf("blob %s is named by %s; delete that manifest first", d, user))
+	}
+	return r.blobs.Delete(ctx, d)
+}
+
+// storeBlobs puts the blobs a manifest names that are not yet in the
+// registry's copy: the config and empty-file blobs into the local store, and
+// everything into the bucket when there is one.
+func (r *Registry) storeBlobs(ctx context.Context, m *opm.Manifest) error {
+	for _, small := range [][]byte{opm.EmptyJSON, nil} {
+		d := digest.FromBytes(small)
+		if err := r.local.Put(ctx, d, int64(len(small)), bytes.NewReader(small)); err != nil {
+			return err
+		}
+	}
+	if r.bucket == nil {
+		return nil
+	}
+	return r.uploadBlobs(ctx, r.bucket, m.Blobs())
+}
+
+// uploadBlobs puts into b, in parallel, the blobs it lacks from this
+// registry. A blob b has costs one existence check and no local read.
+func (r *Registry) uploadBlobs(ctx context.Context, b cas.Pusher, blobs []opm.Descriptor) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, d := range blobs {
+		g.Go(func() error {
+			var blob *Blob
+			_, err := cas.Copy(ctx, b, d.Digest, d.Size, func() (io.ReadCloser, error) {
+				var err error
+				if blob, err = r.OpenBlob(ctx, d.Digest, d.Size); err != nil {
+					return nil, err
+				}
+				rd, err := blob.Reader()
+				return io.NopCloser(rd), err
+			})
+			if blob != nil {
+				blob.Close()
+			}
+			if err != nil {
+				return fmt.Errorf("upload %s: %w", d.Digest, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// LocalUsage counts the blobs of the local store and their bytes (a walk of
+// the store).
+func (r *Registry) LocalUsage() (blobs int, bytes int64, err error) {
+	err = r.local.Walk(func(_ digest.Digest, size int64) error {
+		blobs++
+		bytes += size
+		return nil
+	})
+	return blobs, bytes, err
+}
+
+// BlobsInUse is the number of blobs being read (open in the mount, copied
+// by a command).
+func (r *Registry) BlobsInUse() int { return r.inuse.count() }
+
+// touchNoter notes the accesses of opened blobs in the index off the read
+// path: an index write (at most once a minute per blob) takes the index's
+// lock and may wait for Badger. When it is behind, an access is not noted
+// (access times only order eviction).
+type touchNoter struct {
+	once sync.Once
+	ch   chan digest.Digest
+	done chan struct{}
+	mu   sync.Mutex
+	quit bool
+}
+
+func (t *touchNoter) note(r *Registry, d digest.Digest) {
+	t.once.Do(func() {
+		t.ch = make(chan digest.Digest, 1024)
+		t.done = make(chan struct{})
+		go func() {
+			defer close(t.done)
+			for d := range t.ch {
+				r.local.Touch(d)
+			}
+		}()
+	})
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.quit {
+		return
+	}
+	select {
+	case t.ch <- d:
+	default:
+	}
+}
+
+// stop ends the noting goroutine, if one runs, once it has noted what was
+// sent.
+func (t *touchNoter) stop() {
+	t.mu.Lock()
+	started := t.ch != nil && !t.quit
+	t.quit = true
+	t.mu.Unlock()
+	if started {
+		close(t.ch)
+		<-t.done
+	}
+}

@@ -1,0 +1,159 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/gitmeta"
+	"github.com/openpm/opm/layout"
+)
+
+// followOrigin fetches origin's main and fast-forwards local main to it.
+// Local commits origin lacks are kept (they are published by the next
+// push); a local main that diverged from origin's is an opm.ErrConflict
+// error unless force, which takes origin's. It returns origin's head.
+func (r *Registry) followOrigin(ctx context.Context, o Remote, force bool) (Hash, error) {
+	remote, err := r.meta.Fetch(ctx, o.URL, gitmeta.TrackingRef(o.Name))
+	if err != nil {
+		return gitmeta.ZeroHash, err
+	}
+	for {
+		local, err := r.meta.Head()
+		if err != nil {
+			return remote, err
+		}
+		if local == remote {
+			return remote, nil
+		}
+		if _, ok, err := r.meta.Ahead(ctx, remote, local); err != nil {
+			return remote, err
+		} else if ok {
+			return remote, nil // local is ahead
+		}
+		if _, ok, err := r.meta.Ahead(ctx, local, remote); err != nil {
+			return remote, err
+		} else if !ok && !force {
+			return remote, opm.Errorf(opm.ErrConflict, "this home's main and %s's have diverged (local commits %s lacks); opm sync --force takes %s's and drops them", o.Name, o.Name, o.Name)
+		}
+		// Nothing a push would refuse is taken (a hostile or broken
+		// writer at origin): every tag file that changes is checked.
+		if _, err := layout.Changes(r.meta, local, remote, nil); err != nil {
+			return remote, fmt.Errorf("%s's main (%s) was not taken: %w", o.Name, remote.String()[:12], err)
+		}
+		err = r.meta.SetHead(ctx, local, remote)
+		if err == nil || !errors.Is(err, opm.ErrConflict) {
+			return remote, err
+		}
+		// A local writer moved main meanwhile: look again.
+	}
+}
+
+// SyncResult says what SyncOrigin did.
+type SyncResult struct {
+	Remote     string `json:"remote"`
+	Before     string `json:"before"`
+	After      string `json:"after"`
+	Commits    int    `json:"commits"` // fetched commits now on local main
+	Ahead      int    `json:"ahead"`   // local commits origin lacks
+	Prefetched int    `json:"prefetched_blobs,omitempty"`
+	Bytes      int64  `json:"prefetched_bytes,omitempty"`
+	// Tags are the tags whose blobs --prefetch made local.
+	Tags []string `json:"prefetched_tags,omitempty"`
+}
+
+// SyncOrigin brings local main up to origin's (see followOrigin). With
+// prefetch, the blobs of the tags filter chooses are then downloaded into
+// the local store; otherwise they are fetched on first use.
+func (r *Registry) SyncOrigin(ctx context.Context, force, prefetch bool, filter layout.Filter, progress Progress) (*SyncResult, error) {
+	o, ok, err := r.origin()
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, opm.Errorf(opm.ErrNotFound, "this home has no origin: opm remote add origin --meta URL --blobs URL")
+	}
+	before, err := r.meta.Head()
+	if err != nil {
+		return nil, err
+	}
+	remote, err := r.followOrigin(ctx, o, force)
+	if err != nil {
+		return nil, err
+	}
+	after, err := r.meta.Head()
+	if err != nil {
+		return nil, err
+	}
+	res := &SyncResult{Remote: o.Name, Before: before.String(), After: after.String()}
+	if n, ok, err := r.meta.Ahead(ctx, before, after); err == nil && ok {
+		res.Commits = n
+	}
+	if n, ok, err := r.meta.Ahead(ctx, remote, after); err == nil && ok {
+		res.Ahead = n
+	}
+	if prefetch {
+		err = r.prefetch(ctx, after, filter, progress, res)
+	}
+	return res, err
+}
+
+// prefetch makes local the blobs of the tags of commit that filter chooses.
+func (r *Registry) prefetch(ctx context.Context, commit Hash, filter layout.Filter, progress Progress, res *SyncResult) error {
+	// Every tag file is a change from the empty tree.
+	changes, err := layout.Changes(r.meta, gitmeta.ZeroHash, commit, filter.Match)
+	if err != nil {
+		return err
+	}
+	res.Tags = []string{}
+	for _, c := range changes {
+		res.Tags = append(res.Tags, c.Ref.String())
+	}
+	if r.cache == nil {
+		return nil // everything is local already
+	}
+	var want []opm.Descriptor
+	var total int64
+	for _, b := range layout.Blobs(changes) {
+		if !r.local.Has(b.Digest) {
+			want = append(want, b)
+			total += b.Size
+		}
+	}
+	res.Prefetched, res.Bytes = len(want), total
+	return r.fetchAll(ctx, want, 4*runtime.GOMAXPROCS(0), progress, nil)
+}
+
+// fetchAll makes the blobs local, at most jobs at a time, calling done (if
+// set) after each.
+func (r *Registry) fetchAll(ctx context.Context, want []opm.Descriptor, jobs int, progress Progress, done func(opm.Descriptor)) error {
+	var total int64
+	for _, b := range want {
+		total += b.Size
+	}
+	if progress != nil {
+		progress.Start(len(want), total)
+		defer progress.Done()
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	for _, b := range want {
+		g.Go(func() error {
+			if err := r.cache.Fetch(gctx, b.Digest); err != nil {
+				return err
+			}
+			if done != nil {
+				done(b)
+			}
+			if progress != nil {
+				progress.Add(b.Size)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}

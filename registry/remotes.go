@@ -1,0 +1,241 @@
+package registry
+
+// Remotes: a remote is another registry this home exchanges packages with,
+// its metadata in a git repository and its blobs in a bucket. They are git
+// configuration of meta.git:
+//
+//	[remote "origin"]
+//		url = https://git.example.org/opm-meta.git   (local path, file://, git://, http(s)://, ssh://)
+//		blobs = s3://opm-blobs?region=eu-west-1      (any gocloud.dev/blob URL)
+//		fetch = +refs/heads/main:refs/remotes/origin/main
+//
+// A home with an origin publishes to it (publish.go) and follows it
+// (follow.go); opm sync SRC DST mirrors one remote into another (mirror.go).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	formatcfg "github.com/go-git/go-git/v5/plumbing/format/config"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/cas"
+	"github.com/openpm/opm/gitmeta"
+)
+
+// Origin is the remote a home publishes to and follows.
+const Origin = "origin"
+
+// Remote is a registry elsewhere: git metadata at URL, blobs in Blobs.
+type Remote struct {
+	Name  string `json:"name"`
+	URL   string `json:"meta"`
+	Blobs string `json:"blobs"`
+}
+
+// blobsURL is the bucket of the home: opm.blobs, else origin's blobs.
+func (r *Registry) blobsURL() (url, key string, err error) {
+	for _, key := range []string{"opm.blobs", "remote." + Origin + ".blobs"} {
+		url, err := r.Config(key)
+		if err != nil || url != "" {
+			return url, key, err
+		}
+	}
+	return "", "", nil
+}
+
+// ValidateRemoteName refuses a remote name that is not a valid name part:
+// it names directories of the home (mirrors/<name>.git,
+// refs/remotes/<name>).
+func ValidateRemoteName(name string) error {
+	if !opm.ValidComponent(name) {
+		return opm.Errorf(opm.ErrInvalid, "remote name %q: want lower-case letters and digits, separated by '.', '_' or '-'", name)
+	}
+	return nil
+}
+
+// normalizeMetaURL makes a local path absolute; URLs and scp-like
+// addresses (user@host:path) are kept.
+func normalizeMetaURL(u string) (string, error) {
+	if u == "" {
+		return "", opm.Errorf(opm.ErrInvalid, "empty metadata URL")
+	}
+	if !IsLocalPath(u) {
+		return u, nil
+	}
+	return filepath.Abs(u)
+}
+
+// IsLocalPath reports whether a metadata location is a local path rather
+// than a URL (scheme://…) or an scp-like ssh address (user@host:path): it
+// is one unless a ':' comes before any '/', and not first.
+func IsLocalPath(u string) bool {
+	i := strings.IndexAny(u, ":/")
+	return i <= 0 || u[i] == '/'
+}
+
+// AddRemote records a remote. It fails with opm.ErrExists if the name is
+// taken and opm.ErrInvalid if a URL cannot be used.
+func (r *Registry) AddRemote(ctx context.Context, rm Remote) error {
+	if err := ValidateRemoteName(rm.Name); err != nil {
+		return err
+	}
+	var err error
+	if rm.URL, err = normalizeMetaURL(rm.URL); err != nil {
+		return err
+	}
+	if _, err := transport.NewEndpoint(rm.URL); err != nil {
+		return opm.Errorf(opm.ErrInvalid, "remote %s: metadata URL %q: %w", rm.Name, rm.URL, err)
+	}
+	if rm.Blobs == "" {
+		return opm.Errorf(opm.ErrInvalid, "remote %s: a bucket URL is needed (--blobs)", rm.Name)
+	}
+	b, err := cas.OpenBucket(ctx, rm.Blobs)
+	if err != nil {
+		return opm.Errorf(opm.ErrInvalid, "remote %s: bucket URL %q: %w", rm.Name, rm.Blobs, err)
+	}
+	b.Close()
+	return r.updateConfig(func(cfg *formatcfg.Config) error {
+		if cfg.Section("remote").HasSubsection(rm.Name) {
+			return opm.Errorf(opm.ErrExists, "remote %s already exists (opm remote rm %s first)", rm.Name, rm.Name)
+		}
+		s := cfg.Section("remote").Subsection(rm.Name)
+		s.SetOption("url", rm.URL)
+		s.SetOption("blobs", rm.Blobs)
+		s.SetOption("fetch", "+refs/heads/main:"+string(gitmeta.TrackingRef(rm.Name)))
+		return nil
+	})
+}
+
+// Remotes lists the configured remotes in config order.
+func (r *Registry) Remotes() ([]Remote, error) {
+	cfg, err := r.readConfig()
+	if err != nil {
+		return nil, err
+	}
+	var out []Remote
+	for _, s := range cfg.Section("remote").Subsections {
+		out = append(out, Remote{Name: s.Name, URL: s.Option("url"), Blobs: s.Option("blobs")})
+	}
+	return out, nil
+}
+
+// Remote returns the remote called name, or an opm.ErrNotFound error.
+func (r *Registry) Remote(name string) (Remote, error) {
+	rm, ok, err := r.remote(name)
+	if err != nil {
+		return Remote{}, err
+	}
+	if !ok {
+		return Remote{}, opm.Errorf(opm.ErrNotFound, "no remote %s (opm remote add %s --meta URL --blobs URL)", name, name)
+	}
+	if err := rm.complete(); err != nil {
+		return Remote{}, err
+	}
+	return rm, nil
+}
+
+func (rm Remote) complete() error {
+	if rm.URL == "" || rm.Blobs == "" {
+		return opm.Errorf(opm.ErrInvalid, "remote %s: remote.%s.url and remote.%s.blobs must both be set", rm.Name, rm.Name, rm.Name)
+	}
+	return nil
+}
+
+// remote reads the configuration of the remote called name, and whether
+// there is one. A name that is not a valid one (it names a directory of the
+// home: mirrors/<name>.git, refs/remotes/<name>) is refused even if a
+// hand-edited config holds it.
+func (r *Registry) remote(name string) (Remote, bool, error) {
+	if err := ValidateRemoteName(name); err != nil {
+		return Remote{}, false, err
+	}
+	cfg, err := r.readConfig()
+	if err != nil {
+		return Remote{}, false, err
+	}
+	sec := cfg.Section("remote")
+	if !sec.HasSubsection(name) {
+		return Remote{}, false, nil
+	}
+	s := sec.Subsection(name)
+	return Remote{Name: name, URL: s.Option("url"), Blobs: s.Option("blobs")}, true, nil
+}
+
+// mirrorScratch is the scratch repository of `opm sync SRC DST` into the
+// remote dst (<home>/mirrors/<dst>.git).
+func (r *Registry) mirrorScratch(dst string) string {
+	return filepath.Join(r.dir, "mirrors", dst+".git")
+}
+
+// RemoveRemote forgets a remote, its tracking ref and the scratch
+// repository of mirrors into it.
+func (r *Registry) RemoveRemote(name string) error {
+	if err := ValidateRemoteName(name); err != nil {
+		return err
+	}
+	err := r.updateConfig(func(cfg *formatcfg.Config) error {
+		if !cfg.Section("remote").HasSubsection(name) {
+			return opm.Errorf(opm.ErrNotFound, "no remote %s", name)
+		}
+		cfg.RemoveSubsection("remote", name)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := r.meta.RemoveTracking(name); err != nil {
+		return err
+	}
+	// Renamed aside first, in one step: a later mirror into a remote of the
+	// same name starts afresh even if removing the files fails or a mirror
+	// still running holds them (it fails; the destination keeps its blobs
+	// first, metadata last order).
+	scratch := r.mirrorScratch(name)
+	aside := fmt.Sprintf("%s.removed-%d", scratch, time.Now().UnixNano())
+	if err := os.Rename(scratch, aside); err == nil {
+		err = os.RemoveAll(aside)
+		if err != nil {
+			slog.Warn("remote removed, but not its scratch repository", "dir", aside, "err", err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		slog.Warn("remote removed, but not its scratch repository", "dir", scratch, "err", err)
+	}
+	return nil
+}
+
+// origin returns the home's origin, if it has one (a remote.origin.url).
+func (r *Registry) origin() (Remote, bool, error) {
+	rm, ok, err := r.remote(Origin)
+	if err != nil || !ok || rm.URL == "" {
+		return Remote{}, false, err
+	}
+	if err := rm.complete(); err != nil {
+		return Remote{}, false, err
+	}
+	return rm, true, nil
+}
+
+// openBucket opens a remote's bucket: the home's own when it is the same
+// (own is then false and the caller must not close it).
+func (r *Registry) openBucket(ctx context.Context, rm Remote) (b *cas.Bucket, opened bool, err error) {
+	url, _, err := r.blobsURL()
+	if err != nil {
+		return nil, false, err
+	}
+	if url == rm.Blobs && r.bucket != nil {
+		return r.bucket, false, nil
+	}
+	b, err = cas.OpenBucket(ctx, rm.Blobs)
+	if err != nil {
+		return nil, false, fmt.Errorf("remote %s: bucket %s: %w", rm.Name, rm.Blobs, err)
+	}
+	return b, true, nil
+}

@@ -1,0 +1,490 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/gitmeta"
+	"github.com/openpm/opm/layout"
+)
+
+// View is the registry's metadata at one commit, read-only: the one way the
+// mount, the HTTP server, the mirror and the CLI read it. It never changes
+// and is safe for concurrent use. Every manifest it returns has been
+// checked: one kept by digest hashes to its name.
+type View struct {
+	r    *Registry
+	snap *gitmeta.Snapshot
+
+	filesMu sync.Mutex
+	files   map[string]*layout.StoredManifest // read so far, by path
+	bytes   int
+
+	timesMu sync.Mutex
+	times   map[string]*tagTimes // by repository path
+}
+
+// manifestCacheMax bounds the bytes of manifests a view keeps.
+const manifestCacheMax = 64 << 20
+
+type tagTimes struct {
+	once sync.Once
+	m    map[string]TagTime
+	err  error
+}
+
+// headCache keeps the View of the head while the head stays: a reader asks
+// for the head at every request and pays one read of refs/heads/main.
+type headCache struct {
+	mu sync.Mutex
+	v  *View
+}
+
+// digestCache maps a metadata file's git blob hash to the sha256 digest of
+// its bytes: content under a hash never changes, so a digest lookup needs
+// no file read after the first.
+type digestCache struct {
+	mu sync.Mutex
+	m  map[Hash]digest.Digest
+}
+
+func (c *digestCache) get(h Hash) (digest.Digest, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, ok := c.m[h]
+	return d, ok
+}
+
+func (c *digestCache) put(h Hash, d digest.Digest) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) > 1<<16 {
+		clear(c.m)
+	}
+	c.m[h] = d
+}
+
+// Head is the commit main points at (zero before the first change): one
+// small file read.
+func (r *Registry) Head() (Hash, error) { return r.meta.Head() }
+
+// View returns the view of the head.
+func (r *Registry) View() (*View, error) {
+	h, err := r.meta.Head()
+	if err != nil {
+		return nil, err
+	}
+	r.head.mu.Lock()
+	v := r.head.v
+	r.head.mu.Unlock()
+	if v != nil && v.Commit() == h {
+		return v, nil
+	}
+	if v, err = r.ViewAt(h); err != nil {
+		return nil, err
+	}
+	r.head.mu.Lock()
+	r.head.v = v
+	r.head.mu.Unlock()
+	return v, nil
+}
+
+// ViewAt returns the view of a commit (zero: the empty registry). It fails
+// with opm.ErrNotFound if there is no such commit.
+func (r *Registry) ViewAt(commit Hash) (*View, error) {
+	s, err := r.meta.Snapshot(commit)
+	if err != nil {
+		return nil, err
+	}
+	return r.newView(s), nil
+}
+
+func (r *Registry) newView(s *gitmeta.Snapshot) *View {
+	return &View{r: r, snap: s, files: map[string]*layout.StoredManifest{}, times: map[string]*tagTimes{}}
+}
+
+// ResolveCommit resolves a full commit hash or a unique prefix of at least
+// 7 hex digits.
+func (r *Registry) ResolveCommit(prefix string) (Hash, error) { return r.meta.ResolveCommit(prefix) }
+
+// Commit is the view's commit, zero for the empty registry.
+func (v *View) Commit() Hash { return v.snap.Commit() }
+
+// When is the commit's time, zero for the empty registry.
+func (v *View) When() time.Time { return v.snap.When() }
+
+// HasNode reports whether the namespace, project or repository (1 to 3
+// name parts) exists.
+func (v *View) HasNode(parts []string) (bool, error) {
+	e, err := v.snap.Stat(strings.Join(parts, "/"))
+	if errors.Is(err, opm.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil && e.Dir, err
+}
+
+// Children lists the valid names below a node (nil: the namespaces; a
+// namespace: its projects; a project: its repositories), sorted. A node
+// that does not exist is an opm.ErrNotFound error; the empty registry has
+// no namespaces.
+func (v *View) Children(parts []string) ([]string, error) {
+	p := strings.Join(parts, "/")
+	entries, err := v.snap.ReadDir(p)
+	if errors.Is(err, opm.ErrNotFound) {
+		if len(parts) == 0 {
+			return nil, nil
+		}
+		return nil, opm.Errorf(opm.ErrNotFound, "%s: no such %s", p, layout.LevelNames[len(parts)])
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if e.Dir && opm.ValidComponent(e.Name) {
+			out = append(out, e.Name)
+		}
+	}
+	return out, nil
+}
+
+// TagEntry is one tag of a repository, as listed: its name and the git blob
+// of its manifest file (the same ID, the same manifest).
+type TagEntry struct {
+	Tag string
+	ID  Hash
+}
+
+// Tags lists a repository's tags, sorted by name, without reading their
+// manifests. A repository with no tags, or none at all, has none.
+func (v *View) Tags(repo opm.Repository) ([]TagEntry, error) {
+	entries, err := v.snap.ReadDir(layout.TagsDir(repo))
+	if errors.Is(err, opm.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TagEntry, 0, len(entries))
+	for _, e := range entries {
+		if t, ok := layout.TagOfEntry(e); ok {
+			out = append(out, TagEntry{Tag: t, ID: e.Hash})
+		}
+	}
+	// Git orders the files (<tag>.json), not the tags: "a-b.json" before
+	// "a.json".
+	slices.SortFunc(out, func(a, b TagEntry) int { return strings.Compare(a.Tag, b.Tag) })
+	return out, nil
+}
+
+// Tag finds one tag of a repository, without reading its manifest.
+func (v *View) Tag(repo opm.Repository, tag string) (TagEntry, error) {
+	ref := opm.Reference{Repository: repo, Tag: tag}
+	if !opm.ValidTag(tag) {
+		return TagEntry{}, opm.Errorf(opm.ErrNotFound, "%s: no such tag", ref)
+	}
+	e, err := v.snap.Stat(layout.TagPath(repo, tag))
+	if err == nil && e.Dir {
+		err = opm.Errorf(opm.ErrNotFound, "%s: no such tag", ref)
+	}
+	if errors.Is(err, opm.ErrNotFound) {
+		return TagEntry{}, opm.Errorf(opm.ErrNotFound, "%s: no such tag", ref)
+	}
+	return TagEntry{Tag: tag, ID: e.Hash}, err
+}
+
+// Manifest finds the manifest a reference names: a tag's file, or for a
+// digest the manifest kept by digest or any tag of the repository holding
+// it. The bytes are always hash-checked against a digest reference. A
+// manifest that does not parse is returned with Err set (it can still be
+// served byte for byte); one that is not there is an opm.ErrNotFound error.
+func (v *View) Manifest(ref opm.Reference) (*layout.StoredManifest, error) {
+	if ref.Tag != "" {
+		e, err := v.Tag(ref.Repository, ref.Tag)
+		if err != nil {
+			return nil, err
+		}
+		return v.read(layout.TagPath(ref.Repository, ref.Tag), e.ID, ref)
+	}
+	p := layout.ManifestPath(ref.Repository, ref.Digest)
+	if e, err := v.snap.Stat(p); err == nil && !e.Dir {
+		if m, err := v.read(p, e.Hash, ref); err != nil || m.Digest == ref.Digest {
+			return m, err
+		}
+	} else if err != nil && !errors.Is(err, opm.ErrNotFound) {
+		return nil, err
+	}
+	all, err := v.Manifests(ref.Repository)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range all {
+		if m.Digest == ref.Digest && m.Ref.Tag != "" {
+			return v.read(m.Path, m.ID, ref)
+		}
+	}
+	return nil, opm.Errorf(opm.ErrNotFound, "%s: no manifest of %s has this digest", ref, ref.Repository)
+}
+
+// read reads and checks the manifest file p (git blob id) as the
+// reference ref, keeping it while there is room.
+func (v *View) read(p string, id Hash, ref opm.Reference) (*layout.StoredManifest, error) {
+	key := p + "\x00" + ref.String()
+	v.filesMu.Lock()
+	m, ok := v.files[key]
+	v.filesMu.Unlock()
+	if ok {
+		return m, nil
+	}
+	m, err := layout.ReadManifest(v.snap, p, id, ref)
+	if err != nil {
+		return nil, err
+	}
+	v.r.digests.put(id, m.Digest)
+	v.filesMu.Lock()
+	if v.bytes+len(m.Body) <= manifestCacheMax {
+		v.files[key] = m
+		v.bytes += len(m.Body)
+	}
+	v.filesMu.Unlock()
+	return m, nil
+}
+
+// ManifestEntry is one manifest file of a repository, as listed.
+type ManifestEntry struct {
+	Path   string
+	Ref    opm.Reference // a tag, or the digest of a manifest kept by digest
+	ID     Hash
+	Digest digest.Digest
+}
+
+// Manifests lists every manifest file of a repository: its tags (sorted),
+// then the manifests kept by digest, each with the digest of its bytes
+// (read once per git blob, then remembered).
+func (v *View) Manifests(repo opm.Repository) ([]ManifestEntry, error) {
+	var out []ManifestEntry
+	for _, dir := range []string{layout.TagsDir(repo), layout.ManifestsDir(repo)} {
+		entries, err := v.snap.ReadDir(dir)
+		if errors.Is(err, opm.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			p, err := layout.Parse(dir + "/" + e.Name)
+			if err != nil || !p.IsManifest() || e.Dir {
+				continue
+			}
+			me := ManifestEntry{Path: dir + "/" + e.Name, Ref: p.Ref, ID: e.Hash}
+			if me.Digest, err = v.fileDigest(me.Path, e.Hash); err != nil {
+				return nil, err
+			}
+			out = append(out, me)
+		}
+	}
+	return out, nil
+}
+
+// Read reads and checks a manifest Manifests listed.
+func (v *View) Read(e ManifestEntry) (*layout.StoredManifest, error) {
+	return v.read(e.Path, e.ID, e.Ref)
+}
+
+// fileDigest is the sha256 digest of a file of the view, by its git blob.
+func (v *View) fileDigest(p string, id Hash) (digest.Digest, error) {
+	if d, ok := v.r.digests.get(id); ok {
+		return d, nil
+	}
+	b, err := v.snap.ReadFile(p)
+	if err != nil {
+		return "", err
+	}
+	d := digest.FromBytes(b)
+	v.r.digests.put(id, d)
+	return d, nil
+}
+
+// Package is a resolved reference to an opm package: its manifest and where
+// it came from.
+type Package struct {
+	Ref      opm.Reference
+	Digest   digest.Digest
+	Bytes    []byte
+	Manifest *opm.Manifest
+}
+
+// Resolve finds the package a reference names in the head.
+func (r *Registry) Resolve(ref opm.Reference) (*Package, error) {
+	v, err := r.View()
+	if err != nil {
+		return nil, err
+	}
+	return v.Resolve(ref)
+}
+
+// Resolve finds the opm package a reference names: its manifest must be an
+// opm package (an OCI image manifest whose files are its titled layers).
+func (v *View) Resolve(ref opm.Reference) (*Package, error) {
+	m, err := v.Manifest(ref)
+	if err != nil {
+		return nil, err
+	}
+	if m.Err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, m.Err)
+	}
+	pm := m.Manifest.Package()
+	if pm == nil {
+		return nil, opm.Errorf(opm.ErrInvalid, "%s: the manifest (%s) is not an opm package", ref, m.Manifest.MediaType)
+	}
+	return &Package{Ref: ref, Digest: m.Digest, Bytes: m.Body, Manifest: pm}, nil
+}
+
+// Walk calls fn for every manifest file of the view (see layout.Walk).
+func (v *View) Walk(ctx context.Context, fn func(*layout.StoredManifest) error, odd func(layout.Oddity) error) error {
+	return layout.Walk(ctx, v.snap, fn, odd)
+}
+
+// BlobUser names a manifest of the view that names the blob d (as config or
+// layer), or "" if none does. It reads every manifest file that mentions
+// d's hex.
+func (v *View) BlobUser(ctx context.Context, d digest.Digest) (string, error) {
+	errFound := errors.New("found")
+	var user string
+	err := v.Walk(ctx, func(m *layout.StoredManifest) error {
+		if !bytes.Contains(m.Body, []byte(d.Encoded())) {
+			return nil
+		}
+		if slices.ContainsFunc(m.Blobs(), func(b opm.Descriptor) bool { return b.Digest == d }) {
+			user = m.Path
+			return errFound
+		}
+		return nil
+	}, nil)
+	if errors.Is(err, errFound) {
+		err = nil
+	}
+	return user, err
+}
+
+// TagTime is when, and by which commit, a tag was last set.
+type TagTime struct {
+	When   time.Time
+	Commit Hash
+}
+
+// TagTimes finds, for every tag of a repository in the view, the commit
+// that last set it: one walk down the history of the repository's tags
+// directory, stopping as soon as every current tag is accounted for. It is
+// computed once per view and repository.
+func (v *View) TagTimes(ctx context.Context, repo opm.Repository) (map[string]TagTime, error) {
+	v.timesMu.Lock()
+	tt := v.times[repo.Path()]
+	if tt == nil {
+		tt = &tagTimes{}
+		v.times[repo.Path()] = tt
+	}
+	v.timesMu.Unlock()
+	tt.once.Do(func() { tt.m, tt.err = v.tagTimes(context.WithoutCancel(ctx), repo) })
+	return tt.m, tt.err
+}
+
+func (v *View) tagTimes(ctx context.Context, repo opm.Repository) (map[string]TagTime, error) {
+	dir := layout.TagsDir(repo)
+	entries, err := v.snap.ReadDir(dir)
+	if errors.Is(err, opm.ErrNotFound) {
+		return map[string]TagTime{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	want := make(map[string]Hash, len(entries)) // name -> blob hash at the view
+	for _, e := range entries {
+		if !e.Dir {
+			want[e.Name] = e.Hash
+		}
+	}
+	out := make(map[string]TagTime, len(want))
+	// The history is read a page at a time, so that the walk stops as soon
+	// as every current tag is accounted for.
+	const page = 64
+	meta := v.r.meta
+	for from := v.snap.Commit(); len(want) > 0 && !from.IsZero(); {
+		log, err := meta.Log(ctx, from, dir, page)
+		if err != nil {
+			return nil, err
+		}
+		if len(log) == 0 {
+			break
+		}
+		for _, c := range log {
+			if len(want) == 0 {
+				break
+			}
+			before, err := v.r.entries(c.Parent, dir)
+			if err != nil {
+				return nil, err
+			}
+			// The tags still wanted whose blob differs in the commit
+			// before c (or is missing there) were set by c.
+			for name, h := range want {
+				if before[name] != h {
+					out[strings.TrimSuffix(name, ".json")] = TagTime{When: c.When, Commit: c.Commit}
+					delete(want, name)
+				}
+			}
+		}
+		from = log[len(log)-1].Parent
+	}
+	return out, nil
+}
+
+// entries maps the names in dir at commit to their hashes; empty for the
+// zero commit or a missing dir.
+func (r *Registry) entries(commit Hash, dir string) (map[string]Hash, error) {
+	if commit.IsZero() {
+		return nil, nil
+	}
+	s, err := r.meta.Snapshot(commit)
+	if err != nil {
+		return nil, err
+	}
+	list, err := s.ReadDir(dir)
+	if err != nil && !errors.Is(err, opm.ErrNotFound) {
+		return nil, err
+	}
+	m := make(map[string]Hash, len(list))
+	for _, e := range list {
+		m[e.Name] = e.Hash
+	}
+	return m, nil
+}
+
+// Stale is what changed among the names of the tree from old to v (see
+// layout.StaleNames), and how many files changed.
+func (v *View) Stale(old *View) (layout.Stale, int, error) {
+	diff, err := v.r.meta.Diff(old.Commit(), v.Commit())
+	if err != nil {
+		return layout.Stale{}, 0, err
+	}
+	return layout.StaleNames(old.snap, v.snap, diff), len(diff), nil
+}
+
+// NodeMeta is the description file of a namespace, project or repository
+// (namespace.json, project.json, repository.json), nil when it has none.
+func (v *View) NodeMeta(parts []string) ([]byte, error) {
+	b, err := v.snap.ReadFile(layout.MetaPath(parts))
+	if errors.Is(err, opm.ErrNotFound) || errors.Is(err, opm.ErrInvalid) {
+		return nil, nil
+	}
+	return b, err
+}

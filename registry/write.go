@@ -1,0 +1,285 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/gitmeta"
+	"github.com/openpm/opm/layout"
+)
+
+// The registry's changes to its metadata: every one is one commit made with
+// gitmeta.Update, which replays it on the new head when another writer
+// moved main first (docs/design.md §3).
+
+// guard is the one rule of a replayed change: the first time a file is
+// read its digest is remembered, and a replay on a newer head (after a lost
+// race on main, here or at origin) must find it unchanged — another writer
+// changed the same thing — or it fails with opm.ErrConflict, unless force.
+type guard struct {
+	seen  map[string]digest.Digest
+	force bool
+	where string // where the other writer changed it (" on origin"), if not here
+	hint  string // how to get past a conflict, if there is a way
+}
+
+// current returns the digest of the manifest file p of s ("" when there is
+// none), checking it against the first reading.
+func (g *guard) current(s *gitmeta.Snapshot, p, what string) (digest.Digest, error) {
+	b, err := s.ReadFile(p)
+	var cur digest.Digest
+	switch {
+	case err == nil:
+		cur = digest.FromBytes(b)
+	case !errors.Is(err, opm.ErrNotFound):
+		return "", err
+	}
+	if g.seen == nil {
+		g.seen = map[string]digest.Digest{}
+	}
+	first, ok := g.seen[p]
+	if !ok {
+		g.seen[p] = cur
+		return cur, nil
+	}
+	if cur != first && !g.force {
+		return "", opm.Errorf(opm.ErrConflict, "%s was changed%s by another writer while this one ran (now %s, was %s)%s", what, g.where, orNone(cur), orNone(first), g.hint)
+	}
+	return cur, nil
+}
+
+func orNone(d digest.Digest) string {
+	if d == "" {
+		return "removed"
+	}
+	return d.String()
+}
+
+// tagChange is one commit's change of manifest files: body set under
+// paths (nil body: the files removed).
+type tagChange struct {
+	what    string   // the reference, for messages
+	paths   []string // the files of the layout
+	body    []byte   // nil removes the files
+	subject string   // what happened, the commit's first line
+	facts   layout.Facts
+	// mustExist fails with opm.ErrNotFound when no file is there (rm).
+	mustExist bool
+}
+
+// commitResult says what a change did.
+type commitResult struct {
+	commit    Hash
+	previous  digest.Digest // what the one path held before, if it held anything
+	committed bool          // false: everything was as asked already
+}
+
+// commit makes the change one commit on the head, replayed on a newer head
+// under g's rule.
+func (r *Registry) commit(ctx context.Context, g *guard, c tagChange) (commitResult, error) {
+	var res commitResult
+	var d digest.Digest
+	if c.body != nil {
+		d = digest.FromBytes(c.body)
+	}
+	commit, committed, err := r.meta.Update(ctx, r.Author(ctx), func(s *gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+		facts := c.facts
+		if d != "" {
+			facts.Digest = d
+		}
+		res.previous = ""
+		var changes []gitmeta.Change
+		present := false
+		for _, p := range c.paths {
+			cur, err := g.current(s, p, c.what)
+			if err != nil {
+				return nil, gitmeta.Message{}, err
+			}
+			present = present || cur != ""
+			if len(c.paths) == 1 {
+				res.previous = cur
+				if cur != "" && c.facts.Previous == "" {
+					facts.Previous = cur
+				}
+			}
+			switch {
+			case cur == d: // already so (d "" and no file: nothing to remove)
+			case c.body == nil:
+				changes = append(changes, gitmeta.Change{Path: p, Delete: true})
+			default:
+				changes = append(changes, gitmeta.Change{Path: p, Data: c.body})
+			}
+		}
+		if c.mustExist && !present {
+			return nil, gitmeta.Message{}, opm.Errorf(opm.ErrNotFound, "%s: no such tag", c.what)
+		}
+		return changes, layout.Message(c.subject, facts), nil
+	})
+	res.commit, res.committed = commit, committed
+	return res, err
+}
+
+// TagResult says what a tag or rm did.
+type TagResult struct {
+	Ref       opm.Reference `json:"ref"`
+	Digest    digest.Digest `json:"digest,omitempty"`
+	Previous  digest.Digest `json:"previous,omitempty"`
+	Commit    string        `json:"commit"`
+	Committed bool          `json:"committed"`
+}
+
+// setTag commits body as the tag file of ref, making no commit when the tag
+// already holds body.
+func (r *Registry) setTag(ctx context.Context, g *guard, ref opm.Reference, body []byte, subject string, facts layout.Facts) (commitResult, error) {
+	return r.commit(ctx, g, tagChange{what: ref.String(), paths: []string{layout.TagPath(ref.Repository, ref.Tag)}, body: body, subject: subject, facts: facts})
+}
+
+// Tag points dst at the package src names. No blob is copied: the package's
+// blobs are already in the registry.
+func (r *Registry) Tag(ctx context.Context, src, dst opm.Reference) (*TagResult, error) {
+	if dst.Tag == "" {
+		return nil, opm.Errorf(opm.ErrInvalid, "tag %s: the destination needs a :tag", dst)
+	}
+	p, err := r.Resolve(src)
+	if err != nil {
+		return nil, err
+	}
+	res, err := r.setTag(ctx, &guard{}, dst, p.Bytes, fmt.Sprintf("tag %s from %s", dst, src), layout.Facts{Source: src.String()})
+	if err != nil {
+		return nil, err
+	}
+	return &TagResult{Ref: dst, Digest: p.Digest, Previous: res.previous, Commit: res.commit.String(), Committed: res.committed}, nil
+}
+
+// Remove deletes a tag as a commit. Its blobs stay until garbage collection.
+func (r *Registry) Remove(ctx context.Context, ref opm.Reference) (*TagResult, error) {
+	if ref.Tag == "" {
+		return nil, opm.Errorf(opm.ErrInvalid, "rm %s: removes a tag, give ns/project/repo:tag", ref)
+	}
+	res, err := r.commit(ctx, &guard{}, tagChange{what: ref.String(), paths: []string{layout.TagPath(ref.Repository, ref.Tag)},
+		subject: "rm " + ref.String(), mustExist: true})
+	if err != nil {
+		return nil, err
+	}
+	return &TagResult{Ref: ref, Previous: res.previous, Commit: res.commit.String(), Committed: res.committed}, nil
+}
+
+// ErrBlobUnknown: a manifest names a blob (or an index a manifest) the
+// registry does not have; ErrSizeInvalid: a blob it names has another size.
+var (
+	ErrBlobUnknown = opm.WithKind(opm.ErrInvalid, errors.New("the manifest names content the registry does not have"))
+	ErrSizeInvalid = opm.WithKind(opm.ErrInvalid, errors.New("the manifest names a blob with another size"))
+)
+
+// PutManifest stores a manifest another OCI client sent: body must parse as
+// a manifest the registry accepts (contentType is the media type the client
+// declared, "" if none), every blob it names (and every manifest an index
+// names, in repo) must be in the registry first, and then it is one commit
+// under tags, or kept by digest when there are none. A tag changed by
+// another writer meanwhile is an opm.ErrConflict error. It reports the
+// manifest and whether a commit was made.
+func (r *Registry) PutManifest(ctx context.Context, repo opm.Repository, tags []string, body []byte, contentType string) (*opm.AnyManifest, bool, error) {
+	m, err := opm.ParseAnyManifest(body, contentType)
+	if err != nil {
+		return nil, false, err
+	}
+	for _, t := range tags {
+		if !opm.ValidTag(t) {
+			return nil, false, opm.Errorf(opm.ErrInvalid, "tag %q is not a valid tag", t)
+		}
+	}
+	// Children before parents: every blob (and, for an index, every
+	// manifest) named must be here before the manifest is committed, and no
+	// gc removes one found here before the commit names it.
+	release, err := HoldForWrite(ctx, r.dir)
+	if err != nil {
+		return nil, false, err
+	}
+	defer release()
+	for _, b := range m.Blobs() {
+		if isForeign(b) {
+			continue
+		}
+		size, err := r.blobs.Stat(ctx, b.Digest)
+		if errors.Is(err, opm.ErrNotFound) {
+			return nil, false, opm.WithKind(ErrBlobUnknown, fmt.Errorf("blob %s is not in the registry: push it first", b.Digest))
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		if size != b.Size {
+			return nil, false, opm.WithKind(ErrSizeInvalid, fmt.Errorf("blob %s has %d bytes, the manifest says %d", b.Digest, size, b.Size))
+		}
+	}
+	if m.IsIndex() && len(m.Manifests) > 0 {
+		v, err := r.View()
+		if err != nil {
+			return nil, false, err
+		}
+		all, err := v.Manifests(repo)
+		if err != nil {
+			return nil, false, err
+		}
+		for _, c := range m.Manifests {
+			if !slices.ContainsFunc(all, func(e ManifestEntry) bool { return e.Digest == c.Digest }) {
+				return nil, false, opm.WithKind(ErrBlobUnknown, fmt.Errorf("manifest %s is not in %s: push it first", c.Digest, repo))
+			}
+		}
+	}
+	d := digest.FromBytes(body)
+	c := tagChange{what: fmt.Sprintf("%s@%s", repo, d), paths: []string{layout.ManifestPath(repo, d)},
+		body: body, subject: fmt.Sprintf("push %s@%s", repo, d), facts: layout.Facts{Via: "oci"}}
+	if len(tags) > 0 {
+		c.paths = c.paths[:0]
+		for _, t := range tags {
+			c.paths = append(c.paths, layout.TagPath(repo, t))
+		}
+		c.what = fmt.Sprintf("%s:%s", repo, strings.Join(tags, ","))
+		c.subject = "push " + c.what
+	}
+	res, err := r.commit(ctx, &guard{}, c)
+	return m, res.committed, err
+}
+
+// isForeign reports a non-distributable layer: the registry is not
+// expected to hold it.
+func isForeign(d opm.Descriptor) bool {
+	return strings.Contains(d.MediaType, "nondistributable") || strings.Contains(d.MediaType, ".foreign.")
+}
+
+// DeleteManifest removes the manifest d of repo: every tag that holds it and
+// its copy kept by digest, in one commit. Blobs stay until gc.
+func (r *Registry) DeleteManifest(ctx context.Context, repo opm.Repository, d digest.Digest) error {
+	_, _, err := r.meta.Update(ctx, r.Author(ctx), func(s *gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+		v := r.newView(s)
+		all, err := v.Manifests(repo)
+		if err != nil {
+			return nil, gitmeta.Message{}, err
+		}
+		var changes []gitmeta.Change
+		var tags []string
+		for _, m := range all {
+			if m.Digest == d {
+				changes = append(changes, gitmeta.Change{Path: m.Path, Delete: true})
+				if m.Ref.Tag != "" {
+					tags = append(tags, m.Ref.Tag)
+				}
+			}
+		}
+		if len(changes) == 0 {
+			return nil, gitmeta.Message{}, opm.Errorf(opm.ErrNotFound, "%s@%s: no such manifest", repo, d)
+		}
+		msg := layout.Message(fmt.Sprintf("rm %s@%s", repo, d), layout.Facts{Previous: d, Via: "oci"})
+		if len(tags) > 0 {
+			msg.Body = "tags: " + strings.Join(tags, " ")
+		}
+		return changes, msg, nil
+	})
+	return err
+}
