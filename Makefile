@@ -63,9 +63,13 @@ soak: deps
 demo: deps build
 	./scripts/demo.sh $(BIN)
 
+# gofmt, go vet, and staticcheck (honnef.co/go/tools, pinned in its own
+# module, tools/lint, and built from the Go module proxy).
 lint:
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt needed"; exit 1)
 	$(GO) vet ./...
+	cd tools/lint && $(GO) build -o ../../bin/staticcheck honnef.co/go/tools/cmd/staticcheck
+	./bin/staticcheck ./...
 
 clean:
 	rm -rf bin

@@ -72,7 +72,6 @@ func (r *countingReader) Read(p []byte) (int, error) {
 type syncSource struct {
 	meta, bucket string
 	repo         *gitmeta.Repo
-	seed         atomic.Uint64
 }
 
 // newSyncSource writes tags tags (spread over repositories of 100 tags)

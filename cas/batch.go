@@ -202,16 +202,3 @@ func (b *Batch) Discard() {
 	removeAll(b.items)
 	b.items = nil
 }
-
-// syncFile fsyncs one file by name.
-func syncFile(name string) error {
-	f, err := os.Open(name)
-	if err != nil {
-		return fmt.Errorf("blob store: %w", err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("blob store: sync %s: %w", name, err)
-	}
-	return nil
-}

@@ -2,7 +2,10 @@
 
 package cas
 
-import "os"
+import (
+	"fmt"
+	"os"
+)
 
 // startWriteback does nothing where sync_file_range is not available.
 func startWriteback(*os.File, int64, int64) {}
@@ -23,6 +26,19 @@ func flushDirs(_ string, dirs map[string]bool) error {
 		if err := syncDir(d); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// syncFile fsyncs one file by name.
+func syncFile(name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return fmt.Errorf("blob store: %w", err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("blob store: sync %s: %w", name, err)
 	}
 	return nil
 }

@@ -87,7 +87,8 @@ func Acquire(home string, info Info) (*Lock, error) {
 		return nil, opm.Errorf(opm.ErrLocked, "home %s is served by the opm daemon pid %d mounted at %s (opm umount %s stops it)", home, other.PID, other.Mountpoint, other.Mountpoint)
 	}
 	b, _ := json.Marshal(info)
-	if err := f.Truncate(0); err == nil {
+	err = f.Truncate(0)
+	if err == nil {
 		_, err = f.WriteAt(b, 0)
 	}
 	if err != nil {

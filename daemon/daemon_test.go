@@ -210,3 +210,22 @@ func TestAcquireDuringProbe(t *testing.T) {
 	}
 	lock.Release()
 }
+
+// TestAcquireRecordFails: a lock whose owner record cannot be written is
+// not taken (the write's error used to be shadowed and dropped, so the
+// daemon ran with a lock that named no one). /dev/full cannot be
+// truncated or written.
+func TestAcquireRecordFails(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full")
+	}
+	home := t.TempDir()
+	if err := os.Symlink("/dev/full", filepath.Join(home, LockName)); err != nil {
+		t.Fatal(err)
+	}
+	l, err := Acquire(home, Info{PID: os.Getpid(), Mountpoint: "/mnt"})
+	if err == nil {
+		l.Release()
+		t.Fatal("took a lock whose owner record could not be written")
+	}
+}

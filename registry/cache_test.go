@@ -136,7 +136,7 @@ func TestPruneLRU(t *testing.T) {
 	}
 
 	// Everything that may go: the open blob and the pin stay.
-	res, err = r.Prune(ctx, PruneOptions{All: true})
+	_, err = r.Prune(ctx, PruneOptions{All: true})
 	if err != nil {
 		t.Fatal(err)
 	}
