@@ -102,3 +102,69 @@ func TestDaemonCommandEnv(t *testing.T) {
 		t.Errorf("created %q, want the client's SOURCE_DATE_EPOCH", got)
 	}
 }
+
+// TestDaemonProgress: the progress of a command the daemon runs is sent to
+// the client that asked for it (its stderr is a terminal), which draws it
+// with the one renderer; a client that did not ask gets none. (The daemon
+// used to draw it on its own stderr, the daemon's log.)
+func TestDaemonProgress(t *testing.T) {
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	r, err := registry.Open(context.Background(), home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	pkg := filepath.Join(dir, "pkg")
+	if err := os.MkdirAll(pkg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		if err := os.WriteFile(filepath.Join(pkg, name), bytes.Repeat([]byte(name), 1000), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv, err := daemon.Listen(home, runInDaemon(r, func() {}), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve()
+	defer srv.Close()
+	push := func(tag string, asked bool) []daemon.Progress {
+		c, err := daemon.Dial(home)
+		if err != nil || c == nil {
+			t.Fatalf("dial: %v %v", c, err)
+		}
+		defer c.Close()
+		var out bytes.Buffer
+		var events []daemon.Progress
+		req := daemon.Request{Args: []string{"push", "acme/p/pkg:" + tag, "pkg"}, Cwd: dir, Progress: asked}
+		res, err := daemon.Run(context.Background(), c, req, &out, &out, func(ev daemon.Progress) { events = append(events, ev) })
+		if err != nil || res.Code != 0 {
+			t.Fatalf("push through the daemon: %v %+v\n%s", err, res, out.String())
+		}
+		return events
+	}
+	events := push("v1", true)
+	var added int64
+	for _, ev := range events {
+		if ev.Op == "add" {
+			added += ev.Bytes
+		}
+	}
+	if len(events) < 3 || events[0] != (daemon.Progress{Op: "start", Verb: "push", Files: 3, Bytes: 3000}) ||
+		events[len(events)-1].Op != "done" || added != 3000 {
+		t.Errorf("progress of a push through the daemon: %+v", events)
+	}
+	var drawn bytes.Buffer
+	draw := drawRemote(&drawn)
+	for _, ev := range events {
+		draw(ev)
+	}
+	if !strings.Contains(drawn.String(), "push 3 files") {
+		t.Errorf("the client drew %q", drawn.String())
+	}
+	if events := push("v2", false); len(events) != 0 {
+		t.Errorf("progress sent to a client that draws none: %+v", events)
+	}
+}
