@@ -15,7 +15,7 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// Media types and annotations of the package format (DESIGN §2).
+// Media types and annotations of the package format (docs/design.md §2).
 const (
 	MediaTypeManifest = "application/vnd.oci.image.manifest.v1+json"
 	MediaTypeEmpty    = "application/vnd.oci.empty.v1+json"

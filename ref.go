@@ -35,7 +35,7 @@ func (r Reference) String() string {
 	return r.Repository.Path() + ":" + r.Tag
 }
 
-// The rules of DESIGN §1, in the words used by error messages.
+// The rules of docs/design.md §1, in the words used by error messages.
 const (
 	componentRule = "must be 1 to 64 lower-case letters or digits, with single '.', '_' or '-' between them"
 	tagRule       = "must be 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"

@@ -27,12 +27,13 @@ holding the home (10%). Unset, it is 10% of that filesystem, at least 1 GiB.
 Over the quota, the least recently used blobs are evicted down to 90% of it:
 by the daemon (checked every 30 s and as fetches grow the store), at the end
 of opm pull and opm sync --prefetch, and by opm cache prune. Never evicted:
-blobs of tags matching a pin pattern, blobs open in the mount, blobs the
+blobs of tags a pin chooses, blobs open in the mount, blobs the
 bucket does not hold, and nothing at all in a home with no bucket (the local
 store is then the only copy). An evicted blob is fetched again from the
 bucket when next read.
 
-Pin patterns are NS[/PROJECT[/REPO]][:TAG] with globs: acme/web/site:v1.2.0,
+Pins are selectors, NS[/PROJECT[/REPO]][:TAG] with globs (the grammar of
+opm ls and opm sync --include): acme/web/site:v1.2.0,
 acme/web/site:v1.*, acme/web/site (every tag), acme/* or acme (everything of
 acme). They are kept in cache.pin and apply to tags pushed later too; pin
 also fetches the matching blobs now.
@@ -42,7 +43,7 @@ Example:
    opm cache stats
    opm cache ls --json
    opm cache pin 'acme/web/site:v1.*'
-   opm cache pin                      # list the pin patterns
+   opm cache pin                      # list the pins
    opm cache unpin 'acme/web/site:v1.*'
    opm cache prune --dry-run
    opm cache prune --all              # evict everything that may be`,
@@ -136,9 +137,9 @@ Example:
 			},
 			{
 				Name:      "pin",
-				Usage:     "keep the blobs of matching tags local (no PATTERN: list the pins)",
-				ArgsUsage: "[PATTERN]",
-				Description: `PATTERN is NS[/PROJECT[/REPO]][:TAG], globs allowed. The pattern is kept
+				Usage:     "keep the blobs of the tags SELECTOR chooses local (none: list the pins)",
+				ArgsUsage: "[SELECTOR]",
+				Description: `SELECTOR is NS[/PROJECT[/REPO]][:TAG], globs allowed. The selector is kept
 (git config cache.pin), so tags that match it later are pinned too, and the
 blobs of the tags it matches now are fetched.
 
@@ -201,9 +202,9 @@ Example:
 			},
 			{
 				Name:      "unpin",
-				Usage:     "remove a pin pattern (its blobs become evictable)",
-				ArgsUsage: "PATTERN",
-				Description: `PATTERN is removed exactly as it was pinned (opm cache pin lists them).
+				Usage:     "remove a pin (its blobs become evictable)",
+				ArgsUsage: "SELECTOR",
+				Description: `SELECTOR is removed exactly as it was pinned (opm cache pin lists them).
 
 Example:
    opm cache unpin 'acme/web/site:v1.*'`,
