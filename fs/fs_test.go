@@ -54,6 +54,14 @@ func mountOpts(t *testing.T, opts opmfs.Options, fill func(r *registry.Registry)
 	if fill != nil {
 		fill(r)
 	}
+	m, mnt := mountHome(t, r, opts)
+	return r, m, mnt
+}
+
+// mountHome mounts r on a new directory, polling its head every 50 ms,
+// until the test ends.
+func mountHome(t *testing.T, r *registry.Registry, opts opmfs.Options) (*opmfs.FS, string) {
+	t.Helper()
 	mnt := t.TempDir()
 	opts.Poll = 50 * time.Millisecond
 	m, err := opmfs.Mount(r, mnt, opts)
@@ -67,7 +75,7 @@ func mountOpts(t *testing.T, opts opmfs.Options, fill func(r *registry.Registry)
 		}
 		m.Wait()
 	})
-	return r, m, mnt
+	return m, mnt
 }
 
 func TestReadTree(t *testing.T) {

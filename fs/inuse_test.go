@@ -25,35 +25,13 @@ func TestEvictOpenFile(t *testing.T) {
 	for _, pt := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "passthrough"}[pt], func(t *testing.T) {
 			ctx := context.Background()
-			home := t.TempDir()
-			r, err := registry.Open(ctx, home)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := r.SetConfig("opm.blobs", "file://"+t.TempDir()); err != nil {
-				t.Fatal(err)
-			}
-			r.Close()
-			if r, err = registry.Open(ctx, home); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { r.Close() })
+			r := bucketHome(t)
 			big, dBig := castest.Blob(1, 3<<20)
 			small, dSmall := castest.Blob(2, 5000)
 			src := opmtest.WriteTree(t, map[string]string{"big": string(big), "small": string(small)})
 			push(t, r, "acme/web/site:v1", src)
 
-			mnt := t.TempDir()
-			m, err := opmfs.Mount(r, mnt, opmfs.Options{Passthrough: pt, Poll: 50 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				if err := m.Unmount(false); err != nil {
-					m.Unmount(true)
-				}
-				m.Wait()
-			})
+			_, mnt := mountHome(t, r, opmfs.Options{Passthrough: pt})
 
 			f, err := os.Open(filepath.Join(mnt, "acme/web/site/v1/big"))
 			if err != nil {
@@ -102,6 +80,26 @@ func TestEvictOpenFile(t *testing.T) {
 	}
 }
 
+// bucketHome opens a new home whose blobs are in a file:// bucket.
+func bucketHome(t *testing.T) *registry.Registry {
+	t.Helper()
+	ctx := context.Background()
+	home := t.TempDir()
+	r, err := registry.Open(ctx, home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SetConfig("opm.blobs", "file://"+t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if r, err = registry.Open(ctx, home); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
 // waitReleased waits until the mount holds no blob open: the kernel sends
 // RELEASE after close(2) has returned.
 func waitReleased(t *testing.T, r *registry.Registry) {
@@ -121,33 +119,11 @@ func waitReleased(t *testing.T, r *registry.Registry) {
 func TestOpenDuringEviction(t *testing.T) {
 	opmtest.RequireFUSE(t)
 	ctx := context.Background()
-	home := t.TempDir()
-	r, err := registry.Open(ctx, home)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.SetConfig("opm.blobs", "file://"+t.TempDir()); err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
-	if r, err = registry.Open(ctx, home); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
+	r := bucketHome(t)
 	first, dFirst := castest.Blob(1, 4000)
 	other, dOther := castest.Blob(2, 5000)
 	push(t, r, "acme/web/site:v1", opmtest.WriteTree(t, map[string]string{"first": string(first), "other": string(other)}))
-	mnt := t.TempDir()
-	m, err := opmfs.Mount(r, mnt, opmfs.Options{Poll: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := m.Unmount(false); err != nil {
-			m.Unmount(true)
-		}
-		m.Wait()
-	})
+	_, mnt := mountHome(t, r, opmfs.Options{})
 
 	// The eviction of the first blob it removes blocks until released.
 	entered, release := make(chan string, 16), make(chan struct{})

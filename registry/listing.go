@@ -196,30 +196,45 @@ func Summarize(tag string, m *layout.StoredManifest) TagSummary {
 	return ts
 }
 
-// Repositories lists every repository of the view, sorted.
-func (v *View) Repositories() ([]string, error) {
-	var out []string
+// WalkNodes calls fn for every namespace, project and repository (1 to 3
+// name parts) of the view, in tree order, and descends below a node only
+// when fn says so. It stops at the first error, or when ctx is done.
+func (v *View) WalkNodes(ctx context.Context, fn func(parts []string) (descend bool, err error)) error {
 	var walk func(parts []string) error
 	walk = func(parts []string) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		names, err := v.Children(parts)
 		if err != nil {
 			return err
 		}
 		for _, n := range names {
 			child := append(parts[:len(parts):len(parts)], n)
-			if len(child) == 3 {
-				out = append(out, strings.Join(child, "/"))
-			} else if err := walk(child); err != nil {
+			descend, err := fn(child)
+			if err == nil && descend && len(child) < 3 {
+				err = walk(child)
+			}
+			if err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	if err := walk(nil); err != nil {
-		return nil, err
-	}
+	return walk(nil)
+}
+
+// Repositories lists every repository of the view, sorted.
+func (v *View) Repositories() ([]string, error) {
+	var out []string
+	err := v.WalkNodes(context.Background(), func(parts []string) (bool, error) {
+		if len(parts) == 3 {
+			out = append(out, strings.Join(parts, "/"))
+		}
+		return true, nil
+	})
 	slices.Sort(out)
-	return out, nil
+	return out, err
 }
 
 // Referrers lists the manifests of a repository whose subject is d (the
@@ -333,43 +348,29 @@ func (v *View) listSelected(ctx context.Context, sel layout.Selector) (*Listing,
 // EachTag calls fn, for every repository with tags sel chooses, with their
 // summaries, walking only the nodes sel may choose below.
 func (v *View) EachTag(ctx context.Context, sel layout.Selector, fn func(opm.Repository, []TagSummary) error) error {
-	var walk func(parts []string) error
-	walk = func(parts []string) error {
-		if err := ctx.Err(); err != nil {
-			return err
+	return v.WalkNodes(ctx, func(parts []string) (bool, error) {
+		if !sel.MayMatchBelow(parts) {
+			return false, nil
 		}
-		if len(parts) == 3 {
-			repo := opm.Repository{Namespace: parts[0], Project: parts[1], Name: parts[2]}
-			sums, err := v.TagSummaries(ctx, repo)
-			if err != nil {
-				return err
-			}
-			var chosen []TagSummary
-			for _, ts := range sums {
-				if sel.Match(opm.Reference{Repository: repo, Tag: ts.Name}) {
-					chosen = append(chosen, ts)
-				}
-			}
-			if len(chosen) == 0 {
-				return nil
-			}
-			return fn(repo, chosen)
+		if len(parts) < 3 {
+			return true, nil // the tags are below a repository
 		}
-		names, err := v.Children(parts)
+		repo := opm.Repository{Namespace: parts[0], Project: parts[1], Name: parts[2]}
+		sums, err := v.TagSummaries(ctx, repo)
 		if err != nil {
-			return err
+			return false, err
 		}
-		for _, n := range names {
-			child := append(parts[:len(parts):len(parts)], n)
-			if sel.MayMatchBelow(child) {
-				if err := walk(child); err != nil {
-					return err
-				}
+		var chosen []TagSummary
+		for _, ts := range sums {
+			if sel.Match(opm.Reference{Repository: repo, Tag: ts.Name}) {
+				chosen = append(chosen, ts)
 			}
 		}
-		return nil
-	}
-	return walk(nil)
+		if len(chosen) == 0 {
+			return false, nil
+		}
+		return false, fn(repo, chosen)
+	})
 }
 
 // LogEntry is one change of `opm log`.

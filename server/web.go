@@ -205,7 +205,7 @@ func (s *Server) renderPage(ctx context.Context, w io.Writer, v *registry.View, 
 		return err
 	}
 	if q != "" && len(parts) == 0 {
-		if d.Results, err = search(v, q, 200); err != nil {
+		if d.Results, err = search(ctx, v, q, 200); err != nil {
 			return err
 		}
 	}
@@ -241,35 +241,22 @@ func renderListing(w io.Writer, d pageData, l *Listing) error {
 
 // search finds namespaces, projects and repositories whose path contains q
 // (case-insensitive), at most limit of them.
-func search(v *registry.View, q string, limit int) ([]SearchResult, error) {
+func search(ctx context.Context, v *registry.View, q string, limit int) ([]SearchResult, error) {
 	q = strings.ToLower(strings.TrimSpace(q))
 	var out []SearchResult
-	var walk func(parts []string) error
-	walk = func(parts []string) error {
-		names, err := v.Children(parts)
-		if err != nil {
-			return err
+	err := v.WalkNodes(ctx, func(parts []string) (bool, error) {
+		if len(out) >= limit {
+			return false, nil
 		}
-		for _, n := range names {
-			if len(out) >= limit {
-				return nil
+		full := strings.Join(parts, "/")
+		if strings.Contains(full, q) {
+			nd, err := v.Node(parts)
+			if err != nil {
+				return false, err
 			}
-			p := append(parts[:len(parts):len(parts)], n)
-			full := strings.Join(p, "/")
-			if strings.Contains(full, q) {
-				nd, err := v.Node(p)
-				if err != nil {
-					return err
-				}
-				out = append(out, SearchResult{Path: full, Kind: layout.LevelNames[len(p)], Description: nd.Description})
-			}
-			if len(p) < 3 {
-				if err := walk(p); err != nil {
-					return err
-				}
-			}
+			out = append(out, SearchResult{Path: full, Kind: layout.LevelNames[len(parts)], Description: nd.Description})
 		}
-		return nil
-	}
-	return out, walk(nil)
+		return true, nil
+	})
+	return out, err
 }

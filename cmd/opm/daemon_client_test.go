@@ -27,25 +27,7 @@ func TestDaemonCommandEnv(t *testing.T) {
 	t.Setenv("SOURCE_DATE_EPOCH", "") // restored when the test ends
 	os.Unsetenv("SOURCE_DATE_EPOCH")
 	dir := t.TempDir()
-	home := filepath.Join(dir, "home")
-	r, err := registry.Open(context.Background(), home)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	pkg := filepath.Join(dir, "pkg")
-	if err := os.MkdirAll(pkg, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(pkg, "a.txt"), []byte("a"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := daemon.Listen(home, runInDaemon(r, func() {}), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve()
-	defer srv.Close()
+	r, home := daemonHome(t, dir, map[string]string{"a.txt": "a"})
 
 	// Watch the daemon's environment while the command runs.
 	var changed atomic.Value
@@ -109,27 +91,7 @@ func TestDaemonCommandEnv(t *testing.T) {
 // used to draw it on its own stderr, the daemon's log.)
 func TestDaemonProgress(t *testing.T) {
 	dir := t.TempDir()
-	home := filepath.Join(dir, "home")
-	r, err := registry.Open(context.Background(), home)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	pkg := filepath.Join(dir, "pkg")
-	if err := os.MkdirAll(pkg, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"a", "b", "c"} {
-		if err := os.WriteFile(filepath.Join(pkg, name), bytes.Repeat([]byte(name), 1000), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	srv, err := daemon.Listen(home, runInDaemon(r, func() {}), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve()
-	defer srv.Close()
+	_, home := daemonHome(t, dir, map[string]string{"a": strings.Repeat("a", 1000), "b": strings.Repeat("b", 1000), "c": strings.Repeat("c", 1000)})
 	push := func(tag string, asked bool) []daemon.Progress {
 		c, err := daemon.Dial(home)
 		if err != nil || c == nil {
@@ -167,4 +129,32 @@ func TestDaemonProgress(t *testing.T) {
 	if events := push("v2", false); len(events) != 0 {
 		t.Errorf("progress sent to a client that draws none: %+v", events)
 	}
+}
+
+// daemonHome opens a home in dir with a package directory dir/pkg of the
+// given files, and serves it as a daemon would until the test ends.
+func daemonHome(t *testing.T, dir string, files map[string]string) (*registry.Registry, string) {
+	t.Helper()
+	home := filepath.Join(dir, "home")
+	r, err := registry.Open(context.Background(), home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	pkg := filepath.Join(dir, "pkg")
+	if err := os.MkdirAll(pkg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(pkg, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv, err := daemon.Listen(home, runInDaemon(r, func() {}), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve()
+	t.Cleanup(func() { srv.Close() })
+	return r, home
 }
