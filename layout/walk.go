@@ -48,21 +48,29 @@ func (m *StoredManifest) Blobs() []opm.Descriptor {
 	return m.Manifest.Blobs()
 }
 
-// ReadManifest reads the manifest file at p of s, which holds ref, and
-// checks it: it must parse as a manifest the registry accepts, and one kept
-// by digest must hash to its name. A file that fails a check is returned
-// with Err set; only a failure to read is an error.
+// ReadManifest reads the manifest file at p of s (its git blob id), which
+// holds ref, and checks it (see Stored). Only a failure to read is an error.
 func ReadManifest(s *gitmeta.Snapshot, p string, id gitmeta.Hash, ref opm.Reference) (*StoredManifest, error) {
 	body, err := s.ReadFile(p)
 	if err != nil {
 		return nil, err
 	}
-	m := &StoredManifest{Path: p, Ref: ref, ID: id, Body: body, Digest: digest.FromBytes(body)}
-	m.Manifest, m.Err = opm.ParseAnyManifest(body, "")
-	if m.Err == nil && ref.Digest != "" && m.Digest != ref.Digest {
-		m.Manifest, m.Err = nil, opm.Errorf(opm.ErrIntegrity, "content hashes to %s, not the digest its name says", m.Digest)
+	m, perr := opm.ParseAnyManifest(body, "")
+	return Stored(p, id, ref, body, digest.FromBytes(body), m, perr), nil
+}
+
+// Stored is the manifest file p (git blob id, bytes body of digest d,
+// parsed as m or failing with perr) as the reference ref: it must parse as
+// a manifest the registry accepts, and one kept by digest must hash to its
+// name. A file that fails a check has Err set and no Manifest.
+func Stored(p string, id gitmeta.Hash, ref opm.Reference, body []byte, d digest.Digest, m *opm.AnyManifest, perr error) *StoredManifest {
+	sm := &StoredManifest{Path: p, Ref: ref, ID: id, Body: body, Digest: d, Manifest: m, Err: perr}
+	if perr != nil {
+		sm.Manifest = nil
+	} else if ref.Digest != "" && sm.Digest != ref.Digest {
+		sm.Manifest, sm.Err = nil, opm.Errorf(opm.ErrIntegrity, "content hashes to %s, not the digest its name says", sm.Digest)
 	}
-	return m, nil
+	return sm
 }
 
 // Oddity is a path of the metadata that the layout does not allow.

@@ -74,13 +74,14 @@ type Registry struct {
 	indexMu sync.Mutex
 	index   *cas.Index // opened on first use, closed by Close
 
-	fetches atomic.Int64 // blobs this process asked the bucket for
-	inuse   inUse        // blobs being read: eviction spares them (inuse.go)
-	touches touchNoter   // accesses noted in the index off the read path (blobs.go)
-	lru     lruState     // the local cache's lifecycle (pins.go, evict.go)
-	head    headCache    // the View of the head, kept while the head stays (view.go)
-	digests digestCache  // sha256 of metadata files by their git blob hash (view.go)
-	counts  countCache   // tag counts by tags tree (listing.go)
+	fetches   atomic.Int64  // blobs this process asked the bucket for
+	inuse     inUse         // blobs being read: eviction spares them (inuse.go)
+	touches   touchNoter    // accesses noted in the index off the read path (blobs.go)
+	lru       lruState      // the local cache's lifecycle (pins.go, evict.go)
+	head      headCache     // the View of the head, kept while the head stays (view.go)
+	digests   digestCache   // sha256 of metadata files by their git blob hash (view.go)
+	manifests manifestCache // manifests read and parsed, by their git blob hash (view.go)
+	counts    countCache    // tag counts by tags tree (listing.go)
 
 	// indexWait is how long to wait for the Badger index when another
 	// process holds it.

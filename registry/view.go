@@ -25,16 +25,9 @@ type View struct {
 	r    *Registry
 	snap *gitmeta.Snapshot
 
-	filesMu sync.Mutex
-	files   map[string]*layout.StoredManifest // read so far, by path
-	bytes   int
-
 	timesMu sync.Mutex
 	times   map[string]*tagTimes // by repository path
 }
-
-// manifestCacheMax bounds the bytes of manifests a view keeps.
-const manifestCacheMax = 64 << 20
 
 type tagTimes struct {
 	once sync.Once
@@ -73,6 +66,46 @@ func (c *digestCache) put(h Hash, d digest.Digest) {
 	c.m[h] = d
 }
 
+// manifestCache keeps manifest files read and parsed, by their git blob
+// hash: the same hash is the same bytes in every view, so a tag a head move
+// did not change is not read again. Entries are shared and read-only.
+type manifestCache struct {
+	mu    sync.Mutex
+	m     map[Hash]*parsedManifest
+	bytes int
+}
+
+type parsedManifest struct {
+	body   []byte
+	digest digest.Digest
+	m      *opm.AnyManifest
+	err    error
+}
+
+// manifestCacheMax bounds the bytes of manifests kept (what they cost
+// parsed is counted as twice their size).
+const manifestCacheMax = 32 << 20
+
+func (c *manifestCache) get(h Hash) *parsedManifest {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[h]
+}
+
+func (c *manifestCache) put(h Hash, pm *parsedManifest) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cost := 3 * len(pm.body)
+	if cost > manifestCacheMax/4 {
+		return
+	}
+	if c.m == nil || c.bytes+cost > manifestCacheMax {
+		c.m, c.bytes = map[Hash]*parsedManifest{}, 0
+	}
+	c.m[h] = pm
+	c.bytes += cost
+}
+
 // Head is the commit main points at (zero before the first change): one
 // small file read.
 func (r *Registry) Head() (Hash, error) { return r.meta.Head() }
@@ -109,7 +142,7 @@ func (r *Registry) ViewAt(commit Hash) (*View, error) {
 }
 
 func (r *Registry) newView(s *gitmeta.Snapshot) *View {
-	return &View{r: r, snap: s, files: map[string]*layout.StoredManifest{}, times: map[string]*tagTimes{}}
+	return &View{r: r, snap: s, times: map[string]*tagTimes{}}
 }
 
 // ResolveCommit resolves a full commit hash or a unique prefix of at least
@@ -236,27 +269,21 @@ func (v *View) Manifest(ref opm.Reference) (*layout.StoredManifest, error) {
 }
 
 // read reads and checks the manifest file p (git blob id) as the
-// reference ref, keeping it while there is room.
+// reference ref (layout.Stored), parsing it only the first time its blob is
+// read.
 func (v *View) read(p string, id Hash, ref opm.Reference) (*layout.StoredManifest, error) {
-	key := p + "\x00" + ref.String()
-	v.filesMu.Lock()
-	m, ok := v.files[key]
-	v.filesMu.Unlock()
-	if ok {
-		return m, nil
+	pm := v.r.manifests.get(id)
+	if pm == nil {
+		body, err := v.snap.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		pm = &parsedManifest{body: body, digest: digest.FromBytes(body)}
+		pm.m, pm.err = opm.ParseAnyManifest(body, "")
+		v.r.manifests.put(id, pm)
+		v.r.digests.put(id, pm.digest)
 	}
-	m, err := layout.ReadManifest(v.snap, p, id, ref)
-	if err != nil {
-		return nil, err
-	}
-	v.r.digests.put(id, m.Digest)
-	v.filesMu.Lock()
-	if v.bytes+len(m.Body) <= manifestCacheMax {
-		v.files[key] = m
-		v.bytes += len(m.Body)
-	}
-	v.filesMu.Unlock()
-	return m, nil
+	return layout.Stored(p, id, ref, pm.body, pm.digest, pm.m, pm.err), nil
 }
 
 // ManifestEntry is one manifest file of a repository, as listed.
