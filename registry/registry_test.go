@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/openpm/opm"
@@ -279,5 +281,21 @@ func TestResolveKeptByDigest(t *testing.T) {
 	}
 	if got.Digest != res.Digest {
 		t.Fatalf("resolved %s", got.Digest)
+	}
+}
+
+// TestFsErrorKinds: a file the system refuses is a permission error (exit
+// 9), not invalid input (exit 2, which it used to be); a missing one is not
+// found.
+func TestFsErrorKinds(t *testing.T) {
+	perm := fsError(&fs.PathError{Op: "open", Path: "/x", Err: syscall.EACCES})
+	if k := opm.KindOf(perm); k.Err != opm.ErrPermission || k.Exit != 9 {
+		t.Errorf("EACCES: kind %s, exit %d", k.Name, k.Exit)
+	}
+	if perm.Error() != "open /x: permission denied" {
+		t.Errorf("message %q", perm)
+	}
+	if k := opm.KindOf(fsError(&fs.PathError{Op: "open", Path: "/x", Err: syscall.ENOENT})); k.Err != opm.ErrNotFound {
+		t.Errorf("ENOENT: kind %s", k.Name)
 	}
 }

@@ -287,3 +287,23 @@ func TestMirrorFiltered(t *testing.T) {
 		t.Fatalf("diverged filtered mirror: %v", err)
 	}
 }
+
+// TestMirrorMissingSourceBlob: a blob the source's bucket lacks leaves its
+// tag out as not found (exit 3), not as an integrity failure (exit 5, which
+// it used to be): nothing is wrong with any byte.
+func TestMirrorMissingSourceBlob(t *testing.T) {
+	home := t.TempDir()
+	src, dst := newSide(t, "src"), newSide(t, "dst")
+	src.push(t, "acme/web/good:v1", "good")
+	gone := src.push(t, "acme/web/gone:v1", "gone")[0]
+	if err := src.bucket.Delete(context.Background(), gone); err != nil {
+		t.Fatal(err)
+	}
+	res, err := mirrorT(t, home, src, dst, Options{Include: []string{"acme"}})
+	if k := opm.KindOf(err); k.Err != opm.ErrNotFound || k.Exit != 3 {
+		t.Fatalf("a missing source blob: %v (kind %s, exit %d), want not found, exit 3", err, k.Name, k.Exit)
+	}
+	if len(res.Failed) != 1 || res.Failed[0].Tag != "acme/web/gone:v1" || len(res.Tags) != 1 {
+		t.Fatalf("filtered mirror: %+v", res)
+	}
+}
