@@ -39,10 +39,12 @@ func (m *AnyManifest) IsIndex() bool {
 	return m.MediaType == MediaTypeIndex || m.MediaType == MediaTypeDockerList
 }
 
-// ParseAnyManifest decodes and checks the manifest of any OCI client.
-// contentType is the media type the client declared ("" if none): when the
-// manifest names its own mediaType the two must agree. The result's MediaType
-// is always set. Digests must be sha256 (the only algorithm opm stores) and
+// ParseAnyManifest decodes and checks the manifest of any OCI client: the
+// one validation of a manifest, wherever it enters (docs/design.md §2).
+// contentType is the media type the client declared ("" if none); it must
+// agree with what the bytes say (their mediaType, else their shape), and
+// the bytes are checked as what they say. The result's MediaType is always
+// set. Digests must be sha256 (the only algorithm opm stores) and
 // sizes non-negative; an OCI image manifest must also pass ParseManifest, so
 // that a file title can never escape a directory of the mount.
 func ParseAnyManifest(b []byte, contentType string) (*AnyManifest, error) {
@@ -56,14 +58,21 @@ func ParseAnyManifest(b []byte, contentType string) (*AnyManifest, error) {
 	if m.SchemaVersion != 2 {
 		return nil, Errorf(ErrInvalid, "manifest schemaVersion %d, want 2", m.SchemaVersion)
 	}
+	// The bytes alone say what a manifest is — its mediaType, else its
+	// shape — as every later reading of the stored bytes will take them;
+	// the type a client declares must agree, and never changes the checks.
+	declared := m.MediaType
 	switch {
-	case m.MediaType == "" && contentType != "":
-		m.MediaType = contentType
 	case m.MediaType == "" && m.Manifests != nil:
 		m.MediaType = MediaTypeIndex
 	case m.MediaType == "":
 		m.MediaType = MediaTypeManifest
-	case contentType != "" && contentType != m.MediaType:
+	}
+	switch {
+	case contentType == "" || contentType == m.MediaType:
+	case declared == "":
+		return nil, Errorf(ErrInvalid, "manifest without a mediaType reads as %s, not the %s it was sent as (name its mediaType)", m.MediaType, contentType)
+	default:
 		return nil, Errorf(ErrInvalid, "manifest mediaType %q but sent as %q", m.MediaType, contentType)
 	}
 	check := func(what string, d *Descriptor) error {
@@ -152,23 +161,4 @@ func (m *AnyManifest) Size() int64 {
 		n += d.Size
 	}
 	return n
-}
-
-// ManifestType is a stored manifest's media type: its own mediaType field,
-// else what its shape says (a list of manifests is an index). It reads
-// manifests that do not parse as well, for display.
-func ManifestType(b []byte) string {
-	var m struct {
-		MediaType string          `json:"mediaType"`
-		Manifests json.RawMessage `json:"manifests"`
-	}
-	if json.Unmarshal(b, &m) == nil {
-		switch {
-		case m.MediaType != "":
-			return m.MediaType
-		case m.Manifests != nil:
-			return MediaTypeIndex
-		}
-	}
-	return MediaTypeManifest
 }

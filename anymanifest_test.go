@@ -64,9 +64,14 @@ func TestParseAnyManifest(t *testing.T) {
 	}
 }
 
+// FuzzParseAnyManifest: the one validation of a manifest. Whatever a
+// client declares, what it accepts is exactly what a later reading of the
+// stored bytes accepts (the type sent never switches checks off), and every
+// title of what it accepts passes the path rules.
 func FuzzParseAnyManifest(f *testing.F) {
 	f.Add([]byte(`{"schemaVersion":2,"manifests":[]}`), "")
 	f.Add([]byte(`{"schemaVersion":2,"config":{"digest":"`+testDigest+`","size":1},"layers":[]}`), MediaTypeManifest)
+	f.Add([]byte(`{"schemaVersion":2,"config":{"digest":"`+testDigest+`","size":1},"layers":[{"mediaType":"x","digest":"`+testDigest+`","size":1,"annotations":{"org.opencontainers.image.title":"../x"}}]}`), MediaTypeDockerManifest)
 	f.Fuzz(func(t *testing.T, b []byte, ct string) {
 		m, err := ParseAnyManifest(b, ct)
 		if err != nil {
@@ -78,6 +83,17 @@ func FuzzParseAnyManifest(f *testing.F) {
 		for _, d := range append(m.Blobs(), m.Manifests...) {
 			if _, err := ParseDigest(string(d.Digest)); err != nil || d.Size < 0 {
 				t.Fatalf("accepted a bad descriptor %+v", d)
+			}
+		}
+		stored, err := ParseAnyManifest(b, "")
+		if err != nil || stored.MediaType != m.MediaType {
+			t.Fatalf("accepted as %s when sent as %q, but the stored bytes read back as %v, %v", m.MediaType, ct, stored, err)
+		}
+		if pm := m.Package(); pm != nil {
+			for _, f := range pm.Files() {
+				if err := ValidatePath(f.Path); err != nil {
+					t.Fatalf("accepted a title that breaks the rules: %v", err)
+				}
 			}
 		}
 	})

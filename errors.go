@@ -35,6 +35,12 @@ var (
 	ErrPermission = errors.New("permission denied")
 	// ErrTooLarge: a request or input is over a documented limit.
 	ErrTooLarge = errors.New("too large")
+	// ErrTooMany: too many of something at once (upload sessions); try
+	// again later.
+	ErrTooMany = errors.New("too many at once")
+	// ErrTooSlow: a client sent its request body slower than the minimum
+	// rate.
+	ErrTooSlow = errors.New("too slow")
 	// ErrProblems: a check ran and found problems (opm fsck).
 	ErrProblems = errors.New("problems found")
 )
@@ -60,6 +66,8 @@ var Kinds = []Kind{
 	{ErrIntegrity, "integrity", 5, 500, syscall.EIO},
 	{ErrInvalid, "invalid", 2, 400, syscall.ENOENT}, // in the mount: a name that cannot exist does not
 	{ErrTooLarge, "too-large", 2, 413, syscall.EFBIG},
+	{ErrTooMany, "too-many", 1, 429, syscall.EAGAIN},
+	{ErrTooSlow, "too-slow", 1, 408, syscall.ETIMEDOUT},
 	{ErrNotFound, "not-found", 3, 404, syscall.ENOENT},
 	{ErrConflict, "conflict", 4, 409, syscall.EIO},
 	{ErrExists, "exists", 6, 409, syscall.EEXIST},

@@ -31,6 +31,8 @@ func TestKinds(t *testing.T) {
 		{ErrProblems, 8, 500, syscall.EIO},
 		{ErrPermission, 9, 403, syscall.EACCES},
 		{ErrTooLarge, 2, 413, syscall.EFBIG},
+		{ErrTooMany, 1, 429, syscall.EAGAIN},
+		{ErrTooSlow, 1, 408, syscall.ETIMEDOUT},
 		{context.Canceled, 1, 499, syscall.EINTR},
 		{errors.New("anything else"), 1, 500, syscall.EIO},
 	} {

@@ -5,11 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
-	"path"
-	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/opencontainers/go-digest"
@@ -127,69 +124,6 @@ func NewPackage(files []File, annotations map[string]string) (*Manifest, error) 
 	return m, nil
 }
 
-// checkTree refuses duplicate titles, a title that is both a file and a
-// directory of another, and more than MaxDirs directories. Sorted so that
-// '/' comes before every other byte, the paths below a title directly
-// follow it, so only neighbours need comparing: O(n log n) whatever the
-// depth of the paths.
-func checkTree(layers []Descriptor) error {
-	titles := make([]string, 0, len(layers))
-	for _, l := range layers {
-		if t := l.Annotations[AnnotationTitle]; t != "" {
-			titles = append(titles, t)
-		}
-	}
-	slices.SortFunc(titles, comparePaths)
-	if countDirs(titles) > MaxDirs {
-		return Errorf(ErrInvalid, "package paths make more than %d directories", MaxDirs)
-	}
-	for i := 1; i < len(titles); i++ {
-		prev, t := titles[i-1], titles[i]
-		switch {
-		case t == prev:
-			return Errorf(ErrInvalid, "two files claim the package path %q", t)
-		case len(t) > len(prev) && t[len(prev)] == '/' && strings.HasPrefix(t, prev):
-			return Errorf(ErrInvalid, "package path %q is a file and also the directory of %q", prev, t)
-		}
-	}
-	return nil
-}
-
-// countDirs counts the directories that sorted paths (in any byte order:
-// the paths in one directory are neighbours) make.
-func countDirs(sorted []string) int {
-	dirs := 0
-	for i, t := range sorted {
-		// The directories of t that the previous path is not in.
-		common := 0
-		if i > 0 {
-			prev := sorted[i-1]
-			for common < len(prev) && common < len(t) && prev[common] == t[common] {
-				common++
-			}
-			common = strings.LastIndexByte(t[:common], '/') + 1
-		}
-		dirs += strings.Count(t[common:], "/")
-	}
-	return dirs
-}
-
-// comparePaths orders paths byte by byte, with '/' before every other byte.
-func comparePaths(a, b string) int {
-	rank := func(c byte) int {
-		if c == '/' {
-			return -1
-		}
-		return int(c)
-	}
-	for i := 0; i < len(a) && i < len(b); i++ {
-		if a[i] != b[i] {
-			return rank(a[i]) - rank(b[i])
-		}
-	}
-	return len(a) - len(b)
-}
-
 func (f File) validate() error {
 	if err := ValidatePath(f.Path); err != nil {
 		return err
@@ -205,86 +139,6 @@ func (f File) validate() error {
 	}
 	if f.Symlink != "" {
 		return ValidateSymlink(f.Path, f.Symlink)
-	}
-	return nil
-}
-
-// ValidatePath checks a file path inside a package: relative, slash
-// separated, clean, valid UTF-8, no "." or ".." parts, no NUL, control
-// characters or backslashes. Such a path can never leave the directory it is
-// joined to.
-func ValidatePath(p string) error {
-	bad := func(why string) error { return Errorf(ErrInvalid, "package path %q %s", p, why) }
-	switch {
-	case p == "":
-		return bad("is empty")
-	case len(p) > MaxPathLen:
-		return bad(fmt.Sprintf("is longer than %d bytes", MaxPathLen))
-	case !utf8.ValidString(p):
-		return bad("is not valid UTF-8")
-	case strings.HasPrefix(p, "/"):
-		return bad("is absolute")
-	case strings.ContainsRune(p, '\\'):
-		return bad("contains a backslash")
-	}
-	for _, r := range p {
-		if r < 0x20 || r == 0x7f {
-			return bad("contains a control character")
-		}
-	}
-	for part := range strings.SplitSeq(p, "/") {
-		switch {
-		case part == "":
-			return bad("has an empty part")
-		case part == "." || part == "..":
-			return bad("has a '.' or '..' part")
-		case len(part) > 255:
-			return bad("has a part longer than 255 bytes")
-		}
-	}
-	return nil
-}
-
-// ValidateSymlink checks that a link at linkPath pointing at target stays
-// inside the package.
-func ValidateSymlink(linkPath, target string) error {
-	bad := func(why string) error {
-		return Errorf(ErrInvalid, "symlink %q -> %q %s", linkPath, target, why)
-	}
-	switch {
-	case target == "" || len(target) > MaxPathLen:
-		return bad("has an empty or overlong target")
-	case strings.HasPrefix(target, "/"):
-		return bad("is absolute: only relative links inside the package are kept")
-	case strings.ContainsAny(target, "\\"):
-		return bad("contains a backslash")
-	case !utf8.ValidString(target):
-		return bad("is not valid UTF-8")
-	}
-	for _, r := range target {
-		if r < 0x20 || r == 0x7f {
-			return bad("contains a control character")
-		}
-	}
-	// '..' only at the start: after a name, it climbs from wherever that
-	// name leads, and another link of the package can lead higher than
-	// the name reads ("a/b/l" -> "../../.." and "a/b/m" -> "l/../../x"
-	// reads as "x" but is the package's parent's x).
-	named := false
-	for part := range strings.SplitSeq(target, "/") {
-		switch part {
-		case "", ".":
-		case "..":
-			if named {
-				return bad("has a '..' after a name (it could climb out through another link): only leading '..' are kept")
-			}
-		default:
-			named = true
-		}
-	}
-	resolved := path.Join(path.Dir(linkPath), target)
-	if resolved == ".." || strings.HasPrefix(resolved, "../") {
-		return bad("escapes the package")
 	}
 	return nil
 }

@@ -30,13 +30,15 @@ func (m *StoredManifest) ByDigest() bool { return m.Ref.Tag == "" }
 // Repo is the repository the manifest belongs to.
 func (m *StoredManifest) Repo() opm.Repository { return m.Ref.Repository }
 
-// MediaType is the manifest's media type: as parsed, else what its shape
-// says (ManifestType).
+// MediaType is the manifest's media type as the one validation read it.
+// Bytes that did not pass it are opaque, application/octet-stream: a type
+// they name is never repeated (a tag file committed by git could name
+// text/html).
 func (m *StoredManifest) MediaType() string {
 	if m.Manifest != nil {
 		return m.Manifest.MediaType
 	}
-	return opm.ManifestType(m.Body)
+	return opm.MediaTypeOctet
 }
 
 // Blobs returns the content blobs the manifest names (its config and

@@ -159,6 +159,29 @@ func (res *FsckResult) Damaged() int {
 // write in progress, so --repair leaves it.
 const tempGrace = 10 * time.Minute
 
+// RemoveLeftovers removes the temporary files of the local store left by
+// writers that died: those not written to for tempGrace (as fsck --repair
+// does). The daemon calls it when it starts. It returns how many it
+// removed.
+func (r *Registry) RemoveLeftovers() (int, error) {
+	temps, err := r.local.TempFiles()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	cutoff := r.now().Add(-tempGrace)
+	for _, t := range temps {
+		removed, err := r.local.RemoveTemp(t, cutoff)
+		if err != nil {
+			return n, err
+		}
+		if removed {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // blobUse is a blob named by the metadata: its size and who names it.
 type blobUse struct {
 	size  int64

@@ -207,6 +207,12 @@ func TestFsckMetadata(t *testing.T) {
 			{Path: "ns/Bad Name/r/tags/v1.json", Data: []byte("{}")},
 			{Path: "ns/p/r/manifests/" + digest.FromString("other").Encoded() + ".json", Data: body},
 			{Path: "ns/p/r/notes.txt", Data: []byte("x")},
+			// The documented description files are no problem.
+			{Path: "ns/namespace.json", Data: []byte(`{"description":"n"}`)},
+			{Path: "ns/p/project.json", Data: []byte(`{"description":"p"}`)},
+			{Path: "ns/p/r/repository.json", Data: []byte(`{"description":"r"}`)},
+			// A file where a description file belongs is.
+			{Path: "ns/p/r/project.json", Data: []byte("{}")},
 		}, gitmeta.Message{Subject: "break things"}, nil
 	})
 	if err != nil {
@@ -218,6 +224,7 @@ func TestFsckMetadata(t *testing.T) {
 		"bad-manifest ns/p/r/manifests/" + digest.FromString("other").Encoded() + ".json",
 		"bad-name ns/Bad Name",
 		"bad-name ns/p/r/notes.txt",
+		"bad-name ns/p/r/project.json",
 		"bad-name ns/p/r/tags/.hidden.json",
 		"missing-manifest sha256:" + digest.FromString("absent").Encoded(),
 	}

@@ -34,6 +34,8 @@ type PushResult struct {
 	Committed bool          `json:"committed"` // false: the tag already pointed at this digest
 	Files     int           `json:"files"`
 	Size      int64         `json:"size"`
+	// SkippedGit counts the files of .git directories left out.
+	SkippedGit int `json:"skipped_git_files,omitempty"`
 }
 
 // PushOptions are the choices of a push beyond its reference and paths.
@@ -63,7 +65,7 @@ func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, 
 	if len(paths) == 0 {
 		return nil, opm.Errorf(opm.ErrInvalid, "push %s: no files or directories given", ref)
 	}
-	sources, err := Scan(paths)
+	sources, skipped, err := scan(paths)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +104,7 @@ func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, 
 	if err := r.storeBlobs(ctx, m); err != nil {
 		return nil, err
 	}
-	res := &PushResult{Ref: ref, Digest: dgst, Files: len(files), Size: m.Size()}
+	res := &PushResult{Ref: ref, Digest: dgst, Files: len(files), Size: m.Size(), SkippedGit: skipped}
 	var cr commitResult
 	if o, ok, oerr := r.origin(); oerr != nil {
 		err = oerr
@@ -158,8 +160,11 @@ func (r *Registry) ingest(ctx context.Context, sources []source, files []opm.Fil
 // symlink) contributes itself under its base name. Special files, links
 // that leave the package, unreadable files and two inputs claiming one path
 // are refused here, before anything is written.
-func Scan(paths []string) ([]source, error) {
-	var out []source
+//
+// git's own directories (.git, as opm.IsDotGit sees it) are left out: a
+// package never carries one, and pull never writes one. skipped counts the
+// files left out so.
+func scan(paths []string) (out []source, skipped int, err error) {
 	claimed := map[string]string{}
 	add := func(pkgPath, full string, fi fs.FileInfo) error {
 		if other, ok := claimed[pkgPath]; ok {
@@ -195,17 +200,29 @@ func Scan(paths []string) ([]source, error) {
 	for _, p := range paths {
 		fi, err := os.Lstat(p)
 		if err != nil {
-			return nil, fsError(err)
+			return nil, 0, fsError(err)
 		}
 		if !fi.IsDir() {
+			if opm.IsDotGit(filepath.Base(p)) {
+				skipped++
+				continue
+			}
 			if err := add(path.Clean(filepath.Base(p)), p, fi); err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			continue
 		}
 		err = filepath.WalkDir(p, func(full string, de fs.DirEntry, err error) error {
 			if err != nil {
 				return fsError(err)
+			}
+			if full != p && opm.IsDotGit(de.Name()) {
+				n, err := countFiles(full)
+				skipped += n
+				if de.IsDir() && err == nil {
+					err = filepath.SkipDir
+				}
+				return err
 			}
 			if de.IsDir() {
 				return nil
@@ -221,13 +238,28 @@ func Scan(paths []string) ([]source, error) {
 			return add(filepath.ToSlash(rel), full, fi)
 		})
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	if len(out) == 0 {
-		return nil, opm.Errorf(opm.ErrInvalid, "%v: no files to push (empty directories are not kept)", paths)
+		return nil, skipped, opm.Errorf(opm.ErrInvalid, "%v: no files to push (empty directories and .git are not kept)", paths)
 	}
-	return out, nil
+	return out, skipped, nil
+}
+
+// countFiles counts the files at or below p.
+func countFiles(p string) (int, error) {
+	n := 0
+	err := filepath.WalkDir(p, func(_ string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return fsError(err)
+		}
+		if !de.IsDir() {
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
 
 func kind(m fs.FileMode) string {

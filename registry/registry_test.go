@@ -299,3 +299,28 @@ func TestFsErrorKinds(t *testing.T) {
 		t.Errorf("ENOENT: kind %s", k.Name)
 	}
 }
+
+// TestPushLeavesOutGit: a pushed tree's .git directories (and a .git file
+// of a worktree) are left out and counted; the package never carries one.
+func TestPushLeavesOutGit(t *testing.T) {
+	r := openHome(t, filepath.Join(t.TempDir(), "h"))
+	src := opmtest.WriteTree(t, map[string]string{
+		"main.go": "package main", ".git/config": "x", ".git/hooks/pre-commit": "#!/bin/sh", "sub/.git": "gitdir: ..", "sub/a.txt": "a", ".gitignore": "*.o",
+	})
+	res, err := r.Push(context.Background(), mustRef(t, "ns/p/r:v1"), []string{src}, PushOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.SkippedGit != 3 || res.Files != 3 {
+		t.Fatalf("pushed %d files, skipped %d; want 3 and 3", res.Files, res.SkippedGit)
+	}
+	p, err := r.Resolve(mustRef(t, "ns/p/r:v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range p.Manifest.Files() {
+		if strings.Contains(f.Path, ".git/") || strings.HasSuffix(f.Path, ".git") {
+			t.Errorf("pushed %s", f.Path)
+		}
+	}
+}

@@ -54,6 +54,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error, notFoun
 	case k.Err == opm.ErrLocked:
 		code = "UNAVAILABLE"
 		w.Header().Set("Retry-After", "1")
+	case k.Err == opm.ErrTooMany:
+		code = "TOOMANYREQUESTS"
+		w.Header().Set("Retry-After", "10")
+	case k.Err == opm.ErrTooSlow:
+		code = "BLOB_UPLOAD_INVALID"
 	}
 	if status >= 500 {
 		s.log.Error("http", "method", r.Method, "path", r.URL.Path, "err", err)

@@ -33,6 +33,8 @@ func TestFailStatus(t *testing.T) {
 		{opm.Errorf(opm.ErrLocked, "x"), 503, "UNAVAILABLE"},
 		{opm.Errorf(opm.ErrPermission, "x"), 403, "DENIED"},
 		{opm.Errorf(opm.ErrTooLarge, "x"), 413, "SIZE_INVALID"},
+		{opm.Errorf(opm.ErrTooMany, "x"), 429, "TOOMANYREQUESTS"},
+		{opm.Errorf(opm.ErrTooSlow, "x"), 408, "BLOB_UPLOAD_INVALID"},
 		{opm.WithKind(registry.ErrBlobUnknown, errors.New("x")), 400, "MANIFEST_BLOB_UNKNOWN"},
 		{opm.WithKind(registry.ErrSizeInvalid, errors.New("x")), 400, "SIZE_INVALID"},
 		{opm.WithKind(registry.ErrBlobNamed, errors.New("x")), 405, "DENIED"},
@@ -45,7 +47,7 @@ func TestFailStatus(t *testing.T) {
 		if w.Code != c.status || !strings.Contains(body, `"code":"`+c.code+`"`) || !strings.Contains(body, `"message":"x"`) {
 			t.Errorf("%v: %d %s, want %d %s", c.err, w.Code, body, c.status, c.code)
 		}
-		if locked := errors.Is(c.err, opm.ErrLocked); locked != (w.Header().Get("Retry-After") != "") {
+		if later := errors.Is(c.err, opm.ErrLocked) || errors.Is(c.err, opm.ErrTooMany); later != (w.Header().Get("Retry-After") != "") {
 			t.Errorf("%v: Retry-After %q", c.err, w.Header().Get("Retry-After"))
 		}
 		if errors.Is(c.err, registry.ErrBlobNamed) && w.Header().Get("Allow") != "GET, HEAD" {

@@ -185,7 +185,7 @@ func (s *Server) putManifestHTTP(w http.ResponseWriter, r *http.Request, rt ociR
 		writeError(w, http.StatusBadRequest, code, err.Error())
 		return
 	}
-	body, err := readBody(w, r, opm.MaxManifestSize)
+	body, err := readBody(w, r, MaxHTTPManifestSize)
 	if err != nil {
 		s.fail(w, r, err, "MANIFEST_INVALID", "MANIFEST_INVALID")
 		return

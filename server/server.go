@@ -36,10 +36,8 @@ import (
 	"encoding/base64"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/openpm/opm/registry"
 )
@@ -75,24 +73,12 @@ func New(reg *registry.Registry, opts Options) (*Server, error) {
 		opts.Title = "opm registry"
 	}
 	// Each server has its own directory of uploads (two may serve one home:
-	// `opm mount --http` and `opm serve` through the daemon). Those left by
-	// a server that died are removed once idle.
-	parent := filepath.Join(reg.Home(), "uploads")
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return nil, err
-	}
-	if old, err := os.ReadDir(parent); err == nil {
-		for _, e := range old {
-			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > uploadIdle {
-				os.RemoveAll(filepath.Join(parent, e.Name()))
-			}
-		}
-	}
-	dir, err := os.MkdirTemp(parent, "serve-")
+	// `opm mount --http` and `opm serve` through the daemon).
+	ups, err := newUploads(filepath.Join(reg.Home(), "uploads"), opts.Logger)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{reg: reg, opts: opts, log: opts.Logger, uploads: newUploads(dir)}
+	s := &Server{reg: reg, opts: opts, log: opts.Logger, uploads: ups}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/v2/", s.serveOCI)
 	s.mux.HandleFunc("GET /namespaces", s.serveListing)
@@ -115,6 +101,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.unauthorized(w, r, "this server needs a token to read")
 		return
 	}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = newMinRateBody(w, r.Body)
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -123,17 +112,19 @@ func isWrite(m string) bool {
 }
 
 // allowed reports whether r carries token, as a bearer token or as the
-// password of Basic authentication (what `docker login`, crane and oras send).
+// password of Basic authentication (what `docker login`, crane and oras
+// send). The scheme's name is compared without case (RFC 7235).
 func (s *Server) allowed(r *http.Request, token string) bool {
 	if token == "" {
 		return false
 	}
-	h := r.Header.Get("Authorization")
+	scheme, cred, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
 	var got string
-	if b, ok := strings.CutPrefix(h, "Bearer "); ok {
-		got = strings.TrimSpace(b)
-	} else if b, ok := strings.CutPrefix(h, "Basic "); ok {
-		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b))
+	switch {
+	case strings.EqualFold(scheme, "Bearer"):
+		got = strings.TrimSpace(cred)
+	case strings.EqualFold(scheme, "Basic"):
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
 		if err != nil {
 			return false
 		}

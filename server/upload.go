@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,13 +19,20 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
+	"github.com/openpm/opm/internal/flock"
 )
 
-// maxUploads bounds the upload sessions open at once; an abandoned session
-// is dropped after uploadIdle.
+// Upload sessions: at most maxUploads at once; a session not written to
+// for uploadIdle is dropped, by a reaper that looks every reapEvery; its
+// bytes are files of the server's own directory,
+// <home>/uploads/serve-<random>/, which the server holds (owner.lock) while
+// it runs, so that the next server on the home removes the directories of
+// servers that died, at once.
 const (
 	maxUploads = 1024
 	uploadIdle = time.Hour
+	reapEvery  = time.Minute
+	ownerLock  = "owner.lock"
 )
 
 // upload is a blob upload session: the bytes so far in a file, hashed as
@@ -36,23 +44,86 @@ type upload struct {
 	f    *os.File
 	h    hash.Hash
 	n    int64
-	used time.Time
+	used time.Time // the end of the last request, or the start of the one in progress
 }
 
 type uploads struct {
-	dir string
-	mu  sync.Mutex
-	m   map[string]*upload
+	dir     string
+	release func() // the owner lock of dir
+	mu      sync.Mutex
+	m       map[string]*upload
+	stop    chan struct{}
+	done    chan struct{}
 }
 
-func newUploads(dir string) *uploads { return &uploads{dir: dir, m: map[string]*upload{}} }
+// newUploads makes this server's directory of uploads in parent, after
+// removing those of servers that are gone, and starts the reaper.
+func newUploads(parent string, log *slog.Logger) (*uploads, error) {
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, err
+	}
+	if old, err := os.ReadDir(parent); err == nil {
+		for _, e := range old {
+			if dir := filepath.Join(parent, e.Name()); e.IsDir() && ownerGone(dir) {
+				if err := os.RemoveAll(dir); err != nil {
+					log.Warn("uploads of a server that is gone not removed", "dir", dir, "err", err)
+				}
+			}
+		}
+	}
+	dir, err := os.MkdirTemp(parent, "serve-")
+	if err != nil {
+		return nil, err
+	}
+	release, ok, err := flock.Try(filepath.Join(dir, ownerLock), flock.Exclusive)
+	if err != nil || !ok {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("uploads directory %s: cannot take its owner lock: %v", dir, err)
+	}
+	u := &uploads{dir: dir, release: release, m: map[string]*upload{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go u.reaper()
+	return u, nil
+}
 
-func (u *uploads) start(repo opm.Repository) (*upload, error) {
+// ownerGone reports whether the server that made the uploads directory dir
+// is gone: no process holds its owner lock (a directory from before owner
+// locks counts once idle for uploadIdle).
+func ownerGone(dir string) bool {
+	lock := filepath.Join(dir, ownerLock)
+	if _, err := os.Stat(lock); err != nil {
+		fi, err := os.Stat(dir)
+		return err == nil && time.Since(fi.ModTime()) > uploadIdle
+	}
+	release, ok, err := flock.Try(lock, flock.Exclusive)
+	if err != nil || !ok {
+		return false
+	}
+	release()
+	return true
+}
+
+func (u *uploads) reaper() {
+	defer close(u.done)
+	t := time.NewTicker(reapEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-u.stop:
+			return
+		case now := <-t.C:
+			u.reap(now)
+		}
+	}
+}
+
+// reap drops the sessions not written to for uploadIdle. A session a
+// request holds is written to (the minimum rate of a body sees to it) and
+// is looked at again next time.
+func (u *uploads) reap(now time.Time) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	now := time.Now()
 	for id, up := range u.m {
-		if up.mu.TryLock() { // a session in use is not idle
+		if up.mu.TryLock() {
 			if now.Sub(up.used) > uploadIdle {
 				up.drop()
 				delete(u.m, id)
@@ -60,14 +131,18 @@ func (u *uploads) start(repo opm.Repository) (*upload, error) {
 			up.mu.Unlock()
 		}
 	}
+}
+
+func (u *uploads) start(repo opm.Repository) (*upload, error) {
+	u.reap(time.Now())
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	if len(u.m) >= maxUploads {
-		return nil, opm.Errorf(opm.ErrTooLarge, "%d uploads in progress; try again later", len(u.m))
+		return nil, opm.Errorf(opm.ErrTooMany, "%d uploads in progress; try again later", len(u.m))
 	}
 	var b [16]byte
 	rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
-	// Another server starting on this home removes upload directories idle
-	// for uploadIdle: make ours again if that happened.
 	if err := os.MkdirAll(u.dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -75,7 +150,7 @@ func (u *uploads) start(repo opm.Repository) (*upload, error) {
 	if err != nil {
 		return nil, err
 	}
-	up := &upload{id: id, repo: repo, f: f, h: sha256.New(), used: now}
+	up := &upload{id: id, repo: repo, f: f, h: sha256.New(), used: time.Now()}
 	u.m[id] = up
 	return up, nil
 }
@@ -115,6 +190,8 @@ func (u *uploads) remove(up *upload) {
 }
 
 func (u *uploads) closeAll() error {
+	close(u.stop)
+	<-u.done
 	// A request still holding a session may be about to remove it, which
 	// takes u.mu: wait for the sessions with u.mu released.
 	u.mu.Lock()
@@ -126,7 +203,9 @@ func (u *uploads) closeAll() error {
 		up.drop()
 		up.mu.Unlock()
 	}
-	return os.RemoveAll(u.dir)
+	err := os.RemoveAll(u.dir)
+	u.release()
+	return err
 }
 
 func (up *upload) drop() {
@@ -141,6 +220,7 @@ func (up *upload) drop() {
 func (up *upload) write(r io.Reader) error {
 	n, err := io.Copy(io.MultiWriter(up.f, up.h), r)
 	up.n += n
+	up.used = time.Now()
 	return err
 }
 
@@ -251,6 +331,10 @@ func contentRange(h string) (start, end int64, err error) {
 	return start, end, nil
 }
 
+// errRangeTooBig refuses a Content-Range past the largest blob: its
+// arithmetic (end+1) would overflow.
+var errRangeTooBig = fmt.Errorf("Content-Range ends past the largest blob, %d bytes", int64(opm.MaxSize))
+
 // chunk appends the request body to the session, checking Content-Range.
 // It reports false, having answered, on a refused chunk.
 func (s *Server) chunk(w http.ResponseWriter, r *http.Request, up *upload) bool {
@@ -260,6 +344,11 @@ func (s *Server) chunk(w http.ResponseWriter, r *http.Request, up *upload) bool 
 		start, end, err := contentRange(cr)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "BLOB_UPLOAD_INVALID", err.Error())
+			return false
+		}
+		if end >= opm.MaxSize {
+			s.location(w, up)
+			writeError(w, http.StatusRequestedRangeNotSatisfiable, "BLOB_UPLOAD_INVALID", errRangeTooBig.Error())
 			return false
 		}
 		if start != up.n {

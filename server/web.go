@@ -118,6 +118,14 @@ type pageData struct {
 	Results   []SearchResult
 }
 
+// pageHeaders are the headers of every page: no script, no frame, no
+// plugin, nothing from elsewhere; forms post only here; no referrer leaves.
+func pageHeaders(h http.Header) {
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+}
+
 func (s *Server) routeWeb(mux *http.ServeMux) {
 	mux.HandleFunc("GET /_opm/style.css", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := webFS.ReadFile("web/style.css")
@@ -126,6 +134,7 @@ func (s *Server) routeWeb(mux *http.ServeMux) {
 		w.Write(b)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		pageHeaders(w.Header())
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			http.Error(w, "405 method not allowed", http.StatusMethodNotAllowed)

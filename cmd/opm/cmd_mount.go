@@ -61,6 +61,7 @@ Example:
 			&cli.DurationFlag{Name: "sync-interval", Usage: "follow origin: fetch and fast-forward every `DURATION` (e.g. 30s; see opm sync)"},
 			&cli.StringFlag{Name: "http", Usage: "also serve HTTP on `HOST:PORT` from the daemon, as 'opm serve' (docs/http.md)"},
 			&cli.StringFlag{Name: "http-token-file", Usage: "with --http: `FILE` holding the token writes need (else read-only)"},
+			&cli.StringFlag{Name: "http-read-token-file", Usage: "with --http: `FILE` holding a token reads need (closes reads)"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, 1); err != nil {
@@ -126,6 +127,8 @@ type mountOptions struct {
 	httpAddr      string        // also serve HTTP here (opm serve); "": no
 	httpToken     string        // the write token of httpTokenFile
 	httpTokenFile string
+	httpReadToken string // the read token of httpReadFile
+	httpReadFile  string
 }
 
 func newMountOptions(c *cli.Context) (mountOptions, error) {
@@ -141,10 +144,23 @@ func newMountOptions(c *cli.Context) (mountOptions, error) {
 	if tokenFile != "" {
 		tokenFile = absPath(c, tokenFile)
 	}
+	rtok, err := readToken(c, "http-read-token-file")
+	if err != nil {
+		return mountOptions{}, err
+	}
+	readFile := c.String("http-read-token-file")
+	if readFile != "" {
+		readFile = absPath(c, readFile)
+	}
+	if (token != "" || rtok != "") && c.String("http") == "" {
+		return mountOptions{}, usagef("--http-token-file and --http-read-token-file go with --http")
+	}
 	return mountOptions{
 		httpAddr:      c.String("http"),
 		httpToken:     token,
 		httpTokenFile: tokenFile,
+		httpReadToken: rtok,
+		httpReadFile:  readFile,
 		home:          home,
 		dir:           absPath(c, c.Args().First()),
 		allowOther:    c.Bool("allow-other"),
@@ -177,6 +193,11 @@ func runMount(ctx context.Context, o mountOptions, ready func(error)) error {
 	if _, err := r.Index(ctx); err != nil {
 		return err
 	}
+	if n, err := r.RemoveLeftovers(); err != nil {
+		log.Warn("leftover temporary files not removed", "err", err)
+	} else if n > 0 {
+		log.Info("removed temporary files left by writers that died", "files", n)
+	}
 	if stale, err := opmfs.CleanStale(o.dir); err != nil {
 		return fmt.Errorf("clean up the dead mount at %s: %w", o.dir, err)
 	} else if stale {
@@ -203,7 +224,7 @@ func runMount(ctx context.Context, o mountOptions, ready func(error)) error {
 		defer func() { stopHTTP(); <-served }()
 		go func() {
 			defer close(served)
-			so := serveOptions{Addr: o.httpAddr, Token: o.httpToken}
+			so := serveOptions{Addr: o.httpAddr, Token: o.httpToken, ReadToken: o.httpReadToken}
 			if err := runServe(hctx, r, so, os.Stderr, nil); err != nil {
 				log.Error("http", "addr", o.httpAddr, "err", err)
 			}
@@ -305,6 +326,9 @@ func startDaemon(o mountOptions, stderr io.Writer) error {
 	}
 	if o.httpTokenFile != "" {
 		args = append(args, "--http-token-file", o.httpTokenFile)
+	}
+	if o.httpReadFile != "" {
+		args = append(args, "--http-read-token-file", o.httpReadFile)
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), readyFDEnv+"=3")

@@ -18,8 +18,9 @@ func pushCommand() *cli.Command {
 		Usage:     "store files as a package and tag it",
 		ArgsUsage: "NS/PROJECT/REPO:TAG PATH...",
 		Description: `A directory contributes the files beneath it, with paths relative to it;
-a file contributes itself under its base name. Every blob is stored before the
-tag is committed, so a tag never names missing content. The same files give
+a file contributes itself under its base name; .git directories are left out
+(with a line saying how many files). Every blob is stored before the tag is
+committed, so a tag never names missing content. The same files give
 the same digest; pushing a tag that already has that digest makes no commit.
 
 The manifest carries no creation time unless one is given (as
@@ -59,6 +60,9 @@ func runPush(c *cli.Context) error {
 		}
 		if c.Bool("json") {
 			return printJSON(c, res)
+		}
+		if res.SkippedGit > 0 {
+			fmt.Fprintf(c.App.ErrWriter, "skipped %d file(s) of .git directories (a package never carries git's own directory)\n", res.SkippedGit)
 		}
 		if !res.Committed {
 			fmt.Fprintf(c.App.ErrWriter, "%s already at %s: nothing to commit\n", ref, res.Digest)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -105,7 +104,7 @@ func runServe(ctx context.Context, r *registry.Registry, o serveOptions, log io.
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.Addr, err)
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	hs := server.NewHTTPServer(srv, slog.NewLogLogger(logger.Handler(), slog.LevelWarn))
 	scheme := "http"
 	if o.CertFile != "" {
 		scheme = "https"

@@ -45,3 +45,23 @@ func Lock(ctx context.Context, path, what string, how int) (release func(), err 
 		wait = min(2*wait, 100*time.Millisecond)
 	}
 }
+
+// Try takes the lock of the file at path (created if missing) if no other
+// process holds it in a conflicting way, without waiting. ok is false when
+// another holds it.
+func Try(path string, how int) (release func(), ok bool, err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, false, err
+	}
+	err = syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
+	switch {
+	case err == nil:
+		return func() { f.Close() }, true, nil
+	case errors.Is(err, syscall.EWOULDBLOCK):
+		f.Close()
+		return nil, false, nil
+	}
+	f.Close()
+	return nil, false, err
+}

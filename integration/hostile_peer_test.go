@@ -1,0 +1,144 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/internal/opmtest"
+)
+
+// TestHostilePeer: an upstream that serves, one after the other, each
+// class of hostile manifest (committed to its metadata with git alone, as a
+// compromised host or a hostile mirror would) to a reader that follows it
+// with a mounted daemon. Every class is refused through opm sync (carried
+// out by the daemon) with one line naming the tag and the rule, the daemon
+// keeps serving the last good state — the good tag reads, the hostile one
+// never appears — and once the upstream is mended the reader follows it
+// again.
+func TestHostilePeer(t *testing.T) {
+	opmtest.RequireFUSE(t)
+	dir := t.TempDir()
+	origin := filepath.Join(dir, "origin.git")
+	if out, err := exec.Command("git", "init", "-q", "--bare", "--initial-branch=main", origin).CombinedOutput(); err != nil {
+		t.Fatalf("git init: %v %s", err, out)
+	}
+	blobs := "file://" + filepath.Join(dir, "blobs") + "?create_dir=1"
+	pub, reader := filepath.Join(dir, "pub"), filepath.Join(dir, "reader")
+	mustOpm(t, pub, "remote", "add", "origin", "--meta", origin, "--blobs", blobs)
+	mustOpm(t, reader, "remote", "add", "origin", "--meta", origin, "--blobs", blobs)
+	good := pkgDir(t, 40, 2, 300)
+	mustOpm(t, pub, "push", "acme/ok/repo:v1", good)
+	goodHead := gitOut(t, origin, "rev-parse", "main")
+
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	must(t, os.Mkdir(mnt, 0o755))
+	opmOK(t, reader, nil, "mount", "--daemon", "--sync-interval", "100ms", mnt)
+	t.Cleanup(func() { unmountAndWait(t, reader, mnt) })
+	waitFor(t, "the good tag in the mount", func() bool { return exists(filepath.Join(mnt, "acme/ok/repo/v1/f000.bin")) })
+
+	layer := func(title string) map[string]any {
+		return map[string]any{"mediaType": opm.MediaTypeOctet, "digest": opm.EmptyFileDigest, "size": 0,
+			"annotations": map[string]string{opm.AnnotationTitle: title, opm.AnnotationMode: "0644"}}
+	}
+	manifest := func(mediaType string, titles ...string) []byte {
+		m := map[string]any{"schemaVersion": 2,
+			"config": map[string]any{"mediaType": opm.MediaTypeEmpty, "digest": opm.EmptyDigest, "size": 2}, "layers": []any{}}
+		if mediaType != "" {
+			m["mediaType"] = mediaType
+		}
+		var ls []any
+		for _, ti := range titles {
+			ls = append(ls, layer(ti))
+		}
+		if ls != nil {
+			m["layers"] = ls
+		}
+		b, err := json.Marshal(m)
+		must(t, err)
+		return b
+	}
+	for _, c := range []struct {
+		name string
+		body []byte
+		why  string // in the refusal
+	}{
+		{"dotgit", manifest(opm.MediaTypeManifest, ".git/hooks/pre-commit"), `that is git's own directory`},
+		{"dotgit-ntfs", manifest(opm.MediaTypeManifest, "GIT~1/config"), `that is git's own directory`},
+		{"dotgit-hfs", manifest(opm.MediaTypeManifest, ".g\u200cit/config"), `that is git's own directory`},
+		{"case", manifest(opm.MediaTypeManifest, "README", "readme"), "differ only by case or Unicode normalization"},
+		{"nfd", manifest(opm.MediaTypeManifest, "caf\u00e9", "cafe\u0301"), "differ only by case or Unicode normalization"},
+		{"c1", manifest(opm.MediaTypeManifest, "a\u0085b"), "control character U+0085"},
+		{"bidi", manifest(opm.MediaTypeManifest, "evil\u202etxt.exe"), "bidirectional control U+202E"},
+		{"html", manifest("text/html", "index.html"), `media type "text/html" is not`},
+		{"untyped", manifest("", "../../etc/passwd"), `has a '.' or '..' part`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			body := filepath.Join(t.TempDir(), "evil.json")
+			must(t, os.WriteFile(body, c.body, 0o644))
+			gitCommitFile(t, origin, "acme/ok/evil/tags/"+c.name+".json", body)
+			r := syncOpm(t, reader, "sync")
+			if r.code != 2 || !strings.Contains(r.stderr, "acme/ok/evil:"+c.name) || !strings.Contains(r.stderr, c.why) ||
+				strings.Count(r.stderr, "\n") != 1 {
+				t.Errorf("opm sync: exit %d, %q; want exit 2 and one line naming the tag and %q", r.code, r.stderr, c.why)
+			}
+			// The daemon's own follow refuses too: the hostile tag never shows,
+			// the good one still reads.
+			time.Sleep(300 * time.Millisecond)
+			if exists(filepath.Join(mnt, "acme/ok/evil")) {
+				t.Error("the hostile tag's repository appeared in the mount")
+			}
+			if _, err := os.ReadFile(filepath.Join(mnt, "acme/ok/repo/v1/f000.bin")); err != nil {
+				t.Errorf("the good tag no longer reads: %v", err)
+			}
+			if h := gitOut(t, filepath.Join(reader, "meta.git"), "rev-parse", "main"); h != goodHead {
+				t.Errorf("the reader moved to %s", h)
+			}
+			// Mend the upstream: back to the good head.
+			gitOut(t, origin, "update-ref", "refs/heads/main", goodHead)
+		})
+	}
+	log, err := os.ReadFile(filepath.Join(reader, "opm.log"))
+	must(t, err)
+	if !strings.Contains(string(log), "was not taken") {
+		t.Error("the daemon's log says nothing of the refused heads")
+	}
+	// Mended, the upstream is followed again.
+	mustOpm(t, pub, "push", "acme/ok/repo:v2", good)
+	waitFor(t, "the next good tag in the mount", func() bool { return exists(filepath.Join(mnt, "acme/ok/repo/v2/f000.bin")) })
+}
+
+// gitCommitFile commits the file at src as path on main of the bare
+// repository gitDir with git alone.
+func gitCommitFile(t *testing.T, gitDir, path, src string) {
+	t.Helper()
+	script := `set -e
+export GIT_DIR="$1" GIT_INDEX_FILE="$1/evil-index"
+export GIT_AUTHOR_NAME=mallory GIT_AUTHOR_EMAIL=m@example.org GIT_COMMITTER_NAME=mallory GIT_COMMITTER_EMAIL=m@example.org
+parent=$(git rev-parse -q --verify refs/heads/main || true)
+rm -f "$GIT_INDEX_FILE"
+if [ -n "$parent" ]; then git read-tree "$parent"; fi
+blob=$(git hash-object -w "$3")
+git update-index --add --cacheinfo "100644,$blob,$2"
+tree=$(git write-tree)
+commit=$(git commit-tree "$tree" ${parent:+-p "$parent"} -m "evil $2")
+git update-ref refs/heads/main "$commit" $parent
+rm -f "$GIT_INDEX_FILE"`
+	if out, err := exec.Command("sh", "-c", script, "sh", gitDir, path, src).CombinedOutput(); err != nil {
+		t.Fatalf("commit %s: %v %s", path, err, out)
+	}
+}
+
+func gitOut(t *testing.T, gitDir string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("git", append([]string{"--git-dir", gitDir}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v %s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}

@@ -1,0 +1,262 @@
+package opm
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
+)
+
+// The rules of the paths inside a package (docs/design.md §2): one set,
+// applied wherever a manifest enters — a push, an HTTP PUT, a sync or
+// follow from any remote, a commit fsck walks — and again by pull and the
+// mount before they write or show anything.
+
+// ValidatePath checks a file path inside a package: relative, slash
+// separated, clean, valid UTF-8, no "." or ".." parts, no backslashes, no
+// control characters (C0, DEL or C1) and no bidirectional controls (they
+// make one name look like another), and no part that is, or that git or a
+// case-insensitive or NTFS file system takes for, ".git". Such a path can
+// never leave the directory it is joined to, nor write into a git
+// repository's own directory.
+func ValidatePath(p string) error {
+	bad := func(why string) error { return Errorf(ErrInvalid, "package path %q %s", p, why) }
+	switch {
+	case p == "":
+		return bad("is empty")
+	case len(p) > MaxPathLen:
+		return bad(fmt.Sprintf("is longer than %d bytes", MaxPathLen))
+	case !utf8.ValidString(p):
+		return bad("is not valid UTF-8")
+	case strings.HasPrefix(p, "/"):
+		return bad("is absolute")
+	case strings.ContainsRune(p, '\\'):
+		return bad("contains a backslash")
+	}
+	if why := badRunes(p); why != "" {
+		return bad(why)
+	}
+	for part := range strings.SplitSeq(p, "/") {
+		switch {
+		case part == "":
+			return bad("has an empty part")
+		case part == "." || part == "..":
+			return bad("has a '.' or '..' part")
+		case len(part) > 255:
+			return bad("has a part longer than 255 bytes")
+		case IsDotGit(part):
+			return bad(fmt.Sprintf("has a part %q that is git's own directory, .git (git refuses such paths too)", part))
+		}
+	}
+	return nil
+}
+
+// badRunes says why s holds a character no name may hold, "" if none.
+func badRunes(s string) string {
+	for _, r := range s {
+		switch {
+		case unicode.IsControl(r):
+			return fmt.Sprintf("contains the control character %U", r)
+		case isBidiControl(r):
+			return fmt.Sprintf("contains the bidirectional control %U (it makes a name read as another)", r)
+		}
+	}
+	return ""
+}
+
+// isBidiControl reports the Unicode bidirectional formatting characters:
+// ALM, LRM, RLM, the embeddings and overrides (LRE … RLO) and the
+// isolates (LRI … PDI).
+func isBidiControl(r rune) bool {
+	return r == 0x061c || r == 0x200e || r == 0x200f || r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069
+}
+
+// IsDotGit reports whether a path part names git's own directory on some
+// file system, as git's verify_path sees it: ".git" in any case, with the
+// code points HFS+ ignores removed, with trailing dots and spaces (NTFS
+// drops them), as the NTFS short name "git~1", or followed by an NTFS
+// stream (".git::$INDEX_ALLOCATION").
+func IsDotGit(part string) bool {
+	s := strings.Map(func(r rune) rune {
+		if isHFSIgnorable(r) {
+			return -1
+		}
+		return r
+	}, part)
+	s = strings.ToLower(s)
+	var rest string
+	switch {
+	case strings.HasPrefix(s, ".git"):
+		rest = s[len(".git"):]
+	case strings.HasPrefix(s, "git~1"):
+		rest = s[len("git~1"):]
+	default:
+		return false
+	}
+	if strings.HasPrefix(rest, ":") {
+		return true
+	}
+	return strings.Trim(rest, ". ") == ""
+}
+
+// isHFSIgnorable reports the code points HFS+ leaves out of a name when it
+// compares names (git's is_hfs_dotgit).
+func isHFSIgnorable(r rune) bool {
+	return r == 0x200c || r == 0x200d || r == 0x200e || r == 0x200f ||
+		r >= 0x202a && r <= 0x202e || r >= 0x206a && r <= 0x206f || r == 0xfeff
+}
+
+// ValidateSymlink checks that a link at linkPath pointing at target stays
+// inside the package.
+func ValidateSymlink(linkPath, target string) error {
+	bad := func(why string) error {
+		return Errorf(ErrInvalid, "symlink %q -> %q %s", linkPath, target, why)
+	}
+	switch {
+	case target == "" || len(target) > MaxPathLen:
+		return bad("has an empty or overlong target")
+	case strings.HasPrefix(target, "/"):
+		return bad("is absolute: only relative links inside the package are kept")
+	case strings.ContainsAny(target, "\\"):
+		return bad("contains a backslash")
+	case !utf8.ValidString(target):
+		return bad("is not valid UTF-8")
+	}
+	if why := badRunes(target); why != "" {
+		return bad(why)
+	}
+	// '..' only at the start: after a name, it climbs from wherever that
+	// name leads, and another link of the package can lead higher than
+	// the name reads ("a/b/l" -> "../../.." and "a/b/m" -> "l/../../x"
+	// reads as "x" but is the package's parent's x).
+	named := false
+	for part := range strings.SplitSeq(target, "/") {
+		switch part {
+		case "", ".":
+		case "..":
+			if named {
+				return bad("has a '..' after a name (it could climb out through another link): only leading '..' are kept")
+			}
+		default:
+			if IsDotGit(part) {
+				return bad("leads into git's own directory, .git")
+			}
+			named = true
+		}
+	}
+	resolved := path.Join(path.Dir(linkPath), target)
+	if resolved == ".." || strings.HasPrefix(resolved, "../") {
+		return bad("escapes the package")
+	}
+	return nil
+}
+
+// checkTree refuses duplicate titles, a title that is both a file and a
+// directory of another, more than MaxDirs directories, and titles that
+// differ only by case or Unicode normalization (NFC/NFD): on macOS and
+// Windows they are one file, and one would overwrite the other. Sorted so
+// that '/' comes before every other byte, the paths below a title directly
+// follow it, so only neighbours need comparing: O(n log n) whatever the
+// depth of the paths.
+func checkTree(layers []Descriptor) error {
+	titles := make([]string, 0, len(layers))
+	for _, l := range layers {
+		if t := l.Annotations[AnnotationTitle]; t != "" {
+			titles = append(titles, t)
+		}
+	}
+	slices.SortFunc(titles, comparePaths)
+	if countDirs(titles) > MaxDirs {
+		return Errorf(ErrInvalid, "package paths make more than %d directories", MaxDirs)
+	}
+	if err := checkNeighbours(titles, titles, "two files claim the package path %[1]q"); err != nil {
+		return err
+	}
+	// The same again, folded as a case-insensitive, normalizing file
+	// system compares names.
+	type folded struct{ fold, title string }
+	fs := make([]folded, len(titles))
+	plain := true
+	for i, t := range titles {
+		fs[i] = folded{foldPath(t), t}
+		plain = plain && fs[i].fold == t
+	}
+	if plain {
+		return nil // nothing folds: the check above was this one
+	}
+	slices.SortFunc(fs, func(a, b folded) int { return comparePaths(a.fold, b.fold) })
+	keys, names := make([]string, len(fs)), make([]string, len(fs))
+	for i, f := range fs {
+		keys[i], names[i] = f.fold, f.title
+	}
+	return checkNeighbours(keys, names, "package paths %q and %q differ only by case or Unicode normalization (on macOS and Windows they are one file)")
+}
+
+// checkNeighbours refuses, in keys sorted by comparePaths (titles[i] is
+// the title of keys[i]), a key equal to the one before it (same formats
+// the two titles) or one that is the directory of the next.
+func checkNeighbours(keys, titles []string, same string) error {
+	for i := 1; i < len(keys); i++ {
+		prev, k := keys[i-1], keys[i]
+		switch {
+		case k == prev:
+			return Errorf(ErrInvalid, same, titles[i-1], titles[i])
+		case len(k) > len(prev) && k[len(prev)] == '/' && strings.HasPrefix(k, prev):
+			return Errorf(ErrInvalid, "package path %q is a file and also the directory of %q", titles[i-1], titles[i])
+		}
+	}
+	return nil
+}
+
+var folder = cases.Fold()
+
+// foldPath is p as a case-insensitive, normalization-insensitive file
+// system compares it: case-folded, in Unicode normal form C.
+func foldPath(p string) string {
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c >= 0x80 || 'A' <= c && c <= 'Z' {
+			return norm.NFC.String(folder.String(p))
+		}
+	}
+	return p // ASCII without upper case folds to itself
+}
+
+// countDirs counts the directories that sorted paths (in any byte order:
+// the paths in one directory are neighbours) make.
+func countDirs(sorted []string) int {
+	dirs := 0
+	for i, t := range sorted {
+		// The directories of t that the previous path is not in.
+		common := 0
+		if i > 0 {
+			prev := sorted[i-1]
+			for common < len(prev) && common < len(t) && prev[common] == t[common] {
+				common++
+			}
+			common = strings.LastIndexByte(t[:common], '/') + 1
+		}
+		dirs += strings.Count(t[common:], "/")
+	}
+	return dirs
+}
+
+// comparePaths orders paths byte by byte, with '/' before every other byte.
+func comparePaths(a, b string) int {
+	rank := func(c byte) int {
+		if c == '/' {
+			return -1
+		}
+		return int(c)
+	}
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if a[i] != b[i] {
+			return rank(a[i]) - rank(b[i])
+		}
+	}
+	return len(a) - len(b)
+}

@@ -1,0 +1,206 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/gitmeta"
+	"github.com/openpm/opm/internal/flock"
+)
+
+// TestServedTypeIsValidated: a tag file committed by git with a mediaType
+// opm does not accept (text/html: stored script on the pages' origin) is
+// served as application/octet-stream, never with the type it names.
+func TestServedTypeIsValidated(t *testing.T) {
+	e := newEnv(t, Options{})
+	meta, err := gitmeta.Open(filepath.Join(e.reg.Home(), "meta.git"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer meta.Close()
+	evil := []byte(`{"schemaVersion":2,"mediaType":"text/html","config":{"mediaType":"x","digest":"` + opm.EmptyDigest.String() + `","size":2},"layers":[],"x":"<script>alert(1)</script>"}`)
+	_, _, err = meta.Update(context.Background(), gitmeta.Signature{Name: "mallory", Email: "m@example.org"}, func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+		return []gitmeta.Change{{Path: "acme/web/site/tags/evil.json", Data: evil}}, gitmeta.Message{Subject: "evil"}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.do("GET", "/v2/acme/web/site/manifests/evil", nil)
+	b := expect(t, r, 200, "")
+	if ct := r.Header.Get("Content-Type"); ct != opm.MediaTypeOctet || !bytes.Equal(b, evil) {
+		t.Fatalf("served as %q: %s", ct, b)
+	}
+}
+
+// TestHTTPLimits: a manifest over 4 MiB, a Content-Range whose end would
+// overflow, the session after the last one allowed, and a body trickled
+// too slowly are refused with their own statuses; an auth scheme in any
+// case is accepted.
+func TestHTTPLimits(t *testing.T) {
+	e := newEnv(t, Options{})
+	big := bytes.Repeat([]byte(" "), MaxHTTPManifestSize+1)
+	expect(t, e.do("PUT", "/v2/a/b/c/manifests/v1", big, "Content-Type: "+opm.MediaTypeManifest), 413, "SIZE_INVALID")
+
+	// Content-Range arithmetic: end = MaxInt64 used to be accepted and its
+	// body dropped.
+	r := e.do("POST", "/v2/a/b/c/blobs/uploads/", nil)
+	expect(t, r, 202, "")
+	loc := r.Header.Get("Location")
+	expect(t, e.do("PATCH", loc, []byte("x"), fmt.Sprintf("Content-Range: 0-%d", int64(math.MaxInt64))), 416, "BLOB_UPLOAD_INVALID")
+
+	// Auth schemes are matched without case (RFC 7235).
+	for _, scheme := range []string{"bearer ", "BEARER ", "Bearer  "} {
+		expect(t, e.doAuth(scheme+testToken, "POST", "/v2/a/b/c/blobs/uploads/", nil), 202, "")
+	}
+	expect(t, e.doAuth("basic "+base64Encode("u:"+testToken), "POST", "/v2/a/b/c/blobs/uploads/", nil), 202, "")
+
+	// Too many sessions: 429 with Retry-After (it was 413).
+	for len(e.srv.uploads.m) < maxUploads {
+		if _, err := e.srv.uploads.start(opm.Repository{Namespace: "a", Project: "b", Name: "c"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r = e.do("POST", "/v2/a/b/c/blobs/uploads/", nil)
+	expect(t, r, 429, "TOOMANYREQUESTS")
+	if r.Header.Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
+	}
+}
+
+// TestSlowBody: a body that brings less than the minimum in a window is
+// cut off with 408, and holds nothing: no session, no blob.
+func TestSlowBody(t *testing.T) {
+	window, min := bodyWindow, bodyMinBytes
+	bodyWindow, bodyMinBytes = 200*time.Millisecond, 1000
+	defer func() { bodyWindow, bodyMinBytes = window, min }()
+	e := newEnv(t, Options{})
+	pr, pw := io.Pipe()
+	go func() {
+		defer pw.Close()
+		for range 20 { // 10 bytes every 100 ms: far below 1000 in 200 ms
+			if _, err := pw.Write([]byte("0123456789")); err != nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	req, err := http.NewRequest("POST", e.url+"/v2/a/b/c/blobs/uploads/?digest="+opm.EmptyDigest.String(), pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.ContentLength = 1 << 30 // declared huge, trickled
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, res, 408, "BLOB_UPLOAD_INVALID")
+	if e.reg.HasLocal(opm.EmptyDigest) {
+		t.Error("a trickled body stored a blob")
+	}
+}
+
+// TestHTTPServerTimeouts: the server opm serves with closes idle
+// keep-alive connections and bounds the headers' arrival.
+func TestHTTPServerTimeouts(t *testing.T) {
+	hs := NewHTTPServer(http.NotFoundHandler(), nil)
+	if hs.IdleTimeout <= 0 || hs.ReadHeaderTimeout <= 0 || hs.MaxHeaderBytes <= 0 {
+		t.Fatalf("limits %v %v %v", hs.IdleTimeout, hs.ReadHeaderTimeout, hs.MaxHeaderBytes)
+	}
+	hs.IdleTimeout = 100 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go hs.Serve(ln)
+	defer hs.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, _ := io.ReadAll(c) // the answer, then EOF once the connection idles out
+	if !strings.HasPrefix(string(b), "HTTP/1.1 404") {
+		t.Fatalf("answer %q", b)
+	}
+}
+
+// TestPageHeaders: pages (and their 404) forbid scripts, frames and
+// referrers.
+func TestPageHeaders(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.pushPackage("acme/web/site:v1", map[string]string{"a": "a"})
+	for _, p := range []string{"/", "/acme/", "/acme/web/site/tags/v1/", "/nosuch/"} {
+		r := e.do("GET", p, nil)
+		readAll(t, r)
+		for k, want := range map[string]string{"Content-Security-Policy": "default-src 'none'", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"} {
+			if got := r.Header.Get(k); !strings.Contains(got, want) {
+				t.Errorf("%s: %s %q", p, k, got)
+			}
+		}
+	}
+}
+
+// TestUploadLeftovers: a new server removes at once the upload directories
+// of servers that are gone (no one holds their owner lock), keeps those of
+// live ones, and reaps its own idle sessions without waiting for a new one.
+func TestUploadLeftovers(t *testing.T) {
+	parent := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	dead := filepath.Join(parent, "serve-dead")
+	if err := os.MkdirAll(dead, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dead, ownerLock), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dead, "0123"), bytes.Repeat([]byte("x"), 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	live := filepath.Join(parent, "serve-live")
+	if err := os.MkdirAll(live, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	release, ok, err := flock.Try(filepath.Join(live, ownerLock), flock.Exclusive)
+	if err != nil || !ok {
+		t.Fatal(err)
+	}
+	defer release()
+	u, err := newUploads(parent, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.closeAll()
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Errorf("the uploads of a server that is gone are still there: %v", err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("the uploads of a live server were removed: %v", err)
+	}
+	up, err := u.start(opm.Repository{Namespace: "a", Project: "b", Name: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := up.f.Name()
+	u.reap(time.Now().Add(uploadIdle + time.Minute))
+	if len(u.m) != 0 {
+		t.Error("an idle session was not reaped")
+	}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Errorf("the reaped session's file is still there: %v", err)
+	}
+}
