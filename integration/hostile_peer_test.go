@@ -2,6 +2,8 @@ package integration
 
 import (
 	"encoding/json"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -141,4 +143,46 @@ func gitOut(t *testing.T, gitDir string, args ...string) string {
 		t.Fatalf("git %v: %v %s", args, err, out)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// TestDaemonHTTPReadToken: the daemon's HTTP listener takes a read token
+// as opm serve does (it had none: a mount's registry was open to every
+// reader of its port).
+func TestDaemonHTTPReadToken(t *testing.T) {
+	opmtest.RequireFUSE(t)
+	home := t.TempDir()
+	mustOpm(t, home, "push", "acme/ok/repo:v1", pkgDir(t, 41, 1, 10))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	tok := filepath.Join(t.TempDir(), "read-token")
+	must(t, os.WriteFile(tok, []byte("s3cret\n"), 0o600))
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	must(t, os.Mkdir(mnt, 0o755))
+	opmOK(t, home, nil, "mount", "--daemon", "--http", addr, "--http-read-token-file", tok, mnt)
+	t.Cleanup(func() { unmountAndWait(t, home, mnt) })
+	get := func(auth string) int {
+		req, err := http.NewRequest("GET", "http://"+addr+"/v2/acme/ok/repo/tags/list", nil)
+		must(t, err)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	waitFor(t, "the daemon's HTTP listener", func() bool { return get("") != 0 })
+	if code := get(""); code != 401 {
+		t.Errorf("a read without the token: %d, want 401", code)
+	}
+	if code := get("Bearer s3cret"); code != 200 {
+		t.Errorf("a read with the token: %d, want 200", code)
+	}
+	if r := syncOpm(t, t.TempDir(), "mount", "--http-read-token-file", tok, mnt); r.code != 2 {
+		t.Errorf("--http-read-token-file without --http: exit %d %s", r.code, r.stderr)
+	}
 }
