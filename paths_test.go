@@ -44,9 +44,9 @@ func TestCollisionsRefused(t *testing.T) {
 	for _, pair := range [][2]string{
 		{"README", "readme"},
 		{"caf\u00e9", "cafe\u0301"}, // NFC and NFD
-		{"Dir/a", "dir/b/c"},         // one directory twice
-		{"x", "X/y"},                 // a file and a directory
-		{"STRASSE", "stra\u00dfe"},   // full case folding
+		{"Dir/a", "dir/b/c"},        // one directory twice
+		{"x", "X/y"},                // a file and a directory
+		{"STRASSE", "stra\u00dfe"},  // full case folding
 	} {
 		files := []File{
 			{Path: pair[0], Mode: 0o644, Digest: EmptyFileDigest},

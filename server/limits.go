@@ -50,7 +50,6 @@ func newMinRateBody(w http.ResponseWriter, rc io.ReadCloser) io.ReadCloser {
 	return &minRateBody{rc: rc, ctl: http.NewResponseController(w), start: time.Now()}
 }
 
-
 func (b *minRateBody) Read(p []byte) (int, error) {
 	now := time.Now()
 	if now.Sub(b.start) >= bodyWindow {
