@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"math"
 	"sort"
 	"strconv"
+	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/opencontainers/go-digest"
@@ -23,6 +26,9 @@ const (
 	AnnotationCreated = "org.opencontainers.image.created"
 	AnnotationMode    = "dev.opm.file.mode"
 	AnnotationSymlink = "dev.opm.file.symlink"
+	// AnnotationMTime is a file's modification time: nanoseconds since
+	// 1970-01-01 UTC, in decimal.
+	AnnotationMTime = "dev.opm.file.mtime"
 
 	// MaxManifestSize bounds what is read back or accepted as a manifest.
 	MaxManifestSize = 64 << 20
@@ -75,7 +81,13 @@ type File struct {
 	Size      int64         // 0 for a symlink
 	Digest    digest.Digest // EmptyFileDigest for a symlink
 	MediaType string        // "" means application/octet-stream
-	Symlink   string        // target, for a symbolic link
+	Symlink   string        // target, for a symbolic link, kept verbatim
+	// ModTime is the file's modification time; zero when the package
+	// records none (then readers show the time its tag was set).
+	ModTime time.Time
+	// BadModTime is a recorded time that could not be read (from a
+	// package made elsewhere): ModTime is zero then.
+	BadModTime string
 }
 
 // NewPackage builds the canonical manifest of a set of files. It checks
@@ -113,6 +125,9 @@ func NewPackage(files []File, annotations map[string]string) (*Manifest, error) 
 		if f.Symlink != "" {
 			a[AnnotationSymlink] = f.Symlink
 		}
+		if !f.ModTime.IsZero() {
+			a[AnnotationMTime] = FormatMTime(f.ModTime)
+		}
 		m.Layers = append(m.Layers, Descriptor{MediaType: mt, Digest: f.Digest, Size: f.Size, Annotations: a})
 	}
 	sort.Slice(m.Layers, func(i, j int) bool {
@@ -138,9 +153,35 @@ func (f File) validate() error {
 		return fmt.Errorf("file %q: %w", f.Path, err)
 	}
 	if f.Symlink != "" {
-		return ValidateSymlink(f.Path, f.Symlink)
+		if err := ValidateSymlink(f.Path, f.Symlink); err != nil {
+			return err
+		}
+	}
+	if t := f.ModTime; !t.IsZero() && (t.Before(MinMTime) || t.After(MaxMTime)) {
+		return Errorf(ErrInvalid, "file %q: modification time %s is before 1970 or after %s (--mtime clamps times)", f.Path, t.UTC().Format(time.RFC3339), MaxMTime.Format(time.RFC3339))
 	}
 	return nil
+}
+
+// MinMTime and MaxMTime bound a recorded modification time: from 1970 to
+// what nanoseconds since then in an int64 reach (April 2262).
+var (
+	MinMTime = time.Unix(0, 0).UTC()
+	MaxMTime = time.Unix(0, math.MaxInt64).UTC()
+)
+
+// FormatMTime renders a modification time as the dev.opm.file.mtime
+// annotation.
+func FormatMTime(t time.Time) string { return strconv.FormatInt(t.UnixNano(), 10) }
+
+// ParseMTime parses a dev.opm.file.mtime annotation: nanoseconds since
+// 1970, in decimal, without a sign or leading zeros.
+func ParseMTime(s string) (time.Time, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || len(s) > 1 && s[0] == '0' || strings.TrimLeft(s, "0123456789") != "" {
+		return time.Time{}, Errorf(ErrInvalid, "file time %q must be nanoseconds since 1970 in decimal", s)
+	}
+	return time.Unix(0, n).UTC(), nil
 }
 
 // FormatMode renders permission bits as the dev.opm.file.mode annotation.
@@ -274,10 +315,20 @@ func (m *Manifest) Files() []File {
 		if s, ok := l.Annotations[AnnotationMode]; ok {
 			mode, _ = ParseMode(s) // checked by ParseManifest
 		}
-		files = append(files, File{
+		f := File{
 			Path: t, Mode: mode, Size: l.Size, Digest: l.Digest,
 			MediaType: l.MediaType, Symlink: l.Annotations[AnnotationSymlink],
-		})
+		}
+		if s, ok := l.Annotations[AnnotationMTime]; ok {
+			// A time opm cannot read is no reason to refuse the
+			// package: it is shown without it.
+			if mt, err := ParseMTime(s); err == nil {
+				f.ModTime = mt
+			} else {
+				f.BadModTime = s
+			}
+		}
+		files = append(files, f)
 	}
 	return files
 }

@@ -22,7 +22,7 @@ type pkg struct {
 	fs    *FS
 	id    string    // identity, for inode numbers (see the package comment)
 	name  string    // ns/project/repo:tag or ns/project/repo@sha256:…, for logs
-	mtime time.Time // when the tag was set
+	mtime time.Time // when the tag was set: the time of what records none
 
 	// Where the manifest comes from: already parsed (by digest), or the
 	// tag ref of view.
@@ -30,9 +30,10 @@ type pkg struct {
 	view     *registry.View
 	ref      opm.Reference
 
-	once sync.Once
-	dirs map[string][]dirent // directory path ("" is the top) -> children by name
-	err  error
+	once     sync.Once
+	dirs     map[string][]dirent  // directory path ("" is the top) -> children by name
+	dirTimes map[string]time.Time // directory path -> the newest time below it
+	err      error
 }
 
 // dirent is one name in a package directory; file is nil for a directory.
@@ -48,6 +49,24 @@ func (p *pkg) entries(dir string) ([]dirent, error) {
 	return p.dirs[dir], p.err
 }
 
+// dirTime is a directory's time: the newest of the files below it
+// (docs/design.md §6), the tag's time when none records one.
+func (p *pkg) dirTime(dir string) time.Time {
+	p.once.Do(p.build)
+	if t, ok := p.dirTimes[dir]; ok {
+		return t
+	}
+	return p.mtime
+}
+
+// fileTime is a file's time: its own, the tag's when it records none.
+func (p *pkg) fileTime(f *opm.File) time.Time {
+	if f.ModTime.IsZero() {
+		return p.mtime
+	}
+	return f.ModTime
+}
+
 func (p *pkg) build() {
 	m := p.manifest
 	if m == nil {
@@ -61,9 +80,22 @@ func (p *pkg) build() {
 	}
 	files := m.Files()
 	p.dirs = map[string][]dirent{"": nil}
+	p.dirTimes = map[string]time.Time{}
 	added := map[string]bool{"": true} // directories already named in their parent
+	bad := 0
 	for i := range files {
 		f := &files[i]
+		if f.BadModTime != "" {
+			bad++
+		}
+		if !f.ModTime.IsZero() {
+			for d := f.Path; d != ""; {
+				d, _ = splitPath(d)
+				if f.ModTime.After(p.dirTimes[d]) {
+					p.dirTimes[d] = f.ModTime
+				}
+			}
+		}
 		dir, name := splitPath(f.Path)
 		p.dirs[dir] = append(p.dirs[dir], dirent{name: name, file: f})
 		for d := dir; !added[d]; {
@@ -75,6 +107,9 @@ func (p *pkg) build() {
 	}
 	for _, ents := range p.dirs {
 		slices.SortFunc(ents, func(a, b dirent) int { return strings.Compare(a.name, b.name) })
+	}
+	if bad > 0 {
+		p.fs.log.Warn("file times that cannot be read are shown as the tag's", "package", p.name, "files", bad)
 	}
 }
 
@@ -103,7 +138,7 @@ var (
 )
 
 func (d *pkgDir) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	dirAttr(&out.Attr, d.p.mtime)
+	dirAttr(&out.Attr, d.p.dirTime(d.dir))
 	out.SetTimeout(immutableTimeout)
 	return 0
 }
@@ -132,7 +167,7 @@ func (d *pkgDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 	out.SetEntryTimeout(immutableTimeout)
 	out.SetAttrTimeout(immutableTimeout)
 	if e.file == nil {
-		dirAttr(&out.Attr, d.p.mtime)
+		dirAttr(&out.Attr, d.p.dirTime(cp))
 		return d.NewInode(ctx, &pkgDir{p: d.p, dir: cp}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino("pkg", d.p.id, cp)}), 0
 	}
 	f := &pkgFile{p: d.p, f: e.file}
@@ -196,7 +231,8 @@ func (n *pkgFile) attr(a *fuse.Attr) {
 	a.Blocks = (a.Size + 511) / 512
 	a.Blksize = 1 << 20
 	a.Nlink = 1
-	a.SetTimes(&n.p.mtime, &n.p.mtime, &n.p.mtime)
+	t := n.p.fileTime(n.f)
+	a.SetTimes(&t, &t, &t)
 }
 
 func (n *pkgFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {

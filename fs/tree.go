@@ -60,9 +60,11 @@ var (
 	_ = (gofs.NodeRemovexattrer)(readOnly{})
 )
 
-// dirAttr fills the attributes of a directory.
+// dirAttr fills the attributes of a directory: 0755, as pull makes a
+// package's directories (so that rsync -a sees the two as the same); the
+// mount is read-only all the same.
 func dirAttr(a *fuse.Attr, mtime time.Time) {
-	a.Mode = syscall.S_IFDIR | 0o555
+	a.Mode = syscall.S_IFDIR | 0o755
 	a.Nlink = 1 // "unknown": find must not skip subdirectories by link count
 	a.SetTimes(&mtime, &mtime, &mtime)
 }
@@ -156,8 +158,8 @@ func (d *treeDir) lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 }
 
 // lookupPackage finds a tag, or a package by digest (@sha256:<hex>), in a
-// repository directory. Only the tag's tree entry is read here; the
-// manifest is read when the package directory is first listed or entered.
+// repository directory. The directory's time is the newest of its files,
+// so its manifest is read here (once per git blob: registry.View keeps it).
 func (d *treeDir) lookupPackage(ctx context.Context, v *registry.View, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	repo := d.repo()
 	var p *pkg
@@ -185,7 +187,7 @@ func (d *treeDir) lookupPackage(ctx context.Context, v *registry.View, name stri
 		p = &pkg{fs: d.fs, id: tagID(d.key, d.path, name, e.ID.String()), name: ref.String(),
 			mtime: d.fs.tagTime(ctx, v, repo, name), view: v, ref: ref}
 	}
-	dirAttr(&out.Attr, p.mtime)
+	dirAttr(&out.Attr, p.dirTime(""))
 	// The name may move to another package (the watcher invalidates it);
 	// the directory it names now never changes.
 	out.SetEntryTimeout(d.timeout())

@@ -9,10 +9,13 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"runtime"
 	"syscall"
+	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/openpm/opm"
 )
@@ -57,8 +60,12 @@ func (r *Registry) writeFiles(ctx context.Context, files []opm.File, dir string,
 	defer root.Close()
 	// Refuse before writing anything.
 	var total int64
+	checked := map[string]bool{}
 	for _, f := range files {
 		total += f.Size
+		if err := noLinkOnTheWay(root, dir, path.Dir(f.Path), checked); err != nil {
+			return 0, err
+		}
 		fi, err := root.Lstat(f.Path)
 		switch {
 		case err == nil && fi.IsDir():
@@ -94,7 +101,53 @@ func (r *Registry) writeFiles(ctx context.Context, files []opm.File, dir string,
 	if err := g.Wait(); err != nil {
 		return 0, err
 	}
-	return total, nil
+	return total, setDirTimes(root, files)
+}
+
+// noLinkOnTheWay refuses a directory of dir on the way to a file (p, below
+// the root) that is a symbolic link: a pull never writes through a link,
+// not even one that stays inside dir (a checkout's hooks -> .git/hooks).
+// checked remembers the directories seen to be none.
+func noLinkOnTheWay(root *os.Root, dir, p string, checked map[string]bool) error {
+	for d := p; d != "." && d != "/" && !checked[d]; d = path.Dir(d) {
+		fi, err := root.Lstat(d)
+		switch {
+		case err == nil && fi.Mode()&fs.ModeSymlink != 0:
+			return opm.Errorf(opm.ErrExists, "%s: %q is a symbolic link; a pull never writes through one (remove it, or pull into another directory)", dir, d)
+		case err == nil && !fi.IsDir():
+			return opm.Errorf(opm.ErrExists, "%s: a file is in the way of the directory %q", dir, d)
+		case err != nil && !errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("%s: %q: %w", dir, d, fsError(err))
+		}
+		checked[d] = true
+	}
+	return nil
+}
+
+// setDirTimes gives the package's directories, and dir itself, the newest
+// time of what is below them, as the mount shows them (so that rsync -a
+// and make see the same tree); nothing when the package records no times.
+func setDirTimes(root *os.Root, files []opm.File) error {
+	newest := map[string]time.Time{}
+	for _, f := range files {
+		if f.ModTime.IsZero() {
+			continue
+		}
+		for d := path.Dir(f.Path); ; d = path.Dir(d) {
+			if f.ModTime.After(newest[d]) {
+				newest[d] = f.ModTime
+			}
+			if d == "." {
+				break
+			}
+		}
+	}
+	for d, t := range newest {
+		if err := root.Chtimes(d, t, t); err != nil {
+			return fsError(err)
+		}
+	}
+	return nil
 }
 
 func isNotDir(err error) bool { return errors.Is(err, syscall.ENOTDIR) }
@@ -109,6 +162,15 @@ func (r *Registry) pullFile(ctx context.Context, root *os.Root, f opm.File) erro
 	if f.Symlink != "" {
 		if err := root.Symlink(f.Symlink, tmp); err != nil {
 			return fsError(err)
+		}
+		if !f.ModTime.IsZero() {
+			// The link's own time (os.Root has no Lchtimes): its directory
+			// was made by this pull, and is no link (noLinkOnTheWay).
+			ts := []unix.Timespec{unix.NsecToTimespec(f.ModTime.UnixNano()), unix.NsecToTimespec(f.ModTime.UnixNano())}
+			if err := unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(root.Name(), filepath.FromSlash(tmp)), ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				root.Remove(tmp)
+				return fsError(err)
+			}
 		}
 		return r.rename(root, tmp, f.Path)
 	}
@@ -128,8 +190,17 @@ func (r *Registry) pullFile(ctx context.Context, root *os.Root, f opm.File) erro
 	if err == nil {
 		err = out.Chmod(f.Mode)
 	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
+	if err == nil && !f.ModTime.IsZero() {
+		err = out.Close() // its time is set once nothing more is written
+		out = nil
+		if err == nil {
+			err = root.Chtimes(tmp, f.ModTime, f.ModTime)
+		}
+	}
+	if out != nil {
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
 	}
 	if err != nil {
 		root.Remove(tmp)

@@ -75,8 +75,8 @@ func FuzzPullPaths(f *testing.F) {
 
 // checkPulled checks the tree a pull of files into dir (in parent, beside
 // the file "outside") left: nothing but dir and "outside" in parent;
-// in dir, only files of the package with their content or link target, and
-// with ok, all of them; no symbolic link climbing out of dir.
+// in dir, only files of the package with their content or link target
+// (verbatim), and with ok, all of them.
 func checkPulled(t *testing.T, parent, dir string, files []opm.File, ok bool) {
 	t.Helper()
 	ents, err := os.ReadDir(parent)
@@ -120,9 +120,6 @@ func checkPulled(t *testing.T, parent, dir string, files []opm.File, ok bool) {
 			if err != nil || target != f.Symlink {
 				t.Fatalf("%s: link to %q (%v), want %q", rel, target, err, f.Symlink)
 			}
-			if opmtest.LinkEscapes(dir, p) {
-				t.Fatalf("%s -> %q leads out of the target", rel, target)
-			}
 			return nil
 		}
 		b, err := os.ReadFile(p)
@@ -139,29 +136,6 @@ func checkPulled(t *testing.T, parent, dir string, files []opm.File, ok bool) {
 	}
 	if ok && found != len(files) {
 		t.Fatalf("pull succeeded with %d of %d files", found, len(files))
-	}
-}
-
-// The fuzz target's own check of links on disk catches a link that reads
-// as staying inside but climbs out through another link.
-func TestLinkEscapes(t *testing.T) {
-	dir := t.TempDir()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(os.MkdirAll(filepath.Join(dir, "a/b/c"), 0o755))
-	must(os.Symlink("../../..", filepath.Join(dir, "a/b/c/l")))
-	must(os.Symlink("l/../../../../etc/passwd", filepath.Join(dir, "a/b/c/m")))
-	must(os.Symlink("../../../x", filepath.Join(dir, "a/b/c/n")))
-	must(os.Symlink("l/a/b/c/n", filepath.Join(dir, "a/b/c/o")))
-	must(os.Symlink("../nope/../../..", filepath.Join(dir, "a/b/c/p")))
-	for link, want := range map[string]bool{"l": false, "m": true, "n": false, "o": false, "p": false} {
-		if got := opmtest.LinkEscapes(dir, filepath.Join(dir, "a/b/c", link)); got != want {
-			t.Errorf("%s: escapes %v, want %v", link, got, want)
-		}
 	}
 }
 

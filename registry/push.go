@@ -6,24 +6,15 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"os"
-	"path"
-	"path/filepath"
 	"runtime"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sys/unix"
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/layout"
 )
-
-// source is one file of a package-to-be and where its bytes come from.
-type source struct {
-	file opm.File
-	from string // the file on disk; "" for a symlink
-}
 
 // PushResult says what a push did.
 type PushResult struct {
@@ -45,6 +36,11 @@ type PushOptions struct {
 	// Force: with an origin, on a lost race replace a tag another writer
 	// changed instead of failing with opm.ErrConflict.
 	Force bool
+	// Dereference follows symbolic links instead of keeping them.
+	Dereference bool
+	// ClampMTime, when not zero, is the latest file time recorded: later
+	// ones become it (reproducible builds: --mtime, $SOURCE_DATE_EPOCH).
+	ClampMTime time.Time
 }
 
 // Progress receives byte counts as content is stored; it may be nil.
@@ -65,7 +61,7 @@ func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, 
 	if len(paths) == 0 {
 		return nil, opm.Errorf(opm.ErrInvalid, "push %s: no files or directories given", ref)
 	}
-	sources, skipped, err := scan(paths)
+	sources, skipped, err := scan(paths, scanOptions{Dereference: opts.Dereference, Clamp: opts.ClampMTime})
 	if err != nil {
 		return nil, err
 	}
@@ -133,8 +129,8 @@ func (r *Registry) ingest(ctx context.Context, sources []source, files []opm.Fil
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(4 * runtime.GOMAXPROCS(0))
 	for i := range sources {
-		if sources[i].from == "" {
-			continue
+		if sources[i].from == "" || sources[i].same >= 0 {
+			continue // a link, or a file whose bytes another name brings
 		}
 		g.Go(func() error {
 			d, n, err := batch.IngestFile(ctx, sources[i].from)
@@ -152,129 +148,12 @@ func (r *Registry) ingest(ctx context.Context, sources []source, files []opm.Fil
 		batch.Discard()
 		return err
 	}
+	for i, s := range sources {
+		if s.same >= 0 { // hard links share one blob
+			files[i].Digest, files[i].Size = files[s.same].Digest, files[s.same].Size
+		}
+	}
 	return batch.Commit()
-}
-
-// Scan turns command-line paths into package files. A directory
-// contributes the files beneath it with paths relative to it; a file (or
-// symlink) contributes itself under its base name. Special files, links
-// that leave the package, unreadable files and two inputs claiming one path
-// are refused here, before anything is written.
-//
-// git's own directories (.git, as opm.IsDotGit sees it) are left out: a
-// package never carries one, and pull never writes one. skipped counts the
-// files left out so.
-func scan(paths []string) (out []source, skipped int, err error) {
-	claimed := map[string]string{}
-	add := func(pkgPath, full string, fi fs.FileInfo) error {
-		if other, ok := claimed[pkgPath]; ok {
-			return opm.Errorf(opm.ErrInvalid, "%s and %s both claim the package path %q", other, full, pkgPath)
-		}
-		claimed[pkgPath] = full
-		if err := opm.ValidatePath(pkgPath); err != nil {
-			return fmt.Errorf("%s: %w", full, err)
-		}
-		f := opm.File{Path: pkgPath, Mode: fi.Mode().Perm()}
-		switch {
-		case fi.Mode().IsRegular():
-			if err := unix.Access(full, unix.R_OK); err != nil {
-				return fsError(&fs.PathError{Op: "open", Path: full, Err: err})
-			}
-			f.Size = fi.Size()
-			out = append(out, source{file: f, from: full})
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(full)
-			if err != nil {
-				return fsError(err)
-			}
-			if err := opm.ValidateSymlink(pkgPath, target); err != nil {
-				return fmt.Errorf("%s: %w", full, err)
-			}
-			f.Symlink, f.Digest, f.Mode = target, opm.EmptyFileDigest, 0o777
-			out = append(out, source{file: f})
-		default:
-			return opm.Errorf(opm.ErrInvalid, "%s is a %s; only regular files, directories and symlinks can be pushed", full, kind(fi.Mode()))
-		}
-		return nil
-	}
-	for _, p := range paths {
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return nil, 0, fsError(err)
-		}
-		if !fi.IsDir() {
-			if opm.IsDotGit(filepath.Base(p)) {
-				skipped++
-				continue
-			}
-			if err := add(path.Clean(filepath.Base(p)), p, fi); err != nil {
-				return nil, 0, err
-			}
-			continue
-		}
-		err = filepath.WalkDir(p, func(full string, de fs.DirEntry, err error) error {
-			if err != nil {
-				return fsError(err)
-			}
-			if full != p && opm.IsDotGit(de.Name()) {
-				n, err := countFiles(full)
-				skipped += n
-				if de.IsDir() && err == nil {
-					err = filepath.SkipDir
-				}
-				return err
-			}
-			if de.IsDir() {
-				return nil
-			}
-			rel, err := filepath.Rel(p, full)
-			if err != nil {
-				return err
-			}
-			fi, err := de.Info()
-			if err != nil {
-				return fsError(err)
-			}
-			return add(filepath.ToSlash(rel), full, fi)
-		})
-		if err != nil {
-			return nil, 0, err
-		}
-	}
-	if len(out) == 0 {
-		return nil, skipped, opm.Errorf(opm.ErrInvalid, "%v: no files to push (empty directories and .git are not kept)", paths)
-	}
-	return out, skipped, nil
-}
-
-// countFiles counts the files at or below p.
-func countFiles(p string) (int, error) {
-	n := 0
-	err := filepath.WalkDir(p, func(_ string, de fs.DirEntry, err error) error {
-		if err != nil {
-			return fsError(err)
-		}
-		if !de.IsDir() {
-			n++
-		}
-		return nil
-	})
-	return n, err
-}
-
-func kind(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "FIFO"
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	case m&fs.ModeCharDevice != 0:
-		return "character device"
-	case m&fs.ModeDevice != 0:
-		return "device"
-	default:
-		return "special file"
-	}
 }
 
 // fsError gives an operating system error its kind (docs/design.md §7):

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/cas"
@@ -321,6 +322,111 @@ func TestPushLeavesOutGit(t *testing.T) {
 	for _, f := range p.Manifest.Files() {
 		if strings.Contains(f.Path, ".git/") || strings.HasSuffix(f.Path, ".git") {
 			t.Errorf("pushed %s", f.Path)
+		}
+	}
+}
+
+// TestPullNeverWritesThroughLinks: links are written verbatim (absolute
+// and dangling ones too), a pull over them replaces the link itself, and a
+// link already in the target on the way to a file — even one that stays
+// inside it, like a checkout's hooks -> .git/hooks — stops the pull before
+// anything is written.
+func TestPullNeverWritesThroughLinks(t *testing.T) {
+	ctx := context.Background()
+	r := openHome(t, filepath.Join(t.TempDir(), "h"))
+	src := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(src, "f"), []byte("f"), 0o644))
+	must(os.Symlink("/etc", filepath.Join(src, "abs")))
+	must(os.Symlink("no/such", filepath.Join(src, "dangling")))
+	must(os.MkdirAll(filepath.Join(src, "hooks"), 0o755))
+	must(os.WriteFile(filepath.Join(src, "hooks/pre-commit"), []byte("#!/bin/sh\necho pwned\n"), 0o755))
+	if _, err := r.Push(ctx, mustRef(t, "ns/p/r:v1"), []string{src}, PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "checkout")
+	must(os.MkdirAll(filepath.Join(out, ".git/hooks"), 0o755))
+	must(os.Symlink(".git/hooks", filepath.Join(out, "hooks")))
+	for _, force := range []bool{false, true} {
+		_, err := r.Pull(ctx, mustRef(t, "ns/p/r:v1"), out, force, nil)
+		if !errors.Is(err, opm.ErrExists) || !strings.Contains(err.Error(), `"hooks" is a symbolic link`) {
+			t.Fatalf("pull (force %v) through hooks -> .git/hooks: %v", force, err)
+		}
+		if _, err := os.Lstat(filepath.Join(out, ".git/hooks/pre-commit")); !os.IsNotExist(err) {
+			t.Fatal("the pull wrote a hook into .git")
+		}
+		if _, err := os.Lstat(filepath.Join(out, "f")); !os.IsNotExist(err) {
+			t.Fatal("the refused pull wrote a file")
+		}
+	}
+	// Into a clean directory, twice: the links as they were pushed.
+	out = t.TempDir()
+	for _, force := range []bool{false, true} {
+		if _, err := r.Pull(ctx, mustRef(t, "ns/p/r:v1"), out, force, nil); err != nil {
+			t.Fatal(err)
+		}
+		for link, want := range map[string]string{"abs": "/etc", "dangling": "no/such"} {
+			if got, err := os.Readlink(filepath.Join(out, link)); err != nil || got != want {
+				t.Fatalf("%s -> %q %v, want %q", link, got, err, want)
+			}
+		}
+	}
+	if fi, err := os.Lstat("/etc/f"); err == nil && fi.Size() == 1 {
+		t.Fatal("a pull wrote through abs -> /etc")
+	}
+}
+
+// TestPushRecordsTimes: push records each file's time; --mtime (and
+// SOURCE_DATE_EPOCH) clamps later ones; pull gives the files and their
+// directories those times; the same tree with the same times gives the same
+// digest.
+func TestPushRecordsTimes(t *testing.T) {
+	ctx := context.Background()
+	r := openHome(t, filepath.Join(t.TempDir(), "h"))
+	src := opmtest.WriteTree(t, map[string]string{"a/old": "old", "a/b/new": "new", "top": "top"})
+	old := time.Date(2001, 2, 3, 4, 5, 6, 7, time.UTC)
+	recent := time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC)
+	for p, tm := range map[string]time.Time{"a/old": old, "a/b/new": recent, "top": old} {
+		if err := os.Chtimes(filepath.Join(src, p), tm, tm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := r.Push(ctx, mustRef(t, "ns/p/r:v1"), []string{src}, PushOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := r.Push(ctx, mustRef(t, "ns/p/r:v2"), []string{src}, PushOptions{})
+	if err != nil || again.Digest != res.Digest {
+		t.Fatalf("the same tree with the same times: %s, then %s (%v)", res.Digest, again.Digest, err)
+	}
+	p, err := r.Resolve(mustRef(t, "ns/p/r:v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range p.Manifest.Files() {
+		want := map[string]time.Time{"a/old": old, "a/b/new": recent, "top": old}[f.Path]
+		if !f.ModTime.Equal(want) {
+			t.Errorf("%s recorded at %v, want %v", f.Path, f.ModTime, want)
+		}
+	}
+	clamp := time.Date(2010, 1, 1, 0, 0, 0, 0, time.UTC)
+	clamped, err := r.Push(ctx, mustRef(t, "ns/p/r:v3"), []string{src}, PushOptions{ClampMTime: clamp})
+	if err != nil || clamped.Digest == res.Digest {
+		t.Fatalf("clamped push: %v %v", clamped, err)
+	}
+	out := t.TempDir()
+	if _, err := r.Pull(ctx, mustRef(t, "ns/p/r:v3"), out, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]time.Time{"a/old": old, "a/b/new": clamp, "top": old, "a/b": clamp, "a": clamp, ".": clamp} {
+		fi, err := os.Stat(filepath.Join(out, p))
+		if err != nil || !fi.ModTime().Equal(want) {
+			t.Errorf("pulled %s: %v %v, want %v", p, fi.ModTime(), err, want)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -45,6 +46,7 @@ type FileEntry struct {
 	Mode    string        `json:"mode"`
 	Digest  digest.Digest `json:"digest"`
 	Symlink string        `json:"symlink,omitempty"`
+	MTime   *time.Time    `json:"mtime,omitempty"` // when the package records it
 }
 
 // tagDetail describes one tag, with its history (newest first, at most 50).
@@ -65,7 +67,11 @@ func tagDetail(ctx context.Context, v *registry.View, repo opm.Repository, tag s
 		}
 		if pm := am.Package(); pm != nil {
 			for _, f := range pm.Files() {
-				td.Files = append(td.Files, FileEntry{Path: f.Path, Size: f.Size, Mode: opm.FormatMode(f.Mode), Digest: f.Digest, Symlink: f.Symlink})
+				fe := FileEntry{Path: f.Path, Size: f.Size, Mode: opm.FormatMode(f.Mode), Digest: f.Digest, Symlink: f.Symlink}
+				if !f.ModTime.IsZero() {
+					fe.MTime = &f.ModTime
+				}
+				td.Files = append(td.Files, fe)
 			}
 		}
 	}

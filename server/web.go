@@ -48,7 +48,16 @@ func init() {
 			}
 			return s
 		},
-		"date": func(t time.Time) string {
+		"date": func(v any) string {
+			var t time.Time
+			switch x := v.(type) {
+			case time.Time:
+				t = x
+			case *time.Time:
+				if x != nil {
+					t = *x
+				}
+			}
 			if t.IsZero() {
 				return ""
 			}

@@ -88,7 +88,7 @@ Example:
 func filesCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "files",
-		Usage:     "list a package's files: path, mode, size, digest",
+		Usage:     "list a package's files: path, mode, size, digest, modification time",
 		ArgsUsage: "REF",
 		Description: `Example:
    opm files acme/web/site:v1.2.0
@@ -102,15 +102,19 @@ func filesCommand() *cli.Command {
 			files := p.Manifest.Files()
 			if c.Bool("json") {
 				type fileJSON struct {
-					Path    string `json:"path"`
-					Mode    string `json:"mode"`
-					Size    int64  `json:"size"`
-					Digest  string `json:"digest"`
-					Symlink string `json:"symlink,omitempty"`
+					Path    string     `json:"path"`
+					Mode    string     `json:"mode"`
+					Size    int64      `json:"size"`
+					Digest  string     `json:"digest"`
+					Symlink string     `json:"symlink,omitempty"`
+					MTime   *time.Time `json:"mtime,omitempty"`
 				}
 				out := make([]fileJSON, len(files))
 				for i, f := range files {
-					out[i] = fileJSON{f.Path, opm.FormatMode(f.Mode), f.Size, f.Digest.String(), f.Symlink}
+					out[i] = fileJSON{Path: f.Path, Mode: opm.FormatMode(f.Mode), Size: f.Size, Digest: f.Digest.String(), Symlink: f.Symlink}
+					if !f.ModTime.IsZero() {
+						out[i].MTime = &files[i].ModTime
+					}
 				}
 				return printJSON(c, out)
 			}
@@ -120,7 +124,11 @@ func filesCommand() *cli.Command {
 				if f.Symlink != "" {
 					name += " -> " + f.Symlink
 				}
-				fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", name, opm.FormatMode(f.Mode), f.Size, f.Digest)
+				when := "-" // none recorded: readers show the tag's time
+				if !f.ModTime.IsZero() {
+					when = f.ModTime.Local().Format("2006-01-02 15:04:05.000000000")
+				}
+				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", name, opm.FormatMode(f.Mode), f.Size, f.Digest, when)
 			}
 			return w.Flush()
 		},

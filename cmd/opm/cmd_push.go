@@ -20,19 +20,31 @@ func pushCommand() *cli.Command {
 		Description: `A directory contributes the files beneath it, with paths relative to it;
 a file contributes itself under its base name; .git directories are left out
 (with a line saying how many files). Every blob is stored before the tag is
-committed, so a tag never names missing content. The same files give
-the same digest; pushing a tag that already has that digest makes no commit.
+committed, so a tag never names missing content. The same files with the
+same modes and modification times give the same digest; pushing a tag that
+already has that digest makes no commit.
+
+Each file's modification time is recorded (to the nanosecond), so that the
+mount and pull show it and programs that compare times (make, .pyc caches,
+rsync) work. For reproducible builds, --mtime TIME (or $SOURCE_DATE_EPOCH, in
+seconds) clamps them: a time later than TIME is recorded as TIME, as tar
+--mtime with --clamp-mtime does. Symbolic links are kept as they are, absolute
+and dangling ones too; --dereference stores what they point at instead.
+Files hard-linked together are read once and share one blob.
 
 The manifest carries no creation time unless one is given (as
---annotation org.opencontainers.image.created=… or via $SOURCE_DATE_EPOCH),
-so that a package's digest depends only on its files.
+--annotation org.opencontainers.image.created=… or via $SOURCE_DATE_EPOCH).
 
 Example:
    opm push acme/web/site:v1.2.0 ./dist
-   opm push acme/tools/cli:v3 bin/tool README.md --annotation org.opencontainers.image.source=https://example.org/src`,
+   opm push acme/tools/cli:v3 bin/tool README.md --annotation org.opencontainers.image.source=https://example.org/src
+   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) opm push acme/web/site:v1.2.1 ./dist
+   opm push acme/web/site:v1.2.2 ./dist --mtime 2026-01-01T00:00:00Z`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "annotation", Aliases: []string{"a"}, Usage: "add a manifest annotation `KEY=VALUE` (repeatable)"},
 			&cli.BoolFlag{Name: "force", Usage: "with an origin: on a lost race, replace the tag even if another writer changed it"},
+			&cli.StringFlag{Name: "mtime", Usage: "record no file time later than `TIME` (RFC 3339, or @SECONDS since 1970)"},
+			&cli.BoolFlag{Name: "dereference", Aliases: []string{"L"}, Usage: "follow symbolic links: store what they point at"},
 			jsonFlag,
 		},
 		Action: runPush,
@@ -51,9 +63,14 @@ func runPush(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	clamp, err := parseClamp(c.String("mtime"), getenv(c, "SOURCE_DATE_EPOCH"))
+	if err != nil {
+		return err
+	}
 	return withHome(c, func(r *registry.Registry) error {
 		res, err := r.Push(c.Context, ref, absPaths(c, c.Args().Tail()), registry.PushOptions{
 			Annotations: ann, Progress: newProgress(c, "push"), Force: c.Bool("force"),
+			Dereference: c.Bool("dereference"), ClampMTime: clamp,
 		})
 		if err != nil {
 			return err
@@ -70,6 +87,34 @@ func runPush(c *cli.Context) error {
 		fmt.Fprintln(c.App.Writer, res.Digest)
 		return nil
 	})
+}
+
+// parseClamp reads the latest file time a push records: --mtime TIME
+// (RFC 3339, or @SECONDS), else $SOURCE_DATE_EPOCH (seconds); zero when
+// neither is given.
+func parseClamp(flag, epoch string) (time.Time, error) {
+	switch {
+	case flag != "":
+		if secs, ok := strings.CutPrefix(flag, "@"); ok {
+			n, err := strconv.ParseInt(secs, 10, 64)
+			if err != nil || n < 0 {
+				return time.Time{}, usagef("--mtime %q: want @SECONDS since 1970, or an RFC 3339 time such as 2026-01-01T00:00:00Z", flag)
+			}
+			return time.Unix(n, 0).UTC(), nil
+		}
+		t, err := time.Parse(time.RFC3339Nano, flag)
+		if err != nil || t.Before(opm.MinMTime) || t.After(opm.MaxMTime) {
+			return time.Time{}, usagef("--mtime %q: want an RFC 3339 time such as 2026-01-01T00:00:00Z between 1970 and 2262, or @SECONDS", flag)
+		}
+		return t, nil
+	case epoch != "":
+		n, err := strconv.ParseInt(epoch, 10, 64)
+		if err != nil || n < 0 {
+			return time.Time{}, usagef("SOURCE_DATE_EPOCH=%q is not a whole number of seconds since 1970", epoch)
+		}
+		return time.Unix(n, 0).UTC(), nil
+	}
+	return time.Time{}, nil
 }
 
 // parseAnnotations turns KEY=VALUE flags into a map and adds the creation
