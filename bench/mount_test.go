@@ -92,45 +92,16 @@ func dropCaches(b *testing.B) {
 	}
 }
 
-// BenchmarkMountRead1GiB: sequential read of a 1 GiB file through the mount
-// against reading its blob file in the local store, with the page cache
-// warm and cold, with and without FUSE passthrough.
+// BenchmarkMountRead1GiB: sequential read of a 1 GiB file (1 MiB reads)
+// with the page cache warm and cold (dropped before each run).
 func BenchmarkMountRead1GiB(b *testing.B) {
 	dir := b.TempDir()
-	src := filepath.Join(dir, "big.bin")
-	writeRandom(b, src, 1<<30, 7)
-	var blob string
-	fill := func(r *registry.Registry) {
-		pushDir(b, r, "bench/big/file:v1", src)
-		p, err := r.Resolve(opm.Reference{Repository: opm.Repository{Namespace: "bench", Project: "big", Name: "file"}, Tag: "v1"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		blob = r.LocalPath(p.Manifest.Files()[0].Digest)
-	}
-	r, _ := mountHome(b, dir, opmfs.Options{Passthrough: false}, fill)
-	os.Remove(src) // the local store holds it now
-	for _, name := range []string{"passthrough", "plain", "noopen"} {
-		// A second mount of the same home, for the other read path.
-		m2dir := filepath.Join(dir, name)
-		os.Mkdir(m2dir, 0o755)
-		m, err := opmfs.Mount(r, m2dir, opmfs.Options{Passthrough: name == "passthrough", NoOpen: name == "noopen"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		file := filepath.Join(m2dir, "bench/big/file/v1/big.bin")
-		b.Run(name+"/warm", func(b *testing.B) {
-			b.Logf("passthrough in use: %v", m.Passthrough())
-			readAll(b, blob)
-			readAll(b, file)
-			compare(b, "x-native", nil, func() { readAll(b, blob) }, nil, func() { readAll(b, file) })
-		})
-		b.Run(name+"/cold", func(b *testing.B) {
-			compare(b, "x-native", func() { dropCaches(b) }, func() { readAll(b, blob) }, func() { dropCaches(b) }, func() { readAll(b, file) })
-		})
-		m.Unmount(false)
-		m.Wait()
-	}
+	tree := filepath.Join(dir, "tree")
+	writeRandom(b, filepath.Join(tree, "big.bin"), 1<<30, 7)
+	sides := treeSides(b, dir, "big", tree)
+	read := func(root string) { readAll(b, filepath.Join(root, "big.bin")) }
+	b.Run("warm", func(b *testing.B) { compareSides(b, sides, nil, read) })
+	b.Run("cold", func(b *testing.B) { compareSides(b, sides, func(string) { dropCaches(b) }, read) })
 }
 
 // manyFiles is the size of the many-files package.
@@ -155,58 +126,17 @@ func sh(b *testing.B, dir, script string) {
 	}
 }
 
-// BenchmarkMount50kFiles: warm find, ls -lR and cat of every file of a
-// many-file package (see manyFiles), through the mount against the source tree on the
-// native filesystem. ls -lR runs with user.opm.digest offered and without
-// (NoXattr), to price the extended attribute.
+// BenchmarkMount50kFiles: find, ls -lR and cat of every file of a package
+// of many small files (see manyFiles).
 func BenchmarkMount50kFiles(b *testing.B) {
 	dir := b.TempDir()
-	src := writeManyFiles(b, dir)
-	r, mnt := mountHome(b, dir, opmfs.Options{Passthrough: true}, func(r *registry.Registry) { pushDir(b, r, "bench/many/files:v1", src) })
-	pkg := filepath.Join(mnt, "bench/many/files/v1")
-	noX := filepath.Join(dir, "noxattr")
-	os.Mkdir(noX, 0o755)
-	m, err := opmfs.Mount(r, noX, opmfs.Options{Passthrough: true, NoXattr: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { m.Unmount(true); m.Wait() })
-	pkgNoX := filepath.Join(noX, "bench/many/files/v1")
+	sides := treeSides(b, dir, "many", writeManyFiles(b, dir))
 	for _, c := range []struct{ name, script string }{
 		{"find", "find . > /dev/null"},
 		{"ls-lR", "ls -lR > /dev/null"},
 		{"cat", "find . -type f -print0 | xargs -0 cat > /dev/null"},
 	} {
-		b.Run(c.name, func(b *testing.B) {
-			sh(b, src, c.script) // warm
-			sh(b, pkg, c.script)
-			compare(b, "x-native", nil, func() { sh(b, src, c.script) }, nil, func() { sh(b, pkg, c.script) })
-		})
-	}
-	b.Run("ls-lR-noxattr", func(b *testing.B) {
-		script := "ls -lR > /dev/null"
-		sh(b, src, script)
-		sh(b, pkgNoX, script)
-		compare(b, "x-native", nil, func() { sh(b, src, script) }, nil, func() { sh(b, pkgNoX, script) })
-	})
-	// The same with NoOpen (OPM_FUSE_NOOPEN=1): no OPEN round trip per file.
-	noOpen := filepath.Join(dir, "noopen")
-	os.Mkdir(noOpen, 0o755)
-	m2, err := opmfs.Mount(r, noOpen, opmfs.Options{NoOpen: true, NoXattr: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { m2.Unmount(true); m2.Wait() })
-	pkgNoOpen := filepath.Join(noOpen, "bench/many/files/v1")
-	for _, c := range []struct{ name, script string }{
-		{"find-noopen", "find . > /dev/null"},
-		{"cat-noopen", "find . -type f -print0 | xargs -0 cat > /dev/null"},
-	} {
-		b.Run(c.name, func(b *testing.B) {
-			sh(b, src, c.script)
-			sh(b, pkgNoOpen, c.script)
-			compare(b, "x-native", nil, func() { sh(b, src, c.script) }, nil, func() { sh(b, pkgNoOpen, c.script) })
-		})
+		b.Run(c.name, func(b *testing.B) { compareSides(b, sides, nil, shIn(b, c.script)) })
 	}
 }
 
@@ -229,7 +159,7 @@ func BenchmarkMountFirstRead(b *testing.B) {
 		b.Fatal(err)
 	}
 	r.Close()
-	r, mnt := mountHome(b, dir, opmfs.Options{Passthrough: true}, func(r *registry.Registry) {
+	r, mnt := mountHome(b, dir, opmfs.DefaultOptions(), func(r *registry.Registry) {
 		pushDir(b, r, "bench/first/read:v1", src)
 		p, err := r.Resolve(opm.Reference{Repository: opm.Repository{Namespace: "bench", Project: "first", Name: "read"}, Tag: "v1"})
 		if err != nil {

@@ -85,8 +85,19 @@ func (l *Local) Path(d digest.Digest) string {
 	if validate(d) != nil {
 		return ""
 	}
+	return filepath.Join(l.FileTree(), FanPath(d))
+}
+
+// FileTree is the directory that holds every blob as a file, at FanPath
+// below it. Blobs appear there complete and verified (renamed into place)
+// and are only ever removed, never changed.
+func (l *Local) FileTree() string { return filepath.Join(l.dir, "sha256") }
+
+// FanPath is where the file of d is below a blob file tree (FileTree):
+// "<first two hex digits>/<hex>". d must be a valid sha256 digest.
+func FanPath(d digest.Digest) string {
 	hex := d.Encoded()
-	return filepath.Join(l.dir, "sha256", hex[:2], hex)
+	return hex[:2] + "/" + hex
 }
 
 // Has reports whether the blob is stored.

@@ -84,8 +84,18 @@ type Options struct {
 	// and a blob that is not local is fetched on the first read instead of
 	// on open (a failure is EIO from read, not from open).
 	NoOpen bool
+	// NoOverlay serves every package through FUSE: no kernel overlay
+	// mounts on package directories (overlay.go).
+	NoOverlay bool
 	// Debug logs every FUSE request.
 	Debug bool
+}
+
+// DefaultOptions are the options of `opm mount`: the kernel overlay where it
+// is available, FUSE passthrough, no extended attributes (docs/mount.md
+// has the measurements behind each).
+func DefaultOptions() Options {
+	return Options{Passthrough: true, NoXattr: true}
 }
 
 // FS is a mounted registry home. It reads the registry through its views
@@ -104,6 +114,9 @@ type FS struct {
 	passthrough bool // decided once, before the first open
 
 	fds fdCache // open blob files, for reads without an open (NoOpen)
+
+	ovl   *overlays // the kernel read path (overlay.go)
+	blobs *pkg      // the files of .opm/blobs (blobdir.go)
 
 	histMu sync.Mutex
 	hist   map[registry.Hash]*registry.View // .history views, a few at a time
@@ -145,6 +158,7 @@ func Mount(r *registry.Registry, dir string, opts Options) (*FS, error) {
 	}
 	fsys.cur.Store(v)
 	fsys.root = &rootDir{treeDir: treeDir{fs: fsys, key: "live"}}
+	fsys.blobs = &pkg{fs: fsys, id: "blobs", name: opmDirName + "/" + blobsDirName, mtime: fsys.started}
 
 	mutable, immutable := mutableTimeout, immutableTimeout
 	gopts := &gofs.Options{
@@ -180,9 +194,11 @@ func Mount(r *registry.Registry, dir string, opts Options) (*FS, error) {
 	}
 	fsys.server = server
 	raiseReadahead(dir, fsys.log)
-	fsys.passthrough = opts.Passthrough && !opts.NoOpen && probePassthrough(server, r.Home())
+	fsys.passthrough = opts.Passthrough && !opts.NoOpen && probePassthrough(server, r.BlobFileTree())
+	fsys.ovl = startOverlays(fsys)
 	fsys.log.Info("mounted", "dir", dir, "home", r.Home(), "head", v.Commit().String(),
-		"passthrough", fsys.passthrough, "passthrough_asked", opts.Passthrough, "no_open", opts.NoOpen)
+		"passthrough", fsys.passthrough, "passthrough_asked", opts.Passthrough, "no_open", opts.NoOpen,
+		"overlay", fsys.ovl.off == "")
 	fsys.watching.Add(1)
 	go fsys.watch()
 	return fsys, nil
@@ -211,16 +227,18 @@ func raiseReadahead(dir string, log *slog.Logger) {
 }
 
 // probePassthrough reports whether the kernel accepted FUSE passthrough and
-// lets this process register a backing file (it needs CAP_SYS_ADMIN); dir
-// is any file to try it with.
+// lets this process register a backing file (it needs CAP_SYS_ADMIN). It
+// tries with a temporary regular file in dir (the kernel refuses a
+// directory), on the filesystem of the blob files.
 func probePassthrough(server *fuse.Server, dir string) bool {
 	if server.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH == 0 {
 		return false
 	}
-	f, err := os.Open(dir) // any file this process may open
+	f, err := os.CreateTemp(dir, "passthrough-probe-*")
 	if err != nil {
 		return false
 	}
+	os.Remove(f.Name())
 	defer f.Close()
 	id, errno := server.RegisterBackingFd(&fuse.BackingMap{Fd: int32(f.Fd())})
 	if errno != 0 {
@@ -252,6 +270,7 @@ func (fsys *FS) Unmount(lazy bool) error {
 	if lazy {
 		return Unmount(fsys.mnt, true)
 	}
+	fsys.ovl.close()
 	return fsys.server.Unmount()
 }
 

@@ -10,6 +10,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/registry"
@@ -31,6 +32,8 @@ type pkg struct {
 	ref      opm.Reference
 
 	once     sync.Once
+	digest   digest.Digest        // the manifest's
+	files    []opm.File           // the manifest's files
 	dirs     map[string][]dirent  // directory path ("" is the top) -> children by name
 	dirTimes map[string]time.Time // directory path -> the newest time below it
 	err      error
@@ -76,9 +79,10 @@ func (p *pkg) build() {
 			p.fs.log.Error("read manifest", "package", p.name, "err", err)
 			return
 		}
-		m = found.Manifest
+		m, p.digest = found.Manifest, found.Digest
 	}
 	files := m.Files()
+	p.files = files
 	p.dirs = map[string][]dirent{"": nil}
 	p.dirTimes = map[string]time.Time{}
 	added := map[string]bool{"": true} // directories already named in their parent

@@ -3,7 +3,9 @@ package opmfs
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -26,6 +28,23 @@ type Status struct {
 	Errors      int64     `json:"errors"`
 	Commands    int64     `json:"commands"` // CLI commands carried out by this daemon
 	Passthrough bool      `json:"passthrough"`
+	// ReadPath is what serves the live head's packages: "overlay" (the
+	// kernel, after a package's first lookup) or "fuse" (this process).
+	ReadPath string        `json:"read_path"`
+	Overlay  OverlayStatus `json:"overlay"`
+}
+
+// ReadStatus reads the status of the mount at mnt (<mnt>/.opm/status).
+func ReadStatus(mnt string) (Status, error) {
+	var st Status
+	b, err := os.ReadFile(filepath.Join(mnt, opmDirName, statusName))
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("%s/%s/%s: %w", mnt, opmDirName, statusName, err)
+	}
+	return st, nil
 }
 
 // Status reports the mount's state. Counting the cached blobs walks the
@@ -42,6 +61,11 @@ func (fsys *FS) Status() Status {
 		Errors:      fsys.ioErrors.Load(),
 		Commands:    fsys.commands.Load(),
 		Passthrough: fsys.passthrough,
+		ReadPath:    "fuse",
+		Overlay:     fsys.ovl.status(),
+	}
+	if st.Overlay.Off == "" {
+		st.ReadPath = "overlay"
 	}
 	var err error
 	if st.Blobs, st.BlobBytes, err = fsys.reg.LocalUsage(); err != nil {
@@ -72,6 +96,12 @@ func (d *opmDir) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrO
 }
 
 func (d *opmDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if name == blobsDirName {
+		dirAttr(&out.Attr, d.fs.started)
+		out.SetEntryTimeout(immutableTimeout)
+		out.SetAttrTimeout(immutableTimeout)
+		return d.NewInode(ctx, &blobsDir{fs: d.fs}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino("blobs", "")}), 0
+	}
 	if name != statusName {
 		return nil, syscall.ENOENT
 	}
@@ -85,7 +115,10 @@ func (d *opmDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 }
 
 func (d *opmDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	return gofs.NewListDirStream([]fuse.DirEntry{{Name: statusName, Mode: syscall.S_IFREG, Ino: ino("special", ".opm/status")}}), 0
+	return gofs.NewListDirStream([]fuse.DirEntry{
+		{Name: blobsDirName, Mode: syscall.S_IFDIR, Ino: ino("blobs", "")},
+		{Name: statusName, Mode: syscall.S_IFREG, Ino: ino("special", ".opm/status")},
+	}), 0
 }
 
 // statusFile is .opm/status: its content is made when it is opened and

@@ -174,7 +174,7 @@ func (d *treeDir) lookupPackage(ctx context.Context, v *registry.View, name stri
 			return nil, d.fs.fail("lookup", err)
 		}
 		p = &pkg{fs: d.fs, id: d.key + "\x00" + d.path + "\x00" + name, name: ref.String(),
-			mtime: createdTime(found.Manifest), manifest: found.Manifest}
+			mtime: createdTime(found.Manifest), manifest: found.Manifest, digest: found.Digest}
 	} else {
 		if !opm.ValidTag(name) {
 			return nil, syscall.ENOENT
@@ -193,7 +193,13 @@ func (d *treeDir) lookupPackage(ctx context.Context, v *registry.View, name stri
 	out.SetEntryTimeout(d.timeout())
 	out.SetAttrTimeout(immutableTimeout)
 	child := &pkgDir{p: p}
-	return d.NewInode(ctx, child, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino("pkg", p.id, "")}), 0
+	n := ino("pkg", p.id, "")
+	if d.fixed == nil && p.view != nil {
+		// A tag of the live head: served by the kernel's overlay from
+		// now on, where it can be (overlay.go).
+		d.fs.ovl.request(d.childPath(name), n, p)
+	}
+	return d.NewInode(ctx, child, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: n}), 0
 }
 
 // tagID is the identity of a tag's package directory: the view, the

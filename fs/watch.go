@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -90,6 +89,15 @@ func (fsys *FS) refresh() error {
 			notify = append(notify, entry{parent, ref.Tag})
 		}
 	}
+	var moved []string
+	for _, parts := range stale.Nodes {
+		moved = append(moved, strings.Join(parts, "/"))
+	}
+	for _, ref := range stale.Tags {
+		r := ref.Repository
+		moved = append(moved, r.Path()+"/"+ref.Tag)
+	}
+	fsys.ovl.forget(moved)
 	fsys.log.Info("head moved", "from", short(old.Commit()), "to", short(h), "files", files, "invalidated", len(notify))
 	for _, e := range notify {
 		if errno := e.parent.NotifyEntry(e.name); errno != 0 && errno != syscall.ENOENT {
@@ -108,7 +116,18 @@ func Unmount(dir string, lazy bool) error {
 	if lazy {
 		flags = syscall.MNT_DETACH
 	}
-	err := syscall.Unmount(dir, flags)
+	var err error
+	for range 3 {
+		if !lazy {
+			detachBelow(dir) // the overlays on package directories (overlay.go)
+		}
+		// EBUSY: open files, or an overlay mounted since (the daemon
+		// stops mounting them once its FUSE mount is going).
+		if err = syscall.Unmount(dir, flags); !errors.Is(err, syscall.EBUSY) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if !errors.Is(err, syscall.EPERM) {
 		if err != nil {
 			return &os.PathError{Op: "unmount", Path: dir, Err: err}
@@ -160,23 +179,17 @@ func Dead(dir string) bool {
 // dir's parent here (the mount point itself cannot be resolved: on a dead
 // mount it answers ENOTCONN).
 func MountedHome(dir string) (string, bool) {
-	if parent, err := filepath.EvalSymlinks(filepath.Dir(dir)); err == nil {
-		dir = filepath.Join(parent, filepath.Base(dir))
-	}
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	dir = resolveMountpoint(dir)
+	mounts, err := mountinfo()
 	if err != nil {
 		return "", false
 	}
 	home, found := "", false
-	for _, line := range strings.Split(string(b), "\n") {
-		// id parent major:minor root mountpoint options... - fstype source superoptions
-		pre, post, ok := strings.Cut(line, " - ")
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 5 || len(g) < 2 || unescapeMountinfo(f[4]) != dir {
-			continue
+	for _, m := range mounts {
+		if m.point == dir {
+			// The last mount at dir is the one on top.
+			home, found = strings.CutPrefix(m.source, "opm:")
 		}
-		// The last mount at dir is the one on top.
-		home, found = strings.CutPrefix(unescapeMountinfo(g[1]), "opm:")
 	}
 	return home, found
 }

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -21,15 +20,12 @@ func TestRealPrograms(t *testing.T) {
 	opmtest.RequireFUSE(t)
 	for _, prog := range []string{"gcc", "make", "python3", "rsync", "tar"} {
 		if _, err := exec.LookPath(prog); err != nil {
-			if os.Getenv("OPM_TEST_REQUIRE_FUSE") == "1" {
-				t.Fatalf("%s is not installed (make deps installs it)", prog)
-			}
-			t.Skipf("%s is not installed", prog)
+			opmtest.Unavailable(t, "%s is not installed (make deps installs it)", prog)
 		}
 	}
 	home := t.TempDir()
 	src := t.TempDir()
-	run := func(dir, script string) string {
+	run := func(t *testing.T, dir, script string) string {
 		t.Helper()
 		cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
 		cmd.Dir = dir
@@ -40,7 +36,7 @@ func TestRealPrograms(t *testing.T) {
 		return string(out)
 	}
 	// A program and the shared library it loads from beside it.
-	run(src, `mkdir -p bin lib py/pkg build stale
+	run(t, src, `mkdir -p bin lib py/pkg build stale
 cat > greet.c <<'EOF'
 #include <stdio.h>
 void greet(void) { printf("hello from the library\n"); }
@@ -67,32 +63,42 @@ touch -d '2026-01-01 11:00' build/out.txt stale/in.txt`)
 	// time would show none of these times.
 	time.Sleep(1100 * time.Millisecond)
 	mustOpm(t, home, "tag", "acme/tools/kit:v1", "acme/tools/kit:later")
-	mnt := mountDaemon(t, home)
-	pkg := filepath.Join(mnt, "acme/tools/kit/later")
-
-	if out := run(pkg, "./bin/hello"); out != "hello from the library\n" {
-		t.Errorf("the pushed program printed %q", out)
-	}
-	// Fresh caches: python imports without compiling (it could not write
-	// to the mount anyway), and compileall finds nothing to do.
-	if out := run(pkg, "python3 -B -c 'import sys; sys.path.insert(0, \"py\"); import pkg.mod; print(pkg.mod.answer(), pkg.mod.__cached__)'"); !strings.HasPrefix(out, "42 ") {
-		t.Errorf("python: %q", out)
-	}
-	if out := run(pkg, "python3 -m compileall py"); strings.Contains(out, "Compiling") {
-		t.Errorf("compileall recompiles from the mount:\n%s", out)
-	}
-	// make: the built tree is up to date, the stale one is not.
-	run(pkg, "make -q -C build")
-	if err := exec.Command("make", "-q", "-C", filepath.Join(pkg, "stale")).Run(); err == nil {
-		t.Error("make -q finds the stale tree up to date: the mount hides which file is newer")
-	}
-	// rsync sees a pulled copy as the same tree; tar keeps the times.
 	pulled := filepath.Join(t.TempDir(), "pulled")
 	mustOpm(t, home, "pull", "acme/tools/kit:later", "-o", pulled)
-	if out := run(pkg, "rsync -a --dry-run --itemize-changes ./ "+pulled+"/"); strings.TrimSpace(out) != "" {
-		t.Errorf("rsync -a from the mount to a pulled copy would change:\n%s", out)
-	}
-	if out := run(pkg, "tar -cf - build/in.txt | tar -tvf - --full-time"); !strings.Contains(out, "2026-01-01 10:00:00") {
-		t.Errorf("tar of the mount: %q, want the file's own time", out)
+	// Through the kernel's overlay (the default, where it can be) and
+	// through FUSE alone.
+	for _, c := range []struct {
+		path string
+		env  []string
+	}{{"overlay", nil}, {"fuse", []string{"OPM_OVERLAY=0"}}} {
+		t.Run(c.path, func(t *testing.T) {
+			mnt := mountDaemon(t, home, c.env...)
+			pkg := filepath.Join(mnt, "acme/tools/kit/later")
+			opmtest.RequireReadPath(t, mnt, pkg, c.path)
+
+			if out := run(t, pkg, "./bin/hello"); out != "hello from the library\n" {
+				t.Errorf("the pushed program printed %q", out)
+			}
+			// Fresh caches: python imports without compiling (it could not write
+			// to the mount anyway), and compileall finds nothing to do.
+			if out := run(t, pkg, "python3 -B -c 'import sys; sys.path.insert(0, \"py\"); import pkg.mod; print(pkg.mod.answer(), pkg.mod.__cached__)'"); !strings.HasPrefix(out, "42 ") {
+				t.Errorf("python: %q", out)
+			}
+			if out := run(t, pkg, "python3 -m compileall py"); strings.Contains(out, "Compiling") {
+				t.Errorf("compileall recompiles from the mount:\n%s", out)
+			}
+			// make: the built tree is up to date, the stale one is not.
+			run(t, pkg, "make -q -C build")
+			if err := exec.Command("make", "-q", "-C", filepath.Join(pkg, "stale")).Run(); err == nil {
+				t.Error("make -q finds the stale tree up to date: the mount hides which file is newer")
+			}
+			// rsync sees a pulled copy as the same tree; tar keeps the times.
+			if out := run(t, pkg, "rsync -a --dry-run --itemize-changes ./ "+pulled+"/"); strings.TrimSpace(out) != "" {
+				t.Errorf("rsync -a from the mount to a pulled copy would change:\n%s", out)
+			}
+			if out := run(t, pkg, "tar -cf - build/in.txt | tar -tvf - --full-time"); !strings.Contains(out, "2026-01-01 10:00:00") {
+				t.Errorf("tar of the mount: %q, want the file's own time", out)
+			}
+		})
 	}
 }

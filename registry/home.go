@@ -96,6 +96,21 @@ type Registry struct {
 // Home is the home directory.
 func (r *Registry) Home() string { return r.dir }
 
+// BlobFileTree is the local store's directory of blob files, each at
+// cas.FanPath(d) below it, complete and verified. It is for readers that
+// cannot go through OpenBlob (the mount's kernel overlay reads it as a data
+// layer); it must never be written, and a blob read there is not marked in
+// use (eviction may unlink it; an open file keeps its content).
+func (r *Registry) BlobFileTree() string { return r.local.FileTree() }
+
+// BlobFilePath is where the file of d is below BlobFileTree:
+// "<first two hex digits>/<hex>". d must be a valid sha256 digest.
+func BlobFilePath(d digest.Digest) string { return cas.FanPath(d) }
+
+// MountCacheDir is the mount's own cache in the home (its overlay metadata
+// trees; see package opmfs). The registry never reads it.
+func (r *Registry) MountCacheDir() string { return filepath.Join(r.dir, "mount") }
+
 func (r *Registry) metaDir() string  { return filepath.Join(r.dir, "meta.git") }
 func (r *Registry) blobDir() string  { return filepath.Join(r.dir, "blobs") }
 func (r *Registry) indexDir() string { return filepath.Join(r.dir, "index") }

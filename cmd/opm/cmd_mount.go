@@ -123,6 +123,7 @@ type mountOptions struct {
 	passthrough   bool
 	xattr         bool
 	noOpen        bool          // OPM_FUSE_NOOPEN=1: opmfs.Options.NoOpen
+	noOverlay     bool          // OPM_OVERLAY=0: opmfs.Options.NoOverlay
 	syncEvery     time.Duration // follow origin this often; 0: never
 	httpAddr      string        // also serve HTTP here (opm serve); "": no
 	httpToken     string        // the write token of httpTokenFile
@@ -167,6 +168,7 @@ func newMountOptions(c *cli.Context) (mountOptions, error) {
 		passthrough:   os.Getenv("OPM_FUSE_PASSTHROUGH") != "0",
 		xattr:         os.Getenv("OPM_FUSE_XATTR") == "1",
 		noOpen:        os.Getenv("OPM_FUSE_NOOPEN") == "1",
+		noOverlay:     os.Getenv("OPM_OVERLAY") == "0",
 		syncEvery:     c.Duration("sync-interval"),
 	}, nil
 }
@@ -203,7 +205,13 @@ func runMount(ctx context.Context, o mountOptions, ready func(error)) error {
 	} else if stale {
 		log.Info("detached a dead mount", "dir", o.dir)
 	}
-	m, err := opmfs.Mount(r, o.dir, opmfs.Options{AllowOther: o.allowOther, Passthrough: o.passthrough, NoXattr: !o.xattr, NoOpen: o.noOpen, Logger: log})
+	fo := opmfs.DefaultOptions()
+	fo.AllowOther, fo.Logger = o.allowOther, log
+	fo.Passthrough = fo.Passthrough && o.passthrough
+	fo.NoXattr = fo.NoXattr && !o.xattr
+	fo.NoOpen = fo.NoOpen || o.noOpen
+	fo.NoOverlay = fo.NoOverlay || o.noOverlay
+	m, err := opmfs.Mount(r, o.dir, fo)
 	if err != nil {
 		return err
 	}

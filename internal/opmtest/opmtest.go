@@ -89,9 +89,17 @@ func WriteTree(t testing.TB, files map[string]string) string {
 func RequireFUSE(t testing.TB) {
 	t.Helper()
 	if _, err := os.Stat("/dev/fuse"); err != nil {
-		if os.Getenv("OPM_TEST_REQUIRE_FUSE") == "1" {
-			t.Fatalf("OPM_TEST_REQUIRE_FUSE=1 but %v", err)
-		}
-		t.Skipf("no FUSE: %v", err)
+		Unavailable(t, "no FUSE: %v", err)
 	}
+}
+
+// Unavailable skips a test that needs what this machine lacks (a device, a
+// kernel feature, root, a program), and fails it instead when
+// OPM_TEST_REQUIRE_FUSE=1 (as in CI, where nothing may be missing).
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("OPM_TEST_REQUIRE_FUSE") == "1" {
+		t.Fatalf("OPM_TEST_REQUIRE_FUSE=1 but "+format, args...)
+	}
+	t.Skipf(format, args...)
 }

@@ -1,0 +1,168 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	opmfs "github.com/openpm/opm/fs"
+	"github.com/openpm/opm/registry"
+)
+
+// The program benchmarks read one tree several ways in the same run:
+// natively (the tree on disk), through squashfuse over a squashfs image of
+// it (what Apptainer and many HPC sites use for read-only images), and
+// through opm mounts of it pushed as a package. Each reports, for every way
+// but native, its median time as a multiple of native's.
+
+// A side is one way of reading the tree: the directory where it appears.
+type side struct{ name, root string }
+
+// mountConfig is one opm mount configuration to measure.
+type mountConfig struct {
+	name string
+	opts opmfs.Options
+}
+
+// mountConfigs are the opm configurations the program benchmarks measure:
+// the default, and the FUSE tree alone (the fallback where overlayfs is not
+// available, or turned off).
+func mountConfigs() []mountConfig {
+	fuseOnly := opmfs.DefaultOptions()
+	fuseOnly.NoOverlay = true
+	return []mountConfig{{"opm", opmfs.DefaultOptions()}, {"opm-fuse", fuseOnly}}
+}
+
+// treeSides pushes tree as bench/<name>/tree:v1 into a fresh home, mounts
+// it once per mount configuration, makes and mounts a squashfs image of it,
+// and returns the sides: native first.
+func treeSides(b *testing.B, dir, name, tree string) []side {
+	b.Helper()
+	ref := "bench/" + name + "/tree:v1"
+	r, mnt := mountHome(b, dir, mountConfigs()[0].opts, func(r *registry.Registry) { pushDir(b, r, ref, tree+"/") })
+	sides := []side{{"native", tree}, {"squashfuse", squashfuse(b, dir, tree)}}
+	pkg := "bench/" + name + "/tree/v1"
+	sides = append(sides, side{mountConfigs()[0].name, filepath.Join(mnt, pkg)})
+	for _, c := range mountConfigs()[1:] {
+		sides = append(sides, side{c.name, filepath.Join(mountAgain(b, r, dir, c.opts), pkg)})
+	}
+	for _, s := range sides[2:] {
+		waitReadPath(b, s.root)
+	}
+	return sides
+}
+
+// mountAgain mounts r a second time, with other options.
+func mountAgain(b *testing.B, r *registry.Registry, dir string, opts opmfs.Options) string {
+	b.Helper()
+	mnt := filepath.Join(dir, fmt.Sprintf("mnt-%d", time.Now().UnixNano()))
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	m, err := opmfs.Mount(r, mnt, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := m.Unmount(false); err != nil {
+			m.Unmount(true)
+		}
+		m.Wait()
+	})
+	return mnt
+}
+
+// waitReadPath looks up a package directory and waits until the mount has
+// settled on how it serves it (the overlay, where it is built, is mounted
+// in the background after the first lookup), so that the rounds measure
+// the steady state.
+func waitReadPath(b *testing.B, pkg string) {
+	b.Helper()
+	if _, err := os.ReadDir(pkg); err != nil {
+		b.Fatal(err)
+	}
+	mnt := pkg
+	for range 4 {
+		mnt = filepath.Dir(mnt)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		st, err := opmfs.ReadStatus(mnt)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st.Overlay.Pending == 0 {
+			b.Logf("%s: read path %s, %d overlays", mnt, st.ReadPath, st.Overlay.Mounted)
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%s: overlays still pending after 2 minutes: %+v", mnt, st.Overlay)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// squashfuse makes a squashfs image of tree (mksquashfs, its default
+// compression) and mounts it with squashfuse; it skips the benchmark where
+// either is missing.
+func squashfuse(b *testing.B, dir, tree string) string {
+	b.Helper()
+	for _, p := range []string{"mksquashfs", "squashfuse"} {
+		if _, err := exec.LookPath(p); err != nil {
+			b.Skipf("%s is not installed (make bench installs it): %v", p, err)
+		}
+	}
+	img := filepath.Join(dir, fmt.Sprintf("tree-%d.squashfs", time.Now().UnixNano()))
+	mnt := strings.TrimSuffix(img, ".squashfs") + ".mnt"
+	run(b, nil, "mksquashfs", tree, img, "-noappend", "-quiet", "-no-progress")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	run(b, nil, "squashfuse", img, mnt)
+	b.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	return mnt
+}
+
+// compareSides runs fn on every side, once untimed to warm it up (unless
+// prep is given, which runs untimed before each timed run: dropping the
+// page cache, say), then rounds times each, alternating; it reports each
+// side's median as a multiple of native's ("<side>-x") and native's median
+// in seconds.
+func compareSides(b *testing.B, sides []side, prep func(root string), fn func(root string)) {
+	b.Helper()
+	times := make([][]time.Duration, len(sides))
+	if prep == nil {
+		for _, s := range sides {
+			fn(s.root)
+		}
+	}
+	for range rounds {
+		for i, s := range sides {
+			times[i] = append(times[i], timed(func() {
+				if prep != nil {
+					prep(s.root)
+				}
+			}, func() { fn(s.root) }))
+		}
+	}
+	native := median(times[0])
+	b.ReportMetric(native.Seconds(), "native-s")
+	var line strings.Builder
+	fmt.Fprintf(&line, "native %v %v", native, times[0])
+	for i, s := range sides[1:] {
+		m := median(times[i+1])
+		b.ReportMetric(float64(m)/float64(native), s.name+"-x")
+		fmt.Fprintf(&line, "; %s %.2fx %v", s.name, float64(m)/float64(native), times[i+1])
+	}
+	b.Log(line.String())
+}
+
+// shIn returns fn for compareSides that runs a shell command line in the
+// side's root.
+func shIn(b *testing.B, script string) func(string) {
+	return func(root string) { sh(b, root, script) }
+}

@@ -1,0 +1,598 @@
+package opmfs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/registry"
+)
+
+// The kernel read path (docs/mount.md, "Two read paths").
+//
+// Every package directory of the live head that someone looks up is, a
+// moment later, covered by a read-only overlayfs mount that the kernel
+// serves alone: its one lower layer is a metadata tree of the package (for
+// each file a sparse file of the right size, mode and time whose xattrs
+// trusted.overlay.metacopy and trusted.overlay.redirect name its blob), and
+// its data-only layers are the local store's blob files and, behind them,
+// this mount's own .opm/blobs/sha256 (a blob that is not local is fetched
+// through FUSE on first open; one that is never touches this process). The
+// FUSE tree underneath stays what it is: the first look into a package,
+// .history, @sha256 directories, and every machine where overlayfs or root
+// is missing are served by it.
+//
+// A tag that moves is a new FUSE directory (a new inode); the watcher's
+// invalidation of the old name makes the kernel detach the overlay on it
+// (open files keep reading what they opened), and the next lookup asks for
+// an overlay on the new directory. A mount is put on the directory opened
+// and checked by inode number, so one can never cover a newer package.
+
+// Overlay xattrs of a metadata tree's files (Documentation/filesystems/
+// overlayfs.rst: "Metadata only copy up", "Data-only lower layers").
+const (
+	metacopyXattr = "trusted.overlay.metacopy"
+	redirectXattr = "trusted.overlay.redirect"
+)
+
+// treeFormat names the format of metadata trees in their cache keys; a
+// change to what a tree holds changes it.
+const treeFormat = "v1"
+
+// treeMaxAge is how long a metadata tree is kept after it was written; older
+// ones are removed when a mount starts (and written again when needed).
+const treeMaxAge = 30 * 24 * time.Hour
+
+// overlays puts kernel overlay mounts on the live head's package
+// directories (see above). Its work is done by one goroutine, in the order
+// packages are looked up.
+type overlays struct {
+	fs      *FS
+	cache   string   // <home>/mount: meta/<key>/ trees, tmp/ trees being written
+	layers  []string // data-only layers: the local blob files, the mount's .opm/blobs/sha256
+	fuseDev uint64   // the FUSE mount's device number
+	off     string   // why no package is overlaid; "" when they are
+
+	jobs  chan overlayJob
+	mu    sync.Mutex
+	asked map[string]uint64 // package path -> the directory (inode number) last asked for
+
+	mountMu sync.Mutex // held while mounting
+	closed  bool       // under mountMu: the mount is going away, mount no more
+
+	sizes sync.Map // digest.Digest -> int64: the blobs of the trees written or used
+
+	pending atomic.Int64 // asked for, not yet done
+	mounts  atomic.Int64 // overlays mounted since the start
+	trees   atomic.Int64 // metadata trees written since the start
+	failed  atomic.Int64 // packages left to FUSE after a failure (logged)
+}
+
+// overlayJob is a package directory to cover.
+type overlayJob struct {
+	path string // below the mount: ns/project/repo/tag
+	ino  uint64 // of the FUSE directory it must still be
+	p    *pkg
+}
+
+// startOverlays decides whether packages will be overlaid (see probe) and
+// starts the worker that mounts them. The FUSE mount is up.
+func startOverlays(fsys *FS) *overlays {
+	o := &overlays{fs: fsys, cache: fsys.reg.MountCacheDir(), asked: map[string]uint64{},
+		layers: []string{fsys.reg.BlobFileTree(), filepath.Join(fsys.mnt, opmDirName, blobsDirName, "sha256")},
+		jobs:   make(chan overlayJob, 4096)}
+	o.off = o.probe()
+	if o.off != "" {
+		fsys.log.Info("packages are served by FUSE alone", "overlay", o.off)
+		return o
+	}
+	fsys.watching.Add(1)
+	go o.work()
+	return o
+}
+
+// probe returns why packages cannot be overlaid here, or "": it writes a
+// metadata file into the cache (the home's filesystem must take trusted
+// xattrs) and has the kernel make an overlay of it with the data layers.
+func (o *overlays) probe() string {
+	if o.fs.opts.NoOverlay {
+		return "turned off"
+	}
+	if os.Geteuid() != 0 {
+		return "needs root (trusted xattrs, mount)"
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(o.fs.mnt, &st); err != nil {
+		return err.Error()
+	}
+	o.fuseDev = st.Dev
+	dir := filepath.Join(o.cache, "probe")
+	os.RemoveAll(dir)
+	defer os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err.Error()
+	}
+	f, err := os.Create(filepath.Join(dir, "file"))
+	if err != nil {
+		return err.Error()
+	}
+	err = unix.Fsetxattr(int(f.Fd()), metacopyXattr, nil, 0)
+	f.Close()
+	if err != nil {
+		return fmt.Sprintf("%s takes no trusted xattrs: %v", o.cache, err)
+	}
+	fd, err := o.configure(dir)
+	if err != nil {
+		return err.Error()
+	}
+	unix.Close(fd)
+	return ""
+}
+
+// request asks for the package directory at path (inode ino) to be
+// overlaid, unless it was already.
+func (o *overlays) request(path string, ino uint64, p *pkg) {
+	if o == nil || o.off != "" {
+		return
+	}
+	o.mu.Lock()
+	if o.asked[path] == ino {
+		o.mu.Unlock()
+		return
+	}
+	o.asked[path] = ino
+	o.mu.Unlock()
+	o.pending.Add(1)
+	select {
+	case o.jobs <- overlayJob{path, ino, p}:
+	default: // a burst of lookups: the rest stay with FUSE until looked up again
+		o.pending.Add(-1)
+		o.forget([]string{path})
+	}
+}
+
+// close stops mounting overlays (the FUSE mount is about to go) and
+// detaches those mounted.
+func (o *overlays) close() {
+	o.mountMu.Lock()
+	o.closed = true
+	o.mountMu.Unlock()
+	detachBelow(o.fs.mnt)
+}
+
+// forget drops what was asked for at these paths and below them: the head
+// moved there, the kernel has detached their overlays.
+func (o *overlays) forget(paths []string) {
+	if o == nil || o.off != "" || len(paths) == 0 {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for p := range o.asked {
+		for _, q := range paths {
+			if p == q || strings.HasPrefix(p, q+"/") {
+				delete(o.asked, p)
+			}
+		}
+	}
+}
+
+func (o *overlays) work() {
+	defer o.fs.watching.Done()
+	o.prune()
+	for {
+		select {
+		case <-o.fs.stop:
+			return
+		case j := <-o.jobs:
+			if err := o.cover(j); err != nil {
+				o.failed.Add(1)
+				o.fs.log.Warn("package left to FUSE", "package", j.p.name, "err", err)
+			}
+			o.pending.Add(-1)
+		}
+	}
+}
+
+// cover mounts the overlay of j's package on its directory, writing the
+// package's metadata tree first if the cache has none.
+func (o *overlays) cover(j overlayJob) error {
+	p := j.p
+	p.once.Do(p.build)
+	if p.err != nil {
+		return p.err
+	}
+	tree := filepath.Join(o.cache, "meta", treeKey(p, !o.fs.opts.NoXattr))
+	if _, err := os.Lstat(tree); errors.Is(err, fs.ErrNotExist) {
+		if err := o.write(tree, p); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	for i := range p.files {
+		if f := &p.files[i]; f.Symlink == "" && f.Size > 0 {
+			o.sizes.Store(f.Digest, f.Size)
+		}
+	}
+	target, err := unix.Open(filepath.Join(o.fs.mnt, j.path), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil // gone already: the head moved
+	}
+	defer unix.Close(target)
+	var st unix.Stat_t
+	if err := unix.Fstat(target, &st); err != nil {
+		return err
+	}
+	if st.Dev != o.fuseDev || st.Ino != j.ino {
+		return nil // covered already, or the tag has moved on
+	}
+	o.mountMu.Lock()
+	defer o.mountMu.Unlock()
+	if o.closed {
+		return nil
+	}
+	fd, err := o.configure(tree)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+	if err != nil {
+		return fmt.Errorf("fsmount: %w%s", err, fsLog(fd))
+	}
+	defer unix.Close(mfd)
+	// Onto the directory checked above: if its name was invalidated
+	// since, the kernel refuses (ENOENT) rather than cover a newer one.
+	if err := unix.MoveMount(mfd, "", target, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return fmt.Errorf("move_mount: %w", err)
+	}
+	o.mounts.Add(1)
+	return nil
+}
+
+// configure makes an overlay superblock of the metadata tree lower over
+// the data layers and returns its fs context (fsopen(2)), for fsmount.
+func (o *overlays) configure(lower string) (int, error) {
+	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("no overlayfs: %w", err)
+	}
+	opts := [][2]string{{"lowerdir+", lower}}
+	for _, l := range o.layers {
+		opts = append(opts, [2]string{"datadir+", l})
+	}
+	opts = append(opts, [2]string{"metacopy", "on"}, [2]string{"redirect_dir", "follow"})
+	for _, kv := range opts {
+		if err := unix.FsconfigSetString(fd, kv[0], kv[1]); err != nil {
+			err = fmt.Errorf("overlay %s=%s: %w%s", kv[0], kv[1], err, fsLog(fd))
+			unix.Close(fd)
+			return -1, err
+		}
+	}
+	if err := unix.FsconfigCreate(fd); err != nil {
+		err = fmt.Errorf("overlay: %w%s", err, fsLog(fd))
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// fsLog is what the kernel said about a failed fs context, as ": msg".
+func fsLog(fd int) string {
+	var msgs []string
+	buf := make([]byte, 512)
+	for range 8 {
+		n, err := unix.Read(fd, buf)
+		if err != nil || n <= 0 {
+			break
+		}
+		msgs = append(msgs, strings.TrimSpace(string(buf[:n])))
+	}
+	if len(msgs) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(msgs, "; ")
+}
+
+// treeKey names a package's metadata tree in the cache: the manifest
+// digest, plus what else shapes the tree: the tag's time when a file
+// records none (packages pushed before file times), and the digest xattr.
+func treeKey(p *pkg, digestXattr bool) string {
+	key := treeFormat + "-" + p.digest.Encoded()
+	if slices.ContainsFunc(p.files, func(f opm.File) bool { return f.ModTime.IsZero() }) {
+		key += fmt.Sprintf("-t%d", p.mtime.UnixNano())
+	}
+	if digestXattr {
+		key += "-x"
+	}
+	return key
+}
+
+// write writes p's metadata tree at tree: into a temporary directory of the
+// cache, flushed to disk (syncfs), then renamed into place, so that a tree
+// in place is whole.
+func (o *overlays) write(tree string, p *pkg) error {
+	start := time.Now()
+	tmp := filepath.Join(o.cache, "tmp", fmt.Sprintf("%s.%d.%d", filepath.Base(tree), os.Getpid(), start.UnixNano()))
+	if err := os.MkdirAll(filepath.Dir(tmp), 0o755); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(tree), 0o755); err != nil {
+		return err
+	}
+	err := writeMetaTree(tmp, p, !o.fs.opts.NoXattr)
+	if err == nil {
+		err = syncfs(tmp)
+	}
+	if err == nil {
+		err = os.Rename(tmp, tree)
+		if errors.Is(err, fs.ErrExist) || errors.Is(err, unix.ENOTEMPTY) {
+			err = nil // written by another, as it happens
+		}
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("write metadata tree: %w", err)
+	}
+	o.trees.Add(1)
+	o.fs.log.Info("wrote metadata tree", "package", p.name, "files", len(p.files), "took", time.Since(start))
+	return nil
+}
+
+func syncfs(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Syncfs(fd)
+}
+
+// writeMetaTree writes the metadata tree of p into dir, which must not
+// exist: p's directories (0755, their time the newest below them), its
+// symbolic links verbatim, and for each regular file a sparse file of its
+// size, mode and time whose overlay xattrs redirect to its blob (an empty
+// file needs none). With digestXattr files carry user.opm.digest too. Every
+// name is made relative to its directory's descriptor, resolved beneath
+// dir without following links.
+func writeMetaTree(dir string, p *pkg, digestXattr bool) error {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	root, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(root)
+	dirs := slices.Sorted(maps.Keys(p.dirs)) // a parent before its children
+	for _, d := range dirs {
+		if err := writeMetaDir(root, d, p, digestXattr); err != nil {
+			return err
+		}
+	}
+	// Times last: making a name changes its directory's.
+	for _, d := range dirs {
+		name := d
+		if d == "" {
+			name = "."
+		}
+		if err := unix.UtimesNanoAt(root, name, timespecs(p.dirTime(d)), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("%s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// writeMetaDir makes the children of package directory d (made already).
+func writeMetaDir(root int, d string, p *pkg, digestXattr bool) error {
+	fd := root
+	if d != "" {
+		var err error
+		fd, err = unix.Openat2(root, d, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS})
+		if err != nil {
+			return fmt.Errorf("%s: %w", d, err)
+		}
+		defer unix.Close(fd)
+	}
+	for _, e := range p.dirs[d] {
+		var err error
+		switch f := e.file; {
+		case f == nil:
+			err = unix.Mkdirat(fd, e.name, 0o755)
+			if err == nil {
+				err = unix.Fchmodat(fd, e.name, 0o755, 0) // not the umask's
+			}
+		case f.Symlink != "":
+			err = unix.Symlinkat(f.Symlink, fd, e.name)
+		default:
+			err = writeMetaFile(fd, e.name, f, digestXattr)
+		}
+		if err == nil && e.file != nil {
+			err = unix.UtimesNanoAt(fd, e.name, timespecs(p.fileTime(e.file)), unix.AT_SYMLINK_NOFOLLOW)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", pathJoin(d, e.name), err)
+		}
+	}
+	return nil
+}
+
+func writeMetaFile(dir int, name string, f *opm.File, digestXattr bool) error {
+	if _, err := opm.ParseDigest(string(f.Digest)); err != nil && f.Size > 0 {
+		return err
+	}
+	fd, err := unix.Openat(dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if f.Size > 0 {
+		if err := unix.Ftruncate(fd, f.Size); err != nil {
+			return err
+		}
+		if err := unix.Fsetxattr(fd, metacopyXattr, nil, 0); err != nil {
+			return err
+		}
+		if err := unix.Fsetxattr(fd, redirectXattr, []byte("/"+registry.BlobFilePath(f.Digest)), 0); err != nil {
+			return err
+		}
+	}
+	if digestXattr && f.Digest != "" {
+		if err := unix.Fsetxattr(fd, DigestXattr, []byte(f.Digest.String()), 0); err != nil {
+			return err
+		}
+	}
+	return unix.Fchmod(fd, uint32(f.Mode.Perm()))
+}
+
+func pathJoin(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
+// timespecs is t for utimensat (access and modification), not before 1970.
+func timespecs(t time.Time) []unix.Timespec {
+	ts := unix.Timespec{}
+	if t.After(time.Unix(0, 0)) {
+		ts = unix.NsecToTimespec(t.UnixNano())
+	}
+	return []unix.Timespec{ts, ts}
+}
+
+// prune removes the trees being written by a mount that died, and the trees
+// older than treeMaxAge (by their change time: when they were written).
+func (o *overlays) prune() {
+	os.RemoveAll(filepath.Join(o.cache, "tmp"))
+	meta := filepath.Join(o.cache, "meta")
+	ents, err := os.ReadDir(meta)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		var st unix.Stat_t
+		p := filepath.Join(meta, e.Name())
+		if unix.Lstat(p, &st) == nil && time.Since(time.Unix(st.Ctim.Unix())) > treeMaxAge {
+			os.RemoveAll(p)
+		}
+	}
+}
+
+// blobSize is the size of a blob of a tree this mount wrote or used, for
+// the FUSE data layer (.opm/blobs).
+func (o *overlays) blobSize(d digest.Digest) (int64, bool) {
+	if o == nil {
+		return 0, false
+	}
+	v, ok := o.sizes.Load(d)
+	if !ok {
+		return 0, false
+	}
+	return v.(int64), true
+}
+
+// OverlayStatus is the overlay's part of .opm/status.
+type OverlayStatus struct {
+	Off     string `json:"off,omitempty"` // why packages are served by FUSE alone
+	Mounted int    `json:"mounted"`       // overlays mounted now
+	Mounts  int64  `json:"mounts"`        // overlays mounted since the start
+	Pending int64  `json:"pending"`       // packages waiting for theirs
+	Trees   int64  `json:"trees_written"` // metadata trees written since the start
+	Failed  int64  `json:"failed"`        // packages left to FUSE after an error (logged)
+}
+
+func (o *overlays) status() OverlayStatus {
+	st := OverlayStatus{Off: o.off, Mounts: o.mounts.Load(), Pending: o.pending.Load(),
+		Trees: o.trees.Load(), Failed: o.failed.Load()}
+	if o.off == "" {
+		mounts, _ := mountsBelow(o.fs.mnt)
+		for _, m := range mounts {
+			if m.fstype == "overlay" {
+				st.Mounted++
+			}
+		}
+	}
+	return st
+}
+
+// mountEntry is one line of /proc/self/mountinfo.
+type mountEntry struct {
+	point, fstype, source string
+}
+
+// mountinfo lists this process's mounts, in the order mounted.
+func mountinfo() ([]mountEntry, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var out []mountEntry
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		// id parent major:minor root mountpoint options... - fstype source superoptions
+		pre, post, ok := strings.Cut(string(line), " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 2 {
+			continue
+		}
+		out = append(out, mountEntry{point: unescapeMountinfo(f[4]), fstype: g[0], source: unescapeMountinfo(g[1])})
+	}
+	return out, nil
+}
+
+// resolveMountpoint is dir as the kernel records a mount point: with its
+// parent's symbolic links resolved (dir itself may be a dead mount).
+func resolveMountpoint(dir string) string {
+	dir, _ = filepath.Abs(dir)
+	if parent, err := filepath.EvalSymlinks(filepath.Dir(dir)); err == nil {
+		dir = filepath.Join(parent, filepath.Base(dir))
+	}
+	return dir
+}
+
+// mountsBelow lists the mounts strictly below dir, deepest last.
+func mountsBelow(dir string) ([]mountEntry, error) {
+	all, err := mountinfo()
+	if err != nil {
+		return nil, err
+	}
+	prefix := resolveMountpoint(dir) + "/"
+	var out []mountEntry
+	for _, m := range all {
+		if strings.HasPrefix(m.point, prefix) {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// detachBelow detaches every mount below dir (the overlays on package
+// directories), so that dir itself can be unmounted: lazily, so that open
+// files keep reading.
+func detachBelow(dir string) {
+	mounts, err := mountsBelow(dir)
+	if err != nil {
+		return
+	}
+	for i := len(mounts) - 1; i >= 0; i-- {
+		unix.Unmount(mounts[i].point, unix.MNT_DETACH)
+	}
+}
