@@ -7,7 +7,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
 )
 
 // ServedBy looks into the package directory pkg of the mount at mnt, waits
