@@ -47,7 +47,8 @@ conformance: build
 	./tools/conformance/run.sh $(BIN)
 
 # Benchmarks: each reports a ratio against a baseline run alongside it.
-bench:
+bench: deps
+	@./scripts/bench-deps.sh
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/ >bench/last.txt 2>&1; \
 		status=$$?; cat bench/last.txt; exit $$status
 

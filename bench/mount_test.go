@@ -136,7 +136,7 @@ func BenchmarkMount50kFiles(b *testing.B) {
 		{"ls-lR", "ls -lR > /dev/null"},
 		{"cat", "find . -type f -print0 | xargs -0 cat > /dev/null"},
 	} {
-		b.Run(c.name, func(b *testing.B) { compareSides(b, sides, nil, shIn(b, c.script)) })
+		b.Run(c.name, func(b *testing.B) { compareSides(b, sides, nil, shIn(b, 1, c.script)) })
 	}
 }
 

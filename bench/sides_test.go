@@ -31,10 +31,20 @@ type mountConfig struct {
 // mountConfigs are the opm configurations the program benchmarks measure:
 // the default, and the FUSE tree alone (the fallback where overlayfs is not
 // available, or turned off).
+//
+// OPM_BENCH_KNOBS=1 adds the FUSE tree's tuning knobs (docs/mount.md):
+// without passthrough (opm-fuse-plain) and with no-open (opm-fuse-noopen).
 func mountConfigs() []mountConfig {
 	fuseOnly := opmfs.DefaultOptions()
 	fuseOnly.NoOverlay = true
-	return []mountConfig{{"opm", opmfs.DefaultOptions()}, {"opm-fuse", fuseOnly}}
+	cs := []mountConfig{{"opm", opmfs.DefaultOptions()}, {"opm-fuse", fuseOnly}}
+	if os.Getenv("OPM_BENCH_KNOBS") == "1" {
+		plain, noOpen := fuseOnly, fuseOnly
+		plain.Passthrough = false
+		noOpen.NoOpen = true
+		cs = append(cs, mountConfig{"opm-fuse-plain", plain}, mountConfig{"opm-fuse-noopen", noOpen})
+	}
+	return cs
 }
 
 // treeSides pushes tree as bench/<name>/tree:v1 into a fresh home, mounts
@@ -162,7 +172,11 @@ func compareSides(b *testing.B, sides []side, prep func(root string), fn func(ro
 }
 
 // shIn returns fn for compareSides that runs a shell command line in the
-// side's root.
-func shIn(b *testing.B, script string) func(string) {
-	return func(root string) { sh(b, root, script) }
+// side's root, n times (a run of a few milliseconds is mostly noise).
+func shIn(b *testing.B, n int, script string) func(string) {
+	return func(root string) {
+		for range n {
+			sh(b, root, script)
+		}
+	}
 }

@@ -37,10 +37,12 @@ func mustRef(t *testing.T, s string) opm.Reference {
 	return ref
 }
 
-// mount opens a fresh home, lets fill push into it, and mounts it.
+// mount opens a fresh home, lets fill push into it, and mounts it, FUSE
+// alone (no overlay: these tests are of the FUSE tree; overlay_test.go has
+// the overlay's).
 func mount(t *testing.T, passthrough bool, fill func(r *registry.Registry)) (*registry.Registry, *opmfs.FS, string) {
 	t.Helper()
-	return mountOpts(t, opmfs.Options{Passthrough: passthrough}, fill)
+	return mountOpts(t, opmfs.Options{Passthrough: passthrough, NoOverlay: true}, fill)
 }
 
 func mountOpts(t *testing.T, opts opmfs.Options, fill func(r *registry.Registry)) (*registry.Registry, *opmfs.FS, string) {
@@ -83,7 +85,7 @@ func TestReadTree(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			pt := mode == "passthrough"
 			src := opmtest.WriteTree(t, map[string]string{"a.txt": "alpha\n", "sub/b.txt": strings.Repeat("b", 3<<20), "sub/deep/c": "", "z": "zz"})
-			_, m, mnt := mountOpts(t, opmfs.Options{Passthrough: pt, NoOpen: mode == "noopen"}, func(r *registry.Registry) { push(t, r, "acme/web/site:v1", src) })
+			_, m, mnt := mountOpts(t, opmfs.Options{Passthrough: pt, NoOpen: mode == "noopen", NoOverlay: true}, func(r *registry.Registry) { push(t, r, "acme/web/site:v1", src) })
 			if pt && !m.Passthrough() {
 				opmtest.Unavailable(t, "the kernel refused FUSE passthrough (it needs root and Linux 6.9)")
 			}
@@ -147,11 +149,20 @@ func TestReadOnly(t *testing.T) {
 }
 
 // TestLiveUpdateRace moves tags while readers walk the mount (run it with
-// -race): the new head shows within a second and no read fails.
+// -race): the new head shows within a second and no read fails, through
+// FUSE alone and with the overlays coming and going.
 func TestLiveUpdateRace(t *testing.T) {
+	fuseOnly := opmfs.DefaultOptions()
+	fuseOnly.NoOverlay = true
+	for name, opts := range map[string]opmfs.Options{"fuse": fuseOnly, "overlay": opmfs.DefaultOptions()} {
+		t.Run(name, func(t *testing.T) { testLiveUpdateRace(t, opts) })
+	}
+}
+
+func testLiveUpdateRace(t *testing.T, opts opmfs.Options) {
 	one := opmtest.WriteTree(t, map[string]string{"f": "one", "d/g": "gee"})
 	two := opmtest.WriteTree(t, map[string]string{"f": "two", "d/g": "gee", "h": "aitch"})
-	r, m, mnt := mount(t, true, func(r *registry.Registry) { push(t, r, "acme/web/site:v1", one) })
+	r, m, mnt := mountOpts(t, opts, func(r *registry.Registry) { push(t, r, "acme/web/site:v1", one) })
 	stop := make(chan struct{})
 	errs := make(chan error, 4)
 	for range 4 {
@@ -226,7 +237,7 @@ func TestMissingBlobEIO(t *testing.T) {
 		t.Run(map[bool]string{false: "open", true: "noopen"}[noOpen], func(t *testing.T) {
 			src := opmtest.WriteTree(t, map[string]string{"gone": "this blob goes away\n", "kept": "kept\n"})
 			var gone string
-			_, m, mnt := mountOpts(t, opmfs.Options{NoOpen: noOpen}, func(r *registry.Registry) {
+			_, m, mnt := mountOpts(t, opmfs.Options{NoOpen: noOpen, NoOverlay: true}, func(r *registry.Registry) {
 				push(t, r, "acme/web/site:v1", src)
 				p, err := r.Resolve(mustRef(t, "acme/web/site:v1"))
 				if err != nil {

@@ -31,7 +31,7 @@ func TestEvictOpenFile(t *testing.T) {
 			src := opmtest.WriteTree(t, map[string]string{"big": string(big), "small": string(small)})
 			push(t, r, "acme/web/site:v1", src)
 
-			_, mnt := mountHome(t, r, opmfs.Options{Passthrough: pt})
+			_, mnt := mountHome(t, r, opmfs.Options{Passthrough: pt, NoOverlay: true})
 
 			f, err := os.Open(filepath.Join(mnt, "acme/web/site/v1/big"))
 			if err != nil {
@@ -123,7 +123,7 @@ func TestOpenDuringEviction(t *testing.T) {
 	first, dFirst := castest.Blob(1, 4000)
 	other, dOther := castest.Blob(2, 5000)
 	push(t, r, "acme/web/site:v1", opmtest.WriteTree(t, map[string]string{"first": string(first), "other": string(other)}))
-	_, mnt := mountHome(t, r, opmfs.Options{})
+	_, mnt := mountHome(t, r, opmfs.Options{NoOverlay: true})
 
 	// The eviction of the first blob it removes blocks until released.
 	entered, release := make(chan string, 16), make(chan struct{})

@@ -42,16 +42,20 @@ command on the home is carried out by it. It runs until 'opm umount
 MOUNTPOINT', umount(8), SIGINT or SIGTERM. A mount left by a killed daemon
 is cleaned up first.
 
-Environment: OPM_FUSE_PASSTHROUGH=0 turns off FUSE passthrough (the kernel
-reading blob files directly), which is used where the kernel allows it.
-OPM_FUSE_XATTR=1 offers each file's blob digest as the extended attribute
-user.opm.digest; it is off by default because 'ls -l' then asks the daemon
-about ACLs of every file (measured: ls -lR 6x native with it, 1x without).
-'opm files REF' lists the digests either way. OPM_FUSE_NOOPEN=1 lets the
-kernel open files without asking the daemon: reading many small files gets
-several times faster (cat of 50k files 1.0x native instead of 3.6x), at
-the price of passthrough, and a blob not yet local is fetched on the first
-read instead of on open. See docs/mount.md.
+Run as root, each package of the live head is served by the kernel alone
+(an overlayfs mount over the package's directory, made after its first
+lookup; its bytes come straight from the local blob files) and by this
+process otherwise (FUSE): see read_path in .opm/status.
+
+Tuning knobs (environment; docs/mount.md has the measurements):
+OPM_OVERLAY=0 serves everything through FUSE. OPM_FUSE_NOOPEN=0 makes the
+kernel ask the daemon at every open (a round trip per open) so that FUSE
+passthrough can hand it the blob file (OPM_FUSE_PASSTHROUGH=0 turns that
+off too); by default the kernel opens without asking and warm reads come
+from its page cache. OPM_FUSE_XATTR=1 offers each file's blob digest as
+the extended attribute user.opm.digest ('opm files REF' lists them
+either way); it is off because 'ls -l' then asks about the ACLs of every
+file.
 
 Example:
    opm mount --daemon /mnt/opm && ls /mnt/opm`,
@@ -122,7 +126,7 @@ type mountOptions struct {
 	allowOther    bool
 	passthrough   bool
 	xattr         bool
-	noOpen        bool          // OPM_FUSE_NOOPEN=1: opmfs.Options.NoOpen
+	noOpen        bool          // not OPM_FUSE_NOOPEN=0: opmfs.Options.NoOpen
 	noOverlay     bool          // OPM_OVERLAY=0: opmfs.Options.NoOverlay
 	syncEvery     time.Duration // follow origin this often; 0: never
 	httpAddr      string        // also serve HTTP here (opm serve); "": no
@@ -167,7 +171,7 @@ func newMountOptions(c *cli.Context) (mountOptions, error) {
 		allowOther:    c.Bool("allow-other"),
 		passthrough:   os.Getenv("OPM_FUSE_PASSTHROUGH") != "0",
 		xattr:         os.Getenv("OPM_FUSE_XATTR") == "1",
-		noOpen:        os.Getenv("OPM_FUSE_NOOPEN") == "1",
+		noOpen:        os.Getenv("OPM_FUSE_NOOPEN") != "0",
 		noOverlay:     os.Getenv("OPM_OVERLAY") == "0",
 		syncEvery:     c.Duration("sync-interval"),
 	}, nil
@@ -209,7 +213,7 @@ func runMount(ctx context.Context, o mountOptions, ready func(error)) error {
 	fo.AllowOther, fo.Logger = o.allowOther, log
 	fo.Passthrough = fo.Passthrough && o.passthrough
 	fo.NoXattr = fo.NoXattr && !o.xattr
-	fo.NoOpen = fo.NoOpen || o.noOpen
+	fo.NoOpen = fo.NoOpen && o.noOpen
 	fo.NoOverlay = fo.NoOverlay || o.noOverlay
 	m, err := opmfs.Mount(r, o.dir, fo)
 	if err != nil {
