@@ -87,6 +87,9 @@ type Options struct {
 	// NoOverlay serves every package through FUSE: no kernel overlay
 	// mounts on package directories (overlay.go).
 	NoOverlay bool
+	// NoMetaImage writes the overlays' metadata trees as directories even
+	// where the kernel mounts EROFS images, the faster form.
+	NoMetaImage bool
 	// Debug logs every FUSE request.
 	Debug bool
 }

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/openpm/opm"
+	"github.com/openpm/opm/internal/erofs"
 	"github.com/openpm/opm/registry"
 )
 
@@ -52,6 +53,11 @@ const (
 // change to what a tree holds changes it.
 const treeFormat = "v1"
 
+// imageExt ends the name of a metadata tree written as an EROFS image, the
+// form used where the kernel mounts one from a file: smaller, written in
+// one go, and faster to stat and list than the same tree as a directory.
+const imageExt = ".erofs"
+
 // treeMaxAge is how long a metadata tree is kept after it was written; older
 // ones are removed when a mount starts (and written again when needed).
 const treeMaxAge = 30 * 24 * time.Hour
@@ -65,6 +71,7 @@ type overlays struct {
 	layers  []string // data-only layers: the local blob files, the mount's .opm/blobs/sha256
 	fuseDev uint64   // the FUSE mount's device number
 	off     string   // why no package is overlaid; "" when they are
+	ext     string   // imageExt where metadata trees are EROFS images, else "" (directories)
 
 	jobs  chan overlayJob
 	mu    sync.Mutex
@@ -139,7 +146,33 @@ func (o *overlays) probe() string {
 		return err.Error()
 	}
 	unix.Close(fd)
+	if !o.fs.opts.NoMetaImage {
+		if err := o.probeImage(dir); err != nil {
+			o.fs.log.Info("metadata trees are directories", "erofs", err)
+		} else {
+			o.ext = imageExt
+		}
+	}
 	return ""
+}
+
+// probeImage has the kernel make an overlay over an EROFS image of one
+// metadata file, written in dir.
+func (o *overlays) probeImage(dir string) error {
+	im := erofs.New(0o755, time.Now())
+	if err := im.File("file", 0o644, 1, time.Now(), erofs.Xattr{Name: metacopyXattr}, erofs.Xattr{Name: redirectXattr, Value: []byte("/00/00")}); err != nil {
+		return err
+	}
+	img := filepath.Join(dir, "probe"+imageExt)
+	if err := writeImage(img, im); err != nil {
+		return err
+	}
+	fd, err := o.configure(img)
+	if err != nil {
+		return err
+	}
+	unix.Close(fd)
+	return nil
 }
 
 // request asks for the package directory at path (inode ino) to be
@@ -215,7 +248,7 @@ func (o *overlays) cover(j overlayJob) error {
 	if p.err != nil {
 		return p.err
 	}
-	tree := filepath.Join(o.cache, "meta", treeKey(p, !o.fs.opts.NoXattr))
+	tree := filepath.Join(o.cache, "meta", treeKey(p, !o.fs.opts.NoXattr)+o.ext)
 	if _, err := os.Lstat(tree); errors.Is(err, fs.ErrNotExist) {
 		if err := o.write(tree, p); err != nil {
 			return err
@@ -267,9 +300,19 @@ func (o *overlays) cover(j overlayJob) error {
 	return nil
 }
 
-// configure makes an overlay superblock of the metadata tree lower over
-// the data layers and returns its fs context (fsopen(2)), for fsmount.
-func (o *overlays) configure(lower string) (int, error) {
+// configure makes an overlay superblock of a metadata tree (a directory,
+// or an image it mounts) over the data layers and returns its fs context
+// (fsopen(2)), for fsmount.
+func (o *overlays) configure(tree string) (int, error) {
+	lower := tree
+	if strings.HasSuffix(tree, imageExt) {
+		mfd, err := erofs.Mount(tree)
+		if err != nil {
+			return -1, err
+		}
+		defer unix.Close(mfd) // the overlay keeps the image's mount alive
+		lower = fmt.Sprintf("/proc/self/fd/%d", mfd)
+	}
 	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 	if err != nil {
 		return -1, fmt.Errorf("no overlayfs: %w", err)
@@ -337,8 +380,10 @@ func (o *overlays) write(tree string, p *pkg) error {
 	if err := os.MkdirAll(filepath.Dir(tree), 0o755); err != nil {
 		return err
 	}
-	err := writeMetaTree(tmp, p, !o.fs.opts.NoXattr)
-	if err == nil {
+	var err error
+	if o.ext == imageExt {
+		err = writeMetaImage(tmp, p, !o.fs.opts.NoXattr)
+	} else if err = writeMetaTree(tmp, p, !o.fs.opts.NoXattr); err == nil {
 		err = syncfs(tmp)
 	}
 	if err == nil {
@@ -436,7 +481,8 @@ func writeMetaDir(root int, d string, p *pkg, digestXattr bool) error {
 }
 
 func writeMetaFile(dir int, name string, f *opm.File, digestXattr bool) error {
-	if _, err := opm.ParseDigest(string(f.Digest)); err != nil && f.Size > 0 {
+	xattrs, err := metaXattrs(f, digestXattr)
+	if err != nil {
 		return err
 	}
 	fd, err := unix.Openat(dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
@@ -444,23 +490,76 @@ func writeMetaFile(dir int, name string, f *opm.File, digestXattr bool) error {
 		return err
 	}
 	defer unix.Close(fd)
-	if f.Size > 0 {
-		if err := unix.Ftruncate(fd, f.Size); err != nil {
-			return err
-		}
-		if err := unix.Fsetxattr(fd, metacopyXattr, nil, 0); err != nil {
-			return err
-		}
-		if err := unix.Fsetxattr(fd, redirectXattr, []byte("/"+registry.BlobFilePath(f.Digest)), 0); err != nil {
-			return err
-		}
+	if err := unix.Ftruncate(fd, f.Size); err != nil {
+		return err
 	}
-	if digestXattr && f.Digest != "" {
-		if err := unix.Fsetxattr(fd, DigestXattr, []byte(f.Digest.String()), 0); err != nil {
+	for _, x := range xattrs {
+		if err := unix.Fsetxattr(fd, x.Name, x.Value, 0); err != nil {
 			return err
 		}
 	}
 	return unix.Fchmod(fd, uint32(f.Mode.Perm()))
+}
+
+// metaXattrs are the xattrs of regular file f in a metadata tree: the
+// overlay's, redirecting to its blob (an empty file needs none), and with
+// digestXattr user.opm.digest.
+func metaXattrs(f *opm.File, digestXattr bool) ([]erofs.Xattr, error) {
+	var xs []erofs.Xattr
+	if f.Size > 0 {
+		if _, err := opm.ParseDigest(string(f.Digest)); err != nil {
+			return nil, err
+		}
+		xs = append(xs, erofs.Xattr{Name: metacopyXattr},
+			erofs.Xattr{Name: redirectXattr, Value: []byte("/" + registry.BlobFilePath(f.Digest))})
+	}
+	if digestXattr && f.Digest != "" {
+		xs = append(xs, erofs.Xattr{Name: DigestXattr, Value: []byte(f.Digest.String())})
+	}
+	return xs, nil
+}
+
+// writeMetaImage writes the metadata tree of p, as writeMetaTree does, as
+// an EROFS image at file (synced), which must not exist.
+func writeMetaImage(file string, p *pkg, digestXattr bool) error {
+	im := erofs.New(0o755, p.dirTime(""))
+	for _, d := range slices.Sorted(maps.Keys(p.dirs)) { // a parent before its children
+		for _, e := range p.dirs[d] {
+			name := pathJoin(d, e.name)
+			var err error
+			switch f := e.file; {
+			case f == nil:
+				err = im.Dir(name, 0o755, p.dirTime(name))
+			case f.Symlink != "":
+				err = im.Symlink(name, f.Symlink, p.fileTime(f))
+			default:
+				var xs []erofs.Xattr
+				if xs, err = metaXattrs(f, digestXattr); err == nil {
+					err = im.File(name, uint32(f.Mode.Perm()), f.Size, p.fileTime(f), xs...)
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	}
+	return writeImage(file, im)
+}
+
+// writeImage writes im to file, which must not exist, and syncs it.
+func writeImage(file string, im *erofs.Image) error {
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = im.WriteTo(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func pathJoin(dir, name string) string {
@@ -512,18 +611,23 @@ func (o *overlays) blobSize(d digest.Digest) (int64, bool) {
 
 // OverlayStatus is the overlay's part of .opm/status.
 type OverlayStatus struct {
-	Off     string `json:"off,omitempty"` // why packages are served by FUSE alone
-	Mounted int    `json:"mounted"`       // overlays mounted now
-	Mounts  int64  `json:"mounts"`        // overlays mounted since the start
-	Pending int64  `json:"pending"`       // packages waiting for theirs
-	Trees   int64  `json:"trees_written"` // metadata trees written since the start
-	Failed  int64  `json:"failed"`        // packages left to FUSE after an error (logged)
+	Off      string `json:"off,omitempty"`      // why packages are served by FUSE alone
+	Metadata string `json:"metadata,omitempty"` // the form of metadata trees: "erofs" (images) or "directory"
+	Mounted  int    `json:"mounted"`            // overlays mounted now
+	Mounts   int64  `json:"mounts"`             // overlays mounted since the start
+	Pending  int64  `json:"pending"`            // packages waiting for theirs
+	Trees    int64  `json:"trees_written"`      // metadata trees written since the start
+	Failed   int64  `json:"failed"`             // packages left to FUSE after an error (logged)
 }
 
 func (o *overlays) status() OverlayStatus {
 	st := OverlayStatus{Off: o.off, Mounts: o.mounts.Load(), Pending: o.pending.Load(),
 		Trees: o.trees.Load(), Failed: o.failed.Load()}
 	if o.off == "" {
+		st.Metadata = "directory"
+		if o.ext == imageExt {
+			st.Metadata = "erofs"
+		}
 		mounts, _ := mountsBelow(o.fs.mnt)
 		for _, m := range mounts {
 			if m.fstype == "overlay" {

@@ -85,13 +85,26 @@ func sameTree(t *testing.T, src, pkg string) {
 // once looked up: the same names, modes, sizes, times, links and bytes as
 // the tree pushed. When its tag moves, the next look finds the new package
 // (overlaid in turn) while a file opened before keeps its content; the
-// mount unmounts with its overlays in place.
+// mount unmounts with its overlays in place. Both forms of metadata tree:
+// EROFS images (the default where the kernel mounts them from files) and
+// directories.
 func TestOverlay(t *testing.T) {
+	for _, form := range []string{"erofs", "directory"} {
+		t.Run(form, func(t *testing.T) { testOverlay(t, form) })
+	}
+}
+
+func testOverlay(t *testing.T, form string) {
 	big := strings.Repeat("0123456789abcdef", 1<<16) // 1 MiB
 	src := overlaySource(t, big)
-	r, _, mnt := mountOpts(t, opmfs.DefaultOptions(), func(r *registry.Registry) { push(t, r, "acme/web/site:v1", src) })
+	opts := opmfs.DefaultOptions()
+	opts.NoMetaImage = form == "directory"
+	r, _, mnt := mountOpts(t, opts, func(r *registry.Registry) { push(t, r, "acme/web/site:v1", src) })
 	pkg := filepath.Join(mnt, "acme/web/site/v1")
 	opmtest.RequireReadPath(t, mnt, pkg, "overlay")
+	if st, err := opmfs.ReadStatus(mnt); err != nil || st.Overlay.Metadata != form {
+		opmtest.Unavailable(t, "metadata trees are %q here, not %s (%v)", st.Overlay.Metadata, form, err)
+	}
 	sameTree(t, src, pkg)
 
 	old, err := os.Open(filepath.Join(pkg, "sub/deep/big"))

@@ -129,6 +129,7 @@ type mountOptions struct {
 	xattr         bool
 	noOpen        bool          // not OPM_FUSE_NOOPEN=0: opmfs.Options.NoOpen
 	noOverlay     bool          // OPM_OVERLAY=0: opmfs.Options.NoOverlay
+	noMetaImage   bool          // OPM_OVERLAY_EROFS=0: opmfs.Options.NoMetaImage
 	syncEvery     time.Duration // follow origin this often; 0: never
 	httpAddr      string        // also serve HTTP here (opm serve); "": no
 	httpToken     string        // the write token of httpTokenFile
@@ -174,6 +175,7 @@ func newMountOptions(c *cli.Context) (mountOptions, error) {
 		xattr:         os.Getenv("OPM_FUSE_XATTR") == "1",
 		noOpen:        os.Getenv("OPM_FUSE_NOOPEN") != "0",
 		noOverlay:     os.Getenv("OPM_OVERLAY") == "0",
+		noMetaImage:   os.Getenv("OPM_OVERLAY_EROFS") == "0",
 		syncEvery:     c.Duration("sync-interval"),
 	}, nil
 }
@@ -227,6 +229,7 @@ func runMount(ctx context.Context, o mountOptions, ready func(error)) error {
 	fo.NoXattr = fo.NoXattr && !o.xattr
 	fo.NoOpen = fo.NoOpen && o.noOpen
 	fo.NoOverlay = fo.NoOverlay || o.noOverlay
+	fo.NoMetaImage = fo.NoMetaImage || o.noMetaImage
 	m, err := opmfs.Mount(r, o.dir, fo)
 	if err != nil {
 		return err
