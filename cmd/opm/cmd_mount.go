@@ -49,7 +49,8 @@ lookup; its bytes come straight from the local blob files) and by this
 process otherwise (FUSE): see read_path in .opm/status.
 
 Tuning knobs (environment; docs/mount.md has the measurements):
-OPM_OVERLAY=0 serves everything through FUSE. OPM_FUSE_NOOPEN=0 makes the
+OPM_OVERLAY=0 serves everything through FUSE; OPM_OVERLAY_EROFS=0 writes
+the overlays' metadata as directories, not EROFS images. OPM_FUSE_NOOPEN=0 makes the
 kernel ask the daemon at every open (a round trip per open) so that FUSE
 passthrough can hand it the blob file (OPM_FUSE_PASSTHROUGH=0 turns that
 off too); by default the kernel opens without asking and warm reads come
