@@ -13,6 +13,7 @@
 package erofs
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -289,9 +290,10 @@ func (im *Image) WriteTo(w io.Writer) (int64, error) {
 		return 0, errors.New("erofs: image too large")
 	}
 
-	img := make([]byte, int64(next)*blockSize)
-	sb := img[superOffset:]
+	// Written in order — superblock, inodes, data — through one buffer.
+	out := &sink{w: bufio.NewWriterSize(w, 1<<20)}
 	le := binary.LittleEndian
+	sb := make([]byte, 128)
 	le.PutUint32(sb[0:], superMagic)
 	sb[12] = blockBits
 	le.PutUint16(sb[14:], uint16(im.root.nid))
@@ -299,10 +301,13 @@ func (im *Image) WriteTo(w io.Writer) (int64, error) {
 	le.PutUint32(sb[36:], next)    // blocks
 	le.PutUint32(sb[40:], metaBlk) // meta_blkaddr
 	le.PutUint32(sb[80:], incompatChunkedFile)
+	out.padTo(superOffset)
+	out.write(sb)
 
+	in := make([]byte, blockSize)
 	for _, n := range im.all {
-		off := metaBlk*blockSize + int64(n.nid)*slotSize
-		in := img[off:]
+		out.padTo(metaBlk*blockSize + int64(n.nid)*slotSize)
+		clear(in)
 		layout, size := dataFlatPlain, uint64(len(n.data))
 		if n.mode&syscall.S_IFMT == syscall.S_IFREG {
 			layout, size = dataFlatPlain, uint64(n.size)
@@ -346,12 +351,42 @@ func (im *Image) WriteTo(w io.Writer) (int64, error) {
 				le.PutUint32(m[4*i:], nullAddr)
 			}
 		}
+		out.write(in[:n.slotBytes()])
+	}
+	for _, n := range im.all {
 		if n.data != nil {
-			copy(img[int64(n.dataBlk)*blockSize:], n.data)
+			out.padTo(int64(n.dataBlk) * blockSize)
+			out.write(n.data)
 		}
 	}
-	k, err := w.Write(img)
-	return int64(k), err
+	out.padTo(int64(next) * blockSize)
+	if out.err == nil {
+		out.err = out.w.Flush()
+	}
+	return out.n, out.err
+}
+
+// sink writes in order, remembering how much and the first error.
+type sink struct {
+	w   *bufio.Writer
+	n   int64
+	err error
+}
+
+func (s *sink) write(b []byte) {
+	if s.err == nil {
+		var k int
+		k, s.err = s.w.Write(b)
+		s.n += int64(k)
+	}
+}
+
+// padTo writes zeros up to offset off.
+func (s *sink) padTo(off int64) {
+	var zeros [blockSize]byte
+	for s.err == nil && s.n < off {
+		s.write(zeros[:min(off-s.n, blockSize)])
+	}
 }
 
 // Mount mounts the image file at image read-only, detached (fsmount(2)):
