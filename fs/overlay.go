@@ -24,10 +24,12 @@ import (
 
 // The kernel read path (docs/mount.md, "Two read paths").
 //
-// Every package directory of the live head that someone looks up is, a
-// moment later, covered by a read-only overlayfs mount that the kernel
-// serves alone: its one lower layer is a metadata tree of the package (for
-// each file a sparse file of the right size, mode and time whose xattrs
+// Every package directory of the live head that someone looks into (a
+// lookup in it, a listing; not a stat of it: see coverOnce) is, a moment
+// later, covered by a read-only overlayfs mount that the kernel serves
+// alone: its one lower layer is a metadata tree of the package — an EROFS
+// image, or a directory — (for each file an empty inode of the right
+// size, mode and time whose xattrs
 // trusted.overlay.metacopy and trusted.overlay.redirect name its blob), and
 // its data-only layers are the local store's blob files and, behind them,
 // this mount's own .opm/blobs/sha256 (a blob that is not local is fetched

@@ -233,3 +233,30 @@ func TestOverlayCleansUp(t *testing.T) {
 		}
 	}
 }
+
+// TestOverlayOnlyWhenLookedInto: stat of package directories (ls -l of a
+// repository) asks for no overlay; the first look inside one covers that
+// one alone.
+func TestOverlayOnlyWhenLookedInto(t *testing.T) {
+	src := opmtest.WriteTree(t, map[string]string{"a": "a\n"})
+	_, _, mnt := mountOpts(t, opmfs.DefaultOptions(), func(r *registry.Registry) {
+		push(t, r, "acme/web/site:v1", src)
+		push(t, r, "acme/web/site:v2", src)
+	})
+	if st, _ := opmfs.ReadStatus(mnt); st.Overlay.Off != "" {
+		opmtest.Unavailable(t, "no kernel overlay: %s", st.Overlay.Off)
+	}
+	for _, tag := range []string{"v1", "v2"} {
+		if _, err := os.Lstat(filepath.Join(mnt, "acme/web/site", tag)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(20 * time.Millisecond) // past the clock tick in which .opm/status may be served stale
+	if st, err := opmfs.ReadStatus(mnt); err != nil || st.Overlay.Pending+st.Overlay.Mounts != 0 {
+		t.Fatalf("after stat of two package directories: %+v, %v; want no overlay asked for", st.Overlay, err)
+	}
+	opmtest.RequireReadPath(t, mnt, filepath.Join(mnt, "acme/web/site/v1"), "overlay")
+	if st, err := opmfs.ReadStatus(mnt); err != nil || st.Overlay.Mounts != 1 || st.Overlay.Mounted != 1 {
+		t.Errorf("after a look into one: %+v, %v; want that one covered", st.Overlay, err)
+	}
+}

@@ -131,8 +131,24 @@ func splitPath(p string) (dir, name string) {
 type pkgDir struct {
 	gofs.Inode
 	readOnly
-	p   *pkg
-	dir string // path inside the package; "" is the top
+	p     *pkg
+	dir   string     // path inside the package; "" is the top
+	cover *coverOnce // the top of a live-head tag: asks for its overlay
+}
+
+// coverOnce asks for the overlay of a package directory of the live head,
+// once: at the first look inside it (a lookup in it, or a listing of it),
+// not when it is only looked up or stat'ed — `ls -l` of a repository of
+// 10k tags covers none of them.
+type coverOnce struct {
+	once sync.Once
+	ask  func()
+}
+
+func (c *coverOnce) do() {
+	if c != nil {
+		c.once.Do(c.ask)
+	}
 }
 
 var (
@@ -155,6 +171,7 @@ func (d *pkgDir) childPath(name string) string {
 }
 
 func (d *pkgDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	d.cover.do()
 	ents, err := d.p.entries(d.dir)
 	if err != nil {
 		return nil, errno(err)
@@ -183,6 +200,7 @@ func (d *pkgDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 // (FOPEN_CACHE_DIR): after the first listing, readdir of a package
 // directory is answered by the kernel alone.
 func (d *pkgDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	d.cover.do()
 	ents, err := d.p.entries(d.dir)
 	if err != nil {
 		return nil, 0, errno(err)

@@ -195,9 +195,10 @@ func (d *treeDir) lookupPackage(ctx context.Context, v *registry.View, name stri
 	child := &pkgDir{p: p}
 	n := ino("pkg", p.id, "")
 	if d.fixed == nil && p.view != nil {
-		// A tag of the live head: served by the kernel's overlay from
-		// now on, where it can be (overlay.go).
-		d.fs.ovl.request(d.childPath(name), n, p)
+		// A tag of the live head: served by the kernel's overlay once
+		// someone looks inside it, where it can be (overlay.go).
+		path := d.childPath(name)
+		child.cover = &coverOnce{ask: func() { d.fs.ovl.request(path, n, p) }}
 	}
 	return d.NewInode(ctx, child, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: n}), 0
 }

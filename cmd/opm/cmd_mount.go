@@ -44,8 +44,8 @@ MOUNTPOINT', umount(8), SIGINT or SIGTERM. A mount left by a killed daemon
 is cleaned up first.
 
 Run as root, each package of the live head is served by the kernel alone
-(an overlayfs mount over the package's directory, made after its first
-lookup; its bytes come straight from the local blob files) and by this
+(an overlayfs mount over the package's directory, made after the first look
+inside it; its bytes come straight from the local blob files) and by this
 process otherwise (FUSE): see read_path in .opm/status.
 
 Tuning knobs (environment; docs/mount.md has the measurements):
