@@ -39,21 +39,7 @@ func mountHome(b *testing.B, dir string, opts opmfs.Options, fill func(*registry
 	if fill != nil {
 		fill(r)
 	}
-	mnt := filepath.Join(dir, fmt.Sprintf("mnt-%d", time.Now().UnixNano()))
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	m, err := opmfs.Mount(r, mnt, opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		if err := m.Unmount(false); err != nil {
-			m.Unmount(true)
-		}
-		m.Wait()
-	})
-	return r, mnt
+	return r, mountAgain(b, r, dir, opts)
 }
 
 func pushDir(b *testing.B, r *registry.Registry, ref string, paths ...string) {

@@ -86,7 +86,7 @@ func proactiveReclaim() bool {
 	return false
 }
 
-// mountAgain mounts r a second time, with other options.
+// mountAgain mounts r (again, with other options) at a new directory in dir.
 func mountAgain(b *testing.B, r *registry.Registry, dir string, opts opmfs.Options) string {
 	b.Helper()
 	mnt := filepath.Join(dir, fmt.Sprintf("mnt-%d", time.Now().UnixNano()))

@@ -20,29 +20,12 @@ const blobsDirName = "blobs"
 // blobsDir is .opm/blobs (depth 0), its sha256 (1) and a fan-out directory
 // of it (2, fan the two hex digits).
 type blobsDir struct {
-	gofs.Inode
-	readOnly
-	fs    *FS
+	lookupOnly
 	depth int
 	fan   string
 }
 
-var (
-	_ = (gofs.NodeLookuper)((*blobsDir)(nil))
-	_ = (gofs.NodeReaddirer)((*blobsDir)(nil))
-	_ = (gofs.NodeGetattrer)((*blobsDir)(nil))
-)
-
-func (d *blobsDir) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	dirAttr(&out.Attr, d.fs.started)
-	out.SetTimeout(immutableTimeout)
-	return 0
-}
-
-// Readdir lists nothing: the blobs are found by digest.
-func (d *blobsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	return gofs.NewListDirStream(nil), 0
-}
+var _ = (gofs.NodeLookuper)((*blobsDir)(nil))
 
 func (d *blobsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	// A blob may reach the bucket any time: no negative entries.
@@ -55,7 +38,7 @@ func (d *blobsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		dirAttr(&out.Attr, d.fs.started)
 		out.SetEntryTimeout(immutableTimeout)
 		out.SetAttrTimeout(immutableTimeout)
-		child := &blobsDir{fs: d.fs, depth: d.depth + 1, fan: name}
+		child := &blobsDir{lookupOnly: lookupOnly{fs: d.fs}, depth: d.depth + 1, fan: name}
 		return d.NewInode(ctx, child, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino("blobs", d.fan, name)}), 0
 	}
 	dg, err := opm.ParseDigest("sha256:" + name)

@@ -100,7 +100,7 @@ func (d *opmDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 		dirAttr(&out.Attr, d.fs.started)
 		out.SetEntryTimeout(immutableTimeout)
 		out.SetAttrTimeout(immutableTimeout)
-		return d.NewInode(ctx, &blobsDir{fs: d.fs}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino("blobs", "")}), 0
+		return d.NewInode(ctx, &blobsDir{lookupOnly: lookupOnly{fs: d.fs}}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino("blobs", "")}), 0
 	}
 	if name != statusName {
 		return nil, syscall.ENOENT

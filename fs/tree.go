@@ -318,7 +318,7 @@ func (r *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	case opmDirName:
 		child = &opmDir{fs: r.fs}
 	case historyDirName:
-		child = &historyDir{fs: r.fs}
+		child = &historyDir{lookupOnly{fs: r.fs}}
 	default:
 		return r.treeDir.Lookup(ctx, name, out)
 	}
@@ -343,25 +343,30 @@ func (r *rootDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHan
 // historyDir is .history: each commit (full hash or a unique prefix of at
 // least 7 hex digits) is the root of the registry as it was then. It lists
 // nothing.
-type historyDir struct {
+type historyDir struct{ lookupOnly }
+
+var _ = (gofs.NodeLookuper)((*historyDir)(nil))
+
+// lookupOnly is a directory whose names are found by lookup alone
+// (.history, .opm/blobs): it lists nothing, and has the mount's start time.
+type lookupOnly struct {
 	gofs.Inode
 	readOnly
 	fs *FS
 }
 
 var (
-	_ = (gofs.NodeLookuper)((*historyDir)(nil))
-	_ = (gofs.NodeReaddirer)((*historyDir)(nil))
-	_ = (gofs.NodeGetattrer)((*historyDir)(nil))
+	_ = (gofs.NodeReaddirer)((*lookupOnly)(nil))
+	_ = (gofs.NodeGetattrer)((*lookupOnly)(nil))
 )
 
-func (h *historyDir) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	dirAttr(&out.Attr, h.fs.started)
+func (d *lookupOnly) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	dirAttr(&out.Attr, d.fs.started)
 	out.SetTimeout(immutableTimeout)
 	return 0
 }
 
-func (h *historyDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+func (d *lookupOnly) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	return gofs.NewListDirStream(nil), 0
 }
 
