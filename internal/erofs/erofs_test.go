@@ -29,7 +29,7 @@ func mountImage(t *testing.T, im *Image) string {
 		t.Fatal(err)
 	}
 	f.Close()
-	// erofs-utils' checker, where installed (make bench installs it),
+	// erofs-utils' checker, where installed (make deps installs it),
 	// reads every inode and directory as the format defines them.
 	if _, err := exec.LookPath("fsck.erofs"); err == nil {
 		if out, err := exec.Command("fsck.erofs", "--extract", img).CombinedOutput(); err != nil {
