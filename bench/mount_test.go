@@ -319,3 +319,45 @@ func BenchmarkMountScale(b *testing.B) {
 	b.ReportMetric(float64(rss)/(1<<20), "rss-MB")
 	b.Logf("ready %v, cold ls of %d tags %v, ls -l %v, peak RSS %d MB", ready, scaleTags, ls, lsl, rss>>20)
 }
+
+// BenchmarkMountWalk100kFiles: the daemon's peak RSS (VmHWM) when two tags
+// of the 50k-file package (100k files in the mount) are walked with find,
+// ls -lR and cat of every file, through the FUSE tree alone and with the
+// kernel overlays, each in a fresh `opm mount --daemon`. Goal: < 200 MB.
+func BenchmarkMountWalk100kFiles(b *testing.B) {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		b.Skipf("no FUSE: %v", err)
+	}
+	dir := b.TempDir()
+	src := writeManyFiles(b, dir)
+	home := filepath.Join(dir, "home")
+	r, err := registry.Open(context.Background(), home)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pushDir(b, r, "bench/many/tree:v1", src+"/")
+	if err := os.WriteFile(filepath.Join(src, "d000/extra.txt"), []byte("v2\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	pushDir(b, r, "bench/many/tree:v2", src+"/")
+	r.Close()
+	mnt := filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o755)
+	for _, c := range []struct{ name, env string }{{"fuse", "OPM_OVERLAY=0"}, {"overlay", "OPM_OVERLAY=1"}} {
+		env := []string{"OPM_HOME=" + home, c.env}
+		run(b, env, opmBin, "mount", "--daemon", mnt)
+		for _, tag := range []string{"v1", "v2"} {
+			pkg := filepath.Join(mnt, "bench/many/tree", tag)
+			waitReadPath(b, pkg)
+			sh(b, pkg, "find . > /dev/null; ls -lR > /dev/null; find . -type f -print0 | xargs -0 cat > /dev/null")
+		}
+		st, err := opmfs.ReadStatus(mnt)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rss := vmHWM(b, st.PID)
+		run(b, env, opmBin, "umount", mnt)
+		b.ReportMetric(float64(rss)/(1<<20), c.name+"-rss-MB")
+		b.Logf("%s (read path %s): peak RSS %d MB", c.name, st.ReadPath, rss>>20)
+	}
+}
