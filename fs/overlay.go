@@ -292,13 +292,16 @@ func (o *overlays) cover(j overlayJob) error {
 	defer unix.Close(mfd)
 	// Onto the directory checked above: if its name was invalidated
 	// since, the kernel refuses (ENOENT) rather than cover a newer one.
+	// Counted first, so that .opm/status never shows more mounted now
+	// than since the start.
+	o.mounts.Add(1)
 	if err := unix.MoveMount(mfd, "", target, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+		o.mounts.Add(-1)
 		if errors.Is(err, unix.ENOENT) {
 			return nil
 		}
 		return fmt.Errorf("move_mount: %w", err)
 	}
-	o.mounts.Add(1)
 	return nil
 }
 
