@@ -3,6 +3,7 @@ package erofs
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -180,5 +181,97 @@ func TestBadInput(t *testing.T) {
 	}
 	if err := im.File("ok", 0o644, 1, time.Unix(0, 0)); err == nil {
 		t.Error("a name added twice was accepted")
+	}
+}
+
+// TestRandomTrees: trees of random names (any bytes but NUL and '/', of
+// every length up to 255), sizes, modes and times read back the same,
+// whichever way directory blocks fall.
+func TestRandomTrees(t *testing.T) {
+	for seed := range 12 {
+		rng := rand.New(rand.NewPCG(uint64(seed), 1))
+		t0 := time.Unix(1767225600, 0)
+		im := New(0o755, t0)
+		type want struct {
+			dir        bool
+			perm       uint32
+			size       int64
+			mtime      time.Time
+			linkTarget string
+		}
+		wants := map[string]want{}
+		dirs := []string{""}
+		for i := range 50 + rng.IntN(2000) {
+			parent := dirs[rng.IntN(len(dirs))]
+			nb := make([]byte, 1+rng.IntN(255))
+			for j := range nb {
+				for nb[j] == 0 || nb[j] == '/' {
+					nb[j] = byte(rng.IntN(256))
+				}
+			}
+			name := string(nb)
+			if name == "." || name == ".." {
+				continue
+			}
+			p := name
+			if parent != "" {
+				p = parent + "/" + name
+			}
+			if _, dup := wants[p]; dup {
+				continue
+			}
+			mt := t0.Add(time.Duration(rng.Int64N(int64(1000 * time.Hour))))
+			var err error
+			switch k := rng.IntN(10); {
+			case k == 0:
+				err = im.Dir(p, 0o755, mt)
+				wants[p] = want{dir: true, perm: 0o755, mtime: mt}
+				dirs = append(dirs, p)
+			case k == 1:
+				target := fmt.Sprintf("../t%d", i)
+				err = im.Symlink(p, target, mt)
+				wants[p] = want{perm: 0o777, mtime: mt, linkTarget: target}
+			default:
+				perm, size := uint32(0o600+rng.IntN(0o200)), rng.Int64N(1<<40)
+				err = im.File(p, perm, size, mt, Xattr{"trusted.overlay.metacopy", nil})
+				wants[p] = want{perm: perm, size: size, mtime: mt}
+			}
+			if err != nil {
+				t.Fatalf("seed %d: %q: %v", seed, p, err)
+			}
+		}
+		mnt := mountImage(t, im)
+		seen := 0
+		err := filepath.WalkDir(mnt, func(path string, d os.DirEntry, err error) error {
+			if err != nil || path == mnt {
+				return err
+			}
+			rel, _ := filepath.Rel(mnt, path)
+			w, ok := wants[rel]
+			if !ok {
+				return fmt.Errorf("%q is not in the image", rel)
+			}
+			seen++
+			fi, err := os.Lstat(path)
+			if err != nil {
+				return err
+			}
+			if fi.IsDir() != w.dir || uint32(fi.Mode().Perm()) != w.perm || !fi.ModTime().Equal(w.mtime) ||
+				(fi.Mode().IsRegular() && fi.Size() != w.size) {
+				return fmt.Errorf("%q: %v %d %v, want %+v", rel, fi.Mode(), fi.Size(), fi.ModTime(), w)
+			}
+			if w.linkTarget != "" {
+				if l, err := os.Readlink(path); err != nil || l != w.linkTarget {
+					return fmt.Errorf("%q: link %q %v, want %q", rel, l, err, w.linkTarget)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		if seen != len(wants) {
+			t.Fatalf("seed %d: %d names seen, %d added", seed, seen, len(wants))
+		}
 	}
 }
