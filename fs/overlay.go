@@ -277,7 +277,7 @@ func (o *overlays) cover(j overlayJob) error {
 	}
 	o.mountMu.Lock()
 	defer o.mountMu.Unlock()
-	if o.closed {
+	if o.closed || o.unmounting() {
 		return nil
 	}
 	fd, err := o.configure(tree)
@@ -583,10 +583,21 @@ func timespecs(t time.Time) []unix.Timespec {
 	return []unix.Timespec{ts, ts}
 }
 
+// unmountingName is the marker opm umount leaves in the cache while it
+// unmounts (Unmount): no overlay is mounted meanwhile, or the unmount
+// would find the mount busy with it.
+const unmountingName = "unmounting"
+
+func (o *overlays) unmounting() bool {
+	_, err := os.Lstat(filepath.Join(o.cache, unmountingName))
+	return err == nil
+}
+
 // prune removes the trees being written by a mount that died, and the trees
 // older than treeMaxAge (by their change time: when they were written).
 func (o *overlays) prune() {
 	os.RemoveAll(filepath.Join(o.cache, "tmp"))
+	os.Remove(filepath.Join(o.cache, unmountingName)) // left by an unmount of a mount before
 	meta := filepath.Join(o.cache, "meta")
 	ents, err := os.ReadDir(meta)
 	if err != nil {

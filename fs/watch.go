@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -116,17 +117,29 @@ func Unmount(dir string, lazy bool) error {
 	if lazy {
 		flags = syscall.MNT_DETACH
 	}
+	// The daemon mounts no more overlays while this marker is there
+	// (overlays.unmounting); it goes if the unmount fails.
+	var marker string
+	if home, ok := MountedHome(dir); ok && !lazy {
+		marker = filepath.Join(registry.MountCacheDirOf(home), unmountingName)
+		if os.MkdirAll(filepath.Dir(marker), 0o755) != nil || os.WriteFile(marker, nil, 0o644) != nil {
+			marker = ""
+		}
+	}
 	var err error
-	for range 3 {
+	for range 20 {
 		if !lazy {
 			detachBelow(dir) // the overlays on package directories (overlay.go)
 		}
-		// EBUSY: open files, or an overlay mounted since (the daemon
-		// stops mounting them once its FUSE mount is going).
+		// EBUSY: open files, or an overlay the daemon was mounting as
+		// the marker came.
 		if err = syscall.Unmount(dir, flags); !errors.Is(err, syscall.EBUSY) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil && marker != "" {
+		os.Remove(marker)
 	}
 	if !errors.Is(err, syscall.EPERM) {
 		if err != nil {
