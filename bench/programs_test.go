@@ -29,11 +29,10 @@ var pythonModules = strings.Fields(`json email.parser email.mime.text http.clien
 // pythonModules it imports.
 func pythonTree(b *testing.B, dir string) (home, python string, modules []string) {
 	b.Helper()
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		b.Skipf("no python3: %v", err)
+	if _, err := exec.LookPath("python3"); err != nil {
+		b.Skipf("no python3 (make bench installs it): %v", err)
 	}
-	out, err := exec.Command(py, "-c", `import sys, sysconfig; print(sys.executable); print(sysconfig.get_paths()["stdlib"]); print("%d.%d" % sys.version_info[:2])`).Output()
+	out, err := exec.Command("python3", "-c", `import sys, sysconfig; print(sys.executable); print(sysconfig.get_paths()["stdlib"]); print("%d.%d" % sys.version_info[:2])`).Output()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -46,13 +45,26 @@ func pythonTree(b *testing.B, dir string) (home, python string, modules []string
 	for _, skip := range []string{"test", "site-packages", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3/tests"} {
 		os.RemoveAll(filepath.Join(lib, skip))
 	}
-	run(b, []string{"PYTHONHOME=" + home}, python, "-m", "compileall", "-q", "-j0", lib)
+	compile := pythonCmd(python, "-m", "compileall", "-q", "-j0", lib)
+	compile.Env = append(os.Environ(), "PYTHONHOME="+home)
+	if out, err := compile.CombinedOutput(); err != nil {
+		b.Fatalf("compileall: %v\n%s", err, out)
+	}
 	for _, m := range pythonModules {
-		if exec.Command(python, "-c", "import "+m).Run() == nil {
+		if pythonCmd(python, "-c", "import "+m).Run() == nil {
 			modules = append(modules, m)
 		}
 	}
 	return home, python, modules
+}
+
+// pythonCmd runs python3 with args, as the interpreter binary at python
+// (sys.executable: not a version manager's shim, whose start-up would be
+// timed too).
+func pythonCmd(python string, args ...string) *exec.Cmd {
+	cmd := exec.Command("python3", args...)
+	cmd.Path, cmd.Args[0] = python, python
+	return cmd
 }
 
 // BenchmarkProgramPythonImport: the interpreter started 10 times, each
@@ -69,7 +81,7 @@ func BenchmarkProgramPythonImport(b *testing.B) {
 	code := "import " + strings.Join(modules, ", ")
 	compareSides(b, sides, nil, func(root string) {
 		for range 10 {
-			cmd := exec.Command(python, "-s", "-c", code)
+			cmd := pythonCmd(python, "-s", "-c", code)
 			cmd.Env = append(os.Environ(), "PYTHONHOME="+root, "PYTHONDONTWRITEBYTECODE=1")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				b.Fatalf("python from %s: %v\n%s", root, err, out)
