@@ -89,17 +89,12 @@ func BenchmarkMountRead1GiB(b *testing.B) {
 	tree := filepath.Join(dir, "tree")
 	native := filepath.Join(tree, "big.bin")
 	writeRandom(b, native, 1<<30, 7)
-	sides := treeSides(b, dir, "big", tree)
-	blobs, _ := filepath.Glob(filepath.Join(dir, "home/blobs/sha256/*/*"))
-	var blob string
-	for _, p := range blobs {
-		if fi, err := os.Stat(p); err == nil && fi.Size() == 1<<30 {
-			blob = p
-		}
+	sides, r := treeSides(b, dir, "big", tree)
+	p, err := r.Resolve(opm.Reference{Repository: opm.Repository{Namespace: "bench", Project: "big", Name: "tree"}, Tag: "v1"})
+	if err != nil {
+		b.Fatal(err)
 	}
-	if blob == "" {
-		b.Fatal("the 1 GiB blob file is not in the local store")
-	}
+	blob := r.LocalPath(p.Manifest.Files()[0].Digest)
 	if err := os.Remove(native); err != nil {
 		b.Fatal(err)
 	}
@@ -137,7 +132,7 @@ func sh(b *testing.B, dir, script string) {
 // of many small files (see manyFiles).
 func BenchmarkMount50kFiles(b *testing.B) {
 	dir := b.TempDir()
-	sides := treeSides(b, dir, "many", writeManyFiles(b, dir))
+	sides, _ := treeSides(b, dir, "many", writeManyFiles(b, dir))
 	for _, c := range []struct{ name, script string }{
 		{"find", "find . > /dev/null"},
 		{"ls-lR", "ls -lR > /dev/null"},

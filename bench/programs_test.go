@@ -77,7 +77,7 @@ func BenchmarkProgramPythonImport(b *testing.B) {
 	dir := b.TempDir()
 	tree, python, modules := pythonTree(b, dir)
 	b.Logf("python %s, %d modules", python, len(modules))
-	sides := treeSides(b, dir, "python", tree)
+	sides, _ := treeSides(b, dir, "python", tree)
 	code := "import " + strings.Join(modules, ", ")
 	compareSides(b, sides, nil, func(root string) {
 		for range 10 {
@@ -112,7 +112,7 @@ func sourceTree(b *testing.B, dir string) string {
 // tree (see sourceTree), each 10 times a round.
 func BenchmarkProgramSourceTree(b *testing.B) {
 	dir := b.TempDir()
-	sides := treeSides(b, dir, "source", sourceTree(b, dir))
+	sides, _ := treeSides(b, dir, "source", sourceTree(b, dir))
 	for _, c := range []struct{ name, script string }{
 		{"grep-r", "grep -r -c 'func ' . > /dev/null"},
 		{"tar", "tar cf - . | wc -c > /dev/null"},
@@ -163,7 +163,7 @@ func BenchmarkProgramCompile(b *testing.B) {
 		b.Skipf("no gcc: %v", err)
 	}
 	dir := b.TempDir()
-	sides := treeSides(b, dir, "compile", compileTree(b, dir))
+	sides, _ := treeSides(b, dir, "compile", compileTree(b, dir))
 	out := filepath.Join(dir, "objects")
 	os.Mkdir(out, 0o755)
 	compareSides(b, sides, nil, func(root string) {
@@ -178,7 +178,7 @@ func BenchmarkProgramOpenClose(b *testing.B) {
 	dir := b.TempDir()
 	tree := filepath.Join(dir, "tree")
 	writeRandom(b, filepath.Join(tree, "lib/file.txt"), 4096, 1)
-	sides := treeSides(b, dir, "openclose", tree)
+	sides, _ := treeSides(b, dir, "openclose", tree)
 	const n = 20000
 	medians := compareSides(b, sides, nil, func(root string) {
 		p := filepath.Join(root, "lib/file.txt")

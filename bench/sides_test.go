@@ -10,6 +10,7 @@ import (
 	"time"
 
 	opmfs "github.com/openpm/opm/fs"
+	"github.com/openpm/opm/internal/opmtest"
 	"github.com/openpm/opm/registry"
 )
 
@@ -49,8 +50,8 @@ func mountConfigs() []mountConfig {
 
 // treeSides pushes tree as bench/<name>/tree:v1 into a fresh home, mounts
 // it once per mount configuration, makes and mounts a squashfs image of it,
-// and returns the sides: native first.
-func treeSides(b *testing.B, dir, name, tree string) []side {
+// and returns the sides, native first, and the home's registry.
+func treeSides(b *testing.B, dir, name, tree string) ([]side, *registry.Registry) {
 	b.Helper()
 	ref := "bench/" + name + "/tree:v1"
 	r, mnt := mountHome(b, dir, mountConfigs()[0].opts, func(r *registry.Registry) { pushDir(b, r, ref, tree+"/") })
@@ -66,7 +67,7 @@ func treeSides(b *testing.B, dir, name, tree string) []side {
 	for _, s := range sides[2:] {
 		waitReadPath(b, s.root)
 	}
-	return sides
+	return sides, r
 }
 
 // proactiveReclaim reports whether a DAMON context is running a pageout
@@ -106,34 +107,17 @@ func mountAgain(b *testing.B, r *registry.Registry, dir string, opts opmfs.Optio
 	return mnt
 }
 
-// waitReadPath looks up a package directory and waits until the mount has
-// settled on how it serves it (the overlay, where it is built, is mounted
-// in the background after the first lookup), so that the rounds measure
-// the steady state.
+// waitReadPath looks into a package directory and waits until the mount
+// has settled on how it serves it (opmtest.ServedBy: the overlay, where it
+// is built, is mounted in the background after the first look), so that
+// the rounds measure the steady state.
 func waitReadPath(b *testing.B, pkg string) {
 	b.Helper()
-	if _, err := os.ReadDir(pkg); err != nil {
-		b.Fatal(err)
-	}
 	mnt := pkg
 	for range 4 {
 		mnt = filepath.Dir(mnt)
 	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		st, err := opmfs.ReadStatus(mnt)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if st.Overlay.Pending == 0 {
-			b.Logf("%s: read path %s, %d overlays", mnt, st.ReadPath, st.Overlay.Mounted)
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%s: overlays still pending after 2 minutes: %+v", mnt, st.Overlay)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	b.Logf("%s: read path %s", mnt, opmtest.ServedBy(b, mnt, pkg))
 }
 
 // squashfuse makes a squashfs image of tree (mksquashfs, its default

@@ -120,10 +120,12 @@ func Unmount(dir string, lazy bool) error {
 	// The daemon mounts no more overlays while this marker is there
 	// (overlays.unmounting); it goes if the unmount fails.
 	var marker string
-	if home, ok := MountedHome(dir); ok && !lazy {
-		marker = filepath.Join(registry.MountCacheDirOf(home), unmountingName)
-		if os.MkdirAll(filepath.Dir(marker), 0o755) != nil || os.WriteFile(marker, nil, 0o644) != nil {
-			marker = ""
+	if !lazy {
+		if home, ok := MountedHome(dir); ok {
+			marker = filepath.Join(registry.MountCacheDirOf(home), unmountingName)
+			if os.MkdirAll(filepath.Dir(marker), 0o755) != nil || os.WriteFile(marker, nil, 0o644) != nil {
+				marker = "" // the unmount is tried all the same
+			}
 		}
 	}
 	var err error

@@ -181,17 +181,17 @@ func newMountOptions(c *cli.Context) (mountOptions, error) {
 	}, nil
 }
 
+// daemonMemoryLimit is the soft limit the daemon gives Go's collector
+// unless GOMEMLIMIT says otherwise. A daemon walked over 100k files holds
+// about 100 MB live; with the collector's default pacing its peak RSS was
+// 280–300 MB, with this limit 192–198 MB for the same walk in the same time
+// (bench MountWalk100kFiles). It is soft: a larger registry's live heap
+// passes it, and the collector then spends at most half the CPU trying.
+const daemonMemoryLimit = 128 << 20
+
 // runMount owns the home, mounts it and serves the control socket until the
 // mount goes away or ctx is cancelled (SIGINT, SIGTERM). It calls ready once
 // both are up.
-// daemonMemoryLimit is the soft limit the daemon gives Go's collector
-// unless GOMEMLIMIT says otherwise. A daemon walked over 100k files holds
-// about 120 MB live; with the collector's default pacing its peak RSS was
-// 280–300 MB, with this limit 195 MB for the same walk in the same time. It
-// is soft: a larger registry's live heap passes it, and the collector then
-// spends at most half the CPU trying (docs/mount.md).
-const daemonMemoryLimit = 128 << 20
-
 func runMount(ctx context.Context, o mountOptions, ready func(error)) error {
 	log := slog.Default()
 	if os.Getenv("GOMEMLIMIT") == "" {

@@ -112,7 +112,7 @@ func (im *Image) File(p string, perm uint32, size int64, mtime time.Time, xattrs
 
 // Symlink adds symbolic link p to target, kept verbatim.
 func (im *Image) Symlink(p, target string, mtime time.Time) error {
-	if target == "" || len(target) > blockSize {
+	if target == "" || len(target) > blockSize || strings.ContainsRune(target, 0) {
 		return fmt.Errorf("erofs: %s: link target of %d bytes", p, len(target))
 	}
 	return im.add(p, &node{mode: syscall.S_IFLNK | 0o777, target: target, mtime: mtime})
@@ -256,7 +256,11 @@ func dirData(es []dirent) []byte {
 
 // WriteTo writes the image.
 func (im *Image) WriteTo(w io.Writer) (int64, error) {
-	// Inodes, root first (its nid must fit 16 bits), each within a block.
+	if len(im.all) >= math.MaxUint32 {
+		return 0, errors.New("erofs: too many inodes")
+	}
+	// Inodes, the root first (at nid 0: the superblock keeps 16 bits of
+	// it), each within a block.
 	var meta int64
 	for i, n := range im.all {
 		s := n.slotBytes()
@@ -269,11 +273,11 @@ func (im *Image) WriteTo(w io.Writer) (int64, error) {
 		n.nid, n.ino = uint64(meta/slotSize), uint32(i+1)
 		meta += s
 	}
-	if im.root.nid != 0 {
-		return 0, errors.New("erofs: root not first")
-	}
 	const metaBlk = 1
-	next := uint32(metaBlk + (meta+blockSize-1)/blockSize)
+	blocks := metaBlk + (meta+blockSize-1)/blockSize
+	if blocks > math.MaxUint32 {
+		return 0, errors.New("erofs: image too large")
+	}
 	for _, n := range im.all {
 		switch n.mode & syscall.S_IFMT {
 		case syscall.S_IFDIR:
@@ -283,12 +287,13 @@ func (im *Image) WriteTo(w io.Writer) (int64, error) {
 		default:
 			continue
 		}
-		n.dataBlk = next
-		next += uint32((len(n.data) + blockSize - 1) / blockSize)
+		n.dataBlk = uint32(blocks)
+		blocks += (int64(len(n.data)) + blockSize - 1) / blockSize
+		if blocks > math.MaxUint32 {
+			return 0, errors.New("erofs: image too large")
+		}
 	}
-	if int64(next)*blockSize > math.MaxInt64/2 || len(im.all) > math.MaxUint32-1 {
-		return 0, errors.New("erofs: image too large")
-	}
+	next := uint32(blocks)
 
 	// Written in order — superblock, inodes, data — through one buffer.
 	out := &sink{w: bufio.NewWriterSize(w, 1<<20)}
@@ -310,7 +315,7 @@ func (im *Image) WriteTo(w io.Writer) (int64, error) {
 		clear(in)
 		layout, size := dataFlatPlain, uint64(len(n.data))
 		if n.mode&syscall.S_IFMT == syscall.S_IFREG {
-			layout, size = dataFlatPlain, uint64(n.size)
+			size = uint64(n.size)
 			if n.size > 0 {
 				layout = dataChunkBased
 			}

@@ -23,10 +23,9 @@ func ServedBy(t testing.TB, mnt, pkg string) string {
 	quiet := 0
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
 		st := overlayStatus(t, mnt)
-		if quiet = quiet + 1; st.Pending != 0 {
+		if st.Pending != 0 {
 			quiet = 0
-		}
-		if quiet == 2 {
+		} else if quiet++; quiet == 2 {
 			break
 		}
 		if time.Now().After(deadline) {
