@@ -585,12 +585,16 @@ func timespecs(t time.Time) []unix.Timespec {
 
 // unmountingName is the marker opm umount leaves in the cache while it
 // unmounts (Unmount): no overlay is mounted meanwhile, or the unmount
-// would find the mount busy with it.
-const unmountingName = "unmounting"
+// would find the mount busy with it. One older than unmountingFor was left
+// by an unmount that died, and is ignored.
+const (
+	unmountingName = "unmounting"
+	unmountingFor  = 10 * time.Second
+)
 
 func (o *overlays) unmounting() bool {
-	_, err := os.Lstat(filepath.Join(o.cache, unmountingName))
-	return err == nil
+	fi, err := os.Lstat(filepath.Join(o.cache, unmountingName))
+	return err == nil && time.Since(fi.ModTime()) < unmountingFor
 }
 
 // prune removes the trees being written by a mount that died, and the trees
