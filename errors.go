@@ -31,6 +31,8 @@ var (
 	ErrExists = errors.New("already exists")
 	// ErrLocked: another process holds the home or a lock of it.
 	ErrLocked = errors.New("locked by another process")
+	// ErrBusy: a mount is in use (opm umount while files are open there).
+	ErrBusy = errors.New("busy")
 	// ErrPermission: the operating system refused access to a file.
 	ErrPermission = errors.New("permission denied")
 	// ErrTooLarge: a request or input is over a documented limit.
@@ -72,6 +74,7 @@ var Kinds = []Kind{
 	{ErrConflict, "conflict", 4, 409, syscall.EIO},
 	{ErrExists, "exists", 6, 409, syscall.EEXIST},
 	{ErrLocked, "locked", 7, 503, syscall.EAGAIN},
+	{ErrBusy, "busy", 7, 503, syscall.EBUSY},
 	{ErrProblems, "problems", 8, 500, syscall.EIO},
 	{ErrPermission, "permission", 9, 403, syscall.EACCES},
 	{context.Canceled, "canceled", 1, 499, syscall.EINTR},

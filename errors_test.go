@@ -28,6 +28,7 @@ func TestKinds(t *testing.T) {
 		{ErrDigestInvalid, 5, 400, syscall.EIO},
 		{ErrExists, 6, 409, syscall.EEXIST},
 		{ErrLocked, 7, 503, syscall.EAGAIN},
+		{ErrBusy, 7, 503, syscall.EBUSY},
 		{ErrProblems, 8, 500, syscall.EIO},
 		{ErrPermission, 9, 403, syscall.EACCES},
 		{ErrTooLarge, 2, 413, syscall.EFBIG},

@@ -87,3 +87,16 @@ func Run(ctx context.Context, c net.Conn, req Request, stdout, stderr io.Writer,
 		}
 	}
 }
+
+// Unmount asks the daemon of home to take its mount down (opm umount) and
+// returns its answer; when the unmount is not lazy and succeeds, the daemon
+// has let the home go by then. served is false when no daemon runs.
+func Unmount(ctx context.Context, home string, req UnmountRequest) (served bool, res Result, err error) {
+	c, err := Dial(home)
+	if err != nil || c == nil {
+		return false, Result{}, err
+	}
+	defer c.Close()
+	res, err = Run(ctx, c, Request{Unmount: &req}, io.Discard, io.Discard, nil)
+	return true, res, err
+}

@@ -20,6 +20,11 @@
 // progress (its stderr is a terminal): the client draws it there.
 //
 // The client closing its end cancels the command.
+//
+// A request may instead ask the daemon to take its mount down (opm umount,
+// Request.Unmount): the daemon's main loop receives it (Server.Unmounts)
+// and answers with one Result, sent after the home is released when the
+// unmount succeeded (docs/mount.md, "Unmounting").
 package daemon
 
 import (
@@ -126,6 +131,19 @@ func (l *Lock) Release() error {
 // Held reports whether a live process holds the home's lock.
 func Held(home string) bool { return !whileFree(home, nil) }
 
+// Running returns the Info of the daemon that holds the home, if one does.
+func Running(home string) (Info, bool) {
+	b, err := os.ReadFile(filepath.Join(home, LockName))
+	if err != nil || !Held(home) {
+		return Info{}, false
+	}
+	var info Info
+	if json.Unmarshal(b, &info) != nil || info.PID == 0 {
+		return Info{}, false // taken, but not (or not yet) named by its owner
+	}
+	return info, true
+}
+
 // whileFree reports whether no live process holds the home's lock and, if
 // none does, runs fn (when not nil) holding it shared, so that no daemon
 // can take the home until fn returns.
@@ -154,6 +172,15 @@ type Request struct {
 	// Progress: the client draws progress (its stderr is a terminal), so
 	// the daemon sends Progress frames.
 	Progress bool `json:"progress,omitempty"`
+	// Unmount, when set, asks the daemon to take its mount down instead of
+	// running a command.
+	Unmount *UnmountRequest `json:"unmount,omitempty"`
+}
+
+// UnmountRequest asks the daemon to take down its mount.
+type UnmountRequest struct {
+	Mountpoint string `json:"mountpoint"` // the mount the client means: the daemon refuses another
+	Lazy       bool   `json:"lazy,omitempty"`
 }
 
 // Progress is one event of a long command's progress, drawn by the client

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/openpm/opm"
 )
 
 // Runner carries out one command, writing its output to stdout and stderr
@@ -31,8 +33,29 @@ type Server struct {
 
 	mu     sync.Mutex
 	closed bool           // Close was called: no new client is served
-	wg     sync.WaitGroup // clients being served
+	wg     sync.WaitGroup // commands being served (not unmount requests)
+
+	unmounts chan *UnmountCall
+	done     chan struct{} // closed by Close
 }
+
+// UnmountCall is a client's request to take the mount down, received by the
+// daemon's main loop from Unmounts. The loop must Reply to each.
+type UnmountCall struct {
+	UnmountRequest
+	reply chan Result
+	sent  chan struct{}
+}
+
+// Reply answers the client, and returns once the answer is written or the
+// client has gone: a daemon that replies and then exits has answered.
+func (u *UnmountCall) Reply(res Result) {
+	u.reply <- res
+	<-u.sent
+}
+
+// Unmounts delivers the clients' unmount requests (opm umount).
+func (s *Server) Unmounts() <-chan *UnmountCall { return s.unmounts }
 
 // Listen creates <home>/opm.sock, replacing a stale one. The caller holds
 // the home's Lock, so any socket already there was left by a dead daemon.
@@ -45,7 +68,7 @@ func Listen(home string, run Runner, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{ln: ln, run: run, log: log}, nil
+	return &Server{ln: ln, run: run, log: log, unmounts: make(chan *UnmountCall), done: make(chan struct{})}, nil
 }
 
 // Serve accepts clients until Close.
@@ -67,7 +90,6 @@ func (s *Server) Serve() {
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go func() {
-			defer s.wg.Done()
 			defer c.Close()
 			s.serve(c)
 		}()
@@ -75,9 +97,13 @@ func (s *Server) Serve() {
 }
 
 // Close stops accepting, removes the socket and waits for the commands in
-// progress.
+// progress. An unmount request not yet received by the main loop is
+// answered that the daemon is stopping.
 func (s *Server) Close() error {
 	s.mu.Lock()
+	if !s.closed {
+		close(s.done)
+	}
 	s.closed = true
 	s.mu.Unlock()
 	err := s.ln.Close() // a unix listener removes its socket file
@@ -85,7 +111,16 @@ func (s *Server) Close() error {
 	return err
 }
 
+// serve serves one client; the caller counted it in wg, and serve marks it
+// done (an unmount request early: Close does not wait for it, as the main
+// loop answers it after Close).
 func (s *Server) serve(c net.Conn) {
+	counted := true
+	defer func() {
+		if counted {
+			s.wg.Done()
+		}
+	}()
 	kind, p, err := readFrame(c)
 	var req Request
 	if err == nil && kind != frameRequest {
@@ -105,6 +140,12 @@ func (s *Server) serve(c net.Conn) {
 		io.Copy(io.Discard, c)
 		cancel()
 	}()
+	if req.Unmount != nil {
+		counted = false
+		s.wg.Done()
+		s.serveUnmount(ctx, c, *req.Unmount)
+		return
+	}
 
 	s.runMu.Lock()
 	defer s.runMu.Unlock()
@@ -122,6 +163,27 @@ func (s *Server) serve(c net.Conn) {
 	b, _ := json.Marshal(res)
 	mu.Lock()
 	defer mu.Unlock()
+	if err := writeFrame(c, frameResult, b); err != nil && !errors.Is(err, syscall.EPIPE) {
+		s.log.Warn("reply", "err", err)
+	}
+}
+
+// serveUnmount hands an unmount request to the main loop and sends its
+// answer.
+func (s *Server) serveUnmount(ctx context.Context, c net.Conn, req UnmountRequest) {
+	s.log.Info("unmount requested", "mountpoint", req.Mountpoint, "lazy", req.Lazy)
+	call := &UnmountCall{UnmountRequest: req, reply: make(chan Result), sent: make(chan struct{})}
+	var res Result
+	select {
+	case s.unmounts <- call:
+		res = <-call.reply
+		defer close(call.sent)
+	case <-s.done:
+		res = Result{Code: opm.KindOf(opm.ErrLocked).Exit, Error: "the opm daemon is stopping already"}
+	case <-ctx.Done():
+		return // the client has gone
+	}
+	b, _ := json.Marshal(res)
 	if err := writeFrame(c, frameResult, b); err != nil && !errors.Is(err, syscall.EPIPE) {
 		s.log.Warn("reply", "err", err)
 	}

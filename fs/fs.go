@@ -30,6 +30,7 @@ package opmfs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -132,8 +133,9 @@ type FS struct {
 	commands  atomic.Int64 // CLI commands served for the daemon (see CountCommand)
 	started   time.Time
 
-	stop     chan struct{}
-	stopOnce sync.Once
+	stop      chan struct{}
+	stopOnce  sync.Once
+	unmountMu sync.Mutex // one Unmount at a time
 	watching sync.WaitGroup
 }
 
@@ -270,15 +272,58 @@ func (fsys *FS) Wait() {
 	fsys.fds.close()
 }
 
-// Unmount unmounts the filesystem; with lazy it detaches it even while files
-// are open (MNT_DETACH).
+// Unmount takes the mount down (docs/mount.md, "Unmounting"): it stops
+// covering packages with overlays, then, unless processes use the mount,
+// detaches the overlays and unmounts FUSE; Wait then returns. If processes
+// use it, it fails with a *BusyError naming them (opm.ErrBusy) and the
+// mount goes on serving. With lazy it detaches everything at once, even
+// while files are open (MNT_DETACH): they read on until closed, and Wait
+// returns after that.
 func (fsys *FS) Unmount(lazy bool) error {
+	fsys.unmountMu.Lock()
+	defer fsys.unmountMu.Unlock()
+	o := fsys.ovl
+	o.pause()
 	if lazy {
+		detachBelow(fsys.mnt)
 		return Unmount(fsys.mnt, true)
 	}
-	fsys.ovl.close()
-	return fsys.server.Unmount()
+	// Who uses the mount is looked for before anything is detached, so
+	// that a refusal leaves it whole; the mount IDs stay valid after.
+	set, err := mountsAt(fsys.mnt)
+	if err != nil {
+		o.resume(false)
+		return err
+	}
+	if hs := holders(set); len(hs) > 0 {
+		o.resume(false)
+		return &BusyError{Dir: fsys.mnt, Holders: hs}
+	}
+	detachBelow(fsys.mnt)
+	// A path walk in progress holds the mount for an instant: EBUSY with
+	// no holder is tried again, a few times, then reported as it is.
+	pause := time.Millisecond
+	for try := 0; ; try++ {
+		err = Unmount(fsys.mnt, false)
+		if err == nil {
+			return nil
+		}
+		hs := holders(set)
+		if len(hs) > 0 || !errors.Is(err, syscall.EBUSY) || try == unmountTries {
+			o.resume(true)
+			if len(hs) > 0 || errors.Is(err, syscall.EBUSY) {
+				return &BusyError{Dir: fsys.mnt, Holders: hs}
+			}
+			return err
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, 100*time.Millisecond)
+	}
 }
+
+// unmountTries is how many times Unmount tries again when the kernel finds
+// the mount busy but no process holds it: about 5 s in all.
+const unmountTries = 55
 
 // CountCommand counts a CLI command carried out by the daemon serving this
 // mount; the count is in the status file.

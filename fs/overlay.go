@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -79,8 +80,8 @@ type overlays struct {
 	mu    sync.Mutex
 	asked map[string]uint64 // package path -> the directory (inode number) last asked for
 
-	mountMu sync.Mutex // held while mounting
-	closed  bool       // under mountMu: the mount is going away, mount no more
+	mountMu sync.Mutex // held while mounting, and while the mount is being taken down
+	paused  bool       // under mountMu: the mount is being taken down, mount no more
 
 	sizes sync.Map // digest.Digest -> int64: the blobs of the trees written or used
 
@@ -199,13 +200,27 @@ func (o *overlays) request(path string, ino uint64, p *pkg) {
 	}
 }
 
-// close stops mounting overlays (the FUSE mount is about to go) and
-// detaches those mounted.
-func (o *overlays) close() {
+// pause stops mounting overlays, for the FUSE mount is being taken down:
+// it waits for a mount in progress, and none is made until resume.
+// Packages asked for meanwhile are forgotten, to be asked for again.
+func (o *overlays) pause() {
 	o.mountMu.Lock()
-	o.closed = true
+	o.paused = true
 	o.mountMu.Unlock()
-	detachBelow(o.fs.mnt)
+}
+
+// resume mounts overlays again: the FUSE mount stays. If the overlays were
+// detached meanwhile, every package is forgotten, to be covered again at
+// its next look.
+func (o *overlays) resume(detached bool) {
+	o.mountMu.Lock()
+	o.paused = false
+	o.mountMu.Unlock()
+	if detached {
+		o.mu.Lock()
+		clear(o.asked)
+		o.mu.Unlock()
+	}
 }
 
 // forget drops what was asked for at these paths and below them: the head
@@ -263,6 +278,14 @@ func (o *overlays) cover(j overlayJob) error {
 			o.sizes.Store(f.Digest, f.Size)
 		}
 	}
+	// Under mountMu from before the directory is opened: the descriptor
+	// on the mount would make its unmount fail (pause).
+	o.mountMu.Lock()
+	defer o.mountMu.Unlock()
+	if o.paused {
+		o.forget([]string{j.path})
+		return nil
+	}
 	target, err := unix.Open(filepath.Join(o.fs.mnt, j.path), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil // gone already: the head moved
@@ -274,11 +297,6 @@ func (o *overlays) cover(j overlayJob) error {
 	}
 	if st.Dev != o.fuseDev || st.Ino != j.ino {
 		return nil // covered already, or the tag has moved on
-	}
-	o.mountMu.Lock()
-	defer o.mountMu.Unlock()
-	if o.closed || o.unmounting() {
-		return nil
 	}
 	fd, err := o.configure(tree)
 	if err != nil {
@@ -583,25 +601,10 @@ func timespecs(t time.Time) []unix.Timespec {
 	return []unix.Timespec{ts, ts}
 }
 
-// unmountingName is the marker opm umount leaves in the cache while it
-// unmounts (Unmount): no overlay is mounted meanwhile, or the unmount
-// would find the mount busy with it. One older than unmountingFor was left
-// by an unmount that died, and is ignored.
-const (
-	unmountingName = "unmounting"
-	unmountingFor  = 10 * time.Second
-)
-
-func (o *overlays) unmounting() bool {
-	fi, err := os.Lstat(filepath.Join(o.cache, unmountingName))
-	return err == nil && time.Since(fi.ModTime()) < unmountingFor
-}
-
 // prune removes the trees being written by a mount that died, and the trees
 // older than treeMaxAge (by their change time: when they were written).
 func (o *overlays) prune() {
 	os.RemoveAll(filepath.Join(o.cache, "tmp"))
-	os.Remove(filepath.Join(o.cache, unmountingName)) // left by an unmount of a mount before
 	meta := filepath.Join(o.cache, "meta")
 	ents, err := os.ReadDir(meta)
 	if err != nil {
@@ -660,6 +663,8 @@ func (o *overlays) status() OverlayStatus {
 
 // mountEntry is one line of /proc/self/mountinfo.
 type mountEntry struct {
+	id                    uint64 // the mount ID (statx STATX_MNT_ID, fdinfo mnt_id)
+	dev                   uint64 // its device number
 	point, fstype, source string
 }
 
@@ -677,7 +682,13 @@ func mountinfo() ([]mountEntry, error) {
 		if !ok || len(f) < 5 || len(g) < 2 {
 			continue
 		}
-		out = append(out, mountEntry{point: unescapeMountinfo(f[4]), fstype: g[0], source: unescapeMountinfo(g[1])})
+		e := mountEntry{point: unescapeMountinfo(f[4]), fstype: g[0], source: unescapeMountinfo(g[1])}
+		var major, minor uint32
+		if _, err := fmt.Sscanf(f[2], "%d:%d", &major, &minor); err == nil {
+			e.dev = unix.Mkdev(major, minor)
+		}
+		e.id, _ = strconv.ParseUint(f[0], 10, 64)
+		out = append(out, e)
 	}
 	return out, nil
 }

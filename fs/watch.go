@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -110,39 +109,17 @@ func (fsys *FS) refresh() error {
 
 func short(h registry.Hash) string { return h.String()[:12] }
 
-// Unmount unmounts dir: umount(2) when allowed (root), else fusermount3 -u.
-// With lazy the mount is detached even while in use (MNT_DETACH).
+// Unmount unmounts dir once: umount(2) when allowed (root), else
+// fusermount3 -u. With lazy the mount is detached even while in use
+// (MNT_DETACH). It does not wait for the daemon or retry: opm umount asks
+// the daemon, which calls FS.Unmount; this is for a mount whose daemon is
+// gone.
 func Unmount(dir string, lazy bool) error {
 	flags := 0
 	if lazy {
 		flags = syscall.MNT_DETACH
 	}
-	// The daemon mounts no more overlays while this marker is there
-	// (overlays.unmounting); it goes if the unmount fails.
-	var marker string
-	if !lazy {
-		if home, ok := MountedHome(dir); ok {
-			marker = filepath.Join(registry.MountCacheDirOf(home), unmountingName)
-			if os.MkdirAll(filepath.Dir(marker), 0o755) != nil || os.WriteFile(marker, nil, 0o644) != nil {
-				marker = "" // the unmount is tried all the same
-			}
-		}
-	}
-	var err error
-	for range 20 {
-		if !lazy {
-			detachBelow(dir) // the overlays on package directories (overlay.go)
-		}
-		// EBUSY: open files, or an overlay the daemon was mounting as
-		// the marker came.
-		if err = syscall.Unmount(dir, flags); !errors.Is(err, syscall.EBUSY) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil && marker != "" {
-		os.Remove(marker)
-	}
+	err := syscall.Unmount(dir, flags)
 	if !errors.Is(err, syscall.EPERM) {
 		if err != nil {
 			return &os.PathError{Op: "unmount", Path: dir, Err: err}
@@ -164,6 +141,23 @@ func Unmount(dir string, lazy bool) error {
 	}
 	return &os.PathError{Op: "unmount", Path: dir, Err: err}
 }
+
+// UnmountOrphan unmounts an opm mount that no daemon serves (its daemon
+// died): the overlays below it, then the mount itself. If processes use it,
+// it fails with a *BusyError naming them.
+func UnmountOrphan(dir string, lazy bool) error {
+	set, _ := mountsAt(dir)
+	detachBelow(dir)
+	err := Unmount(dir, lazy)
+	if errors.Is(err, syscall.EBUSY) {
+		return &BusyError{Dir: dir, Holders: holders(set)}
+	}
+	return err
+}
+
+// SameMountpoint reports whether a and b name the same mount point, as the
+// kernel records them (MountedHome).
+func SameMountpoint(a, b string) bool { return resolveMountpoint(a) == resolveMountpoint(b) }
 
 // CleanStale detaches dir if it is a mount whose server has died, and
 // reports whether it was.

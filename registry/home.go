@@ -109,11 +109,7 @@ func BlobFilePath(d digest.Digest) string { return cas.FanPath(d) }
 
 // MountCacheDir is the mount's own cache in the home (its overlay metadata
 // trees; see package opmfs). The registry never reads it.
-func (r *Registry) MountCacheDir() string { return MountCacheDirOf(r.dir) }
-
-// MountCacheDirOf is MountCacheDir of the home at home, for a process that
-// has not opened it (opm umount).
-func MountCacheDirOf(home string) string { return filepath.Join(home, "mount") }
+func (r *Registry) MountCacheDir() string { return filepath.Join(r.dir, "mount") }
 
 func (r *Registry) metaDir() string  { return filepath.Join(r.dir, "meta.git") }
 func (r *Registry) blobDir() string  { return filepath.Join(r.dir, "blobs") }

@@ -93,6 +93,18 @@ func umountCommand() *cli.Command {
 		Name:      "umount",
 		Usage:     "unmount an opm mount (its daemon then exits)",
 		ArgsUsage: "MOUNTPOINT",
+		Description: `Asks the daemon serving MOUNTPOINT to take the mount down, and returns
+once it has: the daemon stops covering packages, detaches their overlays,
+unmounts FUSE and lets the home go (the next command or mount on the home
+finds it free). While processes use the mount (open files, a working
+directory there), nothing is unmounted: the refusal names the busiest of
+them and the mount goes on serving; --lazy detaches it at once instead, and
+the daemon exits when the last file open there is closed. A mount left by a
+daemon that died is cleaned up directly.
+
+Examples:
+   opm umount /mnt/opm
+   opm umount --lazy /mnt/opm`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "lazy", Aliases: []string{"l"}, Usage: "detach now even if files are open (MNT_DETACH)"},
 		},
@@ -101,21 +113,34 @@ func umountCommand() *cli.Command {
 				return err
 			}
 			dir := absPath(c, c.Args().First())
+			lazy := c.Bool("lazy")
 			home, isOpm := opmfs.MountedHome(dir)
 			if !isOpm {
 				// As root, umount(2) would take any filesystem down.
 				return opm.Errorf(opm.ErrNotFound, "%s is not an opm mount", dir)
 			}
-			if err := opmfs.Unmount(dir, c.Bool("lazy")); err != nil {
+			if info, ok := daemon.Running(home); ok && opmfs.SameMountpoint(info.Mountpoint, dir) {
+				served, res, err := daemon.Unmount(c.Context, home, daemon.UnmountRequest{Mountpoint: dir, Lazy: lazy})
+				if err != nil {
+					return err
+				}
+				if served {
+					if res.Code != 0 {
+						return &daemonError{code: res.Code, msg: res.Error}
+					}
+					if lazy {
+						fmt.Fprintf(c.App.ErrWriter, "detached %s; its daemon (pid %d) exits once the last file open there is closed\n", dir, info.PID)
+					} else {
+						fmt.Fprintf(c.App.ErrWriter, "unmounted %s; its daemon (pid %d) has let %s go\n", dir, info.PID, home)
+					}
+					return nil
+				}
+			}
+			// No daemon serves the mount: one that died left it.
+			if err := opmfs.UnmountOrphan(dir, lazy); err != nil {
 				return err
 			}
-			// Return once the daemon has let the home go, so that the next
-			// command or mount on it does not find it busy. (A lazily
-			// detached mount lives on while files are open.)
-			wait := !c.Bool("lazy")
-			for deadline := time.Now().Add(10 * time.Second); wait && daemon.Held(home) && time.Now().Before(deadline); {
-				time.Sleep(10 * time.Millisecond)
-			}
+			fmt.Fprintf(c.App.ErrWriter, "unmounted %s, left by an opm daemon that is gone\n", dir)
 			return nil
 		},
 	}
@@ -191,8 +216,24 @@ const daemonMemoryLimit = 128 << 20
 
 // runMount owns the home, mounts it and serves the control socket until the
 // mount goes away or ctx is cancelled (SIGINT, SIGTERM). It calls ready once
-// both are up.
+// both are up. The opm umount that took the mount down is answered after
+// the home is let go, so that it returns only then.
 func runMount(ctx context.Context, o mountOptions, ready func(error)) error {
+	var by *daemon.UnmountCall
+	err := serveMount(ctx, o, ready, &by)
+	if by != nil {
+		res := daemon.Result{}
+		if err != nil {
+			res = daemon.Result{Code: exitCode(err), Error: oneLine(err)}
+		}
+		by.Reply(res)
+	}
+	return err
+}
+
+// serveMount is runMount until the home is let go; *by is set to the
+// unmount request that ended it, if one did.
+func serveMount(ctx context.Context, o mountOptions, ready func(error), by **daemon.UnmountCall) error {
 	log := slog.Default()
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(daemonMemoryLimit)
@@ -268,20 +309,50 @@ func runMount(ctx context.Context, o mountOptions, ready func(error)) error {
 		m.Wait()
 		close(unmounted)
 	}()
-	select {
-	case <-unmounted:
-		log.Info("unmounted", "dir", o.dir)
-	case <-ctx.Done():
-		log.Info("stopping", "dir", o.dir)
-		if err := m.Unmount(false); err != nil {
-			log.Warn("mount busy, detaching it", "dir", o.dir, "err", err)
-			if err := m.Unmount(true); err != nil {
-				log.Error("detach", "dir", o.dir, "err", err)
+	detached := false // by opm umount --lazy: the mount goes when its files are closed
+	for {
+		select {
+		case <-unmounted:
+			log.Info("unmounted", "dir", o.dir)
+			return srv.Close()
+		case <-ctx.Done():
+			log.Info("stopping", "dir", o.dir)
+			if err := m.Unmount(false); err != nil {
+				log.Warn("mount busy, detaching it", "dir", o.dir, "err", err)
+				if err := m.Unmount(true); err != nil {
+					log.Error("detach", "dir", o.dir, "err", err)
+				}
 			}
+			<-unmounted
+			return srv.Close()
+		case call := <-srv.Unmounts():
+			switch {
+			case !opmfs.SameMountpoint(call.Mountpoint, o.dir):
+				call.Reply(daemon.Result{Code: opm.KindOf(opm.ErrNotFound).Exit,
+					Error: fmt.Sprintf("the opm daemon of %s serves %s, not %s", o.home, o.dir, call.Mountpoint)})
+				continue
+			case detached:
+				call.Reply(daemon.Result{Code: opm.KindOf(opm.ErrBusy).Exit,
+					Error: fmt.Sprintf("%s is detached already; its daemon exits once the last file open there is closed", o.dir)})
+				continue
+			}
+			if err := m.Unmount(call.Lazy); err != nil {
+				log.Warn("unmount refused", "dir", o.dir, "lazy", call.Lazy, "err", err)
+				call.Reply(daemon.Result{Code: exitCode(err), Error: oneLine(err)})
+				continue
+			}
+			if call.Lazy {
+				log.Info("detached on request", "dir", o.dir)
+				detached = true
+				call.Reply(daemon.Result{})
+				continue
+			}
+			<-unmounted
+			log.Info("unmounted on request", "dir", o.dir)
+			*by = call
+			return srv.Close()
 		}
-		<-unmounted
 	}
-	return srv.Close()
 }
 
 // readyReport tells the process that started this daemon (opm mount
