@@ -136,7 +136,7 @@ type FS struct {
 	stop      chan struct{}
 	stopOnce  sync.Once
 	unmountMu sync.Mutex // one Unmount at a time
-	watching sync.WaitGroup
+	watching  sync.WaitGroup
 }
 
 // tagTime is when the tag was last set, as of the view. A failure is
