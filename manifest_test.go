@@ -180,14 +180,16 @@ func TestParseManifestRefuses(t *testing.T) {
 
 // Deep paths cost time in proportion to their length: checking that no
 // file is also a directory once took time in proportion to the square
-// (minutes for a manifest under MaxManifestSize).
+// (minutes for a manifest under MaxManifestSize). The test bounds no
+// time (a bound on the clock fails on a loaded machine): a check gone
+// quadratic again shows as a slow test, seconds here, or as the test
+// binary's timeout.
 func TestParseManifestDeepPaths(t *testing.T) {
 	deep := strings.Repeat("d/", 2040)
 	files := make([]File, 1000)
 	for i := range files {
 		files[i] = File{Path: fmt.Sprintf("%s%d", deep, i), Digest: EmptyFileDigest}
 	}
-	start := time.Now()
 	m, err := NewPackage(files, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -198,9 +200,6 @@ func TestParseManifestDeepPaths(t *testing.T) {
 	}
 	if _, err := ParseManifest(b); err != nil {
 		t.Fatal(err)
-	}
-	if took := time.Since(start); took > 10*time.Second {
-		t.Fatalf("1000 paths of %d bytes took %v", len(files[0].Path), took)
 	}
 }
 

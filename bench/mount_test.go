@@ -4,19 +4,23 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
+	"github.com/openpm/opm/daemon"
 	opmfs "github.com/openpm/opm/fs"
+	"github.com/openpm/opm/internal/opmtest"
 	"github.com/openpm/opm/layout"
 	"github.com/openpm/opm/registry"
 )
@@ -40,6 +44,24 @@ func mountHome(b *testing.B, dir string, opts opmfs.Options, fill func(*registry
 		fill(r)
 	}
 	return r, mountAgain(b, r, dir, opts)
+}
+
+// unmountAtEnd detaches the mount at mnt when the benchmark ends (lazily:
+// one that failed in the middle of a round may leave it mounted, with
+// files open; not mounted is fine) and waits until its daemon has let home
+// go.
+func unmountAtEnd(b *testing.B, home, mnt string) {
+	b.Cleanup(func() {
+		if err := opmfs.Unmount(mnt, true); err != nil && !errors.Is(err, syscall.EINVAL) {
+			b.Logf("unmount %s: %v", mnt, err)
+		}
+		opmtest.Eventually(b, "the daemon of "+home+" to exit after the unmount of "+mnt, func() error {
+			if daemon.Held(home) {
+				return errors.New("a daemon still holds the home")
+			}
+			return nil
+		})
+	})
 }
 
 func pushDir(b *testing.B, r *registry.Registry, ref string, paths ...string) {
@@ -288,6 +310,7 @@ func BenchmarkMountScale(b *testing.B) {
 	b.Logf("registry of %d tags, %d files written in %v", scaleRepos*scaleTags, scaleRepos*scaleTags*scaleFiles, time.Since(start))
 	mnt := filepath.Join(dir, "mnt")
 	os.Mkdir(mnt, 0o755)
+	unmountAtEnd(b, home, mnt)
 	repo := filepath.Join(mnt, "bench/p00/data")
 	var ready, ls, lsl []time.Duration
 	var rss int64
@@ -338,6 +361,7 @@ func BenchmarkMountWalk100kFiles(b *testing.B) {
 	r.Close()
 	mnt := filepath.Join(dir, "mnt")
 	os.Mkdir(mnt, 0o755)
+	unmountAtEnd(b, home, mnt)
 	for _, c := range []struct{ name, env string }{{"fuse", "OPM_OVERLAY=0"}, {"overlay", "OPM_OVERLAY=1"}} {
 		env := []string{"OPM_HOME=" + home, c.env}
 		run(b, env, opmBin, "mount", "--daemon", mnt)

@@ -3,32 +3,82 @@ package cas_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/cas"
 	"github.com/openpm/opm/cas/castest"
+	"github.com/openpm/opm/internal/opmtest"
 )
 
-// counting wraps a real store, counts Opens, and makes each Open slow so
-// that concurrent callers overlap.
+// counting wraps a real store and counts Opens. An Open for one of the
+// concurrent readers of readConcurrently waits until every other one waits
+// for the download it serves, so that the readers surely overlap: a reader
+// that came after the download ended would start its own.
 type counting struct {
 	cas.Store
 	opens atomic.Int32
+
+	mu      sync.Mutex
+	readers []*reader
 }
 
 func (c *counting) Open(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
 	c.opens.Add(1)
-	time.Sleep(100 * time.Millisecond)
+	if me, ok := ctx.Value(readerKey{}).(*reader); ok {
+		c.mu.Lock()
+		readers := c.readers
+		c.mu.Unlock()
+		err := opmtest.Wait("the other readers to wait for the download", func() error {
+			if c.opens.Load() > 1 {
+				return nil // a second download: the readers did not share one (the test fails on the count)
+			}
+			left := 0
+			for _, r := range readers {
+				if r != me && !r.waiting.Load() {
+					left++
+				}
+			}
+			if left > 0 {
+				return fmt.Errorf("%d of %d not waiting yet", left, len(readers)-1)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	return c.Store.Open(ctx, d)
+}
+
+// reader is the context of one reader of readConcurrently. It notes when
+// the cache asks for its Done channel: a caller that joins a download in
+// progress does so as it starts waiting for the download.
+type reader struct {
+	context.Context
+	waiting atomic.Bool
+}
+
+type readerKey struct{}
+
+func (r *reader) Done() <-chan struct{} {
+	r.waiting.Store(true)
+	return r.Context.Done()
+}
+
+func (r *reader) Value(key any) any {
+	if key == (readerKey{}) {
+		return r
+	}
+	return r.Context.Value(key)
 }
 
 // failingPut wraps a real store whose uploads fail.
@@ -48,13 +98,34 @@ func newCache(t *testing.T) (*cas.Cache, *counting, string) {
 	return c, remote, dir
 }
 
-// readConcurrently reads d from n goroutines at once.
-func readConcurrently(st cas.Fetcher, d digest.Digest, n int) ([][]byte, []error) {
+// readConcurrently reads d through c from n goroutines at once: the
+// download from remote waits until they all wait for it (see counting).
+func readConcurrently(c *cas.Cache, remote *counting, d digest.Digest, n int) ([][]byte, []error) {
+	readers := make([]*reader, n)
+	for i := range readers {
+		readers[i] = &reader{Context: context.Background()}
+	}
+	remote.mu.Lock()
+	remote.readers = readers
+	remote.mu.Unlock()
+	defer func() {
+		remote.mu.Lock()
+		remote.readers = nil
+		remote.mu.Unlock()
+	}()
 	got := make([][]byte, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { got[i], errs[i] = castest.ReadAll(st, d) })
+		wg.Go(func() {
+			rc, err := c.Open(readers[i], d)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer rc.Close()
+			got[i], errs[i] = io.ReadAll(rc)
+		})
 	}
 	wg.Wait()
 	return got, errs
@@ -65,7 +136,7 @@ func TestCacheFetchesOnce(t *testing.T) {
 	b, d := castest.Blob(1, 2<<20)
 	castest.MustPut(t, remote.Store, d, b)
 
-	got, errs := readConcurrently(c, d, 16)
+	got, errs := readConcurrently(c, remote, d, 16)
 	for i := range got {
 		if errs[i] != nil {
 			t.Fatalf("reader %d: %v", i, errs[i])
@@ -93,7 +164,7 @@ func TestCacheRefusesCorruptRemote(t *testing.T) {
 	remoteFile := filepath.Join(dir, "blobs", "sha256", d.Encoded())
 	corruptFile(t, remoteFile)
 
-	_, errs := readConcurrently(c, d, 4)
+	_, errs := readConcurrently(c, remote, d, 4)
 	for i, err := range errs {
 		if !errors.Is(err, opm.ErrIntegrity) {
 			t.Fatalf("reader %d: got %v, want an integrity error", i, err)

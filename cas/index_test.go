@@ -11,6 +11,7 @@ import (
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/cas"
 	"github.com/openpm/opm/cas/castest"
+	"github.com/openpm/opm/internal/opmtest"
 )
 
 func TestIndexEntries(t *testing.T) {
@@ -99,7 +100,7 @@ func TestIndexLockWait(t *testing.T) {
 
 	// Released while a second opener waits: it gets the index.
 	time.AfterFunc(200*time.Millisecond, func() { first.Close() })
-	second, err := cas.OpenIndex(context.Background(), dir, 10*time.Second)
+	second, err := cas.OpenIndex(context.Background(), dir, opmtest.WaitTimeout)
 	if err != nil {
 		t.Fatalf("open after release: %v", err)
 	}

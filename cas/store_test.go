@@ -15,6 +15,7 @@ import (
 
 	"github.com/openpm/opm/cas"
 	"github.com/openpm/opm/cas/castest"
+	"github.com/openpm/opm/internal/opmtest"
 )
 
 // corruptFile flips the first byte of a file (or writes one into an empty one).
@@ -193,7 +194,7 @@ func TestCopyOutCancelled(t *testing.T) {
 		if err == nil {
 			t.Fatal("a cancelled copy succeeded")
 		}
-	case <-time.After(time.Minute):
+	case <-time.After(opmtest.WaitTimeout):
 		t.Fatal("CopyOut with a cancelled context did not return")
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/openpm/opm"
+	"github.com/openpm/opm/internal/opmtest"
 )
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -95,7 +96,7 @@ func TestCancel(t *testing.T) {
 	}
 	select {
 	case <-cancelled:
-	case <-time.After(30 * time.Second):
+	case <-time.After(opmtest.WaitTimeout):
 		t.Fatal("the command was not cancelled")
 	}
 }
@@ -197,18 +198,50 @@ func TestAcquireDuringProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	fd := int(f.Fd())
-	released := make(chan struct{})
+	// The probe lets go once Acquire is at it (this process has the lock
+	// file open a second time: Acquire's descriptor), not after a guessed
+	// delay: its release lands within Acquire's tries.
+	lockPath, err := filepath.EvalSymlinks(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	acquired, released := make(chan struct{}), make(chan error, 1)
 	go func() {
-		defer close(released)
-		time.Sleep(50 * time.Millisecond)
+		err := opmtest.Wait("Acquire to open "+lockPath, func() error {
+			select {
+			case <-acquired:
+				return nil // Acquire gave up (the test fails on its error)
+			default:
+			}
+			if n := openCount(lockPath); n < 2 {
+				return fmt.Errorf("open %d times in this process", n)
+			}
+			return nil
+		})
 		syscall.Flock(fd, syscall.LOCK_UN)
+		released <- err
 	}()
-	defer func() { <-released }() // before f.Close
 	lock, err := Acquire(home, Info{PID: 1, Mountpoint: "/mnt/x"})
+	close(acquired)
+	if werr := <-released; werr != nil { // before f.Close
+		t.Error(werr)
+	}
 	if err != nil {
 		t.Fatalf("Acquire while probed: %v", err)
 	}
 	lock.Release()
+}
+
+// openCount is how many descriptors of this process are open on path.
+func openCount(path string) int {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	n := 0
+	for _, e := range ents {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && target == path {
+			n++
+		}
+	}
+	return n
 }
 
 // TestAcquireRecordFails: a lock whose owner record cannot be written is

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,11 +105,12 @@ func bucketHome(t *testing.T) *registry.Registry {
 // RELEASE after close(2) has returned.
 func waitReleased(t *testing.T, r *registry.Registry) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); r.BlobsInUse() != 0; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d blobs still held open 10 s after every file was closed", r.BlobsInUse())
+	opmtest.Eventually(t, "the mount to release every blob once every file was closed", func() error {
+		if n := r.BlobsInUse(); n != 0 {
+			return fmt.Errorf("%d blobs still held open", n)
 		}
-	}
+		return nil
+	})
 }
 
 // TestOpenDuringEviction: while eviction removes one blob (its unlink and
@@ -125,8 +127,18 @@ func TestOpenDuringEviction(t *testing.T) {
 	push(t, r, "acme/web/site:v1", opmtest.WriteTree(t, map[string]string{"first": string(first), "other": string(other)}))
 	_, mnt := mountHome(t, r, opmfs.Options{NoOverlay: true})
 
-	// The eviction of the first blob it removes blocks until released.
+	// The eviction of the first blob it removes blocks until released
+	// (at the latest when the test ends: a failed test must not leave the
+	// mount's reads and the prune stuck, or the unmount waits for them).
 	entered, release := make(chan string, 16), make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() {
+		releaseOnce.Do(func() {
+			r.SetEvictHook(nil)
+			close(release)
+		})
+	}
+	t.Cleanup(unblock)
 	r.SetEvictHook(func(d digest.Digest) {
 		if d == dFirst || d == dOther {
 			entered <- string(d)
@@ -141,7 +153,7 @@ func TestOpenDuringEviction(t *testing.T) {
 	var evicting string
 	select {
 	case evicting = <-entered:
-	case <-time.After(10 * time.Second):
+	case <-time.After(opmtest.WaitTimeout):
 		t.Fatal("eviction did not start")
 	}
 	open := func(name string) <-chan error {
@@ -167,18 +179,19 @@ func TestOpenDuringEviction(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(opmtest.WaitTimeout): // stuck: the eviction waits for the test
 		t.Fatalf("an open of %s waited for the eviction of %s", free, busy)
 	}
-	// An open of the blob being removed waits for the removal.
+	// An open of the blob being removed waits for the removal. (Not
+	// answered within the window is what the test can see of waiting; on
+	// a slow machine the window proves less, it never fails wrongly.)
 	waiting := open(busy)
 	select {
 	case err := <-waiting:
 		t.Fatalf("an open of %s did not wait for its eviction: %v", busy, err)
 	case <-time.After(200 * time.Millisecond):
 	}
-	r.SetEvictHook(nil)
-	close(release)
+	unblock()
 	if err := <-waiting; err != nil {
 		t.Fatalf("open of %s after its eviction: %v", busy, err)
 	}

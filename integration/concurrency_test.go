@@ -8,6 +8,7 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -38,6 +39,10 @@ type storm struct {
 	mu     sync.Mutex
 	pushed []pushedTag // confirmed by their push, in order
 	reads  map[string]int
+	// first is closed when the first push is confirmed: readers of tags
+	// already pushed wait for it.
+	first     chan struct{}
+	firstOnce sync.Once
 }
 
 type pushedTag struct {
@@ -46,7 +51,7 @@ type pushedTag struct {
 }
 
 func newStorm(t *testing.T, home string, procs, per int, ref func(p, i int) string) *storm {
-	s := &storm{t: t, home: home, procs: procs, per: per, ref: ref, reads: map[string]int{}}
+	s := &storm{t: t, home: home, procs: procs, per: per, ref: ref, reads: map[string]int{}, first: make(chan struct{})}
 	p := filepath.Join(t.TempDir(), "common.bin")
 	must(t, writeRandom(p, 64<<10, 99))
 	common, err := os.ReadFile(p)
@@ -94,21 +99,27 @@ func makeGarbage(t *testing.T, home, ref, dir string) []string {
 
 // run makes the pushes, procs processes at a time, while each of readers
 // runs until the pushes end (a reader gets a stop channel). Every push
-// must succeed.
+// must succeed. The readers and the pushing processes start at once.
 func (s *storm) run(readers ...func(stop <-chan struct{})) time.Duration {
 	s.t.Helper()
 	stop := make(chan struct{})
+	start := opmtest.NewBarrier(len(readers) + s.procs)
 	var rw sync.WaitGroup
 	for _, r := range readers {
 		rw.Add(1)
-		go func() { defer rw.Done(); r(stop) }()
+		go func() {
+			defer rw.Done()
+			start.Wait()
+			r(stop)
+		}()
 	}
-	start := time.Now()
+	began := time.Now()
 	var wg sync.WaitGroup
 	for p := range s.procs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			start.Wait()
 			for i := range s.per {
 				dir, body, err := s.source(p, i)
 				if err != nil {
@@ -135,23 +146,27 @@ func (s *storm) run(readers ...func(stop <-chan struct{})) time.Duration {
 				s.mu.Lock()
 				s.pushed = append(s.pushed, pushedTag{ref: ref, digest: d, body: body})
 				s.mu.Unlock()
+				s.firstOnce.Do(func() { close(s.first) })
 			}
 		}()
 	}
 	wg.Wait()
-	took := time.Since(start)
+	took := time.Since(began)
 	close(stop)
 	rw.Wait()
 	return took
 }
 
-// pick returns a tag already pushed (false if none yet).
-func (s *storm) pick(rng *rand.Rand) (pushedTag, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.pushed) == 0 {
+// pick returns a tag already pushed, waiting for the first push if need
+// be; false if the pushes end first.
+func (s *storm) pick(rng *rand.Rand, stop <-chan struct{}) (pushedTag, bool) {
+	select {
+	case <-s.first:
+	case <-stop:
 		return pushedTag{}, false
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.pushed[rng.IntN(len(s.pushed))], true
 }
 
@@ -172,10 +187,9 @@ func (s *storm) puller(seed uint64) func(stop <-chan struct{}) {
 				return
 			default:
 			}
-			tag, ok := s.pick(rng)
+			tag, ok := s.pick(rng, stop)
 			if !ok {
-				time.Sleep(10 * time.Millisecond)
-				continue
+				return
 			}
 			out := filepath.Join(s.t.TempDir(), "out")
 			if o, err := runOpm(s.t, s.home, "pull", tag.ref, "-o", out); err != nil {
@@ -212,14 +226,15 @@ func (s *storm) mountReader(mnt string, seed uint64) func(stop <-chan struct{}) 
 				return
 			default:
 			}
-			tag, ok := s.pick(rng)
+			tag, ok := s.pick(rng, stop)
 			if !ok {
-				time.Sleep(10 * time.Millisecond)
-				continue
+				return
 			}
 			repo, t, _ := strings.Cut(tag.ref, ":")
 			dir := filepath.Join(mnt, repo, t)
 			if _, err := os.Stat(dir); os.IsNotExist(err) {
+				// Not shown yet: another tag, after a pause (the pause
+				// paces this reader; it waits for nothing).
 				s.counted("mount-not-yet")
 				time.Sleep(5 * time.Millisecond)
 				continue
@@ -392,7 +407,7 @@ func TestConcurrentPushesManyRepositoriesMount(t *testing.T) {
 	for _, p := range s.pushed {
 		repo, tag, _ := strings.Cut(p.ref, ":")
 		f := filepath.Join(mnt, repo, tag, "f.txt")
-		waitFor(t, p.ref+" in the mount", func() bool { return exists(f) })
+		opmtest.Eventually(t, p.ref+" to show in the mount", appears(f))
 		if b, err := os.ReadFile(f); err != nil || string(b) != p.body {
 			t.Errorf("%s through the mount: %q %v", f, b, err)
 		}
@@ -419,9 +434,30 @@ func TestConcurrentGCReusedGarbage(t *testing.T) {
 }
 
 func testGCReusedGarbage(t *testing.T, withBucket bool) {
-	home := t.TempDir()
-	bucket := t.TempDir()
+	// The race is provoked only if gc runs while the push stores big.bin.
+	// A push that ended before gc could start (a fast machine) proves
+	// nothing: the scenario is run again, in a fresh home, with a file
+	// twice as big; the test fails if it is never provoked.
+	const attempts = 4
+	size := int64(300 << 20)
+	for attempt := 1; !gcBesidePush(t, withBucket, size); attempt++ {
+		if attempt == attempts {
+			t.Fatalf("in %d attempts (big.bin up to %d MiB) the push always ended before gc could run beside it", attempts, size>>20)
+		}
+		size *= 2
+	}
+}
+
+// gcBesidePush runs the scenario of TestConcurrentGCReusedGarbage once, with
+// a big.bin of size bytes, and reports whether gc ran while the push stored
+// it. When it did not, nothing was checked and the attempt's files are
+// removed.
+func gcBesidePush(t *testing.T, withBucket bool, size int64) bool {
+	t.Helper()
+	dir := t.TempDir()
+	home, bucket := filepath.Join(dir, "home"), filepath.Join(dir, "bucket")
 	if withBucket {
+		must(t, os.Mkdir(bucket, 0o755))
 		mustOpm(t, home, "config", "opm.blobs", "file://"+bucket)
 	}
 	reused := map[string]string{"x.txt": "content pushed, removed, then pushed again\n"}
@@ -432,7 +468,7 @@ func testGCReusedGarbage(t *testing.T, withBucket bool) {
 		}
 	}
 	src := opmtest.WriteTree(t, reused)
-	must(t, writeRandom(filepath.Join(src, "big.bin"), 300<<20, 1))
+	must(t, writeRandom(filepath.Join(src, "big.bin"), size, 1))
 	push := opmCmd(home, "push", "conc/gc/race:b", src)
 	out := &strings.Builder{}
 	push.Stdout, push.Stderr = out, out
@@ -442,15 +478,28 @@ func testGCReusedGarbage(t *testing.T, withBucket bool) {
 	// While big.bin is being stored (its temporary file exists), x.txt was
 	// found stored already.
 	tmp := filepath.Join(home, "blobs", "tmp")
-	for {
+	var ended bool
+	var pushErr error
+	opmtest.Eventually(t, "big.bin's temporary file in "+tmp+" (or the end of the push)", func() error {
 		if entries, _ := os.ReadDir(tmp); len(entries) > 0 {
-			break
+			return nil
 		}
 		select {
-		case err := <-done:
-			t.Skipf("the push ended (%v) before gc could run beside it", err)
-		case <-time.After(time.Millisecond):
+		case pushErr = <-done:
+			ended = true
+			return nil
+		default:
+			return errors.New("no temporary file yet")
 		}
+	})
+	if ended {
+		if pushErr != nil {
+			t.Fatalf("push: %v\n%s", pushErr, out)
+		}
+		t.Logf("the push ended before gc could run beside it (big.bin of %d MiB): trying again", size>>20)
+		os.RemoveAll(dir)
+		os.RemoveAll(src)
+		return false
 	}
 	gcOut := mustOpm(t, home, "gc", "--grace", "1m", "--keep", "0s")
 	if err := <-done; err != nil {
@@ -461,4 +510,5 @@ func testGCReusedGarbage(t *testing.T, withBucket bool) {
 		t.Fatalf("after a gc beside the push (gc said %q): %v", gcOut.stdout, err)
 	}
 	mustOpm(t, home, "pull", "conc/gc/race:b", "-o", filepath.Join(t.TempDir(), "out"))
+	return true
 }

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/openpm/opm/internal/opmtest"
 )
@@ -144,16 +143,17 @@ func TestHostileMount(t *testing.T) {
 
 	evil := filepath.Join(mnt, "acme/ok/evil")
 	var tags []string
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		ents, _ := os.ReadDir(evil)
+	opmtest.Eventually(t, "the mount to show the hostile commit (a listing of acme/ok/evil)", func() error {
+		ents, err := os.ReadDir(evil)
 		tags = tags[:0]
 		for _, e := range ents {
 			tags = append(tags, e.Name())
 		}
-		if len(tags) > 0 || time.Now().After(deadline) {
-			break
+		if len(tags) == 0 {
+			return fmt.Errorf("no tags listed: %v", err)
 		}
-	}
+		return nil
+	})
 	want := []string{"links", "safe"}
 	for tag := range hostile {
 		want = append(want, tag)
@@ -225,14 +225,11 @@ func TestHostileMount(t *testing.T) {
 
 	// The mount goes on: a push through the daemon shows up.
 	opmOK(t, home, nil, "push", "acme/ok/repo:v2", good)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		b, err := os.ReadFile(filepath.Join(mnt, "acme/ok/repo/v2/sub/x"))
-		if err == nil && string(b) == "x" {
-			break
+	opmtest.Eventually(t, "v2 to show in the mount after the hostile commit", func() error {
+		if b, err := os.ReadFile(filepath.Join(mnt, "acme/ok/repo/v2/sub/x")); err != nil || string(b) != "x" {
+			return fmt.Errorf("v2/sub/x: %q, %v", b, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("v2 after the hostile commit: %q, %v", b, err)
-		}
-	}
+		return nil
+	})
 	readGood()
 }

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -9,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/internal/opmtest"
@@ -40,9 +40,9 @@ func TestHostilePeer(t *testing.T) {
 
 	mnt := filepath.Join(t.TempDir(), "mnt")
 	must(t, os.Mkdir(mnt, 0o755))
-	opmOK(t, reader, nil, "mount", "--daemon", "--sync-interval", "100ms", mnt)
 	t.Cleanup(func() { unmountAndWait(t, reader, mnt) })
-	waitFor(t, "the good tag in the mount", func() bool { return exists(filepath.Join(mnt, "acme/ok/repo/v1/f000.bin")) })
+	opmOK(t, reader, nil, "mount", "--daemon", "--sync-interval", "100ms", mnt)
+	opmtest.Eventually(t, "the good tag to show in the mount", appears(filepath.Join(mnt, "acme/ok/repo/v1/f000.bin")))
 
 	layer := func(title string) map[string]any {
 		return map[string]any{"mediaType": opm.MediaTypeOctet, "digest": opm.EmptyFileDigest, "size": 0,
@@ -89,9 +89,22 @@ func TestHostilePeer(t *testing.T) {
 				strings.Count(r.stderr, "\n") != 1 {
 				t.Errorf("opm sync: exit %d, %q; want exit 2 and one line naming the tag and %q", r.code, r.stderr, c.why)
 			}
-			// The daemon's own follow refuses too: the hostile tag never shows,
-			// the good one still reads.
-			time.Sleep(300 * time.Millisecond)
+			// The daemon's own follow refuses too: once it has tried the
+			// hostile head (its log says so), the hostile tag is not shown
+			// and the good one still reads.
+			hostile := gitOut(t, origin, "rev-parse", "main")
+			opmtest.Eventually(t, "the daemon's follow to refuse "+hostile[:12], func() error {
+				log, err := os.ReadFile(filepath.Join(reader, "opm.log"))
+				if err != nil {
+					return err
+				}
+				for line := range strings.SplitSeq(string(log), "\n") {
+					if strings.Contains(line, "sync with origin failed") && strings.Contains(line, hostile[:12]) {
+						return nil
+					}
+				}
+				return errors.New("no refusal of it in the daemon's log yet")
+			})
 			if exists(filepath.Join(mnt, "acme/ok/evil")) {
 				t.Error("the hostile tag's repository appeared in the mount")
 			}
@@ -112,7 +125,7 @@ func TestHostilePeer(t *testing.T) {
 	}
 	// Mended, the upstream is followed again.
 	mustOpm(t, pub, "push", "acme/ok/repo:v2", good)
-	waitFor(t, "the next good tag in the mount", func() bool { return exists(filepath.Join(mnt, "acme/ok/repo/v2/f000.bin")) })
+	opmtest.Eventually(t, "the next good tag to show in the mount", appears(filepath.Join(mnt, "acme/ok/repo/v2/f000.bin")))
 }
 
 // gitCommitFile commits the file at src as path on main of the bare
@@ -160,8 +173,8 @@ func TestDaemonHTTPReadToken(t *testing.T) {
 	must(t, os.WriteFile(tok, []byte("s3cret\n"), 0o600))
 	mnt := filepath.Join(t.TempDir(), "mnt")
 	must(t, os.Mkdir(mnt, 0o755))
-	opmOK(t, home, nil, "mount", "--daemon", "--http", addr, "--http-read-token-file", tok, mnt)
 	t.Cleanup(func() { unmountAndWait(t, home, mnt) })
+	opmOK(t, home, nil, "mount", "--daemon", "--http", addr, "--http-read-token-file", tok, mnt)
 	get := func(auth string) int {
 		req, err := http.NewRequest("GET", "http://"+addr+"/v2/acme/ok/repo/tags/list", nil)
 		must(t, err)
@@ -175,7 +188,12 @@ func TestDaemonHTTPReadToken(t *testing.T) {
 		res.Body.Close()
 		return res.StatusCode
 	}
-	waitFor(t, "the daemon's HTTP listener", func() bool { return get("") != 0 })
+	opmtest.Eventually(t, "the daemon's HTTP listener to answer", func() error {
+		if get("") == 0 {
+			return errors.New("no answer")
+		}
+		return nil
+	})
 	if code := get(""); code != 401 {
 		t.Errorf("a read without the token: %d, want 401", code)
 	}

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/hanwen/go-fuse/v2/posixtest"
 	"github.com/rogpeppe/go-internal/testscript"
@@ -45,21 +44,32 @@ func mountDaemon(t *testing.T, home string, env ...string) string {
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	opmOK(t, home, env, "mount", "--daemon", mnt)
+	// Registered before the mount: a mount that fails half way (mounted,
+	// then the command failed) goes too.
 	t.Cleanup(func() { unmountAndWait(t, home, mnt) })
+	opmOK(t, home, env, "mount", "--daemon", mnt)
 	return mnt
 }
 
+// unmountAndWait detaches the mount at mnt (lazily: it goes even while a
+// failed test left files open in it; not mounted is fine) and waits until
+// its daemon has let the home go.
 func unmountAndWait(t *testing.T, home, mnt string) {
+	t.Helper()
 	if err := opmfs.Unmount(mnt, true); err != nil && !errors.Is(err, syscall.EINVAL) {
 		t.Logf("unmount %s: %v", mnt, err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if !daemon.Held(home) {
-			return
+	opmtest.Eventually(t, "the daemon of "+home+" to exit after the unmount of "+mnt, released(home))
+}
+
+// released is a condition for opmtest.Eventually: no daemon holds home.
+func released(home string) func() error {
+	return func() error {
+		if daemon.Held(home) {
+			return errors.New("a daemon still holds the home")
 		}
+		return nil
 	}
-	t.Errorf("the daemon of %s did not exit after unmount", home)
 }
 
 func mountStatus(t *testing.T, mnt string) opmfs.Status {
@@ -225,28 +235,29 @@ func TestMountReadOnly(t *testing.T) {
 	shOK(t, mnt, "diff -r "+src+" acme/tools/kit/v1")
 }
 
-// waitFor polls cond. The mount promises a second; on a loaded machine
-// the test allows 20 s and logs when it took more than one.
-func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for time.Since(start) < 20*time.Second {
-		if cond() {
-			took := time.Since(start)
-			if took > time.Second {
-				t.Logf("%s: took %v (the promise is 1 s; the machine is loaded?)", what, took)
-			}
-			return took
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within 20 s", what)
-	return 0
-}
-
 func exists(p string) bool {
 	_, err := os.Lstat(p)
 	return err == nil
+}
+
+// appears is a condition for opmtest.Eventually: p exists. (The mount
+// promises that a change shows within a second; the tests wait for it,
+// they do not time it.)
+func appears(p string) func() error {
+	return func() error {
+		_, err := os.Lstat(p)
+		return err
+	}
+}
+
+// disappears is a condition for opmtest.Eventually: p no longer exists.
+func disappears(p string) func() error {
+	return func() error {
+		if exists(p) {
+			return fmt.Errorf("%s is still there", p)
+		}
+		return nil
+	}
 }
 
 func TestMountLiveUpdate(t *testing.T) {
@@ -272,8 +283,7 @@ func TestMountLiveUpdate(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("push through the daemon: %v\n%s", err, out)
 	}
-	took := waitFor(t, "v2 appears", func() bool { return exists(filepath.Join(repo, "v2/f.txt")) })
-	t.Logf("push visible after %v", took)
+	opmtest.Eventually(t, "v2 to appear in the mount", appears(filepath.Join(repo, "v2/f.txt")))
 	if st := mountStatus(t, mnt); st.Commands != before+1 {
 		t.Errorf("daemon served %d commands, want %d: the push did not go through the socket", st.Commands, before+1)
 	}
@@ -289,9 +299,11 @@ func TestMountLiveUpdate(t *testing.T) {
 	must(t, err)
 	defer f.Close()
 	opmOK(t, home, nil, "push", "acme/web/site:v1", filepath.Join(work, "two"))
-	waitFor(t, "v1 moves", func() bool {
-		b, _ := os.ReadFile(filepath.Join(repo, "v1/f.txt"))
-		return string(b) == "second\n"
+	opmtest.Eventually(t, "v1 to move in the mount", func() error {
+		if b, err := os.ReadFile(filepath.Join(repo, "v1/f.txt")); err != nil || string(b) != "second\n" {
+			return fmt.Errorf("v1/f.txt: %q, %v", b, err)
+		}
+		return nil
 	})
 	old := make([]byte, 100)
 	n, _ := f.ReadAt(old, 0)
@@ -301,13 +313,13 @@ func TestMountLiveUpdate(t *testing.T) {
 
 	// rm disappears.
 	opmOK(t, home, nil, "rm", "acme/web/site:v2")
-	waitFor(t, "v2 disappears", func() bool { return !exists(filepath.Join(repo, "v2")) })
+	opmtest.Eventually(t, "v2 to disappear from the mount", disappears(filepath.Join(repo, "v2")))
 	if got := shOK(t, repo, "ls"); got != "v1\n" {
 		t.Errorf("ls after rm: %q", got)
 	}
 	// A new repository appears in a listed project.
 	opmOK(t, home, nil, "push", "acme/web/api:v1", filepath.Join(work, "one"))
-	waitFor(t, "new repository appears", func() bool { return exists(filepath.Join(mnt, "acme/web/api/v1/f.txt")) })
+	opmtest.Eventually(t, "the new repository to appear in the mount", appears(filepath.Join(mnt, "acme/web/api/v1/f.txt")))
 }
 
 func TestMountDigestAndHistory(t *testing.T) {
@@ -317,7 +329,7 @@ func TestMountDigestAndHistory(t *testing.T) {
 	mnt := mountDaemon(t, home)
 	first := mountStatus(t, mnt).Head
 	opmOK(t, home, nil, "rm", "acme/tools/kit:v1")
-	waitFor(t, "v1 disappears", func() bool { return !exists(filepath.Join(mnt, "acme/tools/kit/v1")) })
+	opmtest.Eventually(t, "v1 to disappear from the mount", disappears(filepath.Join(mnt, "acme/tools/kit/v1")))
 
 	// By digest: only while a tag names it, lookup only.
 	opmOK(t, home, nil, "tag", "--help")
@@ -335,7 +347,7 @@ func TestMountDigestAndHistory(t *testing.T) {
 		t.Error("a bad commit resolves")
 	}
 	opmOK(t, home, nil, "push", "acme/tools/kit:v2", src)
-	waitFor(t, "v2 appears", func() bool { return exists(filepath.Join(mnt, "acme/tools/kit/v2")) })
+	opmtest.Eventually(t, "v2 to appear in the mount", appears(filepath.Join(mnt, "acme/tools/kit/v2")))
 	shOK(t, mnt, "diff -r "+src+" acme/tools/kit/@"+digest)
 	if out := shOK(t, mnt, "ls acme/tools/kit"); out != "v2\n" {
 		t.Errorf("ls lists %q; @sha256 entries are lookup only", out)
@@ -468,12 +480,13 @@ func TestMountKillRecover(t *testing.T) {
 	must(t, syscall.Kill(st.PID, syscall.SIGKILL))
 	// The kernel notices when the daemon's /dev/fuse is closed; statfs
 	// then fails with ENOTCONN (stat may answer from cached attributes).
-	for deadline := time.Now().Add(30 * time.Second); !opmfs.Dead(mnt); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
+	opmtest.Eventually(t, "the mount to be dead after SIGKILL of its daemon", func() error {
+		if !opmfs.Dead(mnt) {
 			var sfs syscall.Statfs_t
-			t.Fatalf("30 s after SIGKILL: statfs %v, want ENOTCONN", syscall.Statfs(mnt, &sfs))
+			return fmt.Errorf("statfs %v, want ENOTCONN", syscall.Statfs(mnt, &sfs))
 		}
-	}
+		return nil
+	})
 	// With the daemon dead, commands run on their own (the stale socket is
 	// removed) and the next mount recovers the mount point.
 	if out := opmOK(t, home, nil, "ls", "acme/tools/kit"); !strings.HasPrefix(out, "v1 ") {
@@ -499,11 +512,17 @@ func TestMountForeground(t *testing.T) {
 	var logs bytes.Buffer
 	cmd.Stderr = &logs
 	must(t, cmd.Start())
-	t.Cleanup(func() { opmfs.Unmount(mnt, true) })
-	for deadline := time.Now().Add(30 * time.Second); !exists(filepath.Join(mnt, "acme")); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not mounted:\n%s", logs.String())
-		}
+	t.Cleanup(func() {
+		// A test that failed before SIGTERM leaves opm mount running:
+		// it goes, and its mount with it.
+		cmd.Process.Kill()
+		cmd.Wait()
+		unmountAndWait(t, home, mnt)
+	})
+	if err := opmtest.Wait("opm mount to mount "+mnt, appears(filepath.Join(mnt, "acme"))); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait() // its log is complete only then
+		t.Fatalf("%v\nopm mount says:\n%s", err, logs.String())
 	}
 	must(t, cmd.Process.Signal(syscall.SIGTERM))
 	if err := cmd.Wait(); err != nil {
@@ -522,9 +541,16 @@ func TestMountScripts(t *testing.T) {
 		Dir: "testdata/mount",
 		Setup: func(env *testscript.Env) error {
 			scriptEnv(env)
-			mnt := filepath.Join(env.WorkDir, "mnt")
+			mnt, home := filepath.Join(env.WorkDir, "mnt"), env.Getenv("OPM_HOME")
 			env.Setenv("MNT", mnt)
-			env.Defer(func() { opmfs.Unmount(mnt, true) })
+			env.Defer(func() {
+				// Lazily, whatever the script left open; then the daemon
+				// must let the home go before its directory is removed.
+				opmfs.Unmount(mnt, true)
+				if err := opmtest.Wait("the daemon of "+home+" to exit after the unmount of "+mnt, released(home)); err != nil {
+					env.T().Fatal(err)
+				}
+			})
 			return os.Mkdir(mnt, 0o755)
 		},
 	})

@@ -15,10 +15,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/openpm/opm/cas/castest"
 	"github.com/openpm/opm/internal/opmtest"
@@ -53,23 +53,36 @@ func startGitDaemon(t *testing.T) *gitServer {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
+		<-exited
 		logf.Close()
 	})
-	for i := 0; ; i++ {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-			break
+	// Ready when it answers for a repository of its own: a connection
+	// alone could reach whoever took the port between its Close above and
+	// the daemon's bind.
+	g := &gitServer{dir: dir, url: fmt.Sprintf("git://127.0.0.1:%d", port)}
+	probe := g.repo(t, "ready-probe.git")
+	quit := false
+	opmtest.Eventually(t, "git daemon to answer on port "+strconv.Itoa(port), func() error {
+		select {
+		case <-exited:
+			quit = true
+			return nil
+		default:
 		}
-		if i > 100 {
-			t.Fatalf("git daemon did not start: %v", err)
+		if out, err := exec.Command("git", "ls-remote", probe).CombinedOutput(); err != nil {
+			return fmt.Errorf("git ls-remote %s: %v: %s", probe, err, bytes.TrimSpace(out))
 		}
-		time.Sleep(20 * time.Millisecond)
+		return nil
+	})
+	if quit {
+		log, _ := os.ReadFile(logf.Name())
+		t.Fatalf("git daemon exited: %s", log)
 	}
-	return &gitServer{dir: dir, url: fmt.Sprintf("git://127.0.0.1:%d", port)}
+	return g
 }
 
 // startGitHTTP serves git's smart HTTP protocol with git-http-backend.
@@ -473,27 +486,48 @@ func TestSyncCorruptSourceBlob(t *testing.T) {
 // A sync SIGKILLed while copying leaves the mirror as it was; the next one
 // completes and copies none of what arrived again.
 func TestSyncKilledAndResumed(t *testing.T) {
+	// The kill must land while the sync copies. A sync that finished
+	// first (a fast machine) proves nothing: the scenario is run again,
+	// on a fresh setup, with twice the blobs; the test fails if the kill
+	// never lands in time.
+	const attempts = 4
+	n := 600
+	for attempt := 1; !syncKilledAndResumed(t, n); attempt++ {
+		if attempt == attempts {
+			t.Fatalf("in %d attempts (up to %d blobs) the sync always finished before it could be killed", attempts, n)
+		}
+		n *= 2
+	}
+}
+
+// syncKilledAndResumed runs the scenario of TestSyncKilledAndResumed once,
+// with a package of n files, and reports whether the kill landed before the
+// sync finished (if not, nothing was checked).
+func syncKilledAndResumed(t *testing.T, n int) bool {
+	t.Helper()
 	m := newMirrorSetup(t, false)
-	const n = 600
 	mustOpm(t, m.home, "push", "acme/data/set:v1", pkgDir(t, 10, n, 2000))
 	cmd := exec.Command(opmBin, "sync", "origin", "mirror", "--jobs", "1")
 	cmd.Env = append(os.Environ(), "OPM_HOME="+m.home)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for len(bucketBlobs(t, m.dstDir)) < 50 {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatal("the sync copied nothing in 30s")
+	t.Cleanup(func() {
+		cmd.Process.Kill() // when the test failed before the kill
+		cmd.Wait()
+	})
+	opmtest.Eventually(t, "the sync to copy 50 blobs to the mirror's bucket", func() error {
+		if got := len(bucketBlobs(t, m.dstDir)); got < 50 {
+			return fmt.Errorf("%d blobs copied", got)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	arrived := len(bucketBlobs(t, m.dstDir))
 	if arrived >= n+1 {
-		t.Skipf("the sync finished (%d blobs) before it could be killed", arrived)
+		t.Logf("the sync finished (%d blobs) before it could be killed: trying again with %d files", arrived, 2*n)
+		return false
 	}
 	if m.mirror.head(t, "meta.git") != "" {
 		t.Fatal("the killed sync published metadata before its blobs")
@@ -505,6 +539,7 @@ func TestSyncKilledAndResumed(t *testing.T) {
 	if a, b := m.origin.head(t, "meta.git"), m.mirror.head(t, "meta.git"); a != b {
 		t.Fatalf("after resume: origin %s, mirror %s", a, b)
 	}
+	return true
 }
 
 // A filtered mirror carries only the selected tags, in new commits with
@@ -560,27 +595,20 @@ func TestSyncMountFollows(t *testing.T) {
 
 	mnt := filepath.Join(t.TempDir(), "mnt")
 	must(t, os.Mkdir(mnt, 0o755))
-	opmOK(t, reader, nil, "mount", "--daemon", "--sync-interval", "200ms", mnt)
 	t.Cleanup(func() { unmountAndWait(t, reader, mnt) })
+	opmOK(t, reader, nil, "mount", "--daemon", "--sync-interval", "200ms", mnt)
 
-	waitLong := func(p string) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); !exists(p); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s did not appear", p)
-			}
-		}
-	}
-	waitLong(filepath.Join(mnt, "acme/web/site/v1/f000.bin"))
+	opmtest.Eventually(t, "v1 to show in the mount", appears(filepath.Join(mnt, "acme/web/site/v1/f000.bin")))
 	if out, err := exec.Command("diff", "-r", v1, filepath.Join(mnt, "acme/web/site/v1")).CombinedOutput(); err != nil {
 		t.Fatalf("mount differs from the pushed files: %s", out)
 	}
 	v2 := pkgDir(t, 21, 1, 100)
 	mustOpm(t, pub, "push", "acme/web/site:v2", v2)
-	waitLong(filepath.Join(mnt, "acme/web/site/v2/f000.bin"))
+	opmtest.Eventually(t, "v2 to show in the mount (followed by the daemon)", appears(filepath.Join(mnt, "acme/web/site/v2/f000.bin")))
 
-	// An explicit sync goes through the daemon; the mount shows it within a second.
+	// An explicit sync goes through the daemon; the mount shows it (the
+	// promise is within a second; the test waits for it, it does not time it).
 	mustOpm(t, pub, "push", "acme/web/site:v3", v2)
 	mustOpm(t, reader, "sync")
-	waitFor(t, "v3 in the mount after opm sync", func() bool { return exists(filepath.Join(mnt, "acme/web/site/v3/f000.bin")) })
+	opmtest.Eventually(t, "v3 to show in the mount after opm sync", appears(filepath.Join(mnt, "acme/web/site/v3/f000.bin")))
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/cas/castest"
+	"github.com/openpm/opm/internal/opmtest"
 )
 
 // cacheHome opens a home with a file:// bucket (or none, if url is "")
@@ -408,13 +409,12 @@ func TestKeepQuota(t *testing.T) {
 	stop := r.KeepQuota(context.Background(), 10*time.Millisecond, 10*time.Millisecond, slog.New(slog.DiscardHandler))
 	defer stop()
 	q, _ := r.Quota()
-	deadline := time.Now().Add(30 * time.Second)
-	for storeBytes(t, r) > q.LowWater {
-		if time.Now().After(deadline) {
-			t.Fatalf("store still %d bytes, over the low-water mark %d", storeBytes(t, r), q.LowWater)
+	opmtest.Eventually(t, "the janitor to bring the store down to the low-water mark", func() error {
+		if n := storeBytes(t, r); n > q.LowWater {
+			return fmt.Errorf("store %d bytes, over the low-water mark %d", n, q.LowWater)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	stop()
 	left := 0
 	for _, d := range ds {

@@ -18,6 +18,7 @@ import (
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/gitmeta"
 	"github.com/openpm/opm/internal/flock"
+	"github.com/openpm/opm/internal/opmtest"
 )
 
 // TestServedTypeIsValidated: a tag file committed by git with a mediaType
@@ -132,10 +133,15 @@ func TestHTTPServerTimeouts(t *testing.T) {
 	}
 	defer c.Close()
 	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	b, _ := io.ReadAll(c) // the answer, then EOF once the connection idles out
+	// The answer, then EOF once the connection idles out; only a hang
+	// reaches the deadline.
+	c.SetReadDeadline(time.Now().Add(opmtest.WaitTimeout))
+	b, err := io.ReadAll(c)
 	if !strings.HasPrefix(string(b), "HTTP/1.1 404") {
 		t.Fatalf("answer %q", b)
+	}
+	if err != nil {
+		t.Fatalf("the idle connection was not closed: %v", err)
 	}
 }
 

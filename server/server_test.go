@@ -917,7 +917,7 @@ func TestDeleteBlobWaitsForPush(t *testing.T) {
 	select {
 	case r := <-done:
 		expect(t, r, http.StatusMethodNotAllowed, "DENIED")
-	case <-time.After(30 * time.Second):
+	case <-time.After(opmtest.WaitTimeout):
 		t.Fatal("DELETE still waiting after the push let go")
 	}
 	if !e.reg.HasLocal(d) {

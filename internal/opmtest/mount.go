@@ -2,6 +2,7 @@ package opmtest
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -18,20 +19,25 @@ func ServedBy(t testing.TB, mnt, pkg string) string {
 	if _, err := os.ReadDir(pkg); err != nil {
 		t.Fatal(err)
 	}
-	// Two quiet reads in a row: with no_open the kernel may answer a read
-	// of .opm/status from what it read within the same clock tick.
-	quiet := 0
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+	// Two quiet reads in a row, in different clock ticks: with no_open
+	// the kernel may answer a read of .opm/status from what it read within
+	// the same tick, so a quiet read counts only once a later one, a tick
+	// on, is quiet too.
+	var quietSince time.Time
+	Eventually(t, "the overlays of "+mnt+" to settle (none pending)", func() error {
 		st := overlayStatus(t, mnt)
-		if st.Pending != 0 {
-			quiet = 0
-		} else if quiet++; quiet == 2 {
-			break
+		switch {
+		case st.Pending != 0:
+			quietSince = time.Time{}
+			return fmt.Errorf("overlays still pending: %+v", st)
+		case quietSince.IsZero():
+			quietSince = time.Now()
+			return fmt.Errorf("none pending in one read, to be confirmed by a read a clock tick later: %+v", st)
+		case time.Since(quietSince) < 10*time.Millisecond:
+			return fmt.Errorf("none pending, not yet confirmed a clock tick later: %+v", st)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: overlays still pending after a minute: %+v", mnt, st)
-		}
-	}
+		return nil
+	})
 	var a, b syscall.Stat_t
 	if err := syscall.Stat(mnt, &a); err != nil {
 		t.Fatal(err)
