@@ -9,8 +9,17 @@ FUZZTIME ?= 150000x
 FUZZTIME_HTTP ?= 20000x
 # Targets that touch the filesystem (a real pull per input) run fewer inputs.
 FUZZTIME_FS ?= 10000x
+# Where make test and make stress keep each go test run's whole output
+# (NAME.log), its JSON (NAME.json) and, for a test binary that panicked or
+# timed out, everything from the panic on (NAME.PACKAGE.dump).
+TESTLOGS ?= bin/testlogs
+TESTSUM := bin/testsum -dir $(TESTLOGS)
+STRESS_ROUNDS ?= 5
+STRESS_PKGS ?= ./integration/ ./fs/ ./daemon/ ./cas/...
+# The heading of a step of a long target: "==> [12:00:00] test 4/7: go test".
+step = printf '\n==> [%s] %s\n' "$$(date +%T)" '$(1)'
 
-.PHONY: all deps build test fuzz bench demo lint clean conformance soak
+.PHONY: all deps build test fuzz bench demo lint clean conformance soak stress
 
 all: build
 
@@ -22,12 +31,40 @@ build:
 
 # Unit, end-to-end (real binary, real git, real S3-protocol server on
 # loopback, real FUSE mounts), crash and concurrency tests, then a short run
-# of every fuzz target.
-test: deps lint
-	$(GO) test -count=1 -timeout 12m ./...
-	$(GO) test -count=1 -race -timeout 8m ./cas/... ./gitmeta/... ./fs/... ./daemon/...
-	$(MAKE) conformance
-	$(MAKE) fuzz
+# of every fuzz target; each step announced with a "==>" line. It first
+# detaches the opm mounts a killed run left under ${TMPDIR:-/tmp}, which
+# could hang this one (scripts/clean-mounts.sh). The go test runs go through
+# testsum (internal/cmd/testsum): as they go it prints each package's
+# ok/FAIL line and the output of failed tests; at the end, every failed test
+# with its messages, and the head of the goroutine dump of a test binary
+# that timed out or panicked (kept whole in $(TESTLOGS)), so that the last
+# lines of a failed run name the cause.
+test:
+	@$(call step,test 1/7: detach left-over mounts)
+	./scripts/clean-mounts.sh
+	@$(call step,test 2/7: deps)
+	@$(MAKE) --no-print-directory deps
+	@$(call step,test 3/7: lint)
+	@$(MAKE) --no-print-directory lint
+	@$(call step,test 4/7: go test ./...)
+	$(GO) build -o bin/testsum ./internal/cmd/testsum
+	$(TESTSUM) -name test -- $(GO) test -json -count=1 -timeout 12m ./...
+	@$(call step,test 5/7: go test -race)
+	$(TESTSUM) -name race -- $(GO) test -json -count=1 -race -timeout 8m ./cas/... ./gitmeta/... ./fs/... ./daemon/...
+	@$(call step,test 6/7: conformance)
+	@$(MAKE) --no-print-directory conformance
+	@$(call step,test 7/7: fuzz)
+	@$(MAKE) --no-print-directory fuzz
+	@$(call step,test: all 7 steps passed)
+
+# Stress: the tests that race the clock (mounts, the daemon, the store,
+# end to end: STRESS_PKGS) for STRESS_ROUNDS rounds with -cpu 1,2 while two
+# busy loops compete for the cores, so that a test passing only on an idle
+# machine fails here first; then how many rounds failed each test. Fails if
+# any round did. See scripts/stress.sh (STRESS_LOAD, STRESS_TIMEOUT,
+# STRESS_FLAGS, e.g. STRESS_FLAGS='-run TestMount').
+stress: deps
+	STRESS_ROUNDS=$(STRESS_ROUNDS) STRESS_PKGS='$(STRESS_PKGS)' STRESS_LOGS=$(TESTLOGS) GO=$(GO) ./scripts/stress.sh
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseReference$$' -fuzztime $(FUZZTIME) .

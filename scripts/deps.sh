@@ -7,16 +7,30 @@
 # the module proxy on first build.
 #
 # Arguments add more, as COMMAND:DEBIAN-PACKAGE pairs (scripts/bench-deps.sh).
+# Every command must be there at the end, or it fails naming the missing ones:
+# a test that cannot find one may otherwise skip a check (fsck.erofs).
 set -euo pipefail
-need=()
-for pair in git:git fusermount3:fuse3 rsync:rsync make:make gcc:gcc python3:python3 fsck.erofs:erofs-utils "$@"; do
-	command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
-done
+pairs=(git:git fusermount3:fuse3 rsync:rsync make:make gcc:gcc python3:python3 fsck.erofs:erofs-utils "$@")
+missing() {
+	local pair
+	for pair in "${pairs[@]}"; do
+		command -v "${pair%%:*}" >/dev/null || echo "$pair"
+	done
+}
+mapfile -t need < <(missing)
 ((${#need[@]})) || exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
-	echo "please install: ${need[*]}" >&2
+	echo "deps: missing commands (COMMAND:DEBIAN-PACKAGE): ${need[*]}; please install them" >&2
 	exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq "${need[@]}" >/dev/null
+if ! apt-get install -y -qq "${need[@]#*:}" >/dev/null; then
+	echo "deps: apt-get install failed for (COMMAND:DEBIAN-PACKAGE): ${need[*]}" >&2
+	exit 1
+fi
+mapfile -t need < <(missing)
+if ((${#need[@]})); then
+	echo "deps: still missing after apt-get install (COMMAND:DEBIAN-PACKAGE): ${need[*]}" >&2
+	exit 1
+fi
