@@ -30,12 +30,14 @@ func mountImage(t *testing.T, im *Image) string {
 		t.Fatal(err)
 	}
 	f.Close()
-	// erofs-utils' checker, where installed (make deps installs it),
-	// reads every inode and directory as the format defines them.
-	if _, err := exec.LookPath("fsck.erofs"); err == nil {
-		if out, err := exec.Command("fsck.erofs", "--extract", img).CombinedOutput(); err != nil {
-			t.Fatalf("fsck.erofs: %v\n%s", err, out)
-		}
+	// erofs-utils' checker (make deps installs it) reads every inode and
+	// directory as the format defines them. Without it the test is
+	// Unavailable: a failure in CI, not a silent skip of the check.
+	if _, err := exec.LookPath("fsck.erofs"); err != nil {
+		opmtest.Unavailable(t, "no fsck.erofs (Debian package erofs-utils): %v", err)
+	}
+	if out, err := exec.Command("fsck.erofs", "--extract", img).CombinedOutput(); err != nil {
+		t.Fatalf("fsck.erofs: %v\n%s", err, out)
 	}
 	if os.Geteuid() != 0 {
 		opmtest.Unavailable(t, "mounting EROFS needs root")
