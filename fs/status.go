@@ -34,8 +34,19 @@ type Status struct {
 	Overlay  OverlayStatus `json:"overlay"`
 }
 
-// ReadStatus reads the status of the mount at mnt (<mnt>/.opm/status).
+// StatusAge is how old a read of .opm/status may be. Its content is made
+// at each stat (fill), and the daemon asks the kernel to keep the
+// attributes for 1 ns, which the kernel rounds up to the next clock tick (4
+// ms at HZ=250, 10 ms at HZ=100): a stat and a read within the same tick as
+// the one before are answered from what that one made.
+const StatusAge = 10 * time.Millisecond
+
+// ReadStatus reads the status of the mount at mnt (<mnt>/.opm/status). It
+// first lets StatusAge pass, so that what it reads shows everything that
+// happened before the call (a test that looked into a package and then
+// reads the status must see that look).
 func ReadStatus(mnt string) (Status, error) {
+	time.Sleep(StatusAge)
 	var st Status
 	b, err := os.ReadFile(filepath.Join(mnt, opmDirName, statusName))
 	if err != nil {

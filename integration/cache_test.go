@@ -3,12 +3,15 @@ package integration
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/openpm/opm/internal/opmtest"
 )
 
 type pruneJSON struct {
@@ -113,6 +116,20 @@ func TestCacheEvictOpenFile(t *testing.T) {
 				t.Fatalf("read of the open file after prune: %d bytes, differ from the source", len(got))
 			}
 			must(t, f.Close())
+			// The kernel tells the daemon of the close afterwards
+			// (FUSE_RELEASE is sent asynchronously): wait until the
+			// daemon no longer counts the blob in use.
+			if mode != "noopen" {
+				opmtest.Eventually(t, "the daemon to see "+held.Path+" closed", func() error {
+					must(t, json.Unmarshal([]byte(opmOK(t, home, nil, "cache", "ls", "--json")), &ls))
+					for _, b := range ls {
+						if b.Digest == held.Digest && b.InUse {
+							return errors.New("cache ls: still in use")
+						}
+					}
+					return nil
+				})
+			}
 
 			// Closed: the next prune takes it. With NoOpen the mount's
 			// cache of open files may keep it a while; it is in use then.

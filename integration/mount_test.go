@@ -72,15 +72,12 @@ func released(home string) func() error {
 	}
 }
 
+// mountStatus reads the mount's .opm/status as of now (opmfs.ReadStatus).
 func mountStatus(t *testing.T, mnt string) opmfs.Status {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(mnt, ".opm/status"))
+	st, err := opmfs.ReadStatus(mnt)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var st opmfs.Status
-	if err := json.Unmarshal(b, &st); err != nil {
-		t.Fatalf("status %q: %v", b, err)
 	}
 	return st
 }
