@@ -80,13 +80,8 @@ func Acquire(home string, info Info) (*Lock, error) {
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
 		}
-		var other Info
-		b, err := io.ReadAll(f)
-		if err == nil {
-			err = json.Unmarshal(b, &other)
-		}
-		if err != nil || other.PID == 0 {
-			// Taken, but not (or not yet) named by its owner.
+		other, ok := readInfo(f)
+		if !ok {
 			return nil, opm.Errorf(opm.ErrLocked, "home %s is held by another opm daemon (%s)", home, f.Name())
 		}
 		return nil, opm.Errorf(opm.ErrLocked, "home %s is served by the opm daemon pid %d mounted at %s (opm umount %s stops it)", home, other.PID, other.Mountpoint, other.Mountpoint)
@@ -131,15 +126,27 @@ func (l *Lock) Release() error {
 // Held reports whether a live process holds the home's lock.
 func Held(home string) bool { return !whileFree(home, nil) }
 
-// Running returns the Info of the daemon that holds the home, if one does.
+// Running returns the Info of the daemon that holds the home, if one does
+// and has named itself.
 func Running(home string) (Info, bool) {
-	b, err := os.ReadFile(filepath.Join(home, LockName))
-	if err != nil || !Held(home) {
+	f, err := os.Open(filepath.Join(home, LockName))
+	if err != nil {
 		return Info{}, false
 	}
+	defer f.Close() // drops the lock, if taken below
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); !errors.Is(err, syscall.EWOULDBLOCK) {
+		return Info{}, false // free (or not lockable): no daemon
+	}
+	return readInfo(f)
+}
+
+// readInfo reads the Info a lock file holds; false when its owner has not
+// (or not yet) named itself.
+func readInfo(f io.Reader) (Info, bool) {
 	var info Info
-	if json.Unmarshal(b, &info) != nil || info.PID == 0 {
-		return Info{}, false // taken, but not (or not yet) named by its owner
+	b, err := io.ReadAll(f)
+	if err != nil || json.Unmarshal(b, &info) != nil || info.PID == 0 {
+		return Info{}, false
 	}
 	return info, true
 }

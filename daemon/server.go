@@ -91,7 +91,9 @@ func (s *Server) Serve() {
 		s.mu.Unlock()
 		go func() {
 			defer c.Close()
-			s.serve(c)
+			if !s.serve(c) {
+				s.wg.Done()
+			}
 		}()
 	}
 }
@@ -111,16 +113,10 @@ func (s *Server) Close() error {
 	return err
 }
 
-// serve serves one client; the caller counted it in wg, and serve marks it
-// done (an unmount request early: Close does not wait for it, as the main
-// loop answers it after Close).
-func (s *Server) serve(c net.Conn) {
-	counted := true
-	defer func() {
-		if counted {
-			s.wg.Done()
-		}
-	}()
+// serve serves one client, counted in wg by the caller. It reports whether
+// it marked it done itself: an unmount request is, at once, as Close must
+// not wait for it (the main loop answers it after Close).
+func (s *Server) serve(c net.Conn) (done bool) {
 	kind, p, err := readFrame(c)
 	var req Request
 	if err == nil && kind != frameRequest {
@@ -141,10 +137,9 @@ func (s *Server) serve(c net.Conn) {
 		cancel()
 	}()
 	if req.Unmount != nil {
-		counted = false
 		s.wg.Done()
 		s.serveUnmount(ctx, c, *req.Unmount)
-		return
+		return true
 	}
 
 	s.runMu.Lock()
@@ -166,6 +161,7 @@ func (s *Server) serve(c net.Conn) {
 	if err := writeFrame(c, frameResult, b); err != nil && !errors.Is(err, syscall.EPIPE) {
 		s.log.Warn("reply", "err", err)
 	}
+	return false
 }
 
 // serveUnmount hands an unmount request to the main loop and sends its

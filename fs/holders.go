@@ -20,13 +20,13 @@ import (
 // has files or directories open there, its working directory, root or
 // program there, or maps a file from there.
 type Holder struct {
-	PID     int    `json:"pid"`
-	Command string `json:"command"`
-	Open    int    `json:"open"` // descriptors open there
-	Mapped  int    `json:"mapped,omitempty"`
-	Cwd     bool   `json:"cwd,omitempty"`  // its working directory is there
-	Root    bool   `json:"root,omitempty"` // its root directory is there
-	Exe     bool   `json:"exe,omitempty"`  // its program is there
+	PID     int
+	Command string
+	Open    int  // descriptors open there
+	Mapped  int  // files mapped from there
+	Cwd     bool // its working directory is there
+	Root    bool // its root directory is there
+	Exe     bool // its program is there
 }
 
 func (h Holder) uses() int {
@@ -117,7 +117,7 @@ func mountsAt(dir string) (mountSet, error) {
 	}
 	s := mountSet{dir: resolveMountpoint(dir), ids: map[uint64]bool{}, devs: map[uint64]bool{}}
 	for _, m := range all {
-		if m.point == s.dir || strings.HasPrefix(m.point, s.dir+"/") {
+		if s.under(m.point) {
 			s.ids[m.id] = true
 			s.devs[m.dev] = true
 		}
@@ -219,11 +219,7 @@ func (s mountSet) mapped(dir string) int {
 			continue
 		}
 		path := strings.Join(fields[5:], " ")
-		var major, minor uint32
-		if _, err := fmt.Sscanf(fields[3], "%x:%x", &major, &minor); err != nil {
-			continue
-		}
-		if s.devs[unix.Mkdev(major, minor)] || s.under(path) {
+		if dev, ok := parseDev(fields[3], 16); (ok && s.devs[dev]) || s.under(path) {
 			files[path] = true
 		}
 	}

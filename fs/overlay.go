@@ -683,14 +683,23 @@ func mountinfo() ([]mountEntry, error) {
 			continue
 		}
 		e := mountEntry{point: unescapeMountinfo(f[4]), fstype: g[0], source: unescapeMountinfo(g[1])}
-		var major, minor uint32
-		if _, err := fmt.Sscanf(f[2], "%d:%d", &major, &minor); err == nil {
-			e.dev = unix.Mkdev(major, minor)
-		}
+		e.dev, _ = parseDev(f[2], 10)
 		e.id, _ = strconv.ParseUint(f[0], 10, 64)
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// parseDev parses a device number written "major:minor" in base (10 in
+// mountinfo, 16 in /proc/PID/maps).
+func parseDev(s string, base int) (uint64, bool) {
+	a, b, ok := strings.Cut(s, ":")
+	major, err1 := strconv.ParseUint(a, base, 32)
+	minor, err2 := strconv.ParseUint(b, base, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return unix.Mkdev(uint32(major), uint32(minor)), true
 }
 
 // resolveMountpoint is dir as the kernel records a mount point: with its

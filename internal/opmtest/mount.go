@@ -52,10 +52,8 @@ func servedNow(t testing.TB, mnt, pkg string) string {
 // root, an old kernel), wanting it is Unavailable.
 //
 // Wanting the overlay waits for the overlay itself (pkg on a device of its
-// own), not for .opm/status to say nothing is pending: a read of that file
-// may be answered from the kernel's page cache, older than the look into
-// pkg (seen under load: 5 reads in 100), and then shows nothing pending
-// while the overlay is still being made.
+// own), and for nothing to be pending, so that a caller reading the status
+// next sees it settled.
 func RequireReadPath(t testing.TB, mnt, pkg, want string) {
 	t.Helper()
 	if want == "overlay" {
