@@ -8,9 +8,10 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/openpm/opm/registry"
 )
 
 // startWait is how long a client waits for the socket of a daemon that
@@ -20,7 +21,7 @@ const startWait = 5 * time.Second
 // Dial connects to the daemon of home. It returns nil and no error when no
 // daemon runs, removing the socket a dead one left behind.
 func Dial(home string) (net.Conn, error) {
-	path := filepath.Join(home, SocketName)
+	path := registry.PathsOf(home).Socket()
 	deadline := time.Now().Add(startWait)
 	for {
 		c, err := net.Dial("unix", path)

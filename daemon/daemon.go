@@ -34,19 +34,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/openpm/opm"
-)
-
-// File names in the home.
-const (
-	SocketName = "opm.sock"
-	LockName   = "opm.lock"
+	"github.com/openpm/opm/registry"
 )
 
 // ForwardedEnv are the environment variables of the client a command run
@@ -71,7 +65,7 @@ type Lock struct {
 // file. If another daemon holds it, Acquire fails with opm.ErrLocked and a
 // message naming that daemon.
 func Acquire(home string, info Info) (*Lock, error) {
-	f, err := os.OpenFile(filepath.Join(home, LockName), os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(registry.PathsOf(home).DaemonLock(), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +123,7 @@ func Held(home string) bool { return !whileFree(home, nil) }
 // Running returns the Info of the daemon that holds the home, if one does
 // and has named itself.
 func Running(home string) (Info, bool) {
-	f, err := os.Open(filepath.Join(home, LockName))
+	f, err := os.Open(registry.PathsOf(home).DaemonLock())
 	if err != nil {
 		return Info{}, false
 	}
@@ -158,7 +152,7 @@ func whileFree(home string, fn func()) bool {
 	if fn == nil {
 		fn = func() {}
 	}
-	f, err := os.Open(filepath.Join(home, LockName))
+	f, err := os.Open(registry.PathsOf(home).DaemonLock())
 	if err != nil {
 		fn() // no lock file: no daemon has run here
 		return true

@@ -17,6 +17,7 @@ import (
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/internal/opmtest"
+	"github.com/openpm/opm/registry"
 )
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -116,7 +117,7 @@ func (w *notifyWriter) Write(p []byte) (int, error) {
 // caller opens the home itself.
 func TestStaleSocket(t *testing.T) {
 	home := t.TempDir()
-	path := filepath.Join(home, SocketName)
+	path := registry.PathsOf(home).Socket()
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +190,7 @@ func TestFrameLimit(t *testing.T) {
 // make a daemon starting at that moment believe the home is taken.
 func TestAcquireDuringProbe(t *testing.T) {
 	home := t.TempDir()
-	f, err := os.OpenFile(filepath.Join(home, LockName), os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(registry.PathsOf(home).DaemonLock(), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +254,7 @@ func TestAcquireRecordFails(t *testing.T) {
 		t.Skip("no /dev/full")
 	}
 	home := t.TempDir()
-	if err := os.Symlink("/dev/full", filepath.Join(home, LockName)); err != nil {
+	if err := os.Symlink("/dev/full", registry.PathsOf(home).DaemonLock()); err != nil {
 		t.Fatal(err)
 	}
 	l, err := Acquire(home, Info{PID: os.Getpid(), Mountpoint: "/mnt"})

@@ -8,12 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 
 	"github.com/openpm/opm"
+	"github.com/openpm/opm/registry"
 )
 
 // Runner carries out one command, writing its output to stdout and stderr
@@ -60,7 +60,7 @@ func (s *Server) Unmounts() <-chan *UnmountCall { return s.unmounts }
 // Listen creates <home>/opm.sock, replacing a stale one. The caller holds
 // the home's Lock, so any socket already there was left by a dead daemon.
 func Listen(home string, run Runner, log *slog.Logger) (*Server, error) {
-	path := filepath.Join(home, SocketName)
+	path := registry.PathsOf(home).Socket()
 	if err := os.Remove(path); err == nil {
 		log.Info("removed stale socket", "path", path)
 	}

@@ -70,11 +70,11 @@ const treeMaxAge = 30 * 24 * time.Hour
 // packages are looked up.
 type overlays struct {
 	fs      *FS
-	cache   string   // <home>/mount: meta/<key>/ trees, tmp/ trees being written
-	layers  []string // data-only layers: the local blob files, the mount's .opm/blobs/sha256
-	fuseDev uint64   // the FUSE mount's device number
-	off     string   // why no package is overlaid; "" when they are
-	ext     string   // imageExt where metadata trees are EROFS images, else "" (directories)
+	paths   registry.Paths // of the home: MountMeta (trees), MountTmp (trees being written), MountProbe
+	layers  []string       // data-only layers: the local blob files, the mount's .opm/blobs/sha256
+	fuseDev uint64         // the FUSE mount's device number
+	off     string         // why no package is overlaid; "" when they are
+	ext     string         // imageExt where metadata trees are EROFS images, else "" (directories)
 
 	jobs  chan overlayJob
 	mu    sync.Mutex
@@ -101,7 +101,7 @@ type overlayJob struct {
 // startOverlays decides whether packages will be overlaid (see probe) and
 // starts the worker that mounts them. The FUSE mount is up.
 func startOverlays(fsys *FS) *overlays {
-	o := &overlays{fs: fsys, cache: fsys.reg.MountCacheDir(), asked: map[string]uint64{},
+	o := &overlays{fs: fsys, paths: fsys.reg.Paths(), asked: map[string]uint64{},
 		layers: []string{fsys.reg.BlobFileTree(), filepath.Join(fsys.mnt, opmDirName, blobsDirName, "sha256")},
 		jobs:   make(chan overlayJob, 4096)}
 	o.off = o.probe()
@@ -129,7 +129,7 @@ func (o *overlays) probe() string {
 		return err.Error()
 	}
 	o.fuseDev = st.Dev
-	dir := filepath.Join(o.cache, "probe")
+	dir := o.paths.MountProbe()
 	os.RemoveAll(dir)
 	defer os.RemoveAll(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -142,7 +142,7 @@ func (o *overlays) probe() string {
 	err = unix.Fsetxattr(int(f.Fd()), metacopyXattr, nil, 0)
 	f.Close()
 	if err != nil {
-		return fmt.Sprintf("%s takes no trusted xattrs: %v", o.cache, err)
+		return fmt.Sprintf("%s takes no trusted xattrs: %v", dir, err)
 	}
 	fd, err := o.configure(dir)
 	if err != nil {
@@ -265,7 +265,7 @@ func (o *overlays) cover(j overlayJob) error {
 	if p.err != nil {
 		return p.err
 	}
-	tree := filepath.Join(o.cache, "meta", treeKey(p, !o.fs.opts.NoXattr)+o.ext)
+	tree := filepath.Join(o.paths.MountMeta(), treeKey(p, !o.fs.opts.NoXattr)+o.ext)
 	if _, err := os.Lstat(tree); errors.Is(err, fs.ErrNotExist) {
 		if err := o.write(tree, p); err != nil {
 			return err
@@ -396,7 +396,7 @@ func treeKey(p *pkg, digestXattr bool) string {
 // in place is whole.
 func (o *overlays) write(tree string, p *pkg) error {
 	start := time.Now()
-	tmp := filepath.Join(o.cache, "tmp", fmt.Sprintf("%s.%d.%d", filepath.Base(tree), os.Getpid(), start.UnixNano()))
+	tmp := filepath.Join(o.paths.MountTmp(), fmt.Sprintf("%s.%d.%d", filepath.Base(tree), os.Getpid(), start.UnixNano()))
 	if err := os.MkdirAll(filepath.Dir(tmp), 0o755); err != nil {
 		return err
 	}
@@ -604,8 +604,8 @@ func timespecs(t time.Time) []unix.Timespec {
 // prune removes the trees being written by a mount that died, and the trees
 // older than treeMaxAge (by their change time: when they were written).
 func (o *overlays) prune() {
-	os.RemoveAll(filepath.Join(o.cache, "tmp"))
-	meta := filepath.Join(o.cache, "meta")
+	os.RemoveAll(o.paths.MountTmp())
+	meta := o.paths.MountMeta()
 	ents, err := os.ReadDir(meta)
 	if err != nil {
 		return

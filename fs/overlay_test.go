@@ -215,7 +215,7 @@ func TestOverlayCleansUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
-	left := filepath.Join(r.MountCacheDir(), "tmp", "v1-dead.123.456")
+	left := filepath.Join(r.Paths().MountTmp(), "v1-dead.123.456")
 	if err := os.MkdirAll(filepath.Join(left, "sub"), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ import (
 	"github.com/openpm/opm/layout"
 )
 
-func (r *Registry) configFile() string { return filepath.Join(r.metaDir(), "config") }
+func (r *Registry) configFile() string { return filepath.Join(r.Paths().Meta(), "config") }
 
 func (r *Registry) readConfig() (*formatcfg.Config, error) {
 	f, err := os.Open(r.configFile())

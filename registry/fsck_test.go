@@ -241,7 +241,7 @@ func TestFsckMetadata(t *testing.T) {
 func TestFsckTempFiles(t *testing.T) {
 	r := openHome(t, t.TempDir())
 	pushTree(t, r, "ns/p/r:v1", map[string]string{"a": "alpha"})
-	tmp := filepath.Join(r.blobDir(), "tmp")
+	tmp := filepath.Join(r.Paths().Blobs(), "tmp")
 	old, fresh := filepath.Join(tmp, "put-old"), filepath.Join(tmp, "put-fresh")
 	for _, p := range []string{old, fresh} {
 		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
@@ -282,7 +282,7 @@ func TestFsckRemote(t *testing.T) {
 	pkg := pushTree(t, o, "ns/p/r:v1", map[string]string{"a": "alpha"})
 
 	r := openHome(t, t.TempDir())
-	if err := r.AddRemote(ctx, Remote{Name: "up", URL: o.metaDir(), Blobs: url}); err != nil {
+	if err := r.AddRemote(ctx, Remote{Name: "up", URL: o.Paths().Meta(), Blobs: url}); err != nil {
 		t.Fatal(err)
 	}
 	res := fsck(t, r, FsckOptions{Remote: "up", ReadData: true})

@@ -91,7 +91,7 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	if bucket != nil {
 		res.Store = "bucket " + url
 	} else {
-		res.Store = "local store " + r.blobDir()
+		res.Store = "local store " + r.Paths().Blobs()
 	}
 
 	heads, err := r.storeHeads(ctx, url, own)

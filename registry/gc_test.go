@@ -113,7 +113,7 @@ func TestGCBucket(t *testing.T) {
 	if res := gc(t, a, GCOptions{Grace: time.Hour, DryRun: true}); !slices.Equal(removed(res), digests(gone, theirs)) {
 		t.Fatalf("dry run without the remote: %v", removed(res))
 	}
-	if err := a.AddRemote(ctx, Remote{Name: "b", URL: b.metaDir(), Blobs: url}); err != nil {
+	if err := a.AddRemote(ctx, Remote{Name: "b", URL: b.Paths().Meta(), Blobs: url}); err != nil {
 		t.Fatal(err)
 	}
 	res := gc(t, a, GCOptions{Grace: time.Hour})

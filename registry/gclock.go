@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"path/filepath"
 
 	"github.com/openpm/opm/internal/flock"
 )
@@ -16,9 +15,8 @@ import (
 // commit is visible when gc reads the heads, or the writer starts after gc
 // is done and stores the blob again. Writers on other machines sharing a
 // bucket are kept safe by gc's grace and keep periods only (RELIABILITY.md).
-const gcLockName = "gc.lock"
 
-// HoldForWrite takes the home's gc lock shared (see gcLockName), waiting
+// HoldForWrite takes the home's gc lock shared (see the comment above), waiting
 // while a gc removes blobs. release must be called once the write is
 // committed or abandoned.
 func HoldForWrite(ctx context.Context, home string) (release func(), err error) {
@@ -32,5 +30,5 @@ func holdForGC(ctx context.Context, home string) (release func(), err error) {
 }
 
 func lockHome(ctx context.Context, home string, how int) (func(), error) {
-	return flock.Lock(ctx, filepath.Join(home, gcLockName), "gc lock", how)
+	return flock.Lock(ctx, PathsOf(home).GCLock(), "gc lock", how)
 }

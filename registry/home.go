@@ -6,22 +6,7 @@
 // (cas) and keeps the invariant that a tag is committed only after every
 // blob it names is stored (docs/design.md §4).
 //
-// The home directory:
-//
-//	<home>/                     $OPM_HOME, else $XDG_DATA_HOME/opm, else ~/.local/share/opm
-//	├── meta.git/               bare git repository, branch main (layout: package layout)
-//	│   ├── config              git config: opm.blobs, remotes, cache.*, user.name/email (config.go)
-//	│   ├── refs/remotes/<r>/main   where remote r's main was last seen
-//	│   └── opm-fetch.lock      fetches into the repository take turns (gitmeta)
-//	├── blobs/
-//	│   ├── sha256/<2 hex>/<64 hex>   one read-only file per blob (see cas)
-//	│   └── tmp/                ingest in progress; removed on the next start
-//	├── index/                  Badger: size, state, last access per digest (a cache)
-//	├── mirrors/<dst>.git/      scratch repository of opm sync SRC DST into remote dst
-//	├── uploads/serve-<random>/ blob uploads in progress of one HTTP server
-//	├── gc.lock                 writers hold it shared until their commit, gc exclusively (gclock.go)
-//	├── opm.lock, opm.sock      the daemon's lock and control socket, while one runs
-//	└── opm.log                 the daemon's log (opm mount --daemon)
+// The home directory is drawn in paths.go.
 package registry
 
 import (
@@ -44,21 +29,6 @@ import (
 // Hash names a commit or a file of the metadata. Readers compare and keep
 // it; they never look inside the repository with it.
 type Hash = gitmeta.Hash
-
-// DefaultHome resolves the home directory from the environment.
-func DefaultHome() (string, error) {
-	if h := os.Getenv("OPM_HOME"); h != "" {
-		return h, nil
-	}
-	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
-		return filepath.Join(x, "opm"), nil
-	}
-	u, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("no home directory: set OPM_HOME or use --home: %w", err)
-	}
-	return filepath.Join(u, ".local", "share", "opm"), nil
-}
 
 // Registry is an open home. It is safe for concurrent use.
 type Registry struct {
@@ -107,13 +77,8 @@ func (r *Registry) BlobFileTree() string { return r.local.FileTree() }
 // "<first two hex digits>/<hex>". d must be a valid sha256 digest.
 func BlobFilePath(d digest.Digest) string { return cas.FanPath(d) }
 
-// MountCacheDir is the mount's own cache in the home (its overlay metadata
-// trees; see package opmfs). The registry never reads it.
-func (r *Registry) MountCacheDir() string { return filepath.Join(r.dir, "mount") }
-
-func (r *Registry) metaDir() string  { return filepath.Join(r.dir, "meta.git") }
-func (r *Registry) blobDir() string  { return filepath.Join(r.dir, "blobs") }
-func (r *Registry) indexDir() string { return filepath.Join(r.dir, "index") }
+// Paths names the paths of the home.
+func (r *Registry) Paths() Paths { return PathsOf(r.dir) }
 
 // Open opens the home at dir, creating it first if needed (idempotent).
 func Open(ctx context.Context, dir string) (*Registry, error) {
@@ -129,10 +94,10 @@ func Open(ctx context.Context, dir string) (*Registry, error) {
 	}
 	r := &Registry{dir: abs, indexWait: 30 * time.Second, now: time.Now}
 	r.digests.m = map[Hash]digest.Digest{}
-	if r.meta, err = gitmeta.Init(r.metaDir()); err != nil {
-		return nil, fmt.Errorf("metadata repository %s: %w", r.metaDir(), fsError(err))
+	if r.meta, err = gitmeta.Init(r.Paths().Meta()); err != nil {
+		return nil, fmt.Errorf("metadata repository %s: %w", r.Paths().Meta(), fsError(err))
 	}
-	if r.local, err = cas.OpenLocal(r.blobDir(), nil); err != nil {
+	if r.local, err = cas.OpenLocal(r.Paths().Blobs(), nil); err != nil {
 		r.meta.Close()
 		return nil, fsError(err)
 	}
@@ -188,7 +153,7 @@ func (r *Registry) indexWithin(ctx context.Context, wait time.Duration) (*cas.In
 	r.indexMu.Lock()
 	defer r.indexMu.Unlock()
 	if r.index == nil {
-		idx, err := cas.OpenIndex(ctx, r.indexDir(), wait)
+		idx, err := cas.OpenIndex(ctx, r.Paths().Index(), wait)
 		if err != nil {
 			return nil, err
 		}

@@ -172,7 +172,7 @@ func (r *Registry) remote(name string) (Remote, bool, error) {
 // mirrorScratch is the scratch repository of `opm sync SRC DST` into the
 // remote dst (<home>/mirrors/<dst>.git).
 func (r *Registry) mirrorScratch(dst string) string {
-	return filepath.Join(r.dir, "mirrors", dst+".git")
+	return r.Paths().Mirror(dst)
 }
 
 // RemoveRemote forgets a remote, its tracking ref and the scratch

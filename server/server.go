@@ -36,7 +36,6 @@ import (
 	"encoding/base64"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 
 	"github.com/openpm/opm/registry"
@@ -74,7 +73,7 @@ func New(reg *registry.Registry, opts Options) (*Server, error) {
 	}
 	// Each server has its own directory of uploads (two may serve one home:
 	// `opm mount --http` and `opm serve` through the daemon).
-	ups, err := newUploads(filepath.Join(reg.Home(), "uploads"), opts.Logger)
+	ups, err := newUploads(reg.Paths().Uploads(), opts.Logger)
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"syscall"
@@ -25,9 +24,6 @@ import (
 // readyFDEnv names the file descriptor on which a daemon started by
 // `opm mount --daemon` reports that its mount is ready (or why it failed).
 const readyFDEnv = "OPM_DAEMON_READY_FD"
-
-// logName is the daemon's log in the home, when started with --daemon.
-const logName = "opm.log"
 
 func mountCommand() *cli.Command {
 	return &cli.Command{
@@ -62,7 +58,7 @@ file.
 Example:
    opm mount --daemon /mnt/opm && ls /mnt/opm`,
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "daemon", Aliases: []string{"d"}, Usage: "return once mounted; the daemon runs in the background and logs to <home>/" + logName},
+			&cli.BoolFlag{Name: "daemon", Aliases: []string{"d"}, Usage: "return once mounted; the daemon runs in the background and logs to <home>/opm.log"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let every user read the mount (the kernel checks the permission bits)"},
 			&cli.DurationFlag{Name: "sync-interval", Usage: "follow origin: fetch and fast-forward every `DURATION` (e.g. 30s; see opm sync)"},
 			&cli.StringFlag{Name: "http", Usage: "also serve HTTP on `HOST:PORT` from the daemon, as 'opm serve' (docs/http.md)"},
@@ -402,7 +398,7 @@ func startDaemon(o mountOptions, stderr io.Writer) error {
 	if err := os.MkdirAll(o.home, 0o755); err != nil {
 		return err
 	}
-	logPath := filepath.Join(o.home, logName)
+	logPath := registry.PathsOf(o.home).Log()
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
