@@ -73,7 +73,7 @@ func TestPruneLRU(t *testing.T) {
 	ctx := context.Background()
 	const size = 10000
 	r, ds := cacheHome(t, "file://"+t.TempDir(), 5, size)
-	idx, err := r.Index(context.Background())
+	idx, err := r.openIndex(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestPruneLRU(t *testing.T) {
 func TestPruneNoIndexEntry(t *testing.T) {
 	ctx := context.Background()
 	r, ds := cacheHome(t, "file://"+t.TempDir(), 3, 5000)
-	idx, err := r.Index(context.Background())
+	idx, err := r.openIndex(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +347,7 @@ func TestParseQuota(t *testing.T) {
 // not spare it.
 func age(t *testing.T, r *Registry, except ...digest.Digest) {
 	t.Helper()
-	idx, err := r.Index(context.Background())
+	idx, err := r.openIndex(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

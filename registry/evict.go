@@ -64,7 +64,7 @@ func (r *Registry) CachedBlobs(ctx context.Context) ([]CachedBlob, error) {
 	if err != nil {
 		return nil, err
 	}
-	idx, err := r.Index(ctx)
+	idx, err := r.openIndex(ctx)
 	if err != nil {
 		return nil, err
 	}

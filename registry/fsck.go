@@ -488,7 +488,7 @@ func (r *Registry) checkLocal(ctx context.Context, named map[digest.Digest]*blob
 		found(p)
 	}
 	if opts.Repair {
-		idx, err := r.Index(ctx)
+		idx, err := r.openIndex(ctx)
 		if err != nil {
 			return err
 		}

@@ -141,14 +141,22 @@ func (r *Registry) Close() error {
 // the local store is their only copy).
 func (r *Registry) HasBucket() bool { return r.bucket != nil }
 
-// Index opens the Badger index on first use (waiting up to the index wait,
-// 30 s, while another process holds it, or until ctx ends) and keeps it
-// until Close.
-func (r *Registry) Index(ctx context.Context) (*cas.Index, error) {
+// Own takes the home's Badger index now rather than on first use (waiting
+// up to the index wait, 30 s, while another process holds it, or until ctx
+// ends) and keeps it until Close: the daemon owns the home this way for its
+// whole life.
+func (r *Registry) Own(ctx context.Context) error {
+	_, err := r.openIndex(ctx)
+	return err
+}
+
+// openIndex opens the Badger index on first use (waiting as Own does) and
+// keeps it until Close.
+func (r *Registry) openIndex(ctx context.Context) (*cas.Index, error) {
 	return r.indexWithin(ctx, r.indexWait)
 }
 
-// indexWithin is Index waiting at most wait for another process.
+// indexWithin is openIndex waiting at most wait for another process.
 func (r *Registry) indexWithin(ctx context.Context, wait time.Duration) (*cas.Index, error) {
 	r.indexMu.Lock()
 	defer r.indexMu.Unlock()
@@ -167,7 +175,7 @@ func (r *Registry) indexWithin(ctx context.Context, wait time.Duration) (*cas.In
 // of facts about the files, so a failure here loses nothing: it is logged by
 // the caller and the index can be rebuilt.
 func (r *Registry) recordBlobs(ctx context.Context, blobs []opm.Descriptor) error {
-	idx, err := r.Index(ctx)
+	idx, err := r.openIndex(ctx)
 	if err != nil {
 		return err
 	}

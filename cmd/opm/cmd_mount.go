@@ -248,7 +248,7 @@ func serveMount(ctx context.Context, o mountOptions, ready func(error), by **dae
 	}
 	defer r.Close()
 	// The daemon holds the index for its whole life; commands share it.
-	if _, err := r.Index(ctx); err != nil {
+	if err := r.Own(ctx); err != nil {
 		return err
 	}
 	if n, err := r.RemoveLeftovers(); err != nil {
