@@ -4,19 +4,9 @@
 // compare-and-set on refs/heads/main that is safe across processes and
 // interoperates with the git CLI.
 //
-// gitmeta is generic over paths; it knows nothing of manifests. The layout the
-// registry keeps in it (branch main of <home>/meta.git) is:
-//
-//	<home>/meta.git/                       bare repository, HEAD -> refs/heads/main
-//	└── main
-//	    └── <ns>/
-//	        ├── namespace.json             optional: labels, description
-//	        └── <project>/
-//	            ├── project.json           optional
-//	            └── <repo>/
-//	                ├── repository.json    optional: content type, labels, icon, docs
-//	                └── tags/
-//	                    └── <tag>.json     the manifest bytes of that tag, exactly
+// gitmeta is generic over paths; it knows nothing of manifests. The layout
+// the registry keeps in it is drawn once, in package layout (and
+// docs/design.md §3); the home around the repository in registry/paths.go.
 //
 // # Costs
 //

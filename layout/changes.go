@@ -7,7 +7,6 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
-	"github.com/openpm/opm/gitmeta"
 )
 
 // TagChange is a manifest file that differs between two commits: a tag
@@ -24,24 +23,15 @@ type TagChange struct {
 // Removed reports whether the change removes the file.
 func (c TagChange) Removed() bool { return c.Body == nil }
 
-// Changes lists the manifest files that differ from commit a to commit b
-// of repo (either may be zero, the empty repository), with their manifests
-// at b: the tag files whose references match (nil matches every tag) and,
+// Changes lists the manifest files among the files that differ between two
+// trees (diff), with their manifests at the newer tree, at: the tag files whose references match (nil matches every tag) and,
 // when match is nil, the manifests kept by digest too (what a commit
 // carries whole must have its blobs). Only the subtrees that differ are
 // read. Every manifest is checked as a push would check it: a name that
 // breaks the rules, a manifest the registry would refuse or one kept by
 // digest that does not hash to its name fails the whole listing, so that
 // nothing a push would refuse is taken from elsewhere.
-func Changes(repo *gitmeta.Repo, a, b gitmeta.Hash, match func(opm.Reference) bool) ([]TagChange, error) {
-	diff, err := repo.Diff(a, b)
-	if err != nil {
-		return nil, err
-	}
-	snap, err := repo.Snapshot(b)
-	if err != nil {
-		return nil, err
-	}
+func Changes(diff []FileChange, at Tree, match func(opm.Reference) bool) ([]TagChange, error) {
 	var out []TagChange
 	for _, d := range diff {
 		p, err := Parse(d.Path)
@@ -52,8 +42,8 @@ func Changes(repo *gitmeta.Repo, a, b gitmeta.Hash, match func(opm.Reference) bo
 			continue
 		}
 		c := TagChange{Ref: p.Ref, Path: d.Path}
-		if !d.New.IsZero() {
-			m, err := ReadManifest(snap, d.Path, d.New, p.Ref)
+		if !d.Removed() {
+			m, err := ReadManifest(at, d.Path, d.New, p.Ref)
 			if err != nil {
 				return nil, err
 			}
@@ -92,12 +82,12 @@ type Stale struct {
 	Tags []opm.Reference
 }
 
-// StaleNames finds what the files that differ between two snapshots
-// (diff, from gitmeta's Diff of their commits) changed among the names of
+// StaleNames finds what the files that differ between two trees (diff)
+// changed among the names of
 // the tree. Whether a node appeared or went away is asked once per node,
 // however many of its files changed.
-func StaleNames(old, cur *gitmeta.Snapshot, diff []gitmeta.DiffEntry) Stale {
-	isDir := func(s *gitmeta.Snapshot, p string) bool {
+func StaleNames(old, cur Tree, diff []FileChange) Stale {
+	isDir := func(s Tree, p string) bool {
 		e, err := s.Stat(p)
 		return err == nil && e.Dir
 	}

@@ -28,7 +28,6 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
-	"github.com/openpm/opm/gitmeta"
 )
 
 // Directory and file names of the layout.
@@ -153,14 +152,21 @@ func Parse(p string) (Path, error) {
 
 // TagOfEntry is the tag an entry of a tags directory holds: a file
 // <tag>.json with a valid tag name.
-func TagOfEntry(e gitmeta.Entry) (string, bool) {
-	t, ok := strings.CutSuffix(e.Name, fileSuffix)
-	return t, ok && !e.Dir && opm.ValidTag(t)
+func TagOfEntry(e Entry) (string, bool) {
+	t, ok := TagOfFile(e.Name)
+	return t, ok && !e.Dir
+}
+
+// TagOfFile is the tag a file of a tags directory named name holds:
+// name is <tag>.json with a valid tag name.
+func TagOfFile(name string) (string, bool) {
+	t, ok := strings.CutSuffix(name, fileSuffix)
+	return t, ok && opm.ValidTag(t)
 }
 
 // digestOfEntry is the digest an entry of a manifests directory is named
 // by: a file <64 hex>.json.
-func digestOfEntry(e gitmeta.Entry) (digest.Digest, bool) {
+func digestOfEntry(e Entry) (digest.Digest, bool) {
 	hex, ok := strings.CutSuffix(e.Name, fileSuffix)
 	d := digest.NewDigestFromEncoded(digest.SHA256, hex)
 	if !ok || e.Dir {

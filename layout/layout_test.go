@@ -8,7 +8,6 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
-	"github.com/openpm/opm/gitmeta"
 )
 
 func TestPaths(t *testing.T) {
@@ -70,10 +69,10 @@ func TestParse(t *testing.T) {
 			t.Errorf("Parse(%q) = kind %d ref %s, want kind %d ref %s", c.path, p.Kind, p.Ref, c.kind, c.ref)
 		}
 	}
-	if tag, ok := TagOfEntry(gitmeta.Entry{Name: "v1.json"}); !ok || tag != "v1" {
+	if tag, ok := TagOfEntry(Entry{Name: "v1.json"}); !ok || tag != "v1" {
 		t.Errorf("TagOfEntry(v1.json) = %q %v", tag, ok)
 	}
-	for _, e := range []gitmeta.Entry{{Name: "v1.json", Dir: true}, {Name: "v1"}, {Name: "-x.json"}} {
+	for _, e := range []Entry{{Name: "v1.json", Dir: true}, {Name: "v1"}, {Name: "-x.json"}} {
 		if _, ok := TagOfEntry(e); ok {
 			t.Errorf("TagOfEntry(%+v) accepted", e)
 		}
@@ -82,18 +81,18 @@ func TestParse(t *testing.T) {
 
 func TestFactsRoundTrip(t *testing.T) {
 	f := Facts{Digest: digest.FromString("a"), Previous: digest.FromString("b"), Source: "a/b/c:v1", SyncedFrom: "/m.git@0123", Via: "oci"}
-	m := Message("push a/b/c:v2", f)
-	if got := ParseFacts(gitmeta.ParseMessage(m.String())); got != f {
-		t.Fatalf("facts %+v read back as %+v", f, got)
-	}
+	got := map[string]string{}
 	var keys []string
-	for _, tr := range m.Trailers {
-		keys = append(keys, tr.Key)
+	f.Trailers(func(k, v string) { got[k] = v; keys = append(keys, k) })
+	if back := ParseFacts(func(k string) string { return got[k] }); back != f {
+		t.Fatalf("facts %+v read back as %+v", f, back)
 	}
 	if got := strings.Join(keys, " "); got != "Opm-Digest Opm-Previous Opm-Source Opm-Synced-From Opm-Via" {
 		t.Fatalf("trailer order %s", got)
 	}
-	if m := Message("rm a/b/c:v1", Facts{Previous: f.Previous}); len(m.Trailers) != 1 || m.Trailers[0].Key != TrailerPrevious {
-		t.Fatalf("empty facts written: %+v", m.Trailers)
+	keys = nil
+	Facts{Previous: f.Previous}.Trailers(func(k, v string) { keys = append(keys, k) })
+	if len(keys) != 1 || keys[0] != TrailerPrevious {
+		t.Fatalf("empty facts written: %v", keys)
 	}
 }

@@ -2,8 +2,6 @@ package layout
 
 import (
 	"github.com/opencontainers/go-digest"
-
-	"github.com/openpm/opm/gitmeta"
 )
 
 // The trailers that carry the facts of a commit (docs/design.md §3):
@@ -32,27 +30,27 @@ type Facts struct {
 	Via        string
 }
 
-// Message is a commit message: the subject (what happened) and the facts
-// as trailers, in the order of the constants above.
-func Message(subject string, f Facts) gitmeta.Message {
-	m := gitmeta.Message{Subject: subject}
-	add := func(k, v string) {
-		if v != "" {
-			m.Trailers = append(m.Trailers, gitmeta.Trailer{Key: k, Value: v})
+// Trailers calls add with each fact that is set, as a trailer, in the
+// order of the constants above: a commit message is its subject (what
+// happened) and these.
+func (f Facts) Trailers(add func(key, value string)) {
+	for _, t := range [...]struct{ k, v string }{
+		{TrailerDigest, string(f.Digest)},
+		{TrailerPrevious, string(f.Previous)},
+		{TrailerSource, f.Source},
+		{TrailerSyncedFrom, f.SyncedFrom},
+		{TrailerVia, f.Via},
+	} {
+		if t.v != "" {
+			add(t.k, t.v)
 		}
 	}
-	add(TrailerDigest, string(f.Digest))
-	add(TrailerPrevious, string(f.Previous))
-	add(TrailerSource, f.Source)
-	add(TrailerSyncedFrom, f.SyncedFrom)
-	add(TrailerVia, f.Via)
-	return m
 }
 
-// ParseFacts reads the facts of a commit message's trailers.
-func ParseFacts(m gitmeta.Message) Facts {
+// ParseFacts reads the facts of a commit message's trailers (get returns a
+// trailer's value, "" when the message has none).
+func ParseFacts(get func(key string) string) Facts {
 	var f Facts
-	get := func(k string) string { v, _ := m.Trailer(k); return v }
 	f.Digest = digest.Digest(get(TrailerDigest))
 	f.Previous = digest.Digest(get(TrailerPrevious))
 	f.Source = get(TrailerSource)

@@ -2,12 +2,10 @@ package layout
 
 import (
 	"context"
-	"errors"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
-	"github.com/openpm/opm/gitmeta"
 )
 
 // StoredManifest is one manifest file of a metadata snapshot: a tag file or
@@ -17,7 +15,7 @@ type StoredManifest struct {
 	// Ref is ns/project/repo:tag for a tag, ns/project/repo@sha256:<hex>
 	// for a manifest kept by digest.
 	Ref      opm.Reference
-	ID       gitmeta.Hash  // the git blob of the file: the same ID, the same bytes
+	ID       ID            // the git blob of the file: the same ID, the same bytes
 	Digest   digest.Digest // of Body
 	Body     []byte
 	Manifest *opm.AnyManifest // nil when Err is set
@@ -52,7 +50,7 @@ func (m *StoredManifest) Blobs() []opm.Descriptor {
 
 // ReadManifest reads the manifest file at p of s (its git blob id), which
 // holds ref, and checks it (see Stored). Only a failure to read is an error.
-func ReadManifest(s *gitmeta.Snapshot, p string, id gitmeta.Hash, ref opm.Reference) (*StoredManifest, error) {
+func ReadManifest(s Tree, p string, id ID, ref opm.Reference) (*StoredManifest, error) {
 	body, err := s.ReadFile(p)
 	if err != nil {
 		return nil, err
@@ -65,7 +63,7 @@ func ReadManifest(s *gitmeta.Snapshot, p string, id gitmeta.Hash, ref opm.Refere
 // parsed as m or failing with perr) as the reference ref: it must parse as
 // a manifest the registry accepts, and one kept by digest must hash to its
 // name. A file that fails a check has Err set and no Manifest.
-func Stored(p string, id gitmeta.Hash, ref opm.Reference, body []byte, d digest.Digest, m *opm.AnyManifest, perr error) *StoredManifest {
+func Stored(p string, id ID, ref opm.Reference, body []byte, d digest.Digest, m *opm.AnyManifest, perr error) *StoredManifest {
 	sm := &StoredManifest{Path: p, Ref: ref, ID: id, Body: body, Digest: d, Manifest: m, Err: perr}
 	if perr != nil {
 		sm.Manifest = nil
@@ -81,12 +79,12 @@ type Oddity struct {
 	Detail string
 }
 
-// Walk calls fn for every manifest file of the snapshot, in tree order, and
+// Walk calls fn for every manifest file of the tree, in tree order, and
 // odd (if not nil) for every path that does not belong in the layout (an
 // invalid name, a file where a directory belongs). A file that fails to
 // parse is passed to fn with Err set. It stops at the first error fn or odd
 // returns, or when ctx is done.
-func Walk(ctx context.Context, s *gitmeta.Snapshot, fn func(*StoredManifest) error, odd func(Oddity) error) error {
+func Walk(ctx context.Context, s Tree, fn func(*StoredManifest) error, odd func(Oddity) error) error {
 	report := func(p, detail string) error {
 		if odd == nil {
 			return nil
@@ -129,14 +127,10 @@ func Walk(ctx context.Context, s *gitmeta.Snapshot, fn func(*StoredManifest) err
 		}
 		return nil
 	}
-	err := walkLevel(nil)
-	if errors.Is(err, opm.ErrNotFound) && s.Commit().IsZero() {
-		return nil
-	}
-	return err
+	return walkLevel(nil)
 }
 
-func walkRepository(s *gitmeta.Snapshot, repo opm.Repository, fn func(*StoredManifest) error, report func(p, detail string) error) error {
+func walkRepository(s Tree, repo opm.Repository, fn func(*StoredManifest) error, report func(p, detail string) error) error {
 	entries, err := s.ReadDir(repo.Path())
 	if err != nil {
 		return err
@@ -145,7 +139,7 @@ func walkRepository(s *gitmeta.Snapshot, repo opm.Repository, fn func(*StoredMan
 		p := repo.Path() + "/" + e.Name
 		switch {
 		case e.Dir && e.Name == tagsDir:
-			err = walkFiles(s, p, func(e gitmeta.Entry) (opm.Reference, string) {
+			err = walkFiles(s, p, func(e Entry) (opm.Reference, string) {
 				tag, ok := TagOfEntry(e)
 				if !ok {
 					return opm.Reference{}, "not <tag>.json with a valid tag"
@@ -153,7 +147,7 @@ func walkRepository(s *gitmeta.Snapshot, repo opm.Repository, fn func(*StoredMan
 				return opm.Reference{Repository: repo, Tag: tag}, ""
 			}, fn, report)
 		case e.Dir && e.Name == manifestsDir:
-			err = walkFiles(s, p, func(e gitmeta.Entry) (opm.Reference, string) {
+			err = walkFiles(s, p, func(e Entry) (opm.Reference, string) {
 				d, ok := digestOfEntry(e)
 				if !ok {
 					return opm.Reference{}, "not <sha256 hex>.json"
@@ -174,7 +168,7 @@ func walkRepository(s *gitmeta.Snapshot, repo opm.Repository, fn func(*StoredMan
 
 // walkFiles calls fn for each file of dir that name accepts (returning the
 // reference of the file, or why it is refused).
-func walkFiles(s *gitmeta.Snapshot, dir string, name func(gitmeta.Entry) (opm.Reference, string), fn func(*StoredManifest) error, report func(p, detail string) error) error {
+func walkFiles(s Tree, dir string, name func(Entry) (opm.Reference, string), fn func(*StoredManifest) error, report func(p, detail string) error) error {
 	entries, err := s.ReadDir(dir)
 	if err != nil {
 		return err
@@ -191,7 +185,7 @@ func walkFiles(s *gitmeta.Snapshot, dir string, name func(gitmeta.Entry) (opm.Re
 			}
 			continue
 		}
-		m, err := ReadManifest(s, p, e.Hash, ref)
+		m, err := ReadManifest(s, p, e.ID, ref)
 		if err != nil {
 			return err
 		}

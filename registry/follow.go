@@ -42,7 +42,7 @@ func (r *Registry) followOrigin(ctx context.Context, o Remote, force bool) (Hash
 		}
 		// Nothing a push would refuse is taken (a hostile or broken
 		// writer at origin): every tag file that changes is checked.
-		if _, err := layout.Changes(r.meta, local, remote, nil); err != nil {
+		if _, err := tagChanges(r.meta, local, remote, nil); err != nil {
 			return remote, fmt.Errorf("%s's main (%s) was not taken: %w", o.Name, remote.String()[:12], err)
 		}
 		err = r.meta.SetHead(ctx, local, remote)
@@ -105,7 +105,7 @@ func (r *Registry) SyncOrigin(ctx context.Context, force, prefetch bool, filter 
 // prefetch makes local the blobs of the tags of commit that filter chooses.
 func (r *Registry) prefetch(ctx context.Context, commit Hash, filter layout.Filter, progress Progress, res *SyncResult) error {
 	// Every tag file is a change from the empty tree.
-	changes, err := layout.Changes(r.meta, gitmeta.ZeroHash, commit, filter.Match)
+	changes, err := tagChanges(r.meta, gitmeta.ZeroHash, commit, filter.Match)
 	if err != nil {
 		return err
 	}

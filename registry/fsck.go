@@ -234,7 +234,7 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, err
 	}
 	var indexes []indexRef
 	present := map[string]bool{} // repo path + "@" + digest of every manifest
-	err = layout.Walk(ctx, s, func(m *layout.StoredManifest) error {
+	err = layout.Walk(ctx, gitTree{s}, func(m *layout.StoredManifest) error {
 		if m.ByDigest() {
 			res.Manifests++
 		} else {

@@ -262,7 +262,7 @@ func (r *Registry) liveAt(ctx context.Context, commit Hash, live map[digest.Dige
 	if err != nil {
 		return err
 	}
-	return layout.Walk(ctx, s, func(m *layout.StoredManifest) error {
+	return layout.Walk(ctx, gitTree{s}, func(m *layout.StoredManifest) error {
 		return markLive(m.Ref.String(), m.Manifest, m.Err, live)
 	}, nil)
 }

@@ -420,7 +420,7 @@ func (v *View) Log(ctx context.Context, what string, limit int) ([]LogEntry, err
 	}
 	out := make([]LogEntry, 0, len(entries))
 	for _, e := range entries {
-		f := layout.ParseFacts(e.Message)
+		f := factsOf(e.Message)
 		out = append(out, LogEntry{Commit: e.Commit.String(), Date: e.When, Author: e.Author, Email: e.Email,
 			Action: e.Message.Subject, Digest: f.Digest, Previous: f.Previous})
 	}

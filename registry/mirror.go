@@ -124,7 +124,7 @@ func (m *Mirror) DstFiltered(ctx context.Context) (bool, error) {
 	if err != nil || len(log) == 0 {
 		return false, err
 	}
-	return layout.ParseFacts(log[0].Message).SyncedFrom != "", nil
+	return factsOf(log[0].Message).SyncedFrom != "", nil
 }
 
 // Ahead counts the commits of SRC that DST lacks; fastForward is false when
@@ -137,7 +137,7 @@ func (m *Mirror) Ahead(ctx context.Context) (n int, fastForward bool, err error)
 // (see layout.Changes): with a nil match every one, manifests kept by
 // digest included; else the tags it chooses.
 func (m *Mirror) Changes(match func(opm.Reference) bool) ([]layout.TagChange, error) {
-	out, err := layout.Changes(m.repo, m.dstHead, m.srcHead, match)
+	out, err := tagChanges(m.repo, m.dstHead, m.srcHead, match)
 	if err != nil {
 		return nil, fmt.Errorf("source %s: %w", m.src.Name, err)
 	}
@@ -180,7 +180,7 @@ func (m *Mirror) PublishFiltered(ctx context.Context, changes []layout.TagChange
 	for i, c := range changes {
 		cs[i] = gitmeta.Change{Path: c.Path, Data: c.Body, Delete: c.Removed()}
 	}
-	msg := layout.Message(fmt.Sprintf("sync %d tag(s) from %s", len(changes), m.src.Name),
+	msg := commitMessage(fmt.Sprintf("sync %d tag(s) from %s", len(changes), m.src.Name),
 		layout.Facts{SyncedFrom: m.src.URL + "@" + m.srcHead.String()})
 	commit, _, err := m.repo.Update(ctx, m.r.Author(ctx), func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
 		return cs, msg, nil

@@ -40,7 +40,7 @@ func (r *Registry) publishTag(ctx context.Context, o Remote, ref opm.Reference, 
 	}
 	if local != remote {
 		// Unpushed local commits go along: their blobs go first.
-		changes, err := layout.Changes(r.meta, remote, local, nil)
+		changes, err := tagChanges(r.meta, remote, local, nil)
 		if err != nil {
 			return commitResult{}, err
 		}

@@ -209,7 +209,7 @@ func (v *View) Tags(repo opm.Repository) ([]TagEntry, error) {
 	}
 	out := make([]TagEntry, 0, len(entries))
 	for _, e := range entries {
-		if t, ok := layout.TagOfEntry(e); ok {
+		if t, ok := layout.TagOfFile(e.Name); ok && !e.Dir {
 			out = append(out, TagEntry{Tag: t, ID: e.Hash})
 		}
 	}
@@ -378,7 +378,7 @@ func (v *View) Resolve(ref opm.Reference) (*Package, error) {
 
 // Walk calls fn for every manifest file of the view (see layout.Walk).
 func (v *View) Walk(ctx context.Context, fn func(*layout.StoredManifest) error, odd func(layout.Oddity) error) error {
-	return layout.Walk(ctx, v.snap, fn, odd)
+	return layout.Walk(ctx, gitTree{v.snap}, fn, odd)
 }
 
 // BlobUser names a manifest of the view that names the blob d (as config or
@@ -434,9 +434,9 @@ func (v *View) tagTimes(ctx context.Context, repo opm.Repository) (map[string]Ta
 	if err != nil {
 		return nil, err
 	}
-	want := make(map[string]Hash, len(entries)) // name -> blob hash at the view
+	want := make(map[string]Hash, len(entries)) // file name -> blob hash at the view
 	for _, e := range entries {
-		if !e.Dir {
+		if _, ok := layout.TagOfFile(e.Name); ok && !e.Dir {
 			want[e.Name] = e.Hash
 		}
 	}
@@ -465,7 +465,8 @@ func (v *View) tagTimes(ctx context.Context, repo opm.Repository) (map[string]Ta
 			// before c (or is missing there) were set by c.
 			for name, h := range want {
 				if before[name] != h {
-					out[strings.TrimSuffix(name, ".json")] = TagTime{When: c.When, Commit: c.Commit}
+					tag, _ := layout.TagOfFile(name)
+					out[tag] = TagTime{When: c.When, Commit: c.Commit}
 					delete(want, name)
 				}
 			}
@@ -503,7 +504,7 @@ func (v *View) Stale(old *View) (layout.Stale, int, error) {
 	if err != nil {
 		return layout.Stale{}, 0, err
 	}
-	return layout.StaleNames(old.snap, v.snap, diff), len(diff), nil
+	return layout.StaleNames(gitTree{old.snap}, gitTree{v.snap}, fileChanges(diff)), len(diff), nil
 }
 
 // NodeMeta is the description file of a namespace, project or repository

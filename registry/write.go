@@ -119,7 +119,7 @@ func (r *Registry) commit(ctx context.Context, g *guard, c tagChange) (commitRes
 		if c.mustExist && !present {
 			return nil, gitmeta.Message{}, opm.Errorf(opm.ErrNotFound, "%s: no such tag", c.what)
 		}
-		return changes, layout.Message(c.subject, facts), nil
+		return changes, commitMessage(c.subject, facts), nil
 	})
 	res.commit, res.committed = commit, committed
 	return res, err
@@ -275,7 +275,7 @@ func (r *Registry) DeleteManifest(ctx context.Context, repo opm.Repository, d di
 		if len(changes) == 0 {
 			return nil, gitmeta.Message{}, opm.Errorf(opm.ErrNotFound, "%s@%s: no such manifest", repo, d)
 		}
-		msg := layout.Message(fmt.Sprintf("rm %s@%s", repo, d), layout.Facts{Previous: d, Via: "oci"})
+		msg := commitMessage(fmt.Sprintf("rm %s@%s", repo, d), layout.Facts{Previous: d, Via: "oci"})
 		if len(tags) > 0 {
 			msg.Body = "tags: " + strings.Join(tags, " ")
 		}
