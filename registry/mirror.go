@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -149,6 +150,18 @@ type MirrorBlobs interface {
 	cas.Fetcher
 	cas.Stater
 	cas.Pusher
+}
+
+// CopyBlob puts the blob b into dst unless dst has it, opening it at src
+// only once dst starts reading (cas.Copy): a blob dst has costs one
+// existence check and no read. src's reader verifies the bytes and dst
+// verifies them again before they become visible, so a corrupt source blob
+// never lands. opened reports whether src was read; an error of src is
+// returned as it is, not as dst's.
+func CopyBlob(ctx context.Context, src, dst MirrorBlobs, b opm.Descriptor) (opened bool, err error) {
+	return cas.Copy(ctx, dst, b.Digest, b.Size, func() (io.ReadCloser, error) {
+		return src.Open(ctx, b.Digest)
+	})
 }
 
 // Buckets opens the two remotes' buckets, once.

@@ -26,7 +26,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
 	"sync"
@@ -36,7 +35,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/openpm/opm"
-	"github.com/openpm/opm/cas"
 	"github.com/openpm/opm/layout"
 	"github.com/openpm/opm/registry"
 )
@@ -300,13 +298,9 @@ func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []layout.TagChange
 				}
 				return nil
 			}
-			// A blob from an earlier run costs one existence check (Put's) and
-			// no read. The source's reader verifies the bytes and dstB.Put
-			// verifies them again before they become visible, so a corrupt
-			// source blob never lands at DST.
-			opened, err := cas.Copy(gctx, dstB, bl.Digest, bl.Size, func() (io.ReadCloser, error) {
-				return srcB.Open(gctx, bl.Digest)
-			})
+			// A blob from an earlier run costs one existence check and no
+			// read; a corrupt source blob never lands at DST.
+			opened, err := registry.CopyBlob(gctx, srcB, dstB, opm.Descriptor{Digest: bl.Digest, Size: bl.Size})
 			reqs.Add(1) // the destination's existence check
 			if opened {
 				reqs.Add(2) // read at the source, write at the destination
