@@ -60,7 +60,7 @@ type Server struct {
 	log  *slog.Logger
 	mux  *http.ServeMux
 
-	uploads *uploads
+	uploads *registry.Uploads
 }
 
 // New makes a server for reg. Close removes the uploads in progress.
@@ -73,7 +73,7 @@ func New(reg *registry.Registry, opts Options) (*Server, error) {
 	}
 	// Each server has its own directory of uploads (two may serve one home:
 	// `opm mount --http` and `opm serve` through the daemon).
-	ups, err := newUploads(reg.Paths().Uploads(), opts.Logger)
+	ups, err := reg.Uploads(opts.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +87,7 @@ func New(reg *registry.Registry, opts Options) (*Server, error) {
 }
 
 // Close drops the uploads in progress.
-func (s *Server) Close() error { return s.uploads.closeAll() }
+func (s *Server) Close() error { return s.uploads.Close() }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
