@@ -15,123 +15,35 @@ package registry
 //		blobs = …
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
-	"github.com/go-git/go-git/v5/config"
-	formatcfg "github.com/go-git/go-git/v5/plumbing/format/config"
-
-	"github.com/openpm/opm"
 	"github.com/openpm/opm/gitmeta"
 	"github.com/openpm/opm/layout"
 )
 
-func (r *Registry) configFile() string { return filepath.Join(r.Paths().Meta(), "config") }
-
-func (r *Registry) readConfig() (*formatcfg.Config, error) {
-	f, err := os.Open(r.configFile())
-	if err != nil {
-		return nil, fsError(err)
-	}
-	defer f.Close()
-	return r.decodeConfig(f)
-}
-
-// decodeConfig reads the home's git config from rd.
-func (r *Registry) decodeConfig(rd io.Reader) (*formatcfg.Config, error) {
-	cfg := formatcfg.New()
-	if err := formatcfg.NewDecoder(rd).Decode(cfg); err != nil {
-		return nil, opm.Errorf(opm.ErrInvalid, "%s: %w", r.configFile(), err)
-	}
-	return cfg, nil
-}
-
-// splitKey splits "section.key" or "section.sub.key".
-func splitKey(key string) (section, sub, name string, err error) {
-	first := -1
-	last := -1
-	for i := 0; i < len(key); i++ {
-		if key[i] == '.' {
-			if first < 0 {
-				first = i
-			}
-			last = i
-		}
-	}
-	if first <= 0 || last == len(key)-1 {
-		return "", "", "", opm.Errorf(opm.ErrInvalid, "config key %q: want section.name (e.g. opm.blobs)", key)
-	}
-	section, name = key[:first], key[last+1:]
-	if last > first {
-		sub = key[first+1 : last]
-	}
-	return section, sub, name, nil
-}
-
 // Config reads one key of the home's git config ("" when unset).
 func (r *Registry) Config(key string) (string, error) {
-	section, sub, name, err := splitKey(key)
+	cfg, err := r.meta.ReadConfig()
 	if err != nil {
-		return "", err
+		return "", fsError(err)
 	}
-	cfg, err := r.readConfig()
-	if err != nil {
-		return "", err
-	}
-	s := cfg.Section(section)
-	if sub != "" {
-		return s.Subsection(sub).Option(name), nil
-	}
-	return s.Option(name), nil
+	return cfg.Get(key)
 }
 
 // SetConfig writes one key of the home's git config ("" value unsets it).
 func (r *Registry) SetConfig(key, value string) error {
-	section, sub, name, err := splitKey(key)
-	if err != nil {
-		return err
-	}
 	if err := checkConfig(key, value); err != nil {
 		return err
 	}
-	return r.updateConfig(func(cfg *formatcfg.Config) error {
-		s := cfg.Section(section)
-		switch {
-		case sub != "" && value == "":
-			s.Subsection(sub).RemoveOption(name)
-		case sub != "":
-			s.Subsection(sub).SetOption(name, value)
-		case value == "":
-			s.RemoveOption(name)
-		default:
-			s.SetOption(name, value)
-		}
-		return nil
-	})
+	return r.updateConfig(func(cfg *gitmeta.Config) error { return cfg.Set(key, value) })
 }
 
-// updateConfig changes the home's git config under git's lock (config.lock):
-// concurrent writers, opm or the git CLI, lose no change, and a crash
-// leaves the old file or the new one.
-func (r *Registry) updateConfig(fn func(*formatcfg.Config) error) error {
-	return gitmeta.UpdateFile(context.Background(), r.configFile(), func(old []byte) ([]byte, error) {
-		cfg, err := r.decodeConfig(bytes.NewReader(old))
-		if err != nil {
-			return nil, err
-		}
-		if err := fn(cfg); err != nil {
-			return nil, err
-		}
-		var buf bytes.Buffer
-		if err := formatcfg.NewEncoder(&buf).Encode(cfg); err != nil {
-			return nil, err
-		}
-		return buf.Bytes(), nil
-	})
+// updateConfig changes the home's git config under git's lock (see
+// gitmeta.Repo.UpdateConfig).
+func (r *Registry) updateConfig(fn func(*gitmeta.Config) error) error {
+	return r.meta.UpdateConfig(context.Background(), fn)
 }
 
 type authorEnvKey struct{}
@@ -160,13 +72,12 @@ func (r *Registry) Author(ctx context.Context) gitmeta.Signature {
 		email, _ = r.Config("user.email")
 	}
 	if name == "" || email == "" {
-		if g, err := config.LoadConfig(config.GlobalScope); err == nil {
-			if name == "" {
-				name = g.User.Name
-			}
-			if email == "" {
-				email = g.User.Email
-			}
+		gname, gemail := gitmeta.GlobalUser()
+		if name == "" {
+			name = gname
+		}
+		if email == "" {
+			email = gemail
 		}
 	}
 	if name == "" {

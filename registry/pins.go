@@ -17,10 +17,10 @@ import (
 	"strings"
 	"sync"
 
-	formatcfg "github.com/go-git/go-git/v5/plumbing/format/config"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
+	"github.com/openpm/opm/gitmeta"
 	"github.com/openpm/opm/layout"
 )
 
@@ -35,11 +35,11 @@ type lruState struct {
 
 // Pins returns the pin selectors, in config order.
 func (r *Registry) Pins() ([]string, error) {
-	cfg, err := r.readConfig()
+	cfg, err := r.meta.ReadConfig()
 	if err != nil {
-		return nil, err
+		return nil, fsError(err)
 	}
-	return cfg.Section("cache").OptionAll("pin"), nil
+	return cfg.GetAll(PinKey)
 }
 
 // PinResult says what Pin did.
@@ -61,13 +61,13 @@ func (r *Registry) Pin(ctx context.Context, p string, progress Progress) (*PinRe
 		return nil, err
 	}
 	res := &PinResult{Pattern: p, Tags: []string{}}
-	err = r.updateConfig(func(cfg *formatcfg.Config) error {
-		s := cfg.Section("cache")
-		if !slices.Contains(s.OptionAll("pin"), p) {
-			s.AddOption("pin", p)
-			res.Added = true
+	err = r.updateConfig(func(cfg *gitmeta.Config) error {
+		pins, err := cfg.GetAll(PinKey)
+		if err != nil || slices.Contains(pins, p) {
+			return err
 		}
-		return nil
+		res.Added = true
+		return cfg.Add(PinKey, p)
 	})
 	if err != nil {
 		return nil, err
@@ -121,17 +121,18 @@ func (r *Registry) Pin(ctx context.Context, p string, progress Progress) (*PinRe
 // Unpin removes the pin selector p, exactly as it was pinned. Its blobs
 // stay in the local store until eviction needs the room.
 func (r *Registry) Unpin(p string) error {
-	return r.updateConfig(func(cfg *formatcfg.Config) error {
-		s := cfg.Section("cache")
-		pins := s.OptionAll("pin")
+	return r.updateConfig(func(cfg *gitmeta.Config) error {
+		pins, err := cfg.GetAll(PinKey)
+		if err != nil {
+			return err
+		}
 		if !slices.Contains(pins, p) {
 			if len(pins) == 0 {
 				return opm.Errorf(opm.ErrNotFound, "%q is not pinned (nothing is; opm cache pin SELECTOR pins)", p)
 			}
 			return opm.Errorf(opm.ErrNotFound, "%q is not pinned (pinned: %s)", p, strings.Join(pins, ", "))
 		}
-		s.Options = slices.DeleteFunc(s.Options, func(o *formatcfg.Option) bool { return o.IsKey("pin") && o.Value == p })
-		return nil
+		return cfg.Unset(PinKey, func(v string) bool { return v == p })
 	})
 }
 

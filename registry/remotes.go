@@ -22,9 +22,6 @@ import (
 	"strings"
 	"time"
 
-	formatcfg "github.com/go-git/go-git/v5/plumbing/format/config"
-	"github.com/go-git/go-git/v5/plumbing/transport"
-
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/cas"
 	"github.com/openpm/opm/gitmeta"
@@ -91,7 +88,7 @@ func (r *Registry) AddRemote(ctx context.Context, rm Remote) error {
 	if rm.URL, err = normalizeMetaURL(rm.URL); err != nil {
 		return err
 	}
-	if _, err := transport.NewEndpoint(rm.URL); err != nil {
+	if err := gitmeta.CheckURL(rm.URL); err != nil {
 		return opm.Errorf(opm.ErrInvalid, "remote %s: metadata URL %q: %w", rm.Name, rm.URL, err)
 	}
 	if rm.Blobs == "" {
@@ -102,27 +99,25 @@ func (r *Registry) AddRemote(ctx context.Context, rm Remote) error {
 		return opm.Errorf(opm.ErrInvalid, "remote %s: bucket URL %q: %w", rm.Name, rm.Blobs, err)
 	}
 	b.Close()
-	return r.updateConfig(func(cfg *formatcfg.Config) error {
-		if cfg.Section("remote").HasSubsection(rm.Name) {
+	return r.updateConfig(func(cfg *gitmeta.Config) error {
+		if cfg.HasSubsection("remote", rm.Name) {
 			return opm.Errorf(opm.ErrExists, "remote %s already exists (opm remote rm %s first)", rm.Name, rm.Name)
 		}
-		s := cfg.Section("remote").Subsection(rm.Name)
-		s.SetOption("url", rm.URL)
-		s.SetOption("blobs", rm.Blobs)
-		s.SetOption("fetch", "+refs/heads/main:"+string(gitmeta.TrackingRef(rm.Name)))
-		return nil
+		key := "remote." + rm.Name + "."
+		return errors.Join(cfg.Set(key+"url", rm.URL), cfg.Set(key+"blobs", rm.Blobs),
+			cfg.Set(key+"fetch", "+refs/heads/main:"+string(gitmeta.TrackingRef(rm.Name))))
 	})
 }
 
 // Remotes lists the configured remotes in config order.
 func (r *Registry) Remotes() ([]Remote, error) {
-	cfg, err := r.readConfig()
+	cfg, err := r.meta.ReadConfig()
 	if err != nil {
-		return nil, err
+		return nil, fsError(err)
 	}
 	var out []Remote
-	for _, s := range cfg.Section("remote").Subsections {
-		out = append(out, Remote{Name: s.Name, URL: s.Option("url"), Blobs: s.Option("blobs")})
+	for _, name := range cfg.Subsections("remote") {
+		out = append(out, remoteOf(cfg, name))
 	}
 	return out, nil
 }
@@ -157,16 +152,21 @@ func (r *Registry) remote(name string) (Remote, bool, error) {
 	if err := ValidateRemoteName(name); err != nil {
 		return Remote{}, false, err
 	}
-	cfg, err := r.readConfig()
+	cfg, err := r.meta.ReadConfig()
 	if err != nil {
-		return Remote{}, false, err
+		return Remote{}, false, fsError(err)
 	}
-	sec := cfg.Section("remote")
-	if !sec.HasSubsection(name) {
+	if !cfg.HasSubsection("remote", name) {
 		return Remote{}, false, nil
 	}
-	s := sec.Subsection(name)
-	return Remote{Name: name, URL: s.Option("url"), Blobs: s.Option("blobs")}, true, nil
+	return remoteOf(cfg, name), true, nil
+}
+
+// remoteOf reads the remote called name of cfg.
+func remoteOf(cfg *gitmeta.Config, name string) Remote {
+	url, _ := cfg.Get("remote." + name + ".url")
+	blobs, _ := cfg.Get("remote." + name + ".blobs")
+	return Remote{Name: name, URL: url, Blobs: blobs}
 }
 
 // mirrorScratch is the scratch repository of `opm sync SRC DST` into the
@@ -181,8 +181,8 @@ func (r *Registry) RemoveRemote(name string) error {
 	if err := ValidateRemoteName(name); err != nil {
 		return err
 	}
-	err := r.updateConfig(func(cfg *formatcfg.Config) error {
-		if !cfg.Section("remote").HasSubsection(name) {
+	err := r.updateConfig(func(cfg *gitmeta.Config) error {
+		if !cfg.HasSubsection("remote", name) {
 			return opm.Errorf(opm.ErrNotFound, "no remote %s", name)
 		}
 		cfg.RemoveSubsection("remote", name)
