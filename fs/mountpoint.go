@@ -91,16 +91,10 @@ func Dead(dir string) bool {
 // mount it answers ENOTCONN).
 func MountedHome(dir string) (string, bool) {
 	dir = resolveMountpoint(dir)
-	mounts, err := mountinfo()
-	if err != nil {
+	at, err := mounts(func(point string) bool { return point == dir })
+	if err != nil || len(at) == 0 {
 		return "", false
 	}
-	home, found := "", false
-	for _, m := range mounts {
-		if m.point == dir {
-			// The last mount at dir is the one on top.
-			home, found = strings.CutPrefix(m.source, "opm:")
-		}
-	}
-	return home, found
+	// The last mount at dir is the one on top.
+	return strings.CutPrefix(at[len(at)-1].source, "opm:")
 }
