@@ -56,6 +56,26 @@ func treeKey(p *pkg, digestXattr bool) string {
 	return key
 }
 
+// treeOf is the path of p's metadata tree in the cache, written first if
+// the cache has none. The sizes of its blobs are kept for the FUSE data
+// layer (blobSize).
+func (o *overlays) treeOf(p *pkg) (string, error) {
+	tree := filepath.Join(o.paths.MountMeta(), treeKey(p, !o.fs.opts.NoXattr)+o.ext)
+	if _, err := os.Lstat(tree); errors.Is(err, fs.ErrNotExist) {
+		if err := o.write(tree, p); err != nil {
+			return "", err
+		}
+	} else if err != nil {
+		return "", err
+	}
+	for i := range p.files {
+		if f := &p.files[i]; f.Symlink == "" && f.Size > 0 {
+			o.sizes.Store(f.Digest, f.Size)
+		}
+	}
+	return tree, nil
+}
+
 // write writes p's metadata tree at tree: into a temporary directory of the
 // cache, flushed to disk (syncfs), then renamed into place, so that a tree
 // in place is whole.

@@ -3,7 +3,6 @@ package opmfs
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -240,19 +239,16 @@ func (o *overlays) cover(j overlayJob) error {
 	if p.err != nil {
 		return p.err
 	}
-	tree := filepath.Join(o.paths.MountMeta(), treeKey(p, !o.fs.opts.NoXattr)+o.ext)
-	if _, err := os.Lstat(tree); errors.Is(err, fs.ErrNotExist) {
-		if err := o.write(tree, p); err != nil {
-			return err
-		}
-	} else if err != nil {
+	tree, err := o.treeOf(p)
+	if err != nil {
 		return err
 	}
-	for i := range p.files {
-		if f := &p.files[i]; f.Symlink == "" && f.Size > 0 {
-			o.sizes.Store(f.Digest, f.Size)
-		}
-	}
+	return o.mountOn(j, tree)
+}
+
+// mountOn mounts the overlay of metadata tree on j's directory, if that is
+// still the FUSE directory asked for and the mount is not being taken down.
+func (o *overlays) mountOn(j overlayJob, tree string) error {
 	// Under mountMu from before the directory is opened: the descriptor
 	// on the mount would make its unmount fail (pause).
 	o.mountMu.Lock()
