@@ -74,24 +74,19 @@ func (fsys *FS) refresh() error {
 		}
 		return n
 	}
+	var moved []string // the paths below the mount, for the overlays
 	for _, parts := range stale.Nodes {
+		moved = append(moved, strings.Join(parts, "/"))
 		if parent := below(parts[:len(parts)-1]); parent != nil {
 			notify = append(notify, entry{parent, parts[len(parts)-1]})
 		}
 	}
 	for _, ref := range stale.Tags {
 		r := ref.Repository
+		moved = append(moved, r.Path()+"/"+ref.Tag)
 		if parent := below([]string{r.Namespace, r.Project, r.Name}); parent != nil {
 			notify = append(notify, entry{parent, ref.Tag})
 		}
-	}
-	var moved []string
-	for _, parts := range stale.Nodes {
-		moved = append(moved, strings.Join(parts, "/"))
-	}
-	for _, ref := range stale.Tags {
-		r := ref.Repository
-		moved = append(moved, r.Path()+"/"+ref.Tag)
 	}
 	fsys.ovl.forget(moved)
 	fsys.log.Info("head moved", "from", short(old.Commit()), "to", short(h), "files", files, "invalidated", len(notify))
