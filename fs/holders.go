@@ -111,16 +111,14 @@ type mountSet struct {
 // /proc/self/mountinfo lists them now. Their IDs stay theirs after they are
 // detached, so a holder found later is still recognised.
 func mountsAt(dir string) (mountSet, error) {
-	all, err := mountinfo()
+	s := mountSet{dir: resolveMountpoint(dir), ids: map[uint64]bool{}, devs: map[uint64]bool{}}
+	all, err := mounts(s.under)
 	if err != nil {
 		return mountSet{}, err
 	}
-	s := mountSet{dir: resolveMountpoint(dir), ids: map[uint64]bool{}, devs: map[uint64]bool{}}
 	for _, m := range all {
-		if s.under(m.point) {
-			s.ids[m.id] = true
-			s.devs[m.dev] = true
-		}
+		s.ids[m.id] = true
+		s.devs[m.dev] = true
 	}
 	return s, nil
 }
@@ -219,9 +217,21 @@ func (s mountSet) mapped(dir string) int {
 			continue
 		}
 		path := strings.Join(fields[5:], " ")
-		if dev, ok := parseDev(fields[3], 16); (ok && s.devs[dev]) || s.under(path) {
+		if dev, ok := parseDev(fields[3]); (ok && s.devs[dev]) || s.under(path) {
 			files[path] = true
 		}
 	}
 	return len(files)
+}
+
+// parseDev parses a device number as /proc/PID/maps writes it: "major:minor"
+// in hexadecimal.
+func parseDev(s string) (uint64, bool) {
+	a, b, ok := strings.Cut(s, ":")
+	major, err1 := strconv.ParseUint(a, 16, 32)
+	minor, err2 := strconv.ParseUint(b, 16, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return unix.Mkdev(uint32(major), uint32(minor)), true
 }

@@ -1,10 +1,6 @@
 package opmfs
 
 import (
-	"errors"
-	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"time"
@@ -78,24 +74,19 @@ func (fsys *FS) refresh() error {
 		}
 		return n
 	}
+	var moved []string // the paths below the mount, for the overlays
 	for _, parts := range stale.Nodes {
+		moved = append(moved, strings.Join(parts, "/"))
 		if parent := below(parts[:len(parts)-1]); parent != nil {
 			notify = append(notify, entry{parent, parts[len(parts)-1]})
 		}
 	}
 	for _, ref := range stale.Tags {
 		r := ref.Repository
+		moved = append(moved, r.Path()+"/"+ref.Tag)
 		if parent := below([]string{r.Namespace, r.Project, r.Name}); parent != nil {
 			notify = append(notify, entry{parent, ref.Tag})
 		}
-	}
-	var moved []string
-	for _, parts := range stale.Nodes {
-		moved = append(moved, strings.Join(parts, "/"))
-	}
-	for _, ref := range stale.Tags {
-		r := ref.Repository
-		moved = append(moved, r.Path()+"/"+ref.Tag)
 	}
 	fsys.ovl.forget(moved)
 	fsys.log.Info("head moved", "from", short(old.Commit()), "to", short(h), "files", files, "invalidated", len(notify))
@@ -108,115 +99,3 @@ func (fsys *FS) refresh() error {
 }
 
 func short(h registry.Hash) string { return h.String()[:12] }
-
-// Unmount unmounts dir once: umount(2) when allowed (root), else
-// fusermount3 -u. With lazy the mount is detached even while in use
-// (MNT_DETACH). It does not wait for the daemon or retry: opm umount asks
-// the daemon, which calls FS.Unmount; this is for a mount whose daemon is
-// gone.
-func Unmount(dir string, lazy bool) error {
-	flags := 0
-	if lazy {
-		flags = syscall.MNT_DETACH
-	}
-	err := syscall.Unmount(dir, flags)
-	if !errors.Is(err, syscall.EPERM) {
-		if err != nil {
-			return &os.PathError{Op: "unmount", Path: dir, Err: err}
-		}
-		return nil
-	}
-	args := []string{"-u"}
-	if lazy {
-		args = append(args, "-z")
-	}
-	for _, prog := range []string{"fusermount3", "fusermount"} {
-		if path, lerr := exec.LookPath(prog); lerr == nil {
-			out, err := exec.Command(path, append(args, dir)...).CombinedOutput()
-			if err != nil {
-				return &os.PathError{Op: "unmount", Path: dir, Err: errors.New(strings.TrimSpace(string(out)))}
-			}
-			return nil
-		}
-	}
-	return &os.PathError{Op: "unmount", Path: dir, Err: err}
-}
-
-// UnmountOrphan unmounts an opm mount that no daemon serves (its daemon
-// died): the overlays below it, then the mount itself. If processes use it,
-// it fails with a *BusyError naming them.
-func UnmountOrphan(dir string, lazy bool) error {
-	set, _ := mountsAt(dir)
-	detachBelow(dir)
-	err := Unmount(dir, lazy)
-	if errors.Is(err, syscall.EBUSY) {
-		return &BusyError{Dir: dir, Holders: holders(set)}
-	}
-	return err
-}
-
-// SameMountpoint reports whether a and b name the same mount point, as the
-// kernel records them (MountedHome).
-func SameMountpoint(a, b string) bool { return resolveMountpoint(a) == resolveMountpoint(b) }
-
-// CleanStale detaches dir if it is a mount whose server has died, and
-// reports whether it was.
-func CleanStale(dir string) (bool, error) {
-	if !Dead(dir) {
-		return false, nil
-	}
-	return true, Unmount(dir, true)
-}
-
-// Dead reports whether dir is a FUSE mount whose server has gone: statfs
-// fails with "transport endpoint is not connected". (stat may still
-// succeed for a while from the kernel's cached attributes; statfs always
-// asks the server.)
-func Dead(dir string) bool {
-	var st syscall.Statfs_t
-	err := syscall.Statfs(dir, &st)
-	if err == nil {
-		_, err = os.Stat(dir)
-	}
-	return errors.Is(err, syscall.ENOTCONN)
-}
-
-// MountedHome returns the home served at dir, if dir is an opm mount (its
-// source in /proc/self/mountinfo is "opm:<home>").
-//
-// The kernel records a mount point with its symbolic links resolved; so is
-// dir's parent here (the mount point itself cannot be resolved: on a dead
-// mount it answers ENOTCONN).
-func MountedHome(dir string) (string, bool) {
-	dir = resolveMountpoint(dir)
-	mounts, err := mountinfo()
-	if err != nil {
-		return "", false
-	}
-	home, found := "", false
-	for _, m := range mounts {
-		if m.point == dir {
-			// The last mount at dir is the one on top.
-			home, found = strings.CutPrefix(m.source, "opm:")
-		}
-	}
-	return home, found
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space) of
-// /proc/self/mountinfo.
-func unescapeMountinfo(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var c byte
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &c); err == nil {
-				b.WriteByte(c)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
