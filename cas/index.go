@@ -9,7 +9,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -17,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
+	"github.com/openpm/opm/internal/flock"
 )
 
 // State is what the index knows about a blob's local file.
@@ -103,18 +103,7 @@ func OpenIndex(ctx context.Context, dir string, wait time.Duration) (*Index, err
 // locked reports whether another holder has Badger's lock on dir. Badger
 // flocks the directory and reports a held lock only as text, so the lock is
 // probed the same way.
-func locked(dir string) bool {
-	f, err := os.Open(dir)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-	if err == nil {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	}
-	return errors.Is(err, syscall.EWOULDBLOCK)
-}
+func locked(dir string) bool { return flock.Held(dir, flock.Exclusive) }
 
 // Close closes the database.
 func (x *Index) Close() error {

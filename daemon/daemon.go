@@ -28,6 +28,7 @@
 package daemon
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -36,10 +37,10 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/openpm/opm"
+	"github.com/openpm/opm/internal/flock"
 	"github.com/openpm/opm/registry"
 )
 
@@ -58,20 +59,26 @@ type Info struct {
 
 // Lock is a home held by this process.
 type Lock struct {
-	f *os.File
+	f *flock.File
 }
 
 // Acquire takes the home for this process and records info in the lock
 // file. If another daemon holds it, Acquire fails with opm.ErrLocked and a
 // message naming that daemon.
 func Acquire(home string, info Info) (*Lock, error) {
-	f, err := os.OpenFile(registry.PathsOf(home).DaemonLock(), os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := flock.Open(registry.PathsOf(home).DaemonLock(), true)
 	if err != nil {
 		return nil, err
 	}
-	if err := flockWait(f); err != nil {
+	// A client asking whether a daemon runs (Held, Running) holds the lock
+	// shared for an instant: a daemon starting just then must not take
+	// that for another daemon.
+	ctx, cancel := context.WithTimeout(context.Background(), acquireWait)
+	err = f.Wait(ctx, flock.Exclusive)
+	cancel()
+	if err != nil {
 		defer f.Close()
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
+		if !errors.Is(err, context.DeadlineExceeded) {
 			return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
 		}
 		other, ok := readInfo(f)
@@ -92,24 +99,8 @@ func Acquire(home string, info Info) (*Lock, error) {
 	return &Lock{f: f}, nil
 }
 
-// acquireWait is how long Acquire keeps trying a lock that is taken: a
-// client asking whether a daemon runs (Held, Dial) holds it shared for an
-// instant, and a daemon starting just then must not take that for another
-// daemon.
+// acquireWait is how long Acquire keeps trying a lock that is taken.
 const acquireWait = 250 * time.Millisecond
-
-// flockWait takes f's lock exclusively, trying again for acquireWait while
-// it is taken; it fails with EWOULDBLOCK if it stays taken.
-func flockWait(f *os.File) error {
-	deadline := time.Now().Add(acquireWait)
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // Release lets the home go.
 func (l *Lock) Release() error {
@@ -123,12 +114,12 @@ func Held(home string) bool { return !whileFree(home, nil) }
 // Running returns the Info of the daemon that holds the home, if one does
 // and has named itself.
 func Running(home string) (Info, bool) {
-	f, err := os.Open(registry.PathsOf(home).DaemonLock())
+	f, err := flock.Open(registry.PathsOf(home).DaemonLock(), false)
 	if err != nil {
 		return Info{}, false
 	}
 	defer f.Close() // drops the lock, if taken below
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); !errors.Is(err, syscall.EWOULDBLOCK) {
+	if free, err := f.TryLock(flock.Shared); free || err != nil {
 		return Info{}, false // free (or not lockable): no daemon
 	}
 	return readInfo(f)
@@ -152,13 +143,13 @@ func whileFree(home string, fn func()) bool {
 	if fn == nil {
 		fn = func() {}
 	}
-	f, err := os.Open(registry.PathsOf(home).DaemonLock())
+	f, err := flock.Open(registry.PathsOf(home).DaemonLock(), false)
 	if err != nil {
 		fn() // no lock file: no daemon has run here
 		return true
 	}
 	defer f.Close() // drops the lock
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); errors.Is(err, syscall.EWOULDBLOCK) {
+	if free, err := f.TryLock(flock.Shared); !free && err == nil {
 		return false
 	}
 	fn()
