@@ -378,7 +378,7 @@ func tagManifests(gitDir string) (map[string][]byte, error) {
 		if !ok || len(f) != 3 {
 			return nil, fmt.Errorf("git ls-tree: %q", e)
 		}
-		if lp, err := layout.Parse(p); err == nil && lp.Kind == layout.KindTag {
+		if lp, err := layout.Parse(p); err == nil && lp.Role == layout.RoleTag {
 			refs, ids = append(refs, lp.Ref.String()), append(ids, f[2])
 		}
 	}

@@ -38,7 +38,7 @@ func Changes(diff []FileChange, at Tree, match func(opm.Reference) bool) ([]TagC
 		if err != nil {
 			return nil, err
 		}
-		if !p.IsManifest() || match != nil && (p.Kind == KindManifest || !match(p.Ref)) {
+		if !p.IsManifest() || match != nil && (p.Role == RoleManifest || !match(p.Ref)) {
 			continue
 		}
 		c := TagChange{Ref: p.Ref, Path: d.Path}
@@ -120,7 +120,7 @@ func StaleNames(old, cur Tree, diff []FileChange) Stale {
 		if node {
 			continue
 		}
-		if p, err := Parse(d.Path); err == nil && p.Kind == KindTag && !seenTag[p.Ref] {
+		if p, err := Parse(d.Path); err == nil && p.Role == RoleTag && !seenTag[p.Ref] {
 			seenTag[p.Ref] = true
 			out.Tags = append(out.Tags, p.Ref)
 		}

@@ -75,49 +75,49 @@ func MetaPath(parts []string) string {
 
 // Path is what a path of the metadata holds.
 type Path struct {
-	Kind Kind
-	// Ref is the manifest's reference (KindTag: a tag; KindManifest: a
+	Role Role
+	// Ref is the manifest's reference (RoleTag: a tag; RoleManifest: a
 	// digest).
 	Ref opm.Reference
-	// Level is the node a KindMeta file describes (1 to 3 name parts).
+	// Level is the node a RoleMeta file describes (1 to 3 name parts).
 	Level []string
 }
 
-// Kind is the kind of a metadata path.
-type Kind int
+// Role is what a metadata path is for: a tag, a manifest kept by digest, a description.
+type Role int
 
 const (
-	// KindOther is a path the layout gives no meaning (a directory, or a
+	// RoleOther is a path the layout gives no meaning (a directory, or a
 	// file that belongs nowhere).
-	KindOther Kind = iota
-	// KindTag is a tag file, ns/project/repo/tags/<tag>.json.
-	KindTag
-	// KindManifest is a manifest kept by digest,
+	RoleOther Role = iota
+	// RoleTag is a tag file, ns/project/repo/tags/<tag>.json.
+	RoleTag
+	// RoleManifest is a manifest kept by digest,
 	// ns/project/repo/manifests/<hex>.json.
-	KindManifest
-	// KindMeta is a namespace.json, project.json or repository.json.
-	KindMeta
+	RoleManifest
+	// RoleMeta is a namespace.json, project.json or repository.json.
+	RoleMeta
 )
 
 // IsManifest reports whether the path holds a manifest (a tag or one kept by
 // digest).
-func (p Path) IsManifest() bool { return p.Kind == KindTag || p.Kind == KindManifest }
+func (p Path) IsManifest() bool { return p.Role == RoleTag || p.Role == RoleManifest }
 
 // Parse decodes a file path of the metadata. A path in the place of a tag
 // or manifest file whose names break the rules fails with opm.ErrInvalid
 // (what arrives by git is checked as strictly as what arrives by push) and
-// still has its Kind; any other path the layout gives no meaning is
-// KindOther.
+// still has its Role; any other path the layout gives no meaning is
+// RoleOther.
 func Parse(p string) (Path, error) {
 	parts := strings.Split(p, "/")
 	if n := len(parts); n >= 2 && n <= 4 && parts[n-1] == metaFiles[n-1] {
 		level := parts[:n-1]
 		for i, name := range level {
 			if !opm.ValidComponent(name) {
-				return Path{Kind: KindMeta}, opm.Errorf(opm.ErrInvalid, "metadata file %q: %s %q is not a valid name", p, LevelNames[i+1], name)
+				return Path{Role: RoleMeta}, opm.Errorf(opm.ErrInvalid, "metadata file %q: %s %q is not a valid name", p, LevelNames[i+1], name)
 			}
 		}
-		return Path{Kind: KindMeta, Level: level}, nil
+		return Path{Role: RoleMeta, Level: level}, nil
 	}
 	if len(parts) != 5 || (parts[3] != tagsDir && parts[3] != manifestsDir) {
 		return Path{}, nil
@@ -126,28 +126,28 @@ func Parse(p string) (Path, error) {
 	if !ok {
 		return Path{}, nil
 	}
-	kind := KindTag
+	kind := RoleTag
 	if parts[3] == manifestsDir {
-		kind = KindManifest
+		kind = RoleManifest
 	}
 	repo, err := opm.ParseRepository(strings.Join(parts[:3], "/"))
 	if err != nil {
-		return Path{Kind: kind}, fmt.Errorf("metadata file %q: %w", p, err)
+		return Path{Role: kind}, fmt.Errorf("metadata file %q: %w", p, err)
 	}
 	ref := opm.Reference{Repository: repo}
-	if kind == KindTag {
+	if kind == RoleTag {
 		if !opm.ValidTag(name) {
-			return Path{Kind: kind}, opm.Errorf(opm.ErrInvalid, "metadata file %q: %q is not a valid tag", p, name)
+			return Path{Role: kind}, opm.Errorf(opm.ErrInvalid, "metadata file %q: %q is not a valid tag", p, name)
 		}
 		ref.Tag = name
-		return Path{Kind: kind, Ref: ref}, nil
+		return Path{Role: kind, Ref: ref}, nil
 	}
 	d := digest.NewDigestFromEncoded(digest.SHA256, name)
 	if _, err := opm.ParseDigest(d.String()); err != nil {
-		return Path{Kind: kind}, opm.Errorf(opm.ErrInvalid, "metadata file %q: not <sha256 hex>.json", p)
+		return Path{Role: kind}, opm.Errorf(opm.ErrInvalid, "metadata file %q: not <sha256 hex>.json", p)
 	}
 	ref.Digest = d
-	return Path{Kind: kind, Ref: ref}, nil
+	return Path{Role: kind, Ref: ref}, nil
 }
 
 // TagOfEntry is the tag an entry of a tags directory holds: a file

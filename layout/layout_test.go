@@ -43,30 +43,30 @@ func TestParse(t *testing.T) {
 	hex := strings.Repeat("ab", 32)
 	for _, c := range []struct {
 		path string
-		kind Kind
+		kind Role
 		ref  string
 		bad  bool
 	}{
-		{"a/b/c/tags/v1.json", KindTag, "a/b/c:v1", false},
-		{"a/b/c/manifests/" + hex + ".json", KindManifest, "a/b/c@sha256:" + hex, false},
-		{"a/namespace.json", KindMeta, "", false},
-		{"a/b/project.json", KindMeta, "", false},
-		{"a/b/c/repository.json", KindMeta, "", false},
-		{"a/b/c/tags/v1.txt", KindOther, "", false},
-		{"a/b/c/tags", KindOther, "", false},
-		{"a/b/c/other/v1.json", KindOther, "", false},
-		{".gitattributes", KindOther, "", false},
-		{"A/b/c/tags/v1.json", KindTag, "", true},            // a bad namespace
-		{"a/b/c/tags/.v1.json", KindTag, "", true},           // a bad tag
-		{"a/b/c/manifests/abc.json", KindManifest, "", true}, // not a digest
-		{"A/namespace.json", KindMeta, "", true},
+		{"a/b/c/tags/v1.json", RoleTag, "a/b/c:v1", false},
+		{"a/b/c/manifests/" + hex + ".json", RoleManifest, "a/b/c@sha256:" + hex, false},
+		{"a/namespace.json", RoleMeta, "", false},
+		{"a/b/project.json", RoleMeta, "", false},
+		{"a/b/c/repository.json", RoleMeta, "", false},
+		{"a/b/c/tags/v1.txt", RoleOther, "", false},
+		{"a/b/c/tags", RoleOther, "", false},
+		{"a/b/c/other/v1.json", RoleOther, "", false},
+		{".gitattributes", RoleOther, "", false},
+		{"A/b/c/tags/v1.json", RoleTag, "", true},            // a bad namespace
+		{"a/b/c/tags/.v1.json", RoleTag, "", true},           // a bad tag
+		{"a/b/c/manifests/abc.json", RoleManifest, "", true}, // not a digest
+		{"A/namespace.json", RoleMeta, "", true},
 	} {
 		p, err := Parse(c.path)
 		if c.bad != (err != nil) || c.bad && !errors.Is(err, opm.ErrInvalid) {
 			t.Errorf("Parse(%q): error %v, want bad=%v", c.path, err, c.bad)
 		}
-		if p.Kind != c.kind || c.ref != "" && p.Ref.String() != c.ref {
-			t.Errorf("Parse(%q) = kind %d ref %s, want kind %d ref %s", c.path, p.Kind, p.Ref, c.kind, c.ref)
+		if p.Role != c.kind || c.ref != "" && p.Ref.String() != c.ref {
+			t.Errorf("Parse(%q) = kind %d ref %s, want kind %d ref %s", c.path, p.Role, p.Ref, c.kind, c.ref)
 		}
 	}
 	if tag, ok := TagOfEntry(Entry{Name: "v1.json"}); !ok || tag != "v1" {
