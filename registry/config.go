@@ -19,6 +19,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/cas"
 	"github.com/openpm/opm/gitmeta"
 	"github.com/openpm/opm/layout"
 )
@@ -102,6 +104,15 @@ func checkConfig(key, value string) error {
 	case PinKey:
 		_, err := layout.ParseSelector(value)
 		return err
+	}
+	if k := strings.ToLower(key); k == "opm.blobs" || strings.HasPrefix(k, "remote.") && strings.HasSuffix(k, ".blobs") {
+		// A bucket that cannot be opened would stop every command of the
+		// home, opm config among them.
+		b, err := cas.OpenBucket(context.Background(), value)
+		if err != nil {
+			return opm.Errorf(opm.ErrInvalid, "%s: bucket URL %q: %w", key, value, err)
+		}
+		b.Close()
 	}
 	return nil
 }

@@ -430,3 +430,21 @@ func TestPushRecordsTimes(t *testing.T) {
 		}
 	}
 }
+
+// A bucket URL that cannot be opened is refused in one line and not
+// written: written, it would stop every later command of the home.
+func TestSetConfigRefusesBadBucket(t *testing.T) {
+	r := openHome(t, t.TempDir())
+	for _, key := range []string{"opm.blobs", "remote.origin.blobs"} {
+		err := r.SetConfig(key, "gs://nosuch")
+		if !errors.Is(err, opm.ErrInvalid) {
+			t.Errorf("SetConfig %s gs://: %v, want an invalid-input error", key, err)
+		}
+		if v, _ := r.Config(key); v != "" {
+			t.Errorf("%s written anyway: %q", key, v)
+		}
+	}
+	if err := r.SetConfig("opm.blobs", "file://"+t.TempDir()); err != nil {
+		t.Errorf("a file:// bucket refused: %v", err)
+	}
+}
