@@ -242,7 +242,7 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, err
 		}
 		present[m.Repo().Path()+"@"+m.Digest.String()] = true
 		if m.Err != nil {
-			res.Problems = append(res.Problems, Problem{Kind: ProblemBadManifest, Path: m.Path, Where: "metadata", Tags: []string{m.Ref.String()}, Detail: oneLine(m.Err)})
+			res.Problems = append(res.Problems, Problem{Kind: ProblemBadManifest, Path: m.Path, Where: "metadata", Tags: []string{m.Ref.String()}, Detail: opm.OneLine(m.Err)})
 			return nil
 		}
 		for _, b := range m.Blobs() {
@@ -379,7 +379,7 @@ func (r *Registry) checkBlob(ctx context.Context, d digest.Digest, u *blobUse, b
 		verified += n
 		switch {
 		case errors.Is(err, opm.ErrIntegrity):
-			p = problem(ProblemCorruptBlob, where, oneLine(err))
+			p = problem(ProblemCorruptBlob, where, opm.OneLine(err))
 		case err != nil:
 			return verified, err
 		}
@@ -443,7 +443,7 @@ func (r *Registry) checkLocal(ctx context.Context, named map[digest.Digest]*blob
 				if !errors.Is(err, opm.ErrIntegrity) {
 					return err
 				}
-				p.Kind, p.Detail = ProblemCorruptBlob, oneLine(err)
+				p.Kind, p.Detail = ProblemCorruptBlob, opm.OneLine(err)
 			default:
 				return nil
 			}
@@ -499,6 +499,3 @@ func (r *Registry) checkLocal(ctx context.Context, named map[digest.Digest]*blob
 	}
 	return nil
 }
-
-// oneLine flattens an error for a report.
-func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
