@@ -238,18 +238,13 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	if m.MediaType != "" && m.MediaType != MediaTypeManifest {
 		return nil, Errorf(ErrInvalid, "manifest mediaType %q, want %s", m.MediaType, MediaTypeManifest)
 	}
-	if err := m.Config.check("config"); err != nil {
+	// A subject is checked where a manifest enters (ParseAnyManifest),
+	// not when one is read back.
+	if err := checkDescriptors(&m.Config, m.Layers, nil, nil); err != nil {
 		return nil, err
 	}
-	total := m.Config.Size
 	for i := range m.Layers {
 		l := &m.Layers[i]
-		if err := l.check(fmt.Sprintf("layer %d", i)); err != nil {
-			return nil, err
-		}
-		if err := addSize(&total, l.Size); err != nil {
-			return nil, err
-		}
 		t, ok := l.Annotations[AnnotationTitle]
 		if !ok {
 			continue
@@ -272,6 +267,40 @@ func ParseManifest(b []byte) (*Manifest, error) {
 		return nil, err
 	}
 	return &m, nil
+}
+
+// checkDescriptors is the check of the descriptors of every manifest,
+// whatever its kind: each digest a valid sha256 and each size in range
+// (errors name "config", "layer 3", "manifest 0" or "subject"), and the sizes
+// of the config, layers and manifests adding up to at most MaxSize (a
+// subject's size is another manifest's, not counted). Nil descriptors are
+// absent.
+func checkDescriptors(config *Descriptor, layers, manifests []Descriptor, subject *Descriptor) error {
+	var total int64
+	if config != nil {
+		if err := config.check("config"); err != nil {
+			return err
+		}
+		total = config.Size
+	}
+	for _, list := range []struct {
+		what string
+		ds   []Descriptor
+	}{{"layer", layers}, {"manifest", manifests}} {
+		for i := range list.ds {
+			d := &list.ds[i]
+			if err := d.check(fmt.Sprintf("%s %d", list.what, i)); err != nil {
+				return err
+			}
+			if err := addSize(&total, d.Size); err != nil {
+				return err
+			}
+		}
+	}
+	if subject != nil {
+		return subject.check("subject")
+	}
+	return nil
 }
 
 func (d *Descriptor) check(what string) error {
