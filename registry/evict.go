@@ -4,8 +4,7 @@ package registry
 // store are removed down to its low-water mark. Removed only when the
 // registry has a bucket holding the same blob: a home with no bucket keeps
 // its only copy locally and never evicts. Never evicted either: blobs of
-// tags a pin chooses (pins.go), blobs whose index entry has a pin count, and
-// blobs in use (inuse.go).
+// tags a pin chooses (pins.go) and blobs in use (inuse.go).
 
 import (
 	"context"
@@ -87,9 +86,8 @@ func (r *Registry) CachedBlobs(ctx context.Context) ([]CachedBlob, error) {
 		b := &out[i]
 		if e, ok := entries[b.Digest]; ok && !e.LastAccess.IsZero() {
 			b.LastAccess, b.Indexed = e.LastAccess, true
-			b.Pinned = e.Pins > 0
 		}
-		b.Pinned = b.Pinned || pinned[b.Digest]
+		b.Pinned = pinned[b.Digest]
 		b.InUse = r.inuse.held(b.Digest)
 		if refs := tags.refs[b.Digest]; refs != nil {
 			for _, ref := range refs {
