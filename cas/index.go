@@ -157,11 +157,12 @@ func (x *Index) Add(d digest.Digest, size int64) error {
 	})
 }
 
-// SetAccess sets the last access time of the entries of ds that exist to
-// t, in one transaction; digests without an entry are skipped. (Tests use
-// it to arrange access times; a command that read many blobs uses it to
-// note their use at once.)
-func (x *Index) SetAccess(ds []digest.Digest, t time.Time) error {
+// TouchAt sets the last access time of the entries of ds that exist to t,
+// in one transaction; digests without an entry are skipped. Unlike Touch
+// (one entry, now, which must exist) it takes the time: a command that read
+// many blobs touches them all at once with the time it read them, and tests
+// arrange access times with it.
+func (x *Index) TouchAt(ds []digest.Digest, t time.Time) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return x.db.Update(func(txn *badger.Txn) error {
@@ -216,7 +217,8 @@ func (x *Index) MarkFetching(d digest.Digest) error {
 	})
 }
 
-// Touch sets the last access time of d, or fails with opm.ErrNotFound.
+// Touch sets the last access time of d to now, or fails with
+// opm.ErrNotFound (TouchAt sets a given time for many).
 func (x *Index) Touch(d digest.Digest) error {
 	now := time.Now()
 	return x.update(d, func(e *Entry, found bool) error {

@@ -368,12 +368,12 @@ func (r *Registry) pruneIfOver(ctx context.Context) (*PruneResult, error) {
 	return r.Prune(ctx, PruneOptions{Grace: AutoPruneGrace})
 }
 
-// NoteAccess records in the index that the blobs ds were just read, in one
-// write (a command that read many blobs without the index open calls it at
-// its end). It opens the index, waiting a moment at most: if another
-// process holds it, the access is not recorded (it fails with
-// opm.ErrLocked), as access times only order eviction.
-func (r *Registry) NoteAccess(ds []digest.Digest) error {
+// Touch records in the index that the blobs ds were just read, in one
+// write (Index.TouchAt, now): a command that read many blobs without the
+// index open calls it at its end. It opens the index, waiting a moment at
+// most: if another process holds it, the access is not recorded (it fails
+// with opm.ErrLocked), as access times only order eviction.
+func (r *Registry) Touch(ds []digest.Digest) error {
 	if len(ds) == 0 {
 		return nil
 	}
@@ -381,8 +381,14 @@ func (r *Registry) NoteAccess(ds []digest.Digest) error {
 	if err != nil {
 		return err
 	}
-	return idx.SetAccess(ds, r.now())
+	return idx.TouchAt(ds, r.now())
 }
+
+// NoteAccess is Touch.
+//
+// Deprecated: the old name, kept only until its caller in
+// cmd/opm/cmd_cache.go (autoPrune) calls Touch; then remove it.
+func (r *Registry) NoteAccess(ds []digest.Digest) error { return r.Touch(ds) }
 
 // KeepQuota keeps the local store under its quota until the returned stop
 // is called: the daemon's janitor. It looks every checkEvery (cheaply: has
