@@ -50,7 +50,7 @@ func cacheHome(t *testing.T, url string, n, size int) (*Registry, []digest.Diges
 
 func storeBytes(t *testing.T, r *Registry) int64 {
 	t.Helper()
-	n, err := r.usage()
+	_, n, err := r.LocalUsage()
 	if err != nil {
 		t.Fatal(err)
 	}

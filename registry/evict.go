@@ -218,11 +218,7 @@ func (r *Registry) Prune(ctx context.Context, o PruneOptions) (*PruneResult, err
 	}
 	if r.bucket == nil {
 		res.Reason = NoBucketReason
-		if err := r.local.Walk(func(_ digest.Digest, size int64) error {
-			res.Blobs++
-			res.Before += size
-			return nil
-		}); err != nil {
+		if res.Blobs, res.Before, err = r.LocalUsage(); err != nil {
 			return nil, err
 		}
 		res.After = res.Before
@@ -236,34 +232,15 @@ func (r *Registry) Prune(ctx context.Context, o PruneOptions) (*PruneResult, err
 		res.Blobs++
 		res.Before += b.Size
 	}
-	cur := res.Before
-	defer func() { res.After = cur }()
-	if !o.All && cur <= q.Bytes {
+	res.After = res.Before // what is left, as blobs go
+	if !o.All && res.After <= q.Bytes {
 		return res, nil
 	}
 	now := time.Now()
 	var errs []error
-	for i := 0; i < len(blobs) && cur > res.Target; {
-		// The next candidates, enough to reach the target if all go.
+	for i := 0; i < len(blobs) && res.After > res.Target; {
 		var chunk []*CachedBlob
-		for need := cur - res.Target; i < len(blobs) && need > 0 && len(chunk) < 64; i++ {
-			b := &blobs[i]
-			switch {
-			case b.Size == 0:
-				continue // frees nothing
-			case b.Pinned:
-				res.KeptPinned++
-				continue
-			case b.InUse:
-				res.KeptInUse++
-				continue
-			case o.Grace > 0 && now.Sub(b.recent()) < o.Grace:
-				res.KeptRecent++
-				continue
-			}
-			chunk = append(chunk, b)
-			need -= b.Size
-		}
+		chunk, i = pruneCandidates(blobs, i, res.After-res.Target, o, now, res)
 		held, err := r.inBucket(ctx, chunk)
 		if err != nil {
 			return res, err
@@ -273,35 +250,74 @@ func (r *Registry) Prune(ctx context.Context, o PruneOptions) (*PruneResult, err
 				res.KeptNotInBucket++
 				continue
 			}
-			if o.DryRun {
-				res.Evicted = append(res.Evicted, EvictedBlob{b.Digest, b.Size, b.LastAccess})
-				res.Freed += b.Size
-				cur -= b.Size
-				continue
-			}
-			var derr error
-			if !r.inuse.evict(b.Digest, func() {
-				if hook := r.evictHook.Load(); hook != nil {
-					(*hook)(b.Digest)
-				}
-				derr = r.local.Delete(ctx, b.Digest)
-			}) {
-				res.KeptInUse++
-				continue
-			}
-			switch {
-			case derr == nil:
-				res.Evicted = append(res.Evicted, EvictedBlob{b.Digest, b.Size, b.LastAccess})
-				res.Freed += b.Size
-				cur -= b.Size
-			case errors.Is(derr, opm.ErrNotFound):
-				cur -= b.Size // gone meanwhile
-			default:
-				errs = append(errs, derr)
+			if err := r.evict(ctx, b, o.DryRun, res); err != nil {
+				errs = append(errs, err)
 			}
 		}
 	}
 	return res, errors.Join(errs...)
+}
+
+// pruneCandidates takes the next blobs that may be evicted, from blobs[i]
+// on, enough to free need bytes if all go (64 at most), and counts in res
+// those kept as pinned, in use or used within o.Grace. It returns them and
+// the index to go on from.
+func pruneCandidates(blobs []CachedBlob, i int, need int64, o PruneOptions, now time.Time, res *PruneResult) ([]*CachedBlob, int) {
+	var chunk []*CachedBlob
+	for ; i < len(blobs) && need > 0 && len(chunk) < 64; i++ {
+		b := &blobs[i]
+		switch {
+		case b.Size == 0:
+			continue // frees nothing
+		case b.Pinned:
+			res.KeptPinned++
+			continue
+		case b.InUse:
+			res.KeptInUse++
+			continue
+		case o.Grace > 0 && now.Sub(b.recent()) < o.Grace:
+			res.KeptRecent++
+			continue
+		}
+		chunk = append(chunk, b)
+		need -= b.Size
+	}
+	return chunk, i
+}
+
+// evict removes b, which the bucket holds, from the local store (with
+// dryRun only counts it as evicted), unless it is in use by then.
+func (r *Registry) evict(ctx context.Context, b *CachedBlob, dryRun bool, res *PruneResult) error {
+	if dryRun {
+		res.evicted(b)
+		return nil
+	}
+	var err error
+	if !r.inuse.evict(b.Digest, func() {
+		if hook := r.evictHook.Load(); hook != nil {
+			(*hook)(b.Digest)
+		}
+		err = r.local.Delete(ctx, b.Digest)
+	}) {
+		res.KeptInUse++
+		return nil
+	}
+	switch {
+	case err == nil:
+		res.evicted(b)
+	case errors.Is(err, opm.ErrNotFound):
+		res.After -= b.Size // gone meanwhile
+	default:
+		return err
+	}
+	return nil
+}
+
+// evicted counts b as evicted.
+func (res *PruneResult) evicted(b *CachedBlob) {
+	res.Evicted = append(res.Evicted, EvictedBlob{b.Digest, b.Size, b.LastAccess})
+	res.Freed += b.Size
+	res.After -= b.Size
 }
 
 // inBucket checks, in parallel, that the bucket holds each blob with its
@@ -326,16 +342,6 @@ func (r *Registry) inBucket(ctx context.Context, blobs []*CachedBlob) ([]bool, e
 	return out, g.Wait()
 }
 
-// usage sums the local store.
-func (r *Registry) usage() (int64, error) {
-	var total int64
-	err := r.local.Walk(func(_ digest.Digest, size int64) error {
-		total += size
-		return nil
-	})
-	return total, err
-}
-
 // AutoPrune is the eviction a fetching command runs at its end: if this
 // process stored new blobs and the local store is over its quota, evict
 // down to the low-water mark, sparing blobs used in the last
@@ -355,7 +361,7 @@ func (r *Registry) pruneIfOver(ctx context.Context) (*PruneResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	total, err := r.usage()
+	_, total, err := r.LocalUsage()
 	if err != nil || total <= q.Bytes {
 		return nil, err
 	}
