@@ -106,25 +106,8 @@ func (m *AnyManifest) Blobs() []Descriptor {
 	if m.IsIndex() || m.Config == nil {
 		return nil
 	}
-	seen := map[string]bool{}
-	var out []Descriptor
-	for _, d := range append([]Descriptor{*m.Config}, m.Layers...) {
-		if !seen[string(d.Digest)] {
-			seen[string(d.Digest)] = true
-			out = append(out, d)
-		}
-	}
-	return out
+	return distinct(append([]Descriptor{*m.Config}, m.Layers...))
 }
 
 // Size is the total size of what the manifest names.
-func (m *AnyManifest) Size() int64 {
-	var n int64
-	for _, d := range m.Layers {
-		n += d.Size
-	}
-	for _, d := range m.Manifests {
-		n += d.Size
-	}
-	return n
-}
+func (m *AnyManifest) Size() int64 { return sumSizes(m.Layers) + sumSizes(m.Manifests) }

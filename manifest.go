@@ -363,23 +363,36 @@ func (m *Manifest) Files() []File {
 }
 
 // Size is the total size of the package's layers.
-func (m *Manifest) Size() int64 {
-	var n int64
-	for _, l := range m.Layers {
-		n += l.Size
+func (m *Manifest) Size() int64 { return sumSizes(m.Layers) }
+
+// Blobs lists every blob the manifest names: config and layers, each once,
+// as bare descriptors (media type, digest and size).
+func (m *Manifest) Blobs() []Descriptor {
+	out := distinct(append([]Descriptor{m.Config}, m.Layers...))
+	for i, d := range out {
+		out[i] = Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}
 	}
-	return n
+	return out
 }
 
-// Blobs lists every blob the manifest names: config and layers, each once.
-func (m *Manifest) Blobs() []Descriptor {
+// distinct returns ds without repeated digests (the first of each kept).
+func distinct(ds []Descriptor) []Descriptor {
 	seen := map[digest.Digest]bool{}
 	var out []Descriptor
-	for _, d := range append([]Descriptor{m.Config}, m.Layers...) {
+	for _, d := range ds {
 		if !seen[d.Digest] {
 			seen[d.Digest] = true
-			out = append(out, Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size})
+			out = append(out, d)
 		}
 	}
 	return out
+}
+
+// sumSizes adds up the sizes of ds.
+func sumSizes(ds []Descriptor) int64 {
+	var n int64
+	for _, d := range ds {
+		n += d.Size
+	}
+	return n
 }
