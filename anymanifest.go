@@ -1,9 +1,6 @@
 package opm
 
-import (
-	"encoding/json"
-	"fmt"
-)
+import "encoding/json"
 
 // Media types of the manifests other OCI clients push. opm keeps them byte
 // for byte; only opm packages (MediaTypeManifest with a title per file) are
@@ -75,15 +72,6 @@ func ParseAnyManifest(b []byte, contentType string) (*AnyManifest, error) {
 	default:
 		return nil, Errorf(ErrInvalid, "manifest mediaType %q but sent as %q", m.MediaType, contentType)
 	}
-	check := func(what string, d *Descriptor) error {
-		if d == nil {
-			return nil
-		}
-		if _, err := ParseDigest(string(d.Digest)); err != nil {
-			return fmt.Errorf("manifest %s: %w", what, err)
-		}
-		return checkSize(what, d.Size)
-	}
 	switch m.MediaType {
 	case MediaTypeManifest, MediaTypeDockerManifest:
 		if m.Config == nil {
@@ -92,44 +80,22 @@ func ParseAnyManifest(b []byte, contentType string) (*AnyManifest, error) {
 		if len(m.Manifests) > 0 {
 			return nil, Errorf(ErrInvalid, "image manifest with a manifests list")
 		}
-		if err := check("config", m.Config); err != nil {
-			return nil, err
-		}
-		for i := range m.Layers {
-			if err := check(fmt.Sprintf("layer %d", i), &m.Layers[i]); err != nil {
-				return nil, err
-			}
-		}
-		if m.MediaType == MediaTypeManifest {
-			pm, err := ParseManifest(b)
-			if err != nil {
-				return nil, err
-			}
-			m.pkg = pm
-		}
 	case MediaTypeIndex, MediaTypeDockerList:
 		if m.Config != nil || len(m.Layers) > 0 {
 			return nil, Errorf(ErrInvalid, "index with a config or layers")
 		}
-		for i := range m.Manifests {
-			if err := check(fmt.Sprintf("manifest %d", i), &m.Manifests[i]); err != nil {
-				return nil, err
-			}
-		}
 	default:
 		return nil, Errorf(ErrInvalid, "manifest media type %q is not an OCI or Docker v2 manifest or index", m.MediaType)
 	}
-	if err := check("subject", m.Subject); err != nil {
+	if err := checkDescriptors(m.Config, m.Layers, m.Manifests, m.Subject); err != nil {
 		return nil, err
 	}
-	var total int64 // each size is checked above
-	if m.Config != nil {
-		total = m.Config.Size
-	}
-	for _, d := range append(m.Layers[:len(m.Layers):len(m.Layers)], m.Manifests...) {
-		if err := addSize(&total, d.Size); err != nil {
+	if m.MediaType == MediaTypeManifest {
+		pm, err := ParseManifest(b)
+		if err != nil {
 			return nil, err
 		}
+		m.pkg = pm
 	}
 	return &m, nil
 }
@@ -140,25 +106,8 @@ func (m *AnyManifest) Blobs() []Descriptor {
 	if m.IsIndex() || m.Config == nil {
 		return nil
 	}
-	seen := map[string]bool{}
-	var out []Descriptor
-	for _, d := range append([]Descriptor{*m.Config}, m.Layers...) {
-		if !seen[string(d.Digest)] {
-			seen[string(d.Digest)] = true
-			out = append(out, d)
-		}
-	}
-	return out
+	return distinct(append([]Descriptor{*m.Config}, m.Layers...))
 }
 
 // Size is the total size of what the manifest names.
-func (m *AnyManifest) Size() int64 {
-	var n int64
-	for _, d := range m.Layers {
-		n += d.Size
-	}
-	for _, d := range m.Manifests {
-		n += d.Size
-	}
-	return n
-}
+func (m *AnyManifest) Size() int64 { return sumSizes(m.Layers) + sumSizes(m.Manifests) }

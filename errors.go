@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 )
 
@@ -119,4 +120,10 @@ func WithKind(kind, err error) error {
 		return nil
 	}
 	return &kinded{err: err, kind: kind}
+}
+
+// OneLine renders an error as the single line opm prints and reports: the
+// lines of a multi-line message (errors.Join) joined by "; ".
+func OneLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }

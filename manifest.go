@@ -238,18 +238,13 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	if m.MediaType != "" && m.MediaType != MediaTypeManifest {
 		return nil, Errorf(ErrInvalid, "manifest mediaType %q, want %s", m.MediaType, MediaTypeManifest)
 	}
-	if err := m.Config.check("config"); err != nil {
+	// A subject is checked where a manifest enters (ParseAnyManifest),
+	// not when one is read back.
+	if err := checkDescriptors(&m.Config, m.Layers, nil, nil); err != nil {
 		return nil, err
 	}
-	total := m.Config.Size
 	for i := range m.Layers {
 		l := &m.Layers[i]
-		if err := l.check(fmt.Sprintf("layer %d", i)); err != nil {
-			return nil, err
-		}
-		if err := addSize(&total, l.Size); err != nil {
-			return nil, err
-		}
 		t, ok := l.Annotations[AnnotationTitle]
 		if !ok {
 			continue
@@ -272,6 +267,40 @@ func ParseManifest(b []byte) (*Manifest, error) {
 		return nil, err
 	}
 	return &m, nil
+}
+
+// checkDescriptors is the check of the descriptors of every manifest,
+// whatever its kind: each digest a valid sha256 and each size in range
+// (errors name "config", "layer 3", "manifest 0" or "subject"), and the sizes
+// of the config, layers and manifests adding up to at most MaxSize (a
+// subject's size is another manifest's, not counted). Nil descriptors are
+// absent.
+func checkDescriptors(config *Descriptor, layers, manifests []Descriptor, subject *Descriptor) error {
+	var total int64
+	if config != nil {
+		if err := config.check("config"); err != nil {
+			return err
+		}
+		total = config.Size
+	}
+	for _, list := range []struct {
+		what string
+		ds   []Descriptor
+	}{{"layer", layers}, {"manifest", manifests}} {
+		for i := range list.ds {
+			d := &list.ds[i]
+			if err := d.check(fmt.Sprintf("%s %d", list.what, i)); err != nil {
+				return err
+			}
+			if err := addSize(&total, d.Size); err != nil {
+				return err
+			}
+		}
+	}
+	if subject != nil {
+		return subject.check("subject")
+	}
+	return nil
 }
 
 func (d *Descriptor) check(what string) error {
@@ -334,23 +363,36 @@ func (m *Manifest) Files() []File {
 }
 
 // Size is the total size of the package's layers.
-func (m *Manifest) Size() int64 {
-	var n int64
-	for _, l := range m.Layers {
-		n += l.Size
+func (m *Manifest) Size() int64 { return sumSizes(m.Layers) }
+
+// Blobs lists every blob the manifest names: config and layers, each once,
+// as bare descriptors (media type, digest and size).
+func (m *Manifest) Blobs() []Descriptor {
+	out := distinct(append([]Descriptor{m.Config}, m.Layers...))
+	for i, d := range out {
+		out[i] = Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}
 	}
-	return n
+	return out
 }
 
-// Blobs lists every blob the manifest names: config and layers, each once.
-func (m *Manifest) Blobs() []Descriptor {
+// distinct returns ds without repeated digests (the first of each kept).
+func distinct(ds []Descriptor) []Descriptor {
 	seen := map[digest.Digest]bool{}
 	var out []Descriptor
-	for _, d := range append([]Descriptor{m.Config}, m.Layers...) {
+	for _, d := range ds {
 		if !seen[d.Digest] {
 			seen[d.Digest] = true
-			out = append(out, Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size})
+			out = append(out, d)
 		}
 	}
 	return out
+}
+
+// sumSizes adds up the sizes of ds.
+func sumSizes(ds []Descriptor) int64 {
+	var n int64
+	for _, d := range ds {
+		n += d.Size
+	}
+	return n
 }

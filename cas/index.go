@@ -34,7 +34,6 @@ type Entry struct {
 	Size       int64
 	State      State
 	LastAccess time.Time // last open, put or verification
-	Pins       int       // holders that keep the blob from eviction
 	Verified   time.Time // last time its bytes were hashed and matched; zero if never
 }
 
@@ -129,7 +128,6 @@ func (x *Index) Get(d digest.Digest) (Entry, error) {
 }
 
 // Record notes that d is present with size bytes that were just verified.
-// The pin count is kept.
 func (x *Index) Record(d digest.Digest, size int64) error {
 	now := time.Now()
 	return x.update(d, func(e *Entry, _ bool) error {
@@ -139,8 +137,7 @@ func (x *Index) Record(d digest.Digest, size int64) error {
 }
 
 // Add notes that d is present with size bytes, accessed now, without
-// claiming its bytes were verified. The pin count and verification time are
-// kept.
+// claiming its bytes were verified. The verification time is kept.
 func (x *Index) Add(d digest.Digest, size int64) error {
 	now := time.Now()
 	return x.update(d, func(e *Entry, _ bool) error {
@@ -149,11 +146,12 @@ func (x *Index) Add(d digest.Digest, size int64) error {
 	})
 }
 
-// SetAccess sets the last access time of the entries of ds that exist to
-// t, in one transaction; digests without an entry are skipped. (Tests use
-// it to arrange access times; a command that read many blobs uses it to
-// note their use at once.)
-func (x *Index) SetAccess(ds []digest.Digest, t time.Time) error {
+// TouchAt sets the last access time of the entries of ds that exist to t,
+// in one transaction; digests without an entry are skipped. Unlike Touch
+// (one entry, now, which must exist) it takes the time: a command that read
+// many blobs touches them all at once with the time it read them, and tests
+// arrange access times with it.
+func (x *Index) TouchAt(ds []digest.Digest, t time.Time) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return x.db.Update(func(txn *badger.Txn) error {
@@ -208,7 +206,8 @@ func (x *Index) MarkFetching(d digest.Digest) error {
 	})
 }
 
-// Touch sets the last access time of d, or fails with opm.ErrNotFound.
+// Touch sets the last access time of d to now, or fails with
+// opm.ErrNotFound (TouchAt sets a given time for many).
 func (x *Index) Touch(d digest.Digest) error {
 	now := time.Now()
 	return x.update(d, func(e *Entry, found bool) error {
@@ -216,19 +215,6 @@ func (x *Index) Touch(d digest.Digest) error {
 			return opm.Errorf(opm.ErrNotFound, "blob %s is not in the index", d)
 		}
 		e.LastAccess = now
-		return nil
-	})
-}
-
-// Pin adds delta (positive to pin, negative to unpin) to the pin count of d.
-// The count never goes below zero. It fails with opm.ErrNotFound if d has no
-// entry.
-func (x *Index) Pin(d digest.Digest, delta int) error {
-	return x.update(d, func(e *Entry, found bool) error {
-		if !found {
-			return opm.Errorf(opm.ErrNotFound, "blob %s is not in the index", d)
-		}
-		e.Pins = max(0, e.Pins+delta)
 		return nil
 	})
 }
@@ -245,8 +231,8 @@ func (x *Index) Delete(d digest.Digest) error {
 
 // Rebuild makes the index agree with the files of l: entries of missing
 // files are removed, files without an entry get one (never verified), and
-// sizes are taken from the files. Access times, pins and verification times
-// of the files that remain are kept.
+// sizes are taken from the files. Access and verification times of the
+// files that remain are kept.
 func (x *Index) Rebuild(l *Local) error {
 	files := make(map[digest.Digest]int64)
 	if err := l.Walk(func(d digest.Digest, size int64) error {
@@ -332,7 +318,10 @@ func get(txn *badger.Txn, d digest.Digest) (Entry, bool, error) {
 }
 
 // An entry is stored as version 1, state, then big-endian size, last access
-// and verification (unix nanoseconds, 0 for never) and pins.
+// and verification (unix nanoseconds, 0 for never), and four reserved
+// bytes, written as zero and never read: indexes already written keep their
+// length (an unused pin count was kept there; pins are config patterns,
+// registry/pins.go).
 const entryLen = 1 + 1 + 8 + 8 + 8 + 4
 
 func (e Entry) encode() []byte {
@@ -341,7 +330,7 @@ func (e Entry) encode() []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Size))
 	b = binary.BigEndian.AppendUint64(b, uint64(unixNano(e.LastAccess)))
 	b = binary.BigEndian.AppendUint64(b, uint64(unixNano(e.Verified)))
-	b = binary.BigEndian.AppendUint32(b, uint32(e.Pins))
+	b = binary.BigEndian.AppendUint32(b, 0)
 	return b
 }
 
@@ -354,7 +343,6 @@ func decode(b []byte) (Entry, error) {
 		Size:       int64(binary.BigEndian.Uint64(b[2:])),
 		LastAccess: fromUnixNano(int64(binary.BigEndian.Uint64(b[10:]))),
 		Verified:   fromUnixNano(int64(binary.BigEndian.Uint64(b[18:]))),
-		Pins:       int(binary.BigEndian.Uint32(b[26:])),
 	}, nil
 }
 

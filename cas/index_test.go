@@ -27,9 +27,6 @@ func TestIndexEntries(t *testing.T) {
 	if err := idx.Touch(d); !errors.Is(err, opm.ErrNotFound) {
 		t.Fatalf("Touch of a missing entry: %v", err)
 	}
-	if err := idx.Pin(d, 1); !errors.Is(err, opm.ErrNotFound) {
-		t.Fatalf("Pin of a missing entry: %v", err)
-	}
 	if err := idx.MarkFetching(d); err != nil {
 		t.Fatal(err)
 	}
@@ -38,11 +35,6 @@ func TestIndexEntries(t *testing.T) {
 	}
 	if err := idx.Record(d, 10); err != nil {
 		t.Fatal(err)
-	}
-	for _, delta := range []int{1, 1, -1} {
-		if err := idx.Pin(d, delta); err != nil {
-			t.Fatal(err)
-		}
 	}
 	before, _ := idx.Get(d)
 	if err := idx.Touch(d); err != nil {
@@ -61,15 +53,9 @@ func TestIndexEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Size != 10 || e.State != cas.StatePresent || e.Pins != 1 ||
+	if e.Size != 10 || e.State != cas.StatePresent ||
 		!e.Verified.Equal(before.Verified) || e.LastAccess.Before(before.LastAccess) {
 		t.Fatalf("entry after reopen: %+v (before Touch: %+v)", e, before)
-	}
-	if err := idx.Pin(d, -5); err != nil {
-		t.Fatal(err)
-	}
-	if e, _ := idx.Get(d); e.Pins != 0 {
-		t.Fatalf("pins went to %d, want 0", e.Pins)
 	}
 	if err := idx.Delete(d); err != nil {
 		t.Fatal(err)
@@ -114,9 +100,6 @@ func TestIndexRebuild(t *testing.T) {
 	b2, d2 := castest.Blob(2, 200)
 	castest.MustPut(t, l, d1, b1)
 	castest.MustPut(t, l, d2, b2)
-	if err := idx.Pin(d1, 2); err != nil {
-		t.Fatal(err)
-	}
 
 	// Behind the index's back: d2's file goes, d3's file appears.
 	if err := os.Remove(l.Path(d2)); err != nil {
@@ -132,7 +115,7 @@ func TestIndexRebuild(t *testing.T) {
 	if err := idx.Rebuild(l); err != nil {
 		t.Fatal(err)
 	}
-	if e, err := idx.Get(d1); err != nil || e.Pins != 2 || e.Size != 100 || e.Verified.IsZero() {
+	if e, err := idx.Get(d1); err != nil || e.Size != 100 || e.Verified.IsZero() {
 		t.Fatalf("kept entry: %+v, %v", e, err)
 	}
 	if _, err := idx.Get(d2); !errors.Is(err, opm.ErrNotFound) {

@@ -60,8 +60,9 @@ func (l *Local) index() *Index { return l.idx.Load() }
 // can tell cheaply whether the store grew since it last looked.
 func (l *Local) Added() int64 { return l.added.Load() }
 
-// Touch notes an access to d in the index (at most once per TouchEvery per
-// blob); without an index it does nothing.
+// Touch records an access to d now in the index (Index.Touch, at most once
+// per TouchEvery per blob; a file the index does not know gets an entry);
+// without an index it does nothing.
 func (l *Local) Touch(d digest.Digest) { l.touch(d) }
 
 var _ Store = (*Local)(nil)

@@ -54,7 +54,7 @@ func TestLocalUseIndex(t *testing.T) {
 	}
 	// Touched again within TouchEvery: no write.
 	old := start.Add(-time.Hour)
-	if err := idx.SetAccess([]digest.Digest{da, db}, old); err != nil {
+	if err := idx.TouchAt([]digest.Digest{da, db}, old); err != nil {
 		t.Fatal(err)
 	}
 	l.Touch(da)

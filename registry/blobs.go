@@ -118,7 +118,7 @@ func (r *Registry) OpenBlob(ctx context.Context, d digest.Digest, size int64) (*
 		return nil, opm.Errorf(opm.ErrIntegrity, "blob %s: the local file has %d bytes, the manifest says %d", d, st.Size, size)
 	}
 	b.fd, b.size = fd, st.Size
-	r.touches.note(r, d) // for eviction's LRU order, noted in the background
+	r.touches.touch(r, d) // for eviction's LRU order, in the background
 	return b, nil
 }
 
@@ -247,11 +247,11 @@ func (r *Registry) LocalUsage() (blobs int, bytes int64, err error) {
 // by a command).
 func (r *Registry) BlobsInUse() int { return r.inuse.count() }
 
-// touchNoter notes the accesses of opened blobs in the index off the read
+// toucher touches opened blobs in the index (Local.Touch) off the read
 // path: an index write (at most once a minute per blob) takes the index's
-// lock and may wait for Badger. When it is behind, an access is not noted
-// (access times only order eviction).
-type touchNoter struct {
+// lock and may wait for Badger. When it is behind, an access is not
+// recorded (access times only order eviction).
+type toucher struct {
 	once sync.Once
 	ch   chan digest.Digest
 	done chan struct{}
@@ -259,7 +259,7 @@ type touchNoter struct {
 	quit bool
 }
 
-func (t *touchNoter) note(r *Registry, d digest.Digest) {
+func (t *toucher) touch(r *Registry, d digest.Digest) {
 	t.once.Do(func() {
 		t.ch = make(chan digest.Digest, 1024)
 		t.done = make(chan struct{})
@@ -281,9 +281,9 @@ func (t *touchNoter) note(r *Registry, d digest.Digest) {
 	}
 }
 
-// stop ends the noting goroutine, if one runs, once it has noted what was
-// sent.
-func (t *touchNoter) stop() {
+// stop ends the touching goroutine, if one runs, once it has touched what
+// was sent.
+func (t *toucher) stop() {
 	t.mu.Lock()
 	started := t.ch != nil && !t.quit
 	t.quit = true

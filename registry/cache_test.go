@@ -50,7 +50,7 @@ func cacheHome(t *testing.T, url string, n, size int) (*Registry, []digest.Diges
 
 func storeBytes(t *testing.T, r *Registry) int64 {
 	t.Helper()
-	n, err := r.usage()
+	_, n, err := r.LocalUsage()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestPruneLRU(t *testing.T) {
 	now := time.Now()
 	// Least recently used first: 0, 1, 3, 4, 2.
 	for i, ago := range []int{5, 4, 1, 3, 2} {
-		if err := idx.SetAccess([]digest.Digest{ds[i]}, now.Add(-time.Duration(ago)*time.Hour)); err != nil {
+		if err := idx.TouchAt([]digest.Digest{ds[i]}, now.Add(-time.Duration(ago)*time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -184,7 +184,7 @@ func TestPruneNoIndexEntry(t *testing.T) {
 	}
 	now := time.Now()
 	for i, d := range ds {
-		if err := idx.SetAccess([]digest.Digest{d}, now.Add(-time.Duration(10-i)*time.Minute)); err != nil {
+		if err := idx.TouchAt([]digest.Digest{d}, now.Add(-time.Duration(10-i)*time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -362,7 +362,7 @@ func age(t *testing.T, r *Registry, except ...digest.Digest) {
 		}
 		return nil
 	})
-	if err := idx.SetAccess(ds, old); err != nil {
+	if err := idx.TouchAt(ds, old); err != nil {
 		t.Fatal(err)
 	}
 }

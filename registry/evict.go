@@ -4,8 +4,7 @@ package registry
 // store are removed down to its low-water mark. Removed only when the
 // registry has a bucket holding the same blob: a home with no bucket keeps
 // its only copy locally and never evicts. Never evicted either: blobs of
-// tags a pin chooses (pins.go), blobs whose index entry has a pin count, and
-// blobs in use (inuse.go).
+// tags a pin chooses (pins.go) and blobs in use (inuse.go).
 
 import (
 	"context"
@@ -87,9 +86,8 @@ func (r *Registry) CachedBlobs(ctx context.Context) ([]CachedBlob, error) {
 		b := &out[i]
 		if e, ok := entries[b.Digest]; ok && !e.LastAccess.IsZero() {
 			b.LastAccess, b.Indexed = e.LastAccess, true
-			b.Pinned = e.Pins > 0
 		}
-		b.Pinned = b.Pinned || pinned[b.Digest]
+		b.Pinned = pinned[b.Digest]
 		b.InUse = r.inuse.held(b.Digest)
 		if refs := tags.refs[b.Digest]; refs != nil {
 			for _, ref := range refs {
@@ -220,11 +218,7 @@ func (r *Registry) Prune(ctx context.Context, o PruneOptions) (*PruneResult, err
 	}
 	if r.bucket == nil {
 		res.Reason = NoBucketReason
-		if err := r.local.Walk(func(_ digest.Digest, size int64) error {
-			res.Blobs++
-			res.Before += size
-			return nil
-		}); err != nil {
+		if res.Blobs, res.Before, err = r.LocalUsage(); err != nil {
 			return nil, err
 		}
 		res.After = res.Before
@@ -238,34 +232,15 @@ func (r *Registry) Prune(ctx context.Context, o PruneOptions) (*PruneResult, err
 		res.Blobs++
 		res.Before += b.Size
 	}
-	cur := res.Before
-	defer func() { res.After = cur }()
-	if !o.All && cur <= q.Bytes {
+	res.After = res.Before // what is left, as blobs go
+	if !o.All && res.After <= q.Bytes {
 		return res, nil
 	}
 	now := time.Now()
 	var errs []error
-	for i := 0; i < len(blobs) && cur > res.Target; {
-		// The next candidates, enough to reach the target if all go.
+	for i := 0; i < len(blobs) && res.After > res.Target; {
 		var chunk []*CachedBlob
-		for need := cur - res.Target; i < len(blobs) && need > 0 && len(chunk) < 64; i++ {
-			b := &blobs[i]
-			switch {
-			case b.Size == 0:
-				continue // frees nothing
-			case b.Pinned:
-				res.KeptPinned++
-				continue
-			case b.InUse:
-				res.KeptInUse++
-				continue
-			case o.Grace > 0 && now.Sub(b.recent()) < o.Grace:
-				res.KeptRecent++
-				continue
-			}
-			chunk = append(chunk, b)
-			need -= b.Size
-		}
+		chunk, i = pruneCandidates(blobs, i, res.After-res.Target, o, now, res)
 		held, err := r.inBucket(ctx, chunk)
 		if err != nil {
 			return res, err
@@ -275,35 +250,74 @@ func (r *Registry) Prune(ctx context.Context, o PruneOptions) (*PruneResult, err
 				res.KeptNotInBucket++
 				continue
 			}
-			if o.DryRun {
-				res.Evicted = append(res.Evicted, EvictedBlob{b.Digest, b.Size, b.LastAccess})
-				res.Freed += b.Size
-				cur -= b.Size
-				continue
-			}
-			var derr error
-			if !r.inuse.evict(b.Digest, func() {
-				if hook := r.evictHook.Load(); hook != nil {
-					(*hook)(b.Digest)
-				}
-				derr = r.local.Delete(ctx, b.Digest)
-			}) {
-				res.KeptInUse++
-				continue
-			}
-			switch {
-			case derr == nil:
-				res.Evicted = append(res.Evicted, EvictedBlob{b.Digest, b.Size, b.LastAccess})
-				res.Freed += b.Size
-				cur -= b.Size
-			case errors.Is(derr, opm.ErrNotFound):
-				cur -= b.Size // gone meanwhile
-			default:
-				errs = append(errs, derr)
+			if err := r.evict(ctx, b, o.DryRun, res); err != nil {
+				errs = append(errs, err)
 			}
 		}
 	}
 	return res, errors.Join(errs...)
+}
+
+// pruneCandidates takes the next blobs that may be evicted, from blobs[i]
+// on, enough to free need bytes if all go (64 at most), and counts in res
+// those kept as pinned, in use or used within o.Grace. It returns them and
+// the index to go on from.
+func pruneCandidates(blobs []CachedBlob, i int, need int64, o PruneOptions, now time.Time, res *PruneResult) ([]*CachedBlob, int) {
+	var chunk []*CachedBlob
+	for ; i < len(blobs) && need > 0 && len(chunk) < 64; i++ {
+		b := &blobs[i]
+		switch {
+		case b.Size == 0:
+			continue // frees nothing
+		case b.Pinned:
+			res.KeptPinned++
+			continue
+		case b.InUse:
+			res.KeptInUse++
+			continue
+		case o.Grace > 0 && now.Sub(b.recent()) < o.Grace:
+			res.KeptRecent++
+			continue
+		}
+		chunk = append(chunk, b)
+		need -= b.Size
+	}
+	return chunk, i
+}
+
+// evict removes b, which the bucket holds, from the local store (with
+// dryRun only counts it as evicted), unless it is in use by then.
+func (r *Registry) evict(ctx context.Context, b *CachedBlob, dryRun bool, res *PruneResult) error {
+	if dryRun {
+		res.evicted(b)
+		return nil
+	}
+	var err error
+	if !r.inuse.evict(b.Digest, func() {
+		if hook := r.evictHook.Load(); hook != nil {
+			(*hook)(b.Digest)
+		}
+		err = r.local.Delete(ctx, b.Digest)
+	}) {
+		res.KeptInUse++
+		return nil
+	}
+	switch {
+	case err == nil:
+		res.evicted(b)
+	case errors.Is(err, opm.ErrNotFound):
+		res.After -= b.Size // gone meanwhile
+	default:
+		return err
+	}
+	return nil
+}
+
+// evicted counts b as evicted.
+func (res *PruneResult) evicted(b *CachedBlob) {
+	res.Evicted = append(res.Evicted, EvictedBlob{b.Digest, b.Size, b.LastAccess})
+	res.Freed += b.Size
+	res.After -= b.Size
 }
 
 // inBucket checks, in parallel, that the bucket holds each blob with its
@@ -328,16 +342,6 @@ func (r *Registry) inBucket(ctx context.Context, blobs []*CachedBlob) ([]bool, e
 	return out, g.Wait()
 }
 
-// usage sums the local store.
-func (r *Registry) usage() (int64, error) {
-	var total int64
-	err := r.local.Walk(func(_ digest.Digest, size int64) error {
-		total += size
-		return nil
-	})
-	return total, err
-}
-
 // AutoPrune is the eviction a fetching command runs at its end: if this
 // process stored new blobs and the local store is over its quota, evict
 // down to the low-water mark, sparing blobs used in the last
@@ -357,7 +361,7 @@ func (r *Registry) pruneIfOver(ctx context.Context) (*PruneResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	total, err := r.usage()
+	_, total, err := r.LocalUsage()
 	if err != nil || total <= q.Bytes {
 		return nil, err
 	}
@@ -370,12 +374,12 @@ func (r *Registry) pruneIfOver(ctx context.Context) (*PruneResult, error) {
 	return r.Prune(ctx, PruneOptions{Grace: AutoPruneGrace})
 }
 
-// NoteAccess records in the index that the blobs ds were just read, in one
-// write (a command that read many blobs without the index open calls it at
-// its end). It opens the index, waiting a moment at most: if another
-// process holds it, the access is not recorded (it fails with
-// opm.ErrLocked), as access times only order eviction.
-func (r *Registry) NoteAccess(ds []digest.Digest) error {
+// Touch records in the index that the blobs ds were just read, in one
+// write (Index.TouchAt, now): a command that read many blobs without the
+// index open calls it at its end. It opens the index, waiting a moment at
+// most: if another process holds it, the access is not recorded (it fails
+// with opm.ErrLocked), as access times only order eviction.
+func (r *Registry) Touch(ds []digest.Digest) error {
 	if len(ds) == 0 {
 		return nil
 	}
@@ -383,8 +387,14 @@ func (r *Registry) NoteAccess(ds []digest.Digest) error {
 	if err != nil {
 		return err
 	}
-	return idx.SetAccess(ds, r.now())
+	return idx.TouchAt(ds, r.now())
 }
+
+// NoteAccess is Touch.
+//
+// Deprecated: the old name, kept only until its caller in
+// cmd/opm/cmd_cache.go (autoPrune) calls Touch; then remove it.
+func (r *Registry) NoteAccess(ds []digest.Digest) error { return r.Touch(ds) }
 
 // KeepQuota keeps the local store under its quota until the returned stop
 // is called: the daemon's janitor. It looks every checkEvery (cheaply: has

@@ -189,6 +189,26 @@ type blobUse struct {
 	sizes []int64  // other sizes it is named with, if any
 }
 
+// fsckReport gathers into the result what checks running in parallel find.
+type fsckReport struct {
+	mu  sync.Mutex
+	res *FsckResult
+}
+
+// found adds a problem.
+func (rep *fsckReport) found(p Problem) {
+	rep.mu.Lock()
+	rep.res.Problems = append(rep.res.Problems, p)
+	rep.mu.Unlock()
+}
+
+// verified counts n bytes re-hashed.
+func (rep *fsckReport) verified(n int64) {
+	rep.mu.Lock()
+	rep.res.BytesVerified += n
+	rep.mu.Unlock()
+}
+
 // Fsck checks the metadata (every manifest parses, every name is valid,
 // every blob named exists in the registry's store with the right size) and,
 // with ReadData, the content of the blobs. It returns an error only when it
@@ -198,35 +218,82 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, err
 	if opts.ReadData {
 		res.ReadData = opts.Subset.String()
 	}
-	var commit Hash
-	var remoteBucket *cas.Bucket
-	var err error
-	if opts.Remote != "" {
-		if opts.Repair {
-			return nil, opm.Errorf(opm.ErrInvalid, "--repair mends this home only, not a remote")
-		}
-		rm, err := r.Remote(opts.Remote)
-		if err != nil {
-			return nil, err
-		}
-		res.Target = "remote " + rm.Name
-		if remoteBucket, err = cas.OpenBucket(ctx, rm.Blobs); err != nil {
-			return nil, fmt.Errorf("remote %s: bucket %s: %w", rm.Name, rm.Blobs, err)
-		}
-		defer remoteBucket.Close()
-		if commit, err = r.meta.Fetch(ctx, rm.URL, gitmeta.TrackingRef(rm.Name)); err != nil {
-			return nil, err
-		}
-	} else if commit, err = r.meta.Head(); err != nil {
+	commit, remoteBucket, err := r.fsckTarget(ctx, opts, res)
+	if err != nil {
 		return nil, err
 	}
+	if remoteBucket != nil {
+		defer remoteBucket.Close()
+	}
 	res.Commit = commit.String()
-	s, err := r.meta.Snapshot(commit)
+	rep := &fsckReport{res: res}
+	blobs, err := r.checkMetadata(ctx, commit, rep)
 	if err != nil {
 		return nil, err
 	}
 
-	// The metadata: names, manifests, and the blobs they name.
+	// The blobs: in the registry's copy (the bucket, else the local
+	// store) and, for a home, its local copies.
+	bucket, local := r.bucket, r.local
+	if remoteBucket != nil {
+		bucket, local = remoteBucket, nil
+	}
+	if err := r.checkBlobs(ctx, blobs, bucket, local, opts, rep); err != nil {
+		return nil, err
+	}
+	if local != nil {
+		if err := r.checkLocal(ctx, blobs, opts, rep); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortStableFunc(res.Problems, func(a, b Problem) int {
+		return strings.Compare(a.Kind+a.Path+string(a.Digest), b.Kind+b.Path+string(b.Digest))
+	})
+	for _, p := range res.Problems {
+		if p.Repaired {
+			res.Repaired++
+		}
+	}
+	return res, nil
+}
+
+// fsckTarget finds the commit Fsck checks: the head of this home, or with
+// opts.Remote that remote's, fetched now, with its bucket opened (the
+// caller closes it) and named in res.Target.
+func (r *Registry) fsckTarget(ctx context.Context, opts FsckOptions, res *FsckResult) (Hash, *cas.Bucket, error) {
+	if opts.Remote == "" {
+		commit, err := r.meta.Head()
+		return commit, nil, err
+	}
+	if opts.Repair {
+		return Hash{}, nil, opm.Errorf(opm.ErrInvalid, "--repair mends this home only, not a remote")
+	}
+	rm, err := r.Remote(opts.Remote)
+	if err != nil {
+		return Hash{}, nil, err
+	}
+	res.Target = "remote " + rm.Name
+	bucket, err := cas.OpenBucket(ctx, rm.Blobs)
+	if err != nil {
+		return Hash{}, nil, fmt.Errorf("remote %s: bucket %s: %w", rm.Name, rm.Blobs, err)
+	}
+	commit, err := r.meta.Fetch(ctx, rm.URL, gitmeta.TrackingRef(rm.Name))
+	if err != nil {
+		bucket.Close()
+		return Hash{}, nil, err
+	}
+	return commit, bucket, nil
+}
+
+// checkMetadata walks the metadata of commit: it counts tags and manifests,
+// reports bad names, manifests that do not parse and manifests an index
+// names but its repository lacks, and returns the blobs the manifests name.
+func (r *Registry) checkMetadata(ctx context.Context, commit Hash, rep *fsckReport) (map[digest.Digest]*blobUse, error) {
+	s, err := r.meta.Snapshot(commit)
+	if err != nil {
+		return nil, err
+	}
+	res := rep.res
 	blobs := map[digest.Digest]*blobUse{}
 	type indexRef struct {
 		ref, repo string
@@ -242,7 +309,7 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, err
 		}
 		present[m.Repo().Path()+"@"+m.Digest.String()] = true
 		if m.Err != nil {
-			res.Problems = append(res.Problems, Problem{Kind: ProblemBadManifest, Path: m.Path, Where: "metadata", Tags: []string{m.Ref.String()}, Detail: oneLine(m.Err)})
+			rep.found(Problem{Kind: ProblemBadManifest, Path: m.Path, Where: "metadata", Tags: []string{m.Ref.String()}, Detail: opm.OneLine(m.Err)})
 			return nil
 		}
 		for _, b := range m.Blobs() {
@@ -260,7 +327,7 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, err
 		}
 		return nil
 	}, func(o layout.Oddity) error {
-		res.Problems = append(res.Problems, Problem{Kind: ProblemBadName, Path: o.Path, Where: "metadata", Detail: o.Detail})
+		rep.found(Problem{Kind: ProblemBadName, Path: o.Path, Where: "metadata", Detail: o.Detail})
 		return nil
 	})
 	if err != nil {
@@ -268,7 +335,7 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, err
 	}
 	for _, ix := range indexes {
 		if !present[ix.repo+"@"+ix.child.String()] {
-			res.Problems = append(res.Problems, Problem{Kind: ProblemMissingManifest, Digest: ix.child, Where: "metadata", Tags: []string{ix.ref},
+			rep.found(Problem{Kind: ProblemMissingManifest, Digest: ix.child, Where: "metadata", Tags: []string{ix.ref},
 				Detail: "the index names a manifest " + ix.repo + " does not keep"})
 		}
 	}
@@ -277,17 +344,12 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, err
 		slices.Sort(u.refs)
 		u.refs = slices.Compact(u.refs)
 	}
+	return blobs, nil
+}
 
-	// The blobs: in the registry's copy (the bucket, else the local
-	// store) and, for a home, its local copies.
-	var bucket *cas.Bucket
-	local := r.local
-	switch {
-	case remoteBucket != nil:
-		bucket, local = remoteBucket, nil
-	case r.bucket != nil:
-		bucket = r.bucket
-	}
+// checkBlobs checks every named blob (checkBlob), in parallel and in
+// digest order, drawing the progress of the bytes re-hashed.
+func (r *Registry) checkBlobs(ctx context.Context, blobs map[digest.Digest]*blobUse, bucket *cas.Bucket, local *cas.Local, opts FsckOptions, rep *fsckReport) error {
 	order := make([]digest.Digest, 0, len(blobs))
 	var total int64
 	for d, u := range blobs {
@@ -301,45 +363,20 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, err
 		opts.Progress.Start(len(order), total)
 		defer opts.Progress.Done()
 	}
-	var mu sync.Mutex
-	found := func(p Problem) {
-		mu.Lock()
-		res.Problems = append(res.Problems, p)
-		mu.Unlock()
-	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4 * runtime.GOMAXPROCS(0))
 	for _, d := range order {
 		u := blobs[d]
 		g.Go(func() error {
-			n, err := r.checkBlob(gctx, d, u, bucket, local, opts, found)
-			mu.Lock()
-			res.BytesVerified += n
-			mu.Unlock()
+			n, err := r.checkBlob(gctx, d, u, bucket, local, opts, rep.found)
+			rep.verified(n)
 			if opts.Progress != nil && n > 0 {
 				opts.Progress.Add(n)
 			}
 			return err
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-
-	if local != nil {
-		if err := r.checkLocal(ctx, blobs, opts, res, found); err != nil {
-			return nil, err
-		}
-	}
-	slices.SortStableFunc(res.Problems, func(a, b Problem) int {
-		return strings.Compare(a.Kind+a.Path+string(a.Digest), b.Kind+b.Path+string(b.Digest))
-	})
-	for _, p := range res.Problems {
-		if p.Repaired {
-			res.Repaired++
-		}
-	}
-	return res, nil
+	return g.Wait()
 }
 
 // checkBlob checks one named blob: in the registry's copy and in the local
@@ -379,7 +416,7 @@ func (r *Registry) checkBlob(ctx context.Context, d digest.Digest, u *blobUse, b
 		verified += n
 		switch {
 		case errors.Is(err, opm.ErrIntegrity):
-			p = problem(ProblemCorruptBlob, where, oneLine(err))
+			p = problem(ProblemCorruptBlob, where, opm.OneLine(err))
 		case err != nil:
 			return verified, err
 		}
@@ -404,7 +441,32 @@ func (r *Registry) checkBlob(ctx context.Context, d digest.Digest, u *blobUse, b
 // registry's copy): sizes of named blobs, contents with ReadData, leftover
 // temporary files; with Repair it removes what is corrupt and leftover and
 // rebuilds the index.
-func (r *Registry) checkLocal(ctx context.Context, named map[digest.Digest]*blobUse, opts FsckOptions, res *FsckResult, found func(Problem)) error {
+func (r *Registry) checkLocal(ctx context.Context, named map[digest.Digest]*blobUse, opts FsckOptions, rep *fsckReport) error {
+	if err := r.checkLocalFiles(ctx, named, opts, rep); err != nil {
+		return err
+	}
+	if err := r.checkTempFiles(opts, rep); err != nil {
+		return err
+	}
+	if !opts.Repair {
+		return nil
+	}
+	idx, err := r.openIndex(ctx)
+	if err != nil {
+		return err
+	}
+	if err := idx.Rebuild(r.local); err != nil {
+		return err
+	}
+	rep.res.IndexRebuilt = true
+	return nil
+}
+
+// checkLocalFiles checks, in parallel, each blob file of the local store
+// not already checked as the registry's copy: its size against the size
+// named, and with ReadData its content. With Repair a wrong file is
+// removed.
+func (r *Registry) checkLocalFiles(ctx context.Context, named map[digest.Digest]*blobUse, opts FsckOptions, rep *fsckReport) error {
 	only := r.bucket == nil // the local store is the registry's copy
 	var files []cas.BlobInfo
 	err := r.local.Walk(func(d digest.Digest, size int64) error {
@@ -414,8 +476,7 @@ func (r *Registry) checkLocal(ctx context.Context, named map[digest.Digest]*blob
 	if err != nil {
 		return err
 	}
-	res.LocalFiles = len(files)
-	var mu sync.Mutex
+	rep.res.LocalFiles = len(files)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for _, f := range files {
@@ -434,16 +495,14 @@ func (r *Registry) checkLocal(ctx context.Context, named map[digest.Digest]*blob
 				p.Kind, p.Detail = ProblemSizeMismatch, fmt.Sprintf("local copy has %d bytes, %d named", f.Size, u.size)
 			case hash:
 				n, err := r.local.Verify(gctx, f.Digest)
-				mu.Lock()
-				res.BytesVerified += n
-				mu.Unlock()
+				rep.verified(n)
 				if errors.Is(err, opm.ErrNotFound) {
 					return nil // evicted meanwhile
 				}
 				if !errors.Is(err, opm.ErrIntegrity) {
 					return err
 				}
-				p.Kind, p.Detail = ProblemCorruptBlob, oneLine(err)
+				p.Kind, p.Detail = ProblemCorruptBlob, opm.OneLine(err)
 			default:
 				return nil
 			}
@@ -459,13 +518,16 @@ func (r *Registry) checkLocal(ctx context.Context, named map[digest.Digest]*blob
 					p.Detail += " (no bucket holds another copy: push the files again)"
 				}
 			}
-			found(p)
+			rep.found(p)
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
+	return g.Wait()
+}
+
+// checkTempFiles reports the temporary files of the local store; with
+// Repair it removes those not written to for tempGrace.
+func (r *Registry) checkTempFiles(opts FsckOptions, rep *fsckReport) error {
 	temps, err := r.local.TempFiles()
 	if err != nil {
 		return err
@@ -485,20 +547,7 @@ func (r *Registry) checkLocal(ctx context.Context, named map[digest.Digest]*blob
 				p.Detail += fmt.Sprintf("; kept (written in the last %s: a write may be in progress)", tempGrace)
 			}
 		}
-		found(p)
-	}
-	if opts.Repair {
-		idx, err := r.openIndex(ctx)
-		if err != nil {
-			return err
-		}
-		if err := idx.Rebuild(r.local); err != nil {
-			return err
-		}
-		res.IndexRebuilt = true
+		rep.found(p)
 	}
 	return nil
 }
-
-// oneLine flattens an error for a report.
-func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }

@@ -46,7 +46,7 @@ type Registry struct {
 
 	fetches   atomic.Int64  // blobs this process asked the bucket for
 	inuse     inUse         // blobs being read: eviction spares them (inuse.go)
-	touches   touchNoter    // accesses noted in the index off the read path (blobs.go)
+	touches   toucher       // accesses recorded in the index off the read path (blobs.go)
 	lru       lruState      // the local cache's lifecycle (pins.go, evict.go)
 	head      headCache     // the View of the head, kept while the head stays (view.go)
 	digests   digestCache   // sha256 of metadata files by their git blob hash (view.go)

@@ -15,7 +15,7 @@ const pushAttempts = 10
 
 // publishTag is Push's last step in a home with an origin: bring local main
 // up to origin's, commit the tag locally, push the commit to origin, and on
-// a lost race replay the change on origin's new head (under the same guard
+// a lost race replay the change on origin's new head (under the replay rule,
 // as every replay: the tag must be as it was when the push began, unless
 // force). The package's blobs are in origin's bucket before origin's
 // metadata names them.
@@ -48,7 +48,7 @@ func (r *Registry) publishTag(ctx context.Context, o Remote, ref opm.Reference, 
 			return commitResult{}, err
 		}
 	}
-	g := &guard{force: force, where: " on " + o.Name, hint: "; --force replaces it"}
+	g := &replayRule{force: force, where: " on " + o.Name, hint: "; --force replaces it"}
 	res, err := r.setTag(ctx, g, ref, body, subject, layout.Facts{})
 	if err != nil {
 		return res, err

@@ -108,7 +108,7 @@ func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, 
 		// Blobs to origin's bucket, commit, push to origin's metadata.
 		cr, err = r.publishTag(ctx, o, ref, body, m, "push "+ref.String(), opts.Force)
 	} else {
-		cr, err = r.setTag(ctx, &guard{}, ref, body, "push "+ref.String(), layout.Facts{})
+		cr, err = r.setTag(ctx, &replayRule{}, ref, body, "push "+ref.String(), layout.Facts{})
 	}
 	if err != nil {
 		return nil, err

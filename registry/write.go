@@ -18,11 +18,13 @@ import (
 // gitmeta.Update, which replays it on the new head when another writer
 // moved main first (docs/design.md §3).
 
-// guard is the one rule of a replayed change: the first time a file is
-// read its digest is remembered, and a replay on a newer head (after a lost
-// race on main, here or at origin) must find it unchanged — another writer
-// changed the same thing — or it fails with opm.ErrConflict, unless force.
-type guard struct {
+// replayRule is the replay rule (docs/design.md §3), the one rule of a
+// change replayed on a newer head after a lost race on main, here or at
+// origin: the first time a file is read its digest is remembered, and a
+// replay must find it unchanged — else another writer changed the same
+// thing, and it fails with opm.ErrConflict, unless force. One value serves
+// every attempt of one change.
+type replayRule struct {
 	seen  map[string]digest.Digest
 	force bool
 	where string // where the other writer changed it (" on origin"), if not here
@@ -31,7 +33,7 @@ type guard struct {
 
 // current returns the digest of the manifest file p of s ("" when there is
 // none), checking it against the first reading.
-func (g *guard) current(s *gitmeta.Snapshot, p, what string) (digest.Digest, error) {
+func (g *replayRule) current(s *gitmeta.Snapshot, p, what string) (digest.Digest, error) {
 	b, err := s.ReadFile(p)
 	var cur digest.Digest
 	switch {
@@ -81,8 +83,8 @@ type commitResult struct {
 }
 
 // commit makes the change one commit on the head, replayed on a newer head
-// under g's rule.
-func (r *Registry) commit(ctx context.Context, g *guard, c tagChange) (commitResult, error) {
+// under the replay rule g.
+func (r *Registry) commit(ctx context.Context, g *replayRule, c tagChange) (commitResult, error) {
 	var res commitResult
 	var d digest.Digest
 	if c.body != nil {
@@ -136,7 +138,7 @@ type TagResult struct {
 
 // setTag commits body as the tag file of ref, making no commit when the tag
 // already holds body.
-func (r *Registry) setTag(ctx context.Context, g *guard, ref opm.Reference, body []byte, subject string, facts layout.Facts) (commitResult, error) {
+func (r *Registry) setTag(ctx context.Context, g *replayRule, ref opm.Reference, body []byte, subject string, facts layout.Facts) (commitResult, error) {
 	return r.commit(ctx, g, tagChange{what: ref.String(), paths: []string{layout.TagPath(ref.Repository, ref.Tag)}, body: body, subject: subject, facts: facts})
 }
 
@@ -150,7 +152,7 @@ func (r *Registry) Tag(ctx context.Context, src, dst opm.Reference) (*TagResult,
 	if err != nil {
 		return nil, err
 	}
-	res, err := r.setTag(ctx, &guard{}, dst, p.Bytes, fmt.Sprintf("tag %s from %s", dst, src), layout.Facts{Source: src.String()})
+	res, err := r.setTag(ctx, &replayRule{}, dst, p.Bytes, fmt.Sprintf("tag %s from %s", dst, src), layout.Facts{Source: src.String()})
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +164,7 @@ func (r *Registry) Remove(ctx context.Context, ref opm.Reference) (*TagResult, e
 	if ref.Tag == "" {
 		return nil, opm.Errorf(opm.ErrInvalid, "rm %s: removes a tag, give ns/project/repo:tag", ref)
 	}
-	res, err := r.commit(ctx, &guard{}, tagChange{what: ref.String(), paths: []string{layout.TagPath(ref.Repository, ref.Tag)},
+	res, err := r.commit(ctx, &replayRule{}, tagChange{what: ref.String(), paths: []string{layout.TagPath(ref.Repository, ref.Tag)},
 		subject: "rm " + ref.String(), mustExist: true})
 	if err != nil {
 		return nil, err
@@ -243,7 +245,7 @@ func (r *Registry) PutManifest(ctx context.Context, repo opm.Repository, tags []
 		c.what = fmt.Sprintf("%s:%s", repo, strings.Join(tags, ","))
 		c.subject = "push " + c.what
 	}
-	res, err := r.commit(ctx, &guard{}, c)
+	res, err := r.commit(ctx, &replayRule{}, c)
 	return m, res.committed, err
 }
 

@@ -28,10 +28,8 @@ func exitCode(err error) int {
 	return opm.KindOf(err).Exit
 }
 
-// oneLine renders an error as the single line opm prints.
-func oneLine(err error) string {
-	return strings.ReplaceAll(err.Error(), "\n", "; ")
-}
+// oneLine renders an error as the single line opm prints (opm.OneLine).
+func oneLine(err error) string { return opm.OneLine(err) }
 
 func usageError(c *cli.Context, err error, isSubcommand bool) error {
 	return usagef("%v (see 'opm %s--help')", err, cmdName(c))
