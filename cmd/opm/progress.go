@@ -9,7 +9,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 
 	"github.com/openpm/opm/daemon"
 	"github.com/openpm/opm/registry"
@@ -39,10 +39,7 @@ func newProgress(c *cli.Context, verb string) registry.Progress {
 	return &bar{w: os.Stderr, verb: verb}
 }
 
-func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
 
 // bar draws progress on a terminal.
 type bar struct {
