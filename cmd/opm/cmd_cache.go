@@ -178,10 +178,7 @@ Example:
 						}
 						res, err := r.Pin(c.Context, c.Args().First(), newProgress(c, "fetch"))
 						if res != nil && c.Bool("json") {
-							if perr := printJSON(c, res); perr != nil {
-								return perr
-							}
-							return err
+							return printJSONThen(c, res, err)
 						}
 						if res != nil {
 							w := c.App.ErrWriter
@@ -257,10 +254,7 @@ Example:
 							return err
 						}
 						if c.Bool("json") {
-							if perr := printJSON(c, res); perr != nil {
-								return perr
-							}
-							return err
+							return printJSONThen(c, res, err)
 						}
 						verb := "evict"
 						if res.DryRun {

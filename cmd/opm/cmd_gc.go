@@ -60,13 +60,13 @@ Example:
 					Keep:     keep,
 					Progress: newProgress(c, "gc"),
 				})
-				if res != nil && c.Bool("json") {
-					if perr := printJSON(c, res); perr != nil {
-						return perr
-					}
-				} else if res != nil {
-					printGC(c, res, grace)
+				switch {
+				case res == nil:
+					return err
+				case c.Bool("json"):
+					return printJSONThen(c, res, err)
 				}
+				printGC(c, res, grace)
 				return err
 			})
 		},

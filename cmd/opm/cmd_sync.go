@@ -116,10 +116,7 @@ func runMirror(c *cli.Context, r *registry.Registry) error {
 		return err
 	}
 	if c.Bool("json") {
-		if perr := printJSON(c, res); perr != nil {
-			return perr
-		}
-		return err
+		return printJSONThen(c, res, err)
 	}
 	w := c.App.ErrWriter
 	if res.DryRun {

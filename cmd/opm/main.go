@@ -130,6 +130,16 @@ func printJSON(c *cli.Context, v any) error {
 	return enc.Encode(v)
 }
 
+// printJSONThen prints v as JSON and returns err: the result of a command
+// that may have done part of its work before it failed. A failure to print
+// is returned instead.
+func printJSONThen(c *cli.Context, v any, err error) error {
+	if perr := printJSON(c, v); perr != nil {
+		return perr
+	}
+	return err
+}
+
 // needArgs checks the number of positional arguments.
 func needArgs(c *cli.Context, min, max int) error {
 	n := c.NArg()
