@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
-	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
 	"github.com/openpm/opm/daemon"
@@ -22,12 +21,12 @@ import (
 // stderr is not a terminal or --json was asked for.
 
 // newProgress returns the progress of a long command, or nil when none is
-// to be drawn.
-func newProgress(c *cli.Context, verb string) registry.Progress {
-	if c.Bool("json") {
+// to be drawn (json: the command prints JSON).
+func newProgress(g globalOptions, json bool, verb string) registry.Progress {
+	if json {
 		return nil
 	}
-	if run := runningInDaemon(c.Context); run != nil {
+	if run := runningInDaemon(g.ctx); run != nil {
 		if run.progress == nil {
 			return nil
 		}
