@@ -14,8 +14,9 @@ home: a size (20GiB, 500MB, 1073741824) or a percentage of the filesystem
 holding the home (10%). Unset, it is 10% of that filesystem, at least 1 GiB.
 
 Over the quota, the least recently used blobs are evicted down to 90% of it:
-by the daemon (checked every 30 s and as fetches grow the store), at the end
-of opm pull and opm sync --prefetch, and by opm cache prune. Never evicted:
+by the daemon (when it starts, within 30 s of the store growing, at once when
+it grows by a twentieth of the quota, and every 5 minutes), at the end of
+opm pull and opm sync --prefetch, and by opm cache prune. Never evicted:
 blobs of tags a pin chooses, blobs open in the mount, blobs the
 bucket does not hold, and nothing at all in a home with no bucket (the local
 store is then the only copy). An evicted blob is fetched again from the

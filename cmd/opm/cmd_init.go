@@ -12,7 +12,8 @@ func initCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "init",
 		Usage: "create the registry home (idempotent; other commands do it on first use)",
-		Description: `Creates <home>/meta.git (a bare git repository), <home>/blobs and the index.
+		Description: `Creates <home>/meta.git (a bare git repository) and <home>/blobs; the index
+is made by the first command that needs it.
 
 Example:
    opm --home /srv/opm init`,

@@ -47,8 +47,8 @@ content-addressed blobs. With no remote configured, the home directory is a
 complete local registry.
 
 Exit codes: 0 ok, 1 error, 2 usage or invalid input, 3 not found,
-4 conflict, 5 integrity failure, 6 already exists, 7 home locked,
-8 problems found (opm fsck), 9 permission denied.`,
+4 conflict, 5 integrity failure, 6 already exists, 7 home locked or mount
+busy (opm umount), 8 problems found (opm fsck), 9 permission denied.`,
 		Writer:          stdout,
 		ErrWriter:       stderr,
 		HideVersion:     false,
