@@ -57,39 +57,51 @@ Example:
 			if err := needArgs(c, 0, 0); err != nil {
 				return err
 			}
-			subset, err := registry.ParseSubset(readData.value)
-			if err != nil {
-				return err
-			}
-			return withHome(c, func(r *registry.Registry) error {
-				res, err := r.Fsck(c.Context, registry.FsckOptions{
-					Remote:   c.String("remote"),
-					ReadData: readData.set,
-					Subset:   subset,
-					Repair:   c.Bool("repair"),
-					Progress: newProgress(c, "verify"),
-				})
-				if err != nil {
-					return err
-				}
-				if c.Bool("json") {
-					if err := printJSON(c, res); err != nil {
-						return err
-					}
-				} else {
-					printFsck(c, res)
-				}
-				if n := res.Damaged(); n > 0 {
-					return opm.Errorf(opm.ErrProblems, "fsck: %d problem(s) found (listed above)", n)
-				}
-				return nil
-			})
+			opts := fsckOptions{readData: *readData, remote: c.String("remote"), repair: c.Bool("repair"), json: c.Bool("json")}
+			return runFsck(globals(c), opts)
 		},
 	}
 }
 
-func printFsck(c *cli.Context, res *registry.FsckResult) {
-	w := c.App.Writer
+type fsckOptions struct {
+	readData optionalValue // --read-data, and its PERCENT or N/M
+	remote   string        // "": this home
+	repair   bool
+	json     bool
+}
+
+// runFsck checks the registry; problems found are an opm.ErrProblems error.
+func runFsck(g globalOptions, opts fsckOptions) error {
+	subset, err := registry.ParseSubset(opts.readData.value)
+	if err != nil {
+		return err
+	}
+	return withHome(g, func(r *registry.Registry) error {
+		res, err := r.Fsck(g.ctx, registry.FsckOptions{
+			Remote:   opts.remote,
+			ReadData: opts.readData.set,
+			Subset:   subset,
+			Repair:   opts.repair,
+			Progress: newProgress(g, opts.json, "verify"),
+		})
+		if err != nil {
+			return err
+		}
+		var problems error
+		if n := res.Damaged(); n > 0 {
+			problems = opm.Errorf(opm.ErrProblems, "fsck: %d problem(s) found (listed above)", n)
+		}
+		if opts.json {
+			return printJSONThen(g, res, problems)
+		}
+		printFsck(g, res)
+		return problems
+	})
+}
+
+// printFsck prints the problems fsck found and its summary.
+func printFsck(g globalOptions, res *registry.FsckResult) {
+	w := g.stdout
 	for _, p := range res.Problems {
 		subject := p.Path
 		if p.Digest != "" {
@@ -113,18 +125,18 @@ func printFsck(c *cli.Context, res *registry.FsckResult) {
 	}
 	data := ""
 	if res.ReadData != "" {
-		data = fmt.Sprintf(", read-data %s: %s verified", res.ReadData, humanBytes(res.BytesVerified))
+		data = fmt.Sprintf(", read-data %s: %s verified", res.ReadData, opm.HumanSize(res.BytesVerified))
 	}
-	fmt.Fprintf(c.App.ErrWriter, "checked %s at %s: %d tag(s), %d manifest(s) by digest, %d blob(s), %d local file(s)%s\n",
+	fmt.Fprintf(g.stderr, "checked %s at %s: %d tag(s), %d manifest(s) by digest, %d blob(s), %d local file(s)%s\n",
 		res.Target, shortHash(res.Commit), res.Tags, res.Manifests, res.Blobs, res.LocalFiles, data)
 	switch n := res.Damaged(); {
 	case n == 0 && res.Repaired > 0:
-		fmt.Fprintf(c.App.ErrWriter, "no problems left (%d repaired)\n", res.Repaired)
+		fmt.Fprintf(g.stderr, "no problems left (%d repaired)\n", res.Repaired)
 	case n == 0:
-		fmt.Fprintln(c.App.ErrWriter, "no problems found")
+		fmt.Fprintln(g.stderr, "no problems found")
 	}
 	if res.IndexRebuilt {
-		fmt.Fprintln(c.App.ErrWriter, "index rebuilt from the files")
+		fmt.Fprintln(g.stderr, "index rebuilt from the files")
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/openpm/opm"
 	"github.com/openpm/opm/registry"
 )
 
@@ -44,48 +45,66 @@ Example:
 			if err := needArgs(c, 0, 0); err != nil {
 				return err
 			}
-			grace, err := parseDays("--grace", c.String("grace"))
-			if err != nil {
-				return err
+			opts := gcOptions{
+				dryRun: c.Bool("dry-run"), grace: c.String("grace"), keep: c.String("keep"),
+				remote: c.String("remote"), json: c.Bool("json"),
 			}
-			keep, err := parseDays("--keep", c.String("keep"))
-			if err != nil {
-				return err
-			}
-			return withHome(c, func(r *registry.Registry) error {
-				res, err := r.GC(c.Context, registry.GCOptions{
-					Remote:   c.String("remote"),
-					DryRun:   c.Bool("dry-run"),
-					Grace:    grace,
-					Keep:     keep,
-					Progress: newProgress(c, "gc"),
-				})
-				if res != nil && c.Bool("json") {
-					if perr := printJSON(c, res); perr != nil {
-						return perr
-					}
-				} else if res != nil {
-					printGC(c, res, grace)
-				}
-				return err
-			})
+			return runGC(globals(c), opts)
 		},
 	}
 }
 
-func printGC(c *cli.Context, res *registry.GCResult, grace time.Duration) {
+type gcOptions struct {
+	dryRun bool
+	grace  string // a duration, as given (parseDays)
+	keep   string // a duration, as given (parseDays)
+	remote string // "": this home's store
+	json   bool
+}
+
+// runGC removes the blobs of the store that nothing names.
+func runGC(g globalOptions, opts gcOptions) error {
+	grace, err := parseDays("--grace", opts.grace)
+	if err != nil {
+		return err
+	}
+	keep, err := parseDays("--keep", opts.keep)
+	if err != nil {
+		return err
+	}
+	return withHome(g, func(r *registry.Registry) error {
+		res, err := r.GC(g.ctx, registry.GCOptions{
+			Remote:   opts.remote,
+			DryRun:   opts.dryRun,
+			Grace:    grace,
+			Keep:     keep,
+			Progress: newProgress(g, opts.json, "gc"),
+		})
+		switch {
+		case res == nil:
+			return err
+		case opts.json:
+			return printJSONThen(g, res, err)
+		}
+		printGC(g, res, grace)
+		return err
+	})
+}
+
+// printGC prints the blobs a gc removed and its summary.
+func printGC(g globalOptions, res *registry.GCResult, grace time.Duration) {
 	verb := "removed"
 	if res.DryRun {
 		verb = "would remove"
 	}
 	for _, b := range res.Removed {
-		fmt.Fprintf(c.App.Writer, "%s %s %s (written %s)\n", verb, b.Digest, humanBytes(b.Size), b.Written.UTC().Format(time.RFC3339))
+		fmt.Fprintf(g.stdout, "%s %s %s (written %s)\n", verb, b.Digest, opm.HumanSize(b.Size), b.Written.UTC().Format(time.RFC3339))
 	}
-	fmt.Fprintf(c.App.ErrWriter, "gc of %s: %s %d blob(s), %s; %d of %d blob(s) named", res.Store, verb, len(res.Removed), humanBytes(res.BytesFreed), res.Scanned-len(res.Removed)-res.Young, res.Scanned)
+	fmt.Fprintf(g.stderr, "gc of %s: %s %d blob(s), %s; %d of %d blob(s) named", res.Store, verb, len(res.Removed), opm.HumanSize(res.BytesFreed), res.Scanned-len(res.Removed)-res.Young, res.Scanned)
 	if res.Young > 0 {
-		fmt.Fprintf(c.App.ErrWriter, ", %d unnamed kept (written within --grace %s)", res.Young, grace)
+		fmt.Fprintf(g.stderr, ", %d unnamed kept (written within --grace %s)", res.Young, grace)
 	}
-	fmt.Fprintln(c.App.ErrWriter)
+	fmt.Fprintln(g.stderr)
 }
 
 // parseDays parses a duration that may also be given in days ("7d").

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -29,36 +28,35 @@ Example:
 			if err := needArgs(c, 0, 1); err != nil {
 				return err
 			}
-			return withHome(c, func(r *registry.Registry) error {
-				entries, err := r.Log(c.Context, c.Args().First(), c.Int("max-count"))
-				if err != nil {
-					return err
-				}
-				if c.Bool("json") {
-					if entries == nil {
-						entries = []registry.LogEntry{}
-					}
-					return printJSON(c, entries)
-				}
-				w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-				for _, e := range entries {
-					prev := ""
-					if e.Previous != "" {
-						prev = "was " + short(string(e.Previous))
-					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Commit[:12], e.Date.Local().Format(time.DateTime),
-						e.Author, e.Action, short(string(e.Digest)), prev)
-				}
-				return w.Flush()
-			})
+			return runLog(globals(c), logOptions{maxCount: c.Int("max-count"), json: c.Bool("json")}, c.Args().First())
 		},
 	}
 }
 
-// short abbreviates a digest for tables: sha256:0123456789ab.
-func short(d string) string {
-	if len(d) > len("sha256:")+12 {
-		return d[:len("sha256:")+12]
-	}
-	return d
+type logOptions struct {
+	maxCount int // 0: no limit
+	json     bool
+}
+
+// runLog prints the history of what subject names ("": the registry).
+func runLog(g globalOptions, opts logOptions, subject string) error {
+	return withHome(g, func(r *registry.Registry) error {
+		entries, err := r.Log(g.ctx, subject, opts.maxCount)
+		if err != nil {
+			return err
+		}
+		if opts.json {
+			return printJSON(g, nonNil(entries))
+		}
+		w := newTable(g.stdout)
+		for _, e := range entries {
+			prev := ""
+			if e.Previous != "" {
+				prev = "was " + short(string(e.Previous))
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Commit[:12], e.Date.Local().Format(time.DateTime),
+				e.Author, e.Action, short(string(e.Digest)), prev)
+		}
+		return w.Flush()
+	})
 }

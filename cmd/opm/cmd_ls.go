@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -37,119 +36,40 @@ Example:
 			if err := needArgs(c, 0, 1); err != nil {
 				return err
 			}
-			return withHome(c, func(r *registry.Registry) error {
-				l, err := r.List(c.Context, c.Args().First(), c.Bool("tags"))
-				if err != nil {
-					return err
-				}
-				if c.Bool("json") {
-					return printJSON(c, l)
-				}
-				if l.Kind != "tags" {
-					for _, n := range l.Names {
-						fmt.Fprintln(c.App.Writer, n)
-					}
-					return nil
-				}
-				w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-				for _, t := range l.Tags {
-					name := t.Tag
-					if t.Ref != "" { // a selector's tags, of many repositories
-						name = t.Ref
-					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%d files\t%s\n", name, t.Digest, humanBytes(t.Size), t.Files, t.Date.Local().Format(time.DateTime))
-				}
-				return w.Flush()
-			})
+			return runLs(globals(c), lsOptions{tags: c.Bool("tags"), json: c.Bool("json")}, c.Args().First())
 		},
 	}
 }
 
-func inspectCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "inspect",
-		Usage:     "print a package's manifest, byte for byte",
-		ArgsUsage: "REF",
-		Description: `The manifest is an OCI image manifest; its sha256 is the package digest.
+type lsOptions struct {
+	tags bool
+	json bool
+}
 
-Example:
-   opm inspect acme/web/site:v1.2.0 | jq .layers[].annotations`,
-		Action: func(c *cli.Context) error {
-			p, err := resolveArg(c)
-			if err != nil {
-				return err
-			}
-			_, err = c.App.Writer.Write(p.Bytes)
+// runLs lists what selector names ("": the namespaces).
+func runLs(g globalOptions, opts lsOptions, selector string) error {
+	return withHome(g, func(r *registry.Registry) error {
+		l, err := r.List(g.ctx, selector, opts.tags)
+		if err != nil {
 			return err
-		},
-	}
-}
-
-func filesCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "files",
-		Usage:     "list a package's files: path, mode, size, digest, modification time",
-		ArgsUsage: "REF",
-		Description: `Example:
-   opm files acme/web/site:v1.2.0
-   opm files acme/web/site@sha256:3c1f… --json`,
-		Flags: []cli.Flag{jsonFlag},
-		Action: func(c *cli.Context) error {
-			p, err := resolveArg(c)
-			if err != nil {
-				return err
+		}
+		if opts.json {
+			return printJSON(g, l)
+		}
+		if l.Kind != "tags" {
+			for _, n := range l.Names {
+				fmt.Fprintln(g.stdout, n)
 			}
-			files := p.Manifest.Files()
-			if c.Bool("json") {
-				type fileJSON struct {
-					Path    string     `json:"path"`
-					Mode    string     `json:"mode"`
-					Size    int64      `json:"size"`
-					Digest  string     `json:"digest"`
-					Symlink string     `json:"symlink,omitempty"`
-					MTime   *time.Time `json:"mtime,omitempty"`
-				}
-				out := make([]fileJSON, len(files))
-				for i, f := range files {
-					out[i] = fileJSON{Path: f.Path, Mode: opm.FormatMode(f.Mode), Size: f.Size, Digest: f.Digest.String(), Symlink: f.Symlink}
-					if !f.ModTime.IsZero() {
-						out[i].MTime = &files[i].ModTime
-					}
-				}
-				return printJSON(c, out)
+			return nil
+		}
+		w := newTable(g.stdout)
+		for _, t := range l.Tags {
+			name := t.Tag
+			if t.Ref != "" { // a selector's tags, of many repositories
+				name = t.Ref
 			}
-			w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-			for _, f := range files {
-				name := f.Path
-				if f.Symlink != "" {
-					name += " -> " + f.Symlink
-				}
-				when := "-" // none recorded: readers show the tag's time
-				if !f.ModTime.IsZero() {
-					when = f.ModTime.Local().Format("2006-01-02 15:04:05.000000000")
-				}
-				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", name, opm.FormatMode(f.Mode), f.Size, f.Digest, when)
-			}
-			return w.Flush()
-		},
-	}
-}
-
-// resolveArg resolves the command's one REF argument.
-func resolveArg(c *cli.Context) (*registry.Package, error) {
-	if err := needArgs(c, 1, 1); err != nil {
-		return nil, err
-	}
-	ref, err := opm.ParseReference(c.Args().First())
-	if err != nil {
-		return nil, err
-	}
-	var p *registry.Package
-	err = withHome(c, func(r *registry.Registry) error {
-		p, err = r.Resolve(ref)
-		return err
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d files\t%s\n", name, t.Digest, opm.HumanSize(t.Size), t.Files, t.Date.Local().Format(time.DateTime))
+		}
+		return w.Flush()
 	})
-	return p, err
 }
-
-func humanBytes(n int64) string { return opm.HumanSize(n) }

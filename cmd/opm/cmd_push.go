@@ -47,44 +47,59 @@ Example:
 			&cli.BoolFlag{Name: "dereference", Aliases: []string{"L"}, Usage: "follow symbolic links: store what they point at"},
 			jsonFlag,
 		},
-		Action: runPush,
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 2, -1); err != nil {
+				return err
+			}
+			opts := pushOptions{
+				annotations: c.StringSlice("annotation"), force: c.Bool("force"), mtime: c.String("mtime"),
+				dereference: c.Bool("dereference"), json: c.Bool("json"),
+			}
+			return runPush(globals(c), opts, c.Args().First(), c.Args().Tail()...)
+		},
 	}
 }
 
-func runPush(c *cli.Context) error {
-	if err := needArgs(c, 2, -1); err != nil {
-		return err
-	}
-	ref, err := opm.ParseTagReference(c.Args().First())
+type pushOptions struct {
+	annotations []string // KEY=VALUE
+	force       bool
+	mtime       string // as given to --mtime
+	dereference bool
+	json        bool
+}
+
+// runPush stores paths as a package tagged ref.
+func runPush(g globalOptions, opts pushOptions, ref string, paths ...string) error {
+	tag, err := opm.ParseTagReference(ref)
 	if err != nil {
 		return err
 	}
-	ann, err := parseAnnotations(getenv(c, "SOURCE_DATE_EPOCH"), c.StringSlice("annotation"))
+	ann, err := parseAnnotations(getenv(g, "SOURCE_DATE_EPOCH"), opts.annotations)
 	if err != nil {
 		return err
 	}
-	clamp, err := parseClamp(c.String("mtime"), getenv(c, "SOURCE_DATE_EPOCH"))
+	clamp, err := parseClamp(opts.mtime, getenv(g, "SOURCE_DATE_EPOCH"))
 	if err != nil {
 		return err
 	}
-	return withHome(c, func(r *registry.Registry) error {
-		res, err := r.Push(c.Context, ref, absPaths(c, c.Args().Tail()), registry.PushOptions{
-			Annotations: ann, Progress: newProgress(c, "push"), Force: c.Bool("force"),
-			Dereference: c.Bool("dereference"), ClampMTime: clamp,
+	return withHome(g, func(r *registry.Registry) error {
+		res, err := r.Push(g.ctx, tag, absPaths(g, paths), registry.PushOptions{
+			Annotations: ann, Progress: newProgress(g, opts.json, "push"), Force: opts.force,
+			Dereference: opts.dereference, ClampMTime: clamp,
 		})
 		if err != nil {
 			return err
 		}
-		if c.Bool("json") {
-			return printJSON(c, res)
+		if opts.json {
+			return printJSON(g, res)
 		}
 		if res.SkippedGit > 0 {
-			fmt.Fprintf(c.App.ErrWriter, "skipped %d file(s) of .git directories (a package never carries git's own directory)\n", res.SkippedGit)
+			fmt.Fprintf(g.stderr, "skipped %d file(s) of .git directories (a package never carries git's own directory)\n", res.SkippedGit)
 		}
 		if !res.Committed {
-			fmt.Fprintf(c.App.ErrWriter, "%s already at %s: nothing to commit\n", ref, res.Digest)
+			fmt.Fprintf(g.stderr, "%s already at %s: nothing to commit\n", tag, res.Digest)
 		}
-		fmt.Fprintln(c.App.Writer, res.Digest)
+		fmt.Fprintln(g.stdout, res.Digest)
 		return nil
 	})
 }

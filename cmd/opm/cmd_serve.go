@@ -51,20 +51,11 @@ Example:
 			if err := needArgs(c, 0, 0); err != nil {
 				return err
 			}
-			o := serveOptions{Addr: c.String("addr"), CertFile: c.String("tls-cert"), KeyFile: c.String("tls-key"), Title: c.String("title")}
-			if (o.CertFile == "") != (o.KeyFile == "") {
-				return usagef("--tls-cert and --tls-key go together")
-			}
-			var err error
-			if o.Token, err = readToken(c, "token-file"); err != nil {
+			o, err := newServeOptions(c)
+			if err != nil {
 				return err
 			}
-			if o.ReadToken, err = readToken(c, "read-token-file"); err != nil {
-				return err
-			}
-			return withHome(c, func(r *registry.Registry) error {
-				return runServe(c.Context, r, o, c.App.ErrWriter, nil)
-			})
+			return runServe(globals(c), o)
 		},
 	}
 }
@@ -75,12 +66,30 @@ type serveOptions struct {
 	Title                   string
 }
 
-func readToken(c *cli.Context, flag string) (string, error) {
-	name := c.String(flag)
+// newServeOptions reads opm serve's flags, and the tokens in the files
+// they name.
+func newServeOptions(c *cli.Context) (serveOptions, error) {
+	g := globals(c)
+	o := serveOptions{Addr: c.String("addr"), CertFile: c.String("tls-cert"), KeyFile: c.String("tls-key"), Title: c.String("title")}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		return o, usagef("--tls-cert and --tls-key go together")
+	}
+	var err error
+	if o.Token, err = readToken(g, "token-file", c.String("token-file")); err != nil {
+		return o, err
+	}
+	if o.ReadToken, err = readToken(g, "read-token-file", c.String("read-token-file")); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// readToken reads the token in file name, given as --flag; "" when name is.
+func readToken(g globalOptions, flag, name string) (string, error) {
 	if name == "" {
 		return "", nil
 	}
-	b, err := os.ReadFile(absPath(c, name))
+	b, err := os.ReadFile(absPath(g, name))
 	if err != nil {
 		return "", usagef("--%s: %v", flag, err)
 	}
@@ -91,9 +100,16 @@ func readToken(c *cli.Context, flag string) (string, error) {
 	return tok, nil
 }
 
-// runServe serves r on o.Addr until ctx ends. ready, if set, receives the
+// runServe serves the home over HTTP until SIGINT or SIGTERM.
+func runServe(g globalOptions, o serveOptions) error {
+	return withHome(g, func(r *registry.Registry) error {
+		return serveHTTP(g.ctx, r, o, g.stderr, nil)
+	})
+}
+
+// serveHTTP serves r on o.Addr until ctx ends. ready, if set, receives the
 // address listened on.
-func runServe(ctx context.Context, r *registry.Registry, o serveOptions, log io.Writer, ready func(addr string)) error {
+func serveHTTP(ctx context.Context, r *registry.Registry, o serveOptions, log io.Writer, ready func(addr string)) error {
 	logger := slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv, err := server.New(r, server.Options{Token: o.Token, ReadToken: o.ReadToken, Logger: logger, Title: o.Title})
 	if err != nil {

@@ -60,7 +60,7 @@ func TestServeTLS(t *testing.T) {
 	done := make(chan error, 1)
 	var log bytes.Buffer
 	go func() {
-		done <- runServe(ctx, r, serveOptions{Addr: "127.0.0.1:0", CertFile: cert, KeyFile: key, Token: "tok"}, &log, func(a string) { addrc <- a })
+		done <- serveHTTP(ctx, r, serveOptions{Addr: "127.0.0.1:0", CertFile: cert, KeyFile: key, Token: "tok"}, &log, func(a string) { addrc <- a })
 	}()
 	addr := <-addrc
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}

@@ -32,18 +32,30 @@ Example:
 			if err := needArgs(c, 1, 1); err != nil {
 				return err
 			}
-			dir := absPath(c, c.Args().First())
-			return withHome(c, func(r *registry.Registry) error {
-				res, err := server.WriteSite(c.Context, r, dir, server.SiteOptions{Title: c.String("title"), BlobURL: c.String("blob-url"), Now: time.Now()})
-				if err != nil {
-					return err
-				}
-				if c.Bool("json") {
-					return printJSON(c, res)
-				}
-				fmt.Fprintf(c.App.Writer, "wrote %d pages and %d JSON files of commit %s to %s\n", res.Pages, res.JSON, res.Commit[:min(12, len(res.Commit))], res.Dir)
-				return nil
-			})
+			opts := siteOptions{blobURL: c.String("blob-url"), title: c.String("title"), json: c.Bool("json")}
+			return runSite(globals(c), opts, c.Args().First())
 		},
 	}
+}
+
+type siteOptions struct {
+	blobURL string
+	title   string
+	json    bool
+}
+
+// runSite writes the static site into dir.
+func runSite(g globalOptions, opts siteOptions, dir string) error {
+	dir = absPath(g, dir)
+	return withHome(g, func(r *registry.Registry) error {
+		res, err := server.WriteSite(g.ctx, r, dir, server.SiteOptions{Title: opts.title, BlobURL: opts.blobURL, Now: time.Now()})
+		if err != nil {
+			return err
+		}
+		if opts.json {
+			return printJSON(g, res)
+		}
+		fmt.Fprintf(g.stdout, "wrote %d pages and %d JSON files of commit %s to %s\n", res.Pages, res.JSON, res.Commit[:min(12, len(res.Commit))], res.Dir)
+		return nil
+	})
 }

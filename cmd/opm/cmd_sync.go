@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/openpm/opm"
 	"github.com/openpm/opm/layout"
 	"github.com/openpm/opm/registry"
 	opmsync "github.com/openpm/opm/sync"
@@ -50,109 +51,122 @@ Example:
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 32, Usage: "copy `N` blobs at once"},
 			jsonFlag,
 		},
-		Action: runSync,
+		Action: func(c *cli.Context) error {
+			opts := syncOptions{
+				prefetch: c.Bool("prefetch"), include: c.StringSlice("include"), exclude: c.StringSlice("exclude"),
+				dryRun: c.Bool("dry-run"), force: c.Bool("force"), jobs: c.Int("jobs"), json: c.Bool("json"),
+			}
+			if opts.prefetch {
+				if err := needArgs(c, 0, 1); err != nil {
+					return err
+				}
+			} else if c.NArg() != 0 && c.NArg() != 2 {
+				return usagef("sync takes no argument (follow origin) or SRC DST (mirror), got %d; usage: opm sync %s", c.NArg(), c.Command.ArgsUsage)
+			}
+			return runSync(globals(c), opts, c.Args().Slice()...)
+		},
 	}
 }
 
-func runSync(c *cli.Context) error {
-	if c.Bool("prefetch") {
-		if err := needArgs(c, 0, 1); err != nil {
-			return err
-		}
-	} else if c.NArg() != 0 && c.NArg() != 2 {
-		return usagef("sync takes no argument (follow origin) or SRC DST (mirror), got %d; usage: opm sync %s", c.NArg(), c.Command.ArgsUsage)
+type syncOptions struct {
+	prefetch         bool
+	include, exclude []string // selectors
+	dryRun           bool
+	force            bool
+	jobs             int
+	json             bool
+}
+
+// runSync mirrors remote SRC into DST (args SRC DST), or follows origin
+// (args none, or the SELECTOR of --prefetch).
+func runSync(g globalOptions, opts syncOptions, args ...string) error {
+	if len(args) == 2 && !opts.prefetch {
+		return withHome(g, func(r *registry.Registry) error { return syncMirror(g, opts, r, args[0], args[1]) })
 	}
-	if c.NArg() == 2 && !c.Bool("prefetch") {
-		return withHome(c, func(r *registry.Registry) error { return runMirror(c, r) })
-	}
-	if len(c.StringSlice("include"))+len(c.StringSlice("exclude")) > 0 || c.Bool("dry-run") {
+	if len(opts.include)+len(opts.exclude) > 0 || opts.dryRun {
 		return usagef("--include, --exclude and --dry-run apply to opm sync SRC DST")
 	}
 	var filter layout.Filter
-	if c.NArg() == 1 {
+	if len(args) == 1 {
 		var err error
-		if filter, err = layout.ParseFilter([]string{c.Args().First()}, nil); err != nil {
+		if filter, err = layout.ParseFilter(args[:1], nil); err != nil {
 			return err
 		}
 	}
-	return withHome(c, func(r *registry.Registry) error {
-		res, err := r.SyncOrigin(c.Context, c.Bool("force"), c.Bool("prefetch"), filter, newProgress(c, "prefetch"))
-		if err != nil {
-			return err
-		}
-		if c.Bool("prefetch") {
-			defer autoPrune(c, r, nil)
-		}
-		if c.Bool("json") {
-			return printJSON(c, res)
-		}
-		switch {
-		case res.Before == res.After:
-			fmt.Fprintf(c.App.ErrWriter, "up to date with %s at %s\n", res.Remote, shortHash(res.After))
-		default:
-			fmt.Fprintf(c.App.ErrWriter, "%s..%s: %d commit(s) from %s\n", shortHash(res.Before), shortHash(res.After), res.Commits, res.Remote)
-		}
-		if res.Ahead > 0 {
-			fmt.Fprintf(c.App.ErrWriter, "%d local commit(s) not yet on %s (the next push publishes them)\n", res.Ahead, res.Remote)
-		}
-		if c.Bool("prefetch") {
-			fmt.Fprintf(c.App.ErrWriter, "prefetched %d blob(s), %s\n", res.Prefetched, humanBytes(res.Bytes))
-		}
-		return nil
-	})
+	return withHome(g, func(r *registry.Registry) error { return syncOrigin(g, opts, r, filter) })
 }
 
-func runMirror(c *cli.Context, r *registry.Registry) error {
+// syncOrigin fast-forwards this home's main to origin's, and with
+// --prefetch downloads the blobs of the tags filter chooses.
+func syncOrigin(g globalOptions, opts syncOptions, r *registry.Registry, filter layout.Filter) error {
+	res, err := r.SyncOrigin(g.ctx, opts.force, opts.prefetch, filter, newProgress(g, opts.json, "prefetch"))
+	if err != nil {
+		return err
+	}
+	if opts.prefetch {
+		defer autoPrune(g, r, nil)
+	}
+	if opts.json {
+		return printJSON(g, res)
+	}
+	switch {
+	case res.Before == res.After:
+		fmt.Fprintf(g.stderr, "up to date with %s at %s\n", res.Remote, shortHash(res.After))
+	default:
+		fmt.Fprintf(g.stderr, "%s..%s: %d commit(s) from %s\n", shortHash(res.Before), shortHash(res.After), res.Commits, res.Remote)
+	}
+	if res.Ahead > 0 {
+		fmt.Fprintf(g.stderr, "%d local commit(s) not yet on %s (the next push publishes them)\n", res.Ahead, res.Remote)
+	}
+	if opts.prefetch {
+		fmt.Fprintf(g.stderr, "prefetched %d blob(s), %s\n", res.Prefetched, opm.HumanSize(res.Bytes))
+	}
+	return nil
+}
+
+// syncMirror mirrors remote src into remote dst.
+func syncMirror(g globalOptions, opts syncOptions, r *registry.Registry, src, dst string) error {
 	start := time.Now()
-	res, err := opmsync.Mirror(c.Context, r, c.Args().Get(0), c.Args().Get(1), opmsync.Options{
-		Include:  c.StringSlice("include"),
-		Exclude:  c.StringSlice("exclude"),
-		DryRun:   c.Bool("dry-run"),
-		Force:    c.Bool("force"),
-		Jobs:     c.Int("jobs"),
-		Progress: newProgress(c, "sync"),
+	res, err := opmsync.Mirror(g.ctx, r, src, dst, opmsync.Options{
+		Include:  opts.include,
+		Exclude:  opts.exclude,
+		DryRun:   opts.dryRun,
+		Force:    opts.force,
+		Jobs:     opts.jobs,
+		Progress: newProgress(g, opts.json, "sync"),
 	})
-	if res == nil {
+	switch {
+	case res == nil:
 		return err
-	}
-	if c.Bool("json") {
-		if perr := printJSON(c, res); perr != nil {
-			return perr
-		}
+	case opts.json:
+		return printJSONThen(g, res, err)
+	case res.DryRun:
+		printMirrorPlan(g, res)
 		return err
-	}
-	w := c.App.ErrWriter
-	if res.DryRun {
-		for _, b := range res.Missing {
-			fmt.Fprintf(c.App.Writer, "copy %s %d %v\n", b.Digest, b.Size, b.Tags)
-		}
-		for _, t := range res.Tags {
-			fmt.Fprintf(c.App.Writer, "tag %s\n", t)
-		}
-		for _, t := range res.Removed {
-			fmt.Fprintf(c.App.Writer, "remove %s\n", t)
-		}
-		fmt.Fprintf(w, "dry run: %s -> %s (%s): %d tag(s), %d of %d blob(s) to copy\n", res.Src, res.Dst, res.Mode, len(res.Tags), len(res.Missing), res.Blobs)
-		return err
-	}
-	if err != nil && res.Copied == 0 && len(res.Tags) == 0 {
+	case err != nil && res.Copied == 0 && len(res.Tags) == 0:
 		return err // nothing happened: the error says it all
-	}
-	if err == nil && res.Mode == "up-to-date" {
-		fmt.Fprintf(w, "%s is up to date with %s at %s\n", res.Dst, res.Src, shortHash(res.SrcCommit))
+	case err == nil && res.Mode == "up-to-date":
+		fmt.Fprintf(g.stderr, "%s is up to date with %s at %s\n", res.Dst, res.Src, shortHash(res.SrcCommit))
 		return nil
 	}
-	fmt.Fprintf(w, "%s -> %s (%s): %d tag(s), %d blob(s) copied (%s), %d already there, %s..%s in %s\n",
-		res.Src, res.Dst, res.Mode, len(res.Tags), res.Copied, humanBytes(res.Bytes), res.Present,
+	fmt.Fprintf(g.stderr, "%s -> %s (%s): %d tag(s), %d blob(s) copied (%s), %d already there, %s..%s in %s\n",
+		res.Src, res.Dst, res.Mode, len(res.Tags), res.Copied, opm.HumanSize(res.Bytes), res.Present,
 		shortHash(res.DstBefore), shortHash(res.DstAfter), time.Since(start).Round(time.Millisecond))
 	return err
 }
 
-func shortHash(h string) string {
-	if len(h) > 12 {
-		return h[:12]
+// printMirrorPlan prints what a dry run of a mirror would do.
+func printMirrorPlan(g globalOptions, res *opmsync.Result) {
+	for _, b := range res.Missing {
+		fmt.Fprintf(g.stdout, "copy %s %d %v\n", b.Digest, b.Size, b.Tags)
 	}
-	return h
+	for _, t := range res.Tags {
+		fmt.Fprintf(g.stdout, "tag %s\n", t)
+	}
+	for _, t := range res.Removed {
+		fmt.Fprintf(g.stdout, "remove %s\n", t)
+	}
+	fmt.Fprintf(g.stderr, "dry run: %s -> %s (%s): %d tag(s), %d of %d blob(s) to copy\n", res.Src, res.Dst, res.Mode, len(res.Tags), len(res.Missing), res.Blobs)
 }
 
 // followOrigin runs SyncOrigin every interval until the returned stop is

@@ -23,54 +23,41 @@ Example:
 			if err := needArgs(c, 2, 2); err != nil {
 				return err
 			}
-			src, err := opm.ParseReference(c.Args().Get(0))
-			if err != nil {
-				return err
-			}
-			dst, err := opm.ParseTagReference(c.Args().Get(1))
-			if err != nil {
-				return err
-			}
-			return withHome(c, func(r *registry.Registry) error {
-				res, err := r.Tag(c.Context, src, dst)
-				return reportTag(c, res, err)
-			})
+			return runTag(globals(c), tagOptions{json: c.Bool("json")}, c.Args().Get(0), c.Args().Get(1))
 		},
 	}
 }
 
-func rmCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "rm",
-		Usage:     "remove a tag (a commit; the blobs stay until garbage collection)",
-		ArgsUsage: "NS/PROJECT/REPO:TAG",
-		Description: `Example:
-   opm rm acme/web/site:v1.0.0-rc1`,
-		Flags: []cli.Flag{jsonFlag},
-		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1, 1); err != nil {
-				return err
-			}
-			ref, err := opm.ParseTagReference(c.Args().First())
-			if err != nil {
-				return err
-			}
-			return withHome(c, func(r *registry.Registry) error {
-				res, err := r.Remove(c.Context, ref)
-				return reportTag(c, res, err)
-			})
-		},
-	}
+// tagOptions are the options of opm tag and opm rm.
+type tagOptions struct {
+	json bool
 }
 
-func reportTag(c *cli.Context, res *registry.TagResult, err error) error {
+// runTag tags the package src names as dst.
+func runTag(g globalOptions, opts tagOptions, src, dst string) error {
+	from, err := opm.ParseReference(src)
+	if err != nil {
+		return err
+	}
+	to, err := opm.ParseTagReference(dst)
+	if err != nil {
+		return err
+	}
+	return withHome(g, func(r *registry.Registry) error {
+		res, err := r.Tag(g.ctx, from, to)
+		return reportTag(g, opts, res, err)
+	})
+}
+
+// reportTag prints the outcome of opm tag or opm rm.
+func reportTag(g globalOptions, opts tagOptions, res *registry.TagResult, err error) error {
 	switch {
 	case err != nil:
 		return err
-	case c.Bool("json"):
-		return printJSON(c, res)
+	case opts.json:
+		return printJSON(g, res)
 	case res.Digest != "":
-		fmt.Fprintln(c.App.Writer, res.Digest)
+		fmt.Fprintln(g.stdout, res.Digest)
 	}
 	return nil
 }

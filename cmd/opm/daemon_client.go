@@ -34,8 +34,8 @@ type daemonRun struct {
 
 // getenv is os.Getenv of the process that started the command: the
 // client's, when the daemon carries it out.
-func getenv(c *cli.Context, k string) string {
-	if run := runningInDaemon(c.Context); run != nil {
+func getenv(g globalOptions, k string) string {
+	if run := runningInDaemon(g.ctx); run != nil {
 		return run.getenv(k)
 	}
 	return os.Getenv(k)
@@ -48,11 +48,11 @@ func runningInDaemon(ctx context.Context) *daemonRun {
 
 // viaDaemon carries out fn through the daemon if one owns the home. It
 // reports false when the caller must open the home itself.
-func viaDaemon(c *cli.Context, fn func(*registry.Registry) error) (bool, error) {
-	if run := runningInDaemon(c.Context); run != nil {
+func viaDaemon(g globalOptions, fn func(*registry.Registry) error) (bool, error) {
+	if run := runningInDaemon(g.ctx); run != nil {
 		return true, fn(run.reg)
 	}
-	home, err := homeDir(c)
+	home, err := homeDir(g)
 	if err != nil {
 		return true, err
 	}
@@ -66,14 +66,14 @@ func viaDaemon(c *cli.Context, fn func(*registry.Registry) error) (bool, error) 
 		return true, err
 	}
 	req := daemon.Request{Args: os.Args[1:], Cwd: cwd, Env: daemon.Environ(), Progress: isTerminal(os.Stderr)}
-	res, err := daemon.Run(c.Context, conn, req, c.App.Writer, c.App.ErrWriter, drawRemote(os.Stderr))
+	res, err := daemon.Run(g.ctx, conn, req, g.stdout, g.stderr, drawRemote(os.Stderr))
 	if err != nil {
 		return true, err
 	}
 	// The whole command ran in the daemon, output included, whatever the
 	// caller of withHome would do next: end here with its outcome.
 	if res.Code != 0 {
-		fmt.Fprintf(c.App.ErrWriter, "opm: %s\n", res.Error)
+		fmt.Fprintf(g.stderr, "opm: %s\n", res.Error)
 	}
 	cli.OsExiter(res.Code)
 	return true, &daemonError{code: res.Code, msg: res.Error} // only if OsExiter returns (tests)
@@ -113,11 +113,11 @@ func runInDaemon(r *registry.Registry, counted func()) daemon.Runner {
 
 // absPath makes a path argument absolute against the directory the command
 // was started in: the client's, when the daemon carries it out.
-func absPath(c *cli.Context, p string) string {
+func absPath(g globalOptions, p string) string {
 	if filepath.IsAbs(p) {
 		return p
 	}
-	if run := runningInDaemon(c.Context); run != nil {
+	if run := runningInDaemon(g.ctx); run != nil {
 		return filepath.Join(run.cwd, p)
 	}
 	if abs, err := filepath.Abs(p); err == nil {
@@ -126,18 +126,18 @@ func absPath(c *cli.Context, p string) string {
 	return p
 }
 
-func absPaths(c *cli.Context, ps []string) []string {
+func absPaths(g globalOptions, ps []string) []string {
 	out := make([]string, len(ps))
 	for i, p := range ps {
-		out[i] = absPath(c, p)
+		out[i] = absPath(g, p)
 	}
 	return out
 }
 
 // homeDir is the absolute home directory named by --home, $OPM_HOME or the
 // default.
-func homeDir(c *cli.Context) (string, error) {
-	dir := c.String("home")
+func homeDir(g globalOptions) (string, error) {
+	dir := g.home
 	if dir == "" {
 		var err error
 		if dir, err = registry.DefaultHome(); err != nil {

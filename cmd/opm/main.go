@@ -1,9 +1,15 @@
 // Command opm is the opm registry's command-line interface.
+//
+// Each command has a file of its own, cmd_<name>.go (a subcommand
+// cmd_<parent>_<name>.go), in restic's manner: it defines the cli.Command
+// and runName, which does the work. The command's Action only checks the
+// arguments, reads the flags into an options struct and calls runName with
+// the global options (globals). exit.go turns errors into exit codes
+// through the error table.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +18,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/openpm/opm"
 	"github.com/openpm/opm/registry"
 )
 
@@ -40,8 +47,8 @@ content-addressed blobs. With no remote configured, the home directory is a
 complete local registry.
 
 Exit codes: 0 ok, 1 error, 2 usage or invalid input, 3 not found,
-4 conflict, 5 integrity failure, 6 already exists, 7 home locked,
-8 problems found (opm fsck), 9 permission denied.`,
+4 conflict, 5 integrity failure, 6 already exists, 7 home locked or mount
+busy (opm umount), 8 problems found (opm fsck), 9 permission denied.`,
 		Writer:          stdout,
 		ErrWriter:       stderr,
 		HideVersion:     false,
@@ -93,25 +100,40 @@ func setUsageError(cmds []*cli.Command) {
 	}
 }
 
+// globalOptions is what every command shares: its context (which carries
+// the daemon's run when the daemon carries the command out; see
+// runningInDaemon), --home, and where its output goes.
+type globalOptions struct {
+	ctx    context.Context
+	home   string // --home or $OPM_HOME; "" means the default home
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// globals reads the global options of the command c runs.
+func globals(c *cli.Context) globalOptions {
+	return globalOptions{ctx: c.Context, home: c.String("home"), stdout: c.App.Writer, stderr: c.App.ErrWriter}
+}
+
 // openHome opens the registry named by --home / $OPM_HOME / the default.
-func openHome(c *cli.Context) (*registry.Registry, error) {
-	dir := c.String("home")
+func openHome(g globalOptions) (*registry.Registry, error) {
+	dir := g.home
 	if dir == "" {
 		var err error
 		if dir, err = registry.DefaultHome(); err != nil {
 			return nil, err
 		}
 	}
-	return registry.Open(c.Context, dir)
+	return registry.Open(g.ctx, dir)
 }
 
 // withHome runs fn with the home open and closes it after.
 // While a daemon owns the home, fn runs there instead (see viaDaemon).
-func withHome(c *cli.Context, fn func(*registry.Registry) error) error {
-	if handled, err := viaDaemon(c, fn); handled {
+func withHome(g globalOptions, fn func(*registry.Registry) error) error {
+	if handled, err := viaDaemon(g, fn); handled {
 		return err
 	}
-	r, err := openHome(c)
+	r, err := openHome(g)
 	if err != nil {
 		return err
 	}
@@ -122,12 +144,18 @@ func withHome(c *cli.Context, fn func(*registry.Registry) error) error {
 	return err
 }
 
-var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print machine-readable JSON"}
-
-func printJSON(c *cli.Context, v any) error {
-	enc := json.NewEncoder(c.App.Writer)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// resolvePackage resolves a REF argument (a tag or digest reference).
+func resolvePackage(g globalOptions, arg string) (*registry.Package, error) {
+	ref, err := opm.ParseReference(arg)
+	if err != nil {
+		return nil, err
+	}
+	var p *registry.Package
+	err = withHome(g, func(r *registry.Registry) error {
+		p, err = r.Resolve(ref)
+		return err
+	})
+	return p, err
 }
 
 // needArgs checks the number of positional arguments.

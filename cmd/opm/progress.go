@@ -8,8 +8,7 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
-	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 
 	"github.com/openpm/opm/daemon"
 	"github.com/openpm/opm/registry"
@@ -22,12 +21,12 @@ import (
 // stderr is not a terminal or --json was asked for.
 
 // newProgress returns the progress of a long command, or nil when none is
-// to be drawn.
-func newProgress(c *cli.Context, verb string) registry.Progress {
-	if c.Bool("json") {
+// to be drawn (json: the command prints JSON).
+func newProgress(g globalOptions, json bool, verb string) registry.Progress {
+	if json {
 		return nil
 	}
-	if run := runningInDaemon(c.Context); run != nil {
+	if run := runningInDaemon(g.ctx); run != nil {
 		if run.progress == nil {
 			return nil
 		}
@@ -39,10 +38,7 @@ func newProgress(c *cli.Context, verb string) registry.Progress {
 	return &bar{w: os.Stderr, verb: verb}
 }
 
-func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
 
 // bar draws progress on a terminal.
 type bar struct {

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/registry"
+)
+
+func configCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "config",
+		Usage:     "read or set a setting of the home (git config of meta.git)",
+		ArgsUsage: "KEY [VALUE]",
+		Description: `Settings are git configuration of <home>/meta.git, so
+'git config -f <home>/meta.git/config KEY VALUE' does the same.
+
+Keys:
+   opm.blobs     bucket URL holding the registry's blobs: file://, s3:// or mem://
+                 (gs:// and azblob:// are not built in yet)
+   user.name     author of the commits this home makes
+   user.email
+   cache.quota   size limit of the local blob store: 20GiB, 500MB, bytes, or 10% (see opm cache)
+   cache.pin     a pinned tag pattern (one line each; use opm cache pin/unpin)
+
+Example:
+   opm config opm.blobs 's3://bucket?region=eu-west-1'
+   opm config opm.blobs
+   opm config --unset opm.blobs`,
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "unset", Usage: "remove the key"}},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, 2); err != nil {
+				return err
+			}
+			return runConfig(globals(c), configOptions{unset: c.Bool("unset")}, c.Args().First(), c.Args().Tail()...)
+		},
+	}
+}
+
+type configOptions struct {
+	unset bool
+}
+
+// runConfig removes key (--unset), sets it to value, or prints it.
+func runConfig(g globalOptions, opts configOptions, key string, value ...string) error {
+	return withHome(g, func(r *registry.Registry) error {
+		switch {
+		case opts.unset:
+			return r.SetConfig(key, "")
+		case len(value) == 1:
+			return r.SetConfig(key, value[0])
+		}
+		v, err := r.Config(key)
+		if err != nil {
+			return err
+		}
+		if v == "" {
+			return opm.Errorf(opm.ErrNotFound, "%s is not set", key)
+		}
+		fmt.Fprintln(g.stdout, v)
+		return nil
+	})
+}

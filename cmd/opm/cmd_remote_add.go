@@ -1,0 +1,42 @@
+package main
+
+import (
+	"github.com/urfave/cli/v2"
+
+	"github.com/openpm/opm/registry"
+)
+
+func remoteAddCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "add",
+		Usage:     "add a remote",
+		ArgsUsage: "NAME --meta URL --blobs URL",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "meta", Usage: "git `URL` of the metadata"},
+			&cli.StringFlag{Name: "blobs", Usage: "bucket `URL` of the blobs"},
+		},
+		Action: func(c *cli.Context) error {
+			opts := remoteAddOptions{meta: c.String("meta"), blobs: c.String("blobs")}
+			if c.NArg() != 1 || opts.meta == "" || opts.blobs == "" {
+				return usagef("usage: opm remote add NAME --meta URL --blobs URL")
+			}
+			return runRemoteAdd(globals(c), opts, c.Args().First())
+		},
+	}
+}
+
+type remoteAddOptions struct {
+	meta  string // git URL or local path of the metadata
+	blobs string // bucket URL of the blobs
+}
+
+// runRemoteAdd adds the remote name.
+func runRemoteAdd(g globalOptions, opts remoteAddOptions, name string) error {
+	return withHome(g, func(r *registry.Registry) error {
+		meta := opts.meta
+		if registry.IsLocalPath(meta) {
+			meta = absPath(g, meta)
+		}
+		return r.AddRemote(g.ctx, registry.Remote{Name: name, URL: meta, Blobs: opts.blobs})
+	})
+}
