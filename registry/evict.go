@@ -390,12 +390,6 @@ func (r *Registry) Touch(ds []digest.Digest) error {
 	return idx.TouchAt(ds, r.now())
 }
 
-// NoteAccess is Touch.
-//
-// Deprecated: the old name, kept only until its caller in
-// cmd/opm/cmd_cache.go (autoPrune) calls Touch; then remove it.
-func (r *Registry) NoteAccess(ds []digest.Digest) error { return r.Touch(ds) }
-
 // KeepQuota keeps the local store under its quota until the returned stop
 // is called: the daemon's janitor. It looks every checkEvery (cheaply: has
 // this process stored anything since?) and runs a check — sum the store,

@@ -105,8 +105,8 @@ func printPrune(g globalOptions, res *registry.PruneResult, took time.Duration) 
 func autoPrune(g globalOptions, r *registry.Registry, used []digest.Digest) {
 	w := g.stderr
 	if runningInDaemon(g.ctx) == nil {
-		if err := r.NoteAccess(used); err != nil && !errors.Is(err, opm.ErrLocked) {
-			fmt.Fprintf(w, "opm: warning: cache: %s\n", oneLine(err))
+		if err := r.Touch(used); err != nil && !errors.Is(err, opm.ErrLocked) {
+			fmt.Fprintf(w, "opm: warning: cache: %s\n", opm.OneLine(err))
 		}
 	}
 	start := time.Now()
@@ -115,7 +115,7 @@ func autoPrune(g globalOptions, r *registry.Registry, used []digest.Digest) {
 	case errors.Is(err, opm.ErrLocked):
 		return // another process holds the index; a later command prunes
 	case err != nil:
-		fmt.Fprintf(w, "opm: warning: cache: %s\n", oneLine(err))
+		fmt.Fprintf(w, "opm: warning: cache: %s\n", opm.OneLine(err))
 	case res != nil && (res.Reason != "" || len(res.Evicted) > 0):
 		printPrune(g, res, time.Since(start))
 	}

@@ -107,7 +107,7 @@ func runInDaemon(r *registry.Registry, counted func()) daemon.Runner {
 		if err == nil {
 			return daemon.Result{}
 		}
-		return daemon.Result{Code: exitCode(err), Error: oneLine(err)}
+		return daemon.Result{Code: exitCode(err), Error: opm.OneLine(err)}
 	}
 }
 

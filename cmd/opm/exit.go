@@ -28,9 +28,6 @@ func exitCode(err error) int {
 	return opm.KindOf(err).Exit
 }
 
-// oneLine renders an error as the single line opm prints (opm.OneLine).
-func oneLine(err error) string { return opm.OneLine(err) }
-
 func usageError(c *cli.Context, err error, isSubcommand bool) error {
 	return usagef("%v (see 'opm %s--help')", err, cmdName(c))
 }

@@ -31,7 +31,7 @@ func main() {
 	err := app.RunContext(ctx, permuteArgs(app, os.Args))
 	stop()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "opm: %s\n", oneLine(err))
+		fmt.Fprintf(os.Stderr, "opm: %s\n", opm.OneLine(err))
 	}
 	os.Exit(exitCode(err))
 }

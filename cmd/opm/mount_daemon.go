@@ -41,7 +41,7 @@ func runDaemon(ctx context.Context, o mountOptions, ready func(error)) error {
 	if by != nil {
 		res := daemon.Result{}
 		if err != nil {
-			res = daemon.Result{Code: exitCode(err), Error: oneLine(err)}
+			res = daemon.Result{Code: exitCode(err), Error: opm.OneLine(err)}
 		}
 		by.Reply(res)
 	}
@@ -205,7 +205,7 @@ func (d *daemonMount) unmount(call *daemon.UnmountCall) (going bool) {
 	}
 	if err := d.m.Unmount(call.Lazy); err != nil {
 		d.log.Warn("unmount refused", "dir", d.o.dir, "lazy", call.Lazy, "err", err)
-		call.Reply(daemon.Result{Code: exitCode(err), Error: oneLine(err)})
+		call.Reply(daemon.Result{Code: exitCode(err), Error: opm.OneLine(err)})
 		return false
 	}
 	if call.Lazy {
@@ -245,7 +245,7 @@ func (r *readyReport) done(err error) {
 	}
 	res := daemon.Result{}
 	if err != nil {
-		res = daemon.Result{Code: exitCode(err), Error: oneLine(err)}
+		res = daemon.Result{Code: exitCode(err), Error: opm.OneLine(err)}
 	}
 	b, _ := json.Marshal(res)
 	r.f.Write(b)
