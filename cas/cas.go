@@ -1,7 +1,7 @@
-// Package cas stores content-addressed blobs: a Local store on disk, a Bucket
-// (the registry's copy, any gocloud.dev/blob URL), a Cache that serves a
-// Bucket through a Local store, and a Badger Index of facts about the local
-// files.
+// Package cas stores content-addressed blobs: a Local store on disk, a
+// Bucket (the registry's copy: a file://, s3:// or mem:// gocloud.dev/blob
+// URL), a Cache that serves a Bucket through a Local store, and a Badger
+// Index of facts about the local files.
 //
 // Every blob is named by the sha256 digest of its bytes. Other algorithms are
 // refused with opm.ErrInvalid. Bytes are verified before a blob becomes

@@ -16,7 +16,7 @@ import (
 //	│   └── opm-fetch.lock      fetches into the repository take turns (gitmeta)
 //	├── blobs/                  Blobs: the local store (package cas)
 //	│   ├── sha256/<2 hex>/<64 hex>   one read-only file per blob
-//	│   └── tmp/                ingest in progress; removed on the next start
+//	│   └── tmp/                ingest in progress; what dead writers left goes after 10 min (RemoveLeftovers)
 //	├── index/                  Index: Badger: size, state, last access per digest (a cache)
 //	├── mirrors/<dst>.git/      Mirror: scratch repository of opm sync SRC DST into remote dst
 //	├── uploads/serve-<random>/ Uploads: blob uploads in progress of one HTTP server (upload.go)

@@ -6,7 +6,7 @@ package registry
 //
 //	[remote "origin"]
 //		url = https://git.example.org/opm-meta.git   (local path, file://, git://, http(s)://, ssh://)
-//		blobs = s3://opm-blobs?region=eu-west-1      (any gocloud.dev/blob URL)
+//		blobs = s3://opm-blobs?region=eu-west-1      (file://, s3:// or mem://; see cas.OpenBucket)
 //		fetch = +refs/heads/main:refs/remotes/origin/main
 //
 // A home with an origin publishes to it (publish.go) and follows it
