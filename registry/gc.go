@@ -70,69 +70,23 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 		return nil, opm.Errorf(opm.ErrInvalid, "gc: --grace and --keep cannot be negative")
 	}
 	res := &GCResult{Removed: []GCBlob{}, DryRun: opts.DryRun}
-	url, _, err := r.blobsURL()
+	st, err := r.openGCStore(ctx, opts.Remote)
 	if err != nil {
 		return nil, err
 	}
-	bucket, own := r.bucket, true
-	if opts.Remote != "" {
-		rm, err := r.Remote(opts.Remote)
-		if err != nil {
-			return nil, err
-		}
-		if rm.Blobs != url || r.bucket == nil {
-			if bucket, err = cas.OpenBucket(ctx, rm.Blobs); err != nil {
-				return nil, fmt.Errorf("remote %s: bucket %s: %w", rm.Name, rm.Blobs, err)
-			}
-			defer bucket.Close()
-			url, own = rm.Blobs, false
-		}
-	}
-	if bucket != nil {
-		res.Store = "bucket " + url
-	} else {
-		res.Store = "local store " + r.Paths().Blobs()
-	}
+	defer st.close()
+	res.Store = st.describe(r)
 
-	heads, err := r.storeHeads(ctx, url, own)
+	heads, err := r.storeHeads(ctx, st.url, st.own)
 	if err != nil {
 		return nil, err
 	}
-	// The two tiny blobs every push stores locally (the empty config and
-	// the empty file) are always kept.
-	live := map[digest.Digest]bool{opm.EmptyDigest: true, opm.EmptyFileDigest: true}
-	cutoff := r.now().Add(-opts.Keep)
-	for _, h := range heads {
-		res.Heads = append(res.Heads, h.name+"@"+h.commit.String())
-		if err := r.liveAt(ctx, h.commit, live); err != nil {
-			return nil, err
-		}
-		if opts.Keep > 0 {
-			if err := r.liveInHistory(ctx, h.commit, cutoff, live); err != nil {
-				return nil, err
-			}
-		}
+	live, err := r.liveAtHeads(ctx, heads, opts.Keep, res)
+	if err != nil {
+		return nil, err
 	}
-
-	// Candidates: what the store holds that nothing names.
-	var garbage []GCBlob
 	young := r.now().Add(-opts.Grace)
-	consider := func(b cas.BlobInfo) error {
-		res.Scanned++
-		switch {
-		case live[b.Digest]:
-		case b.ModTime.After(young):
-			res.Young++
-		default:
-			garbage = append(garbage, GCBlob{Digest: b.Digest, Size: b.Size, Written: b.ModTime})
-		}
-		return ctx.Err()
-	}
-	if bucket != nil {
-		err = bucket.List(ctx, consider)
-	} else {
-		err = r.local.WalkInfo(consider) // the walk's own stat gives the time
-	}
+	garbage, err := r.unnamedBlobs(ctx, st.bucket, live, young, res)
 	if err != nil {
 		return nil, err
 	}
@@ -147,8 +101,119 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 		}
 		defer release()
 	}
-	// Whatever was committed while the store was listed is live too.
-	again, err := r.storeHeads(ctx, url, own)
+	if garbage, err = r.spareCommitted(ctx, st, heads, live, garbage); err != nil {
+		return nil, err
+	}
+	res.Live = len(live)
+	if err := r.removeGarbage(ctx, st, garbage, young, opts, res); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// gcStore is the store GC collects: a bucket (nil for the local store of a
+// home without one), its url, and whether it is this home's own.
+type gcStore struct {
+	bucket *cas.Bucket
+	url    string
+	own    bool
+	opened bool // the bucket was opened for this GC; close closes it
+}
+
+// openGCStore returns the store GC collects: this home's, or with remote
+// that remote's bucket (opened unless it is this home's own).
+func (r *Registry) openGCStore(ctx context.Context, remote string) (*gcStore, error) {
+	url, _, err := r.blobsURL()
+	if err != nil {
+		return nil, err
+	}
+	st := &gcStore{bucket: r.bucket, url: url, own: true}
+	if remote == "" {
+		return st, nil
+	}
+	rm, err := r.Remote(remote)
+	if err != nil {
+		return nil, err
+	}
+	if rm.Blobs != url || r.bucket == nil {
+		bucket, err := cas.OpenBucket(ctx, rm.Blobs)
+		if err != nil {
+			return nil, fmt.Errorf("remote %s: bucket %s: %w", rm.Name, rm.Blobs, err)
+		}
+		st = &gcStore{bucket: bucket, url: rm.Blobs, own: false, opened: true}
+	}
+	return st, nil
+}
+
+// close closes the bucket if openGCStore opened it.
+func (st *gcStore) close() {
+	if st.opened {
+		st.bucket.Close()
+	}
+}
+
+// describe names the store for GCResult.Store.
+func (st *gcStore) describe(r *Registry) string {
+	if st.bucket != nil {
+		return "bucket " + st.url
+	}
+	return "local store " + r.Paths().Blobs()
+}
+
+// liveAtHeads returns the blobs named at each head (and the two empty ones)
+// and, with keep, by the versions its commits of the last keep replaced or
+// removed; it records the heads in res.
+func (r *Registry) liveAtHeads(ctx context.Context, heads []namedHead, keep time.Duration, res *GCResult) (map[digest.Digest]bool, error) {
+	// The two tiny blobs every push stores locally (the empty config and
+	// the empty file) are always kept.
+	live := map[digest.Digest]bool{opm.EmptyDigest: true, opm.EmptyFileDigest: true}
+	cutoff := r.now().Add(-keep)
+	for _, h := range heads {
+		res.Heads = append(res.Heads, h.name+"@"+h.commit.String())
+		if err := r.liveAt(ctx, h.commit, live); err != nil {
+			return nil, err
+		}
+		if keep > 0 {
+			if err := r.liveInHistory(ctx, h.commit, cutoff, live); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return live, nil
+}
+
+// unnamedBlobs lists the blobs of the store that live does not name and
+// that were written before young, counting in res those scanned and those
+// spared as young.
+func (r *Registry) unnamedBlobs(ctx context.Context, bucket *cas.Bucket, live map[digest.Digest]bool, young time.Time, res *GCResult) ([]GCBlob, error) {
+	var garbage []GCBlob
+	consider := func(b cas.BlobInfo) error {
+		res.Scanned++
+		switch {
+		case live[b.Digest]:
+		case b.ModTime.After(young):
+			res.Young++
+		default:
+			garbage = append(garbage, GCBlob{Digest: b.Digest, Size: b.Size, Written: b.ModTime})
+		}
+		return ctx.Err()
+	}
+	var err error
+	if bucket != nil {
+		err = bucket.List(ctx, consider)
+	} else {
+		err = r.local.WalkInfo(consider) // the walk's own stat gives the time
+	}
+	if err != nil {
+		return nil, err
+	}
+	return garbage, nil
+}
+
+// spareCommitted reads the heads again, marks live what was committed
+// since heads were read, and returns garbage without it.
+func (r *Registry) spareCommitted(ctx context.Context, st *gcStore, heads []namedHead, live map[digest.Digest]bool, garbage []GCBlob) ([]GCBlob, error) {
+	again, err := r.storeHeads(ctx, st.url, st.own)
 	if err != nil {
 		return nil, err
 	}
@@ -157,9 +222,12 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 			return nil, err
 		}
 	}
-	garbage = slices.DeleteFunc(garbage, func(b GCBlob) bool { return live[b.Digest] })
-	res.Live = len(live)
+	return slices.DeleteFunc(garbage, func(b GCBlob) bool { return live[b.Digest] }), nil
+}
 
+// removeGarbage removes each blob of garbage (with DryRun, only counts it),
+// recording in res what went and what was kept as young after all.
+func (r *Registry) removeGarbage(ctx context.Context, st *gcStore, garbage []GCBlob, young time.Time, opts GCOptions, res *GCResult) error {
 	var total int64
 	for _, b := range garbage {
 		total += b.Size
@@ -170,12 +238,12 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	}
 	for _, b := range garbage {
 		if err := ctx.Err(); err != nil {
-			return res, err
+			return err
 		}
 		if !opts.DryRun {
-			removed, err := r.collect(ctx, bucket, own, b, young)
+			removed, err := r.collect(ctx, st.bucket, st.own, b, young)
 			if err != nil {
-				return res, err
+				return err
 			}
 			if !removed {
 				res.Young++
@@ -188,7 +256,7 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 		res.Removed = append(res.Removed, b)
 		res.BytesFreed += b.Size
 	}
-	return res, nil
+	return nil
 }
 
 // collect removes one unnamed blob from the store (and, for this home's own
