@@ -52,105 +52,137 @@ func WriteSite(ctx context.Context, reg *registry.Registry, dir string, o SiteOp
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
-	s := &Server{reg: reg, opts: Options{Title: o.Title}}
 	v, err := reg.View()
 	if err != nil {
 		return nil, err
 	}
-	res := &SiteResult{Dir: dir, Commit: v.Commit().String()}
-	write := func(rel string, b []byte) error {
-		p := filepath.Join(dir, filepath.FromSlash(rel))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		return os.WriteFile(p, b, 0o644)
+	sw := &siteWriter{
+		ctx: ctx,
+		s:   &Server{reg: reg, opts: Options{Title: o.Title}},
+		v:   v,
+		dir: dir,
+		o:   o,
+		res: &SiteResult{Dir: dir, Commit: v.Commit().String()},
 	}
 	css, _ := webFS.ReadFile("web/style.css")
-	if err := write("_opm/style.css", css); err != nil {
+	if err := sw.file("_opm/style.css", css); err != nil {
 		return nil, err
 	}
-	api := func(rel string, v any) error {
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetIndent("", "  ")
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(v); err != nil {
+	return sw.res, sw.level(nil)
+}
+
+// siteWriter writes the static site of one view of the registry, counting
+// what it writes in res.
+type siteWriter struct {
+	ctx context.Context
+	s   *Server
+	v   *registry.View
+	dir string
+	o   SiteOptions
+	res *SiteResult
+}
+
+// file writes b as the site's file rel (slash-separated), making its
+// directories.
+func (sw *siteWriter) file(rel string, b []byte) error {
+	p := filepath.Join(sw.dir, filepath.FromSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p, b, 0o644)
+}
+
+// api writes v as indented JSON to the listing API's file rel (under
+// _opm/api/).
+func (sw *siteWriter) api(rel string, v any) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	sw.res.JSON++
+	return sw.file("_opm/api/"+rel, buf.Bytes())
+}
+
+// page writes the page of a listing l of parts, or of a tag td.
+func (sw *siteWriter) page(parts []string, l *Listing, td *TagDetail) error {
+	// Links are relative to the site's root, which is this many
+	// directories up.
+	depth := len(parts)
+	rel := strings.Join(parts, "/")
+	if td != nil {
+		depth += 2
+		rel += "/tags/" + td.Name
+	}
+	root := strings.Repeat("../", depth)
+	if root == "" {
+		root = "./"
+	}
+	pv := View{Root: root, Generated: sw.o.Now, BlobURL: sw.o.BlobURL, APIURL: root + "_opm/api/namespaces.json"}
+	d := sw.s.newPage(pv, sw.v, parts)
+	var buf bytes.Buffer
+	var err error
+	if td != nil {
+		err = renderTag(&buf, d, td)
+	} else {
+		err = renderListing(&buf, d, l)
+	}
+	if err != nil {
+		return err
+	}
+	sw.res.Pages++
+	if rel != "" {
+		rel += "/"
+	}
+	return sw.file(rel+"index.html", buf.Bytes())
+}
+
+// level writes the API answer and the page of the level parts (the root,
+// a namespace, a project or a repository), then of everything below it.
+func (sw *siteWriter) level(parts []string) error {
+	if err := sw.ctx.Err(); err != nil {
+		return err
+	}
+	l, err := listing(sw.ctx, sw.v, parts)
+	if err != nil {
+		return err
+	}
+	if err := sw.api(apiPath(parts)+".json", l); err != nil {
+		return err
+	}
+	if err := sw.page(parts, l, nil); err != nil {
+		return err
+	}
+	if len(parts) == 3 {
+		return sw.tags(parts, l)
+	}
+	for _, it := range l.Items {
+		if err := sw.level(append(append([]string{}, parts...), it.Name)); err != nil {
 			return err
 		}
-		res.JSON++
-		return write("_opm/api/"+rel, buf.Bytes())
 	}
-	// page writes the page of a listing l of parts, or of a tag td.
-	page := func(parts []string, l *Listing, td *TagDetail) error {
-		// Links are relative to the site's root, which is this many
-		// directories up.
-		depth := len(parts)
-		rel := strings.Join(parts, "/")
-		if td != nil {
-			depth += 2
-			rel += "/tags/" + td.Name
-		}
-		root := strings.Repeat("../", depth)
-		if root == "" {
-			root = "./"
-		}
-		pv := View{Root: root, Generated: o.Now, BlobURL: o.BlobURL, APIURL: root + "_opm/api/namespaces.json"}
-		d := s.newPage(pv, v, parts)
-		var buf bytes.Buffer
-		var err error
-		if td != nil {
-			err = renderTag(&buf, d, td)
-		} else {
-			err = renderListing(&buf, d, l)
-		}
+	return nil
+}
+
+// tags writes the API answer and the page of each tag in l, the listing of
+// repository parts.
+func (sw *siteWriter) tags(parts []string, l *Listing) error {
+	repo := opm.Repository{Namespace: parts[0], Project: parts[1], Name: parts[2]}
+	for _, t := range l.Tags {
+		td, err := tagDetail(sw.ctx, sw.v, repo, t.Name)
 		if err != nil {
 			return err
 		}
-		res.Pages++
-		if rel != "" {
-			rel += "/"
+		if err := sw.api(apiPath(parts)+"/"+t.Name+".json", td); err != nil {
+			return err
 		}
-		return write(rel+"index.html", buf.Bytes())
+		if err := sw.page(parts, nil, td); err != nil {
+			return err
+		}
 	}
-	var walk func(parts []string) error
-	walk = func(parts []string) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		l, err := listing(ctx, v, parts)
-		if err != nil {
-			return err
-		}
-		if err := api(apiPath(parts)+".json", l); err != nil {
-			return err
-		}
-		if err := page(parts, l, nil); err != nil {
-			return err
-		}
-		if len(parts) == 3 {
-			repo := opm.Repository{Namespace: parts[0], Project: parts[1], Name: parts[2]}
-			for _, t := range l.Tags {
-				td, err := tagDetail(ctx, v, repo, t.Name)
-				if err != nil {
-					return err
-				}
-				if err := api(apiPath(parts)+"/"+t.Name+".json", td); err != nil {
-					return err
-				}
-				if err := page(parts, nil, td); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		for _, it := range l.Items {
-			if err := walk(append(append([]string{}, parts...), it.Name)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	return res, walk(nil)
+	return nil
 }
 
 // apiPath is the listing API's path of a level (without ".json").

@@ -247,90 +247,121 @@ func plan(ctx context.Context, m *registry.Mirror, filter layout.Filter, opts Op
 // blobs that failed verification at the source, or are missing there; any
 // other failure is an error.
 func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []layout.TagChange, opts Options, res *Result) (map[digest.Digest]error, error) {
+	blobs := blobsOf(changes)
+	res.Blobs = len(blobs)
+	if opts.Progress != nil && !opts.DryRun {
+		var total int64
+		for _, bl := range blobs {
+			total += bl.Size
+		}
+		opts.Progress.Start(len(blobs), total)
+		defer opts.Progress.Done()
+	}
+	bc := &blobCopy{src: srcB, dst: dstB, progress: opts.Progress, bad: map[digest.Digest]error{}}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Jobs)
+	for _, bl := range blobs {
+		g.Go(func() error {
+			if opts.DryRun {
+				return bc.check(gctx, bl)
+			}
+			return bc.copy(gctx, bl)
+		})
+	}
+	err := g.Wait()
+	bc.count(res)
+	return bc.bad, err
+}
+
+// blobsOf lists the distinct blobs of changes in the order they are first
+// named, each with the tags that name it.
+func blobsOf(changes []layout.TagChange) []*Blob {
 	byDigest := map[digest.Digest]*Blob{}
-	var order []digest.Digest
+	var blobs []*Blob
 	for _, c := range changes {
 		for _, b := range c.Blobs {
 			bl := byDigest[b.Digest]
 			if bl == nil {
 				bl = &Blob{Digest: b.Digest, Size: b.Size}
 				byDigest[b.Digest] = bl
-				order = append(order, b.Digest)
+				blobs = append(blobs, bl)
 			}
 			bl.Tags = append(bl.Tags, c.Ref.String())
 		}
 	}
-	res.Blobs = len(order)
-	var total int64
-	for _, d := range order {
-		total += byDigest[d].Size
+	return blobs
+}
+
+// blobCopy is what copyBlobs's parallel copies (or checks) share: the
+// buckets, and the counts and failures they gather.
+type blobCopy struct {
+	src, dst Blobs
+	progress Progress
+
+	mu      sync.Mutex
+	bad     map[digest.Digest]error
+	missing []Blob
+	reqs    atomic.Int64
+	copied  atomic.Int64
+	present atomic.Int64
+	bytes   atomic.Int64
+}
+
+// check (a dry run) counts bl present if DST holds it whole, and lists it
+// missing if not.
+func (bc *blobCopy) check(ctx context.Context, bl *Blob) error {
+	bc.reqs.Add(1)
+	size, err := bc.dst.Stat(ctx, bl.Digest)
+	switch {
+	case err == nil && size == bl.Size:
+		bc.present.Add(1)
+	case err == nil || errors.Is(err, opm.ErrNotFound):
+		bc.mu.Lock()
+		bc.missing = append(bc.missing, *bl)
+		bc.mu.Unlock()
+	default:
+		return fmt.Errorf("destination: %w", err)
 	}
-	if opts.Progress != nil && !opts.DryRun {
-		opts.Progress.Start(len(order), total)
-		defer opts.Progress.Done()
+	return nil
+}
+
+// copy copies bl to DST unless it is there already; a blob that fails
+// verification at the source, or is missing there, is noted in bad.
+func (bc *blobCopy) copy(ctx context.Context, bl *Blob) error {
+	// A blob from an earlier run costs one existence check and no
+	// read; a corrupt source blob never lands at DST.
+	opened, err := registry.CopyBlob(ctx, bc.src, bc.dst, opm.Descriptor{Digest: bl.Digest, Size: bl.Size})
+	bc.reqs.Add(1) // the destination's existence check
+	if opened {
+		bc.reqs.Add(2) // read at the source, write at the destination
 	}
-	var (
-		mu      sync.Mutex
-		bad     = map[digest.Digest]error{}
-		missing []Blob
-		reqs    atomic.Int64
-		copied  atomic.Int64
-		present atomic.Int64
-		bytes   atomic.Int64
-	)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(opts.Jobs)
-	for _, d := range order {
-		bl := byDigest[d]
-		g.Go(func() error {
-			if opts.DryRun {
-				reqs.Add(1)
-				size, err := dstB.Stat(gctx, bl.Digest)
-				switch {
-				case err == nil && size == bl.Size:
-					present.Add(1)
-				case err == nil || errors.Is(err, opm.ErrNotFound):
-					mu.Lock()
-					missing = append(missing, *bl)
-					mu.Unlock()
-				default:
-					return fmt.Errorf("destination: %w", err)
-				}
-				return nil
-			}
-			// A blob from an earlier run costs one existence check and no
-			// read; a corrupt source blob never lands at DST.
-			opened, err := registry.CopyBlob(gctx, srcB, dstB, opm.Descriptor{Digest: bl.Digest, Size: bl.Size})
-			reqs.Add(1) // the destination's existence check
-			if opened {
-				reqs.Add(2) // read at the source, write at the destination
-			}
-			switch {
-			case err == nil && !opened:
-				present.Add(1)
-			case err == nil:
-				copied.Add(1)
-				bytes.Add(bl.Size)
-			case opened && (errors.Is(err, opm.ErrIntegrity) || errors.Is(err, opm.ErrNotFound)):
-				mu.Lock()
-				bad[bl.Digest] = fmt.Errorf("source blob %s: %w", bl.Digest, err)
-				mu.Unlock()
-				return nil
-			default:
-				return fmt.Errorf("copy %s: %w", bl.Digest, err)
-			}
-			if opts.Progress != nil {
-				opts.Progress.Add(bl.Size)
-			}
-			return nil
-		})
+	switch {
+	case err == nil && !opened:
+		bc.present.Add(1)
+	case err == nil:
+		bc.copied.Add(1)
+		bc.bytes.Add(bl.Size)
+	case opened && (errors.Is(err, opm.ErrIntegrity) || errors.Is(err, opm.ErrNotFound)):
+		bc.mu.Lock()
+		bc.bad[bl.Digest] = fmt.Errorf("source blob %s: %w", bl.Digest, err)
+		bc.mu.Unlock()
+		return nil
+	default:
+		return fmt.Errorf("copy %s: %w", bl.Digest, err)
 	}
-	err := g.Wait()
-	sort.Slice(missing, func(i, j int) bool { return missing[i].Digest < missing[j].Digest })
-	res.Missing = missing
-	res.BucketRequests += reqs.Load()
-	res.Copied, res.Present, res.Bytes = int(copied.Load()), int(present.Load()), bytes.Load()
-	return bad, err
+	if bc.progress != nil {
+		bc.progress.Add(bl.Size)
+	}
+	return nil
+}
+
+// count adds what the copies did to res: the missing blobs (sorted by
+// digest), the requests, and the blobs copied or present and the bytes.
+func (bc *blobCopy) count(res *Result) {
+	sort.Slice(bc.missing, func(i, j int) bool { return bc.missing[i].Digest < bc.missing[j].Digest })
+	res.Missing = bc.missing
+	res.BucketRequests += bc.reqs.Load()
+	res.Copied, res.Present, res.Bytes = int(bc.copied.Load()), int(bc.present.Load()), bc.bytes.Load()
 }
 
 func tagFailed(c layout.TagChange, bad map[digest.Digest]error) (error, bool) {

@@ -256,6 +256,43 @@ func dirData(es []dirent) []byte {
 
 // WriteTo writes the image.
 func (im *Image) WriteTo(w io.Writer) (int64, error) {
+	meta, err := im.placeInodes()
+	if err != nil {
+		return 0, err
+	}
+	blocks, err := im.placeData(metaBlk + (meta+blockSize-1)/blockSize)
+	if err != nil {
+		return 0, err
+	}
+
+	// Written in order — superblock, inodes, data — through one buffer.
+	out := &sink{w: bufio.NewWriterSize(w, 1<<20)}
+	out.padTo(superOffset)
+	out.write(im.superblock(blocks))
+	in := make([]byte, blockSize)
+	for _, n := range im.all {
+		out.padTo(metaBlk*blockSize + int64(n.nid)*slotSize)
+		out.write(n.inode(in))
+	}
+	for _, n := range im.all {
+		if n.data != nil {
+			out.padTo(int64(n.dataBlk) * blockSize)
+			out.write(n.data)
+		}
+	}
+	out.padTo(int64(blocks) * blockSize)
+	if out.err == nil {
+		out.err = out.w.Flush()
+	}
+	return out.n, out.err
+}
+
+// metaBlk is the block where the inodes begin, after the superblock's.
+const metaBlk = 1
+
+// placeInodes gives every inode its nid and number, and returns the bytes
+// of the inode area.
+func (im *Image) placeInodes() (int64, error) {
 	if len(im.all) >= math.MaxUint32 {
 		return 0, errors.New("erofs: too many inodes")
 	}
@@ -273,8 +310,13 @@ func (im *Image) WriteTo(w io.Writer) (int64, error) {
 		n.nid, n.ino = uint64(meta/slotSize), uint32(i+1)
 		meta += s
 	}
-	const metaBlk = 1
-	blocks := metaBlk + (meta+blockSize-1)/blockSize
+	return meta, nil
+}
+
+// placeData encodes every directory's and symbolic link's data and gives
+// it blocks from block first on; it returns the image's size in blocks.
+func (im *Image) placeData(first int64) (uint32, error) {
+	blocks := first
 	if blocks > math.MaxUint32 {
 		return 0, errors.New("erofs: image too large")
 	}
@@ -293,82 +335,80 @@ func (im *Image) WriteTo(w io.Writer) (int64, error) {
 			return 0, errors.New("erofs: image too large")
 		}
 	}
-	next := uint32(blocks)
+	return uint32(blocks), nil
+}
 
-	// Written in order — superblock, inodes, data — through one buffer.
-	out := &sink{w: bufio.NewWriterSize(w, 1<<20)}
+// superblock is the image's 128-byte superblock, for an image of blocks
+// blocks whose inodes are placed.
+func (im *Image) superblock(blocks uint32) []byte {
 	le := binary.LittleEndian
 	sb := make([]byte, 128)
 	le.PutUint32(sb[0:], superMagic)
 	sb[12] = blockBits
 	le.PutUint16(sb[14:], uint16(im.root.nid))
 	le.PutUint64(sb[16:], uint64(len(im.all)))
-	le.PutUint32(sb[36:], next)    // blocks
+	le.PutUint32(sb[36:], blocks)  // blocks
 	le.PutUint32(sb[40:], metaBlk) // meta_blkaddr
 	le.PutUint32(sb[80:], incompatChunkedFile)
-	out.padTo(superOffset)
-	out.write(sb)
+	return sb
+}
 
-	in := make([]byte, blockSize)
-	for _, n := range im.all {
-		out.padTo(metaBlk*blockSize + int64(n.nid)*slotSize)
-		clear(in)
-		layout, size := dataFlatPlain, uint64(len(n.data))
-		if n.mode&syscall.S_IFMT == syscall.S_IFREG {
-			size = uint64(n.size)
-			if n.size > 0 {
-				layout = dataChunkBased
-			}
-		}
-		le.PutUint16(in[0:], uint16(layoutExtended|layout<<1))
-		if len(n.xattrs) > 0 {
-			le.PutUint16(in[2:], uint16(1+(len(n.xattrs)-12)/4))
-		}
-		le.PutUint16(in[4:], uint16(n.mode))
-		le.PutUint64(in[8:], size)
-		switch {
-		case layout == dataChunkBased:
-			le.PutUint16(in[16:], chunkFormatBits)
-		case n.data != nil:
-			le.PutUint32(in[16:], n.dataBlk)
-		}
-		le.PutUint32(in[20:], n.ino)
-		mt := n.mtime
-		if mt.Before(time.Unix(0, 0)) {
-			mt = time.Unix(0, 0)
-		}
-		le.PutUint64(in[32:], uint64(mt.Unix()))
-		le.PutUint32(in[40:], uint32(mt.Nanosecond()))
-		nlink := uint32(1)
-		if n.children != nil {
-			nlink = 2
-			for _, c := range n.children {
-				if c.children != nil {
-					nlink++
-				}
-			}
-		}
-		le.PutUint32(in[44:], nlink)
-		copy(in[inodeSize:], n.xattrs)
-		if layout == dataChunkBased {
-			m := in[inodeSize+len(n.xattrs):]
-			for i := range n.chunks() {
-				le.PutUint32(m[4*i:], nullAddr)
-			}
-		}
-		out.write(in[:n.slotBytes()])
-	}
-	for _, n := range im.all {
-		if n.data != nil {
-			out.padTo(int64(n.dataBlk) * blockSize)
-			out.write(n.data)
+// inode encodes n's extended inode, its inline xattrs and, for a file with
+// data, its null block map into buf (a block), and returns the slot's bytes.
+func (n *node) inode(buf []byte) []byte {
+	le := binary.LittleEndian
+	in := buf[:n.slotBytes()]
+	clear(in)
+	layout, size := dataFlatPlain, uint64(len(n.data))
+	if n.mode&syscall.S_IFMT == syscall.S_IFREG {
+		size = uint64(n.size)
+		if n.size > 0 {
+			layout = dataChunkBased
 		}
 	}
-	out.padTo(int64(next) * blockSize)
-	if out.err == nil {
-		out.err = out.w.Flush()
+	le.PutUint16(in[0:], uint16(layoutExtended|layout<<1))
+	if len(n.xattrs) > 0 {
+		le.PutUint16(in[2:], uint16(1+(len(n.xattrs)-12)/4))
 	}
-	return out.n, out.err
+	le.PutUint16(in[4:], uint16(n.mode))
+	le.PutUint64(in[8:], size)
+	switch {
+	case layout == dataChunkBased:
+		le.PutUint16(in[16:], chunkFormatBits)
+	case n.data != nil:
+		le.PutUint32(in[16:], n.dataBlk)
+	}
+	le.PutUint32(in[20:], n.ino)
+	mt := n.mtime
+	if mt.Before(time.Unix(0, 0)) {
+		mt = time.Unix(0, 0)
+	}
+	le.PutUint64(in[32:], uint64(mt.Unix()))
+	le.PutUint32(in[40:], uint32(mt.Nanosecond()))
+	le.PutUint32(in[44:], n.nlink())
+	copy(in[inodeSize:], n.xattrs)
+	if layout == dataChunkBased {
+		m := in[inodeSize+len(n.xattrs):]
+		for i := range n.chunks() {
+			le.PutUint32(m[4*i:], nullAddr)
+		}
+	}
+	return in
+}
+
+// nlink is n's link count: 1 for a file or link; for a directory 2 and
+// one per subdirectory.
+func (n *node) nlink() uint32 {
+	if n.children == nil {
+		return 1
+	}
+	nlink := uint32(2)
+	for _, c := range n.children {
+		if c.children != nil {
+			nlink++
+		}
+	}
+	return nlink
 }
 
 // sink writes in order, remembering how much and the first error.
