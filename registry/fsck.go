@@ -211,7 +211,7 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, err
 		}
 		res.Target = "remote " + rm.Name
 		if remoteBucket, err = cas.OpenBucket(ctx, rm.Blobs); err != nil {
-			return nil, fmt.Errorf("remote %s: bucket %s: %w", rm.Name, rm.Blobs, err)
+			return nil, fmt.Errorf("remote %s: %w", rm.Name, err)
 		}
 		defer remoteBucket.Close()
 		if commit, err = r.meta.Fetch(ctx, rm.URL, gitmeta.TrackingRef(rm.Name)); err != nil {

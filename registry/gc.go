@@ -82,7 +82,7 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 		}
 		if rm.Blobs != url || r.bucket == nil {
 			if bucket, err = cas.OpenBucket(ctx, rm.Blobs); err != nil {
-				return nil, fmt.Errorf("remote %s: bucket %s: %w", rm.Name, rm.Blobs, err)
+				return nil, fmt.Errorf("remote %s: %w", rm.Name, err)
 			}
 			defer bucket.Close()
 			url, own = rm.Blobs, false

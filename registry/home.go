@@ -145,7 +145,7 @@ func Open(ctx context.Context, dir string) (*Registry, error) {
 	if url != "" {
 		if r.bucket, err = cas.OpenBucket(ctx, url); err != nil {
 			r.meta.Close()
-			return nil, fmt.Errorf("bucket %s (%s): %w", url, key, err)
+			return nil, fmt.Errorf("%w (set by %s)", err, key)
 		}
 		r.cache = cas.NewCache(r.local, r.bucket)
 		r.blobs = r.cache

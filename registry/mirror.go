@@ -149,6 +149,7 @@ type MirrorBlobs interface {
 	cas.Fetcher
 	cas.Stater
 	cas.Pusher
+	cas.Storer
 }
 
 // Buckets opens the two remotes' buckets, once.

@@ -117,7 +117,7 @@ func WriteSite(ctx context.Context, reg *registry.Registry, dir string, o SiteOp
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		l, err := listing(ctx, v, parts)
+		l, err := listing(ctx, v, parts, "")
 		if err != nil {
 			return err
 		}

@@ -52,7 +52,7 @@ type Options struct {
 	DryRun           bool
 	// Force overwrites a DST whose main has commits SRC lacks.
 	Force bool
-	// Jobs bounds the blobs copied at once (default 32).
+	// Jobs bounds the blobs copied at once (default: the home's transfer.jobs).
 	Jobs     int
 	Progress Progress
 	// Src and Dst, when set, wrap the remotes' buckets (tests count the
@@ -102,8 +102,8 @@ type Result struct {
 	Bytes   int64      `json:"bytes"`
 	Missing []Blob     `json:"missing,omitempty"` // dry run: what would be copied
 	Failed  []TagError `json:"failed,omitempty"`
-	// Requests counts bucket operations (Stat, Open, Put count 1 each)
-	// and git round trips (fetch, push).
+	// Requests counts the requests sent to the two buckets (see
+	// cas.Bucket.Requests) and git round trips (fetch, push).
 	BucketRequests int64 `json:"bucket_requests"`
 	GitRequests    int64 `json:"git_requests"`
 }
@@ -115,7 +115,7 @@ func Mirror(ctx context.Context, reg *registry.Registry, src, dst string, opts O
 		return nil, err
 	}
 	if opts.Jobs <= 0 {
-		opts.Jobs = 32
+		opts.Jobs = reg.TransferJobs()
 	}
 	// 1. Metadata of both sides.
 	m, err := reg.OpenMirror(ctx, src, dst, !opts.DryRun)
@@ -137,13 +137,19 @@ func Mirror(ctx context.Context, reg *registry.Registry, src, dst string, opts O
 	if err != nil {
 		return nil, err
 	}
+	before := requests(srcB, dstB)
+	defer func() { res.BucketRequests += requests(srcB, dstB) - before }()
 	if opts.Src != nil {
 		srcB = opts.Src(srcB)
 	}
 	if opts.Dst != nil {
 		dstB = opts.Dst(dstB)
 	}
-	bad, err := copyBlobs(ctx, srcB, dstB, changes, opts, res)
+	// A DST whose metadata names nothing lacks the blobs (but leftovers
+	// of an interrupted run): a small one is sent at once, without a
+	// lookup. Into a DST that names blobs, each is looked up first.
+	lookup := !m.DstHead().IsZero()
+	bad, err := copyBlobs(ctx, srcB, dstB, changes, lookup, opts, res)
 	if err != nil {
 		return res, err
 	}
@@ -248,7 +254,7 @@ func plan(ctx context.Context, m *registry.Mirror, filter layout.Filter, opts Op
 // copyBlobs copies the blobs of changes that DST lacks. It returns the
 // blobs that failed verification at the source, or are missing there; any
 // other failure is an error.
-func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []layout.TagChange, opts Options, res *Result) (map[digest.Digest]error, error) {
+func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []layout.TagChange, lookup bool, opts Options, res *Result) (map[digest.Digest]error, error) {
 	byDigest := map[digest.Digest]*Blob{}
 	var order []digest.Digest
 	for _, c := range changes {
@@ -275,7 +281,6 @@ func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []layout.TagChange
 		mu      sync.Mutex
 		bad     = map[digest.Digest]error{}
 		missing []Blob
-		reqs    atomic.Int64
 		copied  atomic.Int64
 		present atomic.Int64
 		bytes   atomic.Int64
@@ -286,7 +291,6 @@ func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []layout.TagChange
 		bl := byDigest[d]
 		g.Go(func() error {
 			if opts.DryRun {
-				reqs.Add(1)
 				size, err := dstB.Stat(gctx, bl.Digest)
 				switch {
 				case err == nil && size == bl.Size:
@@ -300,24 +304,20 @@ func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []layout.TagChange
 				}
 				return nil
 			}
-			// A blob from an earlier run costs one existence check (Put's) and
-			// no read. The source's reader verifies the bytes and dstB.Put
-			// verifies them again before they become visible, so a corrupt
-			// source blob never lands at DST.
-			opened, err := cas.Copy(gctx, dstB, bl.Digest, bl.Size, func() (io.ReadCloser, error) {
+			// A blob looked up that DST has costs the lookup and no read.
+			// The source's reader verifies the bytes and dstB verifies them
+			// again before they become visible, so a corrupt source blob
+			// never lands at DST.
+			c, err := cas.Copy(gctx, dstB, bl.Digest, bl.Size, lookup, func() (io.ReadCloser, error) {
 				return srcB.Open(gctx, bl.Digest)
 			})
-			reqs.Add(1) // the destination's existence check
-			if opened {
-				reqs.Add(2) // read at the source, write at the destination
-			}
 			switch {
-			case err == nil && !opened:
+			case err == nil && !c.Stored:
 				present.Add(1)
 			case err == nil:
 				copied.Add(1)
 				bytes.Add(bl.Size)
-			case opened && (errors.Is(err, opm.ErrIntegrity) || errors.Is(err, opm.ErrNotFound)):
+			case c.Opened && (errors.Is(err, opm.ErrIntegrity) || errors.Is(err, opm.ErrNotFound)):
 				mu.Lock()
 				bad[bl.Digest] = fmt.Errorf("source blob %s: %w", bl.Digest, err)
 				mu.Unlock()
@@ -334,7 +334,6 @@ func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []layout.TagChange
 	err := g.Wait()
 	sort.Slice(missing, func(i, j int) bool { return missing[i].Digest < missing[j].Digest })
 	res.Missing = missing
-	res.BucketRequests += reqs.Load()
 	res.Copied, res.Present, res.Bytes = int(copied.Load()), int(present.Load()), bytes.Load()
 	return bad, err
 }
@@ -346,4 +345,16 @@ func tagFailed(c layout.TagChange, bad map[digest.Digest]error) (error, bool) {
 		}
 	}
 	return nil, false
+}
+
+// requests sums the requests the buckets have sent, of those that count
+// them (cas.Bucket).
+func requests(bs ...Blobs) int64 {
+	var n int64
+	for _, b := range bs {
+		if c, ok := b.(interface{ Requests() int64 }); ok {
+			n += c.Requests()
+		}
+	}
+	return n
 }

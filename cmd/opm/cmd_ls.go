@@ -18,7 +18,10 @@ func lsCommand() *cli.Command {
 		ArgsUsage: "[SELECTOR]",
 		Description: `With no argument, the namespaces; with NS, its projects; with NS/PROJECT, its
 repositories; with NS/PROJECT/REPO, one line per tag: tag, digest, size, files,
-date of the commit that last set it.
+date of the commit that last set it. Tags are in version order: those that
+parse as versions (v1.9, v1.10, 2.0.0-rc1: semantic versions, a leading v or
+not) by version, then the others in natural order (build-9 before build-10);
+--sort name gives plain string order, --sort date the oldest first.
 
 A selector with globs or a :TAG (the grammar of opm cache pin and opm sync
 --include: NS[/PROJECT[/REPO]][:TAG]) lists every tag it chooses, one line
@@ -28,9 +31,11 @@ Example:
    opm ls
    opm ls acme/web/site --json
    opm ls 'acme/*/site:v1.*'
-   opm ls --tags acme`,
+   opm ls --tags acme
+   opm ls acme/web/site --sort date`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "tags", Aliases: []string{"t"}, Usage: "list every tag the selector chooses, also below a namespace, project or repository"},
+			&cli.StringFlag{Name: "sort", Value: registry.SortVersion, Usage: "tag order: version, name or date"},
 			jsonFlag,
 		},
 		Action: func(c *cli.Context) error {
@@ -39,6 +44,9 @@ Example:
 			}
 			return withHome(c, func(r *registry.Registry) error {
 				l, err := r.List(c.Context, c.Args().First(), c.Bool("tags"))
+				if err == nil {
+					err = l.SortTags(c.String("sort"))
+				}
 				if err != nil {
 					return err
 				}
