@@ -19,17 +19,23 @@ STRESS_PKGS ?= ./integration/ ./fs/ ./daemon/ ./cas/...
 # The heading of a step of a long target: "==> [12:00:00] test 4/7: go test".
 step = printf '\n==> [%s] %s\n' "$$(date +%T)" '$(1)'
 
-.PHONY: all deps build test fuzz bench demo lint clean conformance soak stress
+.PHONY: all deps servers build test fuzz bench demo lint clean conformance soak stress
 
 all: build
 
 deps:
 	@./scripts/deps.sh
 
+# The storage servers the tests run on loopback (SeaweedFS for S3,
+# fake-gcs-server for GCS, Azurite for Azure), into bin/servers; the first
+# run builds SeaweedFS (a few minutes), later runs cost nothing.
+servers:
+	@./scripts/storage-servers.sh
+
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/opm
 
-# Unit, end-to-end (real binary, real git, real S3-protocol server on
+# Unit, end-to-end (real binary, real git, real storage servers on
 # loopback, real FUSE mounts), crash and concurrency tests, then a short run
 # of every fuzz target; each step announced with a "==>" line. It first
 # detaches the opm mounts a killed run left under ${TMPDIR:-/tmp}, which
@@ -42,8 +48,8 @@ build:
 test:
 	@$(call step,test 1/7: detach left-over mounts)
 	./scripts/clean-mounts.sh
-	@$(call step,test 2/7: deps)
-	@$(MAKE) --no-print-directory deps
+	@$(call step,test 2/7: deps and storage servers)
+	@$(MAKE) --no-print-directory deps servers
 	@$(call step,test 3/7: lint)
 	@$(MAKE) --no-print-directory lint
 	@$(call step,test 4/7: go test ./...)
@@ -84,9 +90,9 @@ conformance: build
 	./tools/conformance/run.sh $(BIN)
 
 # Benchmarks: each reports a ratio against a baseline run alongside it.
-bench: deps
+bench: deps servers
 	@./scripts/bench-deps.sh
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/ >bench/last.txt 2>&1; \
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 90m ./bench/ >bench/last.txt 2>&1; \
 		status=$$?; cat bench/last.txt; exit $$status
 
 # Crash soak: the crash tests of make test with 50 trials per scenario

@@ -34,7 +34,8 @@ var (
 	ErrLocked = errors.New("locked by another process")
 	// ErrBusy: a mount is in use (opm umount while files are open there).
 	ErrBusy = errors.New("busy")
-	// ErrPermission: the operating system refused access to a file.
+	// ErrPermission: the operating system refused access to a file, or a
+	// bucket refused the credentials.
 	ErrPermission = errors.New("permission denied")
 	// ErrTooLarge: a request or input is over a documented limit.
 	ErrTooLarge = errors.New("too large")

@@ -51,9 +51,9 @@ func (c *countingBlobs) Open(ctx context.Context, d digest.Digest) (io.ReadClose
 	return &countingReader{rc, &c.bytes}, nil
 }
 
-func (c *countingBlobs) Put(ctx context.Context, d digest.Digest, size int64, r io.Reader) error {
+func (c *countingBlobs) Store(ctx context.Context, d digest.Digest, n int64, r io.Reader, lookup bool) (bool, error) {
 	c.ops.Add(1)
-	return c.Blobs.Put(ctx, d, size, r)
+	return c.Blobs.Store(ctx, d, n, r, lookup)
 }
 
 type countingReader struct {

@@ -23,10 +23,11 @@ import (
 // twenty thousand. Nothing is visible under a digest's name before its
 // bytes are on disk, as with Put.
 type Batch struct {
-	l     *Local
-	mu    sync.Mutex
-	items []batchItem
-	seq   atomic.Uint64
+	l      *Local
+	mu     sync.Mutex
+	items  []batchItem
+	staged map[digest.Digest]string // the temporary file of each staged digest
+	seq    atomic.Uint64
 }
 
 // batchItem is a staged file: closed, read-only, not yet flushed.
@@ -56,9 +57,25 @@ func (b *Batch) IngestFile(ctx context.Context, path string) (digest.Digest, int
 	if it.tmp != "" {
 		b.mu.Lock()
 		b.items = append(b.items, it)
+		if b.staged == nil {
+			b.staged = map[digest.Digest]string{}
+		}
+		b.staged[it.d] = it.tmp
 		b.mu.Unlock()
 	}
 	return it.d, it.n, nil
+}
+
+// Open opens the bytes of a digest IngestFile returned, before or after
+// Commit (staged, they are not yet durable: to read them, as an upload of
+// the batch's files does, not to serve them as the store's).
+func (b *Batch) Open(d digest.Digest) (*os.File, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if tmp, ok := b.staged[d]; ok {
+		return os.Open(tmp)
+	}
+	return os.Open(b.l.Path(d))
 }
 
 var errNotSmall = errors.New("not a small file")
@@ -158,7 +175,7 @@ func (b *Batch) Commit() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	items := b.items
-	b.items = nil
+	b.items, b.staged = nil, nil
 	tmp := filepath.Join(b.l.dir, "tmp")
 	files := make([]string, len(items))
 	for i, it := range items {
@@ -200,5 +217,5 @@ func (b *Batch) Discard() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	removeAll(b.items)
-	b.items = nil
+	b.items, b.staged = nil, nil
 }

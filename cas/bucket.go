@@ -2,25 +2,29 @@ package cas
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
+	neturl "net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"cloud.google.com/go/storage"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/googleapis/gax-go/v2"
 	"github.com/opencontainers/go-digest"
 	"gocloud.dev/blob"
-	_ "gocloud.dev/blob/fileblob" // file:// buckets
-	_ "gocloud.dev/blob/memblob"  // mem:// buckets
-	"gocloud.dev/blob/s3blob"     // s3:// buckets
+	_ "gocloud.dev/blob/azureblob" // azblob:// buckets
+	_ "gocloud.dev/blob/fileblob"  // file:// buckets
+	"gocloud.dev/blob/gcsblob"     // gs:// buckets
+	_ "gocloud.dev/blob/memblob"   // mem:// buckets
+	"gocloud.dev/blob/s3blob"      // s3:// buckets
 	"gocloud.dev/gcerrors"
 
 	"github.com/openpm/opm"
@@ -46,6 +50,10 @@ type Bucket struct {
 	// changed before the bucket is used. A Cache made afterwards over this
 	// bucket takes it too.
 	Retry Retry
+	// name is the bucket's URL without its query, for messages.
+	name string
+	// requests counts the requests sent (see Requests).
+	requests atomic.Int64
 }
 
 var _ Store = (*Bucket)(nil)
@@ -63,14 +71,33 @@ var _ Store = (*Bucket)(nil)
 // the URL sets response_checksum_validation): Open verifies the sha256 of
 // every byte, and a body that fails it is an opm.ErrIntegrity error.
 func OpenBucket(ctx context.Context, url string) (*Bucket, error) {
-	gb, err := blob.OpenBucket(ctx, url)
+	var gb *blob.Bucket
+	var err error
+	if strings.HasPrefix(url, gcsblob.Scheme+"://") {
+		gb, err = openGCS(ctx, url)
+	} else {
+		gb, err = blob.OpenBucket(ctx, url)
+	}
+	if errors.Is(err, opm.ErrPermission) {
+		return nil, err // already one line naming the bucket and the fix
+	}
 	if err != nil {
-		return nil, fmt.Errorf("open bucket: %w", err)
+		return nil, openError(url, err)
 	}
 	b := NewBucket(gb)
-	if err := b.ownS3Retries(ctx, url); err != nil {
+	b.name = bucketName(url)
+	b.boundGCSRetries()
+	if isAzure(url) {
+		u, perr := neturl.Parse(url)
+		if err = perr; err == nil {
+			err = b.openAzure(ctx, u)
+		}
+	} else {
+		err = b.ownS3Retries(ctx, url)
+	}
+	if err != nil {
 		gb.Close()
-		return nil, fmt.Errorf("open bucket: %w", err)
+		return nil, openError(url, err)
 	}
 	return b, nil
 }
@@ -84,7 +111,7 @@ func (b *Bucket) ownS3Retries(ctx context.Context, rawURL string) error {
 	if !b.b.As(&client) {
 		return nil
 	}
-	u, err := url.Parse(rawURL)
+	u, err := neturl.Parse(rawURL)
 	if err != nil {
 		return err
 	}
@@ -112,17 +139,57 @@ func (b *Bucket) ownS3Retries(ctx context.Context, rawURL string) error {
 			b:         b,
 		}
 	})
-	rb, err := s3blob.OpenBucket(ctx, reads, u.Host, opts)
+	return b.reopen(
+		func() (*blob.Bucket, error) { return s3blob.OpenBucket(ctx, reads, u.Host, opts) },
+		func() (*blob.Bucket, error) { return s3blob.OpenBucket(ctx, writes, u.Host, opts) })
+}
+
+// reopen replaces the bucket gocloud opened from the URL with two, opened
+// by reads (for b.b: no SDK retries) and writes (for b.sdk: uploads, with
+// the SDK's retries following b.Retry).
+func (b *Bucket) reopen(reads, writes func() (*blob.Bucket, error)) error {
+	rb, err := reads()
 	if err != nil {
 		return err
 	}
-	wb, err := s3blob.OpenBucket(ctx, writes, u.Host, opts)
+	wb, err := writes()
 	if err != nil {
 		rb.Close()
 		return err
 	}
 	b.b.Close()
 	b.b, b.sdk = rb, wb
+	return nil
+}
+
+// boundGCSRetries gives a gs:// bucket's client the tries and waits of
+// b.Retry. Left as it is, the client retries a read whose server has gone
+// for as long as the context allows: forever, for a read without a deadline.
+func (b *Bucket) boundGCSRetries() {
+	var client *storage.Client
+	if !b.b.As(&client) {
+		return
+	}
+	client.SetRetry(
+		storage.WithMaxAttempts(max(b.Retry.Attempts, 1)),
+		storage.WithBackoff(gax.Backoff{Initial: max(b.Retry.Base, time.Millisecond), Max: max(b.Retry.Max, time.Millisecond), Multiplier: 2}),
+	)
+}
+
+// boundGCSUpload bounds the tries of one upload to a gs:// bucket by
+// b.Retry (boundGCSRetries does not reach it: the client retries an upload
+// in one request for as long as its context allows, a dead server forever).
+// For other buckets it does nothing.
+func (b *Bucket) boundGCSUpload(as func(any) bool) error {
+	var obj **storage.ObjectHandle
+	if !as(&obj) {
+		return nil
+	}
+	failures := 0
+	*obj = (*obj).Retryer(storage.WithErrorFunc(func(err error) bool {
+		failures++
+		return failures < max(b.Retry.Attempts, 1) && storage.ShouldRetry(err)
+	}))
 	return nil
 }
 
@@ -142,7 +209,9 @@ func (r *sdkRetryer) RetryDelay(attempt int, err error) (time.Duration, error) {
 }
 
 // NewBucket uses an already open gocloud bucket. Close closes it.
-func NewBucket(b *blob.Bucket) *Bucket { return &Bucket{b: b, sdk: b, Retry: DefaultRetry()} }
+func NewBucket(b *blob.Bucket) *Bucket {
+	return &Bucket{b: b, sdk: b, Retry: DefaultRetry(), name: "(opened by the caller)"}
+}
 
 func bucketKey(d digest.Digest) string { return "blobs/sha256/" + d.Encoded() }
 
@@ -163,13 +232,52 @@ func (b *Bucket) open(ctx context.Context, d digest.Digest, p Retry) (io.ReadClo
 	}
 	var r *blob.Reader
 	n, err := p.do(ctx, d, "open", transient, func() (err error) {
+		b.requests.Add(1)
 		r, err = b.b.NewReader(ctx, bucketKey(d), nil)
 		return err
 	})
 	if err != nil {
-		return nil, bucketError(d, "open", n, err)
+		return nil, b.bucketError(d, "open", n, err)
 	}
 	return newVerifier(r, d), nil
+}
+
+// OpenRange reads a range with one ranged GET, retried up to its first
+// byte like Open. The bytes are not verified (a range cannot be) but for the
+// whole blob; the length is: a body cut short is io.ErrUnexpectedEOF.
+func (b *Bucket) OpenRange(ctx context.Context, d digest.Digest, offset, length int64) (io.ReadCloser, error) {
+	if err := validateRange(d, offset); err != nil {
+		return nil, err
+	}
+	if wholeRange(offset, length) {
+		return b.Open(ctx, d)
+	}
+	var r *blob.Reader
+	n, err := b.Retry.do(ctx, d, "open", rangeTransient, func() (err error) {
+		b.requests.Add(1)
+		r, err = b.b.NewRangeReader(ctx, bucketKey(d), offset, length, nil)
+		return err
+	})
+	if err != nil {
+		if rangeRefused(err) {
+			// Servers refuse a range from the end on, and any range of an
+			// empty blob (HTTP 416, which gocloud does not classify): the
+			// blob's size tells.
+			if size, serr := b.Stat(ctx, d); serr == nil && offset >= size {
+				if _, rerr := rangeOf(d, size, offset, length); rerr != nil {
+					return nil, rerr
+				}
+				return io.NopCloser(strings.NewReader("")), nil
+			}
+		}
+		return nil, b.bucketError(d, "open", n, err)
+	}
+	want, err := rangeOf(d, r.Size(), offset, length)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	return &exactReader{rc: r, want: want}, nil
 }
 
 // Stat returns the size the bucket records for the blob.
@@ -179,57 +287,118 @@ func (b *Bucket) Stat(ctx context.Context, d digest.Digest) (int64, error) {
 	}
 	var a *blob.Attributes
 	n, err := b.Retry.do(ctx, d, "stat", transient, func() (err error) {
+		b.requests.Add(1)
 		a, err = b.b.Attributes(ctx, bucketKey(d))
 		return err
 	})
 	if err != nil {
-		return 0, bucketError(d, "stat", n, err)
+		return 0, b.bucketError(d, "stat", n, err)
 	}
 	return a.Size, nil
 }
 
+// lookFirst says whether an upload of size bytes asks the bucket first if
+// it has the blob, rather than send it at once with a conditional write
+// (IfNotExist: If-None-Match: * on S3 and Azure, a generation precondition
+// on GCS) that the bucket refuses when it has it. Sending at once costs one
+// request instead of two for a blob the bucket lacks, and one request (a
+// refused write) for a blob it has, but sends bytes it may not need: worth
+// it up to 256 KiB, where the bytes cost about what a lookup's round trip
+// does.
+func lookFirst(size int64) bool { return size > 256<<10 }
+
 // Put uploads exactly size bytes from r, hashing them on the way. On a
-// mismatch the upload is aborted (its context cancelled before Close), so
-// nothing becomes visible. A blob already in the bucket with the right size
-// is success.
+// mismatch, or a failure to read r, the upload is aborted (its context
+// cancelled before it completes), so nothing becomes visible. A blob
+// already in the bucket is success. A blob above 256 KiB is looked up
+// first (then r is not read, and a copy of another size is an
+// opm.ErrIntegrity error); a smaller one is sent at once.
 func (b *Bucket) Put(ctx context.Context, d digest.Digest, size int64, r io.Reader) error {
+	_, err := b.Store(ctx, d, size, r, false)
+	return err
+}
+
+// Store is Put that says whether it stored the blob (false: the bucket had
+// it), looking even a small blob up first when lookup (a caller that
+// expects the bucket to have it, and whose r costs a request to read).
+func (b *Bucket) Store(ctx context.Context, d digest.Digest, size int64, r io.Reader, lookup bool) (stored bool, err error) {
 	if err := validatePut(d, size); err != nil {
-		return err
+		return false, err
 	}
-	err := b.present(ctx, d, size)
-	if !errors.Is(err, opm.ErrNotFound) {
-		return err
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w, err := b.sdk.NewWriter(wctx, bucketKey(d), &blob.WriterOptions{
-		ContentType: "application/octet-stream",
-		IfNotExist:  true,
-	})
-	if err != nil {
-		return bucketError(d, "upload", 1, err)
-	}
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(r, size+1))
-	if err == nil {
-		if got := digest.NewDigest(digest.SHA256, h); got != d || n != size {
-			err = integrityError(d, size, got, n)
+	if lookup || lookFirst(size) {
+		err := b.present(ctx, d, size)
+		if !errors.Is(err, opm.ErrNotFound) {
+			return false, err
 		}
 	}
-	if err != nil {
-		cancel()
-		w.Close()
-	} else {
-		err = w.Close()
+	// The bytes are checked on their way: a mismatch, or a failure of r,
+	// cancels the upload before it completes, so nothing becomes visible.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	v := newVerifier(io.NopCloser(io.LimitReader(r, size+1)), d)
+	v.size = size
+	src := &abortOnError{r: v, abort: cancel}
+	b.requests.Add(1)
+	err = b.sdk.Upload(wctx, bucketKey(d), src, &blob.WriterOptions{
+		ContentType: "application/octet-stream",
+		IfNotExist:  true,
+		BeforeWrite: b.boundGCSUpload,
+		BufferSize:  partSize(size),
+	})
+	if src.err != nil {
+		return false, src.err // the bytes' failure, not the upload's
 	}
 	switch {
-	case err == nil || errors.Is(err, opm.ErrIntegrity):
-		return err
+	case err == nil:
+		return true, nil
 	case gcerrors.Code(err) == gcerrors.FailedPrecondition:
-		// Written meanwhile by someone else: fine if it is the same size.
-		return b.present(ctx, d, size)
+		// The bucket has it, from before or written meanwhile by another
+		// writer (who checked its bytes against d, as this one did).
+		return false, nil
 	}
-	return fmt.Errorf("blob %s: upload: %w", d, err)
+	// Concurrent uploads of one blob can also fail otherwise (Azure
+	// refuses one of two block lists committed at once): the blob another
+	// writer completed, hash-checked by it, is as good as ours.
+	if b.present(ctx, d, size) == nil {
+		return false, nil
+	}
+	return false, b.bucketError(d, "upload", 1, err)
+}
+
+// Requests counts the requests this bucket has sent: each try of a lookup,
+// read, write or delete; a listing, an upload in parts, and the SDK's own
+// retries of an upload count once.
+func (b *Bucket) Requests() int64 { return b.requests.Load() }
+
+// partSize is the part size of an upload of size bytes: the driver's
+// default (8 MiB on S3, where an upload has at most 10,000 parts) unless
+// that would need more than 9,000 parts, then the size in 9,000 parts,
+// rounded up to a MiB: without it an S3 upload of more than about 78 GiB
+// fails at its 10,001st part.
+func partSize(size int64) int {
+	const parts, mib = 9000, 1 << 20
+	if size <= 8*mib*parts {
+		return 0
+	}
+	return int((size/parts + mib) / mib * mib)
+}
+
+// abortOnError reads r and, on its first error other than io.EOF, calls
+// abort (cancelling an upload, which then stores nothing) before returning
+// it.
+type abortOnError struct {
+	r     io.Reader
+	abort func()
+	err   error
+}
+
+func (a *abortOnError) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if err != nil && err != io.EOF && a.err == nil {
+		a.err = err
+		a.abort()
+	}
+	return n, err
 }
 
 // present returns nil if the bucket has d with the given size, an
@@ -251,13 +420,14 @@ func (b *Bucket) Delete(ctx context.Context, d digest.Digest) error {
 		return err
 	}
 	n, err := b.Retry.do(ctx, d, "delete", transient, func() error {
+		b.requests.Add(1)
 		return b.b.Delete(ctx, bucketKey(d))
 	})
 	switch {
 	case err == nil, n > 1 && gcerrors.Code(err) == gcerrors.NotFound:
 		return nil
 	}
-	return bucketError(d, "delete", n, err)
+	return b.bucketError(d, "delete", n, err)
 }
 
 // Close closes the bucket.
@@ -272,14 +442,15 @@ func (b *Bucket) Close() error {
 	return nil
 }
 
-// bucketError translates gocloud's error codes into opm's errors, saying
-// how many tries op took when there was more than one.
-func bucketError(d digest.Digest, op string, attempts int, err error) error {
-	if gcerrors.Code(err) == gcerrors.NotFound {
+// bucketError translates gocloud's error codes into opm's errors, in one
+// line naming the bucket (see explain), saying how many tries op took when
+// there was more than one.
+func (b *Bucket) bucketError(d digest.Digest, op string, attempts int, err error) error {
+	if gcerrors.Code(err) == gcerrors.NotFound && !missingBucket(err) {
 		return opm.Errorf(opm.ErrNotFound, "blob %s not found", d)
 	}
 	if attempts > 1 {
-		return fmt.Errorf("blob %s: bucket: %s failed after %d attempts: %w", d, op, attempts, err)
+		return fmt.Errorf("%w (%s of blob %s, failed after %d attempts)", b.explain(err), op, d, attempts)
 	}
-	return fmt.Errorf("blob %s: bucket: %w", d, err)
+	return fmt.Errorf("%w (%s of blob %s)", b.explain(err), op, d)
 }

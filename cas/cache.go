@@ -61,6 +61,23 @@ func (c *Cache) Open(ctx context.Context, d digest.Digest) (io.ReadCloser, error
 	return c.local.Open(ctx, d)
 }
 
+// OpenRange reads the range from the local store when the blob is there, and
+// otherwise from the remote, as it is and without storing it: the whole
+// blob comes in through Fetch.
+func (c *Cache) OpenRange(ctx context.Context, d digest.Digest, offset, length int64) (io.ReadCloser, error) {
+	if err := validateRange(d, offset); err != nil {
+		return nil, err
+	}
+	if wholeRange(offset, length) {
+		return c.Open(ctx, d)
+	}
+	rc, err := c.local.OpenRange(ctx, d, offset, length)
+	if !errors.Is(err, opm.ErrNotFound) {
+		return rc, err
+	}
+	return c.remote.OpenRange(ctx, d, offset, length)
+}
+
 // Fetch ensures the blob is in the local store, downloading it if needed.
 func (c *Cache) Fetch(ctx context.Context, d digest.Digest) error {
 	if err := validate(d); err != nil {

@@ -1,6 +1,6 @@
 // Package cas stores content-addressed blobs: a Local store on disk, a
-// Bucket (the registry's copy: a file://, s3:// or mem:// gocloud.dev/blob
-// URL), a Cache that serves a Bucket through a Local store, and a Badger
+// Bucket (the registry's copy: a file://, s3://, gs://, azblob:// or mem://
+// gocloud.dev/blob URL), a Cache that serves a Bucket through a Local store, and a Badger
 // Index of facts about the local files.
 //
 // Every blob is named by the sha256 digest of its bytes. Other algorithms are
@@ -51,6 +51,22 @@ type Fetcher interface {
 	Open(ctx context.Context, d digest.Digest) (io.ReadCloser, error)
 }
 
+// RangeFetcher opens part of a blob.
+type RangeFetcher interface {
+	// OpenRange returns the length bytes of the blob that start at offset;
+	// a negative length means to the end. A range that runs past the end is
+	// cut at the end; one that starts past it fails with opm.ErrInvalid. It
+	// fails with opm.ErrNotFound if the blob is absent.
+	//
+	// A part of a blob cannot be checked against the blob's digest, so a
+	// store that cannot guarantee its bytes (a Bucket) returns them as they
+	// are: the caller checks them (against a chunk list) or reads the whole
+	// blob with Open. The whole blob asked for as a range (offset 0, length
+	// negative) is verified as Open verifies it. A body shorter than the
+	// range fails with io.ErrUnexpectedEOF, never a silent short read.
+	OpenRange(ctx context.Context, d digest.Digest, offset, length int64) (io.ReadCloser, error)
+}
+
 // Stater reports the size of a blob.
 type Stater interface {
 	// Stat returns the blob's size, or opm.ErrNotFound.
@@ -75,6 +91,7 @@ type Deleter interface {
 // Store is the whole blob store role.
 type Store interface {
 	Fetcher
+	RangeFetcher
 	Stater
 	Pusher
 	Deleter
@@ -100,6 +117,59 @@ func validatePut(d digest.Digest, size int64) error {
 	return nil
 }
 
+// validateRange checks the arguments common to every OpenRange.
+func validateRange(d digest.Digest, offset int64) error {
+	if err := validate(d); err != nil {
+		return err
+	}
+	if offset < 0 {
+		return opm.Errorf(opm.ErrInvalid, "blob %s: negative offset %d", d, offset)
+	}
+	return nil
+}
+
+// wholeRange reports whether a range is the whole blob, which is verified.
+func wholeRange(offset, length int64) bool { return offset == 0 && length < 0 }
+
+// rangeOf cuts a range at the end of a blob of size bytes: the length to
+// read, or an opm.ErrInvalid error if offset is past the end.
+func rangeOf(d digest.Digest, size, offset, length int64) (int64, error) {
+	if offset > size {
+		return 0, opm.Errorf(opm.ErrInvalid, "blob %s: offset %d is past its end (%d bytes)", d, offset, size)
+	}
+	if length < 0 || length > size-offset {
+		length = size - offset
+	}
+	return length, nil
+}
+
+// exactReader returns io.ErrUnexpectedEOF instead of io.EOF when fewer than
+// want bytes came, and never more than want.
+type exactReader struct {
+	rc   io.ReadCloser
+	want int64
+}
+
+func (r *exactReader) Read(p []byte) (int, error) {
+	if r.want <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > r.want {
+		p = p[:r.want]
+	}
+	n, err := r.rc.Read(p)
+	r.want -= int64(n)
+	if err == io.EOF && r.want > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	if err == nil && r.want == 0 {
+		err = io.EOF
+	}
+	return n, err
+}
+
+func (r *exactReader) Close() error { return r.rc.Close() }
+
 // integrityError reports bytes that do not match what was asked for.
 func integrityError(d digest.Digest, size int64, got digest.Digest, n int64) error {
 	if size >= 0 && n != size {
@@ -109,11 +179,13 @@ func integrityError(d digest.Digest, size int64, got digest.Digest, n int64) err
 }
 
 // verifier hashes what it reads and replaces io.EOF with an opm.ErrIntegrity
-// error when the bytes do not hash to d. onBad, if set, runs once on a
-// mismatch; onGood once when the whole blob was read and matched.
+// error when the bytes do not hash to d (or, when size is not negative, are
+// not size bytes). onBad, if set, runs once on a mismatch; onGood once when
+// the whole blob was read and matched.
 type verifier struct {
 	rc     io.ReadCloser
 	d      digest.Digest
+	size   int64
 	h      hash.Hash
 	n      int64
 	err    error
@@ -122,7 +194,7 @@ type verifier struct {
 }
 
 func newVerifier(rc io.ReadCloser, d digest.Digest) *verifier {
-	return &verifier{rc: rc, d: d, h: sha256.New()}
+	return &verifier{rc: rc, d: d, size: -1, h: sha256.New()}
 }
 
 func (v *verifier) Read(p []byte) (int, error) {
@@ -133,8 +205,8 @@ func (v *verifier) Read(p []byte) (int, error) {
 	v.h.Write(p[:n])
 	v.n += int64(n)
 	if err == io.EOF {
-		if got := digest.NewDigest(digest.SHA256, v.h); got != v.d {
-			err = integrityError(v.d, -1, got, v.n)
+		if got := digest.NewDigest(digest.SHA256, v.h); got != v.d || v.size >= 0 && v.n != v.size {
+			err = integrityError(v.d, v.size, got, v.n)
 			if v.onBad != nil {
 				v.onBad()
 			}

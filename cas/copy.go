@@ -7,20 +7,39 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
+// A Storer is a Pusher that says whether Put stored the blob or found it
+// there already.
+type Storer interface {
+	// Store is Put, looking even a small blob up first if lookup (see
+	// Bucket.Store).
+	Store(ctx context.Context, d digest.Digest, size int64, r io.Reader, lookup bool) (stored bool, err error)
+}
+
+// Copied says what a Copy did.
+type Copied struct {
+	// Opened: the source was opened (its error, if any, is Copy's error).
+	Opened bool
+	// Stored: dst lacked the blob and has it now.
+	Stored bool
+}
+
 // Copy puts the blob d of size bytes into dst unless dst has it, opening
-// its source only once dst.Put starts reading (Put returns without reading
-// when the blob is there already): a blob dst has costs one existence
-// check and no read. dst verifies the bytes before they become visible.
-// opened reports whether open was called; an error of open or of reading
-// the source is returned as it is, not as dst's.
-func Copy(ctx context.Context, dst Pusher, d digest.Digest, size int64, open func() (io.ReadCloser, error)) (opened bool, err error) {
+// its source only once dst starts reading: a blob dst looks up and has
+// costs the lookup and no read (lookup: look even a small blob up, see
+// Bucket.Store). dst verifies the bytes before they become visible. An
+// error of open or of reading the source is returned as it is, not as
+// dst's.
+func Copy(ctx context.Context, dst Storer, d digest.Digest, size int64, lookup bool, open func() (io.ReadCloser, error)) (Copied, error) {
 	lr := &lazyReader{open: open}
 	defer lr.Close()
-	err = dst.Put(ctx, d, size, lr)
+	var c Copied
+	var err error
+	c.Stored, err = dst.Store(ctx, d, size, lr, lookup)
 	if lr.err != nil {
 		err = lr.err
 	}
-	return lr.rc != nil || lr.openErr != nil, err
+	c.Opened = lr.rc != nil || lr.openErr != nil
+	return c, err
 }
 
 // lazyReader opens its source on the first Read and remembers the source's

@@ -27,6 +27,7 @@ type BlobInfo struct {
 // lists a bucket; everything else finds blobs from the metadata.
 func (b *Bucket) List(ctx context.Context, fn func(BlobInfo) error) error {
 	const prefix = "blobs/sha256/"
+	b.requests.Add(1)
 	it := b.sdk.List(&blob.ListOptions{Prefix: prefix}) // the client that retries a page
 	for {
 		obj, err := it.Next(ctx)

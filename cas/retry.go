@@ -14,8 +14,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/opencontainers/go-digest"
 	"gocloud.dev/gcerrors"
+	"google.golang.org/api/googleapi"
 
 	"github.com/openpm/opm"
 )
@@ -175,6 +177,31 @@ func transient(err error) bool {
 	}
 	switch code {
 	case gcerrors.Unknown, gcerrors.Internal, gcerrors.ResourceExhausted, gcerrors.DeadlineExceeded:
+		return true
+	}
+	return false
+}
+
+// rangeTransient is transient for a ranged read: a range the server
+// refuses as past the end of the blob (HTTP 416, which gocloud leaves
+// Unknown and some SDKs report as a 4xx, others as "InvalidRange") will not
+// go away on a retry.
+func rangeTransient(err error) bool {
+	return transient(err) && !rangeRefused(err)
+}
+
+// rangeRefused reports an HTTP 416 from any of the cloud SDKs.
+func rangeRefused(err error) bool {
+	var status interface{ HTTPStatusCode() int } // AWS
+	if errors.As(err, &status) && status.HTTPStatusCode() == 416 {
+		return true
+	}
+	var gcs *googleapi.Error
+	if errors.As(err, &gcs) && gcs.Code == 416 {
+		return true
+	}
+	var az *azcore.ResponseError
+	if errors.As(err, &az) && az.StatusCode == 416 {
 		return true
 	}
 	return false

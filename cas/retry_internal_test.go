@@ -77,3 +77,15 @@ func TestDefaultRetryEnv(t *testing.T) {
 		t.Fatalf("attempts with OPM_RETRY_ATTEMPTS=0: %d, want %d", got, DefaultRetryAttempts)
 	}
 }
+
+func TestPartSize(t *testing.T) {
+	for _, size := range []int64{0, 1 << 30, 8 << 20 * 9000, 8<<20*9000 + 1, 100 << 30, 5 << 40} {
+		ps := int64(partSize(size))
+		if ps == 0 {
+			ps = 8 << 20 // the S3 transfer manager's default
+		}
+		if parts := (size + ps - 1) / ps; parts > 9000 || ps%(1<<20) != 0 {
+			t.Errorf("partSize(%d) = %d: %d parts; want at most 9000 parts of whole MiB", size, ps, parts)
+		}
+	}
+}

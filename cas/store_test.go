@@ -158,15 +158,44 @@ func TestBucketS3(t *testing.T) {
 			url = castest.StartS3(t)
 			return openBucket(t, url)
 		},
-		Corrupt: func(t *testing.T, d digest.Digest) {
-			raw, err := blob.OpenBucket(context.Background(), url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer raw.Close()
-			corruptKey(t, raw, d)
-		},
+		Corrupt: corruptAt(&url),
 	}.Run(t)
+}
+
+// corruptAt corrupts a blob in the bucket *url names (the current store's)
+// through gocloud directly.
+func corruptAt(url *string) func(*testing.T, digest.Digest) {
+	return func(t *testing.T, d digest.Digest) {
+		raw, err := blob.OpenBucket(context.Background(), *url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		corruptKey(t, raw, d)
+	}
+}
+
+// TestBucketServers runs the suite against a real server of every cloud
+// kind on loopback: SeaweedFS (s3://), fake-gcs-server (gs://) and Azurite
+// (azblob://). Each store gets a new bucket; the server is killed in the
+// last test.
+func TestBucketServers(t *testing.T) {
+	for _, kind := range []string{"s3", "gs", "azblob"} {
+		t.Run(kind, func(t *testing.T) {
+			srv := castest.StartServer(t, kind)
+			srv.SetEnv(t)
+			t.Setenv("OPM_RETRY_MAX", "100ms")
+			var url string
+			castest.Suite{
+				New: func(t *testing.T) cas.Store {
+					url = srv.NewBucket(t)
+					return openBucket(t, url)
+				},
+				Corrupt: corruptAt(&url),
+				Kill:    func(t *testing.T) { srv.Kill() },
+			}.Run(t)
+		})
+	}
 }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

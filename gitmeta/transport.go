@@ -15,6 +15,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage/memory"
 
 	"github.com/openpm/opm"
 )
@@ -188,4 +189,19 @@ func (r *Repo) Push(ctx context.Context, url string, old, commit plumbing.Hash, 
 		return fmt.Errorf("push %s: %w", url, ErrRemoteMoved)
 	}
 	return fmt.Errorf("push %s: %w", url, err)
+}
+
+// CheckRemote asks the git repository at url for its refs (one round trip,
+// what a fetch starts with), so that a URL that names no repository is said
+// at once: an opm.ErrNotFound error. An empty repository is fine.
+func CheckRemote(ctx context.Context, url string) error {
+	rem := gogit.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "opm", URLs: []string{url}})
+	_, err := rem.ListContext(ctx, &gogit.ListOptions{})
+	switch {
+	case err == nil, errors.Is(err, transport.ErrEmptyRemoteRepository):
+		return nil
+	case errors.Is(err, transport.ErrRepositoryNotFound):
+		return opm.Errorf(opm.ErrNotFound, "%s is not a git repository (make one with git init --bare)", url)
+	}
+	return fmt.Errorf("%s: %w", url, err)
 }

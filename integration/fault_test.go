@@ -10,6 +10,7 @@ package integration
 import (
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -267,9 +268,10 @@ func TestFaultPush(t *testing.T) {
 	s := newFaultSetup(t)
 	start := s.proxy.Stats()
 
-	// Every second existence check fails, then every second upload: the
-	// push retries through, and a follower reads what it pushed.
-	src := pkgDir(t, 70, 4, 64<<10)
+	// Every second existence check fails (of files big enough to be looked
+	// up before they are sent: cas.Bucket.Put), then every second upload:
+	// the push retries through, and a follower reads what it pushed.
+	src := pkgDir(t, 70, 4, 320<<10)
 	for _, method := range []string{"HEAD", "PUT"} {
 		s.proxy.Set(faultproxy.Plan{Prefix: "blobs/", Method: method, Error: 1, Every: 2})
 		before := s.proxy.Stats()
@@ -295,7 +297,7 @@ func TestFaultPush(t *testing.T) {
 	r := syncOpm(t, s.pub, "push", "acme/fault/pkg:v2", src2)
 	line := errorLine(t, r)
 	t.Logf("push under failing uploads: exit %d: %s", r.code, line)
-	if r.code != 1 || !strings.Contains(line, "upload") || !strings.Contains(line, "attempts, 5") {
+	if r.code != 1 || !strings.Contains(line, "upload") || !strings.Contains(line, "after 5 attempts") {
 		t.Fatalf("push under failing uploads: exit %d, %q; want exit 1 after 5 attempts", r.code, line)
 	}
 	// Uploads run in parallel and the first to give up cancels the others.
@@ -314,5 +316,24 @@ func TestFaultPush(t *testing.T) {
 	out2 := filepath.Join(t.TempDir(), "v2")
 	mustOpm(t, reader, "pull", "acme/fault/pkg:v2", "-o", out2)
 	s.sameTree(t, src2, out2)
+
+	// A push of new small files sends each in one request, a PUT with no
+	// HEAD before it; the blobs it shares with v2 (its config, and one file
+	// pushed again) cost one refused PUT each.
+	src3 := pkgDir(t, 72, 6, 10<<10)
+	again, err := os.ReadFile(filepath.Join(src2, "f000.bin"))
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(src3, "again.bin"), again, 0o644))
+	from := len(s.proxy.Requests())
+	mustOpm(t, s.pub, "push", "acme/fault/pkg:v3", src3)
+	methods := map[string]int{}
+	for _, q := range s.proxy.Requests()[from:] {
+		if strings.HasPrefix(q.Key, "blobs/") {
+			methods[q.Method]++
+		}
+	}
+	if want := map[string]int{"PUT": 6 + 1 + 1}; !maps.Equal(methods, want) {
+		t.Errorf("push of 6 new small files and 2 blobs the bucket has: blob requests %v, want %v", methods, want)
+	}
 	t.Logf("FAULTS: test=TestFaultPush %v bytes_verified=%d", s.proxy.Stats().Sub(start), s.bytes)
 }

@@ -190,46 +190,99 @@ func (r *Registry) DeleteBlob(ctx context.Context, d digest.Digest) error {
 
 // storeBlobs puts the blobs a manifest names that are not yet in the
 // registry's copy: the config and empty-file blobs into the local store, and
-// everything into the bucket when there is one.
-func (r *Registry) storeBlobs(ctx context.Context, m *opm.Manifest) error {
+// everything into the bucket when there is one, through up (the uploads
+// the push started as it hashed the files; nil without a bucket).
+func (r *Registry) storeBlobs(ctx context.Context, m *opm.Manifest, up *uploads) error {
 	for _, small := range [][]byte{opm.EmptyJSON, nil} {
 		d := digest.FromBytes(small)
 		if err := r.local.Put(ctx, d, int64(len(small)), bytes.NewReader(small)); err != nil {
 			return err
 		}
 	}
-	if r.bucket == nil {
+	if up == nil {
 		return nil
 	}
-	return r.uploadBlobs(ctx, r.bucket, m.Blobs())
+	for _, d := range m.Blobs() {
+		up.add(d.Digest, d.Size, r.openLocal(d))
+	}
+	return up.wait()
 }
 
 // uploadBlobs puts into b, in parallel, the blobs it lacks from this
-// registry. A blob b has costs one existence check and no local read.
-func (r *Registry) uploadBlobs(ctx context.Context, b cas.Pusher, blobs []opm.Descriptor) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+// registry.
+func (r *Registry) uploadBlobs(ctx context.Context, b cas.Storer, blobs []opm.Descriptor) error {
+	u := r.newUploads(ctx, b)
 	for _, d := range blobs {
-		g.Go(func() error {
-			var blob *Blob
-			_, err := cas.Copy(ctx, b, d.Digest, d.Size, func() (io.ReadCloser, error) {
-				var err error
-				if blob, err = r.OpenBlob(ctx, d.Digest, d.Size); err != nil {
-					return nil, err
-				}
-				rd, err := blob.Reader()
-				return io.NopCloser(rd), err
-			})
-			if blob != nil {
-				blob.Close()
-			}
-			if err != nil {
-				return fmt.Errorf("upload %s: %w", d.Digest, err)
-			}
-			return nil
-		})
+		u.add(d.Digest, d.Size, r.openLocal(d))
 	}
-	return g.Wait()
+	return u.wait()
+}
+
+// openLocal opens a blob of the local store for an upload, verifying it as
+// it is read.
+func (r *Registry) openLocal(d opm.Descriptor) func(context.Context) (io.ReadCloser, error) {
+	return func(ctx context.Context) (io.ReadCloser, error) {
+		blob, err := r.OpenBlob(ctx, d.Digest, d.Size)
+		if err != nil {
+			return nil, fmt.Errorf("upload %s: %w", d.Digest, err)
+		}
+		rd, err := blob.Reader()
+		if err != nil {
+			blob.Close()
+			return nil, err
+		}
+		return struct {
+			io.Reader
+			io.Closer
+		}{rd, blob}, nil
+	}
+}
+
+// uploads puts blobs into a bucket as they are handed to it, transfer.jobs
+// at a time, each digest once: a push starts uploading a file as soon as it
+// is hashed. A big blob is looked up first (a blob the bucket has then
+// costs one lookup and no read), a small one sent at once (cas.Bucket.Put).
+// The first failure cancels the rest.
+type uploads struct {
+	b      cas.Storer
+	g      *errgroup.Group
+	ctx    context.Context
+	cancel context.CancelFunc // stops them all
+	mu     sync.Mutex
+	sent   map[digest.Digest]bool
+}
+
+func (r *Registry) newUploads(ctx context.Context, b cas.Storer) *uploads {
+	ctx, cancel := context.WithCancel(ctx)
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.TransferJobs())
+	return &uploads{b: b, g: g, ctx: ctx, cancel: cancel, sent: map[digest.Digest]bool{}}
+}
+
+// add uploads d (size bytes, read from what open returns) unless it was
+// added before; it waits while transfer.jobs uploads are under way.
+func (u *uploads) add(d digest.Digest, size int64, open func(context.Context) (io.ReadCloser, error)) {
+	u.mu.Lock()
+	seen := u.sent[d]
+	u.sent[d] = true
+	u.mu.Unlock()
+	if seen {
+		return
+	}
+	u.g.Go(func() error {
+		_, err := cas.Copy(u.ctx, u.b, d, size, false, func() (io.ReadCloser, error) { return open(u.ctx) })
+		return err // the bucket's errors name the blob and the upload
+	})
+}
+
+// failed is the context of the uploads, done once one has failed.
+func (u *uploads) failed() context.Context { return u.ctx }
+
+// wait waits for every upload added and returns the first failure.
+func (u *uploads) wait() error {
+	err := u.g.Wait()
+	u.cancel()
+	return err
 }
 
 // LocalUsage counts the blobs of the local store and their bytes (a walk of

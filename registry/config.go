@@ -10,6 +10,8 @@ package registry
 //	[cache]
 //		quota = 20GiB                          # see quota.go
 //		pin = acme/web/site:v1.*               # see pins.go
+//	[transfer]
+//		jobs = 16                              # blobs moved at once, see transfer.go
 //	[remote "origin"]                          # see remotes.go
 //		url = …
 //		blobs = …
@@ -103,6 +105,9 @@ func checkConfig(key, value string) error {
 		return err
 	case PinKey:
 		_, err := layout.ParseSelector(value)
+		return err
+	case TransferJobsKey:
+		_, err := ParseTransferJobs(value)
 		return err
 	}
 	if k := strings.ToLower(key); k == "opm.blobs" || strings.HasPrefix(k, "remote.") && strings.HasSuffix(k, ".blobs") {

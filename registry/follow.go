@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 
 	"golang.org/x/sync/errgroup"
 
@@ -125,7 +124,7 @@ func (r *Registry) prefetch(ctx context.Context, commit Hash, filter layout.Filt
 		}
 	}
 	res.Prefetched, res.Bytes = len(want), total
-	return r.fetchAll(ctx, want, 4*runtime.GOMAXPROCS(0), progress, nil)
+	return r.fetchAll(ctx, want, r.TransferJobs(), progress, nil)
 }
 
 // fetchAll makes the blobs local, at most jobs at a time, calling done (if

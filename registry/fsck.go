@@ -275,7 +275,7 @@ func (r *Registry) fsckTarget(ctx context.Context, opts FsckOptions, res *FsckRe
 	res.Target = "remote " + rm.Name
 	bucket, err := cas.OpenBucket(ctx, rm.Blobs)
 	if err != nil {
-		return Hash{}, nil, fmt.Errorf("remote %s: bucket %s: %w", rm.Name, rm.Blobs, err)
+		return Hash{}, nil, fmt.Errorf("remote %s: %w", rm.Name, err)
 	}
 	commit, err := r.meta.Fetch(ctx, rm.URL, gitmeta.TrackingRef(rm.Name))
 	if err != nil {

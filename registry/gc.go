@@ -138,7 +138,7 @@ func (r *Registry) openGCStore(ctx context.Context, remote string) (*gcStore, er
 	if rm.Blobs != url || r.bucket == nil {
 		bucket, err := cas.OpenBucket(ctx, rm.Blobs)
 		if err != nil {
-			return nil, fmt.Errorf("remote %s: bucket %s: %w", rm.Name, rm.Blobs, err)
+			return nil, fmt.Errorf("remote %s: %w", rm.Name, err)
 		}
 		st = &gcStore{bucket: bucket, url: rm.Blobs, own: false, opened: true}
 	}

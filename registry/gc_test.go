@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -130,8 +131,16 @@ func TestGCBucket(t *testing.T) {
 		t.Fatalf("b's blob was collected: %v", err)
 	}
 
-	// A remote sharing the bucket that cannot be read stops gc.
-	if err := a.AddRemote(ctx, Remote{Name: "lost", URL: filepath.Join(t.TempDir(), "nothing"), Blobs: url}); err != nil {
+	// A remote sharing the bucket that cannot be read (its repository is
+	// gone since it was added) stops gc.
+	lost := filepath.Join(t.TempDir(), "lost.git")
+	if _, err := exec.Command("git", "init", "-q", "--bare", lost).CombinedOutput(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.AddRemote(ctx, Remote{Name: "lost", URL: lost, Blobs: url}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(lost); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.GC(ctx, GCOptions{Grace: time.Hour}); err == nil {

@@ -110,7 +110,7 @@ func Open(ctx context.Context, dir string) (*Registry, error) {
 	if url != "" {
 		if r.bucket, err = cas.OpenBucket(ctx, url); err != nil {
 			r.meta.Close()
-			return nil, fmt.Errorf("bucket %s (%s): %w (git config -f %s --unset %s drops it)", url, key, err, filepath.Join(r.Paths().Meta(), "config"), key)
+			return nil, fmt.Errorf("%w (set by %s; git config -f %s --unset %s drops it)", err, key, filepath.Join(r.Paths().Meta(), "config"), key)
 		}
 		r.cache = cas.NewCache(r.local, r.bucket)
 		r.blobs = r.cache

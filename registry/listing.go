@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -147,8 +148,8 @@ func (v *View) countTags(repo opm.Repository) (tagCounts, error) {
 	return c, nil
 }
 
-// TagSummaries lists a repository's tags, sorted by name, each with what
-// its manifest holds and when it was set. A repository that does not exist
+// TagSummaries lists a repository's tags in version order (SortVersion),
+// each with what its manifest holds and when it was set. A repository that does not exist
 // is an opm.ErrNotFound error; one with no tags has none.
 func (v *View) TagSummaries(ctx context.Context, repo opm.Repository) ([]TagSummary, error) {
 	tags, err := v.Tags(repo)
@@ -180,7 +181,69 @@ func (v *View) TagSummaries(ctx context.Context, repo opm.Repository) ([]TagSumm
 		}
 		out = append(out, ts)
 	}
+	slices.SortStableFunc(out, tagOrders[SortVersion])
 	return out, nil
+}
+
+// The orders of a repository's tags (opm ls --sort, the listing API's
+// ?sort=).
+const (
+	SortVersion = "version" // opm.CompareTags: versions by version, then natural order (the default)
+	SortName    = "name"    // plain string order
+	SortDate    = "date"    // by the time the tag was last set, oldest first
+)
+
+// tagOrders are the comparisons of the orders.
+var tagOrders = map[string]func(a, b TagSummary) int{
+	SortVersion: func(a, b TagSummary) int { return opm.CompareTags(a.Name, b.Name) },
+	SortName:    func(a, b TagSummary) int { return strings.Compare(a.Name, b.Name) },
+	SortDate: func(a, b TagSummary) int {
+		if c := a.Date.Compare(b.Date); c != 0 {
+			return c
+		}
+		return opm.CompareTags(a.Name, b.Name)
+	},
+}
+
+// SortSummaries orders one repository's tags by order (SortVersion,
+// SortName or SortDate); an unknown order is an opm.ErrInvalid error.
+func SortSummaries(tags []TagSummary, order string) error {
+	cmp, err := tagOrder(order)
+	if err == nil {
+		slices.SortStableFunc(tags, cmp)
+	}
+	return err
+}
+
+func tagOrder(order string) (func(a, b TagSummary) int, error) {
+	cmp, ok := tagOrders[order]
+	if !ok {
+		return nil, opm.Errorf(opm.ErrInvalid, "unknown tag order %q: want %s, %s or %s", order, SortVersion, SortName, SortDate)
+	}
+	return cmp, nil
+}
+
+// SortTags orders a listing's tags by order (see SortSummaries), each
+// repository's among themselves: the repositories keep their order.
+func (l *Listing) SortTags(order string) error {
+	cmp, err := tagOrder(order)
+	if err != nil {
+		return err
+	}
+	group := map[string]int{} // a repository's place in the listing
+	repoOf := func(t TagInfo) string { repo, _, _ := strings.Cut(t.Ref, ":"); return repo }
+	for _, t := range l.Tags {
+		if _, ok := group[repoOf(t)]; !ok {
+			group[repoOf(t)] = len(group)
+		}
+	}
+	slices.SortStableFunc(l.Tags, func(a, b TagInfo) int {
+		if c := group[repoOf(a)] - group[repoOf(b)]; c != 0 {
+			return c
+		}
+		return cmp(TagSummary{Name: a.Tag, Date: a.Date}, TagSummary{Name: b.Tag, Date: b.Date})
+	})
+	return nil
 }
 
 // Summarize describes a tag's manifest.
@@ -373,6 +436,33 @@ func (v *View) EachTag(ctx context.Context, sel layout.Selector, fn func(opm.Rep
 	})
 }
 
+// neverWas is the error for a name no change of the history touched (a
+// tag reference ref, or the name parts of a namespace, project or
+// repository), suggesting the nearest existing name.
+func (v *View) neverWas(what string, ref opm.Reference, parts []string) error {
+	var have []string
+	if ref.Tag != "" {
+		tags, _ := v.Tags(ref.Repository)
+		for _, t := range tags {
+			have = append(have, opm.Reference{Repository: ref.Repository, Tag: t.Tag}.String())
+		}
+		if len(tags) == 0 {
+			have, _ = v.Repositories()
+			what = ref.Repository.String()
+		}
+	} else {
+		names, _ := v.Children(parts[:len(parts)-1])
+		for _, n := range names {
+			have = append(have, strings.Join(append(slices.Clone(parts[:len(parts)-1]), n), "/"))
+		}
+	}
+	msg := fmt.Sprintf("%s: no change of the registry's history names it", what)
+	if n := nearest(what, have); n != "" {
+		msg += fmt.Sprintf("; did you mean %s?", n)
+	}
+	return opm.Errorf(opm.ErrNotFound, "%s", msg)
+}
+
 // LogEntry is one change of `opm log`.
 type LogEntry struct {
 	Commit   string        `json:"commit"`
@@ -398,15 +488,17 @@ func (r *Registry) Log(ctx context.Context, what string, limit int) ([]LogEntry,
 // Log is the history of the view's commit (see Registry.Log).
 func (v *View) Log(ctx context.Context, what string, limit int) ([]LogEntry, error) {
 	p := ""
+	var ref opm.Reference
+	var parts []string
 	if strings.ContainsAny(what, ":@") {
-		ref, err := opm.ParseTagReference(what)
-		if err != nil {
+		var err error
+		if ref, err = opm.ParseTagReference(what); err != nil {
 			return nil, err
 		}
 		p = layout.TagPath(ref.Repository, ref.Tag)
 	} else if what != "" {
-		parts, err := opm.ParsePrefix(what)
-		if err != nil {
+		var err error
+		if parts, err = opm.ParsePrefix(what); err != nil {
 			return nil, err
 		}
 		p = strings.Join(parts, "/")
@@ -417,6 +509,10 @@ func (v *View) Log(ctx context.Context, what string, limit int) ([]LogEntry, err
 	entries, err := v.r.meta.Log(ctx, v.Commit(), p, limit)
 	if err != nil {
 		return nil, err
+	}
+	if len(entries) == 0 && p != "" {
+		// No change ever touched it: a name that never was, likely misspelt.
+		return nil, v.neverWas(what, ref, parts)
 	}
 	out := make([]LogEntry, 0, len(entries))
 	for _, e := range entries {

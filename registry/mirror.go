@@ -150,16 +150,17 @@ type MirrorBlobs interface {
 	cas.Fetcher
 	cas.Stater
 	cas.Pusher
+	cas.Storer
 }
 
-// CopyBlob puts the blob b into dst unless dst has it, opening it at src
-// only once dst starts reading (cas.Copy): a blob dst has costs one
-// existence check and no read. src's reader verifies the bytes and dst
-// verifies them again before they become visible, so a corrupt source blob
-// never lands. opened reports whether src was read; an error of src is
-// returned as it is, not as dst's.
-func CopyBlob(ctx context.Context, src, dst MirrorBlobs, b opm.Descriptor) (opened bool, err error) {
-	return cas.Copy(ctx, dst, b.Digest, b.Size, func() (io.ReadCloser, error) {
+// CopyBlob puts the blob b into dst, opening it at src only once dst
+// starts reading (cas.Copy). With lookup, dst is asked first and a blob it
+// has costs that lookup and no read; without, a small blob is sent at once
+// (a DST that names nothing lacks it). src's reader verifies the bytes and
+// dst verifies them again before they become visible, so a corrupt source
+// blob never lands. An error of src is returned as it is, not as dst's.
+func CopyBlob(ctx context.Context, src, dst MirrorBlobs, b opm.Descriptor, lookup bool) (cas.Copied, error) {
+	return cas.Copy(ctx, dst, b.Digest, b.Size, lookup, func() (io.ReadCloser, error) {
 		return src.Open(ctx, b.Digest)
 	})
 }

@@ -106,7 +106,7 @@ func (r *Registry) Pin(ctx context.Context, p string, progress Progress) (*PinRe
 		return res, opm.Errorf(opm.ErrNotFound, "pinned %s, but %d of its blobs are not in the local store and this home has no bucket to fetch them from", p, len(want))
 	}
 	var mu sync.Mutex
-	err = r.fetchAll(ctx, want, 8, progress, func(b opm.Descriptor) {
+	err = r.fetchAll(ctx, want, r.TransferJobs(), progress, func(b opm.Descriptor) {
 		mu.Lock()
 		res.Fetched++
 		res.FetchedBytes += b.Size

@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -107,19 +108,53 @@ func (r *Registry) writeFiles(ctx context.Context, files []opm.File, dir string,
 // noLinkOnTheWay refuses a directory of dir on the way to a file (p, below
 // the root) that is a symbolic link: a pull never writes through a link,
 // not even one that stays inside dir (a checkout's hooks -> .git/hooks).
-// checked remembers the directories seen to be none.
+// checked remembers the directories seen to be none. It walks down from the
+// root one name at a time, each looked at in the directory above it (a
+// lookup of each whole path would cost the square of p's depth).
 func noLinkOnTheWay(root *os.Root, dir, p string, checked map[string]bool) error {
-	for d := p; d != "." && d != "/" && !checked[d]; d = path.Dir(d) {
-		fi, err := root.Lstat(d)
-		switch {
-		case err == nil && fi.Mode()&fs.ModeSymlink != 0:
-			return opm.Errorf(opm.ErrExists, "%s: %q is a symbolic link; a pull never writes through one (remove it, or pull into another directory)", dir, d)
-		case err == nil && !fi.IsDir():
-			return opm.Errorf(opm.ErrExists, "%s: a file is in the way of the directory %q", dir, d)
-		case err != nil && !errors.Is(err, fs.ErrNotExist):
+	if p == "." || p == "/" || checked[p] {
+		return nil
+	}
+	parts := strings.Split(p, "/")
+	cur := root
+	defer func() {
+		if cur != root {
+			cur.Close()
+		}
+	}()
+	for i, name := range parts {
+		d := strings.Join(parts[:i+1], "/")
+		if !checked[d] {
+			fi, err := cur.Lstat(name)
+			switch {
+			case err == nil && fi.Mode()&fs.ModeSymlink != 0:
+				return opm.Errorf(opm.ErrExists, "%s: %q is a symbolic link; a pull never writes through one (remove it, or pull into another directory)", dir, d)
+			case err == nil && !fi.IsDir():
+				return opm.Errorf(opm.ErrExists, "%s: a file is in the way of the directory %q", dir, d)
+			case errors.Is(err, fs.ErrNotExist):
+				for j := i; j < len(parts); j++ { // nothing below it is there either
+					checked[strings.Join(parts[:j+1], "/")] = true
+				}
+				return nil
+			case err != nil:
+				return fmt.Errorf("%s: %q: %w", dir, d, fsError(err))
+			}
+			checked[d] = true
+		}
+		if i == len(parts)-1 {
+			return nil
+		}
+		next, err := cur.OpenRoot(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // found absent before (checked): nothing below it is there
+		}
+		if err != nil {
 			return fmt.Errorf("%s: %q: %w", dir, d, fsError(err))
 		}
-		checked[d] = true
+		if cur != root {
+			cur.Close()
+		}
+		cur = next
 	}
 	return nil
 }

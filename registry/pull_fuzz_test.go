@@ -19,6 +19,21 @@ import (
 	"github.com/openpm/opm/internal/opmtest"
 )
 
+// fuzzBlobsRegistry is a registry of a local store only (no metadata, no
+// bucket) holding opmtest.FuzzBlobs, the blobs of opmtest.FuzzManifest.
+func fuzzBlobsRegistry(t testing.TB) *Registry {
+	local, err := cas.OpenLocal(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range opmtest.FuzzBlobs {
+		if err := local.Put(context.Background(), digest.FromBytes(b), int64(len(b)), bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &Registry{local: local}
+}
+
 // FuzzPullPaths feeds arbitrary packages to pull's checks (opm.ParseManifest,
 // as Resolve reads a tag) and, when they are accepted, pulls them for real
 // from a local store holding their tiny blobs. An accepted package never
@@ -32,16 +47,7 @@ func FuzzPullPaths(f *testing.F) {
 	f.Add("a", int64(5)) // a size that is not the blob's
 	f.Add("a\nb", int64(1)<<62+1)
 	f.Add("x/y\nx/z=>y\nw=>x/z", int64(-1))
-	local, err := cas.OpenLocal(f.TempDir(), nil)
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, b := range opmtest.FuzzBlobs {
-		if err := local.Put(context.Background(), digest.FromBytes(b), int64(len(b)), bytes.NewReader(b)); err != nil {
-			f.Fatal(err)
-		}
-	}
-	r := &Registry{local: local} // the local store only: no metadata, no bucket
+	r := fuzzBlobsRegistry(f)
 	f.Fuzz(func(t *testing.T, spec string, size int64) {
 		body := opmtest.FuzzManifest(spec, size)
 		m, err := opm.ParseManifest(body)
@@ -71,6 +77,26 @@ func FuzzPullPaths(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPullNestedNewDirectories: files in two directories below one that is
+// not there yet are pulled (the check for links on the way once refused the
+// second: it looked into the directory it had found absent).
+func TestPullNestedNewDirectories(t *testing.T) {
+	r := fuzzBlobsRegistry(t)
+	m, err := opm.ParseManifest(opmtest.FuzzManifest("py/a/x.py\npy/b/y.py\npy/b/c/z.py\ntop", -1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := t.TempDir()
+	if err := os.WriteFile(filepath.Join(parent, "outside"), []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(parent, "out")
+	if _, err := r.writeFiles(context.Background(), m.Files(), dir, false, nil); err != nil {
+		t.Fatalf("pull: %v", err)
+	}
+	checkPulled(t, parent, dir, m.Files(), true)
 }
 
 // checkPulled checks the tree a pull of files into dir (in parent, beside
@@ -145,15 +171,7 @@ func checkPulled(t *testing.T, parent, dir string, files []opm.File, ok bool) {
 // cancels the others' context, and a copy started on a cancelled context
 // must still return.)
 func TestPullOneBadFileReturns(t *testing.T) {
-	local, err := cas.OpenLocal(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, b := range opmtest.FuzzBlobs {
-		if err := local.Put(context.Background(), digest.FromBytes(b), int64(len(b)), bytes.NewReader(b)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r := fuzzBlobsRegistry(t)
 	spec := "0"
 	for i := range 64 {
 		spec += fmt.Sprintf("\n1/%d", i)
@@ -162,7 +180,6 @@ func TestPullOneBadFileReturns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Registry{local: local}
 	res := make(chan error, 1)
 	go func() {
 		_, err := r.writeFiles(context.Background(), m.Files(), filepath.Join(t.TempDir(), "out"), false, nil)

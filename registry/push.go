@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"runtime"
@@ -86,7 +87,20 @@ func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, 
 		return nil, err
 	}
 	defer release()
-	if err := r.ingest(ctx, sources, files, progress); err != nil {
+	var up *uploads
+	if r.bucket != nil {
+		up = r.newUploads(ctx, r.bucket)
+		defer func() { up.cancel(); up.wait() }() // none outlives a failed push
+	}
+	if err := r.ingest(ctx, sources, files, progress, up); err != nil {
+		if up != nil {
+			// Stop the uploads under way; the first to fail (and so stop
+			// the hashing) is the cause.
+			up.cancel()
+			if uerr := up.wait(); uerr != nil && !errors.Is(uerr, context.Canceled) {
+				err = uerr
+			}
+		}
 		return nil, err
 	}
 	m, err := opm.NewPackage(files, annotations)
@@ -97,7 +111,7 @@ func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, 
 	if err != nil {
 		return nil, err
 	}
-	if err := r.storeBlobs(ctx, m); err != nil {
+	if err := r.storeBlobs(ctx, m, up); err != nil {
 		return nil, err
 	}
 	res := &PushResult{Ref: ref, Digest: dgst, Files: len(files), Size: m.Size(), SkippedGit: skipped}
@@ -122,10 +136,14 @@ func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, 
 }
 
 // ingest hashes each regular file into the local store, in parallel, and
-// fills in its digest and size. The files become durable together, with
-// one flush of the filesystem rather than one per file.
-func (r *Registry) ingest(ctx context.Context, sources []source, files []opm.File, progress Progress) error {
+// fills in its digest and size; each file hashed goes to up (when not nil)
+// to be uploaded while the others are hashed. The files become durable
+// together, with one flush of the filesystem rather than one per file.
+func (r *Registry) ingest(ctx context.Context, sources []source, files []opm.File, progress Progress, up *uploads) error {
 	batch := r.local.NewBatch()
+	if up != nil {
+		ctx = up.failed() // a failed upload stops the hashing
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(4 * runtime.GOMAXPROCS(0))
 	for i := range sources {
@@ -133,6 +151,9 @@ func (r *Registry) ingest(ctx context.Context, sources []source, files []opm.Fil
 			continue // a link, or a file whose bytes another name brings
 		}
 		g.Go(func() error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			d, n, err := batch.IngestFile(ctx, sources[i].from)
 			if err != nil {
 				return fmt.Errorf("%s: %w", sources[i].from, err)
@@ -140,6 +161,9 @@ func (r *Registry) ingest(ctx context.Context, sources []source, files []opm.Fil
 			files[i].Digest, files[i].Size = d, n
 			if progress != nil {
 				progress.Add(n)
+			}
+			if up != nil {
+				up.add(d, n, func(context.Context) (io.ReadCloser, error) { return batch.Open(d) })
 			}
 			return nil
 		})

@@ -436,9 +436,9 @@ func TestPushRecordsTimes(t *testing.T) {
 func TestSetConfigRefusesBadBucket(t *testing.T) {
 	r := openHome(t, t.TempDir())
 	for _, key := range []string{"opm.blobs", "remote.origin.blobs"} {
-		err := r.SetConfig(key, "gs://nosuch")
+		err := r.SetConfig(key, "gcs://nosuch") // a typo of gs://
 		if !errors.Is(err, opm.ErrInvalid) {
-			t.Errorf("SetConfig %s gs://: %v, want an invalid-input error", key, err)
+			t.Errorf("SetConfig %s gcs://: %v, want an invalid-input error", key, err)
 		}
 		if v, _ := r.Config(key); v != "" {
 			t.Errorf("%s written anyway: %q", key, v)

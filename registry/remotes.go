@@ -6,7 +6,7 @@ package registry
 //
 //	[remote "origin"]
 //		url = https://git.example.org/opm-meta.git   (local path, file://, git://, http(s)://, ssh://)
-//		blobs = s3://opm-blobs?region=eu-west-1      (file://, s3:// or mem://; see cas.OpenBucket)
+//		blobs = s3://opm-blobs?region=eu-west-1      (file://, s3://, gs://, azblob://, mem://)
 //		fetch = +refs/heads/main:refs/remotes/origin/main
 //
 // A home with an origin publishes to it (publish.go) and follows it
@@ -94,11 +94,22 @@ func (r *Registry) AddRemote(ctx context.Context, rm Remote) error {
 	if rm.Blobs == "" {
 		return opm.Errorf(opm.ErrInvalid, "remote %s: a bucket URL is needed (--blobs)", rm.Name)
 	}
+	// One request a read-only credential may make, so that a wrong
+	// scheme, a missing bucket or bad credentials are said now.
 	b, err := cas.OpenBucket(ctx, rm.Blobs)
 	if err != nil {
-		return opm.Errorf(opm.ErrInvalid, "remote %s: bucket URL %q: %w", rm.Name, rm.Blobs, err)
+		return fmt.Errorf("remote %s: %w", rm.Name, err)
 	}
+	err = b.Check(ctx)
 	b.Close()
+	if err != nil {
+		return fmt.Errorf("remote %s: %w", rm.Name, err)
+	}
+	// And one round trip to the metadata: a URL that names no repository
+	// is said now, not at the first sync.
+	if err := gitmeta.CheckRemote(ctx, rm.URL); err != nil {
+		return fmt.Errorf("remote %s: metadata %w", rm.Name, err)
+	}
 	return r.updateConfig(func(cfg *gitmeta.Config) error {
 		if cfg.HasSubsection("remote", rm.Name) {
 			return opm.Errorf(opm.ErrExists, "remote %s already exists (opm remote rm %s first)", rm.Name, rm.Name)
@@ -235,7 +246,7 @@ func (r *Registry) openBucket(ctx context.Context, rm Remote) (b *cas.Bucket, op
 	}
 	b, err = cas.OpenBucket(ctx, rm.Blobs)
 	if err != nil {
-		return nil, false, fmt.Errorf("remote %s: bucket %s: %w", rm.Name, rm.Blobs, err)
+		return nil, false, fmt.Errorf("remote %s: %w", rm.Name, err)
 	}
 	return b, true, nil
 }

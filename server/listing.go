@@ -131,8 +131,9 @@ type Listing struct {
 	Tags  []TagSummary `json:"tags,omitempty"`
 }
 
-// listing builds the listing below parts (0 to 3 names).
-func listing(ctx context.Context, v *registry.View, parts []string) (*Listing, error) {
+// listing builds the listing below parts (0 to 3 names), a repository's
+// tags in order (registry.SortVersion when "").
+func listing(ctx context.Context, v *registry.View, parts []string, order string) (*Listing, error) {
 	l := &Listing{Path: strings.Join(parts, "/"), Kind: layout.LevelKinds[len(parts)]}
 	if len(parts) > 0 {
 		n, err := v.Node(parts)
@@ -143,7 +144,9 @@ func listing(ctx context.Context, v *registry.View, parts []string) (*Listing, e
 	}
 	var err error
 	if len(parts) == 3 {
-		l.Tags, err = v.TagSummaries(ctx, opm.Repository{Namespace: parts[0], Project: parts[1], Name: parts[2]})
+		if l.Tags, err = v.TagSummaries(ctx, opm.Repository{Namespace: parts[0], Project: parts[1], Name: parts[2]}); err == nil && order != "" {
+			err = registry.SortSummaries(l.Tags, order)
+		}
 	} else if l.Items, err = v.Nodes(parts); err == nil && l.Items == nil {
 		l.Items = []Node{}
 	}
@@ -173,15 +176,30 @@ func (s *Server) serveListing(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, r, "application/json", td)
 		return
 	}
-	l, err := listing(r.Context(), v, parts)
+	order := r.URL.Query().Get("sort")
+	l, err := listing(r.Context(), v, parts, order)
 	if err != nil {
 		s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
 		return
 	}
-	// Pagination over the items (or tags), by name.
+	// Pagination over the items, by name, or the tags, in their order.
 	var ok bool
 	if len(parts) == 3 {
-		l.Tags, ok = page(w, r, l.Tags, func(t TagSummary) string { return t.Name })
+		l.Tags, ok = pageAfter(w, r, l.Tags, func(t TagSummary) string { return t.Name }, func(last string) int {
+			for i, t := range l.Tags {
+				if t.Name == last {
+					return i + 1
+				}
+			}
+			// last is no longer a tag: from the first that comes after it in
+			// version order.
+			for i, t := range l.Tags {
+				if opm.CompareTags(t.Name, last) > 0 {
+					return i
+				}
+			}
+			return len(l.Tags)
+		})
 	} else {
 		l.Items, ok = page(w, r, l.Items, func(n Node) string { return n.Name })
 	}

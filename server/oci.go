@@ -326,9 +326,17 @@ func (s *Server) deleteBlob(w http.ResponseWriter, r *http.Request, rt ociRoute)
 // page applies ?n= and ?last= to items sorted by name and sets the Link
 // header of the next page. It reports false (having answered) on a bad n.
 func page[T any](w http.ResponseWriter, r *http.Request, items []T, name func(T) string) ([]T, bool) {
+	return pageAfter(w, r, items, name, func(last string) int {
+		return sort.Search(len(items), func(i int) bool { return name(items[i]) > last })
+	})
+}
+
+// pageAfter is page over items in another order than by name: after(last)
+// is where the page after the item named last begins.
+func pageAfter[T any](w http.ResponseWriter, r *http.Request, items []T, name func(T) string, after func(last string) int) ([]T, bool) {
 	q := r.URL.Query()
 	if last := q.Get("last"); last != "" {
-		items = items[sort.Search(len(items), func(i int) bool { return name(items[i]) > last }):]
+		items = items[after(last):]
 	}
 	ns := q.Get("n")
 	if ns == "" {

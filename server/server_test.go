@@ -925,3 +925,42 @@ func TestDeleteBlobWaitsForPush(t *testing.T) {
 	}
 	expect(t, e.do("GET", "/v2/a/b/c/blobs/"+d.String(), nil), 200, "")
 }
+
+// TestListingTagOrder: a repository's tags come in version order (v1.9
+// before v1.10, versions before other names, those in natural order), ?sort=
+// chooses another, a page's Link continues in the same order, and an unknown
+// order is refused.
+func TestListingTagOrder(t *testing.T) {
+	e := newEnv(t, Options{})
+	for _, tag := range []string{"v1.10", "latest", "v1.9", "build-10", "v1.9.1", "build-9", "v2.0.0-rc1"} {
+		e.pushPackage("acme/web/site:"+tag, map[string]string{"f": tag})
+	}
+	names := func(path string) (string, string) {
+		r := e.do("GET", path, nil)
+		var l Listing
+		json.Unmarshal(expect(t, r, 200, ""), &l)
+		var out []string
+		for _, tg := range l.Tags {
+			out = append(out, tg.Name)
+		}
+		return strings.Join(out, " "), r.Header.Get("Link")
+	}
+	base := "/namespaces/acme/projects/web/repositories/site/tags"
+	if got, want := func() string { s, _ := names(base); return s }(), "v1.9 v1.9.1 v1.10 v2.0.0-rc1 build-9 build-10 latest"; got != want {
+		t.Fatalf("tags: %q, want %q", got, want)
+	}
+	if got, want := func() string { s, _ := names(base + "?sort=name"); return s }(), "build-10 build-9 latest v1.10 v1.9 v1.9.1 v2.0.0-rc1"; got != want {
+		t.Fatalf("tags by name: %q, want %q", got, want)
+	}
+	got, link := names(base + "?n=2&last=v1.9.1")
+	if got != "v1.10 v2.0.0-rc1" || !strings.Contains(link, "last=v2.0.0-rc1") {
+		t.Fatalf("page after v1.9.1: %q, Link %q", got, link)
+	}
+	expect(t, e.do("GET", base+"?sort=size", nil), 400, "")
+	// The repository's web page lists them in the same order.
+	page := string(expect(t, e.do("GET", "/acme/web/site/", nil), 200, ""))
+	at := func(tag string) int { return strings.Index(page, "/acme/web/site/tags/"+tag+"/") }
+	if a, b, c := at("v1.9"), at("v1.10"), at("latest"); a < 0 || !(a < b && b < c) {
+		t.Errorf("web page: v1.9 at %d, v1.10 at %d, latest at %d; want them in that order", a, b, c)
+	}
+}

@@ -145,7 +145,7 @@ func (sw *siteWriter) level(parts []string) error {
 	if err := sw.ctx.Err(); err != nil {
 		return err
 	}
-	l, err := listing(sw.ctx, sw.v, parts)
+	l, err := listing(sw.ctx, sw.v, parts, "")
 	if err != nil {
 		return err
 	}

@@ -218,7 +218,7 @@ func (s *Server) renderPage(ctx context.Context, w io.Writer, v *registry.View, 
 		}
 		return renderTag(w, d, td)
 	}
-	l, err := listing(ctx, v, parts)
+	l, err := listing(ctx, v, parts, "")
 	if err != nil {
 		return err
 	}

@@ -50,7 +50,7 @@ type Options struct {
 	DryRun           bool
 	// Force overwrites a DST whose main has commits SRC lacks.
 	Force bool
-	// Jobs bounds the blobs copied at once (default 32).
+	// Jobs bounds the blobs copied at once (default: the home's transfer.jobs).
 	Jobs     int
 	Progress Progress
 	// Src and Dst, when set, wrap the remotes' buckets (tests count the
@@ -100,8 +100,8 @@ type Result struct {
 	Bytes   int64      `json:"bytes"`
 	Missing []Blob     `json:"missing,omitempty"` // dry run: what would be copied
 	Failed  []TagError `json:"failed,omitempty"`
-	// Requests counts bucket operations (Stat, Open, Put count 1 each)
-	// and git round trips (fetch, push).
+	// Requests counts the requests sent to the two buckets (see
+	// cas.Bucket.Requests) and git round trips (fetch, push).
 	BucketRequests int64 `json:"bucket_requests"`
 	GitRequests    int64 `json:"git_requests"`
 }
@@ -113,7 +113,7 @@ func Mirror(ctx context.Context, reg *registry.Registry, src, dst string, opts O
 		return nil, err
 	}
 	if opts.Jobs <= 0 {
-		opts.Jobs = 32
+		opts.Jobs = reg.TransferJobs()
 	}
 	// 1. Metadata of both sides.
 	m, err := reg.OpenMirror(ctx, src, dst, !opts.DryRun)
@@ -135,13 +135,19 @@ func Mirror(ctx context.Context, reg *registry.Registry, src, dst string, opts O
 	if err != nil {
 		return nil, err
 	}
+	before := requests(srcB, dstB)
+	defer func() { res.BucketRequests += requests(srcB, dstB) - before }()
 	if opts.Src != nil {
 		srcB = opts.Src(srcB)
 	}
 	if opts.Dst != nil {
 		dstB = opts.Dst(dstB)
 	}
-	bad, err := copyBlobs(ctx, srcB, dstB, changes, opts, res)
+	// A DST whose metadata names nothing lacks the blobs (but leftovers
+	// of an interrupted run): a small one is sent at once, without a
+	// lookup. Into a DST that names blobs, each is looked up first.
+	lookup := !m.DstHead().IsZero()
+	bad, err := copyBlobs(ctx, srcB, dstB, changes, lookup, opts, res)
 	if err != nil {
 		return res, err
 	}
@@ -246,7 +252,7 @@ func plan(ctx context.Context, m *registry.Mirror, filter layout.Filter, opts Op
 // copyBlobs copies the blobs of changes that DST lacks. It returns the
 // blobs that failed verification at the source, or are missing there; any
 // other failure is an error.
-func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []layout.TagChange, opts Options, res *Result) (map[digest.Digest]error, error) {
+func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []layout.TagChange, lookup bool, opts Options, res *Result) (map[digest.Digest]error, error) {
 	blobs := blobsOf(changes)
 	res.Blobs = len(blobs)
 	if opts.Progress != nil && !opts.DryRun {
@@ -257,7 +263,7 @@ func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []layout.TagChange
 		opts.Progress.Start(len(blobs), total)
 		defer opts.Progress.Done()
 	}
-	bc := &blobCopy{src: srcB, dst: dstB, progress: opts.Progress, bad: map[digest.Digest]error{}}
+	bc := &blobCopy{src: srcB, dst: dstB, lookup: lookup, progress: opts.Progress, bad: map[digest.Digest]error{}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Jobs)
 	for _, bl := range blobs {
@@ -293,15 +299,16 @@ func blobsOf(changes []layout.TagChange) []*Blob {
 }
 
 // blobCopy is what copyBlobs's parallel copies (or checks) share: the
-// buckets, and the counts and failures they gather.
+// buckets (lookup: look each blob up at DST before sending it), and the
+// counts and failures they gather.
 type blobCopy struct {
 	src, dst Blobs
+	lookup   bool
 	progress Progress
 
 	mu      sync.Mutex
 	bad     map[digest.Digest]error
 	missing []Blob
-	reqs    atomic.Int64
 	copied  atomic.Int64
 	present atomic.Int64
 	bytes   atomic.Int64
@@ -310,7 +317,6 @@ type blobCopy struct {
 // check (a dry run) counts bl present if DST holds it whole, and lists it
 // missing if not.
 func (bc *blobCopy) check(ctx context.Context, bl *Blob) error {
-	bc.reqs.Add(1)
 	size, err := bc.dst.Stat(ctx, bl.Digest)
 	switch {
 	case err == nil && size == bl.Size:
@@ -328,20 +334,16 @@ func (bc *blobCopy) check(ctx context.Context, bl *Blob) error {
 // copy copies bl to DST unless it is there already; a blob that fails
 // verification at the source, or is missing there, is noted in bad.
 func (bc *blobCopy) copy(ctx context.Context, bl *Blob) error {
-	// A blob from an earlier run costs one existence check and no
-	// read; a corrupt source blob never lands at DST.
-	opened, err := registry.CopyBlob(ctx, bc.src, bc.dst, opm.Descriptor{Digest: bl.Digest, Size: bl.Size})
-	bc.reqs.Add(1) // the destination's existence check
-	if opened {
-		bc.reqs.Add(2) // read at the source, write at the destination
-	}
+	// A blob looked up that DST has costs the lookup and no read; a
+	// corrupt source blob never lands at DST.
+	c, err := registry.CopyBlob(ctx, bc.src, bc.dst, opm.Descriptor{Digest: bl.Digest, Size: bl.Size}, bc.lookup)
 	switch {
-	case err == nil && !opened:
+	case err == nil && !c.Stored:
 		bc.present.Add(1)
 	case err == nil:
 		bc.copied.Add(1)
 		bc.bytes.Add(bl.Size)
-	case opened && (errors.Is(err, opm.ErrIntegrity) || errors.Is(err, opm.ErrNotFound)):
+	case c.Opened && (errors.Is(err, opm.ErrIntegrity) || errors.Is(err, opm.ErrNotFound)):
 		bc.mu.Lock()
 		bc.bad[bl.Digest] = fmt.Errorf("source blob %s: %w", bl.Digest, err)
 		bc.mu.Unlock()
@@ -356,11 +358,10 @@ func (bc *blobCopy) copy(ctx context.Context, bl *Blob) error {
 }
 
 // count adds what the copies did to res: the missing blobs (sorted by
-// digest), the requests, and the blobs copied or present and the bytes.
+// digest), and the blobs copied or present and the bytes.
 func (bc *blobCopy) count(res *Result) {
 	sort.Slice(bc.missing, func(i, j int) bool { return bc.missing[i].Digest < bc.missing[j].Digest })
 	res.Missing = bc.missing
-	res.BucketRequests += bc.reqs.Load()
 	res.Copied, res.Present, res.Bytes = int(bc.copied.Load()), int(bc.present.Load()), bc.bytes.Load()
 }
 
@@ -371,4 +372,16 @@ func tagFailed(c layout.TagChange, bad map[digest.Digest]error) (error, bool) {
 		}
 	}
 	return nil, false
+}
+
+// requests sums the requests the buckets have sent, of those that count
+// them (cas.Bucket).
+func requests(bs ...Blobs) int64 {
+	var n int64
+	for _, b := range bs {
+		if c, ok := b.(interface{ Requests() int64 }); ok {
+			n += c.Requests()
+		}
+	}
+	return n
 }

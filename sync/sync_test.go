@@ -37,9 +37,9 @@ func (c *counted) Open(ctx context.Context, d digest.Digest) (io.ReadCloser, err
 	return c.Blobs.Open(ctx, d)
 }
 
-func (c *counted) Put(ctx context.Context, d digest.Digest, n int64, r io.Reader) error {
+func (c *counted) Store(ctx context.Context, d digest.Digest, n int64, r io.Reader, lookup bool) (bool, error) {
 	c.ops.Add(1)
-	return c.Blobs.Put(ctx, d, n, r)
+	return c.Blobs.Store(ctx, d, n, r, lookup)
 }
 
 // side is one registry: a bare repository and a bucket.

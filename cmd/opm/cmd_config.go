@@ -18,8 +18,8 @@ func configCommand() *cli.Command {
 'git config -f <home>/meta.git/config KEY VALUE' does the same.
 
 Keys:
-   opm.blobs     bucket URL holding the registry's blobs: file://, s3:// or mem://
-                 (gs:// and azblob:// are not built in yet)
+   opm.blobs     bucket URL holding the registry's blobs: file://, s3://, gs://,
+                 azblob:// or mem:// (docs/storage.md)
    user.name     author of the commits this home makes
    user.email
    cache.quota   size limit of the local blob store: 20GiB, 500MB, bytes, or 10% (see opm cache)

@@ -15,8 +15,8 @@ publishes to it and opm sync follows it; its bucket serves blobs on demand
 when opm.blobs is unset.
 
 Metadata URLs: a local path, file://, git://, http(s)://, ssh://.
-Bucket URLs: file://, s3:// (with endpoint parameters), mem://; gs:// and
-azblob:// are not built in yet.
+Bucket URLs: file://, s3:// (with endpoint parameters), gs://, azblob://,
+mem:// (docs/storage.md: each cloud's credentials).
 
 Example:
    opm remote add origin --meta https://git.example.org/opm-meta.git --blobs 's3://opm?region=eu-west-1'

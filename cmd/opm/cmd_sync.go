@@ -48,7 +48,7 @@ Example:
 			&cli.StringSliceFlag{Name: "exclude", Usage: "do not mirror tags `SELECTOR` chooses (repeatable)"},
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print what would be copied and change nothing"},
 			&cli.BoolFlag{Name: "force", Usage: "take the source's main over a diverged destination"},
-			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 32, Usage: "copy `N` blobs at once"},
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "copy `N` blobs at once (default: git config transfer.jobs, else 16)"},
 			jsonFlag,
 		},
 		Action: func(c *cli.Context) error {

@@ -107,6 +107,30 @@ type Proxy struct {
 	injected int // faults injected under the current plan
 
 	requests, coveredTotal, errors, truncated, corrupted, delayed atomic.Int64
+
+	logMu sync.Mutex
+	log   []Request
+
+	inflight, maxInflight atomic.Int64
+}
+
+// MaxInFlight is the most requests the proxy was answering at once.
+func (p *Proxy) MaxInFlight() int64 { return p.maxInflight.Load() }
+
+// A Request is one request the proxy received: its method, the object key
+// (path-style: the path after the bucket; "" for the bucket itself), and
+// whether it lists the bucket (a GET of the bucket, as S3's ListObjects).
+type Request struct {
+	Method string
+	Key    string
+	List   bool
+}
+
+// Requests returns every request received so far, in order.
+func (p *Proxy) Requests() []Request {
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	return append([]Request(nil), p.log...)
 }
 
 // New starts a proxy in front of target (a base URL such as
@@ -222,6 +246,14 @@ var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Te", 
 
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.requests.Add(1)
+	key := objectKey(r.URL.Path)
+	p.logMu.Lock()
+	p.log = append(p.log, Request{Method: r.Method, Key: key, List: r.Method == http.MethodGet && key == ""})
+	p.logMu.Unlock()
+	n := p.inflight.Add(1)
+	defer p.inflight.Add(-1)
+	for m := p.maxInflight.Load(); n > m && !p.maxInflight.CompareAndSwap(m, n); m = p.maxInflight.Load() {
+	}
 	d := p.decide(r)
 	if d.delay > 0 {
 		p.delayed.Add(1)
