@@ -179,7 +179,7 @@ func BenchmarkMountFirstRead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := r.SetConfig("opm.blobs", "file://"+bucket); err != nil {
+	if err := r.SetConfig(context.Background(), "opm.blobs", "file://"+bucket); err != nil {
 		b.Fatal(err)
 	}
 	r.Close()

@@ -70,8 +70,8 @@ func Acquire(home string, info Info) (*Lock, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A client asking whether a daemon runs (Held, Running) holds the lock
-	// shared for an instant: a daemon starting just then must not take
+	// A client asking whether a daemon runs (Dial, Held, Running) holds the
+	// lock shared for an instant: a daemon starting just then must not take
 	// that for another daemon.
 	ctx, cancel := context.WithTimeout(context.Background(), acquireWait)
 	err = f.Wait(ctx, flock.Exclusive)

@@ -90,7 +90,7 @@ func bucketHome(t *testing.T) *registry.Registry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.SetConfig("opm.blobs", "file://"+t.TempDir()); err != nil {
+	if err := r.SetConfig(context.Background(), "opm.blobs", "file://"+t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
 	r.Close()

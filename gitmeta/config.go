@@ -63,44 +63,78 @@ func decodeConfig(file string, b []byte) (*Config, error) {
 	return &Config{c: c, file: file}, nil
 }
 
-// options finds the options a key names (those of its section or
-// subsection), and the option's name.
-func (c *Config) options(key string) (*formatcfg.Options, string, error) {
+// splitKey splits "section.name" or "section.sub.name".
+func splitKey(key string) (section, sub, name string, err error) {
 	first, last := strings.IndexByte(key, '.'), strings.LastIndexByte(key, '.')
 	if first <= 0 || last == len(key)-1 {
-		return nil, "", opm.Errorf(opm.ErrInvalid, "config key %q: want section.name (e.g. opm.blobs)", key)
+		return "", "", "", opm.Errorf(opm.ErrInvalid, "config key %q: want section.name (e.g. opm.blobs)", key)
 	}
-	s := c.c.Section(key[:first])
 	if last > first {
-		return &s.Subsection(key[first+1 : last]).Options, key[last+1:], nil
+		sub = key[first+1 : last]
 	}
-	return &s.Options, key[last+1:], nil
+	return key[:first], sub, key[last+1:], nil
+}
+
+// options finds the options a key names (those of its section or
+// subsection, made if missing), and the option's name.
+func (c *Config) options(key string) (*formatcfg.Options, string, error) {
+	section, sub, name, err := splitKey(key)
+	if err != nil {
+		return nil, "", err
+	}
+	s := c.c.Section(section)
+	if sub != "" {
+		return &s.Subsection(sub).Options, name, nil
+	}
+	return &s.Options, name, nil
+}
+
+// lookup finds the options a key names without making a missing section
+// (nil then), and the option's name.
+func (c *Config) lookup(key string) (formatcfg.Options, string, error) {
+	section, sub, name, err := splitKey(key)
+	if err != nil || !c.c.HasSection(section) {
+		return nil, name, err
+	}
+	s := c.c.Section(section)
+	if sub == "" {
+		return s.Options, name, nil
+	}
+	if !s.HasSubsection(sub) {
+		return nil, name, nil
+	}
+	return s.Subsection(sub).Options, name, nil
 }
 
 // Get is the value of key, the last one if it has several ("" when unset).
 func (c *Config) Get(key string) (string, error) {
-	o, name, err := c.options(key)
-	if err != nil {
-		return "", err
-	}
-	return o.Get(name), nil
+	o, name, err := c.lookup(key)
+	return o.Get(name), err
 }
 
 // GetAll is every value of key, in file order.
 func (c *Config) GetAll(key string) ([]string, error) {
-	o, name, err := c.options(key)
-	if err != nil {
-		return nil, err
-	}
-	return o.GetAll(name), nil
+	o, name, err := c.lookup(key)
+	return o.GetAll(name), err
 }
 
-// Set gives key the one value value; "" unsets it.
+// Set gives key the one value value, where its first value was (or at the
+// end of its section); "" unsets it.
 func (c *Config) Set(key, value string) error {
-	if err := c.Unset(key, nil); err != nil || value == "" {
+	o, name, err := c.options(key)
+	if err != nil || value == "" {
+		if err == nil {
+			err = c.Unset(key, nil)
+		}
 		return err
 	}
-	return c.Add(key, value)
+	i := slices.IndexFunc(*o, func(opt *formatcfg.Option) bool { return opt.IsKey(name) })
+	if i < 0 {
+		return c.Add(key, value)
+	}
+	(*o)[i].Value = value
+	*o = append((*o)[:i+1], slices.DeleteFunc((*o)[i+1:], func(opt *formatcfg.Option) bool { return opt.IsKey(name) })...)
+	return nil
 }
 
 // Add gives key one more value.
@@ -129,6 +163,9 @@ func (c *Config) Unset(key string, match func(value string) bool) error {
 // Subsections lists the subsections of section, in file order ("remote"
 // gives the names of the remotes).
 func (c *Config) Subsections(section string) []string {
+	if !c.c.HasSection(section) {
+		return nil
+	}
 	var out []string
 	for _, s := range c.c.Section(section).Subsections {
 		out = append(out, s.Name)
@@ -138,7 +175,7 @@ func (c *Config) Subsections(section string) []string {
 
 // HasSubsection reports whether section has the subsection sub.
 func (c *Config) HasSubsection(section, sub string) bool {
-	return c.c.Section(section).HasSubsection(sub)
+	return c.c.HasSection(section) && c.c.Section(section).HasSubsection(sub)
 }
 
 // RemoveSubsection removes the subsection sub of section and its keys.

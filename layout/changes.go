@@ -24,9 +24,10 @@ type TagChange struct {
 func (c TagChange) Removed() bool { return c.Body == nil }
 
 // Changes lists the manifest files among the files that differ between two
-// trees (diff), with their manifests at the newer tree, at: the tag files whose references match (nil matches every tag) and,
-// when match is nil, the manifests kept by digest too (what a commit
-// carries whole must have its blobs). Only the subtrees that differ are
+// trees (diff), with their manifests as the newer tree, at, holds them: the
+// tag files whose references match (nil matches every tag) and, when match
+// is nil, the manifests kept by digest too (what a commit carries whole
+// must have its blobs). Only the subtrees that differ are
 // read. Every manifest is checked as a push would check it: a name that
 // breaks the rules, a manifest the registry would refuse or one kept by
 // digest that does not hash to its name fails the whole listing, so that

@@ -27,7 +27,7 @@ func cacheHome(t *testing.T, url string, n, size int) (*Registry, []digest.Diges
 	home := filepath.Join(t.TempDir(), "home")
 	r := openHome(t, home)
 	if url != "" {
-		if err := r.SetConfig("opm.blobs", url); err != nil {
+		if err := r.SetConfig(context.Background(), "opm.blobs", url); err != nil {
 			t.Fatal(err)
 		}
 		r.Close()
@@ -91,7 +91,7 @@ func TestPruneLRU(t *testing.T) {
 
 	total := storeBytes(t, r)
 	quota := total - size - size/2 // must free 1.5 blobs + 10%: two blobs
-	if err := r.SetConfig(QuotaKey, strconv.FormatInt(quota, 10)); err != nil {
+	if err := r.SetConfig(context.Background(), QuotaKey, strconv.FormatInt(quota, 10)); err != nil {
 		t.Fatal(err)
 	}
 	dry, err := r.Prune(ctx, PruneOptions{DryRun: true})
@@ -197,7 +197,7 @@ func TestPruneNoIndexEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	total := storeBytes(t, r)
-	if err := r.SetConfig(QuotaKey, strconv.FormatInt(total-1000, 10)); err != nil {
+	if err := r.SetConfig(context.Background(), QuotaKey, strconv.FormatInt(total-1000, 10)); err != nil {
 		t.Fatal(err)
 	}
 	res, err := r.Prune(ctx, PruneOptions{})
@@ -214,7 +214,7 @@ func TestPruneNoIndexEntry(t *testing.T) {
 func TestPruneNoBucket(t *testing.T) {
 	ctx := context.Background()
 	r, ds := cacheHome(t, "", 3, 4000)
-	if err := r.SetConfig(QuotaKey, "1"); err != nil {
+	if err := r.SetConfig(context.Background(), QuotaKey, "1"); err != nil {
 		t.Fatal(err)
 	}
 	before := storeBytes(t, r)
@@ -323,7 +323,7 @@ func TestParseQuota(t *testing.T) {
 		}
 	}
 	r := openHome(t, t.TempDir())
-	if err := r.SetConfig(QuotaKey, "lots"); !errors.Is(err, opm.ErrInvalid) {
+	if err := r.SetConfig(context.Background(), QuotaKey, "lots"); !errors.Is(err, opm.ErrInvalid) {
 		t.Fatalf("SetConfig of a bad quota: %v", err)
 	}
 	if v, _ := r.Config(QuotaKey); v != "" {
@@ -333,7 +333,7 @@ func TestParseQuota(t *testing.T) {
 	if err != nil || !q.Default || q.Bytes < MinDefaultQuota || q.LowWater >= q.Bytes {
 		t.Fatalf("default quota %+v, %v", q, err)
 	}
-	if err := r.SetConfig(QuotaKey, "50%"); err != nil {
+	if err := r.SetConfig(context.Background(), QuotaKey, "50%"); err != nil {
 		t.Fatal(err)
 	}
 	fsSize, _ := fsBytes(r.dir)
@@ -374,7 +374,7 @@ func TestAutoPrune(t *testing.T) {
 	r, ds := cacheHome(t, "file://"+t.TempDir(), 4, 8000)
 	age(t, r, ds[3]) // v3 was just used
 	// Under the quota only with v3 gone too.
-	if err := r.SetConfig(QuotaKey, "5000"); err != nil {
+	if err := r.SetConfig(context.Background(), QuotaKey, "5000"); err != nil {
 		t.Fatal(err)
 	}
 	res, err := r.AutoPrune(ctx)
@@ -390,7 +390,7 @@ func TestAutoPrune(t *testing.T) {
 		}
 	}
 	// Under quota: nothing to do.
-	if err := r.SetConfig(QuotaKey, "9000"); err != nil {
+	if err := r.SetConfig(context.Background(), QuotaKey, "9000"); err != nil {
 		t.Fatal(err)
 	}
 	if res, err := r.AutoPrune(ctx); err != nil || res != nil {
@@ -403,7 +403,7 @@ func TestAutoPrune(t *testing.T) {
 func TestKeepQuota(t *testing.T) {
 	r, ds := cacheHome(t, "file://"+t.TempDir(), 4, 8000)
 	age(t, r)
-	if err := r.SetConfig(QuotaKey, "20000"); err != nil {
+	if err := r.SetConfig(context.Background(), QuotaKey, "20000"); err != nil {
 		t.Fatal(err)
 	}
 	stop := r.KeepQuota(context.Background(), 10*time.Millisecond, 10*time.Millisecond, slog.New(slog.DiscardHandler))

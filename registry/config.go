@@ -37,11 +37,11 @@ func (r *Registry) Config(key string) (string, error) {
 }
 
 // SetConfig writes one key of the home's git config ("" value unsets it).
-func (r *Registry) SetConfig(key, value string) error {
-	if err := checkConfig(key, value); err != nil {
+func (r *Registry) SetConfig(ctx context.Context, key, value string) error {
+	if err := checkConfig(ctx, key, value); err != nil {
 		return err
 	}
-	return r.updateConfig(func(cfg *gitmeta.Config) error { return cfg.Set(key, value) })
+	return r.meta.UpdateConfig(ctx, func(cfg *gitmeta.Config) error { return cfg.Set(key, value) })
 }
 
 // updateConfig changes the home's git config under git's lock (see
@@ -95,7 +95,7 @@ func (r *Registry) Author(ctx context.Context) gitmeta.Signature {
 }
 
 // checkConfig refuses a bad value of a key with rules before it is written.
-func checkConfig(key, value string) error {
+func checkConfig(ctx context.Context, key, value string) error {
 	if value == "" {
 		return nil
 	}
@@ -113,7 +113,7 @@ func checkConfig(key, value string) error {
 	if k := strings.ToLower(key); k == "opm.blobs" || strings.HasPrefix(k, "remote.") && strings.HasSuffix(k, ".blobs") {
 		// A bucket that cannot be opened would stop every command of the
 		// home, opm config among them.
-		b, err := cas.OpenBucket(context.Background(), value)
+		b, err := cas.OpenBucket(ctx, value)
 		if err != nil {
 			return opm.Errorf(opm.ErrInvalid, "%s: bucket URL %q: %w", key, value, err)
 		}

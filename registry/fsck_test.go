@@ -147,7 +147,7 @@ func TestFsckBucket(t *testing.T) {
 	url := "file://" + t.TempDir()
 	home := t.TempDir()
 	r := openHome(t, home)
-	if err := r.SetConfig("opm.blobs", url); err != nil {
+	if err := r.SetConfig(context.Background(), "opm.blobs", url); err != nil {
 		t.Fatal(err)
 	}
 	r.Close()
@@ -274,7 +274,7 @@ func TestFsckRemote(t *testing.T) {
 	url := "file://" + t.TempDir()
 	origin := t.TempDir()
 	o := openHome(t, origin)
-	if err := o.SetConfig("opm.blobs", url); err != nil {
+	if err := o.SetConfig(context.Background(), "opm.blobs", url); err != nil {
 		t.Fatal(err)
 	}
 	o.Close()

@@ -93,7 +93,7 @@ func TestGCBucket(t *testing.T) {
 	url := "file://" + t.TempDir()
 	withBucket := func(dir string) *Registry {
 		r := openHome(t, dir)
-		if err := r.SetConfig("opm.blobs", url); err != nil {
+		if err := r.SetConfig(context.Background(), "opm.blobs", url); err != nil {
 			t.Fatal(err)
 		}
 		r.Close()

@@ -65,7 +65,7 @@ func TestBucket(t *testing.T) {
 			}
 			homeA := filepath.Join(t.TempDir(), "a")
 			a := openHome(t, homeA)
-			if err := a.SetConfig("opm.blobs", url); err != nil {
+			if err := a.SetConfig(context.Background(), "opm.blobs", url); err != nil {
 				t.Fatal(err)
 			}
 			a.Close()
@@ -152,7 +152,7 @@ func TestPushFailsWithoutBucket(t *testing.T) {
 	home := filepath.Join(t.TempDir(), "h")
 	r := openHome(t, home)
 	// A bucket that does not exist on the server.
-	if err := r.SetConfig("opm.blobs", strings.Replace(url, "s3://opm?", "s3://nobucket?", 1)); err != nil {
+	if err := r.SetConfig(context.Background(), "opm.blobs", strings.Replace(url, "s3://opm?", "s3://nobucket?", 1)); err != nil {
 		t.Fatal(err)
 	}
 	r.Close()
@@ -436,7 +436,7 @@ func TestPushRecordsTimes(t *testing.T) {
 func TestSetConfigRefusesBadBucket(t *testing.T) {
 	r := openHome(t, t.TempDir())
 	for _, key := range []string{"opm.blobs", "remote.origin.blobs"} {
-		err := r.SetConfig(key, "gcs://nosuch") // a typo of gs://
+		err := r.SetConfig(context.Background(), key, "gcs://nosuch") // a typo of gs://
 		if !errors.Is(err, opm.ErrInvalid) {
 			t.Errorf("SetConfig %s gcs://: %v, want an invalid-input error", key, err)
 		}
@@ -444,7 +444,7 @@ func TestSetConfigRefusesBadBucket(t *testing.T) {
 			t.Errorf("%s written anyway: %q", key, v)
 		}
 	}
-	if err := r.SetConfig("opm.blobs", "file://"+t.TempDir()); err != nil {
+	if err := r.SetConfig(context.Background(), "opm.blobs", "file://"+t.TempDir()); err != nil {
 		t.Errorf("a file:// bucket refused: %v", err)
 	}
 }

@@ -114,9 +114,8 @@ func (r *Registry) AddRemote(ctx context.Context, rm Remote) error {
 		if cfg.HasSubsection("remote", rm.Name) {
 			return opm.Errorf(opm.ErrExists, "remote %s already exists (opm remote rm %s first)", rm.Name, rm.Name)
 		}
-		key := "remote." + rm.Name + "."
-		return errors.Join(cfg.Set(key+"url", rm.URL), cfg.Set(key+"blobs", rm.Blobs),
-			cfg.Set(key+"fetch", "+refs/heads/main:"+string(gitmeta.TrackingRef(rm.Name))))
+		return errors.Join(cfg.Set(remoteKey(rm.Name, "url"), rm.URL), cfg.Set(remoteKey(rm.Name, "blobs"), rm.Blobs),
+			cfg.Set(remoteKey(rm.Name, "fetch"), "+refs/heads/main:"+string(gitmeta.TrackingRef(rm.Name))))
 	})
 }
 
@@ -175,10 +174,13 @@ func (r *Registry) remote(name string) (Remote, bool, error) {
 
 // remoteOf reads the remote called name of cfg.
 func remoteOf(cfg *gitmeta.Config, name string) Remote {
-	url, _ := cfg.Get("remote." + name + ".url")
-	blobs, _ := cfg.Get("remote." + name + ".blobs")
+	url, _ := cfg.Get(remoteKey(name, "url"))
+	blobs, _ := cfg.Get(remoteKey(name, "blobs"))
 	return Remote{Name: name, URL: url, Blobs: blobs}
 }
+
+// remoteKey is the git config key of a setting of the remote called name.
+func remoteKey(name, setting string) string { return "remote." + name + "." + setting }
 
 // mirrorScratch is the scratch repository of `opm sync SRC DST` into the
 // remote dst (<home>/mirrors/<dst>.git).

@@ -69,7 +69,7 @@ func (r *Registry) Uploads(log *slog.Logger) (*Uploads, error) {
 
 func newUploads(r *Registry, parent string, log *slog.Logger) (*Uploads, error) {
 	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return nil, fsError(err)
+		return nil, err
 	}
 	if old, err := os.ReadDir(parent); err == nil {
 		for _, e := range old {
@@ -82,7 +82,7 @@ func newUploads(r *Registry, parent string, log *slog.Logger) (*Uploads, error) 
 	}
 	dir, err := os.MkdirTemp(parent, "serve-")
 	if err != nil {
-		return nil, fsError(err)
+		return nil, err
 	}
 	release, ok, err := flock.Try(filepath.Join(dir, ownerLock), flock.Exclusive)
 	if err != nil || !ok {
@@ -155,11 +155,11 @@ func (u *Uploads) Start(repo opm.Repository) (*Upload, error) {
 	rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
 	if err := os.MkdirAll(u.dir, 0o755); err != nil {
-		return nil, fsError(err)
+		return nil, err
 	}
 	f, err := os.Create(filepath.Join(u.dir, id))
 	if err != nil {
-		return nil, fsError(err)
+		return nil, err
 	}
 	up := &Upload{u: u, id: id, repo: repo, f: f, h: sha256.New(), used: time.Now()}
 	up.mu.Lock()
@@ -213,11 +213,11 @@ func (u *Uploads) PutWhole(ctx context.Context, d digest.Digest, size int64, r i
 		return u.r.PutBlob(ctx, d, size, r)
 	}
 	if err := os.MkdirAll(u.dir, 0o755); err != nil {
-		return fsError(err)
+		return err
 	}
 	tmp, err := os.CreateTemp(u.dir, "mono-*")
 	if err != nil {
-		return fsError(err)
+		return err
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()

@@ -777,7 +777,7 @@ func TestBucketBlobs(t *testing.T) {
 	}
 	bucket := filepath.Join(dir, "bucket")
 	os.MkdirAll(bucket, 0o755)
-	if err := reg.SetConfig("opm.blobs", "file://"+bucket); err != nil {
+	if err := reg.SetConfig(context.Background(), "opm.blobs", "file://"+bucket); err != nil {
 		t.Fatal(err)
 	}
 	reg.Close()

@@ -13,7 +13,7 @@ import (
 	"github.com/openpm/opm/registry"
 )
 
-// session finds the upload session of rt, locked (the caller unlocks it),
+// session finds the upload session of rt, held (the caller Releases it),
 // or answers 404.
 func (s *Server) session(w http.ResponseWriter, rt ociRoute) (*registry.Upload, bool) {
 	up, ok := s.uploads.Get(rt.repo, rt.arg)

@@ -48,9 +48,9 @@ func runConfig(g globalOptions, opts configOptions, key string, value ...string)
 	return withHome(g, func(r *registry.Registry) error {
 		switch {
 		case opts.unset:
-			return r.SetConfig(key, "")
+			return r.SetConfig(g.ctx, key, "")
 		case len(value) == 1:
-			return r.SetConfig(key, value[0])
+			return r.SetConfig(g.ctx, key, value[0])
 		}
 		v, err := r.Config(key)
 		if err != nil {

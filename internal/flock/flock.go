@@ -58,7 +58,8 @@ func (f *File) TryLock(how int) (bool, error) {
 }
 
 // Wait takes the lock, waiting while another holder has it in a
-// conflicting way, until ctx ends (its error is returned).
+// conflicting way, until ctx ends: then it tries once more and returns
+// ctx's error if the lock is still taken.
 func (f *File) Wait(ctx context.Context, how int) error {
 	wait := time.Millisecond
 	for {
@@ -68,15 +69,15 @@ func (f *File) Wait(ctx context.Context, how int) error {
 		}
 		select {
 		case <-ctx.Done():
+			if ok, err := f.TryLock(how); ok || err != nil {
+				return err
+			}
 			return ctx.Err()
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 100*time.Millisecond)
 	}
 }
-
-// Unlock gives the lock back, keeping the file open.
-func (f *File) Unlock() error { return syscall.Flock(int(f.Fd()), syscall.LOCK_UN) }
 
 // Lock takes the lock of the file at path (created if missing), waiting
 // while another process holds it in a conflicting way, until ctx ends.
