@@ -69,7 +69,7 @@ test:
 # machine fails here first; then how many rounds failed each test. Fails if
 # any round did. See scripts/stress.sh (STRESS_LOAD, STRESS_TIMEOUT,
 # STRESS_FLAGS, e.g. STRESS_FLAGS='-run TestMount').
-stress: deps
+stress: deps servers
 	STRESS_ROUNDS=$(STRESS_ROUNDS) STRESS_PKGS='$(STRESS_PKGS)' STRESS_LOGS=$(TESTLOGS) GO=$(GO) ./scripts/stress.sh
 
 fuzz:
