@@ -37,9 +37,6 @@ func ValidatePath(p string) error {
 	case strings.ContainsRune(p, '\\'):
 		return bad("contains a backslash")
 	}
-	if why := badRunes(p); why != "" {
-		return bad(why)
-	}
 	for part := range strings.SplitSeq(p, "/") {
 		switch {
 		case part == "":
@@ -52,20 +49,53 @@ func ValidatePath(p string) error {
 			return bad(fmt.Sprintf("has a part %q that is git's own directory, .git (git refuses such paths too)", part))
 		}
 	}
+	// After the parts: a .git that HFS+ reads through an invisible code
+	// point is named as git's directory.
+	if why := badRunes(p); why != "" {
+		return bad(why)
+	}
 	return nil
 }
+
+// The one rule of text that names things — file titles and link targets,
+// artifact and media types (the page shows them): valid UTF-8 (checked
+// where each is read) and no code point that does not print as itself.
 
 // badRunes says why s holds a character no name may hold, "" if none.
 func badRunes(s string) string {
 	for _, r := range s {
-		switch {
-		case unicode.IsControl(r):
-			return fmt.Sprintf("contains the control character %U", r)
-		case isBidiControl(r):
-			return fmt.Sprintf("contains the bidirectional control %U (it makes a name read as another)", r)
+		if why := badRune(r); why != "" {
+			return why
 		}
 	}
 	return ""
+}
+
+// badRune says why r may not be in a name, "" if it may: a control
+// character (C0, DEL, C1), a bidirectional control (it makes a name read
+// as another), or a code point that prints as nothing or breaks the line
+// — the format characters (Cf: zero-width space and joiners, soft hyphen,
+// word joiner, byte order mark, …), the line and paragraph separators (Zl,
+// Zp) and the other default-ignorable ones (the Hangul fillers, the
+// combining grapheme joiner, …): two names would print alike.
+func badRune(r rune) string {
+	switch {
+	case unicode.IsControl(r):
+		return fmt.Sprintf("contains the control character %U", r)
+	case isBidiControl(r):
+		return fmt.Sprintf("contains the bidirectional control %U (it makes a name read as another)", r)
+	case isInvisible(r):
+		return fmt.Sprintf("contains the invisible or line-breaking character %U (it makes a name print as another)", r)
+	}
+	return ""
+}
+
+// isInvisible reports the code points that print as nothing or break the
+// line: Unicode's format characters (Cf), line and paragraph separators
+// (Zl, Zp) and other default-ignorable code points (U+115F, U+1160, U+3164,
+// U+FFA0: the Hangul fillers; U+034F, …).
+func isInvisible(r rune) bool {
+	return r >= 0x80 && unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp, unicode.Other_Default_Ignorable_Code_Point)
 }
 
 // isBidiControl reports the Unicode bidirectional formatting characters:
@@ -73,6 +103,19 @@ func badRunes(s string) string {
 // isolates (LRI … PDI).
 func isBidiControl(r rune) bool {
 	return r == 0x061c || r == 0x200e || r == 0x200f || r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069
+}
+
+// CheckName refuses text that names something — what is the field, as an
+// error names it ("manifest artifactType") — that breaks the rule of
+// names (badRune) or is not valid UTF-8.
+func CheckName(what, s string) error {
+	if !utf8.ValidString(s) {
+		return Errorf(ErrInvalid, "%s %q is not valid UTF-8", what, s)
+	}
+	if why := badRunes(s); why != "" {
+		return Errorf(ErrInvalid, "%s %q %s", what, s, why)
+	}
+	return nil
 }
 
 // IsDotGit reports whether a path part names git's own directory on some
