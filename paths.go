@@ -60,6 +60,7 @@ func ValidatePath(p string) error {
 // The one rule of text that names things — file titles and link targets,
 // artifact and media types (the page shows them): valid UTF-8 (checked
 // where each is read) and no code point that does not print as itself.
+// Printable escapes the same code points where text is printed.
 
 // badRunes says why s holds a character no name may hold, "" if none.
 func badRunes(s string) string {
@@ -90,6 +91,9 @@ func badRune(r rune) string {
 	return ""
 }
 
+// refused reports whether the rule of names refuses r (badRune).
+func refused(r rune) bool { return badRune(r) != "" }
+
 // isInvisible reports the code points that print as nothing or break the
 // line: Unicode's format characters (Cf), line and paragraph separators
 // (Zl, Zp) and other default-ignorable code points (U+115F, U+1160, U+3164,
@@ -116,6 +120,51 @@ func CheckName(what, s string) error {
 		return Errorf(ErrInvalid, "%s %q %s", what, s, why)
 	}
 	return nil
+}
+
+// Printable is s as opm prints it to a terminal or a log: each code point
+// the rule of names refuses (badRune) and each byte that is not UTF-8
+// escaped as Go escapes it (\t, \x1b, \u202e, \xff), the rest as it is.
+// Text from git or a manifest (authors, subjects, paths, error details)
+// goes through it: an escape sequence from an origin never reaches the
+// operator's terminal.
+func Printable(s string) string {
+	i := 0
+	for i < len(s) {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 || refused(r) {
+			break
+		}
+		i += n
+	}
+	if i == len(s) {
+		return s
+	}
+	var b strings.Builder
+	b.WriteString(s[:i])
+	for i < len(s) {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case !refused(r):
+			b.WriteString(s[i : i+n])
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r < 0x80:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case r <= 0xffff:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			fmt.Fprintf(&b, `\U%08x`, r)
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // IsDotGit reports whether a path part names git's own directory on some

@@ -125,3 +125,25 @@ func TestNamesPrintAsThemselves(t *testing.T) {
 		t.Errorf("a file's media type with a paragraph separator: %v, want refused", err)
 	}
 }
+
+// TestPrintable: what is printed to a terminal has every code point the
+// rule of names refuses, and every byte that is not UTF-8, escaped; the
+// rest is left as it is. OneLine, the line of every error, does the same.
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain, café, 日本語 🙂":        "plain, café, 日本語 🙂",
+		"\x1b]2;owned\x07":          `\x1b]2;owned\x07`,
+		"\x1b[2Jtab\there\r\n":      `\x1b[2Jtab\there\r\n`,
+		"csi\u009b1m del\x7f":       `csi\u009b1m del\x7f`,
+		"evil\u202etxt":             `evil\u202etxt`,
+		"a\u200bb\u2028c\u3164d":    `a\u200bb\u2028c\u3164d`,
+		"tag\U000e0041 bad\xffbyte": `tag\U000e0041 bad\xffbyte`,
+	} {
+		if got := Printable(in); got != want {
+			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := OneLine(errors.New("line one\x1b[2J\nline two")); got != `line one\x1b[2J; line two` {
+		t.Errorf("OneLine: %q", got)
+	}
+}
