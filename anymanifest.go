@@ -87,6 +87,9 @@ func ParseAnyManifest(b []byte, contentType string) (*AnyManifest, error) {
 	default:
 		return nil, Errorf(ErrInvalid, "manifest media type %q is not an OCI or Docker v2 manifest or index", m.MediaType)
 	}
+	if err := CheckName("manifest artifactType", m.ArtifactType); err != nil {
+		return nil, err
+	}
 	if err := checkDescriptors(m.Config, m.Layers, m.Manifests, m.Subject); err != nil {
 		return nil, err
 	}

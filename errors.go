@@ -124,7 +124,9 @@ func WithKind(kind, err error) error {
 }
 
 // OneLine renders an error as the single line opm prints and reports: the
-// lines of a multi-line message (errors.Join) joined by "; ".
+// lines of a multi-line message (errors.Join) joined by "; ", and any
+// other control character in it escaped (Printable): a message may carry
+// text from an origin.
 func OneLine(err error) string {
-	return strings.ReplaceAll(err.Error(), "\n", "; ")
+	return Printable(strings.ReplaceAll(err.Error(), "\n", "; "))
 }

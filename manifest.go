@@ -146,6 +146,9 @@ func (f File) validate() error {
 	if f.Mode&^fs.ModePerm != 0 {
 		return Errorf(ErrInvalid, "file %q: mode %v has bits other than permissions", f.Path, f.Mode)
 	}
+	if err := CheckName(fmt.Sprintf("file %q: media type", f.Path), f.MediaType); err != nil {
+		return err
+	}
 	if f.Size < 0 || f.Size > MaxSize {
 		return Errorf(ErrInvalid, "file %q: size %d is negative or over %d", f.Path, f.Size, int64(MaxSize))
 	}
@@ -238,6 +241,9 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	if m.MediaType != "" && m.MediaType != MediaTypeManifest {
 		return nil, Errorf(ErrInvalid, "manifest mediaType %q, want %s", m.MediaType, MediaTypeManifest)
 	}
+	if err := CheckName("manifest artifactType", m.ArtifactType); err != nil {
+		return nil, err
+	}
 	// A subject is checked where a manifest enters (ParseAnyManifest),
 	// not when one is read back.
 	if err := checkDescriptors(&m.Config, m.Layers, nil, nil); err != nil {
@@ -306,6 +312,14 @@ func checkDescriptors(config *Descriptor, layers, manifests []Descriptor, subjec
 func (d *Descriptor) check(what string) error {
 	if _, err := ParseDigest(string(d.Digest)); err != nil {
 		return fmt.Errorf("manifest %s: %w", what, err)
+	}
+	// The page shows media and artifact types: text that names a type
+	// follows the rule of names.
+	if err := CheckName("manifest "+what+" mediaType", d.MediaType); err != nil {
+		return err
+	}
+	if err := CheckName("manifest "+what+" artifactType", d.ArtifactType); err != nil {
+		return err
 	}
 	return checkSize(what, d.Size)
 }

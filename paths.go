@@ -37,9 +37,6 @@ func ValidatePath(p string) error {
 	case strings.ContainsRune(p, '\\'):
 		return bad("contains a backslash")
 	}
-	if why := badRunes(p); why != "" {
-		return bad(why)
-	}
 	for part := range strings.SplitSeq(p, "/") {
 		switch {
 		case part == "":
@@ -52,20 +49,57 @@ func ValidatePath(p string) error {
 			return bad(fmt.Sprintf("has a part %q that is git's own directory, .git (git refuses such paths too)", part))
 		}
 	}
+	// After the parts: a .git that HFS+ reads through an invisible code
+	// point is named as git's directory.
+	if why := badRunes(p); why != "" {
+		return bad(why)
+	}
 	return nil
 }
+
+// The one rule of text that names things — file titles and link targets,
+// artifact and media types (the page shows them): valid UTF-8 (checked
+// where each is read) and no code point that does not print as itself.
+// Printable escapes the same code points where text is printed.
 
 // badRunes says why s holds a character no name may hold, "" if none.
 func badRunes(s string) string {
 	for _, r := range s {
-		switch {
-		case unicode.IsControl(r):
-			return fmt.Sprintf("contains the control character %U", r)
-		case isBidiControl(r):
-			return fmt.Sprintf("contains the bidirectional control %U (it makes a name read as another)", r)
+		if why := badRune(r); why != "" {
+			return why
 		}
 	}
 	return ""
+}
+
+// badRune says why r may not be in a name, "" if it may: a control
+// character (C0, DEL, C1), a bidirectional control (it makes a name read
+// as another), or a code point that prints as nothing or breaks the line
+// — the format characters (Cf: zero-width space and joiners, soft hyphen,
+// word joiner, byte order mark, …), the line and paragraph separators (Zl,
+// Zp) and the other default-ignorable ones (the Hangul fillers, the
+// combining grapheme joiner, …): two names would print alike.
+func badRune(r rune) string {
+	switch {
+	case unicode.IsControl(r):
+		return fmt.Sprintf("contains the control character %U", r)
+	case isBidiControl(r):
+		return fmt.Sprintf("contains the bidirectional control %U (it makes a name read as another)", r)
+	case isInvisible(r):
+		return fmt.Sprintf("contains the invisible or line-breaking character %U (it makes a name print as another)", r)
+	}
+	return ""
+}
+
+// refused reports whether the rule of names refuses r (badRune).
+func refused(r rune) bool { return badRune(r) != "" }
+
+// isInvisible reports the code points that print as nothing or break the
+// line: Unicode's format characters (Cf), line and paragraph separators
+// (Zl, Zp) and other default-ignorable code points (U+115F, U+1160, U+3164,
+// U+FFA0: the Hangul fillers; U+034F, …).
+func isInvisible(r rune) bool {
+	return r >= 0x80 && unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp, unicode.Other_Default_Ignorable_Code_Point)
 }
 
 // isBidiControl reports the Unicode bidirectional formatting characters:
@@ -73,6 +107,64 @@ func badRunes(s string) string {
 // isolates (LRI … PDI).
 func isBidiControl(r rune) bool {
 	return r == 0x061c || r == 0x200e || r == 0x200f || r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069
+}
+
+// CheckName refuses text that names something — what is the field, as an
+// error names it ("manifest artifactType") — that breaks the rule of
+// names (badRune) or is not valid UTF-8.
+func CheckName(what, s string) error {
+	if !utf8.ValidString(s) {
+		return Errorf(ErrInvalid, "%s %q is not valid UTF-8", what, s)
+	}
+	if why := badRunes(s); why != "" {
+		return Errorf(ErrInvalid, "%s %q %s", what, s, why)
+	}
+	return nil
+}
+
+// Printable is s as opm prints it to a terminal or a log: each code point
+// the rule of names refuses (badRune) and each byte that is not UTF-8
+// escaped as Go escapes it (\t, \x1b, \u202e, \xff), the rest as it is.
+// Text from git or a manifest (authors, subjects, paths, error details)
+// goes through it: an escape sequence from an origin never reaches the
+// operator's terminal.
+func Printable(s string) string {
+	i := 0
+	for i < len(s) {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 || refused(r) {
+			break
+		}
+		i += n
+	}
+	if i == len(s) {
+		return s
+	}
+	var b strings.Builder
+	b.WriteString(s[:i])
+	for i < len(s) {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case !refused(r):
+			b.WriteString(s[i : i+n])
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r < 0x80:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case r <= 0xffff:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			fmt.Fprintf(&b, `\U%08x`, r)
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // IsDotGit reports whether a path part names git's own directory on some

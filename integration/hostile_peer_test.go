@@ -77,6 +77,7 @@ func TestHostilePeer(t *testing.T) {
 		{"nfd", manifest(opm.MediaTypeManifest, "caf\u00e9", "cafe\u0301"), "differ only by case or Unicode normalization"},
 		{"c1", manifest(opm.MediaTypeManifest, "a\u0085b"), "control character U+0085"},
 		{"bidi", manifest(opm.MediaTypeManifest, "evil\u202etxt.exe"), "bidirectional control U+202E"},
+		{"invisible", manifest(opm.MediaTypeManifest, "read\u200bme", "readme"), "invisible or line-breaking character U+200B"},
 		{"html", manifest("text/html", "index.html"), `media type "text/html" is not`},
 		{"untyped", manifest("", "../../etc/passwd"), `has a '.' or '..' part`},
 	} {

@@ -51,7 +51,9 @@ type Registry struct {
 	head      headCache     // the View of the head, kept while the head stays (view.go)
 	digests   digestCache   // sha256 of metadata files by their git blob hash (view.go)
 	manifests manifestCache // manifests read and parsed, by their git blob hash (view.go)
+	summaries summaryCache  // what a listing shows of a manifest, by its git blob hash (listing.go)
 	counts    countCache    // tag counts by tags tree (listing.go)
+	parses    atomic.Int64  // manifest files read and parsed (view.go); tests count them
 
 	// indexWait is how long to wait for the Badger index when another
 	// process holds it.

@@ -171,11 +171,10 @@ func (v *View) TagSummaries(ctx context.Context, repo opm.Repository) ([]TagSumm
 	}
 	out := make([]TagSummary, 0, len(tags))
 	for _, t := range tags {
-		m, err := v.read(layout.TagPath(repo, t.Tag), t.ID, opm.Reference{Repository: repo, Tag: t.Tag})
+		ts, err := v.summary(repo, t)
 		if err != nil {
 			return nil, err
 		}
-		ts := Summarize(t.Tag, m)
 		if tt, ok := times[t.Tag]; ok {
 			ts.Date, ts.Commit = tt.When, tt.Commit.String()
 		}
@@ -183,6 +182,22 @@ func (v *View) TagSummaries(ctx context.Context, repo opm.Repository) ([]TagSumm
 	}
 	slices.SortStableFunc(out, tagOrders[SortVersion])
 	return out, nil
+}
+
+// summary summarizes a tag's manifest, read and parsed only when its git
+// blob has not been summarized before (summaryCache).
+func (v *View) summary(repo opm.Repository, t TagEntry) (TagSummary, error) {
+	if ts, ok := v.r.summaries.get(t.ID); ok {
+		ts.Name = t.Tag
+		return ts, nil
+	}
+	m, err := v.read(layout.TagPath(repo, t.Tag), t.ID, opm.Reference{Repository: repo, Tag: t.Tag})
+	if err != nil {
+		return TagSummary{}, err
+	}
+	ts := Summarize(t.Tag, m)
+	v.r.summaries.put(t.ID, ts)
+	return ts, nil
 }
 
 // The orders of a repository's tags (opm ls --sort, the listing API's

@@ -203,6 +203,7 @@ func (v *View) read(p string, id Hash, ref opm.Reference) (*layout.StoredManifes
 		}
 		pm = &parsedManifest{body: body, digest: digest.FromBytes(body)}
 		pm.m, pm.err = opm.ParseAnyManifest(body, "")
+		v.r.parses.Add(1)
 		v.r.manifests.put(id, pm)
 		v.r.digests.put(id, pm.digest)
 	}

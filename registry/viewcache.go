@@ -57,6 +57,37 @@ type parsedManifest struct {
 	err    error
 }
 
+// summaryCache keeps what a listing shows of a manifest file (its
+// TagSummary but for the tag's name and time), by its git blob hash: past
+// the manifest cache — one manifest of a few MiB is never kept there — a
+// repository's page still reads and parses no manifest it has summarized
+// before, so what a page costs does not grow with the size of its
+// manifests. An entry is a hundred bytes or so, whatever the manifest's
+// size: the cache is bounded by count.
+type summaryCache struct {
+	mu sync.Mutex
+	m  map[Hash]TagSummary
+}
+
+// summaryCacheMax bounds the summaries kept.
+const summaryCacheMax = 1 << 16
+
+func (c *summaryCache) get(h Hash) (TagSummary, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ts, ok := c.m[h]
+	return ts, ok
+}
+
+func (c *summaryCache) put(h Hash, ts TagSummary) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= summaryCacheMax {
+		c.m = map[Hash]TagSummary{}
+	}
+	c.m[h] = ts
+}
+
 // manifestCacheMax bounds the bytes of manifests kept (what they cost
 // parsed is counted as twice their size).
 const manifestCacheMax = 32 << 20

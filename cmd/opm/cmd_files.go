@@ -51,7 +51,7 @@ func runFiles(g globalOptions, opts filesOptions, ref string) error {
 		if !f.ModTime.IsZero() {
 			when = f.ModTime.Local().Format("2006-01-02 15:04:05.000000000")
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", name, opm.FormatMode(f.Mode), f.Size, f.Digest, when)
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", opm.Printable(name), opm.FormatMode(f.Mode), f.Size, f.Digest, when)
 	}
 	return w.Flush()
 }

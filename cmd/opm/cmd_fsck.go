@@ -121,7 +121,7 @@ func printFsck(g globalOptions, res *registry.FsckResult) {
 		if p.Repaired {
 			line += " [repaired]"
 		}
-		fmt.Fprintln(w, line)
+		fmt.Fprintln(w, opm.Printable(line)) // paths and details may be an origin's text
 	}
 	data := ""
 	if res.ReadData != "" {

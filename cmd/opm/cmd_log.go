@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/openpm/opm"
 	"github.com/openpm/opm/registry"
 )
 
@@ -50,12 +51,14 @@ func runLog(g globalOptions, opts logOptions, subject string) error {
 		}
 		w := newTable(g.stdout)
 		for _, e := range entries {
+			// An author and a subject are anyone's text: an origin's
+			// commits reach the terminal escaped.
 			prev := ""
 			if e.Previous != "" {
 				prev = "was " + short(string(e.Previous))
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Commit[:12], e.Date.Local().Format(time.DateTime),
-				e.Author, e.Action, short(string(e.Digest)), prev)
+				opm.Printable(e.Author), opm.Printable(e.Action), short(string(e.Digest)), prev)
 		}
 		return w.Flush()
 	})
