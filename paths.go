@@ -97,8 +97,14 @@ func refused(r rune) bool { return badRune(r) != "" }
 // isInvisible reports the code points that print as nothing or break the
 // line: Unicode's format characters (Cf), line and paragraph separators
 // (Zl, Zp) and other default-ignorable code points (U+115F, U+1160, U+3164,
-// U+FFA0: the Hangul fillers; U+034F, …).
+// U+FFA0: the Hangul fillers; U+034F, …). The zero-width non-joiner and
+// joiner (U+200C, U+200D) are spelling, not spoofing: Persian and the
+// Indic scripts write words with them, and emoji sequences join with the
+// second; names keep them.
 func isInvisible(r rune) bool {
+	if r == 0x200c || r == 0x200d {
+		return false
+	}
 	return r >= 0x80 && unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp, unicode.Other_Default_Ignorable_Code_Point)
 }
 
