@@ -16,7 +16,13 @@ type ociError struct {
 	Detail  any    `json:"detail,omitempty"`
 }
 
-func writeError(w http.ResponseWriter, status int, code, msg string) {
+// writeError answers an OCI error. When r's body was not read to its end
+// the connection closes after the answer: the rest of the body may never
+// come (docs/http.md, "Limits").
+func writeError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	if bodyUnread(r) {
+		w.Header().Set("Connection", "close")
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Del("Content-Length")
 	w.Header().Del("Docker-Content-Digest")
@@ -63,5 +69,5 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error, notFoun
 	if status >= 500 {
 		s.log.Error("http", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	writeError(w, status, code, err.Error())
+	writeError(w, r, status, code, err.Error())
 }

@@ -1,16 +1,23 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,10 +92,7 @@ func TestHTTPLimits(t *testing.T) {
 // TestSlowBody: a body that brings less than the minimum in a window is
 // cut off with 408, and holds nothing: no session, no blob.
 func TestSlowBody(t *testing.T) {
-	window, min := bodyWindow, bodyMinBytes
-	bodyWindow, bodyMinBytes = 200*time.Millisecond, 1000
-	defer func() { bodyWindow, bodyMinBytes = window, min }()
-	e := newEnv(t, Options{})
+	e := newEnv(t, Options{Limits: Limits{BodyWindow: 200 * time.Millisecond, BodyMinBytes: 1000}})
 	pr, pw := io.Pipe()
 	go func() {
 		defer pw.Close()
@@ -118,11 +122,11 @@ func TestSlowBody(t *testing.T) {
 // TestHTTPServerTimeouts: the server opm serves with closes idle
 // keep-alive connections and bounds the headers' arrival.
 func TestHTTPServerTimeouts(t *testing.T) {
-	hs := NewHTTPServer(http.NotFoundHandler(), nil)
+	hs := NewHTTPServer(http.NotFoundHandler(), Limits{}, nil)
 	if hs.IdleTimeout <= 0 || hs.ReadHeaderTimeout <= 0 || hs.MaxHeaderBytes <= 0 {
 		t.Fatalf("limits %v %v %v", hs.IdleTimeout, hs.ReadHeaderTimeout, hs.MaxHeaderBytes)
 	}
-	hs.IdleTimeout = 100 * time.Millisecond
+	hs = NewHTTPServer(http.NotFoundHandler(), Limits{IdleTimeout: 100 * time.Millisecond}, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -135,15 +139,111 @@ func TestHTTPServerTimeouts(t *testing.T) {
 	}
 	defer c.Close()
 	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	// The answer, then EOF once the connection idles out; only a hang
-	// reaches the deadline.
-	c.SetReadDeadline(time.Now().Add(opmtest.WaitTimeout))
-	b, err := io.ReadAll(c)
-	if !strings.HasPrefix(string(b), "HTTP/1.1 404") {
+	// The answer, then EOF once the connection idles out.
+	if b := readToClose(t, c); !strings.HasPrefix(b, "HTTP/1.1 404") {
 		t.Fatalf("answer %q", b)
 	}
-	if err != nil {
-		t.Fatalf("the idle connection was not closed: %v", err)
+}
+
+// hostileLimits are the limits the hostile-client tests serve with: the
+// timeouts short, so that what they bound ends at once.
+var hostileLimits = Limits{ReadHeaderTimeout: 300 * time.Millisecond, IdleTimeout: 300 * time.Millisecond, BodyWindow: 300 * time.Millisecond}
+
+// newServedEnv is newEnv served as opm serve serves: NewHTTPServer on a
+// LimitListener, on loopback.
+func newServedEnv(t *testing.T, opts Options) *env {
+	t.Helper()
+	return startEnv(t, opts, func(h http.Handler) (string, func()) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := NewHTTPServer(h, opts.Limits, log.New(io.Discard, "", 0))
+		go hs.Serve(LimitListener(ln, opts.Limits))
+		return "http://" + ln.Addr().String(), func() { hs.Close() }
+	})
+}
+
+// dialFrom connects to the server of e from the loopback address
+// 127.0.0.<host> (one client each).
+func (e *env) dialFrom(host byte) (net.Conn, error) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, host)}}
+	return d.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+}
+
+// readToClose reads c until the server closes it, and returns what it
+// read; the test fails if the server does not close it.
+func readToClose(t *testing.T, c net.Conn) string {
+	t.Helper()
+	var mu sync.Mutex
+	var got bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			n, err := c.Read(b)
+			mu.Lock()
+			got.Write(b[:n])
+			mu.Unlock()
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	var end error
+	opmtest.Eventually(t, "the server to close the connection", func() error {
+		select {
+		case end = <-done:
+			return nil
+		default:
+			mu.Lock()
+			defer mu.Unlock()
+			return fmt.Errorf("open; the server sent %q", got.String())
+		}
+	})
+	if !errors.Is(end, io.EOF) && !errors.Is(end, syscall.ECONNRESET) {
+		t.Fatalf("reading: %v", end)
+	}
+	return got.String()
+}
+
+// TestHostileBodies: a request whose declared body never (wholly) arrives
+// is answered, and its connection closed, within the body window: a GET
+// declaring a body it never sends, a write without a token declaring one
+// (the 401 path), a chunked write that stops after a chunk, and a token
+// holder declaring 5 GB and sending 1 000 bytes. An error answer to a
+// request whose body was not read says Connection: close.
+func TestHostileBodies(t *testing.T) {
+	e := newServedEnv(t, Options{Limits: hostileLimits})
+	auth := "Authorization: Bearer " + testToken + "\r\n"
+	upload := "/v2/a/b/c/blobs/uploads/?digest=" + opm.EmptyDigest.String()
+	for _, c := range []struct{ name, req, status string }{
+		{"GET declaring 1000000 bytes, none sent", "GET /v2/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n", "200"},
+		{"PUT declaring 100000 bytes without a token", "PUT /v2/a/b/c/manifests/v1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{", "401"},
+		{"chunked POST without a token stopping after one chunk", "POST /v2/a/b/c/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", "401"},
+		{"chunked POST with the token stopping after one chunk", "POST " + upload + " HTTP/1.1\r\nHost: x\r\n" + auth + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", "408"},
+		{"POST with the token declaring 5 GB, sending 1000 bytes", "POST " + upload + " HTTP/1.1\r\nHost: x\r\n" + auth + "Content-Length: 5000000000\r\n\r\n" + strings.Repeat("x", 1000), "408"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn, err := e.dialFrom(1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := io.WriteString(conn, c.req); err != nil {
+				t.Fatal(err)
+			}
+			got := readToClose(t, conn)
+			res, err := http.ReadResponse(bufio.NewReader(strings.NewReader(got)), nil)
+			if err != nil {
+				t.Fatalf("answer %q: %v", got, err)
+			}
+			res.Body.Close()
+			if res.Status[:3] != c.status || !res.Close {
+				t.Fatalf("answer %s, Connection %q; want %s and close", res.Status, res.Header.Get("Connection"), c.status)
+			}
+		})
 	}
 }
 
@@ -161,4 +261,135 @@ func TestPageHeaders(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestConnsPerAddr: a client address holding MaxConnsPerAddr connections
+// has a further one closed at once, unanswered, while another address is
+// served; once one of its connections closes, it is served again.
+func TestConnsPerAddr(t *testing.T) {
+	e := newServedEnv(t, Options{Limits: Limits{MaxConnsPerAddr: 2}})
+	var held []net.Conn
+	for range 2 {
+		c, err := e.dialFrom(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	ask := func(host byte) string {
+		t.Helper()
+		return readToClose(t, dialGet(t, e, host))
+	}
+	if got := ask(2); got != "" {
+		t.Fatalf("a third connection of one address was answered: %q", got)
+	}
+	if got := ask(3); !strings.HasPrefix(got, "HTTP/1.1 200") {
+		t.Fatalf("another address: %q", got)
+	}
+	held[0].Close()
+	opmtest.Eventually(t, "the address to be served again", func() error {
+		if got := ask(2); !strings.HasPrefix(got, "HTTP/1.1 200") {
+			return fmt.Errorf("answer %q", got)
+		}
+		return nil
+	})
+}
+
+// TestStalledConnections: 1 000 connections that stall — idle, headers cut
+// short, a declared body withheld (with and without the token), a body
+// stopped after 1 000 bytes; all but the idle ones with 15 KiB of
+// headers — from 20 client
+// addresses are each closed within its bound, while a fresh client is
+// served. What they cost the server is logged (RELIABILITY.md, "Hostile
+// clients").
+func TestStalledConnections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1 000 connections")
+	}
+	const n, perAddr = 1000, 50
+	lim := Limits{ReadHeaderTimeout: 3 * time.Second, IdleTimeout: 3 * time.Second, BodyWindow: 3 * time.Second}
+	e := newServedEnv(t, Options{Limits: lim})
+	big := "X-Pad: " + strings.Repeat("p", 15<<10) + "\r\n" // near the header limit, 16 KiB
+	auth := "Authorization: Bearer " + testToken + "\r\n"
+	stalls := []string{
+		"",
+		"GET /v2/ HTTP/1.1\r\nHost: x\r\n" + big,
+		"GET /v2/ HTTP/1.1\r\nHost: x\r\n" + big + "Content-Length: 1000\r\n\r\n",
+		"PUT /v2/a/b/c/manifests/v1 HTTP/1.1\r\nHost: x\r\n" + big + "Content-Length: 100000\r\n\r\n",
+		"POST /v2/a/b/c/blobs/uploads/?digest=" + opm.EmptyDigest.String() + " HTTP/1.1\r\nHost: x\r\n" + auth + big + "Content-Length: 5000000000\r\n\r\n" + strings.Repeat("x", 1000),
+	}
+	before := memUse()
+	goroutines := runtime.NumGoroutine()
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c, err := e.dialFrom(byte(2 + i/perAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
+		if _, err := io.WriteString(c, stalls[i%len(stalls)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The server holds them: a goroutine each.
+	opmtest.Eventually(t, "the server to take the connections", func() error {
+		if held := runtime.NumGoroutine() - goroutines; held < n*9/10 {
+			return fmt.Errorf("%d goroutines more", held)
+		}
+		return nil
+	})
+	held := memUse()
+	if got := readToClose(t, dialGet(t, e, 1)); !strings.HasPrefix(got, "HTTP/1.1 200") {
+		t.Fatalf("a fresh client: %q", got)
+	}
+	t.Logf("%d stalled connections: %d goroutines more; Go heap and stacks %+.1f MB, RSS %+.1f MB",
+		n, runtime.NumGoroutine()-goroutines, float64(held.heap-before.heap)/1e6, float64(held.rss-before.rss)/1e6)
+	var closed atomic.Int64
+	for _, c := range conns {
+		go func() {
+			io.Copy(io.Discard, c)
+			closed.Add(1)
+		}()
+	}
+	opmtest.Eventually(t, "the server to close every stalled connection", func() error {
+		if k := closed.Load(); k < n {
+			return fmt.Errorf("%d of %d closed", k, n)
+		}
+		return nil
+	})
+}
+
+// dialGet sends GET /v2/ (Connection: close) from 127.0.0.<host>.
+func dialGet(t *testing.T, e *env, host byte) net.Conn {
+	t.Helper()
+	c, err := e.dialFrom(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	io.WriteString(c, "GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	return c
+}
+
+type memory struct{ heap, rss uint64 }
+
+// memUse is the process's Go heap and stacks in use, after a collection,
+// and its resident set (Linux; 0 elsewhere).
+func memUse() memory {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	m := memory{heap: ms.HeapInuse + ms.StackInuse}
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+				var kb uint64
+				fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+				m.rss = kb << 10
+			}
+		}
+	}
+	return m
 }

@@ -76,7 +76,7 @@ func (s *Server) serveOCI(w http.ResponseWriter, r *http.Request) {
 	}
 	rt, status, code, err := parseOCI(r.URL.Path)
 	if err != nil {
-		writeError(w, status, code, err.Error())
+		writeError(w, r, status, code, err.Error())
 		return
 	}
 	key := rt.kind + " " + r.Method
@@ -107,7 +107,7 @@ func (s *Server) serveOCI(w http.ResponseWriter, r *http.Request) {
 		s.referrers(w, r, rt)
 	default:
 		w.Header().Set("Allow", allowed[rt.kind])
-		writeError(w, http.StatusMethodNotAllowed, "UNSUPPORTED", r.Method+" is not supported here")
+		writeError(w, r, http.StatusMethodNotAllowed, "UNSUPPORTED", r.Method+" is not supported here")
 	}
 }
 
@@ -138,7 +138,7 @@ func (s *Server) getManifest(w http.ResponseWriter, r *http.Request, rt ociRoute
 	tag, d, _, err := parseRef(rt.arg)
 	if err != nil {
 		// An unknown reference of the wrong shape is simply not there.
-		writeError(w, http.StatusNotFound, "MANIFEST_UNKNOWN", err.Error())
+		writeError(w, r, http.StatusNotFound, "MANIFEST_UNKNOWN", err.Error())
 		return
 	}
 	v, err := s.reg.View()
@@ -182,7 +182,7 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 func (s *Server) putManifestHTTP(w http.ResponseWriter, r *http.Request, rt ociRoute) {
 	tag, d, code, err := parseRef(rt.arg)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, code, err.Error())
+		writeError(w, r, http.StatusBadRequest, code, err.Error())
 		return
 	}
 	body, err := readBody(w, r, MaxHTTPManifestSize)
@@ -192,7 +192,7 @@ func (s *Server) putManifestHTTP(w http.ResponseWriter, r *http.Request, rt ociR
 	}
 	got := digest.FromBytes(body)
 	if d != "" && got != d {
-		writeError(w, http.StatusBadRequest, "DIGEST_INVALID", fmt.Sprintf("the manifest's bytes hash to %s, not %s", got, d))
+		writeError(w, r, http.StatusBadRequest, "DIGEST_INVALID", fmt.Sprintf("the manifest's bytes hash to %s, not %s", got, d))
 		return
 	}
 	ct := r.Header.Get("Content-Type")
@@ -209,7 +209,7 @@ func (s *Server) putManifestHTTP(w http.ResponseWriter, r *http.Request, rt ociR
 		// in the same commit.
 		for _, t := range r.URL.Query()["tag"] {
 			if !opm.ValidTag(t) {
-				writeError(w, http.StatusBadRequest, "TAG_INVALID", fmt.Sprintf("tag %q is not a valid tag", t))
+				writeError(w, r, http.StatusBadRequest, "TAG_INVALID", fmt.Sprintf("tag %q is not a valid tag", t))
 				return
 			}
 			if !slices.Contains(tags, t) {
@@ -237,7 +237,7 @@ func (s *Server) putManifestHTTP(w http.ResponseWriter, r *http.Request, rt ociR
 func (s *Server) deleteManifestHTTP(w http.ResponseWriter, r *http.Request, rt ociRoute) {
 	tag, d, code, err := parseRef(rt.arg)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, code, err.Error())
+		writeError(w, r, http.StatusBadRequest, code, err.Error())
 		return
 	}
 	if tag != "" {
@@ -253,13 +253,13 @@ func (s *Server) deleteManifestHTTP(w http.ResponseWriter, r *http.Request, rt o
 }
 
 // blobDigest parses the digest of a blob URL.
-func blobDigest(w http.ResponseWriter, arg string, notFound bool) (digest.Digest, bool) {
+func blobDigest(w http.ResponseWriter, r *http.Request, arg string, notFound bool) (digest.Digest, bool) {
 	d, err := opm.ParseDigest(arg)
 	if err != nil {
 		if notFound {
-			writeError(w, http.StatusNotFound, "BLOB_UNKNOWN", err.Error())
+			writeError(w, r, http.StatusNotFound, "BLOB_UNKNOWN", err.Error())
 		} else {
-			writeError(w, http.StatusBadRequest, "DIGEST_INVALID", err.Error())
+			writeError(w, r, http.StatusBadRequest, "DIGEST_INVALID", err.Error())
 		}
 		return "", false
 	}
@@ -267,7 +267,7 @@ func blobDigest(w http.ResponseWriter, arg string, notFound bool) (digest.Digest
 }
 
 func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, rt ociRoute) {
-	d, ok := blobDigest(w, rt.arg, true)
+	d, ok := blobDigest(w, r, rt.arg, true)
 	if !ok {
 		return
 	}
@@ -312,7 +312,7 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, rt ociRoute) {
 // names it: then 405, since deleting it would break a tag. Blobs are not
 // per repository, so the check is registry-wide.
 func (s *Server) deleteBlob(w http.ResponseWriter, r *http.Request, rt ociRoute) {
-	d, ok := blobDigest(w, rt.arg, false)
+	d, ok := blobDigest(w, r, rt.arg, false)
 	if !ok {
 		return
 	}
@@ -344,7 +344,7 @@ func pageAfter[T any](w http.ResponseWriter, r *http.Request, items []T, name fu
 	}
 	n, err := strconv.Atoi(ns)
 	if err != nil || n < 0 {
-		writeError(w, http.StatusBadRequest, "PAGINATION_NUMBER_INVALID", fmt.Sprintf("n=%q: want a number >= 0", ns))
+		writeError(w, r, http.StatusBadRequest, "PAGINATION_NUMBER_INVALID", fmt.Sprintf("n=%q: want a number >= 0", ns))
 		return nil, false
 	}
 	if n < len(items) {
@@ -406,7 +406,7 @@ func writeJSON(w http.ResponseWriter, r *http.Request, ct string, v any) {
 func (s *Server) referrers(w http.ResponseWriter, r *http.Request, rt ociRoute) {
 	d, err := opm.ParseDigest(rt.arg)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "DIGEST_INVALID", err.Error())
+		writeError(w, r, http.StatusBadRequest, "DIGEST_INVALID", err.Error())
 		return
 	}
 	v, err := s.reg.View()

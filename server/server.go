@@ -51,6 +51,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Title is shown at the top of the web pages.
 	Title string
+	// Limits bound what a client can hold (zero fields: DefaultLimits'):
+	// the server uses the body limits; give the same to NewHTTPServer
+	// and LimitListener.
+	Limits Limits
 }
 
 // Server is an http.Handler over one open registry.
@@ -71,6 +75,7 @@ func New(reg *registry.Registry, opts Options) (*Server, error) {
 	if opts.Title == "" {
 		opts.Title = "opm registry"
 	}
+	opts.Limits = opts.Limits.OrDefault()
 	// Each server has its own directory of uploads (two may serve one home:
 	// `opm mount --http` and `opm serve` through the daemon).
 	ups, err := reg.Uploads(opts.Logger)
@@ -91,6 +96,7 @@ func (s *Server) Close() error { return s.uploads.Close() }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	r = limitBody(w, r, s.opts.Limits)
 	if isWrite(r.Method) {
 		if !s.allowed(r, s.opts.Token) {
 			s.unauthorized(w, r, "writes need the server's token: Authorization: Bearer <token> (or Basic with the token as password)")
@@ -99,9 +105,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else if s.opts.ReadToken != "" && !s.allowed(r, s.opts.ReadToken) && !s.allowed(r, s.opts.Token) {
 		s.unauthorized(w, r, "this server needs a token to read")
 		return
-	}
-	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = newMinRateBody(w, r.Body)
 	}
 	s.mux.ServeHTTP(w, r)
 }
@@ -134,8 +137,5 @@ func (s *Server) allowed(r *http.Request, token string) bool {
 
 func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, msg string) {
 	w.Header().Set("WWW-Authenticate", `Basic realm="opm", charset="UTF-8"`)
-	if r.Body != nil {
-		r.Body.Close()
-	}
-	writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", msg)
+	writeError(w, r, http.StatusUnauthorized, "UNAUTHORIZED", msg)
 }

@@ -36,6 +36,16 @@ type env struct {
 
 func newEnv(t *testing.T, opts Options) *env {
 	t.Helper()
+	return startEnv(t, opts, func(h http.Handler) (string, func()) {
+		hs := httptest.NewServer(h)
+		return hs.URL, hs.Close
+	})
+}
+
+// startEnv is newEnv with the server started by serve, which returns its
+// URL and how to stop it.
+func startEnv(t *testing.T, opts Options, serve func(http.Handler) (url string, stop func())) *env {
+	t.Helper()
 	t.Setenv("GIT_AUTHOR_NAME", "Test Pusher")
 	t.Setenv("GIT_AUTHOR_EMAIL", "pusher@example.com")
 	reg, err := registry.Open(context.Background(), t.TempDir())
@@ -49,13 +59,13 @@ func newEnv(t *testing.T, opts Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv)
+	url, stop := serve(srv)
 	t.Cleanup(func() {
-		hs.Close()
+		stop()
 		srv.Close()
 		reg.Close()
 	})
-	return &env{t: t, reg: reg, srv: srv, url: hs.URL}
+	return &env{t: t, reg: reg, srv: srv, url: url}
 }
 
 // do sends a request with the write token; hdr is "Key: value" pairs.

@@ -15,10 +15,10 @@ import (
 
 // session finds the upload session of rt, held (the caller Releases it),
 // or answers 404.
-func (s *Server) session(w http.ResponseWriter, rt ociRoute) (*registry.Upload, bool) {
+func (s *Server) session(w http.ResponseWriter, r *http.Request, rt ociRoute) (*registry.Upload, bool) {
 	up, ok := s.uploads.Get(rt.repo, rt.arg)
 	if !ok {
-		writeError(w, http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN", "no such upload session")
+		writeError(w, r, http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN", "no such upload session")
 	}
 	return up, ok
 }
@@ -56,7 +56,7 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request, rt ociRoute
 	} else if ds := q.Get("digest"); ds != "" {
 		d, err := opm.ParseDigest(ds)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "DIGEST_INVALID", err.Error())
+			writeError(w, r, http.StatusBadRequest, "DIGEST_INVALID", err.Error())
 			return
 		}
 		if err := s.uploads.PutWhole(r.Context(), d, r.ContentLength, r.Body); err != nil {
@@ -77,7 +77,7 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request, rt ociRoute
 }
 
 func (s *Server) uploadStatus(w http.ResponseWriter, r *http.Request, rt ociRoute) {
-	up, ok := s.session(w, rt)
+	up, ok := s.session(w, r, rt)
 	if !ok {
 		return
 	}
@@ -116,22 +116,22 @@ func (s *Server) chunk(w http.ResponseWriter, r *http.Request, up *registry.Uplo
 	if cr != "" {
 		start, end, err := contentRange(cr)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "BLOB_UPLOAD_INVALID", err.Error())
+			writeError(w, r, http.StatusBadRequest, "BLOB_UPLOAD_INVALID", err.Error())
 			return false
 		}
 		if end >= opm.MaxSize {
 			s.location(w, up)
-			writeError(w, http.StatusRequestedRangeNotSatisfiable, "BLOB_UPLOAD_INVALID", errRangeTooBig.Error())
+			writeError(w, r, http.StatusRequestedRangeNotSatisfiable, "BLOB_UPLOAD_INVALID", errRangeTooBig.Error())
 			return false
 		}
 		if start != up.Size() {
 			s.location(w, up)
-			writeError(w, http.StatusRequestedRangeNotSatisfiable, "BLOB_UPLOAD_INVALID",
+			writeError(w, r, http.StatusRequestedRangeNotSatisfiable, "BLOB_UPLOAD_INVALID",
 				fmt.Sprintf("chunk starts at %d, the upload has %d bytes", start, up.Size()))
 			return false
 		}
 		if r.ContentLength >= 0 && r.ContentLength != end-start+1 {
-			writeError(w, http.StatusBadRequest, "BLOB_UPLOAD_INVALID",
+			writeError(w, r, http.StatusBadRequest, "BLOB_UPLOAD_INVALID",
 				fmt.Sprintf("Content-Range %q but Content-Length %d", cr, r.ContentLength))
 			return false
 		}
@@ -155,7 +155,7 @@ func (s *Server) chunk(w http.ResponseWriter, r *http.Request, up *registry.Uplo
 }
 
 func (s *Server) patchUpload(w http.ResponseWriter, r *http.Request, rt ociRoute) {
-	up, ok := s.session(w, rt)
+	up, ok := s.session(w, r, rt)
 	if !ok {
 		return
 	}
@@ -172,10 +172,10 @@ func (s *Server) patchUpload(w http.ResponseWriter, r *http.Request, rt ociRoute
 func (s *Server) finishUpload(w http.ResponseWriter, r *http.Request, rt ociRoute) {
 	d, err := opm.ParseDigest(r.URL.Query().Get("digest"))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "DIGEST_INVALID", err.Error())
+		writeError(w, r, http.StatusBadRequest, "DIGEST_INVALID", err.Error())
 		return
 	}
-	up, ok := s.session(w, rt)
+	up, ok := s.session(w, r, rt)
 	if !ok {
 		return
 	}
@@ -191,7 +191,7 @@ func (s *Server) finishUpload(w http.ResponseWriter, r *http.Request, rt ociRout
 }
 
 func (s *Server) cancelUpload(w http.ResponseWriter, r *http.Request, rt ociRoute) {
-	up, ok := s.session(w, rt)
+	up, ok := s.session(w, r, rt)
 	if !ok {
 		return
 	}

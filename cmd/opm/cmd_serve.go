@@ -33,7 +33,9 @@ Reads are open unless --read-token-file is given. Writes need the token of
 --token-file, sent as 'Authorization: Bearer <token>' or as the password of
 Basic authentication (oras login, crane auth login, docker login with any
 user name); without --token-file the server is read-only. Every manifest
-pushed is one git commit. See docs/http.md.
+pushed is one git commit. Every request ends, answered or closed, within a
+bounded time; connections are bounded, in all and per client address
+(--max-conns, --max-conns-per-addr). See docs/http.md.
 
 While a daemon ('opm mount') owns the home, the daemon serves.
 
@@ -46,6 +48,8 @@ Example:
 			&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS with this certificate `FILE` (with --tls-key)"},
 			&cli.StringFlag{Name: "tls-key", Usage: "private key `FILE` of --tls-cert"},
 			&cli.StringFlag{Name: "title", Value: "registry", Usage: "`TEXT` at the top of the web pages"},
+			&cli.IntFlag{Name: "max-conns", Value: server.DefaultLimits.MaxConns, Usage: "hold at most `N` connections at once (more wait to be accepted)"},
+			&cli.IntFlag{Name: "max-conns-per-addr", Value: server.DefaultLimits.MaxConnsPerAddr, Usage: "hold at most `N` connections of one client address (an IPv6 /64); more are closed at once"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 0, 0); err != nil {
@@ -64,6 +68,7 @@ type serveOptions struct {
 	Addr, CertFile, KeyFile string
 	Token, ReadToken        string
 	Title                   string
+	Limits                  server.Limits // zero fields: server.DefaultLimits'
 }
 
 // newServeOptions reads opm serve's flags, and the tokens in the files
@@ -74,6 +79,12 @@ func newServeOptions(c *cli.Context) (serveOptions, error) {
 	if (o.CertFile == "") != (o.KeyFile == "") {
 		return o, usagef("--tls-cert and --tls-key go together")
 	}
+	for _, f := range []string{"max-conns", "max-conns-per-addr"} {
+		if c.Int(f) < 1 {
+			return o, usagef("--%s %d: want a number >= 1", f, c.Int(f))
+		}
+	}
+	o.Limits.MaxConns, o.Limits.MaxConnsPerAddr = c.Int("max-conns"), c.Int("max-conns-per-addr")
 	var err error
 	if o.Token, err = readToken(g, "token-file", c.String("token-file")); err != nil {
 		return o, err
@@ -111,7 +122,7 @@ func runServe(g globalOptions, o serveOptions) error {
 // address listened on.
 func serveHTTP(ctx context.Context, r *registry.Registry, o serveOptions, log io.Writer, ready func(addr string)) error {
 	logger := slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := server.New(r, server.Options{Token: o.Token, ReadToken: o.ReadToken, Logger: logger, Title: o.Title})
+	srv, err := server.New(r, server.Options{Token: o.Token, ReadToken: o.ReadToken, Logger: logger, Title: o.Title, Limits: o.Limits})
 	if err != nil {
 		return err
 	}
@@ -120,7 +131,8 @@ func serveHTTP(ctx context.Context, r *registry.Registry, o serveOptions, log io
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.Addr, err)
 	}
-	hs := server.NewHTTPServer(srv, slog.NewLogLogger(logger.Handler(), slog.LevelWarn))
+	ln = server.LimitListener(ln, o.Limits)
+	hs := server.NewHTTPServer(srv, o.Limits, slog.NewLogLogger(logger.Handler(), slog.LevelWarn))
 	scheme := "http"
 	if o.CertFile != "" {
 		scheme = "https"
