@@ -17,6 +17,7 @@ import (
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/gitmeta"
 	"github.com/openpm/opm/internal/opmtest"
+	"github.com/openpm/opm/registry"
 )
 
 // TestServedTypeIsValidated: a tag file committed by git with a mediaType
@@ -161,4 +162,63 @@ func TestPageHeaders(t *testing.T) {
 			}
 		}
 	}
+}
+
+// commitFile commits data at path p of the home's metadata as another git
+// writer would, past every check of the registry.
+func (e *env) commitFile(p string, data []byte) {
+	e.t.Helper()
+	meta, err := gitmeta.Open(filepath.Join(e.reg.Home(), "meta.git"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer meta.Close()
+	_, _, err = meta.Update(context.Background(), gitmeta.Signature{Name: "mallory", Email: "m@example.org"}, func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+		return []gitmeta.Change{{Path: p, Data: data, Delete: data == nil}}, gitmeta.Message{Subject: "by hand"}, nil
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// TestDeleteBlobKeepsWhenInDoubt: a blob DELETE keeps blobs by gc's rule.
+// A stored manifest that does not parse (committed by git) may name any
+// blob: while it stands no blob is deleted (405), as gc refuses to run;
+// once it is gone the DELETE goes through. A manifest whose digests are
+// written with JSON escapes (its bytes never spell the hex) keeps its blob
+// too. (Both DELETEs used to answer 202 and remove a blob a tag names.)
+func TestDeleteBlobKeepsWhenInDoubt(t *testing.T) {
+	e := newEnv(t, Options{})
+	repo := "acme/img/app"
+	cfg := e.putBlob(repo, []byte("{}"))
+
+	// A tag file that names the blob but does not parse (a negative size).
+	d := e.putBlob(repo, []byte("named by a broken manifest"))
+	bad := fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":"x","digest":%q,"size":2},"layers":[{"mediaType":"x","digest":%q,"size":-1}]}`,
+		opm.MediaTypeManifest, cfg, d)
+	e.commitFile("acme/img/app/tags/broken.json", []byte(bad))
+	expect(t, e.do("DELETE", "/v2/"+repo+"/blobs/"+d.String(), nil), 405, "DENIED")
+	expect(t, e.do("GET", "/v2/"+repo+"/blobs/"+d.String(), nil), 200, "")
+	if _, err := e.reg.GC(context.Background(), registry.GCOptions{}); err == nil {
+		t.Fatal("gc ran over a manifest that does not parse")
+	}
+	e.commitFile("acme/img/app/tags/broken.json", nil)
+	expect(t, e.do("DELETE", "/v2/"+repo+"/blobs/"+d.String(), nil), 202, "")
+
+	// A valid manifest naming its layer with escapes: "\u0061" is "a".
+	l := e.putBlob(repo, []byte("named with escapes"))
+	hex := l.Encoded()
+	escaped := "sha256:"
+	for _, c := range hex {
+		escaped += fmt.Sprintf(`\u%04x`, c)
+	}
+	m := fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":"x","digest":%q,"size":2},"layers":[{"mediaType":"x","digest":"%s","size":18}]}`,
+		opm.MediaTypeManifest, cfg, escaped)
+	if strings.Contains(m, hex) {
+		t.Fatal("the manifest spells the hex")
+	}
+	expect(t, e.do("PUT", "/v2/"+repo+"/manifests/v1", []byte(m), "Content-Type: "+opm.MediaTypeManifest), 201, "")
+	expect(t, e.do("DELETE", "/v2/"+repo+"/blobs/"+l.String(), nil), 405, "DENIED")
+	expect(t, e.do("GET", "/v2/"+repo+"/manifests/v1", nil), 200, "")
+	expect(t, e.do("GET", "/v2/"+repo+"/blobs/"+l.String(), nil), 200, "")
 }
