@@ -198,16 +198,15 @@ func (r *Registry) PutManifest(ctx context.Context, repo opm.Repository, tags []
 	}
 	// Children before parents: every blob (and, for an index, every
 	// manifest) named must be here before the manifest is committed, and no
-	// gc removes one found here before the commit names it.
+	// gc removes one found here before the commit names it. A layer of a
+	// "non-distributable" type is no exception: it may be a file of the
+	// package, and fsck, sync and the mount all want it here.
 	release, err := HoldForWrite(ctx, r.dir)
 	if err != nil {
 		return nil, false, err
 	}
 	defer release()
 	for _, b := range m.Blobs() {
-		if isForeign(b) {
-			continue
-		}
 		size, err := r.blobs.Stat(ctx, b.Digest)
 		if errors.Is(err, opm.ErrNotFound) {
 			return nil, false, opm.WithKind(ErrBlobUnknown, fmt.Errorf("blob %s is not in the registry: push it first", b.Digest))
@@ -247,12 +246,6 @@ func (r *Registry) PutManifest(ctx context.Context, repo opm.Repository, tags []
 	}
 	res, err := r.commit(ctx, &replayRule{}, c)
 	return m, res.committed, err
-}
-
-// isForeign reports a non-distributable layer: the registry is not
-// expected to hold it.
-func isForeign(d opm.Descriptor) bool {
-	return strings.Contains(d.MediaType, "nondistributable") || strings.Contains(d.MediaType, ".foreign.")
 }
 
 // DeleteManifest removes the manifest d of repo: every tag that holds it and

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/gitmeta"
 	"github.com/openpm/opm/internal/opmtest"
@@ -221,4 +223,52 @@ func TestDeleteBlobKeepsWhenInDoubt(t *testing.T) {
 	expect(t, e.do("DELETE", "/v2/"+repo+"/blobs/"+l.String(), nil), 405, "DENIED")
 	expect(t, e.do("GET", "/v2/"+repo+"/manifests/v1", nil), 200, "")
 	expect(t, e.do("GET", "/v2/"+repo+"/blobs/"+l.String(), nil), 200, "")
+}
+
+// TestPutManifestChecksEveryLayer: every layer is checked for presence and
+// size whatever its media type, and no layer escapes the size check by
+// sharing a digest — a titled "non-distributable" layer is a file of the
+// package. (Such a PUT of missing 4 EiB blobs used to answer 201: a tag
+// before its blobs, shown as 4.0 EiB, EIO in the mount.)
+func TestPutManifestChecksEveryLayer(t *testing.T) {
+	e := newEnv(t, Options{})
+	repo := "acme/img/app"
+	cfg := e.putBlob(repo, []byte("{}"))
+	real := e.putBlob(repo, []byte("eleven byte"))
+	missing := digest.FromString("never pushed")
+	layer := func(mt string, d digest.Digest, size int64, title string) string {
+		a := ""
+		if title != "" {
+			a = fmt.Sprintf(`,"annotations":{%q:%q}`, opm.AnnotationTitle, title)
+		}
+		return fmt.Sprintf(`{"mediaType":%q,"digest":%q,"size":%d%s}`, mt, d, size, a)
+	}
+	manifest := func(layers ...string) []byte {
+		return []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"artifactType":%q,"config":{"mediaType":%q,"digest":%q,"size":2},"layers":[%s]}`,
+			opm.MediaTypeManifest, opm.ArtifactType, opm.MediaTypeEmpty, cfg, strings.Join(layers, ",")))
+	}
+	const huge = int64(opm.MaxSize) - 2 // 4 EiB with the config's 2 bytes
+	head := e.head()
+	for _, c := range []struct {
+		name   string
+		body   []byte
+		status int
+		code   string
+	}{
+		{"titled nondistributable", manifest(layer("application/vnd.oci.image.layer.nondistributable.v1.tar", missing, huge, "big")), 400, "MANIFEST_BLOB_UNKNOWN"},
+		{"titled foreign", manifest(layer("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", missing, huge, "big")), 400, "MANIFEST_BLOB_UNKNOWN"},
+		{"untitled foreign", manifest(layer("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", missing, 5, "")), 400, "MANIFEST_BLOB_UNKNOWN"},
+		{"foreign, present, lying size", manifest(layer("application/vnd.oci.image.layer.nondistributable.v1.tar", real, huge, "big")), 400, "SIZE_INVALID"},
+		{"one digest, two sizes", manifest(layer(opm.MediaTypeOctet, real, 11, "a"), layer(opm.MediaTypeOctet, real, 1<<40, "b")), 400, "MANIFEST_INVALID"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			expect(t, e.do("PUT", "/v2/"+repo+"/manifests/v1", c.body, "Content-Type: "+opm.MediaTypeManifest), c.status, c.code)
+		})
+	}
+	if e.head() != head {
+		t.Fatal("a refused PUT committed")
+	}
+	// The same layer present with its size is a file like any other.
+	ok := manifest(layer("application/vnd.oci.image.layer.nondistributable.v1.tar", real, 11, "f"))
+	expect(t, e.do("PUT", "/v2/"+repo+"/manifests/v1", ok, "Content-Type: "+opm.MediaTypeManifest), 201, "")
 }
