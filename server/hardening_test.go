@@ -225,6 +225,46 @@ func TestDeleteBlobKeepsWhenInDoubt(t *testing.T) {
 	expect(t, e.do("GET", "/v2/"+repo+"/blobs/"+l.String(), nil), 200, "")
 }
 
+// TestDeleteManifestChildrenLast: a manifest that a committed index names
+// cannot be deleted while the index stands — 409 with one line naming the
+// index — as an index cannot be put before its manifests; deleted parent
+// first, it goes. (The DELETE used to answer 202 and leave the index
+// naming a manifest the repository does not keep.)
+func TestDeleteManifestChildrenLast(t *testing.T) {
+	e := newEnv(t, Options{})
+	repo := "acme/img/app"
+	cfg := e.putBlob(repo, []byte("{}"))
+	m := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":"x","digest":%q,"size":2},"layers":[]}`, opm.MediaTypeManifest, cfg))
+	md := digest.FromBytes(m)
+	expect(t, e.do("PUT", "/v2/"+repo+"/manifests/"+md.String(), m, "Content-Type: "+opm.MediaTypeManifest), 201, "")
+	idx := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"manifests":[{"mediaType":%q,"digest":%q,"size":%d}]}`, opm.MediaTypeIndex, opm.MediaTypeManifest, md, len(m)))
+	expect(t, e.do("PUT", "/v2/"+repo+"/manifests/multi", idx, "Content-Type: "+opm.MediaTypeIndex), 201, "")
+
+	head := e.head()
+	b := expect(t, e.do("DELETE", "/v2/"+repo+"/manifests/"+md.String(), nil), 409, "DENIED")
+	if !strings.Contains(string(b), repo+":multi") || !strings.Contains(string(b), "delete that index first") {
+		t.Errorf("the refusal does not say what to delete first: %s", b)
+	}
+	if e.head() != head {
+		t.Fatal("a refused DELETE moved the head")
+	}
+	res, err := e.reg.Fsck(context.Background(), registry.FsckOptions{})
+	if err != nil || len(res.Problems) > 0 {
+		t.Fatalf("fsck: %v %+v", err, res)
+	}
+	expect(t, e.do("DELETE", "/v2/"+repo+"/manifests/multi", nil), 202, "")
+	expect(t, e.do("DELETE", "/v2/"+repo+"/manifests/"+md.String(), nil), 202, "")
+
+	// A child kept only under a tag: deleting the tag is deleting it.
+	expect(t, e.do("PUT", "/v2/"+repo+"/manifests/child", m, "Content-Type: "+opm.MediaTypeManifest), 201, "")
+	expect(t, e.do("PUT", "/v2/"+repo+"/manifests/multi", idx, "Content-Type: "+opm.MediaTypeIndex), 201, "")
+	expect(t, e.do("DELETE", "/v2/"+repo+"/manifests/child", nil), 409, "DENIED")
+	// A second copy may go; the last may not.
+	expect(t, e.do("PUT", "/v2/"+repo+"/manifests/"+md.String(), m, "Content-Type: "+opm.MediaTypeManifest), 201, "")
+	expect(t, e.do("DELETE", "/v2/"+repo+"/manifests/child", nil), 202, "")
+	expect(t, e.do("DELETE", "/v2/"+repo+"/manifests/"+md.String(), nil), 409, "DENIED")
+}
+
 // TestPutManifestChecksEveryLayer: every layer is checked for presence and
 // size whatever its media type, and no layer escapes the size check by
 // sharing a digest — a titled "non-distributable" layer is a file of the
