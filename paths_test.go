@@ -112,10 +112,10 @@ func TestNamesPrintAsThemselves(t *testing.T) {
 	for name, c := range map[string]struct{ body, field string }{
 		"artifactType": {`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/x\u202e","config":` + d + `,"layers":[]}`, "manifest artifactType"},
 		"docker":       {`{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","artifactType":"a\u2028b","config":` + d + `,"layers":[]}`, "manifest artifactType"},
-		"layer type":   {`{"schemaVersion":2,"config":` + d + `,"layers":[{"mediaType":"text/plain\u200b","digest":"` + testDigest + `","size":1}]}`, "manifest layer 0 mediaType"},
+		"layer type":   {`{"schemaVersion":2,"config":` + d + `,"layers":[{"mediaType":"text/plain\u200b","digest":"` + testDigest + `","size":3}]}`, "manifest layer 0 mediaType"},
 		"config type":  {`{"schemaVersion":2,"config":{"mediaType":"a\u3164","digest":"` + testDigest + `","size":1},"layers":[]}`, "manifest config mediaType"},
 		"index child":  {`{"schemaVersion":2,"manifests":[{"mediaType":"x","artifactType":"y\u2066z","digest":"` + testDigest + `","size":1}]}`, "manifest manifest 0 artifactType"},
-		"title":        {`{"schemaVersion":2,"config":` + d + `,"layers":[{"digest":"` + testDigest + `","size":1,"annotations":{"org.opencontainers.image.title":"a\u00adb"}}]}`, "package path"},
+		"title":        {`{"schemaVersion":2,"config":` + d + `,"layers":[{"digest":"` + testDigest + `","size":3,"annotations":{"org.opencontainers.image.title":"a\u00adb"}}]}`, "package path"},
 	} {
 		_, err := ParseAnyManifest([]byte(c.body), "")
 		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.field) || !strings.Contains(err.Error(), "U+") {
