@@ -229,22 +229,23 @@ func (r *Repo) tree(h plumbing.Hash) ([]object.TreeEntry, error) {
 	return t.Entries, nil
 }
 
-// blob reads the content of a blob object. The caller holds r.mu.
-func (r *Repo) blob(h plumbing.Hash) ([]byte, error) {
+// blob reads the content of a blob object of at most max bytes. The
+// caller holds r.mu.
+func (r *Repo) blob(h plumbing.Hash, max int64) ([]byte, error) {
 	o, err := r.object(plumbing.BlobObject, h)
 	if err != nil {
 		return nil, err
+	}
+	// Every metadata file is a manifest or smaller; the size is the
+	// object's own claim (a hostile remote's compressed bomb).
+	if o.Size() > max {
+		return nil, opm.Errorf(opm.ErrInvalid, "blob %s: %d bytes, over the %d-byte limit of a metadata file", h, o.Size(), max)
 	}
 	rd, err := o.Reader()
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: %w", h, err)
 	}
 	defer rd.Close()
-	// Every metadata file is a manifest or smaller; the size is the
-	// object's own claim (a hostile remote's compressed bomb).
-	if o.Size() > opm.MaxManifestSize {
-		return nil, opm.Errorf(opm.ErrInvalid, "blob %s: %d bytes, over the %d-byte limit of a metadata file", h, o.Size(), opm.MaxManifestSize)
-	}
 	data := make([]byte, o.Size())
 	if _, err := io.ReadFull(rd, data); err != nil {
 		return nil, fmt.Errorf("blob %s: %w", h, err)

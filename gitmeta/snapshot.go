@@ -55,6 +55,13 @@ func (s *Snapshot) When() time.Time { return s.when }
 // ReadFile returns the content of the file at path. It fails with
 // opm.ErrNotFound if there is none and opm.ErrInvalid if path is a directory.
 func (s *Snapshot) ReadFile(path string) ([]byte, error) {
+	return s.ReadSmallFile(path, opm.MaxManifestSize)
+}
+
+// ReadSmallFile is ReadFile for a file of at most max bytes (at most
+// opm.MaxManifestSize): a larger one fails with opm.ErrInvalid, told by its
+// object's header before anything is inflated.
+func (s *Snapshot) ReadSmallFile(path string, max int64) ([]byte, error) {
 	e, err := s.Stat(path)
 	if err != nil {
 		return nil, err
@@ -64,7 +71,7 @@ func (s *Snapshot) ReadFile(path string) ([]byte, error) {
 	}
 	s.repo.mu.Lock()
 	defer s.repo.mu.Unlock()
-	return s.repo.blob(e.Hash)
+	return s.repo.blob(e.Hash, min(max, opm.MaxManifestSize))
 }
 
 // ReadDir returns the entries of the directory at path ("" is the root),

@@ -36,36 +36,61 @@ func TrackingRef(name string) plumbing.ReferenceName {
 }
 
 // Fetch fetches main of the git repository at url into the ref into and
-// returns the commit it names, zero if the remote has no main yet. go-git
-// writes the objects as a packfile, which this Repo finds when it next
-// reads the pack indexes.
+// returns the commit it names, zero if the remote has no main yet (see
+// FetchChecked, with no check).
 func (r *Repo) Fetch(ctx context.Context, url string, into plumbing.ReferenceName) (plumbing.Hash, error) {
+	return r.FetchChecked(ctx, url, into, nil)
+}
+
+// FetchChecked fetches main of the git repository at url and returns the
+// commit it names, zero if the remote has no main yet. go-git writes the
+// objects as a packfile, which this Repo finds when it next reads the pack
+// indexes; a pack with an object over MaxObjectSize is refused before
+// go-git inflates it (checkPack). The commit is then handed to check (when
+// not nil) and only if it passes does the ref into name it: a refused
+// fetch leaves into as it was, and returns the commit with check's error.
+func (r *Repo) FetchChecked(ctx context.Context, url string, into plumbing.ReferenceName, check func(plumbing.Hash) error) (plumbing.Hash, error) {
+	fetched, err := r.fetchMain(ctx, url, into)
+	if err != nil || fetched.IsZero() {
+		return fetched, err
+	}
+	if check != nil {
+		if err := check(fetched); err != nil {
+			return fetched, err
+		}
+	}
+	return fetched, r.setRef(ctx, into, fetched)
+}
+
+// fetchMain fetches main of the git repository at url into a staging ref
+// beside into (go-git writes it; it is removed before the fetch lock is
+// let go) and returns the commit it named.
+func (r *Repo) fetchMain(ctx context.Context, url string, into plumbing.ReferenceName) (plumbing.Hash, error) {
 	finish, err := BeginFetch(ctx, r.path)
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
 	dropBrokenTrackingRefs(r.path)
-	repo, err := r.transportRepo()
-	if err != nil {
-		finish()
-		return plumbing.ZeroHash, err
-	}
-	rem := gogit.NewRemote(repo.Storer, &config.RemoteConfig{Name: "opm", URLs: []string{url}})
+	staging := plumbing.ReferenceName(string(into) + "-fetching")
+	stagingFile := filepath.Join(r.path, filepath.FromSlash(string(staging)))
+	os.Remove(stagingFile) // left by a fetch killed midway
+	rem := gogit.NewRemote(checkedPacks{openStorage(r.path, cache.NewObjectLRUDefault())}, &config.RemoteConfig{Name: "opm", URLs: []string{url}})
 	err = rem.FetchContext(ctx, &gogit.FetchOptions{
 		RemoteName: "opm",
-		RefSpecs:   []config.RefSpec{config.RefSpec("+" + string(Branch) + ":" + string(into))},
+		RefSpecs:   []config.RefSpec{config.RefSpec("+" + string(Branch) + ":" + string(staging))},
 		Tags:       gogit.NoTags,
 	})
-	if ferr := finish(); ferr != nil {
-		// The tracking ref go-git moved may name objects not on disk:
-		// forget it, so that the next fetch brings them again.
-		os.Remove(filepath.Join(r.path, filepath.FromSlash(string(into))))
-		if err == nil {
-			err = ferr
-		}
+	fetched := plumbing.ZeroHash
+	if err == nil || errors.Is(err, gogit.NoErrAlreadyUpToDate) {
+		fetched, err = readRef(r.path, staging)
+	}
+	os.Remove(stagingFile)
+	// The packs are durable before any ref names their commits.
+	if ferr := finish(); ferr != nil && err == nil {
+		err = ferr
 	}
 	switch {
-	case err == nil, errors.Is(err, gogit.NoErrAlreadyUpToDate):
+	case err == nil:
 	case errors.Is(err, transport.ErrEmptyRemoteRepository), errors.Is(err, gogit.NoMatchingRefSpecError{}):
 		return plumbing.ZeroHash, nil
 	case errors.Is(err, transport.ErrRepositoryNotFound):
@@ -73,7 +98,7 @@ func (r *Repo) Fetch(ctx context.Context, url string, into plumbing.ReferenceNam
 	default:
 		return plumbing.ZeroHash, fmt.Errorf("fetch %s: %w", url, err)
 	}
-	return readRef(r.path, into)
+	return fetched, nil
 }
 
 // transportRepo opens a go-git handle of the repository for a fetch or a
@@ -115,16 +140,21 @@ func dropBrokenTrackingRefs(gitDir string) {
 }
 
 // SetTracking records that the remote's main holds commit (as a fetch
-// would): the ref is written with git's lock-file protocol while holding
-// the fetch lock, so that neither a fetch nor another writer interleaves.
+// would).
 func (r *Repo) SetTracking(ctx context.Context, remote string, commit plumbing.Hash) error {
+	return r.setRef(ctx, TrackingRef(remote), commit)
+}
+
+// setRef makes the ref name (a tracking ref) hold commit: it is written
+// with git's lock-file protocol while holding the fetch lock, so that
+// neither a fetch nor another writer interleaves.
+func (r *Repo) setRef(ctx context.Context, name plumbing.ReferenceName, commit plumbing.Hash) error {
 	finish, err := BeginFetch(ctx, r.path)
 	if err != nil {
 		return err
 	}
 	defer finish()
 	dropBrokenTrackingRefs(r.path)
-	name := TrackingRef(remote)
 	for attempt := 0; ; attempt++ {
 		cur, err := readRef(r.path, name)
 		if err != nil {

@@ -16,13 +16,14 @@ import (
 )
 
 // TestHostilePeer: an upstream that serves, one after the other, each
-// class of hostile manifest (committed to its metadata with git alone, as a
-// compromised host or a hostile mirror would) to a reader that follows it
-// with a mounted daemon. Every class is refused through opm sync (carried
-// out by the daemon) with one line naming the tag and the rule, the daemon
-// keeps serving the last good state — the good tag reads, the hostile one
-// never appears — and once the upstream is mended the reader follows it
-// again.
+// class of hostile manifest, description file, stray file or compressed
+// object (committed to its metadata with git alone, as a compromised host
+// or a hostile mirror would) to a reader that follows it with a mounted
+// daemon. Every class is refused through opm sync (carried out by the
+// daemon) with one line naming the tag or file and the rule, nothing of
+// the fetch is applied (not even the tracking ref), the daemon keeps
+// serving the last good state — the good tag reads, the hostile one never
+// appears — and once the upstream is mended the reader follows it again.
 func TestHostilePeer(t *testing.T) {
 	opmtest.RequireFUSE(t)
 	dir := t.TempDir()
@@ -65,30 +66,64 @@ func TestHostilePeer(t *testing.T) {
 		must(t, err)
 		return b
 	}
+	big := func(n int) []byte { return []byte(`{"description":"` + strings.Repeat("a", n) + `"}`) }
 	for _, c := range []struct {
 		name string
 		body []byte
 		why  string // in the refusal
+		// path is where the file is committed (default: the tag
+		// acme/ok/evil:<name>), names what the refusal names (default:
+		// that tag).
+		path, names string
+		// bomb: body is the size of a sparse file of zeros.
+		bomb int64
 	}{
-		{"dotgit", manifest(opm.MediaTypeManifest, ".git/hooks/pre-commit"), `that is git's own directory`},
-		{"dotgit-ntfs", manifest(opm.MediaTypeManifest, "GIT~1/config"), `that is git's own directory`},
-		{"dotgit-hfs", manifest(opm.MediaTypeManifest, ".g\u200cit/config"), `that is git's own directory`},
-		{"case", manifest(opm.MediaTypeManifest, "README", "readme"), "differ only by case or Unicode normalization"},
-		{"nfd", manifest(opm.MediaTypeManifest, "caf\u00e9", "cafe\u0301"), "differ only by case or Unicode normalization"},
-		{"c1", manifest(opm.MediaTypeManifest, "a\u0085b"), "control character U+0085"},
-		{"bidi", manifest(opm.MediaTypeManifest, "evil\u202etxt.exe"), "bidirectional control U+202E"},
-		{"invisible", manifest(opm.MediaTypeManifest, "read\u200bme", "readme"), "invisible or line-breaking character U+200B"},
-		{"html", manifest("text/html", "index.html"), `media type "text/html" is not`},
-		{"untyped", manifest("", "../../etc/passwd"), `has a '.' or '..' part`},
+		{"dotgit", manifest(opm.MediaTypeManifest, ".git/hooks/pre-commit"), `that is git's own directory`, "", "", 0},
+		{"dotgit-ntfs", manifest(opm.MediaTypeManifest, "GIT~1/config"), `that is git's own directory`, "", "", 0},
+		{"dotgit-hfs", manifest(opm.MediaTypeManifest, ".g\u200cit/config"), `that is git's own directory`, "", "", 0},
+		{"case", manifest(opm.MediaTypeManifest, "README", "readme"), "differ only by case or Unicode normalization", "", "", 0},
+		{"nfd", manifest(opm.MediaTypeManifest, "caf\u00e9", "cafe\u0301"), "differ only by case or Unicode normalization", "", "", 0},
+		{"c1", manifest(opm.MediaTypeManifest, "a\u0085b"), "control character U+0085", "", "", 0},
+		{"bidi", manifest(opm.MediaTypeManifest, "evil\u202etxt.exe"), "bidirectional control U+202E", "", "", 0},
+		{"invisible", manifest(opm.MediaTypeManifest, "read\u200bme", "readme"), "invisible or line-breaking character U+200B", "", "", 0},
+		{"html", manifest("text/html", "index.html"), `media type "text/html" is not`, "", "", 0},
+		{"untyped", manifest("", "../../etc/passwd"), `has a '.' or '..' part`, "", "", 0},
+		// Description files: a limit (layout.MaxMetaSize) and a schema.
+		{"meta-big", big(28 << 20), "over the 65536-byte limit of a description file", "acme/namespace.json", "", 0},
+		{"meta-just-over", big(64 << 10), "over the 65536-byte limit of a description file", "acme/ok/project.json", "", 0},
+		{"meta-field", []byte(`{"description":"x","script":"alert(1)"}`), `field "script" is not one of a namespace's`, "acme/namespace.json", "", 0},
+		{"meta-labels", []byte(`{"labels":{"team":{"deep":[1,2,3]}}}`), "labels: want an object of strings", "acme/ok/evil/repository.json", "", 0},
+		{"meta-bidi", []byte(`{"description":"evil\u202etxt.exe"}`), "bidirectional control U+202E", "acme/ok/project.json", "", 0},
+		// A file the layout has no place for.
+		{"junk", []byte("#!/bin/sh\n"), "not a file of the layout", "acme/ok/evil/tags/run.sh", "", 0},
+		// An object over the per-file limit, refused at fetch from its
+		// header (zeros: 64 KiB on the wire); its fetch is not kept.
+		{"bomb", nil, "over the 67108864-byte limit", "acme/ok/evil/zeros", "fetch", opm.MaxManifestSize + 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			body := filepath.Join(t.TempDir(), "evil.json")
 			must(t, os.WriteFile(body, c.body, 0o644))
-			gitCommitFile(t, origin, "acme/ok/evil/tags/"+c.name+".json", body)
+			if c.bomb > 0 {
+				must(t, os.Truncate(body, c.bomb))
+			}
+			path, names := c.path, c.names
+			if path == "" {
+				path = "acme/ok/evil/tags/" + c.name + ".json"
+				names = "acme/ok/evil:" + c.name
+			} else if names == "" {
+				names = path
+			}
+			tracking := gitOut(t, filepath.Join(reader, "meta.git"), "rev-parse", "refs/remotes/origin/main")
+			gitCommitFile(t, origin, path, body)
 			r := syncOpm(t, reader, "sync")
-			if r.code != 2 || !strings.Contains(r.stderr, "acme/ok/evil:"+c.name) || !strings.Contains(r.stderr, c.why) ||
+			if r.code != 2 || !strings.Contains(r.stderr, names) || !strings.Contains(r.stderr, c.why) ||
 				strings.Count(r.stderr, "\n") != 1 {
-				t.Errorf("opm sync: exit %d, %q; want exit 2 and one line naming the tag and %q", r.code, r.stderr, c.why)
+				t.Errorf("opm sync: exit %d, %q; want exit 2 and one line naming %s and %q", r.code, r.stderr, names, c.why)
+			}
+			// Nothing of a refused fetch is applied: the tracking ref
+			// stays where the last good fetch left it.
+			if h := gitOut(t, filepath.Join(reader, "meta.git"), "rev-parse", "refs/remotes/origin/main"); h != tracking {
+				t.Errorf("the tracking ref moved to %s", h)
 			}
 			// The daemon's own follow refuses too: once it has tried the
 			// hostile head (its log says so), the hostile tag is not shown
@@ -100,7 +135,9 @@ func TestHostilePeer(t *testing.T) {
 					return err
 				}
 				for line := range strings.SplitSeq(string(log), "\n") {
-					if strings.Contains(line, "sync with origin failed") && strings.Contains(line, hostile[:12]) {
+					// A fetch refused from an object's header names the
+					// rule, not the commit.
+					if strings.Contains(line, "sync with origin failed") && (strings.Contains(line, hostile[:12]) || c.bomb > 0 && strings.Contains(line, c.why)) {
 						return nil
 					}
 				}

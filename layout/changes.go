@@ -31,13 +31,20 @@ func (c TagChange) Removed() bool { return c.Body == nil }
 // read. Every manifest is checked as a push would check it: a name that
 // breaks the rules, a manifest the registry would refuse or one kept by
 // digest that does not hash to its name fails the whole listing, so that
-// nothing a push would refuse is taken from elsewhere.
+// nothing a push would refuse is taken from elsewhere. When match is nil
+// every other file the newer tree changes is checked too (CheckMeta for a
+// description file; a file with no place in the layout fails the listing).
 func Changes(diff []FileChange, at Tree, match func(opm.Reference) bool) ([]TagChange, error) {
 	var out []TagChange
 	for _, d := range diff {
 		p, err := Parse(d.Path)
 		if err != nil {
 			return nil, err
+		}
+		if !p.IsManifest() && match == nil && !d.Removed() {
+			if err := checkFile(at, p, d.Path); err != nil {
+				return nil, err
+			}
 		}
 		if !p.IsManifest() || match != nil && (p.Role == RoleManifest || !match(p.Ref)) {
 			continue

@@ -83,7 +83,8 @@ type Oddity struct {
 // odd (if not nil) for every path that does not belong in the layout (an
 // invalid name, a file where a directory belongs). A file that fails to
 // parse is passed to fn with Err set. It stops at the first error fn or odd
-// returns, or when ctx is done.
+// returns, or when ctx is done. With odd, description files that break
+// CheckMeta are reported too.
 func Walk(ctx context.Context, s Tree, fn func(*StoredManifest) error, odd func(Oddity) error) error {
 	report := func(p, detail string) error {
 		if odd == nil {
@@ -99,7 +100,7 @@ func Walk(ctx context.Context, s Tree, fn func(*StoredManifest) error, odd func(
 			return err
 		}
 		if len(parts) == 3 {
-			return walkRepository(s, opm.Repository{Namespace: parts[0], Project: parts[1], Name: parts[2]}, fn, report)
+			return walkRepository(s, opm.Repository{Namespace: parts[0], Project: parts[1], Name: parts[2]}, fn, report, odd != nil)
 		}
 		dir := joinPath(parts)
 		entries, err := s.ReadDir(dir)
@@ -112,6 +113,9 @@ func Walk(ctx context.Context, s Tree, fn func(*StoredManifest) error, odd func(
 			switch {
 			case !e.Dir && IsMetaFile(len(parts), e.Name):
 				// namespace.json, project.json: optional descriptions.
+				if odd != nil {
+					err = checkMetaEntry(s, p, len(parts), report)
+				}
 			case !e.Dir && len(parts) == 0 && e.Name != "" && e.Name[0] == '.':
 				// .gitattributes and the like at the top are git's.
 			case !e.Dir:
@@ -130,7 +134,7 @@ func Walk(ctx context.Context, s Tree, fn func(*StoredManifest) error, odd func(
 	return walkLevel(nil)
 }
 
-func walkRepository(s Tree, repo opm.Repository, fn func(*StoredManifest) error, report func(p, detail string) error) error {
+func walkRepository(s Tree, repo opm.Repository, fn func(*StoredManifest) error, report func(p, detail string) error, checkMeta bool) error {
 	entries, err := s.ReadDir(repo.Path())
 	if err != nil {
 		return err
@@ -156,6 +160,9 @@ func walkRepository(s Tree, repo opm.Repository, fn func(*StoredManifest) error,
 			}, fn, report)
 		case !e.Dir && IsMetaFile(3, e.Name):
 			// repository.json: the optional description.
+			if checkMeta {
+				err = checkMetaEntry(s, p, 3, report)
+			}
 		default:
 			err = report(p, "unexpected entry in a repository (want tags/, manifests/ and repository.json)")
 		}

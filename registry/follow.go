@@ -17,9 +17,10 @@ import (
 // push); a local main that diverged from origin's is an opm.ErrConflict
 // error unless force, which takes origin's. It returns origin's head.
 func (r *Registry) followOrigin(ctx context.Context, o Remote, force bool) (Hash, error) {
-	remote, err := r.meta.Fetch(ctx, o.URL, gitmeta.TrackingRef(o.Name))
+	check, checkedFrom := r.originCheck(o)
+	remote, err := r.meta.FetchChecked(ctx, o.URL, gitmeta.TrackingRef(o.Name), check)
 	if err != nil {
-		return gitmeta.ZeroHash, err
+		return remote, err
 	}
 	for {
 		local, err := r.meta.Head()
@@ -39,10 +40,12 @@ func (r *Registry) followOrigin(ctx context.Context, o Remote, force bool) (Hash
 		} else if !ok && !force {
 			return remote, opm.Errorf(opm.ErrConflict, "this home's main and %s's have diverged (local commits %s lacks); opm sync --force takes %s's and drops them", o.Name, o.Name, o.Name)
 		}
-		// Nothing a push would refuse is taken (a hostile or broken
-		// writer at origin): every tag file that changes is checked.
-		if _, err := tagChanges(r.meta, local, remote, nil); err != nil {
-			return remote, fmt.Errorf("%s's main (%s) was not taken: %w", o.Name, remote.String()[:12], err)
+		// The fetch checked origin's main against the head of then; a
+		// local writer has moved main since: check again.
+		if local != *checkedFrom {
+			if err := check(remote); err != nil {
+				return remote, err
+			}
 		}
 		err = r.meta.SetHead(ctx, local, remote)
 		if err == nil || !errors.Is(err, opm.ErrConflict) {
@@ -50,6 +53,27 @@ func (r *Registry) followOrigin(ctx context.Context, o Remote, force bool) (Hash
 		}
 		// A local writer moved main meanwhile: look again.
 	}
+}
+
+// originCheck is the check of a fetch of origin's main (see
+// gitmeta.FetchChecked): nothing a push would refuse is taken (a hostile
+// or broken writer at origin), so every file that differs from local main
+// is checked (layout.Changes: manifests, description files, and no file
+// the layout has no place for). It records the local head it checked
+// from.
+func (r *Registry) originCheck(o Remote) (check func(Hash) error, from *Hash) {
+	from = new(Hash)
+	return func(remote Hash) error {
+		local, err := r.meta.Head()
+		if err != nil {
+			return err
+		}
+		if _, err := tagChanges(r.meta, local, remote, nil); err != nil {
+			return fmt.Errorf("%s's main (%s) was not taken: %w", o.Name, remote.String()[:12], err)
+		}
+		*from = local
+		return nil
+	}, from
 }
 
 // SyncResult says what SyncOrigin did.

@@ -211,8 +211,10 @@ func TestFsckMetadata(t *testing.T) {
 			{Path: "ns/namespace.json", Data: []byte(`{"description":"n"}`)},
 			{Path: "ns/p/project.json", Data: []byte(`{"description":"p"}`)},
 			{Path: "ns/p/r/repository.json", Data: []byte(`{"description":"r"}`)},
-			// A file where a description file belongs is.
+			// A file where a description file belongs is, and one off
+			// the schema (layout.CheckMeta).
 			{Path: "ns/p/r/project.json", Data: []byte("{}")},
+			{Path: "ns2/namespace.json", Data: []byte(`{"description":"n","icon":"x"}`)},
 		}, gitmeta.Message{Subject: "break things"}, nil
 	})
 	if err != nil {
@@ -226,6 +228,7 @@ func TestFsckMetadata(t *testing.T) {
 		"bad-name ns/p/r/notes.txt",
 		"bad-name ns/p/r/project.json",
 		"bad-name ns/p/r/tags/.hidden.json",
+		"bad-name ns2/namespace.json",
 		"missing-manifest sha256:" + digest.FromString("absent").Encoded(),
 	}
 	if !sameSet(kinds(res), want) {

@@ -69,7 +69,8 @@ func (r *Registry) publishTag(ctx context.Context, o Remote, ref opm.Reference, 
 		if local != remote {
 			return res, opm.Errorf(opm.ErrConflict, "%s: origin moved and this home has other unpublished commits; run opm sync --force to take origin's main, then push again", ref)
 		}
-		newRemote, err := r.meta.Fetch(ctx, o.URL, gitmeta.TrackingRef(o.Name))
+		check, _ := r.originCheck(o)
+		newRemote, err := r.meta.FetchChecked(ctx, o.URL, gitmeta.TrackingRef(o.Name), check)
 		if err != nil {
 			return res, err
 		}

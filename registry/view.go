@@ -340,9 +340,16 @@ func (v *View) Stale(old *View) (layout.Stale, int, error) {
 
 // NodeMeta is the description file of a namespace, project or repository
 // (namespace.json, project.json, repository.json), nil when it has none.
+// One that breaks layout.CheckMeta (taken before the check, or committed
+// here by git) counts as none: a larger one is not even read, so no page
+// view costs more than a description may.
 func (v *View) NodeMeta(parts []string) ([]byte, error) {
-	b, err := v.snap.ReadFile(layout.MetaPath(parts))
+	p := layout.MetaPath(parts)
+	b, err := v.snap.ReadSmallFile(p, layout.MaxMetaSize)
 	if errors.Is(err, opm.ErrNotFound) || errors.Is(err, opm.ErrInvalid) {
+		return nil, nil
+	}
+	if err == nil && layout.CheckMeta(p, len(parts), b) != nil {
 		return nil, nil
 	}
 	return b, err

@@ -172,13 +172,16 @@ func printMirrorPlan(g globalOptions, res *opmsync.Result) {
 // followOrigin runs SyncOrigin every interval until the returned stop is
 // called: the daemon of `opm mount --sync-interval` follows origin, and the
 // mount shows each new head. A failed round is logged and retried at the
-// next tick.
+// next. A round starts an interval after the last one ended, not on a
+// ticker: a round longer than the interval (a hostile origin's pack,
+// fetched and refused each time) would otherwise follow the last at once
+// and hold the fetch lock from every other sync.
 func followOrigin(ctx context.Context, r *registry.Registry, every time.Duration, log *slog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(every)
+		t := time.NewTimer(every)
 		defer t.Stop()
 		for {
 			res, err := r.SyncOrigin(ctx, false, false, layout.Filter{}, nil)
@@ -190,6 +193,7 @@ func followOrigin(ctx context.Context, r *registry.Registry, every time.Duration
 			case res.Before != res.After:
 				log.Info("synced with origin", "from", shortHash(res.Before), "to", shortHash(res.After), "commits", res.Commits)
 			}
+			t.Reset(every)
 			select {
 			case <-t.C:
 			case <-ctx.Done():
