@@ -48,9 +48,8 @@ func TestNamesRefusedAtTheDoor(t *testing.T) {
 				t.Fatal(err)
 			}
 			msg := res.Errors[0].Message
-			bad := []rune(c.title + c.artifactType + c.layerType)
 			var code string
-			for _, r := range bad {
+			for _, r := range c.title + c.artifactType + c.layerType {
 				if r >= 0xa0 {
 					code = fmt.Sprintf("%U", r)
 				}
