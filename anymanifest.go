@@ -104,7 +104,8 @@ func ParseAnyManifest(b []byte, contentType string) (*AnyManifest, error) {
 }
 
 // Blobs lists the blobs an image manifest names (config and layers, each
-// once); an index names none.
+// once, whatever their media type); an index names none. Every one is in
+// the registry before the manifest is committed (docs/design.md §4).
 func (m *AnyManifest) Blobs() []Descriptor {
 	if m.IsIndex() || m.Config == nil {
 		return nil

@@ -277,17 +277,24 @@ func ParseManifest(b []byte) (*Manifest, error) {
 
 // checkDescriptors is the check of the descriptors of every manifest,
 // whatever its kind: each digest a valid sha256 and each size in range
-// (errors name "config", "layer 3", "manifest 0" or "subject"), and the sizes
-// of the config, layers and manifests adding up to at most MaxSize (a
-// subject's size is another manifest's, not counted). Nil descriptors are
-// absent.
+// (errors name "config", "layer 3", "manifest 0" or "subject"), one size
+// for each digest (a digest is one content: a second size would go
+// unchecked where blobs are checked once per digest), and the sizes of the
+// config, layers and manifests adding up to at most MaxSize (a subject's
+// size is another manifest's, not counted). Nil descriptors are absent.
 func checkDescriptors(config *Descriptor, layers, manifests []Descriptor, subject *Descriptor) error {
 	var total int64
+	type first struct {
+		what string
+		size int64
+	}
+	sizes := map[digest.Digest]first{}
 	if config != nil {
 		if err := config.check("config"); err != nil {
 			return err
 		}
 		total = config.Size
+		sizes[config.Digest] = first{"config", config.Size}
 	}
 	for _, list := range []struct {
 		what string
@@ -295,8 +302,14 @@ func checkDescriptors(config *Descriptor, layers, manifests []Descriptor, subjec
 	}{{"layer", layers}, {"manifest", manifests}} {
 		for i := range list.ds {
 			d := &list.ds[i]
-			if err := d.check(fmt.Sprintf("%s %d", list.what, i)); err != nil {
+			what := fmt.Sprintf("%s %d", list.what, i)
+			if err := d.check(what); err != nil {
 				return err
+			}
+			if f, ok := sizes[d.Digest]; !ok {
+				sizes[d.Digest] = first{what, d.Size}
+			} else if f.size != d.Size {
+				return Errorf(ErrInvalid, "manifest %s: %s has %d bytes, but %s gives it %d (one digest, one size)", what, d.Digest, d.Size, f.what, f.size)
 			}
 			if err := addSize(&total, d.Size); err != nil {
 				return err

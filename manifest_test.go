@@ -167,6 +167,7 @@ func TestParseManifestRefuses(t *testing.T) {
 		"index type":       strings.Replace(string(good), MediaTypeManifest, MediaTypeIndex, 1),
 		"file and dir":     strings.Replace(string(good), `"empty"`, `"README.md/x"`, 1),
 		"manifests list":   strings.Replace(string(good), `"layers": [`, `"manifests": [], "layers": [`, 1),
+		"two sizes":        strings.Replace(string(good), "\"size\": 0,\n      \"annotations\": {\n        \"dev.opm.file.mode\": \"0600\"", "\"size\": 7,\n      \"annotations\": {\n        \"dev.opm.file.mode\": \"0600\"", 1),
 	}
 	for name, in := range cases {
 		if in == string(good) {

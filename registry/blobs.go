@@ -162,9 +162,12 @@ var ErrBlobNamed = opm.WithKind(opm.ErrConflict, errors.New("the blob is named b
 
 // DeleteBlob removes a blob from the registry's store (the bucket and the
 // local store) unless a manifest at the head names it: deleting it would
-// break that manifest (ErrBlobNamed). It holds the gc lock exclusively, as
-// gc does: a writer that found the blob stored and is about to name it
-// (docs/design.md §4) commits first, and the check then sees its manifest.
+// break that manifest (ErrBlobNamed). It keeps blobs by gc's rule
+// (namedBlobs): while a manifest does not parse, what it names is unknown
+// and no blob is deleted (ErrBlobNamed too). It holds the gc lock
+// exclusively, as gc does: a writer that found the blob stored and is about
+// to name it (docs/design.md §4) commits first, and the check then sees its
+// manifest.
 func (r *Registry) DeleteBlob(ctx context.Context, d digest.Digest) error {
 	if _, err := opm.ParseDigest(string(d)); err != nil {
 		return err
@@ -179,6 +182,9 @@ func (r *Registry) DeleteBlob(ctx context.Context, d digest.Digest) error {
 		return err
 	}
 	user, err := v.BlobUser(ctx, d)
+	if errors.Is(err, errUnknownBlobs) {
+		return opm.WithKind(ErrBlobNamed, fmt.Errorf("blob %s is kept: %s; mend or delete that manifest first (see opm fsck)", d, opm.OneLine(err)))
+	}
 	if err != nil {
 		return err
 	}

@@ -412,14 +412,31 @@ func (r *Registry) markChanged(ctx context.Context, a, b Hash, previous bool, li
 	return nil
 }
 
-// markLive marks the blobs a manifest names; a manifest that does not parse
-// stops GC.
+// markLive marks the blobs a manifest names (namedBlobs); a manifest that
+// does not parse stops GC.
 func markLive(what string, m *opm.AnyManifest, perr error, live map[digest.Digest]bool) error {
-	if perr != nil {
-		return fmt.Errorf("gc: %s does not parse, so the blobs it names are unknown; nothing was removed (see opm fsck): %w", what, perr)
+	blobs, err := namedBlobs(what, m, perr)
+	if err != nil {
+		return fmt.Errorf("gc: %w; nothing was removed (see opm fsck)", err)
 	}
-	for _, b := range m.Blobs() {
+	for _, b := range blobs {
 		live[b.Digest] = true
 	}
 	return nil
+}
+
+// errUnknownBlobs: a stored manifest does not parse, so what it names is
+// unknown.
+var errUnknownBlobs = errors.New("the blobs it names are unknown")
+
+// namedBlobs is the one rule of what a stored manifest (file what, parsed
+// as m or failing with perr) keeps from removal, for gc and a blob delete
+// alike: the blobs it names. A manifest that does not parse may name any
+// blob, and when in doubt a blob is kept: it is an errUnknownBlobs error,
+// and neither removes anything while it stands.
+func namedBlobs(what string, m *opm.AnyManifest, perr error) ([]opm.Descriptor, error) {
+	if perr != nil {
+		return nil, fmt.Errorf("%s does not parse, so %w: %w", what, errUnknownBlobs, perr)
+	}
+	return m.Blobs(), nil
 }

@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -306,16 +305,18 @@ func (v *View) Walk(ctx context.Context, fn func(*layout.StoredManifest) error, 
 }
 
 // BlobUser names a manifest of the view that names the blob d (as config or
-// layer), or "" if none does. It reads every manifest file that mentions
-// d's hex.
+// layer), or "" if none does, by the rule gc keeps blobs by (namedBlobs): a
+// manifest that does not parse may name d, and is an errUnknownBlobs error.
+// It reads every manifest file.
 func (v *View) BlobUser(ctx context.Context, d digest.Digest) (string, error) {
 	errFound := errors.New("found")
 	var user string
 	err := v.Walk(ctx, func(m *layout.StoredManifest) error {
-		if !bytes.Contains(m.Body, []byte(d.Encoded())) {
-			return nil
+		blobs, err := namedBlobs(m.Path, m.Manifest, m.Err)
+		if err != nil {
+			return err
 		}
-		if slices.ContainsFunc(m.Blobs(), func(b opm.Descriptor) bool { return b.Digest == d }) {
+		if slices.ContainsFunc(blobs, func(b opm.Descriptor) bool { return b.Digest == d }) {
 			user = m.Path
 			return errFound
 		}

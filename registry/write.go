@@ -73,6 +73,9 @@ type tagChange struct {
 	facts   layout.Facts
 	// mustExist fails with opm.ErrNotFound when no file is there (rm).
 	mustExist bool
+	// check, if set, must pass on the snapshot the change is made on
+	// (each replay's too).
+	check func(*gitmeta.Snapshot) error
 }
 
 // commitResult says what a change did.
@@ -91,6 +94,11 @@ func (r *Registry) commit(ctx context.Context, g *replayRule, c tagChange) (comm
 		d = digest.FromBytes(c.body)
 	}
 	commit, committed, err := r.meta.Update(ctx, r.Author(ctx), func(s *gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+		if c.check != nil {
+			if err := c.check(s); err != nil {
+				return nil, gitmeta.Message{}, err
+			}
+		}
 		facts := c.facts
 		if d != "" {
 			facts.Digest = d
@@ -120,6 +128,13 @@ func (r *Registry) commit(ctx context.Context, g *replayRule, c tagChange) (comm
 		}
 		if c.mustExist && !present {
 			return nil, gitmeta.Message{}, opm.Errorf(opm.ErrNotFound, "%s: no such tag", c.what)
+		}
+		// A removal keeps children; a tag overwritten is not checked (it
+		// would read the whole repository on every push).
+		if c.body == nil {
+			if err := r.keepsChildren(s, changes); err != nil {
+				return nil, gitmeta.Message{}, err
+			}
 		}
 		return changes, commitMessage(c.subject, facts), nil
 	})
@@ -198,16 +213,15 @@ func (r *Registry) PutManifest(ctx context.Context, repo opm.Repository, tags []
 	}
 	// Children before parents: every blob (and, for an index, every
 	// manifest) named must be here before the manifest is committed, and no
-	// gc removes one found here before the commit names it.
+	// gc removes one found here before the commit names it. A layer of a
+	// "non-distributable" type is no exception: it may be a file of the
+	// package, and fsck, sync and the mount all want it here.
 	release, err := HoldForWrite(ctx, r.dir)
 	if err != nil {
 		return nil, false, err
 	}
 	defer release()
 	for _, b := range m.Blobs() {
-		if isForeign(b) {
-			continue
-		}
 		size, err := r.blobs.Stat(ctx, b.Digest)
 		if errors.Is(err, opm.ErrNotFound) {
 			return nil, false, opm.WithKind(ErrBlobUnknown, fmt.Errorf("blob %s is not in the registry: push it first", b.Digest))
@@ -219,24 +233,26 @@ func (r *Registry) PutManifest(ctx context.Context, repo opm.Repository, tags []
 			return nil, false, opm.WithKind(ErrSizeInvalid, fmt.Errorf("blob %s has %d bytes, the manifest says %d", b.Digest, size, b.Size))
 		}
 	}
-	if m.IsIndex() && len(m.Manifests) > 0 {
-		v, err := r.View()
-		if err != nil {
-			return nil, false, err
-		}
-		all, err := v.Manifests(repo)
-		if err != nil {
-			return nil, false, err
-		}
-		for _, c := range m.Manifests {
-			if !slices.ContainsFunc(all, func(e ManifestEntry) bool { return e.Digest == c.Digest }) {
-				return nil, false, opm.WithKind(ErrBlobUnknown, fmt.Errorf("manifest %s is not in %s: push it first", c.Digest, repo))
-			}
-		}
-	}
 	d := digest.FromBytes(body)
 	c := tagChange{what: fmt.Sprintf("%s@%s", repo, d), paths: []string{layout.ManifestPath(repo, d)},
 		body: body, subject: fmt.Sprintf("push %s@%s", repo, d), facts: layout.Facts{Via: "oci"}}
+	if m.IsIndex() && len(m.Manifests) > 0 {
+		// Checked on the snapshot the commit is made on: a DELETE of a
+		// child committed meanwhile is seen (DeleteManifest checks the
+		// other way round).
+		c.check = func(s *gitmeta.Snapshot) error {
+			all, err := r.newView(s).Manifests(repo)
+			if err != nil {
+				return err
+			}
+			for _, child := range m.Manifests {
+				if !slices.ContainsFunc(all, func(e ManifestEntry) bool { return e.Digest == child.Digest }) {
+					return opm.WithKind(ErrBlobUnknown, fmt.Errorf("manifest %s is not in %s: push it first", child.Digest, repo))
+				}
+			}
+			return nil
+		}
+	}
 	if len(tags) > 0 {
 		c.paths = c.paths[:0]
 		for _, t := range tags {
@@ -249,14 +265,10 @@ func (r *Registry) PutManifest(ctx context.Context, repo opm.Repository, tags []
 	return m, res.committed, err
 }
 
-// isForeign reports a non-distributable layer: the registry is not
-// expected to hold it.
-func isForeign(d opm.Descriptor) bool {
-	return strings.Contains(d.MediaType, "nondistributable") || strings.Contains(d.MediaType, ".foreign.")
-}
-
 // DeleteManifest removes the manifest d of repo: every tag that holds it and
-// its copy kept by digest, in one commit. Blobs stay until gc.
+// its copy kept by digest, in one commit. Blobs stay until gc. Parents go
+// before their children, as they come after them (PutManifest): while an
+// index of repo names d, it is refused with opm.ErrConflict.
 func (r *Registry) DeleteManifest(ctx context.Context, repo opm.Repository, d digest.Digest) error {
 	_, _, err := r.meta.Update(ctx, r.Author(ctx), func(s *gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
 		v := r.newView(s)
@@ -277,6 +289,9 @@ func (r *Registry) DeleteManifest(ctx context.Context, repo opm.Repository, d di
 		if len(changes) == 0 {
 			return nil, gitmeta.Message{}, opm.Errorf(opm.ErrNotFound, "%s@%s: no such manifest", repo, d)
 		}
+		if err := r.keepsChildren(s, changes); err != nil {
+			return nil, gitmeta.Message{}, err
+		}
 		msg := commitMessage(fmt.Sprintf("rm %s@%s", repo, d), layout.Facts{Previous: d, Via: "oci"})
 		if len(tags) > 0 {
 			msg.Body = "tags: " + strings.Join(tags, " ")
@@ -284,4 +299,62 @@ func (r *Registry) DeleteManifest(ctx context.Context, repo opm.Repository, d di
 		return changes, msg, nil
 	})
 	return err
+}
+
+// keepsChildren is the rule of children before parents (docs/design.md
+// §4) for a removal of manifest files of one repository (changes, made on
+// s): a manifest an index of the repository names stays while that index
+// does. A removal that takes its last copy is refused with
+// opm.ErrConflict, naming the index to delete first. (PutManifest checks
+// the other way: an index only after its manifests.)
+func (r *Registry) keepsChildren(s *gitmeta.Snapshot, changes []gitmeta.Change) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	p, err := layout.Parse(changes[0].Path)
+	if err != nil || !p.IsManifest() {
+		return err
+	}
+	v := r.newView(s)
+	all, err := v.Manifests(p.Ref.Repository)
+	if err != nil {
+		return err
+	}
+	changed := map[string]bool{}
+	for _, c := range changes {
+		changed[c.Path] = true
+	}
+	// The digests the change takes away: those no file left keeps.
+	gone := map[digest.Digest]bool{}
+	for _, e := range all {
+		if changed[e.Path] {
+			gone[e.Digest] = true
+		}
+	}
+	for _, e := range all {
+		if !changed[e.Path] {
+			delete(gone, e.Digest)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	for _, e := range all {
+		if changed[e.Path] {
+			continue // removed: it names nothing after
+		}
+		m, err := v.Read(e)
+		if err != nil {
+			return err
+		}
+		if m.Manifest == nil || !m.Manifest.IsIndex() {
+			continue
+		}
+		for _, c := range m.Manifest.Manifests {
+			if gone[c.Digest] {
+				return opm.Errorf(opm.ErrConflict, "%s@%s is named by the index %s; delete that index first", e.Ref.Repository, c.Digest, e.Ref)
+			}
+		}
+	}
+	return nil
 }

@@ -21,9 +21,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/gitmeta"
 	"github.com/openpm/opm/internal/opmtest"
+	"github.com/openpm/opm/registry"
 )
 
 // TestServedTypeIsValidated: a tag file committed by git with a mediaType
@@ -392,4 +395,151 @@ func memUse() memory {
 		}
 	}
 	return m
+}
+
+// commitFile commits data at path p of the home's metadata as another git
+// writer would, past every check of the registry.
+func (e *env) commitFile(p string, data []byte) {
+	e.t.Helper()
+	meta, err := gitmeta.Open(filepath.Join(e.reg.Home(), "meta.git"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer meta.Close()
+	_, _, err = meta.Update(context.Background(), gitmeta.Signature{Name: "mallory", Email: "m@example.org"}, func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+		return []gitmeta.Change{{Path: p, Data: data, Delete: data == nil}}, gitmeta.Message{Subject: "by hand"}, nil
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// TestDeleteBlobKeepsWhenInDoubt: a blob DELETE keeps blobs by gc's rule.
+// A stored manifest that does not parse (committed by git) may name any
+// blob: while it stands no blob is deleted (405), as gc refuses to run;
+// once it is gone the DELETE goes through. A manifest whose digests are
+// written with JSON escapes (its bytes never spell the hex) keeps its blob
+// too. (Both DELETEs used to answer 202 and remove a blob a tag names.)
+func TestDeleteBlobKeepsWhenInDoubt(t *testing.T) {
+	e := newEnv(t, Options{})
+	repo := "acme/img/app"
+	cfg := e.putBlob(repo, []byte("{}"))
+
+	// A tag file that names the blob but does not parse (a negative size).
+	d := e.putBlob(repo, []byte("named by a broken manifest"))
+	bad := fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":"x","digest":%q,"size":2},"layers":[{"mediaType":"x","digest":%q,"size":-1}]}`,
+		opm.MediaTypeManifest, cfg, d)
+	e.commitFile("acme/img/app/tags/broken.json", []byte(bad))
+	expect(t, e.do("DELETE", "/v2/"+repo+"/blobs/"+d.String(), nil), 405, "DENIED")
+	expect(t, e.do("GET", "/v2/"+repo+"/blobs/"+d.String(), nil), 200, "")
+	if _, err := e.reg.GC(context.Background(), registry.GCOptions{}); err == nil {
+		t.Fatal("gc ran over a manifest that does not parse")
+	}
+	e.commitFile("acme/img/app/tags/broken.json", nil)
+	expect(t, e.do("DELETE", "/v2/"+repo+"/blobs/"+d.String(), nil), 202, "")
+
+	// A valid manifest naming its layer with escapes: "\u0061" is "a".
+	l := e.putBlob(repo, []byte("named with escapes"))
+	hex := l.Encoded()
+	escaped := "sha256:"
+	for _, c := range hex {
+		escaped += fmt.Sprintf(`\u%04x`, c)
+	}
+	m := fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":"x","digest":%q,"size":2},"layers":[{"mediaType":"x","digest":"%s","size":18}]}`,
+		opm.MediaTypeManifest, cfg, escaped)
+	if strings.Contains(m, hex) {
+		t.Fatal("the manifest spells the hex")
+	}
+	expect(t, e.do("PUT", "/v2/"+repo+"/manifests/v1", []byte(m), "Content-Type: "+opm.MediaTypeManifest), 201, "")
+	expect(t, e.do("DELETE", "/v2/"+repo+"/blobs/"+l.String(), nil), 405, "DENIED")
+	expect(t, e.do("GET", "/v2/"+repo+"/manifests/v1", nil), 200, "")
+	expect(t, e.do("GET", "/v2/"+repo+"/blobs/"+l.String(), nil), 200, "")
+}
+
+// TestDeleteManifestChildrenLast: a manifest that a committed index names
+// cannot be deleted while the index stands — 409 with one line naming the
+// index — as an index cannot be put before its manifests; deleted parent
+// first, it goes. (The DELETE used to answer 202 and leave the index
+// naming a manifest the repository does not keep.)
+func TestDeleteManifestChildrenLast(t *testing.T) {
+	e := newEnv(t, Options{})
+	repo := "acme/img/app"
+	cfg := e.putBlob(repo, []byte("{}"))
+	m := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":"x","digest":%q,"size":2},"layers":[]}`, opm.MediaTypeManifest, cfg))
+	md := digest.FromBytes(m)
+	expect(t, e.do("PUT", "/v2/"+repo+"/manifests/"+md.String(), m, "Content-Type: "+opm.MediaTypeManifest), 201, "")
+	idx := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"manifests":[{"mediaType":%q,"digest":%q,"size":%d}]}`, opm.MediaTypeIndex, opm.MediaTypeManifest, md, len(m)))
+	expect(t, e.do("PUT", "/v2/"+repo+"/manifests/multi", idx, "Content-Type: "+opm.MediaTypeIndex), 201, "")
+
+	head := e.head()
+	b := expect(t, e.do("DELETE", "/v2/"+repo+"/manifests/"+md.String(), nil), 409, "DENIED")
+	if !strings.Contains(string(b), repo+":multi") || !strings.Contains(string(b), "delete that index first") {
+		t.Errorf("the refusal does not say what to delete first: %s", b)
+	}
+	if e.head() != head {
+		t.Fatal("a refused DELETE moved the head")
+	}
+	res, err := e.reg.Fsck(context.Background(), registry.FsckOptions{})
+	if err != nil || len(res.Problems) > 0 {
+		t.Fatalf("fsck: %v %+v", err, res)
+	}
+	expect(t, e.do("DELETE", "/v2/"+repo+"/manifests/multi", nil), 202, "")
+	expect(t, e.do("DELETE", "/v2/"+repo+"/manifests/"+md.String(), nil), 202, "")
+
+	// A child kept only under a tag: deleting the tag is deleting it.
+	expect(t, e.do("PUT", "/v2/"+repo+"/manifests/child", m, "Content-Type: "+opm.MediaTypeManifest), 201, "")
+	expect(t, e.do("PUT", "/v2/"+repo+"/manifests/multi", idx, "Content-Type: "+opm.MediaTypeIndex), 201, "")
+	expect(t, e.do("DELETE", "/v2/"+repo+"/manifests/child", nil), 409, "DENIED")
+	// A second copy may go; the last may not.
+	expect(t, e.do("PUT", "/v2/"+repo+"/manifests/"+md.String(), m, "Content-Type: "+opm.MediaTypeManifest), 201, "")
+	expect(t, e.do("DELETE", "/v2/"+repo+"/manifests/child", nil), 202, "")
+	expect(t, e.do("DELETE", "/v2/"+repo+"/manifests/"+md.String(), nil), 409, "DENIED")
+}
+
+// TestPutManifestChecksEveryLayer: every layer is checked for presence and
+// size whatever its media type, and no layer escapes the size check by
+// sharing a digest — a titled "non-distributable" layer is a file of the
+// package. (Such a PUT of missing 4 EiB blobs used to answer 201: a tag
+// before its blobs, shown as 4.0 EiB, EIO in the mount.)
+func TestPutManifestChecksEveryLayer(t *testing.T) {
+	e := newEnv(t, Options{})
+	repo := "acme/img/app"
+	cfg := e.putBlob(repo, []byte("{}"))
+	real := e.putBlob(repo, []byte("eleven byte"))
+	missing := digest.FromString("never pushed")
+	layer := func(mt string, d digest.Digest, size int64, title string) string {
+		a := ""
+		if title != "" {
+			a = fmt.Sprintf(`,"annotations":{%q:%q}`, opm.AnnotationTitle, title)
+		}
+		return fmt.Sprintf(`{"mediaType":%q,"digest":%q,"size":%d%s}`, mt, d, size, a)
+	}
+	manifest := func(layers ...string) []byte {
+		return []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"artifactType":%q,"config":{"mediaType":%q,"digest":%q,"size":2},"layers":[%s]}`,
+			opm.MediaTypeManifest, opm.ArtifactType, opm.MediaTypeEmpty, cfg, strings.Join(layers, ",")))
+	}
+	const huge = int64(opm.MaxSize) - 2 // 4 EiB with the config's 2 bytes
+	head := e.head()
+	for _, c := range []struct {
+		name   string
+		body   []byte
+		status int
+		code   string
+	}{
+		{"titled nondistributable", manifest(layer("application/vnd.oci.image.layer.nondistributable.v1.tar", missing, huge, "big")), 400, "MANIFEST_BLOB_UNKNOWN"},
+		{"titled foreign", manifest(layer("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", missing, huge, "big")), 400, "MANIFEST_BLOB_UNKNOWN"},
+		{"untitled foreign", manifest(layer("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", missing, 5, "")), 400, "MANIFEST_BLOB_UNKNOWN"},
+		{"foreign, present, lying size", manifest(layer("application/vnd.oci.image.layer.nondistributable.v1.tar", real, huge, "big")), 400, "SIZE_INVALID"},
+		{"one digest, two sizes", manifest(layer(opm.MediaTypeOctet, real, 11, "a"), layer(opm.MediaTypeOctet, real, 1<<40, "b")), 400, "MANIFEST_INVALID"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			expect(t, e.do("PUT", "/v2/"+repo+"/manifests/v1", c.body, "Content-Type: "+opm.MediaTypeManifest), c.status, c.code)
+		})
+	}
+	if e.head() != head {
+		t.Fatal("a refused PUT committed")
+	}
+	// The same layer present with its size is a file like any other.
+	ok := manifest(layer("application/vnd.oci.image.layer.nondistributable.v1.tar", real, 11, "f"))
+	expect(t, e.do("PUT", "/v2/"+repo+"/manifests/v1", ok, "Content-Type: "+opm.MediaTypeManifest), 201, "")
 }

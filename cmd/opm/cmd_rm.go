@@ -12,7 +12,10 @@ func rmCommand() *cli.Command {
 		Name:      "rm",
 		Usage:     "remove a tag (a commit; the blobs stay until garbage collection)",
 		ArgsUsage: "NS/PROJECT/REPO:TAG",
-		Description: `Example:
+		Description: `A tag that holds the last copy of a manifest an index of its repository
+names is kept (exit 4): remove the index first, as it was pushed after it.
+
+Example:
    opm rm acme/web/site:v1.0.0-rc1`,
 		Flags: []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
