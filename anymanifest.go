@@ -104,13 +104,14 @@ func ParseAnyManifest(b []byte, contentType string) (*AnyManifest, error) {
 }
 
 // Blobs lists the blobs an image manifest names (config and layers, each
-// once, whatever their media type); an index names none. Every one is in
-// the registry before the manifest is committed (docs/design.md §4).
+// once) but foreign layers (Descriptor.Foreign); an index names none. Every
+// one is in the registry before the manifest is committed (docs/design.md
+// §4).
 func (m *AnyManifest) Blobs() []Descriptor {
 	if m.IsIndex() || m.Config == nil {
 		return nil
 	}
-	return distinct(append([]Descriptor{*m.Config}, m.Layers...))
+	return held(append([]Descriptor{*m.Config}, m.Layers...))
 }
 
 // Size is the total size of what the manifest names.

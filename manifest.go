@@ -322,6 +322,18 @@ func checkDescriptors(config *Descriptor, layers, manifests []Descriptor, subjec
 	return nil
 }
 
+// Foreign reports a layer the registry does not hold: one of a
+// "non-distributable" (Docker: "foreign") media type that is no file of the
+// package, having no title; its content is elsewhere (image-spec before 1.1:
+// its urls). A titled layer is a file whatever its type: held and checked
+// like any other.
+func (d Descriptor) Foreign() bool {
+	if _, titled := d.Annotations[AnnotationTitle]; titled {
+		return false
+	}
+	return strings.Contains(d.MediaType, ".nondistributable.") || strings.Contains(d.MediaType, ".foreign.")
+}
+
 func (d *Descriptor) check(what string) error {
 	if _, err := ParseDigest(string(d.Digest)); err != nil {
 		return fmt.Errorf("manifest %s: %w", what, err)
@@ -392,22 +404,23 @@ func (m *Manifest) Files() []File {
 // Size is the total size of the package's layers.
 func (m *Manifest) Size() int64 { return sumSizes(m.Layers) }
 
-// Blobs lists every blob the manifest names: config and layers, each once,
-// as bare descriptors (media type, digest and size).
+// Blobs lists every blob the manifest names but foreign layers: config and
+// layers, each once, as bare descriptors (media type, digest and size).
 func (m *Manifest) Blobs() []Descriptor {
-	out := distinct(append([]Descriptor{m.Config}, m.Layers...))
+	out := held(append([]Descriptor{m.Config}, m.Layers...))
 	for i, d := range out {
 		out[i] = Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}
 	}
 	return out
 }
 
-// distinct returns ds without repeated digests (the first of each kept).
-func distinct(ds []Descriptor) []Descriptor {
+// held returns the blobs of ds the registry holds: without foreign layers
+// and repeated digests (the first of each kept).
+func held(ds []Descriptor) []Descriptor {
 	seen := map[digest.Digest]bool{}
 	var out []Descriptor
 	for _, d := range ds {
-		if !seen[d.Digest] {
+		if !seen[d.Digest] && !d.Foreign() {
 			seen[d.Digest] = true
 			out = append(out, d)
 		}

@@ -83,6 +83,8 @@ type commitResult struct {
 	commit    Hash
 	previous  digest.Digest // what the one path held before, if it held anything
 	committed bool          // false: everything was as asked already
+	// kept: manifests a removal kept by digest, as an index names them.
+	kept []digest.Digest
 }
 
 // commit makes the change one commit on the head, replayed on a newer head
@@ -129,14 +131,25 @@ func (r *Registry) commit(ctx context.Context, g *replayRule, c tagChange) (comm
 		if c.mustExist && !present {
 			return nil, gitmeta.Message{}, opm.Errorf(opm.ErrNotFound, "%s: no such tag", c.what)
 		}
-		// A removal keeps children; a tag overwritten is not checked (it
-		// would read the whole repository on every push).
+		msg := commitMessage(c.subject, facts)
+		// A removal keeps children: a manifest an index names whose last
+		// copy goes with the tag stays by digest. (A tag overwritten is not
+		// checked: it would read the whole repository on every push.)
+		res.kept = nil
 		if c.body == nil {
-			if err := r.keepsChildren(s, changes); err != nil {
+			orphans, err := r.orphans(s, changes)
+			if err != nil {
 				return nil, gitmeta.Message{}, err
 			}
+			var lines []string
+			for _, o := range orphans {
+				changes = append(changes, gitmeta.Change{Path: layout.ManifestPath(o.file.Ref.Repository, o.file.Digest), Data: o.body})
+				res.kept = append(res.kept, o.file.Digest)
+				lines = append(lines, fmt.Sprintf("kept %s@%s by digest: the index %s names it", o.file.Ref.Repository, o.file.Digest, o.index))
+			}
+			msg.Body = strings.Join(lines, "\n")
 		}
-		return changes, commitMessage(c.subject, facts), nil
+		return changes, msg, nil
 	})
 	res.commit, res.committed = commit, committed
 	return res, err
@@ -149,6 +162,9 @@ type TagResult struct {
 	Previous  digest.Digest `json:"previous,omitempty"`
 	Commit    string        `json:"commit"`
 	Committed bool          `json:"committed"`
+	// Kept lists manifests a removal kept by digest: an index of the
+	// repository names them.
+	Kept []digest.Digest `json:"kept,omitempty"`
 }
 
 // setTag commits body as the tag file of ref, making no commit when the tag
@@ -184,7 +200,7 @@ func (r *Registry) Remove(ctx context.Context, ref opm.Reference) (*TagResult, e
 	if err != nil {
 		return nil, err
 	}
-	return &TagResult{Ref: ref, Previous: res.previous, Commit: res.commit.String(), Committed: res.committed}, nil
+	return &TagResult{Ref: ref, Previous: res.previous, Commit: res.commit.String(), Committed: res.committed, Kept: res.kept}, nil
 }
 
 // ErrBlobUnknown: a manifest names a blob (or an index a manifest) the
@@ -213,9 +229,9 @@ func (r *Registry) PutManifest(ctx context.Context, repo opm.Repository, tags []
 	}
 	// Children before parents: every blob (and, for an index, every
 	// manifest) named must be here before the manifest is committed, and no
-	// gc removes one found here before the commit names it. A layer of a
-	// "non-distributable" type is no exception: it may be a file of the
-	// package, and fsck, sync and the mount all want it here.
+	// gc removes one found here before the commit names it. Only a foreign
+	// layer, no file of the package, is not held (opm.Descriptor.Foreign):
+	// a titled one of a "non-distributable" type is a file like any other.
 	release, err := HoldForWrite(ctx, r.dir)
 	if err != nil {
 		return nil, false, err
@@ -289,8 +305,13 @@ func (r *Registry) DeleteManifest(ctx context.Context, repo opm.Repository, d di
 		if len(changes) == 0 {
 			return nil, gitmeta.Message{}, opm.Errorf(opm.ErrNotFound, "%s@%s: no such manifest", repo, d)
 		}
-		if err := r.keepsChildren(s, changes); err != nil {
+		orphans, err := r.orphans(s, changes)
+		if err != nil {
 			return nil, gitmeta.Message{}, err
+		}
+		if len(orphans) > 0 {
+			o := orphans[0]
+			return nil, gitmeta.Message{}, opm.Errorf(opm.ErrConflict, "%s@%s is named by the index %s; delete that index first", repo, d, o.index)
 		}
 		msg := commitMessage(fmt.Sprintf("rm %s@%s", repo, d), layout.Facts{Previous: d, Via: "oci"})
 		if len(tags) > 0 {
@@ -301,34 +322,44 @@ func (r *Registry) DeleteManifest(ctx context.Context, repo opm.Repository, d di
 	return err
 }
 
-// keepsChildren is the rule of children before parents (docs/design.md
-// §4) for a removal of manifest files of one repository (changes, made on
-// s): a manifest an index of the repository names stays while that index
-// does. A removal that takes its last copy is refused with
-// opm.ErrConflict, naming the index to delete first. (PutManifest checks
-// the other way: an index only after its manifests.)
-func (r *Registry) keepsChildren(s *gitmeta.Snapshot, changes []gitmeta.Change) error {
+// orphan is a manifest a removal would take the last copy of while an index
+// left in its repository names it: a file the removal takes (its body) and
+// an index naming it.
+type orphan struct {
+	file  ManifestEntry
+	body  []byte
+	index opm.Reference
+}
+
+// orphans is the rule of children before parents (docs/design.md §4) for
+// a removal of manifest files of one repository (changes, made on s): the
+// manifests whose last copy it takes while an index left in the repository
+// names them. A delete by digest is refused for them (opm.ErrConflict,
+// naming the index to delete first); a tag removed keeps them by digest.
+// (PutManifest checks the other way: an index only after its manifests.)
+func (r *Registry) orphans(s *gitmeta.Snapshot, changes []gitmeta.Change) ([]orphan, error) {
 	if len(changes) == 0 {
-		return nil
+		return nil, nil
 	}
 	p, err := layout.Parse(changes[0].Path)
 	if err != nil || !p.IsManifest() {
-		return err
+		return nil, err
 	}
 	v := r.newView(s)
 	all, err := v.Manifests(p.Ref.Repository)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	changed := map[string]bool{}
 	for _, c := range changes {
 		changed[c.Path] = true
 	}
-	// The digests the change takes away: those no file left keeps.
-	gone := map[digest.Digest]bool{}
+	// The digests the change takes away: those no file left keeps, each
+	// with a file of it the change removes.
+	gone := map[digest.Digest]ManifestEntry{}
 	for _, e := range all {
 		if changed[e.Path] {
-			gone[e.Digest] = true
+			gone[e.Digest] = e
 		}
 	}
 	for _, e := range all {
@@ -337,24 +368,32 @@ func (r *Registry) keepsChildren(s *gitmeta.Snapshot, changes []gitmeta.Change) 
 		}
 	}
 	if len(gone) == 0 {
-		return nil
+		return nil, nil
 	}
+	var out []orphan
 	for _, e := range all {
 		if changed[e.Path] {
 			continue // removed: it names nothing after
 		}
 		m, err := v.Read(e)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if m.Manifest == nil || !m.Manifest.IsIndex() {
 			continue
 		}
 		for _, c := range m.Manifest.Manifests {
-			if gone[c.Digest] {
-				return opm.Errorf(opm.ErrConflict, "%s@%s is named by the index %s; delete that index first", e.Ref.Repository, c.Digest, e.Ref)
+			f, ok := gone[c.Digest]
+			if !ok {
+				continue
 			}
+			delete(gone, c.Digest)
+			child, err := v.Read(f)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, orphan{file: f, body: child.Body, index: e.Ref})
 		}
 	}
-	return nil
+	return out, nil
 }

@@ -12,8 +12,11 @@ func rmCommand() *cli.Command {
 		Name:      "rm",
 		Usage:     "remove a tag (a commit; the blobs stay until garbage collection)",
 		ArgsUsage: "NS/PROJECT/REPO:TAG",
-		Description: `A tag that holds the last copy of a manifest an index of its repository
-names is kept (exit 4): remove the index first, as it was pushed after it.
+		Description: `When the tag holds the last copy of a manifest that an index of its
+repository names (a platform of a multi-platform image), the manifest is kept
+by digest (NS/PROJECT/REPO@sha256:...) in the same commit, and a line says so:
+the index stays whole. After the index, it is deleted by digest over HTTP
+(DELETE /v2/NS/PROJECT/REPO/manifests/sha256:..., docs/http.md).
 
 Example:
    opm rm acme/web/site:v1.0.0-rc1`,

@@ -59,5 +59,8 @@ func reportTag(g globalOptions, opts tagOptions, res *registry.TagResult, err er
 	case res.Digest != "":
 		fmt.Fprintln(g.stdout, res.Digest)
 	}
+	for _, d := range res.Kept {
+		fmt.Fprintf(g.stderr, "opm: kept %s@%s by digest: an index of the repository names it\n", res.Ref.Repository, d)
+	}
 	return nil
 }
