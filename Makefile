@@ -15,7 +15,7 @@ FUZZTIME_FS ?= 10000x
 TESTLOGS ?= bin/testlogs
 TESTSUM := bin/testsum -dir $(TESTLOGS)
 STRESS_ROUNDS ?= 5
-STRESS_PKGS ?= ./integration/ ./fs/ ./daemon/ ./cas/...
+STRESS_PKGS ?= ./integration/ ./fs/ ./daemon/ ./cas/... ./server/
 # The heading of a step of a long target: "==> [12:00:00] test 4/7: go test".
 step = printf '\n==> [%s] %s\n' "$$(date +%T)" '$(1)'
 
@@ -63,8 +63,8 @@ test:
 	@$(MAKE) --no-print-directory fuzz
 	@$(call step,test: all 7 steps passed)
 
-# Stress: the tests that race the clock (mounts, the daemon, the store,
-# end to end: STRESS_PKGS) for STRESS_ROUNDS rounds with -cpu 1,2 while two
+# Stress: the tests that race the clock (mounts, the daemon, the store, the
+# HTTP server's limits, end to end: STRESS_PKGS) for STRESS_ROUNDS rounds with -cpu 1,2 while two
 # busy loops compete for the cores, so that a test passing only on an idle
 # machine fails here first; then how many rounds failed each test. Fails if
 # any round did. See scripts/stress.sh (STRESS_LOAD, STRESS_TIMEOUT,

@@ -13,14 +13,14 @@
 # gone). Logs, JSON and goroutine dumps: $STRESS_LOGS/stress-N.*.
 #
 #   STRESS_ROUNDS (5)  STRESS_LOAD (2)  STRESS_CPU (1,2)  STRESS_TIMEOUT (30m)
-#   STRESS_PKGS (./integration/ ./fs/ ./daemon/ ./cas/...)  STRESS_FLAGS ()
+#   STRESS_PKGS (./integration/ ./fs/ ./daemon/ ./cas/... ./server/)  STRESS_FLAGS ()
 #   STRESS_LOGS (bin/testlogs)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit
 GO=${GO:-go}
 rounds=${STRESS_ROUNDS:-5}
 load=${STRESS_LOAD:-2}
-read -r -a pkgs <<<"${STRESS_PKGS:-./integration/ ./fs/ ./daemon/ ./cas/...}"
+read -r -a pkgs <<<"${STRESS_PKGS:-./integration/ ./fs/ ./daemon/ ./cas/... ./server/}"
 read -r -a flags <<<"${STRESS_FLAGS:-}"
 logs=${STRESS_LOGS:-bin/testlogs}
 testsum=bin/testsum
