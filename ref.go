@@ -35,6 +35,60 @@ func (r Reference) String() string {
 	return r.Repository.Path() + ":" + r.Tag
 }
 
+// MarshalText makes a reference in JSON its string, ns/project/repo:tag or
+// ns/project/repo@sha256:<hex> (docs/json.md); the zero Reference is "".
+func (r Reference) MarshalText() ([]byte, error) {
+	switch {
+	case r == (Reference{}):
+		return []byte{}, nil
+	case r.Tag == "" && r.Digest == "":
+		return r.Repository.MarshalText()
+	}
+	return []byte(r.String()), nil
+}
+
+// UnmarshalText parses what MarshalText writes.
+func (r *Reference) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*r = Reference{}
+		return nil
+	}
+	if !strings.ContainsAny(string(b), ":@") {
+		repo, err := ParseRepository(string(b))
+		*r = Reference{Repository: repo}
+		return err
+	}
+	ref, err := ParseReference(string(b))
+	if err != nil {
+		return err
+	}
+	*r = ref
+	return nil
+}
+
+// MarshalText makes a repository in JSON its path, ns/project/repo; the
+// zero Repository is "".
+func (r Repository) MarshalText() ([]byte, error) {
+	if r == (Repository{}) {
+		return []byte{}, nil
+	}
+	return []byte(r.Path()), nil
+}
+
+// UnmarshalText parses what MarshalText writes.
+func (r *Repository) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*r = Repository{}
+		return nil
+	}
+	repo, err := ParseRepository(string(b))
+	if err != nil {
+		return err
+	}
+	*r = repo
+	return nil
+}
+
 // The rules of docs/design.md §1, in the words used by error messages.
 const (
 	componentRule = "must be 1 to 64 lower-case letters or digits, with single '.', '_' or '-' between them"

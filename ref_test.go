@@ -1,7 +1,10 @@
 package opm
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -95,4 +98,29 @@ func FuzzParseReference(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestReferenceJSON: a reference in JSON is its string, and reads back.
+func TestReferenceJSON(t *testing.T) {
+	for _, s := range []string{"acme/web/site:v1", "acme/web/site@sha256:" + strings.Repeat("ab", 32), "acme/web/site", ""} {
+		var ref Reference
+		if err := json.Unmarshal([]byte(strconv.Quote(s)), &ref); err != nil {
+			t.Fatalf("%q: %v", s, err)
+		}
+		b, err := json.Marshal(struct {
+			Ref  Reference  `json:"ref"`
+			Repo Repository `json:"repo"`
+		}{ref, ref.Repository})
+		if err != nil {
+			t.Fatal(err)
+		}
+		repo, _, _ := strings.Cut(strings.Split(s, "@")[0], ":")
+		if want := fmt.Sprintf(`{"ref":%q,"repo":%q}`, s, repo); string(b) != want {
+			t.Errorf("%s, want %s", b, want)
+		}
+	}
+	var ref Reference
+	if err := json.Unmarshal([]byte(`"Acme/x/y:v1"`), &ref); err == nil {
+		t.Error("an invalid reference read from JSON")
+	}
 }

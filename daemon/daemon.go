@@ -199,6 +199,7 @@ func (r Request) Getenv(k string) string {
 type Result struct {
 	Code  int    `json:"code"`
 	Error string `json:"error,omitempty"` // the error line, when Code != 0
+	Kind  string `json:"kind,omitempty"`  // its kind's name in opm's error table (opm.Kinds)
 }
 
 // Environ returns this process's values of ForwardedEnv.

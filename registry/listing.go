@@ -369,6 +369,30 @@ type Listing struct {
 	Tags   []TagInfo `json:"tags,omitempty"`
 }
 
+// MarshalJSON writes the list of the listing's kind always, empty as []
+// (docs/json.md): "tags" for tags, else "names".
+func (l Listing) MarshalJSON() ([]byte, error) {
+	type plain Listing
+	if l.Kind == "tags" {
+		return json.Marshal(struct {
+			plain
+			Tags []TagInfo `json:"tags"`
+		}{plain(l), nonNilSlice(l.Tags)})
+	}
+	return json.Marshal(struct {
+		plain
+		Names []string `json:"names"`
+	}{plain(l), nonNilSlice(l.Names)})
+}
+
+// nonNilSlice is s, or an empty slice for nil: a JSON list prints as [].
+func nonNilSlice[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
 // List lists the head: the level below a node named by sel ("" is the
 // namespaces), or, for a selector with globs or a tag, or with tags, every
 // tag it chooses (see layout.Selector).

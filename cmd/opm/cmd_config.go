@@ -29,37 +29,42 @@ Example:
    opm config opm.blobs 's3://bucket?region=eu-west-1'
    opm config opm.blobs
    opm config --unset opm.blobs`,
-		Flags: []cli.Flag{&cli.BoolFlag{Name: "unset", Usage: "remove the key"}},
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "unset", Usage: "remove the key"}, jsonFlag},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, 2); err != nil {
 				return err
 			}
-			return runConfig(globals(c), configOptions{unset: c.Bool("unset")}, c.Args().First(), c.Args().Tail()...)
+			return runConfig(globals(c), configOptions{unset: c.Bool("unset"), json: c.Bool("json")}, c.Args().First(), c.Args().Tail()...)
 		},
 	}
 }
 
 type configOptions struct {
 	unset bool
+	json  bool // print {"key", "value"} (value "" once unset)
 }
 
 // runConfig removes key (--unset), sets it to value, or prints it.
 func runConfig(g globalOptions, opts configOptions, key string, value ...string) error {
 	return withHome(g, func(r *registry.Registry) error {
+		var v string
+		var err error
 		switch {
 		case opts.unset:
-			return r.SetConfig(g.ctx, key, "")
+			err = r.SetConfig(g.ctx, key, "")
 		case len(value) == 1:
-			return r.SetConfig(g.ctx, key, value[0])
+			v, err = value[0], r.SetConfig(g.ctx, key, value[0])
+		default:
+			if v, err = r.Config(key); err == nil && v == "" {
+				err = opm.Errorf(opm.ErrNotFound, "%s is not set", key)
+			}
+			if err == nil && !opts.json {
+				fmt.Fprintln(g.stdout, v)
+			}
 		}
-		v, err := r.Config(key)
-		if err != nil {
+		if err != nil || !opts.json {
 			return err
 		}
-		if v == "" {
-			return opm.Errorf(opm.ErrNotFound, "%s is not set", key)
-		}
-		fmt.Fprintln(g.stdout, v)
-		return nil
+		return printJSON(g, map[string]string{"key": key, "value": v})
 	})
 }

@@ -14,9 +14,10 @@ func remoteAddCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "meta", Usage: "git `URL` of the metadata"},
 			&cli.StringFlag{Name: "blobs", Usage: "bucket `URL` of the blobs"},
+			jsonFlag,
 		},
 		Action: func(c *cli.Context) error {
-			opts := remoteAddOptions{meta: c.String("meta"), blobs: c.String("blobs")}
+			opts := remoteAddOptions{meta: c.String("meta"), blobs: c.String("blobs"), json: c.Bool("json")}
 			if c.NArg() != 1 || opts.meta == "" || opts.blobs == "" {
 				return usagef("usage: opm remote add NAME --meta URL --blobs URL")
 			}
@@ -28,6 +29,7 @@ func remoteAddCommand() *cli.Command {
 type remoteAddOptions struct {
 	meta  string // git URL or local path of the metadata
 	blobs string // bucket URL of the blobs
+	json  bool   // print the remote as opm remote ls --json does
 }
 
 // runRemoteAdd adds the remote name.
@@ -37,6 +39,10 @@ func runRemoteAdd(g globalOptions, opts remoteAddOptions, name string) error {
 		if registry.IsLocalPath(meta) {
 			meta = absPath(g, meta)
 		}
-		return r.AddRemote(g.ctx, registry.Remote{Name: name, URL: meta, Blobs: opts.blobs})
+		rm := registry.Remote{Name: name, URL: meta, Blobs: opts.blobs}
+		if err := r.AddRemote(g.ctx, rm); err != nil || !opts.json {
+			return err
+		}
+		return printJSON(g, rm)
 	})
 }

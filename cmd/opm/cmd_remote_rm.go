@@ -14,16 +14,22 @@ func remoteRmCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Description: "Forgets the remote, where its main was last seen, and the scratch repository of\n" +
 			"mirrors into it (<home>/mirrors/NAME.git). The remote itself is not touched.",
+		Flags: []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, 1); err != nil {
 				return err
 			}
-			return runRemoteRm(globals(c), c.Args().First())
+			return runRemoteRm(globals(c), c.Bool("json"), c.Args().First())
 		},
 	}
 }
 
 // runRemoteRm forgets the remote name.
-func runRemoteRm(g globalOptions, name string) error {
-	return withHome(g, func(r *registry.Registry) error { return r.RemoveRemote(name) })
+func runRemoteRm(g globalOptions, asJSON bool, name string) error {
+	return withHome(g, func(r *registry.Registry) error {
+		if err := r.RemoveRemote(name); err != nil || !asJSON {
+			return err
+		}
+		return printJSON(g, map[string]any{"name": name, "removed": true})
+	})
 }

@@ -73,7 +73,7 @@ func viaDaemon(g globalOptions, fn func(*registry.Registry) error) (bool, error)
 	// The whole command ran in the daemon, output included, whatever the
 	// caller of withHome would do next: end here with its outcome.
 	if res.Code != 0 {
-		fmt.Fprintf(g.stderr, "opm: %s\n", res.Error)
+		printError(g.stderr, os.Args, res.Kind, res.Code, res.Error)
 	}
 	cli.OsExiter(res.Code)
 	return true, &daemonError{code: res.Code, msg: res.Error} // only if OsExiter returns (tests)
@@ -107,7 +107,7 @@ func runInDaemon(r *registry.Registry, counted func()) daemon.Runner {
 		if err == nil {
 			return daemon.Result{}
 		}
-		return daemon.Result{Code: exitCode(err), Error: opm.OneLine(err)}
+		return daemon.Result{Code: exitCode(err), Error: opm.OneLine(err), Kind: opm.KindOf(err).Name}
 	}
 }
 

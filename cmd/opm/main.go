@@ -31,7 +31,7 @@ func main() {
 	err := app.RunContext(ctx, permuteArgs(app, os.Args))
 	stop()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "opm: %s\n", opm.OneLine(err))
+		printError(os.Stderr, os.Args, opm.KindOf(err).Name, exitCode(err), opm.OneLine(err))
 	}
 	os.Exit(exitCode(err))
 }
