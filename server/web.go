@@ -88,8 +88,11 @@ func init() {
 			}
 			return v.Root + "v2/" + repo + "/blobs/" + d.String()
 		},
-		"manifestURL": func(root, repo string, d digest.Digest) string {
-			return root + "v2/" + repo + "/manifests/" + d.String()
+		"manifestURL": func(v View, repo string, d digest.Digest) string {
+			if v.Static {
+				return v.Root + siteManifest(repo, d)
+			}
+			return v.Root + "v2/" + repo + "/manifests/" + d.String()
 		},
 	}
 	for _, name := range []string{"list", "repo", "tag"} {
@@ -108,10 +111,10 @@ type SearchResult struct {
 
 // View is how pages are rendered: served, or written as a static site.
 type View struct {
-	Root      string    // prefix of every link: "/"
-	Generated time.Time // set for a static site: no search form
-	BlobURL   string    // a bucket's public URL: blob links go there
-	APIURL    string    // the JSON listing
+	Root    string // prefix of every link: "/"
+	Static  bool   // a static site (opm site): no search form
+	BlobURL string // a bucket's public URL: blob links go there
+	APIURL  string // the JSON listing
 }
 
 type pageData struct {
@@ -122,6 +125,7 @@ type pageData struct {
 	Q         string
 	Crumbs    []crumb
 	Commit    string
+	When      time.Time // the commit's time
 	Listing   *Listing
 	Tag       *TagDetail
 	Results   []SearchResult
@@ -232,7 +236,7 @@ func (s *Server) renderPage(ctx context.Context, w io.Writer, v *registry.View, 
 
 // newPage is what every page of parts shows.
 func (s *Server) newPage(pv View, v *registry.View, parts []string) pageData {
-	d := pageData{View: pv, Title: s.opts.Title, Search: pv.Generated.IsZero(), Commit: v.Commit().String()}
+	d := pageData{View: pv, Title: s.opts.Title, Search: !pv.Static, Commit: v.Commit().String(), When: v.When()}
 	d.Crumbs = []crumb{{"registry", d.Root}}
 	for i := range parts {
 		d.Crumbs = append(d.Crumbs, crumb{parts[i], d.Root + strings.Join(parts[:i+1], "/") + "/"})
