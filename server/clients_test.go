@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/openpm/opm"
+	"github.com/openpm/opm/internal/opmtest"
 )
 
 // Real OCI clients against the server: oras and crane, built from the Go
@@ -77,6 +79,15 @@ func TestOras(t *testing.T) {
 	env := []string{"HOME=" + work, "DOCKER_CONFIG=" + filepath.Join(work, ".docker")}
 	os.WriteFile(filepath.Join(work, "hello.txt"), []byte("hello from oras\n"), 0o644)
 	os.WriteFile(filepath.Join(work, "data.bin"), bytes.Repeat([]byte{7}, 100000), 0o644)
+
+	// oras login: a wrong token fails (it used to "succeed": GET /v2/
+	// answered 200 to anyone), the right one passes.
+	login := exec.Command(oras, "login", "--plain-http", "-u", "opm", "-p", "wrong", host)
+	login.Dir, login.Env = work, append(os.Environ(), env...)
+	if out, err := login.CombinedOutput(); err == nil {
+		t.Fatalf("oras login with a wrong token succeeded: %s", out)
+	}
+	run(t, work, env, oras, "login", "--plain-http", "-u", "opm", "-p", testToken, host)
 
 	// oras push → an opm package: the mount and opm pull see its files.
 	run(t, work, env, oras, append([]string{"push", host + "/acme/oras/demo:v1", "hello.txt:text/plain", "data.bin"}, auth...)...)
@@ -189,4 +200,66 @@ func (s *Server) readManifestAt(t *testing.T, repo, tag string) ([]byte, error) 
 		return nil, err
 	}
 	return mf.Body, nil
+}
+
+// TestSkopeo: skopeo (as docker and podman) speaks only the token flow: it
+// logs in with GET /v2/, and pushes, copies between two opm servers,
+// inspects and deletes with the bearer tokens the server issues. A login
+// with a wrong token fails. (skopeo could neither push nor delete, and its
+// login "succeeded" with any token, while /v2/ answered 200 to anyone.)
+func TestSkopeo(t *testing.T) {
+	skopeo, err := exec.LookPath("skopeo")
+	if err != nil {
+		opmtest.Unavailable(t, "no skopeo (scripts/deps.sh installs it): %v", err)
+	}
+	_, crane := ociClients(t)
+	a, b := newEnv(t, Options{}), newEnv(t, Options{})
+	hostA, hostB := strings.TrimPrefix(a.url, "http://"), strings.TrimPrefix(b.url, "http://")
+	work := t.TempDir()
+	env := []string{"HOME=" + work, "DOCKER_CONFIG=" + filepath.Join(work, ".docker"), "REGISTRY_AUTH_FILE=" + filepath.Join(work, "auth.json")}
+	policy := filepath.Join(work, "policy.json")
+	os.WriteFile(policy, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`), 0o644)
+
+	// Logins: a wrong token fails, the right one passes.
+	cmd := exec.Command(skopeo, "login", "--tls-verify=false", "-u", "opm", "-p", "wrong", hostA)
+	cmd.Dir, cmd.Env = work, append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Fatalf("skopeo login with a wrong token succeeded: %s", out)
+	}
+	run(t, work, env, skopeo, "login", "--tls-verify=false", "-u", "opm", "-p", testToken, hostA)
+	run(t, work, env, skopeo, "login", "--tls-verify=false", "-u", "opm", "-p", testToken, hostB)
+
+	// An image on A (crane makes it), copied to B by skopeo: pull from A,
+	// push to B, same digest; then inspected and deleted on B.
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	body := []byte("#!/bin/sh\necho hello\n")
+	tw.WriteHeader(&tar.Header{Name: "bin/hello", Mode: 0o755, Size: int64(len(body)), Typeflag: tar.TypeReg})
+	tw.Write(body)
+	tw.Close()
+	os.WriteFile(filepath.Join(work, "layer.tar"), tb.Bytes(), 0o644)
+	craneEnv := append(env, "DOCKER_CONFIG="+filepath.Join(work, ".docker"))
+	run(t, work, craneEnv, crane, "auth", "login", hostA, "-u", "opm", "-p", testToken)
+	run(t, work, craneEnv, crane, "append", "--insecure", "-f", "layer.tar", "-t", hostA+"/acme/img/app:v1")
+	want := run(t, work, craneEnv, crane, "digest", "--insecure", hostA+"/acme/img/app:v1")
+
+	sk := []string{"--policy", policy}
+	run(t, work, env, skopeo, append(sk, "copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--preserve-digests",
+		"docker://"+hostA+"/acme/img/app:v1", "docker://"+hostB+"/acme/mirror/app:v1")...)
+	var info struct{ Digest string }
+	if err := json.Unmarshal([]byte(run(t, work, env, skopeo, "inspect", "--tls-verify=false", "docker://"+hostB+"/acme/mirror/app:v1")), &info); err != nil || info.Digest != want {
+		t.Fatalf("skopeo inspect on B: %v %q, want %s", err, info.Digest, want)
+	}
+	if _, err := b.srv.readManifestAt(t, "acme/mirror/app", "v1"); err != nil {
+		t.Fatalf("B after skopeo copy: %v", err)
+	}
+	run(t, work, env, skopeo, "delete", "--tls-verify=false", "docker://"+hostB+"/acme/mirror/app:v1")
+	if _, err := b.srv.readManifestAt(t, "acme/mirror/app", "v1"); err == nil {
+		t.Fatal("the tag is still on B after skopeo delete")
+	}
+
+	// Anonymous reads: no login, reads open, the token flow without
+	// credentials.
+	run(t, work, env, skopeo, "logout", "--all")
+	run(t, work, env, skopeo, "inspect", "--tls-verify=false", "--no-creds", "docker://"+hostA+"/acme/img/app:v1")
 }

@@ -222,7 +222,7 @@ func TestHostileBodies(t *testing.T) {
 	auth := "Authorization: Bearer " + testToken + "\r\n"
 	upload := "/v2/a/b/c/blobs/uploads/?digest=" + opm.EmptyDigest.String()
 	for _, c := range []struct{ name, req, status string }{
-		{"GET declaring 1000000 bytes, none sent", "GET /v2/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n", "200"},
+		{"GET declaring 1000000 bytes, none sent", "GET /v2/_catalog HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n", "200"},
 		{"PUT declaring 100000 bytes without a token", "PUT /v2/a/b/c/manifests/v1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{", "401"},
 		{"chunked POST without a token stopping after one chunk", "POST /v2/a/b/c/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", "401"},
 		{"chunked POST with the token stopping after one chunk", "POST " + upload + " HTTP/1.1\r\nHost: x\r\n" + auth + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", "408"},
@@ -317,8 +317,8 @@ func TestStalledConnections(t *testing.T) {
 	auth := "Authorization: Bearer " + testToken + "\r\n"
 	stalls := []string{
 		"",
-		"GET /v2/ HTTP/1.1\r\nHost: x\r\n" + big,
-		"GET /v2/ HTTP/1.1\r\nHost: x\r\n" + big + "Content-Length: 1000\r\n\r\n",
+		"GET /v2/_catalog HTTP/1.1\r\nHost: x\r\n" + big,
+		"GET /v2/_catalog HTTP/1.1\r\nHost: x\r\n" + big + "Content-Length: 1000\r\n\r\n",
 		"PUT /v2/a/b/c/manifests/v1 HTTP/1.1\r\nHost: x\r\n" + big + "Content-Length: 100000\r\n\r\n",
 		"POST /v2/a/b/c/blobs/uploads/?digest=" + opm.EmptyDigest.String() + " HTTP/1.1\r\nHost: x\r\n" + auth + big + "Content-Length: 5000000000\r\n\r\n" + strings.Repeat("x", 1000),
 	}
@@ -372,7 +372,7 @@ func dialGet(t *testing.T, e *env, host byte) net.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	io.WriteString(c, "GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	io.WriteString(c, "GET /v2/_catalog HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	return c
 }
 

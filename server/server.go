@@ -32,11 +32,8 @@
 package server
 
 import (
-	"crypto/subtle"
-	"encoding/base64"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/openpm/opm/registry"
 )
@@ -65,6 +62,7 @@ type Server struct {
 	mux  *http.ServeMux
 
 	uploads *registry.Uploads
+	tokens  issuer // signs the tokens of the token endpoint (auth.go)
 }
 
 // New makes a server for reg. Close removes the uploads in progress.
@@ -82,7 +80,7 @@ func New(reg *registry.Registry, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{reg: reg, opts: opts, log: opts.Logger, uploads: ups}
+	s := &Server{reg: reg, opts: opts, log: opts.Logger, uploads: ups, tokens: newIssuer()}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/v2/", s.serveOCI)
 	s.mux.HandleFunc("GET /namespaces", s.serveListing)
@@ -97,13 +95,11 @@ func (s *Server) Close() error { return s.uploads.Close() }
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	r = limitBody(w, r, s.opts.Limits)
-	if isWrite(r.Method) {
-		if !s.allowed(r, s.opts.Token) {
-			s.unauthorized(w, r, "writes need the server's token: Authorization: Bearer <token> (or Basic with the token as password)")
-			return
-		}
-	} else if s.opts.ReadToken != "" && !s.allowed(r, s.opts.ReadToken) && !s.allowed(r, s.opts.Token) {
-		s.unauthorized(w, r, "this server needs a token to read")
+	if r.URL.Path == tokenPath {
+		s.serveToken(w, r)
+		return
+	}
+	if !s.authorize(w, r) {
 		return
 	}
 	s.mux.ServeHTTP(w, r)
@@ -111,31 +107,4 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func isWrite(m string) bool {
 	return m != http.MethodGet && m != http.MethodHead && m != http.MethodOptions
-}
-
-// allowed reports whether r carries token, as a bearer token or as the
-// password of Basic authentication (what `docker login`, crane and oras
-// send). The scheme's name is compared without case (RFC 7235).
-func (s *Server) allowed(r *http.Request, token string) bool {
-	if token == "" {
-		return false
-	}
-	scheme, cred, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
-	var got string
-	switch {
-	case strings.EqualFold(scheme, "Bearer"):
-		got = strings.TrimSpace(cred)
-	case strings.EqualFold(scheme, "Basic"):
-		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
-		if err != nil {
-			return false
-		}
-		_, got, _ = strings.Cut(string(raw), ":")
-	}
-	return subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
-}
-
-func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, msg string) {
-	w.Header().Set("WWW-Authenticate", `Basic realm="opm", charset="UTF-8"`)
-	writeError(w, r, http.StatusUnauthorized, "UNAUTHORIZED", msg)
 }

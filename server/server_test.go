@@ -441,8 +441,12 @@ func TestAuth(t *testing.T) {
 	if e.head() != head || e.reg.HasLocal(d) {
 		t.Fatal("an unauthorised write changed something")
 	}
-	// Reads are open; Basic with the token as password writes.
-	expect(t, e.doAuth("", "GET", "/v2/", nil), 200, "")
+	// Reads are open, but GET /v2/, the check clients log in with, wants
+	// credentials (and right ones); Basic with the token as password writes.
+	expect(t, e.doAuth("", "GET", "/v2/", nil), 401, "UNAUTHORIZED")
+	expect(t, e.doAuth("Basic "+base64Encode("anyone:wrong"), "GET", "/v2/", nil), 401, "UNAUTHORIZED")
+	expect(t, e.doAuth("Basic "+base64Encode("anyone:"+testToken), "GET", "/v2/", nil), 200, "")
+	expect(t, e.doAuth("", "GET", "/v2/_catalog", nil), 200, "")
 	expect(t, e.doAuth("", "GET", "/namespaces", nil), 200, "")
 	basic := "Basic " + base64Encode("anyone:"+testToken)
 	expect(t, e.doAuth(basic, "POST", "/v2/a/b/c/blobs/uploads/?digest="+d.String(), blob), 201, "")

@@ -30,9 +30,11 @@ func serveCommand() *cli.Command {
    /              web pages: namespaces, projects, repositories, tags, files, history
 
 Reads are open unless --read-token-file is given. Writes need the token of
---token-file, sent as 'Authorization: Bearer <token>' or as the password of
-Basic authentication (oras login, crane auth login, docker login with any
-user name); without --token-file the server is read-only. Every manifest
+--token-file: log in with any user name and the token as the password
+(skopeo login, docker login, oras login, helm registry login, crane auth
+login), or send 'Authorization: Bearer <token>'. Clients get short-lived
+tokens at /_opm/token (the token flow of Docker Hub); a login with a wrong
+token fails. Without --token-file the server is read-only. Every manifest
 pushed is one git commit. Every request ends, answered or closed, within a
 bounded time; connections are bounded, in all and per client address
 (--max-conns, --max-conns-per-addr). See docs/http.md.

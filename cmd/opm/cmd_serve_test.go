@@ -70,8 +70,18 @@ func TestServeTLS(t *testing.T) {
 	}
 	io.Copy(io.Discard, res.Body)
 	res.Body.Close()
+	// The login check challenges, pointing at the token endpoint over TLS.
+	if c := res.Header.Get("WWW-Authenticate"); res.StatusCode != 401 || !strings.Contains(c, `realm="https://`+addr+`/_opm/token"`) {
+		t.Fatalf("GET /v2/ over TLS: %d %q", res.StatusCode, c)
+	}
+	res, err = c.Get("https://" + addr + "/v2/_catalog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
 	if res.StatusCode != 200 || res.TLS == nil {
-		t.Fatalf("GET /v2/ over TLS: %d", res.StatusCode)
+		t.Fatalf("GET /v2/_catalog over TLS: %d", res.StatusCode)
 	}
 	req, _ := http.NewRequest("DELETE", "https://"+addr+"/v2/a/b/c/manifests/v1", nil)
 	res, err = c.Do(req)
