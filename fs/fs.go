@@ -158,6 +158,11 @@ func Mount(r *registry.Registry, dir string, opts Options) (*FS, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	// go-fuse mounts on a file too, and its error for a missing directory
+	// is fusermount's exit code: say what is wrong first.
+	if _, err := CheckMountpoint(dir); err != nil {
+		return nil, err
+	}
 	fsys := &FS{reg: r, opts: opts, log: opts.Logger, mnt: dir, hist: make(map[registry.Hash]*registry.View),
 		started: time.Now(), stop: make(chan struct{})}
 	v, err := r.View()

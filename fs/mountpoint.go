@@ -2,10 +2,14 @@ package opmfs
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
+
+	"github.com/openpm/opm"
 )
 
 // Mount-point administration: unmounting a mount point (one whose daemon
@@ -60,6 +64,36 @@ func UnmountOrphan(dir string, lazy bool) error {
 // SameMountpoint reports whether a and b name the same mount point, as the
 // kernel records them (MountedHome).
 func SameMountpoint(a, b string) bool { return resolveMountpoint(a) == resolveMountpoint(b) }
+
+// CheckMountpoint tells whether dir can be mounted on, before anything is
+// mounted: an existing directory (else opm.ErrNotFound or opm.ErrInvalid,
+// saying what to do). A dead mount there passes (the daemon detaches it
+// first), and so does another mount (the home's lock decides). entries is
+// how many entries, at most 1000, the mount will hide: dir's own, not a
+// mount's.
+func CheckMountpoint(dir string) (entries int, err error) {
+	fi, err := os.Stat(dir)
+	switch {
+	case Dead(dir):
+		return 0, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return 0, opm.Errorf(opm.ErrNotFound, "mount %s: no such directory; create it first: mkdir -p %s", dir, dir)
+	case err != nil:
+		return 0, fmt.Errorf("mount %s: %w", dir, err)
+	case !fi.IsDir():
+		return 0, opm.Errorf(opm.ErrInvalid, "mount %s: not a directory; opm mounts on an empty directory", dir)
+	}
+	if _, mounted := MountedHome(dir); mounted {
+		return 0, nil
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return 0, nil // the mount says what is wrong
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(1000)
+	return len(names), nil
+}
 
 // CleanStale detaches dir if it is a mount whose server has died, and
 // reports whether it was.

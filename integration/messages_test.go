@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	opmfs "github.com/openpm/opm/fs"
+	"github.com/openpm/opm/internal/opmtest"
 )
 
 // TestLogOfAMisspeltName: opm log of a name no change ever touched fails
@@ -54,4 +57,84 @@ func TestRemoteAddNotARepository(t *testing.T) {
 	}
 	git(t, "init", "-q", "--bare", filepath.Join(dir, "meta.git"))
 	mustOpm(t, home, "remote", "add", "origin", "--meta", filepath.Join(dir, "meta.git"), "--blobs", bucket)
+}
+
+// TestMountRefusesBadMountpoints: opm mount on a regular file or a missing
+// directory fails in one line saying what to do, before anything is
+// mounted, in the foreground and with --daemon; on a directory that is not
+// empty it mounts and warns that the entries are hidden. (A regular file
+// used to get a dead FUSE mount; a missing directory "fusermount exited
+// with code 256; ".)
+func TestMountRefusesBadMountpoints(t *testing.T) {
+	opmtest.RequireFUSE(t)
+	home, dir := t.TempDir(), t.TempDir()
+	file := filepath.Join(dir, "file")
+	must(t, os.WriteFile(file, []byte("x"), 0o644))
+	missing := filepath.Join(dir, "missing")
+	for _, c := range []struct {
+		at, hint string
+		code     int
+	}{
+		{file, "not a directory; opm mounts on an empty directory", 2},
+		{missing, "no such directory; create it first: mkdir -p " + missing, 3},
+	} {
+		for _, daemon := range []bool{false, true} {
+			args := []string{"mount", c.at}
+			if daemon {
+				args = append(args, "--daemon")
+			}
+			t.Cleanup(func() { opmfs.Unmount(c.at, true) })
+			r := syncOpm(t, home, args...)
+			wantCode(t, r, c.code, c.hint)
+			if strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+				t.Errorf("opm %s: more than one line:\n%s", strings.Join(args, " "), r.stderr)
+			}
+			if h, mounted := opmfs.MountedHome(c.at); mounted {
+				t.Errorf("opm %s: failed, but left a mount of %s there", strings.Join(args, " "), h)
+			}
+		}
+	}
+
+	full := filepath.Join(dir, "full")
+	must(t, os.MkdirAll(filepath.Join(full, "a"), 0o755))
+	must(t, os.WriteFile(filepath.Join(full, "b"), nil, 0o644))
+	t.Cleanup(func() { unmountAndWait(t, home, full) })
+	r := mustOpm(t, home, "mount", "--daemon", full)
+	if !strings.Contains(r.stderr, "warning: "+full+" is not empty: its 2 entries are hidden while the registry is mounted there") {
+		t.Errorf("mount on a directory that is not empty: no warning:\n%s", r.stderr)
+	}
+	if _, mounted := opmfs.MountedHome(full); !mounted {
+		t.Error("not mounted")
+	}
+}
+
+// TestSyncSaysWhatToDo: opm sync --prefetch with a selector that matches no
+// tag says so (it used to print "prefetched 0 blob(s)" or nothing); a plain
+// opm sync SRC DST over a filtered mirror says it is one and how to go on
+// (it used to suspect someone pushed to the mirror).
+func TestSyncSaysWhatToDo(t *testing.T) {
+	home, follower, dir := t.TempDir(), t.TempDir(), t.TempDir()
+	git(t, "init", "-q", "--bare", filepath.Join(dir, "origin.git"))
+	git(t, "init", "-q", "--bare", filepath.Join(dir, "mirror.git"))
+	mustOpm(t, home, "remote", "add", "origin", "--meta", filepath.Join(dir, "origin.git"), "--blobs", "file://"+dir+"/ob?create_dir=1")
+	mustOpm(t, home, "remote", "add", "mirror", "--meta", filepath.Join(dir, "mirror.git"), "--blobs", "file://"+dir+"/mb?create_dir=1")
+	src := pkgDir(t, 7, 1, 100)
+	mustOpm(t, home, "push", "acme/web/site:v1", src)
+	mustOpm(t, home, "push", "acme/tools/cli:v1", src)
+
+	mustOpm(t, follower, "remote", "add", "origin", "--meta", filepath.Join(dir, "origin.git"), "--blobs", "file://"+dir+"/ob")
+	if r := mustOpm(t, follower, "sync", "--prefetch", "zz/*"); !strings.Contains(r.stderr, "no tag matches zz/*: nothing prefetched") {
+		t.Errorf("prefetch of a selector matching nothing: %q", r.stderr)
+	}
+	if r := mustOpm(t, follower, "sync", "--prefetch", "acme/web/*"); !strings.Contains(r.stderr, "prefetched 2 blob(s), 102 B of 1 tag(s)") {
+		t.Errorf("prefetch: %q", r.stderr)
+	}
+
+	mustOpm(t, home, "sync", "origin", "mirror", "--include", "acme/web/*")
+	r := syncOpm(t, home, "sync", "origin", "mirror")
+	wantCode(t, r, 4, "mirror is a filtered mirror of origin")
+	if !strings.Contains(r.stderr, "sync it again with the same --include/--exclude, or with --force") {
+		t.Errorf("the refusal does not say what to do: %s", r.stderr)
+	}
+	mustOpm(t, home, "sync", "origin", "mirror", "--include", "acme/web/*")
 }

@@ -228,6 +228,10 @@ func plan(ctx context.Context, m *registry.Mirror, filter layout.Filter, opts Op
 		res.Mode = "fast-forward"
 		if !ok {
 			if !opts.Force {
+				// A filtered mirror's commits are its own: say how to go on.
+				if filtered, err := m.DstFiltered(ctx); err == nil && filtered {
+					return nil, opm.Errorf(opm.ErrConflict, "%s is a filtered mirror of %s (its last commit was written by opm sync --include/--exclude): sync it again with the same --include/--exclude, or with --force to replace it with all of %s", res.Dst, res.Src, res.Src)
+				}
 				return nil, opm.Errorf(opm.ErrConflict, "%s has commits %s lacks (someone pushed to the mirror?); refusing to overwrite them without --force", res.Dst, res.Src)
 			}
 			res.Mode = "forced"

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	opmfs "github.com/openpm/opm/fs"
 )
 
 func mountCommand() *cli.Command {
@@ -129,11 +132,25 @@ func optionalPath(g globalOptions, p string) string {
 // process until the mount goes, or, with --daemon, in a process started in
 // the background, returning once it has mounted.
 func runMount(g globalOptions, o mountOptions) error {
+	n, err := opmfs.CheckMountpoint(o.dir)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		what := fmt.Sprintf("its %d entries are", n)
+		switch n {
+		case 1:
+			what = "its entry is"
+		case 1000:
+			what = "its 1000 or more entries are"
+		}
+		fmt.Fprintf(g.stderr, "opm: warning: %s is not empty: %s hidden while the registry is mounted there\n", o.dir, what)
+	}
 	if o.background {
 		return startDaemon(o, g.stderr)
 	}
 	ready := readyPipe()
-	err := runDaemon(g.ctx, o, ready.done)
+	err = runDaemon(g.ctx, o, ready.done)
 	ready.done(err)
 	return err
 }

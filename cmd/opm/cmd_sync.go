@@ -118,8 +118,12 @@ func syncOrigin(g globalOptions, opts syncOptions, r *registry.Registry, filter 
 	if res.Ahead > 0 {
 		fmt.Fprintf(g.stderr, "%d local commit(s) not yet on %s (the next push publishes them)\n", res.Ahead, res.Remote)
 	}
-	if opts.prefetch {
-		fmt.Fprintf(g.stderr, "prefetched %d blob(s), %s\n", res.Prefetched, opm.HumanSize(res.Bytes))
+	switch {
+	case opts.prefetch && len(res.Tags) == 0 && len(filter.Include) == 1:
+		sel := filter.Include[0]
+		fmt.Fprintf(g.stderr, "no tag matches %s: nothing prefetched (opm ls '%s' lists what a selector names)\n", sel, sel)
+	case opts.prefetch:
+		fmt.Fprintf(g.stderr, "prefetched %d blob(s), %s of %d tag(s)\n", res.Prefetched, opm.HumanSize(res.Bytes), len(res.Tags))
 	}
 	return nil
 }
