@@ -138,3 +138,34 @@ func TestSyncSaysWhatToDo(t *testing.T) {
 	}
 	mustOpm(t, home, "sync", "origin", "mirror", "--include", "acme/web/*")
 }
+
+// TestMisspeltNamesSuggest: every command that names a tag or a node says
+// which level is missing and suggests the nearest existing name, in one
+// line with exit 3 (they used to say "no such tag" of a misspelt
+// repository, and suggest nothing).
+func TestMisspeltNamesSuggest(t *testing.T) {
+	home := t.TempDir()
+	src := pkgDir(t, 92, 1, 10)
+	mustOpm(t, home, "push", "acme/web/site:v1.0", src)
+	out := filepath.Join(t.TempDir(), "out")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"pull", "acme/web/sitee:v1.0", "-o", out}, "acme/web/sitee: no such repository; did you mean acme/web/site?"},
+		{[]string{"pull", "acme/web/site:v1.1", "-o", out}, "acme/web/site:v1.1: no such tag; did you mean acme/web/site:v1.0?"},
+		{[]string{"files", "acme/wbe/site:v1.0"}, "acme/wbe: no such project; did you mean acme/web?"},
+		{[]string{"inspect", "acmee/web/site:v1.0"}, "acmee: no such namespace; did you mean acme?"},
+		{[]string{"ls", "acme/web/stie"}, "acme/web/stie: no such repository; did you mean acme/web/site?"},
+		{[]string{"ls", "acme/wev"}, "acme/wev: no such project; did you mean acme/web?"},
+		{[]string{"tag", "acme/web/site:v1.00", "acme/web/site:stable"}, "acme/web/site:v1.00: no such tag; did you mean acme/web/site:v1.0?"},
+		{[]string{"rm", "acme/web/site:v1.01"}, "acme/web/site:v1.01: no such tag; did you mean acme/web/site:v1.0?"},
+		{[]string{"pull", "zzz/yyy/xxx:v1", "-o", out}, "zzz: no such namespace"},
+	} {
+		r := syncOpm(t, home, c.args...)
+		wantCode(t, r, 3, c.want)
+		if strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("opm %s: more than one line:\n%s", strings.Join(c.args, " "), r.stderr)
+		}
+	}
+}

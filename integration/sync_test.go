@@ -480,7 +480,7 @@ func TestSyncCorruptSourceBlob(t *testing.T) {
 	mustOpm(t, reader, "remote", "add", "origin", "--meta", m.mirror.url+"/meta.git", "--blobs", m.dstBlobs)
 	mustOpm(t, reader, "sync")
 	samePackage(t, reader, "acme/web/good:v1", good)
-	wantCode(t, syncOpm(t, reader, "files", "acme/web/bad:v1"), 3, "no such tag")
+	wantCode(t, syncOpm(t, reader, "files", "acme/web/bad:v1"), 3, "acme/web/bad: no such repository")
 }
 
 // A sync SIGKILLed while copying leaves the mirror as it was; the next one

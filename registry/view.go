@@ -286,6 +286,9 @@ func (r *Registry) Resolve(ref opm.Reference) (*Package, error) {
 // opm package (an OCI image manifest whose files are its titled layers).
 func (v *View) Resolve(ref opm.Reference) (*Package, error) {
 	m, err := v.Manifest(ref)
+	if errors.Is(err, opm.ErrNotFound) && ref.Tag != "" {
+		return nil, v.noSuch(ref, nil)
+	}
 	if err != nil {
 		return nil, err
 	}
