@@ -126,7 +126,16 @@ func WithKind(kind, err error) error {
 // OneLine renders an error as the single line opm prints and reports: the
 // lines of a multi-line message (errors.Join) joined by "; ", and any
 // other control character in it escaped (Printable): a message may carry
-// text from an origin.
+// text from an origin. A part of the chain that repeats the part before it
+// ("…: not found: not found", a cause wrapped by two layers that both say
+// it) is said once.
 func OneLine(err error) string {
-	return Printable(strings.ReplaceAll(err.Error(), "\n", "; "))
+	parts := strings.Split(strings.ReplaceAll(err.Error(), "\n", "; "), ": ")
+	out := parts[:1]
+	for _, p := range parts[1:] {
+		if p != out[len(out)-1] {
+			out = append(out, p)
+		}
+	}
+	return Printable(strings.Join(out, ": "))
 }

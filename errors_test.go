@@ -76,3 +76,20 @@ func TestKinds(t *testing.T) {
 		names[k.Name] = true
 	}
 }
+
+// TestOneLineSaysItOnce: a cause two layers both name is said once; the
+// lines of a joined error become one.
+func TestOneLineSaysItOnce(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("blob x: %w", fmt.Errorf("not found: %w", ErrNotFound)), "blob x: not found"},
+		{fmt.Errorf("a: %w", errors.Join(errors.New("b"), errors.New("c"))), "a: b; c"},
+		{errors.New("a: b: a: b"), "a: b: a: b"},
+	} {
+		if got := OneLine(c.err); got != c.want {
+			t.Errorf("OneLine(%q) = %q, want %q", c.err, got, c.want)
+		}
+	}
+}

@@ -447,7 +447,7 @@ func (b *Bucket) Close() error {
 // there was more than one.
 func (b *Bucket) bucketError(d digest.Digest, op string, attempts int, err error) error {
 	if gcerrors.Code(err) == gcerrors.NotFound && !missingBucket(err) {
-		return opm.Errorf(opm.ErrNotFound, "blob %s not found", d)
+		return opm.Errorf(opm.ErrNotFound, "blob %s is not in bucket %s", d, b.name)
 	}
 	if attempts > 1 {
 		return fmt.Errorf("%w (%s of blob %s, failed after %d attempts)", b.explain(err), op, d, attempts)

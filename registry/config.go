@@ -115,7 +115,7 @@ func checkConfig(ctx context.Context, key, value string) error {
 		// home, opm config among them.
 		b, err := cas.OpenBucket(ctx, value)
 		if err != nil {
-			return opm.Errorf(opm.ErrInvalid, "%s: bucket URL %q: %w", key, value, err)
+			return opm.Errorf(opm.ErrInvalid, "%s: %w", key, err) // err names the bucket
 		}
 		b.Close()
 	}
