@@ -24,7 +24,9 @@ type AnyManifest struct {
 	Subject       *Descriptor       `json:"subject,omitempty"`
 	Annotations   map[string]string `json:"annotations,omitempty"`
 
-	pkg *Manifest // the OCI image manifest as ParseManifest read it
+	pkg      *Manifest // the OCI image manifest as ParseManifest read it
+	files    *Manifest // FilesView
+	filesErr error     // why files is nil for an image manifest
 }
 
 // Package is an OCI image manifest as ParseManifest reads it (ParseAnyManifest
@@ -100,6 +102,7 @@ func ParseAnyManifest(b []byte, contentType string) (*AnyManifest, error) {
 		}
 		m.pkg = pm
 	}
+	m.files, m.filesErr = m.filesView()
 	return &m, nil
 }
 

@@ -61,6 +61,29 @@ type Descriptor struct {
 	Size         int64             `json:"size"`
 	Data         []byte            `json:"data,omitempty"`
 	Annotations  map[string]string `json:"annotations,omitempty"`
+	// Platform is an index's entry's: what the manifest runs on.
+	Platform *Platform `json:"platform,omitempty"`
+}
+
+// Platform is the platform of an index's manifest (OCI image index).
+type Platform struct {
+	Architecture string   `json:"architecture"`
+	OS           string   `json:"os"`
+	OSVersion    string   `json:"os.version,omitempty"`
+	OSFeatures   []string `json:"os.features,omitempty"`
+	Variant      string   `json:"variant,omitempty"`
+}
+
+// String is os/architecture[/variant], "" for none.
+func (p *Platform) String() string {
+	if p == nil || p.OS == "" && p.Architecture == "" {
+		return ""
+	}
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
 }
 
 // Manifest is an OCI image manifest. Field order is the canonical key order.

@@ -31,16 +31,19 @@ func TestScripts(t *testing.T) {
 			scriptEnv(env)
 			return nil
 		},
-		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"mkfile":         cmdMkfile,
-			"inject":         cmdInject,
-			"commits":        cmdCommits,
-			"blobs":          cmdBlobs,
-			"chmod":          cmdChmod,
-			"mkfifo":         cmdMkfifo,
-			"symlink-to-abs": cmdSymlinkAbs,
-		},
+		Cmds: scriptCmds,
 	})
+}
+
+// scriptCmds are the commands the scripts have beside testscript's own.
+var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
+	"mkfile":         cmdMkfile,
+	"inject":         cmdInject,
+	"commits":        cmdCommits,
+	"blobs":          cmdBlobs,
+	"chmod":          cmdChmod,
+	"mkfifo":         cmdMkfifo,
+	"symlink-to-abs": cmdSymlinkAbs,
 }
 
 // scriptEnv gives a script the opm under test on PATH, its own home and

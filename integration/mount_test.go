@@ -550,5 +550,6 @@ func TestMountScripts(t *testing.T) {
 			})
 			return os.Mkdir(mnt, 0o755)
 		},
+		Cmds: scriptCmds,
 	})
 }

@@ -38,6 +38,7 @@ type TagSummary struct {
 	Name      string        `json:"name"`
 	Digest    digest.Digest `json:"digest"`
 	MediaType string        `json:"mediaType"`
+	Kind      string        `json:"kind"` // opm.AnyManifest.Kind: "opm package", "container image", …
 	Size      int64         `json:"size"`
 	Files     int           `json:"files"`
 	Date      time.Time     `json:"date,omitzero"`
@@ -268,7 +269,8 @@ func Summarize(tag string, m *layout.StoredManifest) TagSummary {
 		return ts
 	}
 	ts.Size = m.Manifest.Size()
-	if pm := m.Manifest.Package(); pm != nil {
+	ts.Kind = m.Manifest.Kind()
+	if pm := m.Manifest.FilesView(); pm != nil {
 		ts.Files = len(pm.Files())
 	}
 	return ts

@@ -2,8 +2,10 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -295,11 +297,69 @@ func (v *View) Resolve(ref opm.Reference) (*Package, error) {
 	if m.Err != nil {
 		return nil, fmt.Errorf("%s: %w", ref, m.Err)
 	}
-	pm := m.Manifest.Package()
+	pm := m.Manifest.FilesView()
+	if m.Manifest.IsIndex() {
+		if pm, err = v.indexView(ref, m.Manifest, 0); err != nil {
+			return nil, err
+		}
+	}
 	if pm == nil {
-		return nil, opm.Errorf(opm.ErrInvalid, "%s: the manifest (%s) is not an opm package", ref, m.Manifest.MediaType)
+		return nil, opm.Errorf(opm.ErrInvalid, "%s: the manifest (%s) cannot be read as files: %w", ref, m.Manifest.MediaType, m.Manifest.FilesErr())
 	}
 	return &Package{Ref: ref, Digest: m.Digest, Bytes: m.Body, Manifest: pm}, nil
+}
+
+// maxIndexDepth is how deep indexes in an index are read as directories.
+const maxIndexDepth = 2
+
+// indexView reads the index m (of ref's repository) as one package: the
+// files of each manifest it names (opm.AnyManifest.FilesView; an index in
+// it likewise, to maxIndexDepth) under a directory named by its platform —
+// linux-amd64, linux-arm64-v8 — or, without one or for a second of the
+// same platform, by the first 12 digits of its digest.
+func (v *View) indexView(ref opm.Reference, m *opm.AnyManifest, depth int) (*opm.Manifest, error) {
+	out := opm.Manifest{SchemaVersion: 2, MediaType: opm.MediaTypeManifest, ArtifactType: m.ArtifactType, Annotations: m.Annotations}
+	used := map[string]bool{}
+	for _, c := range m.Manifests {
+		child, err := v.Manifest(opm.Reference{Repository: ref.Repository, Digest: c.Digest})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", ref, err)
+		}
+		if child.Err != nil {
+			return nil, fmt.Errorf("%s: manifest %s: %w", ref, c.Digest, child.Err)
+		}
+		view := child.Manifest.FilesView()
+		if child.Manifest.IsIndex() && depth < maxIndexDepth {
+			if view, err = v.indexView(ref, child.Manifest, depth+1); err != nil {
+				return nil, err
+			}
+		}
+		if view == nil {
+			continue
+		}
+		dir := strings.ReplaceAll(c.Platform.String(), "/", "-")
+		if dir == "" || used[dir] || opm.ValidatePath(dir) != nil {
+			dir = c.Digest.Encoded()[:12]
+		}
+		used[dir] = true
+		if out.Config.Digest == "" {
+			out.Config = view.Config // a blob of the registry, as every named one is
+		}
+		for _, l := range view.Layers {
+			a := maps.Clone(l.Annotations)
+			a[opm.AnnotationTitle] = dir + "/" + a[opm.AnnotationTitle]
+			l.Annotations = a
+			out.Layers = append(out.Layers, l)
+		}
+	}
+	if out.Config.Digest == "" {
+		return nil, opm.Errorf(opm.ErrInvalid, "%s: an index of %d manifest(s) none of which reads as files", ref, len(m.Manifests))
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, err
+	}
+	return opm.ParseManifest(b)
 }
 
 // Walk calls fn for every manifest file of the view (see layout.Walk).

@@ -65,7 +65,7 @@ func tagDetail(ctx context.Context, v *registry.View, repo opm.Repository, tag s
 				td.Layers = append(td.Layers, opm.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
 			}
 		}
-		if pm := am.Package(); pm != nil {
+		if pm := am.FilesView(); pm != nil {
 			for _, f := range pm.Files() {
 				fe := FileEntry{Path: f.Path, Size: f.Size, Mode: opm.FormatMode(f.Mode), Digest: f.Digest, Symlink: f.Symlink}
 				if !f.ModTime.IsZero() {
