@@ -48,8 +48,11 @@ const smallFile = 1 << 20
 // is safe for concurrent use.
 func (b *Batch) IngestFile(ctx context.Context, path string) (digest.Digest, int64, error) {
 	it, err := b.stageSmall(path)
+	if err == nil {
+		progressed(ctx, it.n)
+	}
 	if errors.Is(err, errNotSmall) {
-		it, err = b.stageLarge(ctx, path)
+		it, err = b.stageLarge(ctx, path) // counted as it is read
 	}
 	if err != nil {
 		return "", 0, err

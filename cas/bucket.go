@@ -335,7 +335,7 @@ func (b *Bucket) Store(ctx context.Context, d digest.Digest, size int64, r io.Re
 	// cancels the upload before it completes, so nothing becomes visible.
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	v := newVerifier(io.NopCloser(io.LimitReader(r, size+1)), d)
+	v := newVerifier(io.NopCloser(io.LimitReader(counted(ctx, r), size+1)), d)
 	v.size = size
 	src := &abortOnError{r: v, abort: cancel}
 	b.requests.Add(1)

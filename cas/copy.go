@@ -34,7 +34,7 @@ func Copy(ctx context.Context, dst Storer, d digest.Digest, size int64, lookup b
 	defer lr.Close()
 	var c Copied
 	var err error
-	c.Stored, err = dst.Store(ctx, d, size, lr, lookup)
+	c.Stored, err = dst.Store(ctx, d, size, lr, lookup) // the store counts (progress.go)
 	if lr.err != nil {
 		err = lr.err
 	}

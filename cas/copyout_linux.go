@@ -50,6 +50,7 @@ func copyFileVerified(ctx context.Context, dst, src *os.File, size int64) (d dig
 				return io.ErrUnexpectedEOF // the source shrank
 			}
 			off += int64(m)
+			progressed(ctx, int64(m))
 			done <- off
 		}
 		return nil

@@ -200,7 +200,7 @@ func (l *Local) CopyFrom(ctx context.Context, d digest.Digest, f *os.File, dst i
 		got, n, fast, err = copyFileVerified(ctx, out, f, fi.Size())
 	}
 	if !fast {
-		got, n, err = pipe(ctx, dst, f)
+		got, n, err = pipe(ctx, dst, counted(ctx, f))
 	}
 	if err != nil {
 		return fmt.Errorf("blob %s: copy out: %w", d, err)
@@ -371,7 +371,7 @@ func (l *Local) stage(ctx context.Context, r io.Reader, want digest.Digest, size
 	if size >= 0 {
 		r = io.LimitReader(r, size+1) // one more byte shows a long reader
 	}
-	s.d, s.n, err = pipe(ctx, &writebackWriter{f: f}, r)
+	s.d, s.n, err = pipe(ctx, &writebackWriter{f: f}, counted(ctx, r))
 	if err == nil && want != "" && (s.d != want || size >= 0 && s.n != size) {
 		err = integrityError(want, size, s.d, s.n)
 	}

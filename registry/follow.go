@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/openpm/opm"
+	"github.com/openpm/opm/cas"
 	"github.com/openpm/opm/gitmeta"
 	"github.com/openpm/opm/layout"
 )
@@ -164,16 +165,20 @@ func (r *Registry) fetchAll(ctx context.Context, want []opm.Descriptor, jobs int
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs)
+	counting := gctx
+	if progress != nil {
+		counting = cas.WithProgress(gctx, progress.Add) // as bytes arrive
+	}
 	for _, b := range want {
 		g.Go(func() error {
-			if err := r.cache.Fetch(gctx, b.Digest); err != nil {
+			if progress != nil && r.HasLocal(b.Digest) {
+				progress.Add(b.Size) // nothing to download
+			}
+			if err := r.cache.Fetch(counting, b.Digest); err != nil {
 				return err
 			}
 			if done != nil {
 				done(b)
-			}
-			if progress != nil {
-				progress.Add(b.Size)
 			}
 			return nil
 		})

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/openpm/opm"
+	"github.com/openpm/opm/cas"
 )
 
 // PullResult says what a pull wrote.
@@ -85,16 +86,19 @@ func (r *Registry) writeFiles(ctx context.Context, files []opm.File, dir string,
 	// fetched, and one at a time the round trips add up.
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4 * runtime.GOMAXPROCS(0))
+	// The bar moves as bytes are downloaded, or, for a blob that is local,
+	// as they are written out (pullFile).
+	counting := gctx
+	if progress != nil {
+		counting = cas.WithProgress(gctx, progress.Add)
+	}
 	for _, f := range files {
 		g.Go(func() error {
 			if err := gctx.Err(); err != nil {
 				return err
 			}
-			if err := r.pullFile(gctx, root, f); err != nil {
+			if err := r.pullFile(counting, root, f); err != nil {
 				return fmt.Errorf("%s: %w", f.Path, err)
-			}
-			if progress != nil {
-				progress.Add(f.Size)
 			}
 			return nil
 		})
@@ -209,6 +213,11 @@ func (r *Registry) pullFile(ctx context.Context, root *os.Root, f opm.File) erro
 		}
 		return r.rename(root, tmp, f.Path)
 	}
+	// Progress (cas.WithProgress) counts a download, else the write out.
+	writeCtx := ctx
+	if !r.HasLocal(f.Digest) {
+		writeCtx = cas.WithProgress(ctx, func(int64) {})
+	}
 	blob, err := r.OpenBlob(ctx, f.Digest, f.Size) // fetched if need be, not evicted until closed
 	if err != nil {
 		return err
@@ -218,7 +227,7 @@ func (r *Registry) pullFile(ctx context.Context, root *os.Root, f opm.File) erro
 	if err != nil {
 		return fsError(err)
 	}
-	err = blob.CopyTo(ctx, out)
+	err = blob.CopyTo(writeCtx, out)
 	if err == nil {
 		err = checkSize(out, f)
 	}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/openpm/opm"
+	"github.com/openpm/opm/cas"
 	"github.com/openpm/opm/layout"
 )
 
@@ -146,6 +147,12 @@ func (r *Registry) ingest(ctx context.Context, sources []source, files []opm.Fil
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(4 * runtime.GOMAXPROCS(0))
+	// The bar moves as files are read (only here: the uploads' reads are
+	// not counted again).
+	counting := ctx
+	if progress != nil {
+		counting = cas.WithProgress(ctx, progress.Add)
+	}
 	for i := range sources {
 		if sources[i].from == "" || sources[i].same >= 0 {
 			continue // a link, or a file whose bytes another name brings
@@ -154,14 +161,11 @@ func (r *Registry) ingest(ctx context.Context, sources []source, files []opm.Fil
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			d, n, err := batch.IngestFile(ctx, sources[i].from)
+			d, n, err := batch.IngestFile(counting, sources[i].from)
 			if err != nil {
 				return fmt.Errorf("%s: %w", sources[i].from, err)
 			}
 			files[i].Digest, files[i].Size = d, n
-			if progress != nil {
-				progress.Add(n)
-			}
 			if up != nil {
 				up.add(d, n, func(context.Context) (io.ReadCloser, error) { return batch.Open(d) })
 			}

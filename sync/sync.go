@@ -35,6 +35,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/openpm/opm"
+	"github.com/openpm/opm/cas"
 	"github.com/openpm/opm/layout"
 	"github.com/openpm/opm/registry"
 )
@@ -270,6 +271,9 @@ func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []layout.TagChange
 	bc := &blobCopy{src: srcB, dst: dstB, lookup: lookup, progress: opts.Progress, bad: map[digest.Digest]error{}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Jobs)
+	if opts.Progress != nil && !opts.DryRun {
+		gctx = cas.WithProgress(gctx, opts.Progress.Add) // as bytes are uploaded
+	}
 	for _, bl := range blobs {
 		g.Go(func() error {
 			if opts.DryRun {
@@ -344,6 +348,9 @@ func (bc *blobCopy) copy(ctx context.Context, bl *Blob) error {
 	switch {
 	case err == nil && !c.Stored:
 		bc.present.Add(1)
+		if bc.progress != nil {
+			bc.progress.Add(bl.Size) // none moved: DST has it
+		}
 	case err == nil:
 		bc.copied.Add(1)
 		bc.bytes.Add(bl.Size)
@@ -354,9 +361,6 @@ func (bc *blobCopy) copy(ctx context.Context, bl *Blob) error {
 		return nil
 	default:
 		return fmt.Errorf("copy %s: %w", bl.Digest, err)
-	}
-	if bc.progress != nil {
-		bc.progress.Add(bl.Size)
 	}
 	return nil
 }
