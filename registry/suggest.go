@@ -49,7 +49,10 @@ func editDistance(a, b string) int {
 // tag — and the nearest name there, if one is close. It reads the names of
 // that level, so it is for messages after a miss (the CLI, the listing
 // API), not for the mount's lookups.
-func (v *View) noSuch(ref opm.Reference, parts []string) error {
+func (v *View) noSuch(ref opm.Reference, parts []string) error { return v.Missing(ref, parts) }
+
+// Missing is noSuch for other packages' messages (the web pages' 404).
+func (v *View) Missing(ref opm.Reference, parts []string) error {
 	if ref.Tag != "" {
 		parts = []string{ref.Repository.Namespace, ref.Repository.Project, ref.Repository.Name}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -35,6 +36,7 @@ type TagDetail struct {
 	Files      []FileEntry         `json:"files"`
 	Layers     []opm.Descriptor    `json:"layers,omitempty"`    // blobs without a title
 	Manifests  []opm.Descriptor    `json:"manifests,omitempty"` // an index's children
+	Referrers  []opm.Descriptor    `json:"referrers"`           // manifests whose subject it is: signatures, SBOMs, provenance
 	History    []registry.LogEntry `json:"history"`
 	Manifest   json.RawMessage     `json:"manifest"`
 }
@@ -74,6 +76,9 @@ func tagDetail(ctx context.Context, v *registry.View, repo opm.Repository, tag s
 				td.Files = append(td.Files, fe)
 			}
 		}
+	}
+	if td.Referrers, err = v.Referrers(repo, td.Digest, ""); err != nil {
+		return nil, err
 	}
 	if td.History, err = v.Log(ctx, repo.Path()+":"+tag, 50); err != nil {
 		return nil, err
@@ -121,6 +126,41 @@ func listingPath(p string) (parts []string, tag string, err error) {
 }
 
 var errNodeItself = errors.New("node itself")
+
+// describeHTTP sets the description of the node a listing path names
+// (PUT /namespaces/<ns>[/projects/<p>[/repositories/<r>]], a write: it
+// needs the write token) to the JSON object of the body: one commit
+// (registry.Describe). It answers the node as GET does.
+func (s *Server) describeHTTP(w http.ResponseWriter, r *http.Request) {
+	parts, _, err := listingPath(r.URL.Path)
+	if !errors.Is(err, errNodeItself) {
+		if err == nil {
+			err = opm.Errorf(opm.ErrInvalid, "PUT a description to a namespace, project or repository: /namespaces/<ns>[/projects/<p>[/repositories/<r>]]")
+		}
+		s.fail(w, r, err, "NAME_UNKNOWN", "NAME_INVALID")
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, layout.MaxMetaSize+1))
+	if err != nil {
+		s.fail(w, r, err, "NAME_UNKNOWN", "UNSUPPORTED")
+		return
+	}
+	if _, err := s.reg.Describe(r.Context(), parts, body); err != nil {
+		s.fail(w, r, err, "NAME_UNKNOWN", "UNSUPPORTED")
+		return
+	}
+	v, err := s.reg.View()
+	if err != nil {
+		s.fail(w, r, err, "NAME_UNKNOWN", "UNSUPPORTED")
+		return
+	}
+	n, err := v.Node(parts)
+	if err != nil {
+		s.fail(w, r, err, "NAME_UNKNOWN", "UNSUPPORTED")
+		return
+	}
+	writeJSON(w, r, "application/json", n)
+}
 
 // Listing is the answer of a listing level.
 type Listing struct {

@@ -85,6 +85,7 @@ func New(reg *registry.Registry, opts Options) (*Server, error) {
 	s.mux.HandleFunc("/v2/", s.serveOCI)
 	s.mux.HandleFunc("GET /namespaces", s.serveListing)
 	s.mux.HandleFunc("GET /namespaces/", s.serveListing)
+	s.mux.HandleFunc("PUT /namespaces/", s.describeHTTP)
 	s.routeWeb(s.mux)
 	return s, nil
 }

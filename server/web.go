@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"html/template"
 	"io"
@@ -69,6 +70,18 @@ func init() {
 		"childKind": func(kind string) string {
 			return map[string]string{"namespaces": "Projects", "projects": "Repositories", "repositories": "Tags"}[kind]
 		},
+		"referrerKind": func(at string) string {
+			l := strings.ToLower(at)
+			switch {
+			case strings.Contains(l, "in-toto") || strings.Contains(l, "slsa") || strings.Contains(l, "provenance"):
+				return "provenance"
+			case strings.Contains(l, "sbom") || strings.Contains(l, "spdx") || strings.Contains(l, "cyclonedx"):
+				return "SBOM"
+			case strings.Contains(l, "signature") || strings.Contains(l, "cosign") || strings.Contains(l, "notary") || strings.Contains(l, "sigstore"):
+				return "signature"
+			}
+			return at
+		},
 		"kind": func(mt string) string {
 			switch mt {
 			case opm.MediaTypeManifest:
@@ -95,7 +108,7 @@ func init() {
 			return v.Root + "v2/" + repo + "/manifests/" + d.String()
 		},
 	}
-	for _, name := range []string{"list", "repo", "tag"} {
+	for _, name := range []string{"list", "repo", "tag", "error"} {
 		pages[name] = template.Must(template.New("").Funcs(funcs).ParseFS(webFS, "web/layout.html", "web/"+name+".html"))
 	}
 }
@@ -129,6 +142,8 @@ type pageData struct {
 	Listing   *Listing
 	Tag       *TagDetail
 	Results   []SearchResult
+	Status    string // an error page's: "404 Not Found"
+	Message   string // and what went wrong
 }
 
 // pageHeaders are the headers of every page: no script, no frame, no
@@ -181,34 +196,55 @@ func webPath(p string) (parts []string, tag string, err error) {
 }
 
 func (s *Server) serveWeb(w http.ResponseWriter, r *http.Request) {
-	parts, tag, err := webPath(r.URL.Path)
-	if err != nil {
-		s.webError(w, err)
-		return
-	}
+	pv := View{Root: "/", APIURL: "/namespaces"}
 	v, err := s.reg.View()
 	if err != nil {
-		s.webError(w, err)
+		s.webError(w, nil, pv, err)
+		return
+	}
+	parts, tag, err := webPath(r.URL.Path)
+	if err != nil {
+		s.webError(w, v, pv, err)
 		return
 	}
 	var buf bytes.Buffer
-	pv := View{Root: "/", APIURL: "/namespaces"}
 	if err := s.renderPage(r.Context(), &buf, v, parts, tag, r.URL.Query().Get("q"), pv); err != nil {
-		s.webError(w, err)
+		if errors.Is(err, opm.ErrNotFound) && len(parts) > 0 {
+			var ref opm.Reference
+			if tag != "" {
+				ref = opm.Reference{Repository: opm.Repository{Namespace: parts[0], Project: parts[1], Name: parts[2]}, Tag: tag}
+			}
+			err = v.Missing(ref, parts) // naming what is missing, and the nearest name
+		}
+		s.webError(w, v, pv, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Write(buf.Bytes())
 }
 
-func (s *Server) webError(w http.ResponseWriter, err error) {
+// webError answers an error as a page of the site's own look: its status
+// and message, and the way back (v nil: no registry view to show).
+func (s *Server) webError(w http.ResponseWriter, v *registry.View, pv View, err error) {
 	status := opm.KindOf(err).HTTP
 	if status >= 500 {
 		s.log.Error("web", "err", err)
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	d := pageData{View: pv, Title: s.opts.Title, Search: true, PageTitle: http.StatusText(status),
+		Status: fmt.Sprintf("%d %s", status, http.StatusText(status)), Message: opm.OneLine(err)}
+	if v != nil {
+		d.Commit, d.When = v.Commit().String(), v.When()
+	}
+	var buf bytes.Buffer
+	if perr := pages["error"].ExecuteTemplate(&buf, "layout", d); perr != nil {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, "%s: %s\n", d.Status, d.Message)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	fmt.Fprintf(w, "%d %s: %s\n", status, http.StatusText(status), err.Error())
+	w.Write(buf.Bytes())
 }
 
 // renderPage writes the page of parts (and tag); q searches (root only).
