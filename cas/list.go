@@ -124,7 +124,7 @@ func (l *Local) Verify(ctx context.Context, d digest.Digest) (int64, error) {
 		return 0, l.pathError(d, err)
 	}
 	defer f.Close()
-	got, n, err := pipe(ctx, io.Discard, f)
+	got, n, err := pipe(ctx, io.Discard, counted(ctx, f))
 	if err != nil {
 		return n, fmt.Errorf("blob %s: %w", d, err)
 	}
@@ -142,5 +142,5 @@ func (b *Bucket) Verify(ctx context.Context, d digest.Digest) (int64, error) {
 		return 0, err
 	}
 	defer rc.Close()
-	return io.Copy(io.Discard, rc)
+	return io.Copy(io.Discard, counted(ctx, rc))
 }

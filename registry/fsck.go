@@ -365,14 +365,14 @@ func (r *Registry) checkBlobs(ctx context.Context, blobs map[digest.Digest]*blob
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4 * runtime.GOMAXPROCS(0))
+	if opts.Progress != nil {
+		gctx = cas.WithProgress(gctx, opts.Progress.Add) // as bytes are re-hashed
+	}
 	for _, d := range order {
 		u := blobs[d]
 		g.Go(func() error {
 			n, err := r.checkBlob(gctx, d, u, bucket, local, opts, rep.found)
 			rep.verified(n)
-			if opts.Progress != nil && n > 0 {
-				opts.Progress.Add(n)
-			}
 			return err
 		})
 	}

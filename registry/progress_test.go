@@ -23,7 +23,7 @@ func (p *recorder) Add(n int64)                  { p.mu.Lock(); p.adds++; p.sum 
 func (p *recorder) Done()                        {}
 
 // TestProgressMovesWithinABlob: the progress of push, pull (from the bucket
-// and from the local store) and prefetch moves as the bytes of one big
+// and from the local store), prefetch and fsck --read-data moves as the bytes of one big
 // file do, not once per file, and adds up to its size. (It moved once per
 // file: a 2 GiB push was silent for seconds.)
 func TestProgressMovesWithinABlob(t *testing.T) {
@@ -71,5 +71,13 @@ func TestProgressMovesWithinABlob(t *testing.T) {
 	}
 	if fetch.adds < 3 || fetch.sum < size {
 		t.Errorf("prefetch: %d adds summing to %d bytes; want several, at least %d", fetch.adds, fetch.sum, size)
+	}
+
+	var verify recorder
+	if _, err := r.Fsck(ctx, FsckOptions{ReadData: true, Progress: &verify}); err != nil {
+		t.Fatal(err)
+	}
+	if verify.adds < 3 || verify.sum != verify.total || verify.sum < size {
+		t.Errorf("fsck --read-data: %d adds summing to %d of %d bytes; want several, summing to the total", verify.adds, verify.sum, verify.total)
 	}
 }

@@ -52,6 +52,15 @@ type Progress interface {
 	Done()
 }
 
+// WithProgress returns ctx whose stores' copies add the bytes they move to
+// p (cas.WithProgress); p nil is ctx.
+func WithProgress(ctx context.Context, p Progress) context.Context {
+	if p == nil {
+		return ctx
+	}
+	return cas.WithProgress(ctx, p.Add)
+}
+
 // Push stores the files under paths as the package ref. Every input is
 // checked before anything is written; blobs are stored before the tag is
 // committed.

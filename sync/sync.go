@@ -35,7 +35,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/openpm/opm"
-	"github.com/openpm/opm/cas"
 	"github.com/openpm/opm/layout"
 	"github.com/openpm/opm/registry"
 )
@@ -272,7 +271,7 @@ func copyBlobs(ctx context.Context, srcB, dstB Blobs, changes []layout.TagChange
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Jobs)
 	if opts.Progress != nil && !opts.DryRun {
-		gctx = cas.WithProgress(gctx, opts.Progress.Add) // as bytes are uploaded
+		gctx = registry.WithProgress(gctx, opts.Progress) // as bytes are uploaded
 	}
 	for _, bl := range blobs {
 		g.Go(func() error {
