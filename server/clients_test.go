@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,9 +18,9 @@ import (
 	"github.com/openpm/opm/internal/opmtest"
 )
 
-// Real OCI clients against the server: oras and crane, built from the Go
-// module proxy in tools/ociclients (its own module, so their dependencies
-// stay out of opm's go.mod).
+// Real OCI clients against the server: oras, crane, regctl and helm, built
+// from the Go module proxy in tools/ociclients (its own module, so their
+// dependencies stay out of opm's go.mod), and skopeo from Debian.
 
 var (
 	clientsOnce sync.Once
@@ -30,8 +31,15 @@ var (
 
 func ociClients(t *testing.T) (oras, crane string) {
 	t.Helper()
+	return ociClient(t, "oras"), ociClient(t, "crane")
+}
+
+// ociClient is the path of one client that tools/ociclients builds (oras,
+// crane, regctl, helm), all built once per test binary.
+func ociClient(t *testing.T, name string) string {
+	t.Helper()
 	if testing.Short() {
-		t.Skip("builds oras and crane: skipped with -short")
+		t.Skip("builds the OCI clients: skipped with -short")
 	}
 	clientsOnce.Do(func() {
 		_, file, _, _ := runtime.Caller(0)
@@ -40,7 +48,8 @@ func ociClients(t *testing.T) (oras, crane string) {
 		if clientsErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", clientsDir+"/", "oras.land/oras/cmd/oras", "github.com/google/go-containerregistry/cmd/crane")
+		cmd := exec.Command("go", "build", "-o", clientsDir+"/", "oras.land/oras/cmd/oras", "github.com/google/go-containerregistry/cmd/crane",
+			"github.com/regclient/regclient/cmd/regctl", "helm.sh/helm/v4/cmd/helm")
 		cmd.Dir = mod
 		out, err := cmd.CombinedOutput()
 		clientsErr, clientsOut = err, string(out)
@@ -48,12 +57,12 @@ func ociClients(t *testing.T) (oras, crane string) {
 	if clientsErr != nil {
 		for _, net := range []string{"dial tcp", "proxy.golang.org", "no such host", "i/o timeout", "connection refused", "TLS handshake"} {
 			if strings.Contains(clientsOut, net) {
-				t.Skipf("cannot fetch oras and crane from the Go module proxy (network): %s", clientsOut)
+				opmtest.Unavailable(t, "cannot fetch the OCI clients from the Go module proxy (network): %s", clientsOut)
 			}
 		}
-		t.Fatalf("build oras and crane: %v\n%s", clientsErr, clientsOut)
+		t.Fatalf("build the OCI clients: %v\n%s", clientsErr, clientsOut)
 	}
-	return filepath.Join(clientsDir, "oras"), filepath.Join(clientsDir, "crane")
+	return filepath.Join(clientsDir, name)
 }
 
 func run(t *testing.T, dir string, env []string, name string, args ...string) string {
@@ -262,4 +271,94 @@ func TestSkopeo(t *testing.T) {
 	// credentials.
 	run(t, work, env, skopeo, "logout", "--all")
 	run(t, work, env, skopeo, "inspect", "--tls-verify=false", "--no-creds", "docker://"+hostA+"/acme/img/app:v1")
+}
+
+// fails runs a client that must fail, with its output for the message.
+func fails(t *testing.T, dir string, env []string, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir, cmd.Env = dir, append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Fatalf("%s %s succeeded: %s", filepath.Base(name), strings.Join(args, " "), out)
+	}
+}
+
+// TestRegctl: regctl logs in (a wrong token fails), puts an artifact and a
+// referrer to it, lists the referrers, reads the artifact back, lists and
+// deletes tags.
+func TestRegctl(t *testing.T) {
+	regctl := ociClient(t, "regctl")
+	e := newEnv(t, Options{})
+	host := strings.TrimPrefix(e.url, "http://")
+	work := t.TempDir()
+	env := []string{"HOME=" + work}
+	run(t, work, env, regctl, "registry", "set", "--tls", "disabled", host)
+	fails(t, work, env, regctl, "registry", "login", host, "-u", "opm", "-p", "wrong")
+	run(t, work, env, regctl, "registry", "login", host, "-u", "opm", "-p", testToken)
+
+	os.WriteFile(filepath.Join(work, "notes.txt"), []byte("release notes\n"), 0o644)
+	os.WriteFile(filepath.Join(work, "sbom.json"), []byte(`{"spdxVersion":"SPDX-2.3"}`), 0o644)
+	ref := host + "/acme/reg/art:v1"
+	run(t, work, env, regctl, "artifact", "put", "--artifact-type", "application/vnd.example.notes", "--file", "notes.txt", "--file-media-type", "text/plain", ref)
+	run(t, work, env, regctl, "artifact", "put", "--artifact-type", "application/spdx+json", "--file", "sbom.json", "--file-media-type", "application/spdx+json", "--subject", ref)
+	if got := run(t, work, env, regctl, "artifact", "get", ref); got != "release notes" {
+		t.Errorf("regctl artifact get: %q", got)
+	}
+	if list := run(t, work, env, regctl, "artifact", "list", ref, "--format", "{{range .Descriptors}}{{.ArtifactType}}{{end}}"); list != "application/spdx+json" {
+		t.Errorf("regctl artifact list: %q, want the SBOM referrer", list)
+	}
+	run(t, work, env, regctl, "image", "copy", ref, host+"/acme/reg/art:v2")
+	if tags := run(t, work, env, regctl, "tag", "ls", host+"/acme/reg/art"); tags != "v1\nv2" {
+		t.Errorf("regctl tag ls: %q", tags)
+	}
+	run(t, work, env, regctl, "tag", "delete", host+"/acme/reg/art:v2")
+	if tags := run(t, work, env, regctl, "tag", "ls", host+"/acme/reg/art"); tags != "v1" {
+		t.Errorf("regctl tag ls after delete: %q", tags)
+	}
+	// The artifact reads as files in opm: its one titled layer.
+	p, err := e.reg.Resolve(opm.Reference{Repository: opm.Repository{Namespace: "acme", Project: "reg", Name: "art"}, Tag: "v1"})
+	if err != nil || len(p.Manifest.Files()) == 0 {
+		t.Fatalf("the artifact in opm: %v", err)
+	}
+}
+
+// TestHelm: helm logs in (a wrong token fails), pushes a chart it
+// packaged, pulls it back byte for byte; in opm the chart is a Helm chart
+// whose archive is a file named from the chart.
+func TestHelm(t *testing.T) {
+	helm := ociClient(t, "helm")
+	e := newEnv(t, Options{})
+	host := strings.TrimPrefix(e.url, "http://")
+	work := t.TempDir()
+	env := []string{"HOME=" + work, "HELM_CONFIG_HOME=" + filepath.Join(work, "config"), "HELM_CACHE_HOME=" + filepath.Join(work, "cache"), "HELM_DATA_HOME=" + filepath.Join(work, "data")}
+	fails(t, work, env, helm, "registry", "login", host, "--plain-http", "-u", "opm", "-p", "wrong")
+	run(t, work, env, helm, "registry", "login", host, "--plain-http", "-u", "opm", "-p", testToken)
+
+	chart := filepath.Join(work, "mychart")
+	os.MkdirAll(filepath.Join(chart, "templates"), 0o755)
+	os.WriteFile(filepath.Join(chart, "Chart.yaml"), []byte("apiVersion: v2\nname: mychart\nversion: 0.1.0\ndescription: a test chart\n"), 0o644)
+	os.WriteFile(filepath.Join(chart, "values.yaml"), []byte("replicas: 2\n"), 0o644)
+	os.WriteFile(filepath.Join(chart, "templates", "cm.yaml"), []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  replicas: \"{{ .Values.replicas }}\"\n"), 0o644)
+	run(t, work, env, helm, "package", chart, "-d", work)
+	tgz := filepath.Join(work, "mychart-0.1.0.tgz")
+	run(t, work, env, helm, "push", tgz, "oci://"+host+"/acme/charts", "--plain-http")
+
+	out := filepath.Join(work, "pulled")
+	os.Mkdir(out, 0o755)
+	run(t, work, env, helm, "pull", "oci://"+host+"/acme/charts/mychart", "--version", "0.1.0", "--plain-http", "-d", out)
+	want, _ := os.ReadFile(tgz)
+	if got, err := os.ReadFile(filepath.Join(out, "mychart-0.1.0.tgz")); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("helm pull: %v (%d bytes, want %d)", err, len(got), len(want))
+	}
+	p, err := e.reg.Resolve(opm.Reference{Repository: opm.Repository{Namespace: "acme", Project: "charts", Name: "mychart"}, Tag: "0.1.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range p.Manifest.Files() {
+		names = append(names, f.Path)
+	}
+	if !slices.Contains(names, "mychart-0.1.0.tgz") || !slices.Contains(names, "Chart.json") {
+		t.Errorf("the chart in opm: files %v", names)
+	}
 }
