@@ -47,8 +47,9 @@ import (
 // ForwardedEnv are the environment variables of the client a command run
 // by the daemon reads (Request.Getenv), in place of the daemon's own: the
 // daemon's environment is never changed, as an HTTP push it serves at the
-// same moment would read it.
-var ForwardedEnv = []string{"GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "SOURCE_DATE_EPOCH"}
+// same moment would read it. SSH_AUTH_SOCK: the client's ssh-agent signs
+// its commits (gitmeta.SigningKey).
+var ForwardedEnv = []string{"GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "SOURCE_DATE_EPOCH", "SSH_AUTH_SOCK"}
 
 // Info names a running daemon.
 type Info struct {

@@ -34,6 +34,9 @@ type Change struct {
 type Signature struct {
 	Name, Email string
 	When        time.Time // zero means now
+	// Signer, if set, signs the commit (sign.go); a signature that fails
+	// fails the commit.
+	Signer CommitSigner
 }
 
 // maxAttempts bounds how often Update rebuilds its commit after losing the
@@ -296,6 +299,19 @@ func (w *objectWriter) commit(snap *Snapshot, root plumbing.Hash, msg Message, a
 	c := &object.Commit{Author: sig, Committer: sig, Message: msg.String(), TreeHash: root}
 	if !snap.commit.IsZero() {
 		c.ParentHashes = []plumbing.Hash{snap.commit}
+	}
+	if author.Signer != nil {
+		var unsigned plumbing.MemoryObject
+		if err := c.EncodeWithoutSignature(&unsigned); err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("encode commit: %w", err)
+		}
+		rd, _ := unsigned.Reader()
+		data, _ := io.ReadAll(rd)
+		sig, err := author.Signer.SignCommit(data)
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		c.PGPSignature = sig
 	}
 	var o plumbing.MemoryObject
 	if err := c.Encode(&o); err != nil {

@@ -38,6 +38,21 @@ func (r *Registry) Config(key string) (string, error) {
 
 // SetConfig writes one key of the home's git config ("" value unsets it).
 func (r *Registry) SetConfig(ctx context.Context, key, value string) error {
+	if strings.EqualFold(key, SigningKeyKey) {
+		if value != "" {
+			if _, err := gitmeta.SigningKey(value, os.Getenv).SignCommit([]byte("opm: a signing test")); err != nil {
+				return err
+			}
+		}
+		return r.meta.UpdateConfig(ctx, func(cfg *gitmeta.Config) error {
+			if value != "" {
+				if err := cfg.Set("gpg.format", "ssh"); err != nil {
+					return err
+				}
+			}
+			return cfg.Set("user.signingkey", value)
+		})
+	}
 	if err := checkConfig(ctx, key, value); err != nil {
 		return err
 	}
@@ -91,8 +106,20 @@ func (r *Registry) Author(ctx context.Context) gitmeta.Signature {
 		host, _ := os.Hostname()
 		email = "opm@" + host
 	}
-	return gitmeta.Signature{Name: name, Email: email, When: r.now()}
+	sig := gitmeta.Signature{Name: name, Email: email, When: r.now()}
+	// Signed commits: git's own settings, with an SSH key (gpg.format=ssh;
+	// an OpenPGP key is git's, not opm's to use).
+	if key, _ := r.Config("user.signingkey"); key != "" {
+		if format, _ := r.Config("gpg.format"); strings.EqualFold(format, "ssh") {
+			sig.Signer = gitmeta.SigningKey(key, getenv)
+		}
+	}
+	return sig
 }
+
+// SigningKeyKey is opm config's name for the signing key: setting it sets
+// git's user.signingkey and gpg.format=ssh, after checking the key loads.
+const SigningKeyKey = "signing-key"
 
 // checkConfig refuses a bad value of a key with rules before it is written.
 func checkConfig(ctx context.Context, key, value string) error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -24,6 +25,10 @@ Keys:
    user.email
    cache.quota   size limit of the local blob store: 20GiB, 500MB, bytes, or 10% (see opm cache)
    cache.pin     a pinned tag pattern (one line each; use opm cache pin/unpin)
+   signing-key   an SSH key that signs every commit this home writes: the path of
+                 a private key, or of a public key whose private key is in ssh-agent
+                 (sets git's user.signingkey and gpg.format=ssh; git verify-commit
+                 checks the signatures with gpg.ssh.allowedSignersFile)
 
 Example:
    opm config opm.blobs 's3://bucket?region=eu-west-1'
@@ -53,7 +58,11 @@ func runConfig(g globalOptions, opts configOptions, key string, value ...string)
 		case opts.unset:
 			err = r.SetConfig(g.ctx, key, "")
 		case len(value) == 1:
-			v, err = value[0], r.SetConfig(g.ctx, key, value[0])
+			v = value[0]
+			if strings.EqualFold(key, registry.SigningKeyKey) && !strings.HasPrefix(v, "key::") {
+				v = absPath(g, v) // commits are signed from any directory
+			}
+			err = r.SetConfig(g.ctx, key, v)
 		default:
 			if v, err = r.Config(key); err == nil && v == "" {
 				err = opm.Errorf(opm.ErrNotFound, "%s is not set", key)
