@@ -612,3 +612,43 @@ func TestSyncMountFollows(t *testing.T) {
 	mustOpm(t, reader, "sync")
 	opmtest.Eventually(t, "v3 to show in the mount after opm sync", appears(filepath.Join(mnt, "acme/web/site/v3/f000.bin")))
 }
+
+// TestTagAndRmPublish: in a home with an origin, opm tag and opm rm publish
+// their commit to origin as opm push does — the blobs a tag names go to
+// origin's bucket first, also those of a package pushed before the origin
+// was added — so a follower sees a promotion to stable, and its removal,
+// at its next sync. (They committed locally only, until the next push.)
+func TestTagAndRmPublish(t *testing.T) {
+	home, follower, dir := t.TempDir(), t.TempDir(), t.TempDir()
+	origin := filepath.Join(dir, "origin.git")
+	git(t, "init", "-q", "--bare", origin)
+	src := pkgDir(t, 94, 2, 1000)
+	mustOpm(t, home, "push", "acme/web/early:v1", src) // before the origin: its blobs are local only
+	mustOpm(t, home, "remote", "add", "origin", "--meta", origin, "--blobs", "file://"+dir+"/ob?create_dir=1")
+	mustOpm(t, home, "tag", "acme/web/early:v1", "acme/web/site:stable")
+	subjects := func() string {
+		out, err := exec.Command("git", "-C", origin, "log", "--format=%s", "main").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out)
+	}
+	if s := subjects(); !strings.Contains(s, "tag acme/web/site:stable from acme/web/early:v1") || !strings.Contains(s, "push acme/web/early:v1") {
+		t.Fatalf("origin after opm tag:\n%s", s)
+	}
+	if r := mustOpm(t, home, "sync"); strings.Contains(r.stderr, "not yet on origin") {
+		t.Errorf("the publisher still has unpublished commits: %s", r.stderr)
+	}
+	mustOpm(t, follower, "remote", "add", "origin", "--meta", origin, "--blobs", "file://"+dir+"/ob")
+	mustOpm(t, follower, "sync")
+	out := filepath.Join(t.TempDir(), "out")
+	mustOpm(t, follower, "pull", "acme/web/site:stable", "-o", out) // its blobs were uploaded first
+	samePackage(t, follower, "acme/web/site:stable", src)
+
+	mustOpm(t, home, "rm", "acme/web/site:stable")
+	if s := subjects(); !strings.Contains(s, "rm acme/web/site:stable") {
+		t.Fatalf("origin after opm rm:\n%s", s)
+	}
+	mustOpm(t, follower, "sync")
+	wantCode(t, syncOpm(t, follower, "files", "acme/web/site:stable"), 3, "acme/web/site: no such repository") // its only tag went
+}

@@ -15,7 +15,7 @@ import (
 
 // followOrigin fetches origin's main and fast-forwards local main to it.
 // Local commits origin lacks are kept (they are published by the next
-// push); a local main that diverged from origin's is an opm.ErrConflict
+// push, tag or rm); a local main that diverged from origin's is an opm.ErrConflict
 // error unless force, which takes origin's. It returns origin's head.
 func (r *Registry) followOrigin(ctx context.Context, o Remote, force bool) (Hash, error) {
 	check, checkedFrom := r.originCheck(o)

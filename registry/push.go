@@ -125,15 +125,9 @@ func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, 
 		return nil, err
 	}
 	res := &PushResult{Ref: ref, Digest: dgst, Files: len(files), Size: m.Size(), SkippedGit: skipped}
-	var cr commitResult
-	if o, ok, oerr := r.origin(); oerr != nil {
-		err = oerr
-	} else if ok {
-		// Blobs to origin's bucket, commit, push to origin's metadata.
-		cr, err = r.publishTag(ctx, o, ref, body, m, "push "+ref.String(), opts.Force)
-	} else {
-		cr, err = r.setTag(ctx, &replayRule{}, ref, body, "push "+ref.String(), layout.Facts{})
-	}
+	// With an origin: blobs to its bucket, commit, push to its metadata.
+	cr, err := r.change(ctx, tagChange{what: ref.String(), paths: []string{layout.TagPath(ref.Repository, ref.Tag)},
+		body: body, subject: "push " + ref.String()}, m.Blobs(), opts.Force, "; --force replaces it")
 	if err != nil {
 		return nil, err
 	}

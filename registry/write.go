@@ -170,12 +170,6 @@ type TagResult struct {
 	Kept []digest.Digest `json:"kept,omitempty"`
 }
 
-// setTag commits body as the tag file of ref, making no commit when the tag
-// already holds body.
-func (r *Registry) setTag(ctx context.Context, g *replayRule, ref opm.Reference, body []byte, subject string, facts layout.Facts) (commitResult, error) {
-	return r.commit(ctx, g, tagChange{what: ref.String(), paths: []string{layout.TagPath(ref.Repository, ref.Tag)}, body: body, subject: subject, facts: facts})
-}
-
 // Tag points dst at the package src names. No blob is copied: the package's
 // blobs are already in the registry.
 func (r *Registry) Tag(ctx context.Context, src, dst opm.Reference) (*TagResult, error) {
@@ -186,7 +180,8 @@ func (r *Registry) Tag(ctx context.Context, src, dst opm.Reference) (*TagResult,
 	if err != nil {
 		return nil, err
 	}
-	res, err := r.setTag(ctx, &replayRule{}, dst, p.Bytes, fmt.Sprintf("tag %s from %s", dst, src), layout.Facts{Source: src.String()})
+	res, err := r.change(ctx, tagChange{what: dst.String(), paths: []string{layout.TagPath(dst.Repository, dst.Tag)},
+		body: p.Bytes, subject: fmt.Sprintf("tag %s from %s", dst, src), facts: layout.Facts{Source: src.String()}}, p.Manifest.Blobs(), false, "")
 	if err != nil {
 		return nil, err
 	}
@@ -198,8 +193,8 @@ func (r *Registry) Remove(ctx context.Context, ref opm.Reference) (*TagResult, e
 	if ref.Tag == "" {
 		return nil, opm.Errorf(opm.ErrInvalid, "rm %s: removes a tag, give ns/project/repo:tag", ref)
 	}
-	res, err := r.commit(ctx, &replayRule{}, tagChange{what: ref.String(), paths: []string{layout.TagPath(ref.Repository, ref.Tag)},
-		subject: "rm " + ref.String(), mustExist: true})
+	res, err := r.change(ctx, tagChange{what: ref.String(), paths: []string{layout.TagPath(ref.Repository, ref.Tag)},
+		subject: "rm " + ref.String(), mustExist: true}, nil, false, "")
 	if err != nil {
 		return nil, err
 	}

@@ -116,7 +116,7 @@ func syncOrigin(g globalOptions, opts syncOptions, r *registry.Registry, filter 
 		fmt.Fprintf(g.stderr, "%s..%s: %d commit(s) from %s\n", shortHash(res.Before), shortHash(res.After), res.Commits, res.Remote)
 	}
 	if res.Ahead > 0 {
-		fmt.Fprintf(g.stderr, "%d local commit(s) not yet on %s (the next push publishes them)\n", res.Ahead, res.Remote)
+		fmt.Fprintf(g.stderr, "%d local commit(s) not yet on %s (the next push, tag or rm publishes them)\n", res.Ahead, res.Remote)
 	}
 	switch {
 	case opts.prefetch && len(res.Tags) == 0 && len(filter.Include) == 1:
