@@ -91,6 +91,13 @@ func (m *AnyManifest) filesView() (*Manifest, error) {
 	return ParseManifest(b)
 }
 
+// layerExts are the extensions of untitled layers' files, by the end of
+// their media type, the first that matches.
+var layerExts = []struct{ suffix, ext string }{
+	{"tar+gzip", ".tar.gz"}, {"tar.gzip", ".tar.gz"}, {"tar+zstd", ".tar.zst"}, {".tar", ".tar"},
+	{"+gzip", ".gz"}, {".gzip", ".gz"}, {"json", ".json"},
+}
+
 // layerName names an untitled layer as a file.
 func (m *AnyManifest) layerName(l Descriptor) string {
 	chart := func() string {
@@ -109,20 +116,14 @@ func (m *AnyManifest) layerName(l Descriptor) string {
 	case MediaTypeHelmProv:
 		return chart() + ".tgz.prov"
 	}
-	mt := l.MediaType
 	ext := ""
-	switch {
-	case strings.HasSuffix(mt, "tar+gzip") || strings.HasSuffix(mt, "tar.gzip"):
-		ext = ".tar.gz"
-	case strings.HasSuffix(mt, "tar+zstd"):
-		ext = ".tar.zst"
-	case strings.HasSuffix(mt, ".tar"):
-		ext = ".tar"
-	case strings.HasSuffix(mt, "+gzip") || strings.HasSuffix(mt, ".gzip"):
-		ext = ".gz"
-	case strings.HasSuffix(mt, "json"):
-		ext = ".json"
-	case strings.HasPrefix(mt, "text/"):
+	for _, e := range layerExts {
+		if strings.HasSuffix(l.MediaType, e.suffix) {
+			ext = e.ext
+			break
+		}
+	}
+	if ext == "" && strings.HasPrefix(l.MediaType, "text/") {
 		ext = ".txt"
 	}
 	return l.Digest.Encoded() + ext

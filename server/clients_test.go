@@ -150,13 +150,7 @@ func TestCrane(t *testing.T) {
 	run(t, work, env, crane, "auth", "login", host, "-u", "opm", "-p", testToken)
 
 	// A one-layer image, made and pushed by crane: in.
-	var tb bytes.Buffer
-	tw := tar.NewWriter(&tb)
-	body := []byte("#!/bin/sh\necho hello\n")
-	tw.WriteHeader(&tar.Header{Name: "bin/hello", Mode: 0o755, Size: int64(len(body)), Typeflag: tar.TypeReg})
-	tw.Write(body)
-	tw.Close()
-	os.WriteFile(filepath.Join(work, "layer.tar"), tb.Bytes(), 0o644)
+	writeLayerTar(t, work)
 	img := host + "/acme/img/app:v1"
 	run(t, work, env, crane, "append", "--insecure", "-f", "layer.tar", "-t", img)
 	d1 := run(t, work, env, crane, "digest", "--insecure", img)
@@ -192,6 +186,20 @@ func TestCrane(t *testing.T) {
 	run(t, work, env, crane, "delete", "--insecure", host+"/acme/img/app:multi")
 	if tags := run(t, work, env, crane, "ls", "--insecure", host+"/acme/img/app"); tags != "v1" {
 		t.Errorf("after delete, crane ls: %q", tags)
+	}
+}
+
+// writeLayerTar writes dir/layer.tar: one layer of an image, bin/hello.
+func writeLayerTar(t *testing.T, dir string) {
+	t.Helper()
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	body := []byte("#!/bin/sh\necho hello\n")
+	tw.WriteHeader(&tar.Header{Name: "bin/hello", Mode: 0o755, Size: int64(len(body)), Typeflag: tar.TypeReg})
+	tw.Write(body)
+	tw.Close()
+	if err := os.WriteFile(filepath.Join(dir, "layer.tar"), tb.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -240,13 +248,7 @@ func TestSkopeo(t *testing.T) {
 
 	// An image on A (crane makes it), copied to B by skopeo: pull from A,
 	// push to B, same digest; then inspected and deleted on B.
-	var tb bytes.Buffer
-	tw := tar.NewWriter(&tb)
-	body := []byte("#!/bin/sh\necho hello\n")
-	tw.WriteHeader(&tar.Header{Name: "bin/hello", Mode: 0o755, Size: int64(len(body)), Typeflag: tar.TypeReg})
-	tw.Write(body)
-	tw.Close()
-	os.WriteFile(filepath.Join(work, "layer.tar"), tb.Bytes(), 0o644)
+	writeLayerTar(t, work)
 	craneEnv := append(env, "DOCKER_CONFIG="+filepath.Join(work, ".docker"))
 	run(t, work, craneEnv, crane, "auth", "login", hostA, "-u", "opm", "-p", testToken)
 	run(t, work, craneEnv, crane, "append", "--insecure", "-f", "layer.tar", "-t", hostA+"/acme/img/app:v1")
