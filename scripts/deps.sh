@@ -4,15 +4,18 @@
 # mounts), the real programs the mount's tests run from it: gcc, make,
 # rsync, python3 (tar is on every machine), and erofs-utils (its
 # fsck.erofs checks the EROFS images opm writes), skopeo (a real client of
-# the HTTP server's token flow), chromium (the web pages, rendered
-# headless) and openssh-client (signing keys and ssh-agent for signed commits). Go modules come through the module proxy
+# the HTTP server's token flow: skopeo login, copy, inspect, delete; oras,
+# crane, regctl and helm, whose login subcommands the tests run too, are
+# built from the Go module proxy), chromium (the web pages, rendered
+# headless) and openssh-client (ssh-keygen, ssh-agent and ssh-add: signing
+# keys for signed commits). Go modules come through the module proxy
 # on first build.
 #
 # Arguments add more, as COMMAND:DEBIAN-PACKAGE pairs (scripts/bench-deps.sh).
 # Every command must be there at the end, or it fails naming the missing ones:
 # a test that cannot find one may otherwise skip a check (fsck.erofs).
 set -euo pipefail
-pairs=(git:git fusermount3:fuse3 rsync:rsync make:make gcc:gcc python3:python3 fsck.erofs:erofs-utils skopeo:skopeo chromium:chromium ssh-keygen:openssh-client ssh-agent:openssh-client "$@")
+pairs=(git:git fusermount3:fuse3 rsync:rsync make:make gcc:gcc python3:python3 fsck.erofs:erofs-utils skopeo:skopeo chromium:chromium ssh-keygen:openssh-client ssh-agent:openssh-client ssh-add:openssh-client "$@")
 missing() {
 	local pair
 	for pair in "${pairs[@]}"; do
