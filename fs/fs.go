@@ -160,7 +160,7 @@ func Mount(r *registry.Registry, dir string, opts Options) (*FS, error) {
 	}
 	// go-fuse mounts on a file too, and its error for a missing directory
 	// is fusermount's exit code: say what is wrong first.
-	if _, err := CheckMountpoint(dir); err != nil {
+	if _, err := checkMountpoint(dir); err != nil {
 		return nil, err
 	}
 	fsys := &FS{reg: r, opts: opts, log: opts.Logger, mnt: dir, hist: make(map[registry.Hash]*registry.View),

@@ -72,16 +72,8 @@ func SameMountpoint(a, b string) bool { return resolveMountpoint(a) == resolveMo
 // how many entries, at most 1000, the mount will hide: dir's own, not a
 // mount's.
 func CheckMountpoint(dir string) (entries int, err error) {
-	fi, err := os.Stat(dir)
-	switch {
-	case Dead(dir):
-		return 0, nil
-	case errors.Is(err, fs.ErrNotExist):
-		return 0, opm.Errorf(opm.ErrNotFound, "mount %s: no such directory; create it first: mkdir -p %s", dir, dir)
-	case err != nil:
-		return 0, fmt.Errorf("mount %s: %w", dir, err)
-	case !fi.IsDir():
-		return 0, opm.Errorf(opm.ErrInvalid, "mount %s: not a directory; opm mounts on an empty directory", dir)
+	if dead, err := checkMountpoint(dir); err != nil || dead {
+		return 0, err
 	}
 	if _, mounted := MountedHome(dir); mounted {
 		return 0, nil
@@ -93,6 +85,23 @@ func CheckMountpoint(dir string) (entries int, err error) {
 	defer f.Close()
 	names, _ := f.Readdirnames(1000)
 	return len(names), nil
+}
+
+// checkMountpoint is CheckMountpoint without the count: an existing
+// directory, or a dead mount (dead).
+func checkMountpoint(dir string) (dead bool, err error) {
+	fi, err := os.Stat(dir)
+	switch {
+	case Dead(dir):
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, opm.Errorf(opm.ErrNotFound, "mount %s: no such directory; create it first: mkdir -p %s", dir, dir)
+	case err != nil:
+		return false, fmt.Errorf("mount %s: %w", dir, err)
+	case !fi.IsDir():
+		return false, opm.Errorf(opm.ErrInvalid, "mount %s: not a directory; opm mounts on an empty directory", dir)
+	}
+	return false, nil
 }
 
 // CleanStale detaches dir if it is a mount whose server has died, and

@@ -51,7 +51,8 @@ func (s failedSigner) SignCommit([]byte) (string, error) { return "", s.err }
 // ssh-agent ($SSH_AUTH_SOCK of getenv), or a public key given literally as
 // "key::ssh-ed25519 AAAA…" (in ssh-agent too). A key that cannot be loaded
 // gives a signer whose every signature fails, saying why: opm never writes
-// an unsigned commit where a signed one was asked for.
+// an unsigned commit where a signed one was asked for. Nothing is held open
+// (the agent is asked at each signature).
 func SigningKey(value string, getenv func(string) string) CommitSigner {
 	s, err := loadSigningKey(value, getenv)
 	if err != nil {
@@ -95,32 +96,32 @@ func loadSigningKey(value string, getenv func(string) string) (CommitSigner, err
 	if sock == "" {
 		return nil, errors.New("a public key, and no ssh-agent to hold its private key ($SSH_AUTH_SOCK is not set)")
 	}
-	conn, err := net.Dial("unix", sock)
-	if err != nil {
-		return nil, fmt.Errorf("ssh-agent: %w", err)
-	}
-	signers, err := agent.NewClient(conn).Signers()
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("ssh-agent: %w", err)
-	}
-	for _, s := range signers {
-		if bytes.Equal(s.PublicKey().Marshal(), pub.Marshal()) {
-			return agentSigner{sshSigner{s}, conn}, nil
-		}
-	}
-	conn.Close()
-	return nil, fmt.Errorf("ssh-agent holds no key %s (ssh-add it)", ssh.FingerprintSHA256(pub))
+	return agentSigner{sock: sock, pub: pub}, nil
 }
 
-// agentSigner signs through an ssh-agent connection, opened for one
-// commit's author and closed once it has signed.
+// agentSigner signs with the key pub that the ssh-agent at sock holds. It
+// asks the agent at each signature, over a connection of its own: an
+// update that commits nothing opens none, and one replayed after a lost
+// race signs again.
 type agentSigner struct {
-	sshSigner
-	conn net.Conn
+	sock string
+	pub  ssh.PublicKey
 }
 
 func (s agentSigner) SignCommit(data []byte) (string, error) {
-	defer s.conn.Close()
-	return s.sshSigner.SignCommit(data)
+	conn, err := net.Dial("unix", s.sock)
+	if err != nil {
+		return "", fmt.Errorf("ssh-agent: %w", err)
+	}
+	defer conn.Close()
+	signers, err := agent.NewClient(conn).Signers()
+	if err != nil {
+		return "", fmt.Errorf("ssh-agent: %w", err)
+	}
+	for _, key := range signers {
+		if bytes.Equal(key.PublicKey().Marshal(), s.pub.Marshal()) {
+			return sshSigner{key}.SignCommit(data)
+		}
+	}
+	return "", opm.Errorf(opm.ErrInvalid, "ssh-agent holds no key %s (ssh-add it)", ssh.FingerprintSHA256(s.pub))
 }

@@ -40,7 +40,8 @@ func (r *Registry) Config(key string) (string, error) {
 func (r *Registry) SetConfig(ctx context.Context, key, value string) error {
 	if strings.EqualFold(key, SigningKeyKey) {
 		if value != "" {
-			if _, err := gitmeta.SigningKey(value, os.Getenv).SignCommit([]byte("opm: a signing test")); err != nil {
+			// The key must sign now, with the agent of whoever asks.
+			if _, err := gitmeta.SigningKey(value, envOf(ctx)).SignCommit([]byte("opm: a signing test")); err != nil {
 				return err
 			}
 		}
@@ -67,6 +68,15 @@ func (r *Registry) updateConfig(fn func(*gitmeta.Config) error) error {
 
 type authorEnvKey struct{}
 
+// envOf is the environment of whoever ctx acts for (WithAuthorEnv), else
+// this process's.
+func envOf(ctx context.Context) func(string) string {
+	if getenv, ok := ctx.Value(authorEnvKey{}).(func(string) string); ok {
+		return getenv
+	}
+	return os.Getenv
+}
+
 // WithAuthorEnv returns a context whose commits take their author from
 // getenv instead of the process's environment: the daemon runs each
 // client's command with the client's $GIT_AUTHOR_NAME and $GIT_AUTHOR_EMAIL.
@@ -79,16 +89,18 @@ func WithAuthorEnv(ctx context.Context, getenv func(string) string) context.Cont
 // and user.email of the home's config, else of the global git config, else
 // "opm" at the host name.
 func (r *Registry) Author(ctx context.Context) gitmeta.Signature {
-	getenv, ok := ctx.Value(authorEnvKey{}).(func(string) string)
-	if !ok {
-		getenv = os.Getenv
+	getenv := envOf(ctx)
+	// The home's config, read once for every key below.
+	get := func(string) (string, error) { return "", nil }
+	if cfg, err := r.meta.ReadConfig(); err == nil {
+		get = cfg.Get
 	}
 	name, email := getenv("GIT_AUTHOR_NAME"), getenv("GIT_AUTHOR_EMAIL")
 	if name == "" {
-		name, _ = r.Config("user.name")
+		name, _ = get("user.name")
 	}
 	if email == "" {
-		email, _ = r.Config("user.email")
+		email, _ = get("user.email")
 	}
 	if name == "" || email == "" {
 		gname, gemail := gitmeta.GlobalUser()
@@ -109,8 +121,8 @@ func (r *Registry) Author(ctx context.Context) gitmeta.Signature {
 	sig := gitmeta.Signature{Name: name, Email: email, When: r.now()}
 	// Signed commits: git's own settings, with an SSH key (gpg.format=ssh;
 	// an OpenPGP key is git's, not opm's to use).
-	if key, _ := r.Config("user.signingkey"); key != "" {
-		if format, _ := r.Config("gpg.format"); strings.EqualFold(format, "ssh") {
+	if key, _ := get("user.signingkey"); key != "" {
+		if format, _ := get("gpg.format"); strings.EqualFold(format, "ssh") {
 			sig.Signer = gitmeta.SigningKey(key, getenv)
 		}
 	}

@@ -43,7 +43,7 @@ func (r *Registry) Describe(ctx context.Context, parts []string, body []byte) (c
 		if ok, err := v.HasNode(parts); err != nil {
 			return nil, gitmeta.Message{}, err
 		} else if !ok {
-			return nil, gitmeta.Message{}, v.noSuch(opm.Reference{}, parts)
+			return nil, gitmeta.Message{}, v.Missing(opm.Reference{}, parts)
 		}
 		msg := gitmeta.Message{Subject: "describe " + name}
 		cur, err := s.ReadSmallFile(p, layout.MaxMetaSize+1)

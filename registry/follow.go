@@ -8,7 +8,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/openpm/opm"
-	"github.com/openpm/opm/cas"
 	"github.com/openpm/opm/gitmeta"
 	"github.com/openpm/opm/layout"
 )
@@ -165,10 +164,7 @@ func (r *Registry) fetchAll(ctx context.Context, want []opm.Descriptor, jobs int
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs)
-	counting := gctx
-	if progress != nil {
-		counting = cas.WithProgress(gctx, progress.Add) // as bytes arrive
-	}
+	counting := WithProgress(gctx, progress) // as bytes arrive
 	for _, b := range want {
 		g.Go(func() error {
 			if progress != nil && r.HasLocal(b.Digest) {

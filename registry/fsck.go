@@ -365,9 +365,7 @@ func (r *Registry) checkBlobs(ctx context.Context, blobs map[digest.Digest]*blob
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4 * runtime.GOMAXPROCS(0))
-	if opts.Progress != nil {
-		gctx = cas.WithProgress(gctx, opts.Progress.Add) // as bytes are re-hashed
-	}
+	gctx = WithProgress(gctx, opts.Progress) // as bytes are re-hashed
 	for _, d := range order {
 		u := blobs[d]
 		g.Go(func() error {

@@ -421,14 +421,14 @@ func (r *Registry) List(ctx context.Context, sel string, tags bool) (*Listing, e
 	l := &Listing{Prefix: strings.Join(parts, "/"), Kind: layout.LevelKinds[len(parts)]}
 	if len(parts) < 3 {
 		if l.Names, err = v.Children(parts); errors.Is(err, opm.ErrNotFound) {
-			err = v.noSuch(opm.Reference{}, parts)
+			err = v.Missing(opm.Reference{}, parts)
 		}
 		return l, err
 	}
 	repo := opm.Repository{Namespace: parts[0], Project: parts[1], Name: parts[2]}
 	sums, err := v.TagSummaries(ctx, repo)
 	if errors.Is(err, opm.ErrNotFound) {
-		err = v.noSuch(opm.Reference{}, parts)
+		err = v.Missing(opm.Reference{}, parts)
 	}
 	for _, ts := range sums {
 		l.Tags = append(l.Tags, tagInfo(ts))

@@ -88,10 +88,7 @@ func (r *Registry) writeFiles(ctx context.Context, files []opm.File, dir string,
 	g.SetLimit(4 * runtime.GOMAXPROCS(0))
 	// The bar moves as bytes are downloaded, or, for a blob that is local,
 	// as they are written out (pullFile).
-	counting := gctx
-	if progress != nil {
-		counting = cas.WithProgress(gctx, progress.Add)
-	}
+	counting := WithProgress(gctx, progress)
 	for _, f := range files {
 		g.Go(func() error {
 			if err := gctx.Err(); err != nil {

@@ -152,10 +152,7 @@ func (r *Registry) ingest(ctx context.Context, sources []source, files []opm.Fil
 	g.SetLimit(4 * runtime.GOMAXPROCS(0))
 	// The bar moves as files are read (only here: the uploads' reads are
 	// not counted again).
-	counting := ctx
-	if progress != nil {
-		counting = cas.WithProgress(ctx, progress.Add)
-	}
+	counting := WithProgress(ctx, progress)
 	for i := range sources {
 		if sources[i].from == "" || sources[i].same >= 0 {
 			continue // a link, or a file whose bytes another name brings

@@ -43,15 +43,12 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// noSuch is the not-found error of a tag reference (ref with a tag) or a
+// Missing is the not-found error of a tag reference (ref with a tag) or a
 // node (parts, when ref has no tag) that the view does not have: it names
 // the first level that is missing — the namespace, project, repository or
 // tag — and the nearest name there, if one is close. It reads the names of
 // that level, so it is for messages after a miss (the CLI, the listing
-// API), not for the mount's lookups.
-func (v *View) noSuch(ref opm.Reference, parts []string) error { return v.Missing(ref, parts) }
-
-// Missing is noSuch for other packages' messages (the web pages' 404).
+// API, the web pages' 404), not for the mount's lookups.
 func (v *View) Missing(ref opm.Reference, parts []string) error {
 	if ref.Tag != "" {
 		parts = []string{ref.Repository.Namespace, ref.Repository.Project, ref.Repository.Name}

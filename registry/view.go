@@ -289,7 +289,7 @@ func (r *Registry) Resolve(ref opm.Reference) (*Package, error) {
 func (v *View) Resolve(ref opm.Reference) (*Package, error) {
 	m, err := v.Manifest(ref)
 	if errors.Is(err, opm.ErrNotFound) && ref.Tag != "" {
-		return nil, v.noSuch(ref, nil)
+		return nil, v.Missing(ref, nil)
 	}
 	if err != nil {
 		return nil, err

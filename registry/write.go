@@ -130,7 +130,7 @@ func (r *Registry) commit(ctx context.Context, g *replayRule, c tagChange) (comm
 		}
 		if c.mustExist && !present {
 			if ref, err := opm.ParseTagReference(c.what); err == nil {
-				return nil, gitmeta.Message{}, r.newView(s).noSuch(ref, nil)
+				return nil, gitmeta.Message{}, r.newView(s).Missing(ref, nil)
 			}
 			return nil, gitmeta.Message{}, opm.Errorf(opm.ErrNotFound, "%s: no such tag", c.what)
 		}

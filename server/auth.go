@@ -42,6 +42,10 @@ func (a access) String() string {
 	return [...]string{"none", "pull", "push"}[a]
 }
 
+// basicChallenge is the challenge outside /v2/ (a browser prompts for it)
+// and of the token endpoint itself.
+const basicChallenge = `Basic realm="opm", charset="UTF-8"`
+
 // tokenPath is the token endpoint. Names never begin with "_", so it
 // cannot clash with a namespace's pages.
 const tokenPath = "/_opm/token"
@@ -188,7 +192,7 @@ func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, need acces
 		}
 		w.Header().Set("WWW-Authenticate", c)
 	} else {
-		w.Header().Set("WWW-Authenticate", `Basic realm="opm", charset="UTF-8"`)
+		w.Header().Set("WWW-Authenticate", basicChallenge)
 	}
 	writeError(w, r, http.StatusUnauthorized, "UNAUTHORIZED", msg)
 }
@@ -245,12 +249,12 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ok {
-		w.Header().Set("WWW-Authenticate", `Basic realm="opm", charset="UTF-8"`)
+		w.Header().Set("WWW-Authenticate", basicChallenge)
 		writeError(w, r, http.StatusUnauthorized, "UNAUTHORIZED", "the credentials are not valid for this server: the password is its token")
 		return
 	}
 	if got == accessNone {
-		w.Header().Set("WWW-Authenticate", `Basic realm="opm", charset="UTF-8"`)
+		w.Header().Set("WWW-Authenticate", basicChallenge)
 		writeError(w, r, http.StatusUnauthorized, "UNAUTHORIZED", "this server needs a token to read: log in with it as the password")
 		return
 	}

@@ -121,7 +121,9 @@ func (sw *siteWriter) commit() error {
 		if err != nil {
 			return err
 		}
-		sw.res.Written += boolInt(wrote)
+		if wrote {
+			sw.res.Written++
+		}
 	}
 	for _, rel := range stale {
 		p := filepath.Join(sw.dir, filepath.FromSlash(rel))
@@ -146,13 +148,6 @@ func validSiteFile(rel string) bool {
 	return rel != "" && rel != siteFiles && fs.ValidPath(rel)
 }
 
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // siteWriter makes the static site of one view of the registry: files,
 // then commit writes them, counting in res.
 type siteWriter struct {
@@ -166,7 +161,9 @@ type siteWriter struct {
 }
 
 // write makes the site's file rel (slash-separated) hold b, unless it does
-// (false): a temporary file renamed over it, its directories made.
+// (false): a temporary file renamed over it, its directories made. Not
+// fsynced: a file a power cut left short differs from what the next run
+// makes, which writes it again.
 func (sw *siteWriter) write(rel string, b []byte) (bool, error) {
 	p := filepath.Join(sw.dir, filepath.FromSlash(rel))
 	if cur, err := os.ReadFile(p); err == nil && bytes.Equal(cur, b) {
