@@ -12,6 +12,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/openpm/opm/registry"
 )
 
 // Status is what <mnt>/.opm/status holds.
@@ -32,6 +33,10 @@ type Status struct {
 	// kernel, after a package's first lookup) or "fuse" (this process).
 	ReadPath string        `json:"read_path"`
 	Overlay  OverlayStatus `json:"overlay"`
+	// Trust is the last verification of each remote's signed metadata by
+	// this daemon: a refused head says why (the mount keeps showing the
+	// last verified one).
+	Trust []registry.TrustState `json:"trust,omitempty"`
 }
 
 // StatusAge is how old a read of .opm/status may be. Its content is made
@@ -74,6 +79,7 @@ func (fsys *FS) Status() Status {
 		Passthrough: fsys.passthrough,
 		ReadPath:    "fuse",
 		Overlay:     fsys.ovl.status(),
+		Trust:       fsys.reg.TrustStates(),
 	}
 	if st.Overlay.Off == "" {
 		st.ReadPath = "overlay"

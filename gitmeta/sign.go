@@ -26,6 +26,8 @@ import (
 // encoded without a signature.
 type CommitSigner interface {
 	SignCommit(data []byte) (string, error)
+	// PublicKey is the key that signs, or why there is none.
+	PublicKey() (ssh.PublicKey, error)
 }
 
 // sshSigner signs with an SSH key, its own or one in ssh-agent.
@@ -44,6 +46,12 @@ func (s sshSigner) SignCommit(data []byte) (string, error) {
 type failedSigner struct{ err error }
 
 func (s failedSigner) SignCommit([]byte) (string, error) { return "", s.err }
+
+func (s failedSigner) PublicKey() (ssh.PublicKey, error) { return nil, s.err }
+
+func (s sshSigner) PublicKey() (ssh.PublicKey, error) { return s.key.PublicKey(), nil }
+
+func (s agentSigner) PublicKey() (ssh.PublicKey, error) { return s.pub, nil }
 
 // SigningKey loads the SSH signing key git's user.signingkey names, as git
 // takes it with gpg.format=ssh: the path of a private key (OpenSSH format,

@@ -209,3 +209,26 @@ func short(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// MaySign checks that signer may sign a commit made at when under the
+// allowed signers file b, and returns its line. A commit that changes the
+// file is checked against the file before the change; the first one, which
+// adds it, against the file it adds.
+func MaySign(b []byte, signer CommitSigner, when time.Time) (AllowedSigner, error) {
+	a, err := ParseAllowedSigners(b)
+	if err != nil {
+		return AllowedSigner{}, err
+	}
+	if signer == nil {
+		return AllowedSigner{}, opm.Errorf(opm.ErrPermission, "no signing key is configured")
+	}
+	key, err := signer.PublicKey()
+	if err != nil {
+		return AllowedSigner{}, err
+	}
+	s, err := a.Allows(key, when)
+	if err != nil {
+		return AllowedSigner{}, opm.Errorf(opm.ErrPermission, "the signing key %s is %v", ssh.FingerprintSHA256(key), err)
+	}
+	return s, nil
+}

@@ -172,13 +172,47 @@ func (r *Repo) setRef(ctx context.Context, name plumbing.ReferenceName, commit p
 	}
 }
 
-// RemoveTracking forgets where the remote's main was seen.
-func (r *Repo) RemoveTracking(remote string) error {
-	err := os.Remove(filepath.Join(r.path, filepath.FromSlash(string(TrackingRef(remote)))))
+// Tracking returns the remote's main as last fetched, zero if never.
+func (r *Repo) Tracking(remote string) (plumbing.Hash, error) {
+	return readRef(r.path, TrackingRef(remote))
+}
+
+// VerifiedRef is the ref that holds the last commit of a remote's main
+// whose signatures were verified (VerifyHistory): refs/remotes/<name>/verified.
+func VerifiedRef(name string) plumbing.ReferenceName {
+	return plumbing.ReferenceName("refs/remotes/" + name + "/verified")
+}
+
+// Verified returns the last verified commit of the remote's main, zero if
+// none.
+func (r *Repo) Verified(remote string) (plumbing.Hash, error) {
+	return readRef(r.path, VerifiedRef(remote))
+}
+
+// SetVerified records commit as the last verified one of the remote's main.
+func (r *Repo) SetVerified(ctx context.Context, remote string, commit plumbing.Hash) error {
+	return r.setRef(ctx, VerifiedRef(remote), commit)
+}
+
+// ForgetVerified forgets what of the remote's main was verified.
+func (r *Repo) ForgetVerified(remote string) error {
+	err := os.Remove(filepath.Join(r.path, filepath.FromSlash(string(VerifiedRef(remote)))))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	return err
+}
+
+// RemoveTracking forgets where the remote's main was seen, and what of it
+// was verified.
+func (r *Repo) RemoveTracking(remote string) error {
+	for _, ref := range []plumbing.ReferenceName{TrackingRef(remote), VerifiedRef(remote)} {
+		err := os.Remove(filepath.Join(r.path, filepath.FromSlash(string(ref))))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // Push makes main of the git repository at url the commit `commit` of this

@@ -37,6 +37,10 @@ type Signature struct {
 	// Signer, if set, signs the commit (sign.go); a signature that fails
 	// fails the commit.
 	Signer CommitSigner
+	// MaySign, if set, is asked before a commit is published whether this
+	// author may sign it: changes on snap (a registry whose allowed
+	// signers would refuse it refuses it first).
+	MaySign func(snap *Snapshot, changes []Change) error
 }
 
 // maxAttempts bounds how often Update rebuilds its commit after losing the
@@ -88,6 +92,11 @@ func (r *Repo) Update(ctx context.Context, author Signature, fn func(*Snapshot) 
 		commit, err := r.writeCommit(snap, changes, msg, author)
 		if err != nil || commit.IsZero() {
 			return head, false, err
+		}
+		if author.MaySign != nil {
+			if err := author.MaySign(snap, changes); err != nil {
+				return head, false, err
+			}
 		}
 		published, err := publish(ctx, r.path, Branch, head, commit)
 		if published {

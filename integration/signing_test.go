@@ -25,18 +25,7 @@ func TestSignedCommits(t *testing.T) {
 	}
 	dir := t.TempDir()
 	src := pkgDir(t, 93, 2, 100)
-	keygen := func(name string, args ...string) (key, pub string) {
-		t.Helper()
-		key = filepath.Join(dir, name)
-		if out, err := exec.Command("ssh-keygen", append([]string{"-q", "-N", "", "-C", "tess", "-f", key}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("ssh-keygen: %v %s", err, out)
-		}
-		b, err := os.ReadFile(key + ".pub")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return key, strings.TrimSpace(string(b))
-	}
+	keygen := func(name string, args ...string) (key, pub string) { return sshKey(t, dir, name, args...) }
 	verify := func(home, pub, commit string) (string, error) {
 		t.Helper()
 		signers := filepath.Join(dir, "allowed_signers")

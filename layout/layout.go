@@ -37,6 +37,11 @@ const (
 	fileSuffix   = ".json"
 )
 
+// AllowedSigners is the registry's allowed signers file, at the top of the
+// tree (git's allowed_signers format): who may sign its commits
+// (docs/design.md §3, "Trust").
+const AllowedSigners = ".allowed_signers"
+
 // metaFiles are the optional description files of a namespace, a project and
 // a repository, by depth (1, 2, 3).
 var metaFiles = [4]string{"", "namespace.json", "project.json", "repository.json"}

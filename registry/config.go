@@ -126,6 +126,7 @@ func (r *Registry) Author(ctx context.Context) gitmeta.Signature {
 			sig.Signer = gitmeta.SigningKey(key, getenv)
 		}
 	}
+	sig.MaySign = func(s *gitmeta.Snapshot, changes []gitmeta.Change) error { return maySign(s, sig, changes) }
 	return sig
 }
 

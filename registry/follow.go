@@ -17,7 +17,19 @@ import (
 // push, tag or rm); a local main that diverged from origin's is an opm.ErrConflict
 // error unless force, which takes origin's. It returns origin's head.
 func (r *Registry) followOrigin(ctx context.Context, o Remote, force bool) (Hash, error) {
-	check, checkedFrom := r.originCheck(o)
+	h, _, err := r.followOriginTrust(ctx, o, force)
+	return h, err
+}
+
+// followOriginTrust is followOrigin, also saying what verifying origin's
+// signatures found (nil when it was not asked: origin had no main).
+func (r *Registry) followOriginTrust(ctx context.Context, o Remote, force bool) (Hash, *Trust, error) {
+	check, checkedFrom, trust := r.originCheck(ctx, o)
+	remote, err := r.followFetched(ctx, o, force, check, checkedFrom)
+	return remote, *trust, err
+}
+
+func (r *Registry) followFetched(ctx context.Context, o Remote, force bool, check func(Hash) error, checkedFrom *Hash) (Hash, error) {
 	remote, err := r.meta.FetchChecked(ctx, o.URL, gitmeta.TrackingRef(o.Name), check)
 	if err != nil {
 		return remote, err
@@ -56,14 +68,22 @@ func (r *Registry) followOrigin(ctx context.Context, o Remote, force bool) (Hash
 }
 
 // originCheck is the check of a fetch of origin's main (see
-// gitmeta.FetchChecked): nothing a push would refuse is taken (a hostile
-// or broken writer at origin), so every file that differs from local main
-// is checked (layout.Changes: manifests, description files, and no file
-// the layout has no place for). It records the local head it checked
-// from.
-func (r *Registry) originCheck(o Remote) (check func(Hash) error, from *Hash) {
-	from = new(Hash)
+// gitmeta.FetchChecked): its history must verify (verifyRemote), and
+// nothing a push would refuse is taken (a hostile or broken writer at
+// origin), so every file that differs from local main is checked
+// (layout.Changes: manifests, description files, and no file the layout
+// has no place for). It records the local head it checked from, and what
+// the first verification found.
+func (r *Registry) originCheck(ctx context.Context, o Remote) (check func(Hash) error, from *Hash, trust **Trust) {
+	from, trust = new(Hash), new(*Trust)
 	return func(remote Hash) error {
+		t, err := r.verifyRemote(ctx, r.meta, o, remote)
+		if err != nil {
+			return err
+		}
+		if *trust == nil {
+			*trust = t
+		}
 		local, err := r.meta.Head()
 		if err != nil {
 			return err
@@ -73,7 +93,7 @@ func (r *Registry) originCheck(o Remote) (check func(Hash) error, from *Hash) {
 		}
 		*from = local
 		return nil
-	}, from
+	}, from, trust
 }
 
 // SyncResult says what SyncOrigin did.
@@ -87,6 +107,9 @@ type SyncResult struct {
 	Bytes      int64  `json:"prefetched_bytes,omitempty"`
 	// Tags are the tags whose blobs --prefetch made local.
 	Tags []string `json:"prefetched_tags,omitempty"`
+	// Trust says what verifying origin's signatures found; nil for an
+	// unsigned origin.
+	Trust *Trust `json:"trust,omitempty"`
 }
 
 // SyncOrigin brings local main up to origin's (see followOrigin). With
@@ -104,7 +127,7 @@ func (r *Registry) SyncOrigin(ctx context.Context, force, prefetch bool, filter 
 	if err != nil {
 		return nil, err
 	}
-	remote, err := r.followOrigin(ctx, o, force)
+	remote, trust, err := r.followOriginTrust(ctx, o, force)
 	if err != nil {
 		return nil, err
 	}
@@ -113,6 +136,9 @@ func (r *Registry) SyncOrigin(ctx context.Context, force, prefetch bool, filter 
 		return nil, err
 	}
 	res := &SyncResult{Remote: o.Name, Before: before.String(), After: after.String()}
+	if trust != nil && trust.Signed {
+		res.Trust = trust
+	}
 	if n, ok, err := r.meta.Ahead(ctx, before, after); err == nil && ok {
 		res.Commits = n
 	}

@@ -277,7 +277,10 @@ func (r *Registry) fsckTarget(ctx context.Context, opts FsckOptions, res *FsckRe
 	if err != nil {
 		return Hash{}, nil, fmt.Errorf("remote %s: %w", rm.Name, err)
 	}
-	commit, err := r.meta.Fetch(ctx, rm.URL, gitmeta.TrackingRef(rm.Name))
+	commit, err := r.meta.FetchChecked(ctx, rm.URL, gitmeta.TrackingRef(rm.Name), func(h Hash) error {
+		_, err := r.verifyRemote(ctx, r.meta, rm, h)
+		return err
+	})
 	if err != nil {
 		bucket.Close()
 		return Hash{}, nil, err

@@ -54,6 +54,7 @@ type Registry struct {
 	summaries summaryCache  // what a listing shows of a manifest, by its git blob hash (listing.go)
 	counts    countCache    // tag counts by tags tree (listing.go)
 	parses    atomic.Int64  // manifest files read and parsed (view.go); tests count them
+	trust     trustStates   // the remotes' last verifications (trust.go)
 
 	// indexWait is how long to wait for the Badger index when another
 	// process holds it.

@@ -76,7 +76,13 @@ func (r *Registry) OpenMirror(ctx context.Context, src, dst string, write bool) 
 // DST's.
 func (m *Mirror) fetch(ctx context.Context) error {
 	var err error
-	if m.srcHead, err = m.repo.Fetch(ctx, m.src.URL, gitmeta.TrackingRef(m.src.Name)); err != nil {
+	// The source's history must verify as origin's does when followed:
+	// a mirror copies no commit its readers would refuse.
+	verify := func(h Hash) error {
+		_, err := m.r.verifyRemote(ctx, m.repo, m.src, h)
+		return err
+	}
+	if m.srcHead, err = m.repo.FetchChecked(ctx, m.src.URL, gitmeta.TrackingRef(m.src.Name), verify); err != nil {
 		return fmt.Errorf("source %s: %w", m.src.Name, err)
 	}
 	if m.dstHead, err = m.repo.Fetch(ctx, m.dst.URL, gitmeta.TrackingRef(m.dst.Name)); err != nil {

@@ -84,7 +84,7 @@ func (r *Registry) publish(ctx context.Context, o Remote, g *replayRule, c tagCh
 		if local != remote {
 			return res, opm.Errorf(opm.ErrConflict, "%s: origin moved and this home has other unpublished commits; run opm sync --force to take origin's main, then push again", what)
 		}
-		check, _ := r.originCheck(o)
+		check, _, _ := r.originCheck(ctx, o)
 		newRemote, err := r.meta.FetchChecked(ctx, o.URL, gitmeta.TrackingRef(o.Name), check)
 		if err != nil {
 			return res, err

@@ -35,6 +35,9 @@ type Remote struct {
 	Name  string `json:"name"`
 	URL   string `json:"meta"`
 	Blobs string `json:"blobs"`
+	// Trust is the fingerprint of the key this home trusts to sign the
+	// remote's metadata (trust.go); empty until pinned.
+	Trust string `json:"trusted_key,omitempty"`
 }
 
 // blobsURL is the bucket of the home: opm.blobs, else origin's blobs.
@@ -94,6 +97,11 @@ func (r *Registry) AddRemote(ctx context.Context, rm Remote) error {
 	if rm.Blobs == "" {
 		return opm.Errorf(opm.ErrInvalid, "remote %s: a bucket URL is needed (--blobs)", rm.Name)
 	}
+	if rm.Trust != "" {
+		if rm.Trust, err = gitmeta.KeyFingerprint(rm.Trust); err != nil {
+			return opm.Errorf(opm.ErrInvalid, "remote %s: --trust: %w", rm.Name, err)
+		}
+	}
 	// One request a read-only credential may make, so that a wrong
 	// scheme, a missing bucket or bad credentials are said now.
 	b, err := cas.OpenBucket(ctx, rm.Blobs)
@@ -114,8 +122,12 @@ func (r *Registry) AddRemote(ctx context.Context, rm Remote) error {
 		if cfg.HasSubsection("remote", rm.Name) {
 			return opm.Errorf(opm.ErrExists, "remote %s already exists (opm remote rm %s first)", rm.Name, rm.Name)
 		}
-		return errors.Join(cfg.Set(remoteKey(rm.Name, "url"), rm.URL), cfg.Set(remoteKey(rm.Name, "blobs"), rm.Blobs),
+		err := errors.Join(cfg.Set(remoteKey(rm.Name, "url"), rm.URL), cfg.Set(remoteKey(rm.Name, "blobs"), rm.Blobs),
 			cfg.Set(remoteKey(rm.Name, "fetch"), "+refs/heads/main:"+string(gitmeta.TrackingRef(rm.Name))))
+		if rm.Trust != "" {
+			err = errors.Join(err, cfg.Set(remoteKey(rm.Name, "trust"), rm.Trust))
+		}
+		return err
 	})
 }
 
@@ -176,7 +188,8 @@ func (r *Registry) remote(name string) (Remote, bool, error) {
 func remoteOf(cfg *gitmeta.Config, name string) Remote {
 	url, _ := cfg.Get(remoteKey(name, "url"))
 	blobs, _ := cfg.Get(remoteKey(name, "blobs"))
-	return Remote{Name: name, URL: url, Blobs: blobs}
+	trust, _ := cfg.Get(remoteKey(name, "trust"))
+	return Remote{Name: name, URL: url, Blobs: blobs, Trust: trust}
 }
 
 // remoteKey is the git config key of a setting of the remote called name.

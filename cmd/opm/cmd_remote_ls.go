@@ -39,7 +39,7 @@ func runRemoteLs(g globalOptions, opts remoteLsOptions) error {
 		}
 		tw := newTable(g.stdout)
 		for _, rm := range rms {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", rm.Name, rm.URL, rm.Blobs)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", rm.Name, rm.URL, rm.Blobs, rm.Trust)
 		}
 		return tw.Flush()
 	})

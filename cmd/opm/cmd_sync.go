@@ -109,6 +109,9 @@ func syncOrigin(g globalOptions, opts syncOptions, r *registry.Registry, filter 
 	if opts.json {
 		return printJSON(g, res)
 	}
+	if t := res.Trust; t != nil && t.FirstUse {
+		fmt.Fprintf(g.stderr, "%s signs its metadata: trusting %s (%s) on first use; check this fingerprint with its publisher, or pin another with opm remote trust %s KEY\n", res.Remote, t.Pin, t.Principal, res.Remote)
+	}
 	switch {
 	case res.Before == res.After:
 		fmt.Fprintf(g.stderr, "up to date with %s at %s\n", res.Remote, shortHash(res.After))

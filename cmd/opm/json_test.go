@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
+	"encoding/pem"
 	"maps"
 	"os"
 	"os/exec"
@@ -14,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/openpm/opm"
+	"golang.org/x/crypto/ssh"
 )
 
 // TestJSONDocumented runs every command that takes --json, flags placed
@@ -43,12 +46,21 @@ func TestJSONDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	key := filepath.Join(dir, "ci")
+	testSSHKey(t, key)
+	pub2 := testSSHKey(t, filepath.Join(dir, "ops"))
 	runs := [][]string{
 		{"init"},
 		{"version"},
 		{"remote", "add", "origin", "--meta", filepath.Join(dir, "origin.git"), "--blobs", "file://" + filepath.Join(dir, "ob") + "?create_dir=1"},
 		{"remote", "add", "mirror", "--meta", filepath.Join(dir, "mirror.git"), "--blobs", "file://" + filepath.Join(dir, "mb") + "?create_dir=1"},
 		{"remote", "ls"},
+		{"config", "signing-key", key},
+		{"signers", "add", "ci@example.org", key + ".pub", "--valid-after", "2026-01-01"},
+		{"signers", "add", "ops@example.org", pub2},
+		{"signers", "rm", "ops@example.org"},
+		{"signers", "ls"},
+		{"remote", "trust", "mirror", pub2},
 		{"push", "acme/web/site:v1", src},
 		{"push", "acme/web/site:v1", src},
 		{"tag", "acme/web/site:v1", "acme/web/site:stable"},
@@ -66,6 +78,7 @@ func TestJSONDocumented(t *testing.T) {
 		{"gc", "--dry-run"},
 		{"sync"},
 		{"sync", "--prefetch"},
+		{"status"},
 		{"sync", "origin", "mirror"},
 		{"sync", "origin", "mirror", "--dry-run"},
 		{"site", filepath.Join(dir, "site")},
@@ -82,7 +95,7 @@ func TestJSONDocumented(t *testing.T) {
 	}
 	for _, args := range runs {
 		section := args[0]
-		if args[0] == "remote" || args[0] == "cache" {
+		if args[0] == "remote" || args[0] == "cache" || args[0] == "signers" {
 			section += " " + args[1]
 		}
 		// --json after the arguments, --home after the command: both
@@ -229,4 +242,30 @@ func jsonFields(v any, prefix string, fields map[string]bool) {
 			jsonFields(x, prefix+"[]", fields)
 		}
 	}
+}
+
+// testSSHKey writes an ed25519 key without a passphrase at path (OpenSSH
+// format) and its public key at path.pub, and returns the public key.
+func testSSHKey(t *testing.T, path string) string {
+	t.Helper()
+	pubKey, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshPub, err := ssh.NewPublicKey(pubKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := ssh.MarshalAuthorizedKey(sshPub)
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".pub", pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(pub))
 }

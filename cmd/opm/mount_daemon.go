@@ -75,6 +75,10 @@ func serveMount(ctx context.Context, o mountOptions, ready func(error), by **dae
 	if err := tidyHome(r, o.dir, log); err != nil {
 		return err
 	}
+	// What the mount will show of origin must have been verified.
+	if err := r.CheckTrust(ctx); err != nil {
+		return err
+	}
 	m, err := opmfs.Mount(r, o.dir, fsOptions(o, log))
 	if err != nil {
 		return err

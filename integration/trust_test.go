@@ -1,0 +1,252 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/openpm/opm/internal/opmtest"
+)
+
+// sshKey makes an ed25519 key (or of the ssh-keygen arguments given) at
+// dir/name without a passphrase, and returns its path and public key.
+func sshKey(t *testing.T, dir, name string, args ...string) (key, pub string) {
+	t.Helper()
+	if _, err := exec.LookPath("ssh-keygen"); err != nil {
+		opmtest.Unavailable(t, "no ssh-keygen (scripts/deps.sh installs openssh-client): %v", err)
+	}
+	if len(args) == 0 {
+		args = []string{"-t", "ed25519"}
+	}
+	key = filepath.Join(dir, name)
+	if out, err := exec.Command("ssh-keygen", append([]string{"-q", "-N", "", "-C", name, "-f", key}, args...)...).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v %s", err, out)
+	}
+	b, err := os.ReadFile(key + ".pub")
+	must(t, err)
+	return key, strings.TrimSpace(string(b))
+}
+
+// fingerprint is the key's SHA256 fingerprint as ssh-keygen prints it.
+func fingerprint(t *testing.T, key string) string {
+	t.Helper()
+	out, err := exec.Command("ssh-keygen", "-lf", key+".pub").Output()
+	must(t, err)
+	return strings.Fields(string(out))[1]
+}
+
+// TestHostileOrigin: a reader that trusts a publisher's key follows only
+// history that verifies. Someone with push access to the metadata origin
+// (a stolen deploy key, a compromised git host) serves each refused case;
+// opm sync, opm fsck --remote and a following daemon refuse it, take
+// nothing, and say why; the mount keeps the last verified state. A key
+// rotation and a revocation are followed; real git verifies opm's commits
+// against the registry's own allowed signers file.
+func TestHostileOrigin(t *testing.T) {
+	opmtest.RequireFUSE(t)
+	dir := t.TempDir()
+	k1, k1pub := sshKey(t, dir, "ci")
+	k2, k2pub := sshKey(t, dir, "ops")
+	k3, _ := sshKey(t, dir, "eve")
+	origin := filepath.Join(dir, "origin.git")
+	git(t, "init", "-q", "--bare", "--initial-branch=main", origin)
+	blobs := "file://" + filepath.Join(dir, "blobs") + "?create_dir=1"
+	pub, reader, tofu := filepath.Join(dir, "pub"), filepath.Join(dir, "reader"), filepath.Join(dir, "tofu")
+	mustOpm(t, pub, "remote", "add", "origin", "--meta", origin, "--blobs", blobs)
+	mustOpm(t, pub, "config", "signing-key", k1)
+	// Signing on: the first signer is the key signing the commit.
+	mustOpm(t, pub, "signers", "add", "ci@example.org", k1+".pub")
+	src := pkgDir(t, 95, 2, 500)
+	mustOpm(t, pub, "push", "acme/web/site:v1", src)
+	// The reader pins the publisher's key; another trusts on first use.
+	mustOpm(t, reader, "remote", "add", "origin", "--meta", origin, "--blobs", blobs, "--trust", k1pub)
+	mustOpm(t, tofu, "remote", "add", "origin", "--meta", origin, "--blobs", blobs)
+	if r := mustOpm(t, tofu, "sync"); !strings.Contains(r.stderr, "trusting "+fingerprint(t, k1)+" (ci@example.org) on first use") {
+		t.Fatalf("first sync of an unpinned reader: %s", r.stderr)
+	}
+	var sync struct {
+		Trust struct {
+			Signed  bool   `json:"signed"`
+			Key     string `json:"trusted_key"`
+			Signer  string `json:"signer"`
+			Commits int    `json:"verified_commits"`
+		} `json:"trust"`
+	}
+	must(t, json.Unmarshal([]byte(mustOpm(t, reader, "sync", "--json").stdout), &sync))
+	if !sync.Trust.Signed || sync.Trust.Key != fingerprint(t, k1) || sync.Trust.Signer != fingerprint(t, k1) {
+		t.Fatalf("opm sync --json of a pinned reader: %+v", sync.Trust)
+	}
+	// Real git agrees, with the registry's own allowed signers.
+	signers := filepath.Join(dir, "allowed_signers")
+	must(t, os.WriteFile(signers, []byte(gitOut(t, origin, "show", "main:.allowed_signers")+"\n"), 0o644))
+	for _, c := range []string{"main", "main~1"} {
+		if out, err := exec.Command("git", "--git-dir", origin, "-c", "gpg.ssh.allowedSignersFile="+signers, "verify-commit", "-v", c).CombinedOutput(); err != nil {
+			t.Fatalf("git verify-commit %s: %v\n%s", c, err, out)
+		}
+	}
+
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	must(t, os.Mkdir(mnt, 0o755))
+	t.Cleanup(func() { unmountAndWait(t, reader, mnt) })
+	opmOK(t, reader, nil, "mount", "--daemon", "--sync-interval", "100ms", mnt)
+	opmtest.Eventually(t, "v1 to show in the mount", appears(filepath.Join(mnt, "acme/web/site/v1/f000.bin")))
+	v1 := gitOut(t, origin, "show", "main:acme/web/site/tags/v1.json")
+
+	// attack commits files onto origin's main with the git CLI, signed by
+	// key (unsigned when ""), on top of base (origin's main when "").
+	attack := func(key, base string, files map[string]string) {
+		t.Helper()
+		work := filepath.Join(t.TempDir(), "work")
+		git(t, "clone", "-q", origin, work)
+		if base != "" {
+			git(t, "-C", work, "reset", "-q", "--hard", base)
+		}
+		for p, body := range files {
+			must(t, os.MkdirAll(filepath.Dir(filepath.Join(work, p)), 0o755))
+			must(t, os.WriteFile(filepath.Join(work, p), []byte(body), 0o644))
+		}
+		args := []string{"-C", work, "-c", "user.name=Eve", "-c", "user.email=eve@example.org"}
+		if key != "" {
+			args = append(args, "-c", "gpg.format=ssh", "-c", "user.signingkey="+key)
+		}
+		git(t, append(args, "add", "-A")...)
+		commit := append(args, "commit", "-q", "-m", "evil")
+		if key != "" {
+			commit = append(commit, "-S")
+		}
+		git(t, commit...)
+		git(t, "-C", work, "push", "-q", "--force", "origin", "HEAD:main")
+	}
+	evil := map[string]string{"acme/web/site/tags/evil.json": v1}
+
+	good := gitOut(t, origin, "rev-parse", "main")
+	for _, c := range []struct {
+		name, why string
+		serve     func()
+	}{
+		{"unsigned", "is not signed", func() { attack("", "", evil) }},
+		{"unknown key", "is signed by " + fingerprint(t, k3) + ": not an allowed signer", func() { attack(k3, "", evil) }},
+		{"a key adding itself", "not an allowed signer", func() {
+			files := map[string]string{".allowed_signers": gitOut(t, origin, "show", "main:.allowed_signers") + "\neve@example.org " + mustRead(t, k3+".pub")}
+			attack(k3, "", files)
+		}},
+		// The publisher's signature of main, on a new commit after it.
+		{"forged", "does not match its content (forged or altered)", func() {
+			body := gitOut(t, origin, "cat-file", "commit", "main")
+			forged := strings.Replace(body, "parent "+gitOut(t, origin, "rev-parse", "main~1"), "parent "+good, 1)
+			cmd := exec.Command("git", "--git-dir", origin, "hash-object", "-t", "commit", "-w", "--stdin")
+			cmd.Stdin = strings.NewReader(forged + "\n")
+			id, err := cmd.Output()
+			if err != nil || forged == body {
+				t.Fatalf("forge: %v", err)
+			}
+			gitOut(t, origin, "update-ref", "refs/heads/main", strings.TrimSpace(string(id)))
+		}},
+		{"rollback", "the last commit verified: a rollback", func() { gitOut(t, origin, "update-ref", "refs/heads/main", "main~1") }},
+		// History rewritten, though signed by the publisher's own key.
+		{"fork", "does not descend from " + good[:12], func() { attack(k1, "HEAD~1", evil) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.serve()
+			t.Cleanup(func() {
+				gitOut(t, origin, "update-ref", "refs/heads/main", good)
+				opmtest.Eventually(t, "the daemon to verify origin's main again", trustState(mnt, ""))
+			})
+			r := syncOpm(t, reader, "sync")
+			if r.code == 0 || !strings.Contains(r.stderr, c.why) || !strings.Contains(r.stderr, "nothing of it was taken") {
+				t.Fatalf("opm sync of a hostile origin (%s): exit %d: %s", c.name, r.code, r.stderr)
+			}
+			if got := gitHead(t, reader); got != good {
+				t.Fatalf("the reader moved to %s", got)
+			}
+			if r := syncOpm(t, reader, "fsck", "--remote", "origin"); r.code == 0 || !strings.Contains(r.stderr, c.why) {
+				t.Fatalf("opm fsck --remote origin: exit %d: %s", r.code, r.stderr)
+			}
+			opmtest.Eventually(t, "the daemon to refuse origin's main", trustState(mnt, c.why))
+			if r := mustOpm(t, reader, "status"); !strings.Contains(r.stdout, "refused at") || !strings.Contains(r.stdout, c.why) {
+				t.Fatalf("opm status does not say why origin's head was refused:\n%s", r.stdout)
+			}
+			if exists(filepath.Join(mnt, "acme/web/site/evil")) {
+				t.Fatal("the mount shows a tag of a refused commit")
+			}
+		})
+	}
+
+	// Rotation: ci adds ops; ops takes over and revokes ci.
+	mustOpm(t, pub, "signers", "add", "ops@example.org", k2pub)
+	mustOpm(t, pub, "config", "signing-key", k2)
+	mustOpm(t, pub, "signers", "rm", "ci@example.org")
+	mustOpm(t, pub, "push", "acme/web/site:v2", src)
+	opmtest.Eventually(t, "v2, signed by the rotated key, to show in the mount", appears(filepath.Join(mnt, "acme/web/site/v2/f000.bin")))
+	// A publisher whose key was revoked is refused before it publishes.
+	mustOpm(t, pub, "config", "signing-key", k1)
+	r := syncOpm(t, pub, "push", "acme/web/site:v3", src)
+	wantCode(t, r, 9, "readers would refuse the commit")
+	// And a commit by the revoked key, served by origin, is refused.
+	good = gitOut(t, origin, "rev-parse", "main")
+	attack(k1, "", evil)
+	if r := syncOpm(t, reader, "sync"); r.code == 0 || !strings.Contains(r.stderr, "not an allowed signer") {
+		t.Fatalf("a commit by a revoked key: exit %d: %s", r.code, r.stderr)
+	}
+	// A mirror copies no history its source's readers would refuse.
+	mirror := filepath.Join(dir, "mirror.git")
+	git(t, "init", "-q", "--bare", "--initial-branch=main", mirror)
+	mustOpm(t, reader, "remote", "add", "mirror", "--meta", mirror, "--blobs", "file://"+filepath.Join(dir, "mirror-blobs")+"?create_dir=1")
+	if r := syncOpm(t, reader, "sync", "origin", "mirror"); r.code == 0 || !strings.Contains(r.stderr, "not an allowed signer") {
+		t.Fatalf("a mirror of a refused history: exit %d: %s", r.code, r.stderr)
+	}
+	if out, _ := exec.Command("git", "--git-dir", mirror, "rev-parse", "-q", "--verify", "main").Output(); len(out) > 0 {
+		t.Fatalf("the mirror took %s", out)
+	}
+	// A daemon does not start on what a git fetch by hand took unverified.
+	unmountAndWait(t, reader, mnt)
+	git(t, "--git-dir", filepath.Join(reader, "meta.git"), "fetch", "-q", "origin")
+	if r := syncOpm(t, reader, "mount", "--daemon", mnt); r.code == 0 || !strings.Contains(r.stderr, "not an allowed signer") || !strings.Contains(r.stderr, "opm sync --force") {
+		t.Fatalf("a daemon start on an unverified tracking ref: exit %d: %s", r.code, r.stderr)
+	}
+	gitOut(t, origin, "update-ref", "refs/heads/main", good)
+	mustOpm(t, reader, "sync", "--force")
+	opmOK(t, reader, nil, "mount", "--daemon", mnt)
+	// The reader that trusted on first use follows the rotation too.
+	mustOpm(t, tofu, "sync")
+	if got := gitHead(t, tofu); got != good {
+		t.Fatalf("the first-use reader is at %s, origin at %s", got, good)
+	}
+}
+
+// trustState is a condition for opmtest.Eventually: the mount's daemon last
+// verified origin with a refusal saying why ("": taken).
+func trustState(mnt, why string) func() error {
+	return func() error {
+		b, err := os.ReadFile(filepath.Join(mnt, ".opm", "status"))
+		if err != nil {
+			return err
+		}
+		var st struct {
+			Trust []struct {
+				Remote, Refused string
+			} `json:"trust"`
+		}
+		if err := json.Unmarshal(b, &st); err != nil {
+			return err
+		}
+		for _, s := range st.Trust {
+			if s.Remote == "origin" && (why == "" && s.Refused == "" || why != "" && strings.Contains(s.Refused, why)) {
+				return nil
+			}
+		}
+		return fmt.Errorf("status says %s", bytes.TrimSpace(b))
+	}
+}
+
+func mustRead(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	must(t, err)
+	return string(b)
+}

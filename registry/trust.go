@@ -1,0 +1,182 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/openpm/opm"
+	"github.com/openpm/opm/gitmeta"
+	"github.com/openpm/opm/layout"
+)
+
+// Trust (docs/design.md §3, "Trust"): a remote whose metadata is signed is
+// followed only as far as its commits verify. The reader's root of trust is
+// remote.<name>.trust in the home's config, a key's fingerprint (opm
+// remote add --trust, or the signer of the first signed head seen, pinned
+// on first use); the last commit verified is the ref
+// refs/remotes/<name>/verified of the repository the remote is fetched
+// into.
+
+// Trust says what verifying a remote's history found.
+type Trust = gitmeta.TrustResult
+
+// TrustState is the last verification of a remote, for opm status and the
+// mount's status file.
+type TrustState struct {
+	Remote   string    `json:"remote"`
+	Key      string    `json:"trusted_key,omitempty"`
+	Verified string    `json:"verified,omitempty"` // the last commit verified
+	At       time.Time `json:"at,omitzero"`
+	// Refused says why the remote's last head was not taken (nothing of
+	// it was); empty when it was.
+	Refused string `json:"refused,omitempty"`
+}
+
+// trustStates holds the last verification of each remote in this process.
+type trustStates struct {
+	mu sync.Mutex
+	by map[string]TrustState
+}
+
+// TrustStates lists the remotes' last verifications in this process.
+func (r *Registry) TrustStates() []TrustState {
+	r.trust.mu.Lock()
+	defer r.trust.mu.Unlock()
+	var out []TrustState
+	for _, s := range r.trust.by {
+		out = append(out, s)
+	}
+	return out
+}
+
+func (r *Registry) noteTrust(s TrustState) {
+	r.trust.mu.Lock()
+	defer r.trust.mu.Unlock()
+	if r.trust.by == nil {
+		r.trust.by = map[string]TrustState{}
+	}
+	r.trust.by[s.Remote] = s
+}
+
+// verifyRemote verifies head, the main of rm just fetched into repo,
+// against what this home trusts of rm. It pins the signer on first use
+// (in the home's config) and records head as verified in repo; a refusal
+// records nothing. An unsigned remote that this home pins nothing of
+// passes as it always did.
+func (r *Registry) verifyRemote(ctx context.Context, repo *gitmeta.Repo, rm Remote, head Hash) (*Trust, error) {
+	verified, err := repo.Verified(rm.Name)
+	if err != nil {
+		return nil, err
+	}
+	res, err := repo.VerifyHistory(ctx, gitmeta.TrustCheck{File: layout.AllowedSigners, Pin: rm.Trust, Verified: verified, Name: rm.Name}, head)
+	state := TrustState{Remote: rm.Name, Key: rm.Trust, Verified: verified.String(), At: r.now()}
+	if err != nil {
+		if errors.Is(err, gitmeta.ErrUntrusted) {
+			state.Refused = err.Error()
+			r.noteTrust(state)
+			err = fmt.Errorf("%w; nothing of it was taken (the last verified commit is %s)", err, shortCommit(verified))
+		}
+		return nil, err
+	}
+	if !res.Signed {
+		return &res, nil
+	}
+	if res.FirstUse {
+		err := r.updateConfig(func(cfg *gitmeta.Config) error {
+			return cfg.Set(remoteKey(rm.Name, "trust"), res.Pin)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if head != verified {
+		if err := repo.SetVerified(ctx, rm.Name, head); err != nil {
+			return nil, err
+		}
+	}
+	state.Key, state.Verified = res.Pin, head.String()
+	r.noteTrust(state)
+	return &res, nil
+}
+
+func shortCommit(h Hash) string {
+	if h.IsZero() {
+		return "none"
+	}
+	return h.String()[:12]
+}
+
+// maySign refuses a change this home would sign with a key the registry's
+// allowed signers (at s, the commit the change is made on) do not allow:
+// its readers would refuse it. A change to the file itself is judged by
+// the file before it, and the first one, which adds it, by what it adds.
+func maySign(s *gitmeta.Snapshot, author gitmeta.Signature, changes []gitmeta.Change) error {
+	cur, err := s.ReadSmallFile(layout.AllowedSigners, gitmeta.MaxSignersSize+1)
+	switch {
+	case errors.Is(err, opm.ErrNotFound):
+		cur = nil
+		for _, c := range changes {
+			if c.Path == layout.AllowedSigners && !c.Delete {
+				cur = c.Data
+			}
+		}
+		if cur == nil {
+			return nil // an unsigned registry
+		}
+	case err != nil:
+		return err
+	}
+	if _, err := gitmeta.MaySign(cur, author.Signer, author.When); err != nil {
+		return opm.Errorf(opm.ErrPermission, "this registry's commits are signed (%s) and %v: readers would refuse the commit; opm config signing-key PATH names an allowed key, and a holder of one adds yours with opm signers add", layout.AllowedSigners, err)
+	}
+	return nil
+}
+
+// TrustStatus is what this home trusts of each remote, and what it last
+// verified: the pin and the verified ref, with the last verification in
+// this process (a daemon's, when asked through it) when there was one.
+func (r *Registry) TrustStatus() ([]TrustState, error) {
+	rms, err := r.Remotes()
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]TrustState{}
+	for _, s := range r.TrustStates() {
+		seen[s.Remote] = s
+	}
+	var out []TrustState
+	for _, rm := range rms {
+		s, ok := seen[rm.Name]
+		if !ok {
+			s = TrustState{Remote: rm.Name}
+		}
+		s.Key = rm.Trust
+		if v, err := r.meta.Verified(rm.Name); err == nil && !v.IsZero() {
+			s.Verified = v.String()
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// CheckTrust verifies, at a daemon's start, that what this home holds of
+// origin was verified: its tracking ref must verify from the last verified
+// commit (a git fetch by hand moves it without). A refusal says to take
+// origin's main again.
+func (r *Registry) CheckTrust(ctx context.Context) error {
+	o, ok, err := r.origin()
+	if err != nil || !ok || o.Trust == "" {
+		return err
+	}
+	tracking, err := r.meta.Tracking(o.Name)
+	if err != nil || tracking.IsZero() {
+		return err
+	}
+	if _, err := r.verifyRemote(ctx, r.meta, o, tracking); err != nil {
+		return fmt.Errorf("%w; opm sync --force takes origin's main again, verified", err)
+	}
+	return nil
+}
