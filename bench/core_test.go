@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,4 +167,92 @@ func BenchmarkPushSigned(b *testing.B) {
 		}
 	}
 	compare(b, "x-unsigned", nil, push(plain), nil, push(signed))
+}
+
+// BenchmarkVerify10kCommits: a reader verifying 10k new signed commits
+// (gitmeta.VerifyHistory: each commit's SSH signature against its parent's
+// allowed signers) against git walking the same commits (git rev-list
+// --count), which verifies nothing. Goal: ≤ 2 s.
+func BenchmarkVerify10kCommits(b *testing.B) {
+	const n = 10000
+	dir := b.TempDir()
+	key := filepath.Join(dir, "key")
+	run(b, nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ci", "-f", key)
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		b.Fatal(err)
+	}
+	repo, err := gitmeta.Init(filepath.Join(dir, "meta.git"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer repo.Close()
+	author := gitmeta.Signature{Name: "ci", Email: "ci@example.org", Signer: gitmeta.SigningKey(key, os.Getenv)}
+	ctx := context.Background()
+	start := time.Now()
+	var first, head gitmeta.Hash
+	for i := range n + 1 {
+		change := gitmeta.Change{Path: fmt.Sprintf("bench/verify/repo/tags/v%d.json", i), Data: []byte("{}")}
+		if i == 0 {
+			change = gitmeta.Change{Path: layout.AllowedSigners, Data: []byte("ci@example.org namespaces=\"git\" " + string(pub))}
+		}
+		head, _, err = repo.Update(ctx, author, func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+			return []gitmeta.Change{change}, gitmeta.Message{Subject: "change"}, nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i == 0 {
+			first = head
+		}
+	}
+	b.Logf("setup: %d signed commits in %v", n+1, time.Since(start))
+	check := gitmeta.TrustCheck{File: layout.AllowedSigners, Pin: ssh256(b, key), Verified: first, Name: "origin"}
+	compare(b, "x-rev-list", nil, func() { run(b, nil, "git", "--git-dir", repo.Path(), "rev-list", "--count", head.String()) },
+		nil, func() {
+			res, err := repo.VerifyHistory(ctx, check, head)
+			if err != nil || res.Commits != n {
+				b.Fatalf("verify: %+v, %v", res, err)
+			}
+		})
+}
+
+// ssh256 is the SHA256 fingerprint of the key at path.
+func ssh256(b *testing.B, path string) string {
+	out, err := exec.Command("ssh-keygen", "-lf", path+".pub").Output()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return strings.Fields(string(out))[1]
+}
+
+// BenchmarkSyncNoopSigned: a no-op opm sync of a reader that verifies its
+// origin's signatures against one of an unsigned origin. Goal: ≤ 0.05 s.
+func BenchmarkSyncNoopSigned(b *testing.B) {
+	dir := b.TempDir()
+	src := filepath.Join(dir, "src")
+	os.MkdirAll(src, 0o755)
+	writeRandom(b, filepath.Join(src, "f.bin"), 4096, 8)
+	key := filepath.Join(dir, "key")
+	run(b, nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key)
+	readers := map[bool]string{}
+	for _, signed := range []bool{false, true} {
+		side := fmt.Sprintf("%s/%v", dir, signed)
+		origin, pub, reader := side+"/origin.git", side+"/pub", side+"/reader"
+		run(b, nil, "git", "init", "-q", "--bare", origin)
+		for _, home := range []string{pub, reader} {
+			run(b, []string{"OPM_HOME=" + home}, opmBin, "remote", "add", "origin", "--meta", origin, "--blobs", "file://"+side+"/blobs?create_dir=1")
+		}
+		if signed {
+			run(b, []string{"OPM_HOME=" + pub}, opmBin, "config", "signing-key", key)
+			run(b, []string{"OPM_HOME=" + pub}, opmBin, "signers", "add", "ci@example.org", key+".pub")
+		}
+		run(b, []string{"OPM_HOME=" + pub}, opmBin, "push", "bench/sync/pkg:v1", src)
+		run(b, []string{"OPM_HOME=" + reader}, opmBin, "sync")
+		readers[signed] = reader
+	}
+	sync := func(home string) func() {
+		return func() { run(b, []string{"OPM_HOME=" + home}, opmBin, "sync") }
+	}
+	compare(b, "x-unsigned", nil, sync(readers[false]), nil, sync(readers[true]))
 }
