@@ -304,7 +304,84 @@ func (v *verifier) allowedAt(sc *signedCommit) (AllowedSigners, error) {
 }
 
 func (v *verifier) refuse(h plumbing.Hash, format string, args ...any) error {
-	return opm.Errorf(ErrUntrusted, "%s's commit %s %s", v.c.Name, shortHash(h), fmt.Sprintf(format, args...))
+	return &refusal{name: v.c.Name, commit: h, why: fmt.Sprintf(format, args...)}
+}
+
+// refusal is why a commit does not verify: an ErrUntrusted error.
+type refusal struct {
+	name   string
+	commit plumbing.Hash
+	why    string
+}
+
+func (e *refusal) Error() string {
+	return fmt.Sprintf("%s's commit %s %s", e.name, shortHash(e.commit), e.why)
+}
+
+func (e *refusal) Unwrap() error { return ErrUntrusted }
+
+// CommitSignature says who signed a commit and whether the allowed signers
+// of its parent (of itself, for the commit that adds them) allow it.
+type CommitSignature struct {
+	// Status is "verified" (by a key allowed at its parent), "refused"
+	// (Reason says why: what a reader would refuse), "unverified" (signed,
+	// in a registry without allowed signers) or "unsigned" (likewise).
+	Status    string `json:"status"`
+	Key       string `json:"key,omitempty"` // the signer's fingerprint
+	Principal string `json:"principal,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+// CheckSignatures checks the signature of each commit of hs (opm log)
+// against the allowed signers file at the path file.
+func (r *Repo) CheckSignatures(ctx context.Context, hs []plumbing.Hash, file string) ([]CommitSignature, error) {
+	v := &verifier{r: r, c: TrustCheck{File: file}, signers: map[plumbing.Hash]AllowedSigners{}}
+	out := make([]CommitSignature, len(hs))
+	for i, h := range hs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		sc, err := v.commit(h)
+		if err != nil {
+			return nil, err
+		}
+		var allowed AllowedSigners
+		if len(sc.parents) > 0 {
+			parent, err := v.commit(sc.parents[0])
+			if err != nil {
+				return nil, err
+			}
+			if allowed, err = v.allowedAt(parent); err != nil {
+				return nil, err
+			}
+		}
+		if allowed == nil {
+			if allowed, err = v.allowedAt(sc); err != nil {
+				return nil, err
+			}
+		}
+		if allowed == nil {
+			out[i].Status = "unsigned"
+			if sig, err := sshsig.Unarmor(sc.sig); err == nil {
+				out[i].Status, out[i].Key = "unverified", ssh.FingerprintSHA256(sig.PublicKey)
+			}
+			continue
+		}
+		s, err := v.signerOf(sc)
+		var ref *refusal
+		switch {
+		case err == nil:
+			out[i] = CommitSignature{Status: "verified", Key: s.Fingerprint(), Principal: s.Principals[0]}
+		case errors.As(err, &ref):
+			out[i] = CommitSignature{Status: "refused", Reason: ref.why}
+			if sig, err := sshsig.Unarmor(sc.sig); err == nil {
+				out[i].Key = ssh.FingerprintSHA256(sig.PublicKey)
+			}
+		default:
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // commit reads h as its signature covers it: the raw object without its

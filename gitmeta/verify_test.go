@@ -279,3 +279,33 @@ func TestParseAllowedSigners(t *testing.T) {
 		t.Error("a short fingerprint was taken")
 	}
 }
+
+// TestCheckSignatures: opm log's signature column, commit by commit.
+func TestCheckSignatures(t *testing.T) {
+	r := newRepo(t)
+	k1, k2 := newKey(t), newKey(t)
+	now := time.Now()
+	c0 := commitSigned(t, r, nil, now, set("a/b/c/tags/v0.json", "0"))
+	c1 := commitSigned(t, r, k2, now, set("a/b/c/tags/v1.json", "1"))
+	c2 := commitSigned(t, r, k1, now, set(signersFile, signerLine("ci@example.org", k1, "")))
+	c3 := commitSigned(t, r, k1, now, set("a/b/c/tags/v3.json", "3"))
+	c4 := commitSigned(t, r, k2, now, set("a/b/c/tags/v4.json", "4"))
+	c5 := commitSigned(t, r, nil, now, set("a/b/c/tags/v5.json", "5"))
+	got, err := r.CheckSignatures(context.Background(), []plumbing.Hash{c0, c1, c2, c3, c4, c5}, signersFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []CommitSignature{
+		{Status: "unsigned"},
+		{Status: "unverified", Key: fp(k2)},
+		{Status: "verified", Key: fp(k1), Principal: "ci@example.org"},
+		{Status: "verified", Key: fp(k1), Principal: "ci@example.org"},
+		{Status: "refused", Key: fp(k2), Reason: "is signed by " + fp(k2) + ": not an allowed signer at its parent"},
+		{Status: "refused", Reason: "is not signed"},
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("commit %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}

@@ -212,6 +212,26 @@ func TestHostileOrigin(t *testing.T) {
 	gitOut(t, origin, "update-ref", "refs/heads/main", good)
 	mustOpm(t, reader, "sync", "--force")
 	opmOK(t, reader, nil, "mount", "--daemon", mnt)
+	// opm log shows who signed each change, verified against the
+	// registry's allowed signers at its parent.
+	var log []struct {
+		Action    string
+		Signature struct{ Status, Principal string }
+	}
+	must(t, json.Unmarshal([]byte(mustOpm(t, reader, "log", "--json").stdout), &log))
+	principals := map[string]string{}
+	for _, e := range log {
+		if e.Signature.Status != "verified" {
+			t.Errorf("opm log: %q is %s", e.Action, e.Signature.Status)
+		}
+		principals[e.Action] = e.Signature.Principal
+	}
+	if principals["push acme/web/site:v1"] != "ci@example.org" || principals["push acme/web/site:v2"] != "ops@example.org" {
+		t.Errorf("opm log: signers %v", principals)
+	}
+	if r := mustOpm(t, reader, "log", "-n", "1"); !strings.Contains(r.stdout, "signed by ops@example.org") {
+		t.Errorf("opm log: %s", r.stdout)
+	}
 	// The reader that trusted on first use follows the rotation too.
 	mustOpm(t, tofu, "sync")
 	if got := gitHead(t, tofu); got != good {

@@ -518,6 +518,9 @@ type LogEntry struct {
 	Action   string        `json:"action"`
 	Digest   digest.Digest `json:"digest,omitempty"`
 	Previous digest.Digest `json:"previous,omitempty"`
+	// Signature says who signed the commit and whether the registry's
+	// allowed signers at its parent allow it (docs/design.md §3, "Trust").
+	Signature CommitSignature `json:"signature"`
 }
 
 // Log is the history of the head: of a tag (a reference with a tag), a
@@ -560,11 +563,19 @@ func (v *View) Log(ctx context.Context, what string, limit int) ([]LogEntry, err
 		// No change ever touched it: a name that never was, likely misspelt.
 		return nil, v.neverWas(what, ref, parts)
 	}
+	hs := make([]Hash, len(entries))
+	for i, e := range entries {
+		hs[i] = e.Commit
+	}
+	sigs, err := v.r.meta.CheckSignatures(ctx, hs, layout.AllowedSigners)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]LogEntry, 0, len(entries))
-	for _, e := range entries {
+	for i, e := range entries {
 		f := factsOf(e.Message)
 		out = append(out, LogEntry{Commit: e.Commit.String(), Date: e.When, Author: e.Author, Email: e.Email,
-			Action: e.Message.Subject, Digest: f.Digest, Previous: f.Previous})
+			Action: e.Message.Subject, Digest: f.Digest, Previous: f.Previous, Signature: sigs[i]})
 	}
 	return out, nil
 }

@@ -23,6 +23,10 @@ import (
 // Trust says what verifying a remote's history found.
 type Trust = gitmeta.TrustResult
 
+// CommitSignature says who signed a commit and whether the registry's
+// allowed signers allow it (opm log, the pages).
+type CommitSignature = gitmeta.CommitSignature
+
 // TrustState is the last verification of a remote, for opm status and the
 // mount's status file.
 type TrustState struct {

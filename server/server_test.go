@@ -637,7 +637,7 @@ func TestWebPages(t *testing.T) {
 		"/acme/":                   {"web"},
 		"/acme/web/":               {"site"},
 		"/acme/web/site/":          {"v1", "package"},
-		"/acme/web/site/tags/v1/":  {"index.html", "History", "Test Pusher", "/v2/acme/web/site/blobs/sha256:"},
+		"/acme/web/site/tags/v1/":  {"index.html", "History", "Test Pusher", "/v2/acme/web/site/blobs/sha256:", ">unsigned<"},
 		"/?q=sit":                  {"acme/web/site", "repository"},
 		"/?q=%3Cscript%3E":         {"Nothing matches", "&lt;script&gt;"},
 		"/acme/web/site/tags/v1":   {"index.html"},

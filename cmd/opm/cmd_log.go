@@ -16,7 +16,11 @@ func logCommand() *cli.Command {
 		Usage:     "show the history of the registry, a prefix, or one tag",
 		ArgsUsage: "[REF|NS[/PROJECT[/REPO]]]",
 		Description: `Every change is a git commit; this reads them: commit, date, author, action,
-digest and previous digest. 'git -C <home>/meta.git log' tells the same story.
+digest, previous digest and signature — "signed by PRINCIPAL" when the
+registry's allowed signers at its parent allow the key (opm signers),
+"REFUSED: why" when they do not (a reader would refuse it), "signed by
+SHA256:…, unverified" or nothing in a registry that does not sign.
+'git -C <home>/meta.git log --show-signature' tells the same story.
 
 Example:
    opm log acme/web/site:stable
@@ -57,9 +61,22 @@ func runLog(g globalOptions, opts logOptions, subject string) error {
 			if e.Previous != "" {
 				prev = "was " + short(string(e.Previous))
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Commit[:12], e.Date.Local().Format(time.DateTime),
-				opm.Printable(e.Author), opm.Printable(e.Action), short(string(e.Digest)), prev)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Commit[:12], e.Date.Local().Format(time.DateTime),
+				opm.Printable(e.Author), opm.Printable(e.Action), short(string(e.Digest)), prev, signatureMark(e.Signature))
 		}
 		return w.Flush()
 	})
+}
+
+// signatureMark is the log's signature column.
+func signatureMark(s registry.CommitSignature) string {
+	switch s.Status {
+	case "verified":
+		return "signed by " + opm.Printable(s.Principal)
+	case "refused":
+		return "REFUSED: " + opm.Printable(s.Reason)
+	case "unverified":
+		return "signed by " + s.Key + ", unverified"
+	}
+	return ""
 }
