@@ -37,6 +37,13 @@ var (
 	// ErrPermission: the operating system refused access to a file, or a
 	// bucket refused the credentials.
 	ErrPermission = errors.New("permission denied")
+	// ErrUntrusted: a remote's history does not verify against the key
+	// this home trusts (an unsigned or forged commit, a key not allowed,
+	// a rollback or a fork), or a commit would not.
+	ErrUntrusted = errors.New("untrusted")
+	// ErrStale: a remote's metadata is older than its publisher promised
+	// (its signed timestamp expired): a frozen or unreachable origin.
+	ErrStale = errors.New("stale")
 	// ErrTooLarge: a request or input is over a documented limit.
 	ErrTooLarge = errors.New("too large")
 	// ErrTooMany: too many of something at once (upload sessions); try
@@ -79,6 +86,8 @@ var Kinds = []Kind{
 	{ErrBusy, "busy", 7, 503, syscall.EBUSY},
 	{ErrProblems, "problems", 8, 500, syscall.EIO},
 	{ErrPermission, "permission", 9, 403, syscall.EACCES},
+	{ErrUntrusted, "untrusted", 10, 403, syscall.EACCES},
+	{ErrStale, "stale", 11, 503, syscall.ESTALE},
 	{context.Canceled, "canceled", 1, 499, syscall.EINTR},
 	{context.DeadlineExceeded, "timeout", 1, 504, syscall.ETIMEDOUT},
 	{nil, "error", 1, 500, syscall.EIO},

@@ -31,6 +31,8 @@ func TestKinds(t *testing.T) {
 		{ErrBusy, 7, 503, syscall.EBUSY},
 		{ErrProblems, 8, 500, syscall.EIO},
 		{ErrPermission, 9, 403, syscall.EACCES},
+		{ErrUntrusted, 10, 403, syscall.EACCES},
+		{ErrStale, 11, 503, syscall.ESTALE},
 		{ErrTooLarge, 2, 413, syscall.EFBIG},
 		{ErrTooMany, 1, 429, syscall.EAGAIN},
 		{ErrTooSlow, 1, 408, syscall.ETIMEDOUT},

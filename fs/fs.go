@@ -88,6 +88,11 @@ type Options struct {
 	// NoOverlay serves every package through FUSE: no kernel overlay
 	// mounts on package directories (overlay.go).
 	NoOverlay bool
+	// Fresh, if set, is asked at each open of a package file: an error
+	// (origin's metadata cannot be shown current: opm mount
+	// --require-fresh) refuses the open with ESTALE. It needs NoOverlay
+	// and not NoOpen, so that every open comes to this process.
+	Fresh func() error
 	// NoMetaImage writes the overlays' metadata trees as directories even
 	// where the kernel mounts EROFS images, the faster form.
 	NoMetaImage bool

@@ -315,10 +315,15 @@ func (n *pkgFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint
 	if n.p.fs.opts.NoOpen {
 		return nil, 0, syscall.ENOSYS // from now on the kernel opens without asking; see Read
 	}
+	fsys := n.p.fs
+	if fsys.opts.Fresh != nil {
+		if err := fsys.opts.Fresh(); err != nil {
+			return nil, 0, syscall.ESTALE
+		}
+	}
 	if n.f.Size == 0 {
 		return emptyFile{}, openFlags, 0
 	}
-	fsys := n.p.fs
 	b, err := fsys.openBlob(ctx, n.f, n.p.name)
 	if err != nil {
 		return nil, 0, syscall.EIO // the name exists; its content cannot be read (logged)

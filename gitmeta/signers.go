@@ -220,7 +220,7 @@ func MaySign(b []byte, signer CommitSigner, when time.Time) (AllowedSigner, erro
 		return AllowedSigner{}, err
 	}
 	if signer == nil {
-		return AllowedSigner{}, opm.Errorf(opm.ErrPermission, "no signing key is configured")
+		return AllowedSigner{}, opm.Errorf(opm.ErrUntrusted, "no signing key is configured")
 	}
 	key, err := signer.PublicKey()
 	if err != nil {
@@ -228,7 +228,7 @@ func MaySign(b []byte, signer CommitSigner, when time.Time) (AllowedSigner, erro
 	}
 	s, err := a.Allows(key, when)
 	if err != nil {
-		return AllowedSigner{}, opm.Errorf(opm.ErrPermission, "the signing key %s is %v", ssh.FingerprintSHA256(key), err)
+		return AllowedSigner{}, opm.Errorf(opm.ErrUntrusted, "the signing key %s is %v", ssh.FingerprintSHA256(key), err)
 	}
 	return s, nil
 }

@@ -27,7 +27,7 @@ import (
 // ErrUntrusted is the kind of a refused history: an unsigned commit, a
 // signature by a key not allowed, a forged signature, a rollback or a
 // fork.
-var ErrUntrusted = opm.ErrPermission
+var ErrUntrusted = opm.ErrUntrusted
 
 // TrustCheck is what a reader knows of a remote before a fetch.
 type TrustCheck struct {
@@ -207,7 +207,7 @@ func (v *verifier) fromAnchor(ctx context.Context, tip *signedCommit, res *Trust
 			return nil, err
 		}
 	}
-	return nil, v.refuse(tip.hash, "and no commit before it is signed by %s, the key %s trusts, while allowed to sign", v.c.Pin, v.c.Name)
+	return nil, v.refuse(tip.hash, "and no commit before it is signed by %s, the key this home trusts for %s, while allowed to sign", v.c.Pin, v.c.Name)
 }
 
 // signerOf verifies sc against the allowed signers of its parent, or its

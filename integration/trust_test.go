@@ -186,7 +186,7 @@ func TestHostileOrigin(t *testing.T) {
 	// A publisher whose key was revoked is refused before it publishes.
 	mustOpm(t, pub, "config", "signing-key", k1)
 	r := syncOpm(t, pub, "push", "acme/web/site:v3", src)
-	wantCode(t, r, 9, "readers would refuse the commit")
+	wantCode(t, r, 10, "readers would refuse the commit")
 	// And a commit by the revoked key, served by origin, is refused.
 	good = gitOut(t, origin, "rev-parse", "main")
 	attack(k1, "", evil)
@@ -269,4 +269,65 @@ func mustRead(t *testing.T, p string) string {
 	b, err := os.ReadFile(p)
 	must(t, err)
 	return string(b)
+}
+
+// TestSignedMirrors: a preserving mirror copies the publisher's commits as
+// they are, so its readers verify them against the publisher's key; a
+// filtered mirror writes commits of its own, signed by the mirroring
+// home's key (allowed in the mirror's own .allowed_signers), each naming
+// its source commit (Opm-Synced-From), and its readers trust that key.
+func TestSignedMirrors(t *testing.T) {
+	dir := t.TempDir()
+	kp, _ := sshKey(t, dir, "publisher")
+	km, kmpub := sshKey(t, dir, "mirror")
+	bare := func(name string) string {
+		p := filepath.Join(dir, name+".git")
+		git(t, "init", "-q", "--bare", "--initial-branch=main", p)
+		return p
+	}
+	origin, full, edge := bare("origin"), bare("full"), bare("edge")
+	bucket := func(name string) string { return "file://" + filepath.Join(dir, name) + "?create_dir=1" }
+	pub, mirrorer, edgeAdmin := filepath.Join(dir, "pub"), filepath.Join(dir, "mirrorer"), filepath.Join(dir, "edge-admin")
+	mustOpm(t, pub, "remote", "add", "origin", "--meta", origin, "--blobs", bucket("ob"))
+	mustOpm(t, pub, "config", "signing-key", kp)
+	mustOpm(t, pub, "signers", "add", "ci@example.org", kp+".pub")
+	mustOpm(t, pub, "push", "acme/web/site:v1", pkgDir(t, 97, 1, 100))
+	mustOpm(t, pub, "push", "acme/tools/cli:v1", pkgDir(t, 98, 1, 100))
+	// The edge mirror's operator turns signing on there with its key.
+	mustOpm(t, edgeAdmin, "remote", "add", "origin", "--meta", edge, "--blobs", bucket("eb"))
+	mustOpm(t, edgeAdmin, "config", "signing-key", km)
+	mustOpm(t, edgeAdmin, "signers", "add", "mirror@example.org", km+".pub")
+
+	mustOpm(t, mirrorer, "remote", "add", "origin", "--meta", origin, "--blobs", bucket("ob"), "--trust", fingerprint(t, kp))
+	mustOpm(t, mirrorer, "remote", "add", "full", "--meta", full, "--blobs", bucket("fb"))
+	mustOpm(t, mirrorer, "remote", "add", "edge", "--meta", edge, "--blobs", bucket("eb"))
+	mustOpm(t, mirrorer, "config", "signing-key", km)
+	mustOpm(t, mirrorer, "sync", "origin", "full")
+	mustOpm(t, mirrorer, "sync", "origin", "edge", "--include", "acme/web/*")
+	if got, want := gitOut(t, full, "rev-parse", "main"), gitOut(t, origin, "rev-parse", "main"); got != want {
+		t.Fatalf("the preserving mirror is at %s, origin at %s: commits were not copied as they are", got, want)
+	}
+	if msg := gitOut(t, edge, "log", "-1", "--format=%B", "main"); !strings.Contains(msg, "Opm-Synced-From: ") {
+		t.Fatalf("a filtered mirror's commit does not name its source:\n%s", msg)
+	}
+	for _, c := range []struct {
+		meta, blobs, trust, want string
+	}{
+		{full, bucket("fb"), fingerprint(t, kp), "tools web"},
+		{edge, bucket("eb"), kmpub, "web"},
+	} {
+		reader := t.TempDir()
+		mustOpm(t, reader, "remote", "add", "origin", "--meta", c.meta, "--blobs", c.blobs, "--trust", c.trust)
+		mustOpm(t, reader, "sync")
+		if out := mustOpm(t, reader, "ls", "acme").stdout; strings.Join(strings.Fields(out), " ") != c.want {
+			t.Errorf("a reader of %s sees:\n%s", c.meta, out)
+		}
+	}
+	// A reader of the edge that trusts the publisher's key instead is
+	// refused: the mirror's commits are the mirror's.
+	reader := t.TempDir()
+	mustOpm(t, reader, "remote", "add", "origin", "--meta", edge, "--blobs", bucket("eb"), "--trust", fingerprint(t, kp))
+	if r := syncOpm(t, reader, "sync"); r.code != 10 || !strings.Contains(r.stderr, "no commit before it is signed by "+fingerprint(t, kp)) {
+		t.Fatalf("a reader of the edge pinning the publisher's key: exit %d: %s", r.code, r.stderr)
+	}
 }

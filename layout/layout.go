@@ -42,6 +42,11 @@ const (
 // (docs/design.md §3, "Trust").
 const AllowedSigners = ".allowed_signers"
 
+// Timestamp is the publisher's promise of freshness, at the top of the
+// tree: until when its metadata is current (docs/design.md §3,
+// "Freshness").
+const Timestamp = ".timestamp"
+
 // metaFiles are the optional description files of a namespace, a project and
 // a repository, by depth (1, 2, 3).
 var metaFiles = [4]string{"", "namespace.json", "project.json", "repository.json"}

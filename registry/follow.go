@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -110,6 +111,9 @@ type SyncResult struct {
 	// Trust says what verifying origin's signatures found; nil for an
 	// unsigned origin.
 	Trust *Trust `json:"trust,omitempty"`
+	// FreshUntil is until when origin's timestamp says its metadata is
+	// current (none without one); past it, the sync fails as stale.
+	FreshUntil *time.Time `json:"fresh_until,omitempty"`
 }
 
 // SyncOrigin brings local main up to origin's (see followOrigin). With
@@ -128,8 +132,9 @@ func (r *Registry) SyncOrigin(ctx context.Context, force, prefetch bool, filter 
 		return nil, err
 	}
 	remote, trust, err := r.followOriginTrust(ctx, o, force)
+	stale := r.checkFresh(r.meta, o)
 	if err != nil {
-		return nil, err
+		return nil, errStaleToo(err, stale)
 	}
 	after, err := r.meta.Head()
 	if err != nil {
@@ -139,6 +144,7 @@ func (r *Registry) SyncOrigin(ctx context.Context, force, prefetch bool, filter 
 	if trust != nil && trust.Signed {
 		res.Trust = trust
 	}
+	res.FreshUntil = r.trustState(o.Name).FreshUntil
 	if n, ok, err := r.meta.Ahead(ctx, before, after); err == nil && ok {
 		res.Commits = n
 	}
@@ -148,7 +154,9 @@ func (r *Registry) SyncOrigin(ctx context.Context, force, prefetch bool, filter 
 	if prefetch {
 		err = r.prefetch(ctx, after, filter, progress, res)
 	}
-	return res, err
+	// A stale origin: the sync is done, and fails so that monitoring
+	// notices.
+	return res, errStaleToo(err, stale)
 }
 
 // prefetch makes local the blobs of the tags of commit that filter chooses.

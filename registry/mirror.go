@@ -122,16 +122,44 @@ func (m *Mirror) SrcHead() Hash { return m.srcHead }
 func (m *Mirror) DstHead() Hash { return m.dstHead }
 
 // DstFiltered reports whether DST's last commit was written by a filtered
-// mirror (it carries Opm-Synced-From); an empty DST counts as one.
+// mirror (it carries Opm-Synced-From); an empty DST counts as one. The
+// mirror's own housekeeping after it — its allowed signers, its
+// timestamp — does not count: those commits are passed over.
 func (m *Mirror) DstFiltered(ctx context.Context) (bool, error) {
-	if m.dstHead.IsZero() {
-		return true, nil
+	const page = 16
+	for from := m.dstHead; ; {
+		if from.IsZero() {
+			return true, nil
+		}
+		log, err := m.repo.Log(ctx, from, "", page)
+		if err != nil || len(log) == 0 {
+			return false, err
+		}
+		for _, e := range log {
+			if factsOf(e.Message).SyncedFrom != "" {
+				return true, nil
+			}
+			if own, err := m.housekeeping(e.Parent, e.Commit); err != nil || !own {
+				return false, err
+			}
+			from = e.Parent
+		}
 	}
-	log, err := m.repo.Log(ctx, m.dstHead, "", 1)
-	if err != nil || len(log) == 0 {
+}
+
+// housekeeping reports whether the commit only changes a registry's own
+// files at the top of the tree (layout.AllowedSigners, layout.Timestamp).
+func (m *Mirror) housekeeping(parent, commit Hash) (bool, error) {
+	diff, err := m.repo.Diff(parent, commit)
+	if err != nil {
 		return false, err
 	}
-	return factsOf(log[0].Message).SyncedFrom != "", nil
+	for _, d := range diff {
+		if d.Path != layout.AllowedSigners && d.Path != layout.Timestamp {
+			return false, nil
+		}
+	}
+	return len(diff) > 0, nil
 }
 
 // Ahead counts the commits of SRC that DST lacks; fastForward is false when

@@ -37,6 +37,11 @@ type TrustState struct {
 	// Refused says why the remote's last head was not taken (nothing of
 	// it was); empty when it was.
 	Refused string `json:"refused,omitempty"`
+	// FreshUntil is until when the remote's publisher said what this
+	// home holds of it is current (its timestamp, fresh.go); Stale, that
+	// this time has passed.
+	FreshUntil *time.Time `json:"fresh_until,omitempty"`
+	Stale      bool       `json:"stale,omitempty"`
 }
 
 // trustStates holds the last verification of each remote in this process.
@@ -56,11 +61,21 @@ func (r *Registry) TrustStates() []TrustState {
 	return out
 }
 
+// trustState is the remote's last verification in this process.
+func (r *Registry) trustState(name string) TrustState {
+	r.trust.mu.Lock()
+	defer r.trust.mu.Unlock()
+	return r.trust.by[name]
+}
+
 func (r *Registry) noteTrust(s TrustState) {
 	r.trust.mu.Lock()
 	defer r.trust.mu.Unlock()
 	if r.trust.by == nil {
 		r.trust.by = map[string]TrustState{}
+	}
+	if old, ok := r.trust.by[s.Remote]; ok && s.FreshUntil == nil {
+		s.FreshUntil, s.Stale = old.FreshUntil, old.Stale
 	}
 	r.trust.by[s.Remote] = s
 }
@@ -134,7 +149,7 @@ func maySign(s *gitmeta.Snapshot, author gitmeta.Signature, changes []gitmeta.Ch
 		return err
 	}
 	if _, err := gitmeta.MaySign(cur, author.Signer, author.When); err != nil {
-		return opm.Errorf(opm.ErrPermission, "this registry's commits are signed (%s) and %v: readers would refuse the commit; opm config signing-key PATH names an allowed key, and a holder of one adds yours with opm signers add", layout.AllowedSigners, err)
+		return opm.Errorf(opm.ErrUntrusted, "this registry's commits are signed (%s) and %v: readers would refuse the commit; opm config signing-key PATH names an allowed key, and a holder of one adds yours with opm signers add", layout.AllowedSigners, err)
 	}
 	return nil
 }
@@ -146,6 +161,9 @@ func (r *Registry) TrustStatus() ([]TrustState, error) {
 	rms, err := r.Remotes()
 	if err != nil {
 		return nil, err
+	}
+	for _, rm := range rms {
+		r.checkFresh(r.meta, rm) // recorded in the states; staleness is no error here
 	}
 	seen := map[string]TrustState{}
 	for _, s := range r.TrustStates() {
@@ -172,8 +190,12 @@ func (r *Registry) TrustStatus() ([]TrustState, error) {
 // origin's main again.
 func (r *Registry) CheckTrust(ctx context.Context) error {
 	o, ok, err := r.origin()
-	if err != nil || !ok || o.Trust == "" {
+	if err != nil || !ok {
 		return err
+	}
+	r.checkFresh(r.meta, o) // recorded for Fresh and the status; staleness is no error here
+	if o.Trust == "" {
+		return nil
 	}
 	tracking, err := r.meta.Tracking(o.Name)
 	if err != nil || tracking.IsZero() {

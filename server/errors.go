@@ -55,7 +55,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error, notFoun
 		code = "DIGEST_INVALID"
 	case k.Err == opm.ErrTooLarge:
 		code = "SIZE_INVALID"
-	case k.Err == opm.ErrConflict, k.Err == opm.ErrExists, k.Err == opm.ErrPermission:
+	case k.Err == opm.ErrConflict, k.Err == opm.ErrExists, k.Err == opm.ErrPermission, k.Err == opm.ErrUntrusted:
 		code = "DENIED"
 	case k.Err == opm.ErrLocked:
 		code = "UNAVAILABLE"

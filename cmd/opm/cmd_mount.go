@@ -46,6 +46,7 @@ Example:
 			&cli.BoolFlag{Name: "daemon", Aliases: []string{"d"}, Usage: "return once mounted; the daemon runs in the background and logs to <home>/opm.log"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let every user read the mount (the kernel checks the permission bits)"},
 			&cli.DurationFlag{Name: "sync-interval", Usage: "follow origin: fetch and fast-forward every `DURATION` (e.g. 30s; see opm sync)"},
+			&cli.BoolFlag{Name: "require-fresh", Usage: "refuse (ESTALE) each open of a package file while origin's timestamp (opm timestamp) does not show the metadata current; packages are then served by FUSE alone"},
 			&cli.StringFlag{Name: "http", Usage: "also serve HTTP on `HOST:PORT` from the daemon, as 'opm serve' (docs/http.md)"},
 			&cli.StringFlag{Name: "http-token-file", Usage: "with --http: `FILE` holding the token writes need (else read-only)"},
 			&cli.StringFlag{Name: "http-read-token-file", Usage: "with --http: `FILE` holding a token reads need (closes reads)"},
@@ -75,6 +76,7 @@ type mountOptions struct {
 	noOverlay     bool          // OPM_OVERLAY=0: opmfs.Options.NoOverlay
 	noMetaImage   bool          // OPM_OVERLAY_EROFS=0: opmfs.Options.NoMetaImage
 	syncEvery     time.Duration // follow origin this often; 0: never
+	requireFresh  bool          // refuse opens while origin's timestamp is not current
 	httpAddr      string        // also serve HTTP here (opm serve); "": no
 	httpToken     string        // the write token of httpTokenFile
 	httpTokenFile string
@@ -117,6 +119,7 @@ func newMountOptions(c *cli.Context) (mountOptions, error) {
 		noOverlay:     os.Getenv("OPM_OVERLAY") == "0",
 		noMetaImage:   os.Getenv("OPM_OVERLAY_EROFS") == "0",
 		syncEvery:     c.Duration("sync-interval"),
+		requireFresh:  c.Bool("require-fresh"),
 	}, nil
 }
 

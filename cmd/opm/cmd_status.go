@@ -76,6 +76,12 @@ func runStatus(g globalOptions, asJSON bool) error {
 		default:
 			fmt.Fprintf(tw, "%s\ttrusts %s, verified up to %s\n", s.Remote, s.Key, shortHash(s.Verified))
 		}
+		switch {
+		case s.Stale:
+			fmt.Fprintf(tw, "%s\tSTALE: its timestamp expired at %s (a frozen or unreachable origin)\n", s.Remote, s.FreshUntil.Format(time.RFC3339))
+		case s.FreshUntil != nil:
+			fmt.Fprintf(tw, "%s\tcurrent until %s\n", s.Remote, s.FreshUntil.Format(time.RFC3339))
+		}
 		if s.Refused != "" {
 			fmt.Fprintf(tw, "%s\trefused at %s: %s\n", s.Remote, s.At.Format(time.RFC3339), opm.Printable(s.Refused))
 		}

@@ -98,17 +98,22 @@ func runSync(g globalOptions, opts syncOptions, args ...string) error {
 
 // syncOrigin fast-forwards this home's main to origin's, and with
 // --prefetch downloads the blobs of the tags filter chooses.
-func syncOrigin(g globalOptions, opts syncOptions, r *registry.Registry, filter layout.Filter) error {
+func syncOrigin(g globalOptions, opts syncOptions, r *registry.Registry, filter layout.Filter) (err error) {
 	res, err := r.SyncOrigin(g.ctx, opts.force, opts.prefetch, filter, newProgress(g, opts.json, "prefetch"))
-	if err != nil {
+	if res == nil {
 		return err
 	}
 	if opts.prefetch {
 		defer autoPrune(g, r, nil)
 	}
 	if opts.json {
-		return printJSON(g, res)
+		return printJSONThen(g, res, err)
 	}
+	defer func() {
+		if res.FreshUntil != nil && err == nil {
+			fmt.Fprintf(g.stderr, "%s's metadata is current until %s\n", res.Remote, res.FreshUntil.Local().Format(time.DateTime))
+		}
+	}()
 	if t := res.Trust; t != nil && t.FirstUse {
 		fmt.Fprintf(g.stderr, "%s signs its metadata: trusting %s (%s) on first use; check this fingerprint with its publisher, or pin another with opm remote trust %s KEY\n", res.Remote, t.Pin, t.Principal, res.Remote)
 	}
@@ -128,7 +133,7 @@ func syncOrigin(g globalOptions, opts syncOptions, r *registry.Registry, filter 
 	case opts.prefetch:
 		fmt.Fprintf(g.stderr, "prefetched %d blob(s), %s of %d tag(s)\n", res.Prefetched, opm.HumanSize(res.Bytes), len(res.Tags))
 	}
-	return nil
+	return err
 }
 
 // syncMirror mirrors remote src into remote dst.

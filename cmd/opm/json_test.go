@@ -61,6 +61,7 @@ func TestJSONDocumented(t *testing.T) {
 		{"signers", "rm", "ops@example.org"},
 		{"signers", "ls"},
 		{"remote", "trust", "mirror", pub2},
+		{"timestamp", "--expires", "72h"},
 		{"push", "acme/web/site:v1", src},
 		{"push", "acme/web/site:v1", src},
 		{"tag", "acme/web/site:v1", "acme/web/site:stable"},

@@ -79,7 +79,13 @@ func serveMount(ctx context.Context, o mountOptions, ready func(error), by **dae
 	if err := r.CheckTrust(ctx); err != nil {
 		return err
 	}
-	m, err := opmfs.Mount(r, o.dir, fsOptions(o, log))
+	fo := fsOptions(o, log)
+	if o.requireFresh {
+		// Every open must reach this process to be refused: no overlay
+		// (its opens never do), no open without asking.
+		fo.Fresh, fo.NoOverlay, fo.NoOpen = r.Fresh, true, false
+	}
+	m, err := opmfs.Mount(r, o.dir, fo)
 	if err != nil {
 		return err
 	}
@@ -320,6 +326,9 @@ func daemonArgs(o mountOptions) []string {
 	}
 	if o.httpAddr != "" {
 		args = append(args, "--http", o.httpAddr)
+	}
+	if o.requireFresh {
+		args = append(args, "--require-fresh")
 	}
 	if o.httpTokenFile != "" {
 		args = append(args, "--http-token-file", o.httpTokenFile)
