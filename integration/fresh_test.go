@@ -53,6 +53,9 @@ func TestFreshness(t *testing.T) {
 		}
 		return nil
 	})
+	if r := syncOpm(t, reader, "fsck", "--remote", "origin"); r.code != 8 || !strings.Contains(r.stdout+r.stderr, "stale") {
+		t.Fatalf("opm fsck --remote of a stale origin: exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
 	if r := mustOpm(t, reader, "status"); !strings.Contains(r.stdout, "STALE") {
 		t.Fatalf("opm status of a stale reader:\n%s", r.stdout)
 	}

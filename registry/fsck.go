@@ -32,6 +32,8 @@ const (
 	ProblemSizeMismatch    = "size-mismatch"    // a stored blob's size is not the size named
 	ProblemCorruptBlob     = "corrupt-blob"     // a stored blob's bytes do not hash to its name
 	ProblemTempFile        = "temp-file"        // a leftover temporary file (not counted as a problem)
+	ProblemBadTrust        = "bad-trust"        // an allowed signers or timestamp file that does not parse
+	ProblemStale           = "stale"            // the registry's timestamp has expired
 )
 
 // Problem is one thing fsck found wrong.
@@ -229,6 +231,9 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (*FsckResult, err
 	rep := &fsckReport{res: res}
 	blobs, err := r.checkMetadata(ctx, commit, rep)
 	if err != nil {
+		return nil, err
+	}
+	if err := r.checkTrustFiles(commit, rep); err != nil {
 		return nil, err
 	}
 
@@ -549,6 +554,36 @@ func (r *Registry) checkTempFiles(opts FsckOptions, rep *fsckReport) error {
 			}
 		}
 		rep.found(p)
+	}
+	return nil
+}
+
+// checkTrustFiles reports an allowed signers or timestamp file at commit
+// that does not parse, and a timestamp that has expired.
+func (r *Registry) checkTrustFiles(commit Hash, rep *fsckReport) error {
+	if commit.IsZero() {
+		return nil
+	}
+	s, err := r.meta.Snapshot(commit)
+	if err != nil {
+		return err
+	}
+	b, err := s.ReadSmallFile(layout.AllowedSigners, gitmeta.MaxSignersSize+1)
+	switch {
+	case err == nil:
+		if _, err := gitmeta.ParseAllowedSigners(b); err != nil {
+			rep.found(Problem{Kind: ProblemBadTrust, Path: layout.AllowedSigners, Where: "metadata", Detail: err.Error()})
+		}
+	case !errors.Is(err, opm.ErrNotFound):
+		rep.found(Problem{Kind: ProblemBadTrust, Path: layout.AllowedSigners, Where: "metadata", Detail: err.Error()})
+	}
+	until, err := r.freshUntil(r.meta, commit)
+	switch {
+	case err != nil:
+		rep.found(Problem{Kind: ProblemBadTrust, Path: layout.Timestamp, Where: "metadata", Detail: err.Error()})
+	case !until.IsZero() && !r.now().Before(until):
+		rep.found(Problem{Kind: ProblemStale, Path: layout.Timestamp, Where: "metadata",
+			Detail: fmt.Sprintf("the timestamp expired at %s (the publisher renews it with opm timestamp)", until.Format(time.RFC3339))})
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/gitmeta"
 	"github.com/openpm/opm/internal/opmtest"
+	"github.com/openpm/opm/layout"
 )
 
 // pushTree pushes files as ref and returns the package.
@@ -215,6 +216,9 @@ func TestFsckMetadata(t *testing.T) {
 			// the schema (layout.CheckMeta).
 			{Path: "ns/p/r/project.json", Data: []byte("{}")},
 			{Path: "ns2/namespace.json", Data: []byte(`{"description":"n","icon":"x"}`)},
+			// The registry's own files, broken.
+			{Path: layout.AllowedSigners, Data: []byte("ci@example.org ssh-ed25519 notakey\n")},
+			{Path: layout.Timestamp, Data: []byte(`{"expires":"soon"}`)},
 		}, gitmeta.Message{Subject: "break things"}, nil
 	})
 	if err != nil {
@@ -230,6 +234,8 @@ func TestFsckMetadata(t *testing.T) {
 		"bad-name ns/p/r/tags/.hidden.json",
 		"bad-name ns2/namespace.json",
 		"missing-manifest sha256:" + digest.FromString("absent").Encoded(),
+		"bad-trust " + layout.AllowedSigners,
+		"bad-trust " + layout.Timestamp,
 	}
 	if !sameSet(kinds(res), want) {
 		t.Fatalf("got\n%v\nwant\n%v", kinds(res), want)

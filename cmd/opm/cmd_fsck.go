@@ -19,8 +19,11 @@ func fsckCommand() *cli.Command {
 		Description: `Checks that every tag and manifest of the metadata parses and sits under a
 valid name, that every blob a manifest names is in the registry's store (the
 bucket, or the local store of a home without one) with the size the manifest
-gives, and the local copies' sizes. Each problem is printed with the tags it
-affects.
+gives, and the local copies' sizes; that the registry's allowed signers and
+timestamp parse, and that the timestamp has not expired (stale). With
+--remote, the remote's new commits are verified first, as opm sync does
+(a refused history is exit 10, nothing of it taken). Each problem is printed
+with the tags it affects.
 
 --read-data also re-hashes content: the registry's copy of every blob named,
 and every local file. --read-data=PERCENT checks a random share of the blobs;
