@@ -86,6 +86,13 @@ func (r *Registry) noteTrust(s TrustState) {
 // records nothing. An unsigned remote that this home pins nothing of
 // passes as it always did.
 func (r *Registry) verifyRemote(ctx context.Context, repo *gitmeta.Repo, rm Remote, head Hash) (*Trust, error) {
+	// The pin as configured now: a first use earlier in this command (a
+	// fetch checked twice) has set it.
+	if now, ok, err := r.remote(rm.Name); err != nil {
+		return nil, err
+	} else if ok {
+		rm.Trust = now.Trust
+	}
 	verified, err := repo.Verified(rm.Name)
 	if err != nil {
 		return nil, err
