@@ -84,7 +84,7 @@ func Acquire(home string, info Info) (*Lock, error) {
 		}
 		other, ok := readInfo(f)
 		if !ok {
-			return nil, opm.Errorf(opm.ErrLocked, "home %s is held by another opm daemon (%s)", home, f.Name())
+			return nil, opm.Errorf(opm.ErrLocked, "home %s is held by another opm daemon (%s; opm umount MOUNTPOINT stops it, fuser -v %s names it)", home, f.Name(), f.Name())
 		}
 		return nil, opm.Errorf(opm.ErrLocked, "home %s is served by the opm daemon pid %d mounted at %s (opm umount %s stops it)", home, other.PID, other.Mountpoint, other.Mountpoint)
 	}

@@ -129,7 +129,7 @@ func (r *Registry) ensureLocal(ctx context.Context, d digest.Digest) error {
 		return nil
 	}
 	if r.cache == nil {
-		return opm.Errorf(opm.ErrNotFound, "blob %s is not in the registry", d)
+		return opm.Errorf(opm.ErrNotFound, "blob %s is not in the registry, and this home has no bucket to fetch it from (opm fsck names the tags it breaks)", d)
 	}
 	r.fetches.Add(1)
 	return r.cache.Fetch(ctx, d)

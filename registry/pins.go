@@ -103,7 +103,7 @@ func (r *Registry) Pin(ctx context.Context, p string, progress Progress) (*PinRe
 		return res, nil
 	}
 	if r.cache == nil {
-		return res, opm.Errorf(opm.ErrNotFound, "pinned %s, but %d of its blobs are not in the local store and this home has no bucket to fetch them from", p, len(want))
+		return res, opm.Errorf(opm.ErrNotFound, "pinned %s, but %d of its blobs are not in the local store and this home has no bucket to fetch them from (opm remote add origin --meta URL --blobs URL, or opm config opm.blobs URL)", p, len(want))
 	}
 	var mu sync.Mutex
 	err = r.fetchAll(ctx, want, r.TransferJobs(), progress, func(b opm.Descriptor) {

@@ -71,7 +71,7 @@ func (r *Registry) writeFiles(ctx context.Context, files []opm.File, dir string,
 		fi, err := root.Lstat(f.Path)
 		switch {
 		case err == nil && fi.IsDir():
-			return 0, opm.Errorf(opm.ErrExists, "%s: a directory is in the way of file %q", dir, f.Path)
+			return 0, opm.Errorf(opm.ErrExists, "%s: a directory is in the way of file %q (remove it, or pull into another directory)", dir, f.Path)
 		case err == nil && !force:
 			return 0, opm.Errorf(opm.ErrExists, "%s: %q exists; use --force to overwrite", dir, f.Path)
 		case err != nil && !errors.Is(err, fs.ErrNotExist) && !isNotDir(err):
@@ -131,7 +131,7 @@ func noLinkOnTheWay(root *os.Root, dir, p string, checked map[string]bool) error
 			case err == nil && fi.Mode()&fs.ModeSymlink != 0:
 				return opm.Errorf(opm.ErrExists, "%s: %q is a symbolic link; a pull never writes through one (remove it, or pull into another directory)", dir, d)
 			case err == nil && !fi.IsDir():
-				return opm.Errorf(opm.ErrExists, "%s: a file is in the way of the directory %q", dir, d)
+				return opm.Errorf(opm.ErrExists, "%s: a file is in the way of the directory %q (remove it, or pull into another directory)", dir, d)
 			case errors.Is(err, fs.ErrNotExist):
 				for j := i; j < len(parts); j++ { // nothing below it is there either
 					checked[strings.Join(parts[:j+1], "/")] = true

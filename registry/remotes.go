@@ -209,7 +209,7 @@ func (r *Registry) RemoveRemote(name string) error {
 	}
 	err := r.updateConfig(func(cfg *gitmeta.Config) error {
 		if !cfg.HasSubsection("remote", name) {
-			return opm.Errorf(opm.ErrNotFound, "no remote %s", name)
+			return opm.Errorf(opm.ErrNotFound, "no remote %s (opm remote ls lists them)", name)
 		}
 		cfg.RemoveSubsection("remote", name)
 		return nil

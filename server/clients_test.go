@@ -351,4 +351,13 @@ func TestHelm(t *testing.T) {
 	if !slices.Contains(names, "mychart-0.1.0.tgz") || !slices.Contains(names, "Chart.json") {
 		t.Errorf("the chart in opm: files %v", names)
 	}
+	// The chart's values and Chart.yaml, from inside the archive helm made
+	// (opm inspect --values prints the same).
+	if c, err := e.reg.Chart(context.Background(), p.Ref, p.Bytes); err != nil || c.ValuesYAML != "replicas: 2\n" {
+		t.Errorf("the chart's values: %+v, %v", c, err)
+	}
+	page := string(expect(t, e.do("GET", "/acme/charts/mychart/tags/0.1.0/", nil), 200, ""))
+	if !strings.Contains(page, "replicas: 2") || !strings.Contains(page, "name: mychart") {
+		t.Errorf("the chart's page does not show its values.yaml and Chart.yaml")
+	}
 }

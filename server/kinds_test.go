@@ -1,7 +1,11 @@
 package server
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,7 +28,7 @@ func pushKinds(e *env, repo string) map[string][]byte {
 		"layer2":  []byte("gzipped layer two"),
 		"oci":     []byte("an oci layer"),
 		"config":  []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`),
-		"chart":   []byte("chart archive"),
+		"chart":   chartArchive(e.t),
 		"chartjs": []byte(`{"name":"mychart","version":"0.1.0","apiVersion":"v2"}`),
 	}
 	d := map[string]digest.Digest{}
@@ -137,4 +141,43 @@ func TestEveryKindReadsAsFiles(t *testing.T) {
 	if !strings.Contains(tagPage, "mychart-0.1.0.tgz") || !strings.Contains(tagPage, "helm chart") {
 		t.Errorf("the chart's page does not show its archive and kind")
 	}
+	// Its Chart.yaml and values.yaml, from inside the archive (not a
+	// subchart's), on the page and in the listing API.
+	for _, want := range []string{"<h2>values.yaml</h2>", "replicaCount: 3", "description: the chart", "&lt;b&gt;"} {
+		if !strings.Contains(tagPage, want) {
+			t.Errorf("the chart's page has no %q", want)
+		}
+	}
+	if strings.Contains(tagPage, "sub: values") {
+		t.Error("the chart's page shows a subchart's values")
+	}
+	var td TagDetail
+	b := expect(t, e.do("GET", "/namespaces/acme/projects/img/repositories/app/tags/0.1.0", nil), 200, "")
+	if err := json.Unmarshal(b, &td); err != nil || td.Chart == nil || !strings.Contains(td.Chart.ValuesYAML, "replicaCount: 3") || !strings.Contains(td.Chart.ChartYAML, "name: mychart") {
+		t.Errorf("the listing API's chart: %v %+v", err, td.Chart)
+	}
+}
+
+// chartArchive is a chart as helm package writes it: mychart/Chart.yaml,
+// values.yaml, and a subchart with values of its own.
+func chartArchive(t *testing.T) []byte {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for _, f := range []struct{ name, body string }{
+		{"mychart/Chart.yaml", "apiVersion: v2\nname: mychart\nversion: 0.1.0\ndescription: the chart\n"},
+		{"mychart/values.yaml", "replicaCount: 3\nbanner: <b>hi</b>\n"},
+		{"mychart/charts/sub/values.yaml", "sub: values\n"},
+		{"mychart/templates/deployment.yaml", "kind: Deployment\n"},
+	} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.body)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(f.body))
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	zw.Close()
+	return buf.Bytes()
 }

@@ -39,6 +39,10 @@ type TagDetail struct {
 	Referrers  []opm.Descriptor    `json:"referrers"`           // manifests whose subject it is: signatures, SBOMs, provenance
 	History    []registry.LogEntry `json:"history"`
 	Manifest   json.RawMessage     `json:"manifest"`
+	// Chart is a Helm chart's Chart.yaml, values.yaml and README.md, read
+	// from inside its archive; ChartError says why they could not be.
+	Chart      *registry.Chart `json:"chart,omitempty"`
+	ChartError string          `json:"chart_error,omitempty"`
 }
 
 // FileEntry is one file of a package.
@@ -76,6 +80,9 @@ func tagDetail(ctx context.Context, v *registry.View, repo opm.Repository, tag s
 				td.Files = append(td.Files, fe)
 			}
 		}
+	}
+	if td.Chart, err = v.ChartFiles(ctx, m.Manifest); err != nil {
+		td.ChartError = opm.OneLine(err)
 	}
 	if td.Referrers, err = v.Referrers(repo, td.Digest, ""); err != nil {
 		return nil, err
