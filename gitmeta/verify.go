@@ -152,17 +152,12 @@ func (v *verifier) run(ctx context.Context, head plumbing.Hash) (TrustResult, er
 // is a rollback or a fork.
 func (v *verifier) since(ctx context.Context, tip *signedCommit) ([]*signedCommit, error) {
 	var chain []*signedCommit
-	for sc := tip; ; {
-		if sc.hash == v.c.Verified {
-			return chain, nil
-		}
-		if len(sc.parents) > 1 {
-			return nil, v.refuse(sc.hash, "is a merge: a signed registry's history is one line of commits")
+	sc := tip
+	for sc.hash != v.c.Verified {
+		if len(sc.parents) != 1 {
+			break // the first commit, or a merge
 		}
 		chain = append(chain, sc)
-		if len(sc.parents) == 0 {
-			break
-		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -171,9 +166,17 @@ func (v *verifier) since(ctx context.Context, tip *signedCommit) ([]*signedCommi
 			return nil, err
 		}
 	}
+	if sc.hash == v.c.Verified {
+		return chain, nil
+	}
 	last := shortHash(v.c.Verified)
-	if _, older, err := v.r.Ahead(ctx, tip.hash, v.c.Verified); err == nil && older {
+	if _, older, err := v.r.Ahead(ctx, tip.hash, v.c.Verified); err != nil {
+		return nil, err
+	} else if older {
 		return nil, v.refuse(tip.hash, "is older than %s, the last commit verified: a rollback", last)
+	}
+	if len(sc.parents) > 1 {
+		return nil, v.refuse(sc.hash, "is a merge: a signed registry's history is one line of commits")
 	}
 	return nil, v.refuse(tip.hash, "does not descend from %s, the last commit verified: history was rewritten", last)
 }
