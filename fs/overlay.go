@@ -370,11 +370,19 @@ type OverlayStatus struct {
 	Pending  int64  `json:"pending"`            // packages waiting for theirs
 	Trees    int64  `json:"trees_written"`      // metadata trees written since the start
 	Failed   int64  `json:"failed"`             // packages left to FUSE after an error (logged)
+	// Opens counts the opens of blob files by other processes that the
+	// daemon saw (registry.WatchReads): the overlays' reads, which count
+	// for eviction as the daemon's own.
+	Opens int64 `json:"blob_opens"`
 }
+
+// OverlaysOn reports whether the kernel's overlays serve packages (they
+// read blob files without asking this process).
+func (fsys *FS) OverlaysOn() bool { return fsys.ovl != nil && fsys.ovl.off == "" }
 
 func (o *overlays) status() OverlayStatus {
 	st := OverlayStatus{Off: o.off, Mounts: o.mounts.Load(), Pending: o.pending.Load(),
-		Trees: o.trees.Load(), Failed: o.failed.Load()}
+		Trees: o.trees.Load(), Failed: o.failed.Load(), Opens: o.fs.reg.ReadsSeen()}
 	if o.off == "" {
 		st.Metadata = "directory"
 		if o.ext == imageExt {

@@ -55,6 +55,7 @@ type Registry struct {
 	counts    countCache    // tag counts by tags tree (listing.go)
 	parses    atomic.Int64  // manifest files read and parsed (view.go); tests count them
 	trust     trustStates   // the remotes' last verifications (trust.go)
+	reads     readWatch     // opens of blob files by other processes (watchreads.go)
 
 	// indexWait is how long to wait for the Badger index when another
 	// process holds it.

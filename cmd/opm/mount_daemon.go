@@ -89,6 +89,15 @@ func serveMount(ctx context.Context, o mountOptions, ready func(error), by **dae
 	if err != nil {
 		return err
 	}
+	// Reads through the kernel's overlays count for eviction as the
+	// daemon's own: each open touches its blob and holds it until closed.
+	if m.OverlaysOn() {
+		if stop, err := r.WatchReads(log); err != nil {
+			log.Warn("reads through the overlays are not counted for eviction", "err", err)
+		} else {
+			defer stop()
+		}
+	}
 	// The daemon keeps the local store under its quota (cache.quota; see
 	// opm cache); eviction spares the blobs open in the mount.
 	defer r.KeepQuota(ctx, time.Second, 30*time.Second, log)()
