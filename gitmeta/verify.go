@@ -64,14 +64,20 @@ type TrustResult struct {
 // naming the commit and why, with nothing recorded: the caller takes head
 // only when it passes, and records head as the last verified commit.
 func (r *Repo) VerifyHistory(ctx context.Context, c TrustCheck, head plumbing.Hash) (TrustResult, error) {
-	v := &verifier{r: r, c: c, signers: map[plumbing.Hash]AllowedSigners{}}
-	return v.run(ctx, head)
+	return newVerifier(r, c).run(ctx, head)
 }
 
 type verifier struct {
 	r       *Repo
 	c       TrustCheck
 	signers map[plumbing.Hash]AllowedSigners // parsed files by blob
+	// commits read, by hash: each commit is read as itself and again as
+	// its child's parent (and a first use walks back, then verifies).
+	commits map[plumbing.Hash]*signedCommit
+}
+
+func newVerifier(r *Repo, c TrustCheck) *verifier {
+	return &verifier{r: r, c: c, signers: map[plumbing.Hash]AllowedSigners{}, commits: map[plumbing.Hash]*signedCommit{}}
 }
 
 // signedCommit is a commit as its signature covers it.
@@ -338,7 +344,7 @@ type CommitSignature struct {
 // CheckSignatures checks the signature of each commit of hs (opm log)
 // against the allowed signers file at the path file.
 func (r *Repo) CheckSignatures(ctx context.Context, hs []plumbing.Hash, file string) ([]CommitSignature, error) {
-	v := &verifier{r: r, c: TrustCheck{File: file}, signers: map[plumbing.Hash]AllowedSigners{}}
+	v := newVerifier(r, TrustCheck{File: file})
 	out := make([]CommitSignature, len(hs))
 	for i, h := range hs {
 		if err := ctx.Err(); err != nil {
@@ -390,6 +396,17 @@ func (r *Repo) CheckSignatures(ctx context.Context, hs []plumbing.Hash, file str
 // commit reads h as its signature covers it: the raw object without its
 // gpgsig header, as git verifies it.
 func (v *verifier) commit(h plumbing.Hash) (*signedCommit, error) {
+	if sc, ok := v.commits[h]; ok {
+		return sc, nil
+	}
+	sc, err := v.readCommit(h)
+	if err == nil {
+		v.commits[h] = sc
+	}
+	return sc, err
+}
+
+func (v *verifier) readCommit(h plumbing.Hash) (*signedCommit, error) {
 	v.r.mu.Lock()
 	defer v.r.mu.Unlock()
 	o, err := v.r.object(plumbing.CommitObject, h)

@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -66,11 +65,8 @@ func (r *Registry) freshUntil(repo *gitmeta.Repo, commit Hash) (time.Time, error
 	if err != nil {
 		return time.Time{}, err
 	}
-	b, err := s.ReadSmallFile(layout.Timestamp, layout.MaxMetaSize+1)
-	if errors.Is(err, opm.ErrNotFound) {
-		return time.Time{}, nil
-	}
-	if err != nil {
+	b, err := readTopFile(s, layout.Timestamp)
+	if err != nil || b == nil {
 		return time.Time{}, err
 	}
 	var ts timestampFile
@@ -97,17 +93,12 @@ func (r *Registry) checkFresh(repo *gitmeta.Repo, rm Remote) error {
 	}
 	now := r.now()
 	stale := !until.IsZero() && !now.Before(until)
-	r.trust.mu.Lock()
-	s := r.trust.by[rm.Name]
-	s.Remote, s.FreshUntil, s.Stale = rm.Name, nil, stale
-	if !until.IsZero() {
-		s.FreshUntil = &until
-	}
-	if r.trust.by == nil {
-		r.trust.by = map[string]TrustState{}
-	}
-	r.trust.by[rm.Name] = s
-	r.trust.mu.Unlock()
+	r.updateTrust(rm.Name, func(s *TrustState) {
+		s.FreshUntil, s.Stale = nil, stale
+		if !until.IsZero() {
+			s.FreshUntil = &until
+		}
+	})
 	if stale {
 		return opm.Errorf(opm.ErrStale, "%s's metadata is stale: its timestamp expired at %s, %s ago (a frozen or unreachable origin; its publisher renews it with opm timestamp)",
 			rm.Name, until.Format(time.RFC3339), now.Sub(until).Round(time.Second))

@@ -568,13 +568,11 @@ func (r *Registry) checkTrustFiles(commit Hash, rep *fsckReport) error {
 	if err != nil {
 		return err
 	}
-	b, err := s.ReadSmallFile(layout.AllowedSigners, gitmeta.MaxSignersSize+1)
-	switch {
-	case err == nil:
-		if _, err := gitmeta.ParseAllowedSigners(b); err != nil {
-			rep.found(Problem{Kind: ProblemBadTrust, Path: layout.AllowedSigners, Where: "metadata", Detail: err.Error()})
-		}
-	case !errors.Is(err, opm.ErrNotFound):
+	b, err := readTopFile(s, layout.AllowedSigners)
+	if err == nil && b != nil {
+		_, err = gitmeta.ParseAllowedSigners(b)
+	}
+	if err != nil {
 		rep.found(Problem{Kind: ProblemBadTrust, Path: layout.AllowedSigners, Where: "metadata", Detail: err.Error()})
 	}
 	until, err := r.freshUntil(r.meta, commit)

@@ -3,7 +3,6 @@ package registry
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -60,20 +59,15 @@ func (r *Registry) Signers() ([]Signer, error) {
 // signersFile reads the allowed signers file at the head; nil when there is
 // none.
 func (r *Registry) signersFile() ([]byte, error) {
-	s, err := r.meta.Snapshot(mustHead(r))
+	head, err := r.meta.Head()
 	if err != nil {
 		return nil, err
 	}
-	b, err := s.ReadSmallFile(layout.AllowedSigners, gitmeta.MaxSignersSize+1)
-	if errors.Is(err, opm.ErrNotFound) {
-		return nil, nil
+	s, err := r.meta.Snapshot(head)
+	if err != nil {
+		return nil, err
 	}
-	return b, err
-}
-
-func mustHead(r *Registry) Hash {
-	h, _ := r.meta.Head()
-	return h
+	return readTopFile(s, layout.AllowedSigners)
 }
 
 // SignerChange says what AddSigner or RemoveSigner did.
@@ -189,10 +183,7 @@ func (r *Registry) changeSigners(ctx context.Context, subject string, edit func(
 	}
 	res, err := r.change(ctx, tagChange{what: layout.AllowedSigners, paths: []string{layout.AllowedSigners}, body: body, subject: subject,
 		check: func(s *gitmeta.Snapshot) error {
-			now, err := s.ReadSmallFile(layout.AllowedSigners, gitmeta.MaxSignersSize+1)
-			if errors.Is(err, opm.ErrNotFound) {
-				now, err = nil, nil
-			}
+			now, err := readTopFile(s, layout.AllowedSigners)
 			if err != nil {
 				return err
 			}

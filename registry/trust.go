@@ -50,6 +50,19 @@ type trustStates struct {
 	by map[string]TrustState
 }
 
+// updateTrust changes the state of the remote name under the lock.
+func (r *Registry) updateTrust(name string, fn func(*TrustState)) {
+	r.trust.mu.Lock()
+	defer r.trust.mu.Unlock()
+	if r.trust.by == nil {
+		r.trust.by = map[string]TrustState{}
+	}
+	s := r.trust.by[name]
+	s.Remote = name
+	fn(&s)
+	r.trust.by[name] = s
+}
+
 // TrustStates lists the remotes' last verifications in this process.
 func (r *Registry) TrustStates() []TrustState {
 	r.trust.mu.Lock()
@@ -66,18 +79,6 @@ func (r *Registry) trustState(name string) TrustState {
 	r.trust.mu.Lock()
 	defer r.trust.mu.Unlock()
 	return r.trust.by[name]
-}
-
-func (r *Registry) noteTrust(s TrustState) {
-	r.trust.mu.Lock()
-	defer r.trust.mu.Unlock()
-	if r.trust.by == nil {
-		r.trust.by = map[string]TrustState{}
-	}
-	if old, ok := r.trust.by[s.Remote]; ok && s.FreshUntil == nil {
-		s.FreshUntil, s.Stale = old.FreshUntil, old.Stale
-	}
-	r.trust.by[s.Remote] = s
 }
 
 // verifyRemote verifies head, the main of rm just fetched into repo,
@@ -98,11 +99,11 @@ func (r *Registry) verifyRemote(ctx context.Context, repo *gitmeta.Repo, rm Remo
 		return nil, err
 	}
 	res, err := repo.VerifyHistory(ctx, gitmeta.TrustCheck{File: layout.AllowedSigners, Pin: rm.Trust, Verified: verified, Name: rm.Name}, head)
-	state := TrustState{Remote: rm.Name, Key: rm.Trust, Verified: verified.String(), At: r.now()}
 	if err != nil {
 		if errors.Is(err, gitmeta.ErrUntrusted) {
-			state.Refused = err.Error()
-			r.noteTrust(state)
+			r.updateTrust(rm.Name, func(s *TrustState) {
+				s.Key, s.Verified, s.At, s.Refused = rm.Trust, verified.String(), r.now(), err.Error()
+			})
 			err = fmt.Errorf("%w; nothing of it was taken (the last verified commit is %s)", err, shortCommit(verified))
 		}
 		return nil, err
@@ -123,9 +124,20 @@ func (r *Registry) verifyRemote(ctx context.Context, repo *gitmeta.Repo, rm Remo
 			return nil, err
 		}
 	}
-	state.Key, state.Verified = res.Pin, head.String()
-	r.noteTrust(state)
+	r.updateTrust(rm.Name, func(s *TrustState) {
+		s.Key, s.Verified, s.At, s.Refused = res.Pin, head.String(), r.now(), ""
+	})
 	return &res, nil
+}
+
+// readTopFile reads one of the registry's own files at the top of s's tree
+// (layout.AllowedSigners, layout.Timestamp); nil when there is none.
+func readTopFile(s *gitmeta.Snapshot, path string) ([]byte, error) {
+	b, err := s.ReadSmallFile(path, gitmeta.MaxSignersSize+1)
+	if errors.Is(err, opm.ErrNotFound) {
+		return nil, nil
+	}
+	return b, err
 }
 
 func shortCommit(h Hash) string {
@@ -140,10 +152,11 @@ func shortCommit(h Hash) string {
 // its readers would refuse it. A change to the file itself is judged by
 // the file before it, and the first one, which adds it, by what it adds.
 func maySign(s *gitmeta.Snapshot, author gitmeta.Signature, changes []gitmeta.Change) error {
-	cur, err := s.ReadSmallFile(layout.AllowedSigners, gitmeta.MaxSignersSize+1)
-	switch {
-	case errors.Is(err, opm.ErrNotFound):
-		cur = nil
+	cur, err := readTopFile(s, layout.AllowedSigners)
+	if err != nil {
+		return err
+	}
+	if cur == nil {
 		for _, c := range changes {
 			if c.Path == layout.AllowedSigners && !c.Delete {
 				cur = c.Data
@@ -152,8 +165,6 @@ func maySign(s *gitmeta.Snapshot, author gitmeta.Signature, changes []gitmeta.Ch
 		if cur == nil {
 			return nil // an unsigned registry
 		}
-	case err != nil:
-		return err
 	}
 	if _, err := gitmeta.MaySign(cur, author.Signer, author.When); err != nil {
 		return opm.Errorf(opm.ErrUntrusted, "this registry's commits are signed (%s) and %v: readers would refuse the commit; opm config signing-key PATH names an allowed key, and a holder of one adds yours with opm signers add", layout.AllowedSigners, err)
@@ -169,20 +180,11 @@ func (r *Registry) TrustStatus() ([]TrustState, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, rm := range rms {
-		r.checkFresh(r.meta, rm) // recorded in the states; staleness is no error here
-	}
-	seen := map[string]TrustState{}
-	for _, s := range r.TrustStates() {
-		seen[s.Remote] = s
-	}
 	var out []TrustState
 	for _, rm := range rms {
-		s, ok := seen[rm.Name]
-		if !ok {
-			s = TrustState{Remote: rm.Name}
-		}
-		s.Key = rm.Trust
+		r.checkFresh(r.meta, rm) // recorded in the state; staleness is no error here
+		s := r.trustState(rm.Name)
+		s.Remote, s.Key = rm.Name, rm.Trust
 		if v, err := r.meta.Verified(rm.Name); err == nil && !v.IsZero() {
 			s.Verified = v.String()
 		}
