@@ -17,6 +17,11 @@ const (
 	// AnnotationVersion is the manifest annotation helm sets to the
 	// chart's version (and AnnotationTitle to its name).
 	AnnotationVersion = "org.opencontainers.image.version"
+	// ArtifactTypeChartFiles is the type of the manifest a push of a Helm
+	// chart adds beside it, kept by digest with the chart as its subject:
+	// the chart's Chart.yaml, values.yaml and README.md as files of their
+	// own, which the mount and pull show beside the archive.
+	ArtifactTypeChartFiles = "application/vnd.opm.helm.chart.files.v1"
 )
 
 // FilesView is the manifest read as a package of files, nil for an index

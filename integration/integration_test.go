@@ -5,18 +5,21 @@ package integration
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/gitmeta"
 	"github.com/openpm/opm/internal/opmtest"
 	"github.com/openpm/opm/layout"
+	"github.com/openpm/opm/registry"
 )
 
 // opmBin is the binary under test, built once by TestMain.
@@ -44,6 +47,7 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	"chmod":          cmdChmod,
 	"mkfifo":         cmdMkfifo,
 	"symlink-to-abs": cmdSymlinkAbs,
+	"pushchart":      cmdPushChart,
 }
 
 // scriptEnv gives a script the opm under test on PATH, its own home and
@@ -92,6 +96,34 @@ func cmdInject(ts *testscript.TestScript, neg bool, args []string) {
 			return []gitmeta.Change{{Path: layout.TagPath(ref.Repository, ref.Tag), Data: body}},
 				gitmeta.Message{Subject: "inject " + ref.String()}, nil
 		})
+	ts.Check(err)
+}
+
+// pushchart REF ARCHIVE: push the Helm chart archive ARCHIVE (a .tgz) as
+// helm push does, through the registry's manifest PUT (the HTTP API's
+// door), before any daemon holds the home.
+func cmdPushChart(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: pushchart REF ARCHIVE")
+	}
+	ref, err := opm.ParseTagReference(args[0])
+	ts.Check(err)
+	archive, err := os.ReadFile(ts.MkAbs(args[1]))
+	ts.Check(err)
+	ctx := context.Background()
+	r, err := registry.Open(ctx, ts.Getenv("OPM_HOME"))
+	ts.Check(err)
+	defer r.Close()
+	config := []byte(`{"name":"mychart","version":"0.1.0","apiVersion":"v2"}`)
+	for _, b := range [][]byte{archive, config} {
+		ts.Check(r.PutBlob(ctx, digest.FromBytes(b), int64(len(b)), bytes.NewReader(b)))
+	}
+	desc := func(mt string, b []byte) string {
+		return fmt.Sprintf(`{"mediaType":%q,"digest":%q,"size":%d}`, mt, digest.FromBytes(b), len(b))
+	}
+	m := fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":%s,"layers":[%s],"annotations":{%q:"mychart",%q:"0.1.0"}}`, opm.MediaTypeManifest,
+		desc(opm.MediaTypeHelmConfig, config), desc(opm.MediaTypeHelmChart, archive), opm.AnnotationTitle, opm.AnnotationVersion)
+	_, _, err = r.PutManifest(ctx, ref.Repository, []string{ref.Tag}, []byte(m), opm.MediaTypeManifest)
 	ts.Check(err)
 }
 

@@ -1,6 +1,7 @@
 package layout
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -34,8 +35,14 @@ func (c TagChange) Removed() bool { return c.Body == nil }
 // nothing a push would refuse is taken from elsewhere. When match is nil
 // every other file the newer tree changes is checked too (CheckMeta for a
 // description file; a file with no place in the layout fails the listing).
+//
+// With a match, a manifest kept by digest that the newer tree adds or
+// changes is listed too when it refers (its subject) to a manifest a tag the
+// match chooses holds there: a Helm chart's files, a signature or an SBOM
+// travel with their tag.
 func Changes(diff []FileChange, at Tree, match func(opm.Reference) bool) ([]TagChange, error) {
 	var out []TagChange
+	chosen := chosenDigests(at, match)
 	for _, d := range diff {
 		p, err := Parse(d.Path)
 		if err != nil {
@@ -46,8 +53,17 @@ func Changes(diff []FileChange, at Tree, match func(opm.Reference) bool) ([]TagC
 				return nil, err
 			}
 		}
-		if !p.IsManifest() || match != nil && (p.Role == RoleManifest || !match(p.Ref)) {
+		if !p.IsManifest() || match != nil && p.Role == RoleTag && !match(p.Ref) {
 			continue
+		}
+		if match != nil && p.Role == RoleManifest {
+			ok, err := refersToChosen(at, d, p, chosen)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				continue
+			}
 		}
 		c := TagChange{Ref: p.Ref, Path: d.Path}
 		if !d.Removed() {
@@ -63,6 +79,50 @@ func Changes(diff []FileChange, at Tree, match func(opm.Reference) bool) ([]TagC
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// chosenDigests returns a function telling whether a tag match chooses
+// holds digest d in repo at the tree at; each repository's tags are read
+// once, when first asked.
+func chosenDigests(at Tree, match func(opm.Reference) bool) func(opm.Repository, digest.Digest) (bool, error) {
+	byRepo := map[opm.Repository]map[digest.Digest]bool{}
+	return func(repo opm.Repository, d digest.Digest) (bool, error) {
+		held, ok := byRepo[repo]
+		if !ok {
+			held = map[digest.Digest]bool{}
+			entries, err := at.ReadDir(TagsDir(repo))
+			if err != nil && !errors.Is(err, opm.ErrNotFound) {
+				return false, err
+			}
+			for _, e := range entries {
+				t, ok := TagOfFile(e.Name)
+				if !ok || e.Dir || !match(opm.Reference{Repository: repo, Tag: t}) {
+					continue
+				}
+				b, err := at.ReadFile(TagsDir(repo) + "/" + e.Name)
+				if err != nil {
+					return false, err
+				}
+				held[digest.FromBytes(b)] = true
+			}
+			byRepo[repo] = held
+		}
+		return held[d], nil
+	}
+}
+
+// refersToChosen reports whether the manifest kept by digest that d adds
+// or changes (at p) has a subject a chosen tag holds; a removal is never
+// listed with a match.
+func refersToChosen(at Tree, d FileChange, p Path, chosen func(opm.Repository, digest.Digest) (bool, error)) (bool, error) {
+	if d.Removed() {
+		return false, nil
+	}
+	m, err := ReadManifest(at, d.Path, d.New, p.Ref)
+	if err != nil || m.Manifest == nil || m.Manifest.Subject == nil {
+		return false, err
+	}
+	return chosen(p.Ref.Repository, m.Manifest.Subject.Digest)
 }
 
 // Blobs lists the blobs the changes name, each once, in order.

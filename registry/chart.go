@@ -2,21 +2,32 @@ package registry
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"path"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/openpm/opm"
+	"github.com/openpm/opm/gitmeta"
+	"github.com/openpm/opm/layout"
 )
 
-// A Helm chart's own files, read from inside its archive for the pages and
-// the listing API (docs/design.md §2): its Chart.yaml, values.yaml and
-// README.md, as helm show chart|values|readme prints them.
+// A Helm chart's own files, read from inside its archive (docs/design.md
+// §2): its Chart.yaml, values.yaml and README.md, as helm show
+// chart|values|readme prints them. The pages and the listing API read them
+// from the archive; a push of a chart also stores them as blobs of their
+// own, named by a manifest kept by digest whose subject is the chart
+// (opm.ArtifactTypeChartFiles), so that the mount and opm pull show them as
+// files beside the archive.
 
 // Chart holds the text of a chart's top files; a file the archive lacks is
 // empty.
@@ -25,6 +36,9 @@ type Chart struct {
 	ValuesYAML string `json:"values_yaml,omitempty"`
 	Readme     string `json:"readme,omitempty"`
 }
+
+// chartMembers are the chart's top files read, in this order.
+var chartMembers = []string{"Chart.yaml", "values.yaml", "README.md"}
 
 // maxChartFile bounds each file read from a chart (a page shows it whole),
 // maxChartArchive the archive read to find them.
@@ -56,16 +70,43 @@ func (r *Registry) Chart(ctx context.Context, ref opm.Reference, bytes []byte) (
 }
 
 func (r *Registry) chartFiles(ctx context.Context, m *opm.AnyManifest) (*Chart, error) {
-	if m == nil || m.Kind() != "helm chart" {
-		return nil, nil
+	members, err := r.chartMembers(ctx, m)
+	if members == nil || err != nil {
+		return nil, err
 	}
-	var archive *opm.Descriptor
-	for i, l := range m.Layers {
-		if l.MediaType == opm.MediaTypeHelmChart {
-			archive = &m.Layers[i]
-			break
+	c := &Chart{}
+	for i, dst := range []*string{&c.ChartYAML, &c.ValuesYAML, &c.Readme} {
+		if f, ok := members[chartMembers[i]]; ok {
+			*dst = string(f.data)
 		}
 	}
+	return c, nil
+}
+
+// chartMember is a top file read from a chart's archive.
+type chartMember struct {
+	data []byte
+	hdr  *tar.Header
+}
+
+// chartArchive is the archive layer of the Helm chart m holds, nil when m
+// is not a chart.
+func chartArchive(m *opm.AnyManifest) *opm.Descriptor {
+	if m == nil || m.Kind() != "helm chart" {
+		return nil
+	}
+	for i, l := range m.Layers {
+		if l.MediaType == opm.MediaTypeHelmChart {
+			return &m.Layers[i]
+		}
+	}
+	return nil
+}
+
+// chartMembers reads the top files (chartMembers) of the Helm chart m
+// holds, by name; nil, nil when m is not a chart.
+func (r *Registry) chartMembers(ctx context.Context, m *opm.AnyManifest) (map[string]chartMember, error) {
+	archive := chartArchive(m)
 	if archive == nil {
 		return nil, nil
 	}
@@ -85,21 +126,20 @@ func (r *Registry) chartFiles(ctx context.Context, m *opm.AnyManifest) (*Chart, 
 	if err != nil {
 		return nil, opm.Errorf(opm.ErrInvalid, "chart archive %s: %v", archive.Digest, err)
 	}
-	c := &Chart{}
-	files := map[string]*string{"Chart.yaml": &c.ChartYAML, "values.yaml": &c.ValuesYAML, "README.md": &c.Readme}
+	out := map[string]chartMember{}
 	tr := tar.NewReader(io.LimitReader(zr, maxChartArchive))
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return c, nil
+			return out, nil
 		}
 		if err != nil {
 			return nil, opm.Errorf(opm.ErrInvalid, "chart archive %s: %v", archive.Digest, err)
 		}
 		// The chart's own files are CHART/<file>; a subchart's are deeper.
 		dir, name := path.Split(path.Clean(h.Name))
-		dst, ok := files[name]
-		if !ok || h.Typeflag != tar.TypeReg || strings.Count(dir, "/") != 1 || *dst != "" {
+		_, seen := out[name]
+		if seen || !isChartMember(name) || h.Typeflag != tar.TypeReg || strings.Count(dir, "/") != 1 {
 			continue
 		}
 		if h.Size > maxChartFile {
@@ -112,6 +152,131 @@ func (r *Registry) chartFiles(ctx context.Context, m *opm.AnyManifest) (*Chart, 
 		if !utf8.Valid(text) {
 			return nil, opm.Errorf(opm.ErrInvalid, "chart archive %s: %s is not UTF-8", archive.Digest, h.Name)
 		}
-		*dst = string(text)
+		out[name] = chartMember{data: text, hdr: h}
 	}
+}
+
+func isChartMember(name string) bool {
+	for _, n := range chartMembers {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// chartFilesManifest stores the top files of the Helm chart m (whose
+// manifest is body) as blobs and returns the manifest naming them, kept by
+// digest with the chart as its subject (opm.ArtifactTypeChartFiles); nil
+// when m is no chart or its archive has none of them. The same chart gives
+// the same bytes.
+func (r *Registry) chartFilesManifest(ctx context.Context, m *opm.AnyManifest, body []byte) ([]byte, error) {
+	members, err := r.chartMembers(ctx, m)
+	if len(members) == 0 || err != nil {
+		return nil, err
+	}
+	var files []opm.File
+	for _, name := range chartMembers {
+		f, ok := members[name]
+		if !ok {
+			continue
+		}
+		d := digest.FromBytes(f.data)
+		if err := r.PutBlob(ctx, d, int64(len(f.data)), bytes.NewReader(f.data)); err != nil {
+			return nil, err
+		}
+		file := opm.File{Path: name, Mode: 0o644, Size: int64(len(f.data)), Digest: d, MediaType: chartMediaType(name)}
+		if t := f.hdr.ModTime; !t.Before(opm.MinMTime) && !t.After(opm.MaxMTime) && !t.IsZero() {
+			file.ModTime = t.UTC()
+		}
+		files = append(files, file)
+	}
+	pm, err := opm.NewPackage(files, nil)
+	if err != nil {
+		return nil, err
+	}
+	pm.ArtifactType = opm.ArtifactTypeChartFiles
+	pm.Subject = &opm.Descriptor{MediaType: m.MediaType, Digest: digest.FromBytes(body), Size: int64(len(body))}
+	if pm.Subject.MediaType == "" {
+		pm.Subject.MediaType = opm.MediaTypeManifest
+	}
+	b, _, err := pm.Encode()
+	return b, err
+}
+
+func chartMediaType(name string) string {
+	if strings.HasSuffix(name, ".md") {
+		return "text/markdown"
+	}
+	return "application/yaml"
+}
+
+// chartFilesChange is the change PutManifest adds for a Helm chart: its
+// top files' manifest, kept by digest in repo, written when not there
+// already. A chart whose archive cannot be read is pushed without them,
+// with a warning: its archive is still served as it is.
+func (r *Registry) chartFilesChange(ctx context.Context, repo opm.Repository, m *opm.AnyManifest, body []byte) (*gitmeta.Change, error) {
+	b, err := r.chartFilesManifest(ctx, m, body)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		slog.Warn("helm chart pushed without its files: the archive cannot be read", "repository", repo.Path(), "digest", digest.FromBytes(body), "err", opm.OneLine(err))
+		return nil, nil
+	}
+	if b == nil {
+		return nil, nil
+	}
+	return &gitmeta.Change{Path: layout.ManifestPath(repo, digest.FromBytes(b)), Data: b}, nil
+}
+
+// withChartFiles adds to pm, the files view of the Helm chart d of repo,
+// the files of the manifests kept by digest in repo whose subject is d and
+// whose type is opm.ArtifactTypeChartFiles (in the order of their digests),
+// where no file has the name already. pm is returned as it is when there is
+// none.
+func (v *View) withChartFiles(repo opm.Repository, d digest.Digest, pm *opm.Manifest) (*opm.Manifest, error) {
+	entries, err := v.snap.ReadDir(layout.ManifestsDir(repo))
+	if errors.Is(err, opm.ErrNotFound) {
+		return pm, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	taken := map[string]bool{}
+	for _, l := range pm.Layers {
+		taken[l.Annotations[opm.AnnotationTitle]] = true
+	}
+	out := *pm
+	out.Layers = append([]opm.Descriptor(nil), pm.Layers...)
+	added := false
+	for _, e := range entries {
+		p, err := layout.Parse(layout.ManifestsDir(repo) + "/" + e.Name)
+		if err != nil || !p.IsManifest() || e.Dir {
+			continue
+		}
+		sm, err := v.read(layout.ManifestsDir(repo)+"/"+e.Name, e.Hash, p.Ref)
+		if err != nil {
+			return nil, err
+		}
+		fm := sm.Manifest
+		if sm.Err != nil || fm == nil || fm.ArtifactType != opm.ArtifactTypeChartFiles || fm.Subject == nil || fm.Subject.Digest != d || fm.FilesView() == nil {
+			continue
+		}
+		for _, l := range fm.FilesView().Layers {
+			if t := l.Annotations[opm.AnnotationTitle]; !taken[t] {
+				taken[t] = true
+				out.Layers = append(out.Layers, l)
+				added = true
+			}
+		}
+	}
+	if !added {
+		return pm, nil
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, err
+	}
+	return opm.ParseManifest(b)
 }

@@ -168,7 +168,9 @@ func (r *Registry) prefetch(ctx context.Context, commit Hash, filter layout.Filt
 	}
 	res.Tags = []string{}
 	for _, c := range changes {
-		res.Tags = append(res.Tags, c.Ref.String())
+		if c.Ref.Tag != "" { // not a manifest that refers to one (layout.Changes)
+			res.Tags = append(res.Tags, c.Ref.String())
+		}
 	}
 	if r.cache == nil {
 		return nil // everything is local already

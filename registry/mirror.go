@@ -225,10 +225,14 @@ func (m *Mirror) FastForward(ctx context.Context, force bool) error {
 // it DST's main. It returns the commit.
 func (m *Mirror) PublishFiltered(ctx context.Context, changes []layout.TagChange) (Hash, error) {
 	cs := make([]gitmeta.Change, len(changes))
+	tags := 0
 	for i, c := range changes {
 		cs[i] = gitmeta.Change{Path: c.Path, Data: c.Body, Delete: c.Removed()}
+		if c.Ref.Tag != "" {
+			tags++
+		}
 	}
-	msg := commitMessage(fmt.Sprintf("sync %d tag(s) from %s", len(changes), m.src.Name),
+	msg := commitMessage(fmt.Sprintf("sync %d tag(s) from %s", tags, m.src.Name),
 		layout.Facts{SyncedFrom: m.src.URL + "@" + m.srcHead.String()})
 	commit, _, err := m.repo.Update(ctx, m.r.Author(ctx), func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
 		return cs, msg, nil

@@ -297,7 +297,10 @@ func (v *View) Resolve(ref opm.Reference) (*Package, error) {
 	if m.Err != nil {
 		return nil, fmt.Errorf("%s: %w", ref, m.Err)
 	}
-	pm := m.Manifest.FilesView()
+	pm, err := v.FilesView(ref.Repository, m)
+	if err != nil {
+		return nil, err
+	}
 	if m.Manifest.IsIndex() {
 		if pm, err = v.indexView(ref, m.Manifest, 0); err != nil {
 			return nil, err
@@ -307,6 +310,17 @@ func (v *View) Resolve(ref opm.Reference) (*Package, error) {
 		return nil, opm.Errorf(opm.ErrInvalid, "%s: the manifest (%s) cannot be read as files: %w", ref, m.Manifest.MediaType, m.Manifest.FilesErr())
 	}
 	return &Package{Ref: ref, Digest: m.Digest, Bytes: m.Body, Manifest: pm}, nil
+}
+
+// FilesView is the manifest m of repo read as files (opm.AnyManifest's
+// FilesView), with a Helm chart's own files beside its archive where its
+// push stored them (withChartFiles); nil for an index.
+func (v *View) FilesView(repo opm.Repository, m *layout.StoredManifest) (*opm.Manifest, error) {
+	pm := m.Manifest.FilesView()
+	if pm == nil || chartArchive(m.Manifest) == nil {
+		return pm, nil
+	}
+	return v.withChartFiles(repo, m.Digest, pm)
 }
 
 // maxIndexDepth is how deep indexes in an index are read as directories.
@@ -398,7 +412,42 @@ func (v *View) Stale(old *View) (layout.Stale, int, error) {
 	if err != nil {
 		return layout.Stale{}, 0, err
 	}
-	return layout.StaleNames(gitTree{old.snap}, gitTree{v.snap}, fileChanges(diff)), len(diff), nil
+	changes := fileChanges(diff)
+	stale := layout.StaleNames(gitTree{old.snap}, gitTree{v.snap}, changes)
+	// A Helm chart's files (withChartFiles) added or removed on their own
+	// change the files of the tags holding the chart.
+	for _, c := range changes {
+		p, err := layout.Parse(c.Path)
+		if err != nil || p.Role != layout.RoleManifest {
+			continue
+		}
+		in, id := v, Hash(c.New)
+		if c.Removed() {
+			in, id = old, Hash(c.Old)
+		}
+		m, err := in.read(c.Path, id, p.Ref)
+		if err != nil {
+			return layout.Stale{}, 0, err
+		}
+		if m.Manifest == nil || m.Manifest.ArtifactType != opm.ArtifactTypeChartFiles || m.Manifest.Subject == nil {
+			continue
+		}
+		tags, err := v.Tags(p.Ref.Repository)
+		if err != nil {
+			return layout.Stale{}, 0, err
+		}
+		for _, t := range tags {
+			ref := opm.Reference{Repository: p.Ref.Repository, Tag: t.Tag}
+			d, err := v.fileDigest(layout.TagPath(ref.Repository, t.Tag), t.ID)
+			if err != nil {
+				return layout.Stale{}, 0, err
+			}
+			if d == m.Manifest.Subject.Digest && !slices.Contains(stale.Tags, ref) {
+				stale.Tags = append(stale.Tags, ref)
+			}
+		}
+	}
+	return stale, len(diff), nil
 }
 
 // NodeMeta is the description file of a namespace, project or repository

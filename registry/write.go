@@ -76,6 +76,9 @@ type tagChange struct {
 	// check, if set, must pass on the snapshot the change is made on
 	// (each replay's too).
 	check func(*gitmeta.Snapshot) error
+	// derived, if set, is a file kept by digest the change adds where it
+	// is not yet (a Helm chart's files, chartFilesChange).
+	derived *gitmeta.Change
 }
 
 // commitResult says what a change did.
@@ -126,6 +129,13 @@ func (r *Registry) commit(ctx context.Context, g *replayRule, c tagChange) (comm
 				changes = append(changes, gitmeta.Change{Path: p, Delete: true})
 			default:
 				changes = append(changes, gitmeta.Change{Path: p, Data: c.body})
+			}
+		}
+		if c.derived != nil {
+			if _, err := s.Stat(c.derived.Path); errors.Is(err, opm.ErrNotFound) {
+				changes = append(changes, *c.derived)
+			} else if err != nil {
+				return nil, gitmeta.Message{}, err
 			}
 		}
 		if c.mustExist && !present {
@@ -274,6 +284,9 @@ func (r *Registry) PutManifest(ctx context.Context, repo opm.Repository, tags []
 		}
 		c.what = fmt.Sprintf("%s:%s", repo, strings.Join(tags, ","))
 		c.subject = "push " + c.what
+	}
+	if c.derived, err = r.chartFilesChange(ctx, repo, m, body); err != nil {
+		return nil, false, err
 	}
 	res, err := r.commit(ctx, &replayRule{}, c)
 	return m, res.committed, err

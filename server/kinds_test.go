@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/openpm/opm"
+	"github.com/openpm/opm/registry"
 )
 
 // pushKinds pushes, over HTTP, one manifest of each kind other clients
@@ -73,7 +74,7 @@ func TestEveryKindReadsAsFiles(t *testing.T) {
 	for tag, want := range map[string][]string{
 		"docker": {hex("layer1") + ".tar.gz", hex("layer2") + ".tar.gz", "config.json"},
 		"oci":    {hex("oci") + ".tar", "config.json"},
-		"0.1.0":  {"mychart-0.1.0.tgz", "Chart.json"},
+		"0.1.0":  {"mychart-0.1.0.tgz", "Chart.json", "Chart.yaml", "values.yaml"},
 	} {
 		p, err := e.reg.Resolve(opm.Reference{Repository: r, Tag: tag})
 		if err != nil {
@@ -96,6 +97,36 @@ func TestEveryKindReadsAsFiles(t *testing.T) {
 		if b, err := os.ReadFile(filepath.Join(dir, want[0])); err != nil || len(b) == 0 {
 			t.Errorf("pull %s: %s: %v", tag, want[0], err)
 		}
+	}
+	// The chart's own values.yaml (not a subchart's) is a file of its own,
+	// pulled beside the archive, and its manifest a referrer of the chart.
+	chartDir := filepath.Join(t.TempDir(), "chart")
+	chart := opm.Reference{Repository: r, Tag: "0.1.0"}
+	if _, err := e.reg.Pull(context.Background(), chart, chartDir, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(chartDir, "values.yaml")); err != nil || !strings.HasPrefix(string(b), "replicaCount: 3\n") {
+		t.Errorf("pull of the chart: values.yaml %q, %v", b, err)
+	}
+	cp, err := e.reg.Resolve(chart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := string(expect(t, e.do("GET", "/v2/"+repo+"/referrers/"+cp.Digest.String(), nil), 200, ""))
+	if !strings.Contains(refs, opm.ArtifactTypeChartFiles) {
+		t.Errorf("the chart's files are not a referrer of it: %s", refs)
+	}
+	// They are blobs of the registry gc keeps (the manifest kept by
+	// digest names them), and a second push of the chart adds nothing.
+	if _, err := e.reg.GC(context.Background(), registry.GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pulled := filepath.Join(t.TempDir(), "again")
+	if _, err := e.reg.Pull(context.Background(), chart, pulled, false, nil); err != nil {
+		t.Fatalf("pull after gc: %v", err)
+	}
+	if _, committed, err := e.reg.PutManifest(context.Background(), r, []string{"0.1.0"}, cp.Bytes, ""); err != nil || committed {
+		t.Errorf("the same chart pushed again: committed %v, %v", committed, err)
 	}
 	// An index: each manifest's files under a directory of its platform.
 	p, err := e.reg.Resolve(opm.Reference{Repository: r, Tag: "multi"})

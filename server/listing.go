@@ -71,7 +71,11 @@ func tagDetail(ctx context.Context, v *registry.View, repo opm.Repository, tag s
 				td.Layers = append(td.Layers, opm.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
 			}
 		}
-		if pm := am.FilesView(); pm != nil {
+		pm, err := v.FilesView(repo, m)
+		if err != nil {
+			return nil, err
+		}
+		if pm != nil {
 			for _, f := range pm.Files() {
 				fe := FileEntry{Path: f.Path, Size: f.Size, Mode: opm.FormatMode(f.Mode), Digest: f.Digest, Symlink: f.Symlink}
 				if !f.ModTime.IsZero() {

@@ -180,6 +180,9 @@ func Mirror(ctx context.Context, reg *registry.Registry, src, dst string, opts O
 		res.DstAfter = commit.String()
 	}
 	for _, c := range ok {
+		if c.Ref.Tag == "" {
+			continue // a manifest kept by digest that refers to a tag's (layout.Changes)
+		}
 		if c.Removed() {
 			res.Removed = append(res.Removed, c.Ref.String())
 		} else {

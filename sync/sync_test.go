@@ -307,3 +307,93 @@ func TestMirrorMissingSourceBlob(t *testing.T) {
 		t.Fatalf("filtered mirror: %+v", res)
 	}
 }
+
+// referrer stores, kept by digest in repo, a package of one file (content)
+// whose subject is the manifest d of size n: a signature, an SBOM, a Helm
+// chart's files. It returns its digest and its file's.
+func (s *side) referrer(t *testing.T, repo opm.Repository, d digest.Digest, n int64, content string) (digest.Digest, digest.Digest) {
+	t.Helper()
+	ctx := context.Background()
+	fd := digest.FromString(content)
+	if err := s.bucket.Put(ctx, fd, int64(len(content)), strings.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := opm.NewPackage([]opm.File{{Path: "sig", Mode: 0o644, Size: int64(len(content)), Digest: fd}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Subject = &opm.Descriptor{MediaType: opm.MediaTypeManifest, Digest: d, Size: n}
+	body, md, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = s.repo.Update(ctx, gitmeta.Signature{Name: "t", Email: "t@example.org"}, func(*gitmeta.Snapshot) ([]gitmeta.Change, gitmeta.Message, error) {
+		return []gitmeta.Change{{Path: layout.ManifestPath(repo, md), Data: body}}, gitmeta.Message{Subject: "push referrer"}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return md, fd
+}
+
+// tagManifest is the digest and size of the manifest a tag of s holds.
+func (s *side) tagManifest(t *testing.T, ref string) (opm.Reference, digest.Digest, int64) {
+	t.Helper()
+	r, err := opm.ParseTagReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := s.repo.Snapshot(s.head(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := snap.ReadFile(layout.TagPath(r.Repository, r.Tag))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, digest.FromBytes(b), int64(len(b))
+}
+
+// TestMirrorFilteredCarriesReferrers: a filtered mirror copies, with a tag
+// it chooses, the manifests kept by digest that refer to it (a Helm
+// chart's files, a signature), blobs included, and not those of a tag it
+// leaves out; they are no tags in its result. (They were left behind.)
+func TestMirrorFilteredCarriesReferrers(t *testing.T) {
+	home := t.TempDir()
+	src, dst := newSide(t, "src"), newSide(t, "dst")
+	src.push(t, "acme/web/site:v1", "a")
+	src.push(t, "acme/web/site:v1-rc", "b")
+	r, d, n := src.tagManifest(t, "acme/web/site:v1")
+	want, wantBlob := src.referrer(t, r.Repository, d, n, "signature of v1")
+	_, rcd, rcn := src.tagManifest(t, "acme/web/site:v1-rc")
+	other, _ := src.referrer(t, r.Repository, rcd, rcn, "signature of v1-rc")
+	opts := Options{Include: []string{"acme/*/*"}, Exclude: []string{"*/*/*:*-rc"}}
+	res, err := mirrorT(t, home, src, dst, opts)
+	if err != nil || len(res.Tags) != 1 {
+		t.Fatalf("filtered: %v %+v", err, res)
+	}
+	snap, err := dst.repo.Snapshot(dst.head(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := snap.Stat(layout.ManifestPath(r.Repository, want)); err != nil {
+		t.Errorf("the referrer of the chosen tag was not copied: %v", err)
+	}
+	if _, err := snap.Stat(layout.ManifestPath(r.Repository, other)); err == nil {
+		t.Error("the referrer of a tag left out was copied")
+	}
+	if _, err := dst.bucket.Stat(context.Background(), wantBlob); err != nil {
+		t.Errorf("the referrer's blob was not copied: %v", err)
+	}
+	// A referrer added later, to a tag mirrored already, follows it.
+	later, _ := src.referrer(t, r.Repository, d, n, "an SBOM of v1")
+	if _, err := mirrorT(t, home, src, dst, opts); err != nil {
+		t.Fatal(err)
+	}
+	if snap, err = dst.repo.Snapshot(dst.head(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := snap.Stat(layout.ManifestPath(r.Repository, later)); err != nil {
+		t.Errorf("a later referrer of the chosen tag was not copied: %v", err)
+	}
+}
