@@ -89,10 +89,11 @@ func (r *Repository) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// The rules of docs/design.md §1, in the words used by error messages.
+// The rules of docs/design.md §1, in the words used by error messages
+// (TagRule for other packages' refusals of a tag).
 const (
 	componentRule = "must be 1 to 64 lower-case letters or digits, with single '.', '_' or '-' between them"
-	tagRule       = "must be 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
+	TagRule       = "must be 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
 	digestRule    = "must be sha256: followed by 64 lower-case hex digits"
 )
 
@@ -230,7 +231,7 @@ func ParseReference(s string) (Reference, error) {
 		return ref, nil
 	}
 	if !ValidTag(rest) {
-		return ref, Errorf(ErrInvalid, "reference %q: tag %q %s", s, rest, tagRule)
+		return ref, Errorf(ErrInvalid, "reference %q: tag %q %s", s, rest, TagRule)
 	}
 	ref.Tag = rest
 	return ref, nil

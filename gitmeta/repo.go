@@ -172,7 +172,7 @@ func (r *Repo) ResolveCommit(prefix string) (plumbing.Hash, error) {
 	case 1:
 		return found[0], nil
 	default:
-		return plumbing.ZeroHash, opm.Errorf(opm.ErrInvalid, "commit %s: ambiguous, matches %d commits", prefix, len(found))
+		return plumbing.ZeroHash, opm.Errorf(opm.ErrInvalid, "commit %s: ambiguous, matches %d commits; give more of its digits (opm log shows them)", prefix, len(found))
 	}
 }
 

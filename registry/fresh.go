@@ -71,7 +71,7 @@ func (r *Registry) freshUntil(repo *gitmeta.Repo, commit Hash) (time.Time, error
 	}
 	var ts timestampFile
 	if err := json.Unmarshal(b, &ts); err != nil || ts.Expires.IsZero() {
-		return time.Time{}, opm.Errorf(opm.ErrInvalid, "%s at %s: want {\"expires\": RFC 3339 time}", layout.Timestamp, shortCommit(commit))
+		return time.Time{}, opm.Errorf(opm.ErrInvalid, "%s at %s: want {\"expires\": RFC 3339 time}; opm timestamp writes a new one", layout.Timestamp, shortCommit(commit))
 	}
 	return ts.Expires, nil
 }

@@ -271,7 +271,7 @@ func (r *Registry) fsckTarget(ctx context.Context, opts FsckOptions, res *FsckRe
 		return commit, nil, err
 	}
 	if opts.Repair {
-		return Hash{}, nil, opm.Errorf(opm.ErrInvalid, "--repair mends this home only, not a remote")
+		return Hash{}, nil, opm.Errorf(opm.ErrInvalid, "--repair mends this home only, not a remote: run opm fsck --remote %s without it, then push or sync what it reports from a home that holds it", opts.Remote)
 	}
 	rm, err := r.Remote(opts.Remote)
 	if err != nil {

@@ -87,7 +87,7 @@ func (r *Registry) Paths() Paths { return PathsOf(r.dir) }
 // Open opens the home at dir, creating it first if needed (idempotent).
 func Open(ctx context.Context, dir string) (*Registry, error) {
 	if dir == "" {
-		return nil, opm.Errorf(opm.ErrInvalid, "empty home directory")
+		return nil, opm.Errorf(opm.ErrInvalid, "empty home directory: give --home DIR or set OPM_HOME")
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {

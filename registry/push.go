@@ -67,7 +67,7 @@ func WithProgress(ctx context.Context, p Progress) context.Context {
 func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, opts PushOptions) (*PushResult, error) {
 	annotations, progress := opts.Annotations, opts.Progress
 	if ref.Tag == "" {
-		return nil, opm.Errorf(opm.ErrInvalid, "push %s: needs a :tag", ref)
+		return nil, opm.Errorf(opm.ErrInvalid, "push %s: needs a :tag, as in opm push %s:v1 PATH…", ref, ref)
 	}
 	if len(paths) == 0 {
 		return nil, opm.Errorf(opm.ErrInvalid, "push %s: no files or directories given", ref)

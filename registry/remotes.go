@@ -65,7 +65,7 @@ func ValidateRemoteName(name string) error {
 // addresses (user@host:path) are kept.
 func normalizeMetaURL(u string) (string, error) {
 	if u == "" {
-		return "", opm.Errorf(opm.ErrInvalid, "empty metadata URL")
+		return "", opm.Errorf(opm.ErrInvalid, "empty metadata URL: give the git repository, opm remote add NAME --meta URL --blobs BUCKET")
 	}
 	if !IsLocalPath(u) {
 		return u, nil
@@ -161,7 +161,7 @@ func (r *Registry) Remote(name string) (Remote, error) {
 
 func (rm Remote) complete() error {
 	if rm.URL == "" || rm.Blobs == "" {
-		return opm.Errorf(opm.ErrInvalid, "remote %s: remote.%s.url and remote.%s.blobs must both be set", rm.Name, rm.Name, rm.Name)
+		return opm.Errorf(opm.ErrInvalid, "remote %s: remote.%s.url and remote.%s.blobs must both be set (opm remote rm %s, then opm remote add %s --meta URL --blobs BUCKET)", rm.Name, rm.Name, rm.Name, rm.Name, rm.Name)
 	}
 	return nil
 }

@@ -307,7 +307,7 @@ func (v *View) Resolve(ref opm.Reference) (*Package, error) {
 		}
 	}
 	if pm == nil {
-		return nil, opm.Errorf(opm.ErrInvalid, "%s: the manifest (%s) cannot be read as files: %w", ref, m.Manifest.MediaType, m.Manifest.FilesErr())
+		return nil, opm.Errorf(opm.ErrInvalid, "%s: the manifest (%s) cannot be read as files (opm inspect %s shows it): %w", ref, m.Manifest.MediaType, ref, m.Manifest.FilesErr())
 	}
 	return &Package{Ref: ref, Digest: m.Digest, Bytes: m.Body, Manifest: pm}, nil
 }
@@ -367,7 +367,7 @@ func (v *View) indexView(ref opm.Reference, m *opm.AnyManifest, depth int) (*opm
 		}
 	}
 	if out.Config.Digest == "" {
-		return nil, opm.Errorf(opm.ErrInvalid, "%s: an index of %d manifest(s) none of which reads as files", ref, len(m.Manifests))
+		return nil, opm.Errorf(opm.ErrInvalid, "%s: an index of %d manifest(s) none of which reads as files (opm inspect %s shows it)", ref, len(m.Manifests), ref)
 	}
 	b, err := json.Marshal(out)
 	if err != nil {

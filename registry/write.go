@@ -232,7 +232,7 @@ func (r *Registry) PutManifest(ctx context.Context, repo opm.Repository, tags []
 	}
 	for _, t := range tags {
 		if !opm.ValidTag(t) {
-			return nil, false, opm.Errorf(opm.ErrInvalid, "tag %q is not a valid tag", t)
+			return nil, false, opm.Errorf(opm.ErrInvalid, "tag %q: %s", t, opm.TagRule)
 		}
 	}
 	// Children before parents: every blob (and, for an index, every

@@ -119,7 +119,7 @@ func listingPath(p string) (parts []string, tag string, err error) {
 		}
 		if i/2 == 3 {
 			if !opm.ValidTag(s) {
-				return nil, "", opm.Errorf(opm.ErrInvalid, "tag %q is not a valid tag", s)
+				return nil, "", opm.Errorf(opm.ErrInvalid, "tag %q: %s", s, opm.TagRule)
 			}
 			tag = s
 			continue

@@ -129,7 +129,7 @@ func parseRef(ref string) (tag string, d digest.Digest, code string, err error) 
 		return "", d, "", nil
 	}
 	if !opm.ValidTag(ref) {
-		return "", "", "TAG_INVALID", opm.Errorf(opm.ErrInvalid, "tag %q: must be 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'", ref)
+		return "", "", "TAG_INVALID", opm.Errorf(opm.ErrInvalid, "tag %q: %s", ref, opm.TagRule)
 	}
 	return ref, "", "", nil
 }
