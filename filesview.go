@@ -75,7 +75,7 @@ func (m *AnyManifest) filesView() (*Manifest, error) {
 	seen := map[string]bool{} // an untitled digest named twice is one file
 	for _, l := range m.Layers {
 		switch _, titled := l.Annotations[AnnotationTitle]; {
-		case titled:
+		case titled, l.MediaType == MediaTypeChunks: // a chunk list stays untitled: a file's, not a file
 			v.Layers = append(v.Layers, l)
 		case l.Foreign() || seen[l.Digest.String()]:
 		default:

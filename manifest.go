@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -111,6 +112,9 @@ type File struct {
 	// BadModTime is a recorded time that could not be read (from a
 	// package made elsewhere): ModTime is zero then.
 	BadModTime string
+	// Chunks is the blob of the file's chunk list (MediaTypeChunks), nil
+	// when it has none (chunks.go).
+	Chunks *Descriptor
 }
 
 // NewPackage builds the canonical manifest of a set of files. It checks
@@ -124,6 +128,8 @@ func NewPackage(files []File, annotations map[string]string) (*Manifest, error) 
 		Config:        Descriptor{MediaType: MediaTypeEmpty, Digest: EmptyDigest, Size: int64(len(EmptyJSON)), Data: EmptyJSON},
 		Layers:        make([]Descriptor, 0, len(files)),
 	}
+	var lists []Descriptor // the files' chunk lists, each once
+	listed := map[digest.Digest]bool{}
 	if len(annotations) > 0 {
 		m.Annotations = make(map[string]string, len(annotations))
 		for k, v := range annotations {
@@ -151,11 +157,21 @@ func NewPackage(files []File, annotations map[string]string) (*Manifest, error) 
 		if !f.ModTime.IsZero() {
 			a[AnnotationMTime] = FormatMTime(f.ModTime)
 		}
+		if f.Chunks != nil {
+			a[AnnotationChunks] = f.Chunks.Digest.String()
+			if !listed[f.Chunks.Digest] {
+				listed[f.Chunks.Digest] = true
+				lists = append(lists, Descriptor{MediaType: MediaTypeChunks, Digest: f.Chunks.Digest, Size: f.Chunks.Size})
+			}
+		}
 		m.Layers = append(m.Layers, Descriptor{MediaType: mt, Digest: f.Digest, Size: f.Size, Annotations: a})
 	}
 	sort.Slice(m.Layers, func(i, j int) bool {
 		return m.Layers[i].Annotations[AnnotationTitle] < m.Layers[j].Annotations[AnnotationTitle]
 	})
+	// The chunk lists, untitled, after the files, by digest.
+	slices.SortFunc(lists, func(a, b Descriptor) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
+	m.Layers = append(m.Layers, lists...)
 	if err := checkTree(m.Layers); err != nil {
 		return nil, err
 	}
@@ -180,6 +196,11 @@ func (f File) validate() error {
 	}
 	if f.Symlink != "" {
 		if err := ValidateSymlink(f.Path, f.Symlink); err != nil {
+			return err
+		}
+	}
+	if f.Chunks != nil {
+		if err := checkChunksOf(f.Path, f.Symlink != "", f.Chunks.Digest.String(), f.Chunks.Size); err != nil {
 			return err
 		}
 	}
@@ -272,6 +293,7 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	if err := checkDescriptors(&m.Config, m.Layers, nil, nil); err != nil {
 		return nil, err
 	}
+	var lists map[string]Descriptor // the chunk lists by digest, once one is named
 	for i := range m.Layers {
 		l := &m.Layers[i]
 		t, ok := l.Annotations[AnnotationTitle]
@@ -288,6 +310,19 @@ func ParseManifest(b []byte) (*Manifest, error) {
 		}
 		if target, ok := l.Annotations[AnnotationSymlink]; ok {
 			if err := ValidateSymlink(t, target); err != nil {
+				return nil, fmt.Errorf("layer %d: %w", i, err)
+			}
+		}
+		if c, ok := l.Annotations[AnnotationChunks]; ok {
+			if lists == nil {
+				lists = chunkLayers(m.Layers)
+			}
+			list, found := lists[c]
+			_, link := l.Annotations[AnnotationSymlink]
+			if !found && !link {
+				return nil, Errorf(ErrInvalid, "layer %d: file %q: its chunk list %q is no untitled layer of type %s", i, t, c, MediaTypeChunks)
+			}
+			if err := checkChunksOf(t, link, c, list.Size); err != nil {
 				return nil, fmt.Errorf("layer %d: %w", i, err)
 			}
 		}
@@ -397,6 +432,7 @@ func addSize(total *int64, size int64) error {
 // (other OCI artifacts) are not files of the package.
 func (m *Manifest) Files() []File {
 	files := make([]File, 0, len(m.Layers))
+	var lists map[string]Descriptor
 	for _, l := range m.Layers {
 		t, ok := l.Annotations[AnnotationTitle]
 		if !ok {
@@ -409,6 +445,14 @@ func (m *Manifest) Files() []File {
 		f := File{
 			Path: t, Mode: mode, Size: l.Size, Digest: l.Digest,
 			MediaType: l.MediaType, Symlink: l.Annotations[AnnotationSymlink],
+		}
+		if c, ok := l.Annotations[AnnotationChunks]; ok {
+			if lists == nil {
+				lists = chunkLayers(m.Layers)
+			}
+			if list, found := lists[c]; found { // checked by ParseManifest
+				f.Chunks = &list
+			}
 		}
 		if s, ok := l.Annotations[AnnotationMTime]; ok {
 			// A time opm cannot read is no reason to refuse the
@@ -458,4 +502,30 @@ func sumSizes(ds []Descriptor) int64 {
 		n += d.Size
 	}
 	return n
+}
+
+// checkChunksOf checks that a file (at path; link if it is a symbolic
+// link) may name the chunk list d of size bytes.
+func checkChunksOf(path string, link bool, d string, size int64) error {
+	if link {
+		return Errorf(ErrInvalid, "file %q: a symbolic link has no chunk list", path)
+	}
+	if _, err := ParseDigest(d); err != nil {
+		return fmt.Errorf("file %q: chunk list: %w", path, err)
+	}
+	if size <= 0 || size > MaxChunkListSize {
+		return Errorf(ErrInvalid, "file %q: chunk list of %d bytes: want 1 to %d", path, size, MaxChunkListSize)
+	}
+	return nil
+}
+
+// chunkLayers are the untitled layers of chunk lists, by digest.
+func chunkLayers(layers []Descriptor) map[string]Descriptor {
+	out := map[string]Descriptor{}
+	for _, l := range layers {
+		if _, titled := l.Annotations[AnnotationTitle]; !titled && l.MediaType == MediaTypeChunks {
+			out[string(l.Digest)] = Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size}
+		}
+	}
+	return out
 }

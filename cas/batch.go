@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/openpm/opm"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,9 +34,10 @@ type Batch struct {
 
 // batchItem is a staged file: closed, read-only, not yet flushed.
 type batchItem struct {
-	tmp string
-	d   digest.Digest
-	n   int64
+	tmp    string
+	d      digest.Digest
+	n      int64
+	chunks *opm.ChunkList
 }
 
 // NewBatch starts a batch. Commit or Discard it.
@@ -47,6 +50,15 @@ const smallFile = 1 << 20
 // IngestFile stages the file at path and returns its digest and length. It
 // is safe for concurrent use.
 func (b *Batch) IngestFile(ctx context.Context, path string) (digest.Digest, int64, error) {
+	d, n, _, err := b.IngestFileChunks(ctx, path)
+	return d, n, err
+}
+
+// IngestFileChunks is IngestFile that also returns the chunk list of a
+// file big enough to have one (opm.ChunkSizeFor), hashed from the same
+// bytes as the whole file's digest, in the same pass; nil for a smaller
+// one (or one whose size changed while it was read).
+func (b *Batch) IngestFileChunks(ctx context.Context, path string) (digest.Digest, int64, *opm.ChunkList, error) {
 	it, err := b.stageSmall(path)
 	if err == nil {
 		progressed(ctx, it.n)
@@ -55,7 +67,7 @@ func (b *Batch) IngestFile(ctx context.Context, path string) (digest.Digest, int
 		it, err = b.stageLarge(ctx, path) // counted as it is read
 	}
 	if err != nil {
-		return "", 0, err
+		return "", 0, nil, err
 	}
 	if it.tmp != "" {
 		b.mu.Lock()
@@ -66,7 +78,7 @@ func (b *Batch) IngestFile(ctx context.Context, path string) (digest.Digest, int
 		b.staged[it.d] = it.tmp
 		b.mu.Unlock()
 	}
-	return it.d, it.n, nil
+	return it.d, it.n, it.chunks, nil
 }
 
 // Open opens the bytes of a digest IngestFile returned, before or after
@@ -158,7 +170,18 @@ func (b *Batch) stageLarge(ctx context.Context, path string) (batchItem, error) 
 		return batchItem{}, fmt.Errorf("ingest: %w", err)
 	}
 	defer src.Close()
-	s, err := b.l.stage(ctx, src, "", -1)
+	var hasher *opm.ChunkHasher
+	fi, err := src.Stat()
+	if err != nil {
+		return batchItem{}, fmt.Errorf("ingest: %w", err)
+	}
+	cs := opm.ChunkSizeFor(fi.Size())
+	var also io.Writer
+	if cs > 0 {
+		hasher = opm.NewChunkHasher(cs)
+		also = hasher
+	}
+	s, err := b.l.stageAlso(ctx, src, "", -1, also)
 	if err != nil {
 		return batchItem{}, err
 	}
@@ -170,7 +193,11 @@ func (b *Batch) stageLarge(ctx context.Context, path string) (batchItem, error) 
 		os.Remove(s.f.Name())
 		return batchItem{}, fmt.Errorf("blob store: %w", err)
 	}
-	return batchItem{tmp: s.f.Name(), d: s.d, n: s.n}, nil
+	it := batchItem{tmp: s.f.Name(), d: s.d, n: s.n}
+	if hasher != nil && opm.ChunkSizeFor(s.n) == cs {
+		it.chunks = hasher.List()
+	}
+	return it, nil
 }
 
 // Commit makes every staged file durable and visible under its digest.

@@ -116,6 +116,12 @@ func (l *Local) RemoveTemp(t TempFile, notAfter time.Time) (bool, error) {
 // A file whose bytes do not match its name is an opm.ErrIntegrity error; it
 // is left in place (Delete removes it).
 func (l *Local) Verify(ctx context.Context, d digest.Digest) (int64, error) {
+	return l.VerifyTo(ctx, d, io.Discard)
+}
+
+// VerifyTo is Verify that also writes the bytes it re-hashes to w (a
+// chunk hasher, say), from the same buffers.
+func (l *Local) VerifyTo(ctx context.Context, d digest.Digest, w io.Writer) (int64, error) {
 	if err := validate(d); err != nil {
 		return 0, err
 	}
@@ -124,7 +130,7 @@ func (l *Local) Verify(ctx context.Context, d digest.Digest) (int64, error) {
 		return 0, l.pathError(d, err)
 	}
 	defer f.Close()
-	got, n, err := pipe(ctx, io.Discard, counted(ctx, f))
+	got, n, err := pipe(ctx, w, counted(ctx, f))
 	if err != nil {
 		return n, fmt.Errorf("blob %s: %w", d, err)
 	}
@@ -137,10 +143,15 @@ func (l *Local) Verify(ctx context.Context, d digest.Digest) (int64, error) {
 // Verify re-hashes the bucket's copy of the blob, returning the number of
 // bytes read; wrong bytes are an opm.ErrIntegrity error.
 func (b *Bucket) Verify(ctx context.Context, d digest.Digest) (int64, error) {
+	return b.VerifyTo(ctx, d, io.Discard)
+}
+
+// VerifyTo is Verify that also writes the bytes it reads to w.
+func (b *Bucket) VerifyTo(ctx context.Context, d digest.Digest, w io.Writer) (int64, error) {
 	rc, err := b.Open(ctx, d)
 	if err != nil {
 		return 0, err
 	}
 	defer rc.Close()
-	return io.Copy(io.Discard, counted(ctx, rc))
+	return io.Copy(w, counted(ctx, rc))
 }

@@ -363,6 +363,12 @@ func (s *staged) discard() {
 // it verifies the digest (and size, if size >= 0) and fails with
 // opm.ErrIntegrity, leaving nothing behind, on a mismatch.
 func (l *Local) stage(ctx context.Context, r io.Reader, want digest.Digest, size int64) (*staged, error) {
+	return l.stageAlso(ctx, r, want, size, nil)
+}
+
+// stageAlso is stage that also writes every byte stored to also (when
+// not nil), from the same buffers, after the bytes are hashed.
+func (l *Local) stageAlso(ctx context.Context, r io.Reader, want digest.Digest, size int64, also io.Writer) (*staged, error) {
 	f, err := os.CreateTemp(filepath.Join(l.dir, "tmp"), "put-*")
 	if err != nil {
 		return nil, fmt.Errorf("blob store: %w", err)
@@ -371,7 +377,11 @@ func (l *Local) stage(ctx context.Context, r io.Reader, want digest.Digest, size
 	if size >= 0 {
 		r = io.LimitReader(r, size+1) // one more byte shows a long reader
 	}
-	s.d, s.n, err = pipe(ctx, &writebackWriter{f: f}, counted(ctx, r))
+	var w io.Writer = &writebackWriter{f: f}
+	if also != nil {
+		w = io.MultiWriter(w, also)
+	}
+	s.d, s.n, err = pipe(ctx, w, counted(ctx, r))
 	if err == nil && want != "" && (s.d != want || size >= 0 && s.n != size) {
 		err = integrityError(want, size, s.d, s.n)
 	}

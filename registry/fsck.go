@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -34,6 +35,7 @@ const (
 	ProblemTempFile        = "temp-file"        // a leftover temporary file (not counted as a problem)
 	ProblemBadTrust        = "bad-trust"        // an allowed signers or timestamp file that does not parse
 	ProblemStale           = "stale"            // the registry's timestamp has expired
+	ProblemBadChunks       = "bad-chunks"       // a file's chunk list does not parse or does not match its bytes
 )
 
 // Problem is one thing fsck found wrong.
@@ -189,6 +191,8 @@ type blobUse struct {
 	size  int64
 	refs  []string // sorted and without repeats once the walk is done
 	sizes []int64  // other sizes it is named with, if any
+	// chunks are the chunk lists files with these bytes name.
+	chunks []digest.Digest
 }
 
 // fsckReport gathers into the result what checks running in parallel find.
@@ -330,6 +334,13 @@ func (r *Registry) checkMetadata(ctx context.Context, commit Hash, rep *fsckRepo
 			}
 			u.refs = append(u.refs, m.Ref.String())
 		}
+		if pkg := m.Manifest.Package(); pkg != nil {
+			for _, f := range pkg.Files() {
+				if u := blobs[f.Digest]; f.Chunks != nil && u != nil && !slices.Contains(u.chunks, f.Chunks.Digest) {
+					u.chunks = append(u.chunks, f.Chunks.Digest)
+				}
+			}
+		}
 		for _, c := range m.Manifest.Manifests {
 			indexes = append(indexes, indexRef{ref: m.Ref.String(), repo: m.Repo().Path(), child: c.Digest})
 		}
@@ -400,12 +411,13 @@ func (r *Registry) checkBlob(ctx context.Context, d digest.Digest, u *blobUse, b
 
 	// The registry's copy.
 	where := "local"
+	var store cas.Fetcher = local
 	stat := func() (int64, error) { return local.Stat(ctx, d) }
-	verify := func() (int64, error) { return local.Verify(ctx, d) }
+	verify := func(w io.Writer) (int64, error) { return local.VerifyTo(ctx, d, w) }
 	if bucket != nil {
-		where = "bucket"
+		where, store = "bucket", bucket
 		stat = func() (int64, error) { return bucket.Stat(ctx, d) }
-		verify = func() (int64, error) { return bucket.Verify(ctx, d) }
+		verify = func(w io.Writer) (int64, error) { return bucket.VerifyTo(ctx, d, w) }
 	}
 	var p Problem
 	size, err := stat()
@@ -418,13 +430,20 @@ func (r *Registry) checkBlob(ctx context.Context, d digest.Digest, u *blobUse, b
 	case size != u.size:
 		p = problem(ProblemSizeMismatch, where, fmt.Sprintf("%d bytes stored, %d named", size, u.size))
 	case hash:
-		n, err := verify()
+		lists, w := chunkChecks(ctx, store, u, func(detail string) { found(problem(ProblemBadChunks, where, detail)) })
+		n, err := verify(w)
 		verified += n
 		switch {
 		case errors.Is(err, opm.ErrIntegrity):
 			p = problem(ProblemCorruptBlob, where, opm.OneLine(err))
 		case err != nil:
 			return verified, err
+		default:
+			for _, l := range lists {
+				if detail := l.mismatch(); detail != "" {
+					found(problem(ProblemBadChunks, where, detail))
+				}
+			}
 		}
 	}
 	if p.Kind == "" {
@@ -440,6 +459,73 @@ func (r *Registry) checkBlob(ctx context.Context, d digest.Digest, u *blobUse, b
 	}
 	found(p)
 	return verified, nil
+}
+
+// chunkCheck is a chunk list a blob's bytes are checked against: its
+// chunks are hashed as the blob is re-hashed.
+type chunkCheck struct {
+	d    digest.Digest
+	list *opm.ChunkList
+	h    *opm.ChunkHasher
+}
+
+// chunkChecks reads and parses the chunk lists of u from store and returns
+// them with the writer that hashes their chunks (io.Discard when none); a
+// list that cannot be read or parsed is reported to bad.
+func chunkChecks(ctx context.Context, store cas.Fetcher, u *blobUse, bad func(detail string)) ([]*chunkCheck, io.Writer) {
+	var out []*chunkCheck
+	var ws []io.Writer
+	for _, ld := range u.chunks {
+		b, err := readSmallBlob(ctx, store, ld, opm.MaxChunkListSize)
+		var list *opm.ChunkList
+		if err == nil {
+			list, err = opm.ParseChunkList(b, u.size)
+		}
+		if err != nil {
+			bad(fmt.Sprintf("chunk list %s: %s", ld, opm.OneLine(err)))
+			continue
+		}
+		c := &chunkCheck{d: ld, list: list, h: opm.NewChunkHasher(list.ChunkSize)}
+		out = append(out, c)
+		ws = append(ws, c.h)
+	}
+	if len(ws) == 0 {
+		return nil, io.Discard
+	}
+	return out, io.MultiWriter(ws...)
+}
+
+// mismatch names the first chunk whose bytes the list gets wrong, "" when
+// every one matches.
+func (c *chunkCheck) mismatch() string {
+	got := c.h.List()
+	for i, d := range c.list.Chunks {
+		if i >= len(got.Chunks) || got.Chunks[i] != d {
+			off, n := c.list.Chunk(i)
+			return fmt.Sprintf("chunk list %s: chunk %d (bytes %d to %d) does not match the file", c.d, i, off, off+n)
+		}
+	}
+	return ""
+}
+
+// readSmallBlob reads a blob of at most max bytes whole and checks it
+// hashes to d.
+func readSmallBlob(ctx context.Context, store cas.Fetcher, d digest.Digest, max int64) ([]byte, error) {
+	rc, err := store.Open(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, max+1))
+	switch {
+	case err != nil:
+		return nil, err
+	case int64(len(b)) > max:
+		return nil, opm.Errorf(opm.ErrInvalid, "over %d bytes", max)
+	case digest.FromBytes(b) != d:
+		return nil, opm.Errorf(opm.ErrIntegrity, "content hashes to %s", digest.FromBytes(b))
+	}
+	return b, nil
 }
 
 // checkLocal checks the files of the local store of a home that has a

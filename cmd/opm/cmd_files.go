@@ -64,6 +64,7 @@ type fileJSON struct {
 	Digest  string     `json:"digest"`
 	Symlink string     `json:"symlink,omitempty"`
 	MTime   *time.Time `json:"mtime,omitempty"`
+	Chunks  string     `json:"chunks,omitempty"`
 }
 
 func filesJSON(files []opm.File) []fileJSON {
@@ -72,6 +73,9 @@ func filesJSON(files []opm.File) []fileJSON {
 		out[i] = fileJSON{Path: f.Path, Mode: opm.FormatMode(f.Mode), Size: f.Size, Digest: f.Digest.String(), Symlink: f.Symlink}
 		if !f.ModTime.IsZero() {
 			out[i].MTime = &files[i].ModTime
+		}
+		if f.Chunks != nil {
+			out[i].Chunks = f.Chunks.Digest.String()
 		}
 	}
 	return out

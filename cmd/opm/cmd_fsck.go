@@ -26,9 +26,10 @@ timestamp parse, and that the timestamp has not expired (stale). With
 with the tags it affects.
 
 --read-data also re-hashes content: the registry's copy of every blob named,
-and every local file. --read-data=PERCENT checks a random share of the blobs;
---read-data=N/M checks slice N of M (chosen by digest), so that running 1/M
-to M/M over M days verifies everything once.
+and every local file; a big file's chunk list is checked against the file's
+bytes in the same pass (bad-chunks). --read-data=PERCENT checks a random
+share of the blobs; --read-data=N/M checks slice N of M (chosen by digest),
+so that running 1/M to M/M over M days verifies everything once.
 
 --repair mends this home: it removes local copies whose bytes are wrong (they
 are fetched again from the bucket when next read; in a home without a bucket
