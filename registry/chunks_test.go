@@ -54,18 +54,8 @@ func TestPushChunkLists(t *testing.T) {
 	r := openHome(t, t.TempDir())
 	content := bigContent(opm.ChunkThreshold + opm.DefaultChunkSize/2)
 	files := map[string]string{"big": content, "dir/twin": content, "small": "x"}
-	src := opmtest.WriteTree(t, files)
-	push := func(ref string) *Package {
-		if _, err := r.Push(context.Background(), mustRef(t, ref), []string{src}, PushOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		pkg, err := r.Resolve(mustRef(t, ref))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pkg
-	}
-	pkg := push("acme/ml/model:v1")
+	src := opmtest.WriteTree(t, files) // one tree: the same times
+	pkg := pushDir(t, r, "acme/ml/model:v1", src)
 	big := fileDigest(t, pkg, "big")
 	if big.Chunks == nil {
 		t.Fatal("the big file has no chunk list")
@@ -86,7 +76,7 @@ func TestPushChunkLists(t *testing.T) {
 			t.Errorf("chunk %d: %s, want %s", i, d, want)
 		}
 	}
-	again := push("acme/ml/model:v2")
+	again := pushDir(t, r, "acme/ml/model:v2", src)
 	if again.Digest != pkg.Digest {
 		t.Errorf("the same files pushed again: %s, then %s", pkg.Digest, again.Digest)
 	}

@@ -19,7 +19,12 @@ import (
 // pushTree pushes files as ref and returns the package.
 func pushTree(t *testing.T, r *Registry, ref string, files map[string]string) *Package {
 	t.Helper()
-	src := opmtest.WriteTree(t, files)
+	return pushDir(t, r, ref, opmtest.WriteTree(t, files))
+}
+
+// pushDir pushes the directory src as ref and returns the package.
+func pushDir(t *testing.T, r *Registry, ref, src string) *Package {
+	t.Helper()
 	if _, err := r.Push(context.Background(), mustRef(t, ref), []string{src}, PushOptions{}); err != nil {
 		t.Fatal(err)
 	}
