@@ -21,7 +21,14 @@
 //   - Corrupt (GET of an object only): the server's response with bytes of
 //     the body flipped, same length.
 //
-// Delay is added to every request the plan covers. Decisions come from a
+//   - BadRange (GET of a range of an object, a Range header): the answer
+//     RangeFault names — fewer bytes than asked (ShortRange), the right
+//     number of bytes from another offset under the asked Content-Range
+//     (WrongRange), or the whole object with 200 (WholeObject).
+//
+// Delay is added to every request the plan covers, and Bandwidth caps the
+// bytes per second of all covered answers together, as one slow link
+// would: a slow bucket on loopback. Decisions come from a
 // random source seeded by Plan.Seed, so a test that sends its requests in a
 // fixed order sees the same faults every run. Bodies of faulted GETs are
 // held in memory: the proxy is for test-sized objects.
@@ -48,8 +55,15 @@ type Plan struct {
 	// Truncate and Corrupt apply to GETs of objects; for other requests
 	// the draw that picks them passes the request through unharmed.
 	Error, Truncate, Corrupt float64
+	// BadRange is the chance that a covered GET of a range of an object
+	// gets RangeFault; it is drawn after Error, Truncate and Corrupt.
+	BadRange   float64
+	RangeFault RangeFault
 	// Delay is added before every covered request is answered.
 	Delay time.Duration
+	// Bandwidth, if above 0, caps the bytes per second of the bodies of
+	// every covered answer together (200 MB/s: 200e6).
+	Bandwidth int64
 	// Prefix, if set, limits the plan to objects whose key (the path after
 	// the bucket, in path-style URLs) starts with it, e.g. "blobs/".
 	Prefix string
@@ -67,6 +81,15 @@ type Plan struct {
 	Seed uint64
 }
 
+// RangeFault is how a ranged GET is answered wrongly.
+type RangeFault int
+
+const (
+	ShortRange  RangeFault = iota // 206 with the first half of the range, Content-Range saying so
+	WrongRange                    // 206 with as many bytes from one byte further, under the asked Content-Range
+	WholeObject                   // 200 with the whole object, the Range ignored
+)
+
 // Stats counts what the proxy saw and did since it started.
 type Stats struct {
 	Requests  int64 // every request received
@@ -75,20 +98,21 @@ type Stats struct {
 	Truncated int64 // bodies cut short
 	Corrupted int64 // bodies with flipped bytes
 	Delayed   int64 // requests delayed
+	BadRanges int64 // ranged GETs answered wrongly
 }
 
 // Faults is the number of faults injected.
-func (s Stats) Faults() int64 { return s.Errors + s.Truncated + s.Corrupted }
+func (s Stats) Faults() int64 { return s.Errors + s.Truncated + s.Corrupted + s.BadRanges }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("requests=%d errors=%d truncated=%d corrupted=%d delayed=%d",
-		s.Requests, s.Errors, s.Truncated, s.Corrupted, s.Delayed)
+	return fmt.Sprintf("requests=%d errors=%d truncated=%d corrupted=%d bad-ranges=%d delayed=%d",
+		s.Requests, s.Errors, s.Truncated, s.Corrupted, s.BadRanges, s.Delayed)
 }
 
 // Sub returns the counts of s since an earlier snapshot.
 func (s Stats) Sub(old Stats) Stats {
 	return Stats{s.Requests - old.Requests, s.Covered - old.Covered, s.Errors - old.Errors,
-		s.Truncated - old.Truncated, s.Corrupted - old.Corrupted, s.Delayed - old.Delayed}
+		s.Truncated - old.Truncated, s.Corrupted - old.Corrupted, s.Delayed - old.Delayed, s.BadRanges - old.BadRanges}
 }
 
 // Proxy is a fault-injecting reverse proxy listening on 127.0.0.1.
@@ -106,7 +130,10 @@ type Proxy struct {
 	covered  int // requests covered under the current plan
 	injected int // faults injected under the current plan
 
-	requests, coveredTotal, errors, truncated, corrupted, delayed atomic.Int64
+	requests, coveredTotal, errors, truncated, corrupted, delayed, badRanges atomic.Int64
+
+	linkMu   sync.Mutex
+	linkFree time.Time // when the shared link of Plan.Bandwidth is next free
 
 	logMu sync.Mutex
 	log   []Request
@@ -177,7 +204,7 @@ func (p *Proxy) Off() { p.Set(Plan{}) }
 // Stats returns the counters.
 func (p *Proxy) Stats() Stats {
 	return Stats{p.requests.Load(), p.coveredTotal.Load(), p.errors.Load(),
-		p.truncated.Load(), p.corrupted.Load(), p.delayed.Load()}
+		p.truncated.Load(), p.corrupted.Load(), p.delayed.Load(), p.badRanges.Load()}
 }
 
 type fault int
@@ -187,6 +214,7 @@ const (
 	errorFault
 	truncateFault
 	corruptFault
+	rangeFault
 )
 
 // decision is what happens to one request.
@@ -196,6 +224,8 @@ type decision struct {
 	status int     // for errorFault
 	frac   float64 // for truncateFault: how much of the body is sent
 	flips  uint64  // for corruptFault: seeds the positions of flipped bytes
+	rangeF RangeFault
+	bw     int64 // Plan.Bandwidth
 }
 
 // decide draws the fate of a request under the current plan.
@@ -210,7 +240,7 @@ func (p *Proxy) decide(r *http.Request) decision {
 	}
 	p.coveredTotal.Add(1)
 	p.covered++
-	d := decision{delay: pl.Delay}
+	d := decision{delay: pl.Delay, bw: pl.Bandwidth}
 	if pl.Every > 1 && p.covered%pl.Every != 0 || pl.Limit > 0 && p.injected >= pl.Limit {
 		return d
 	}
@@ -225,6 +255,9 @@ func (p *Proxy) decide(r *http.Request) decision {
 	case x >= pl.Error+pl.Truncate && x < pl.Error+pl.Truncate+pl.Corrupt && object:
 		d.fault = corruptFault
 		d.flips = p.rng.Uint64()
+	case x >= pl.Error+pl.Truncate+pl.Corrupt && x < pl.Error+pl.Truncate+pl.Corrupt+pl.BadRange && object && r.Header.Get("Range") != "":
+		d.fault = rangeFault
+		d.rangeF = pl.RangeFault
 	}
 	if d.fault != none {
 		p.injected++
@@ -278,6 +311,21 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, h := range hopHeaders {
 		out.Header.Del(h)
 	}
+	var asked [2]int64 // the range the client asked for, for rangeFault
+	if d.fault == rangeFault {
+		var ok bool
+		if asked, ok = parseRange(r.Header.Get("Range")); !ok {
+			d.fault = none // a range this proxy does not parse passes unharmed
+		} else {
+			switch d.rangeF {
+			case WholeObject:
+				out.Header.Del("Range")
+			case WrongRange:
+				out.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", asked[0]+1, asked[1]+1))
+			}
+		}
+	}
+	w = p.throttle(w, d.bw)
 	resp, err := p.client.Do(out)
 	if err != nil {
 		http.Error(w, "faultproxy: "+err.Error(), http.StatusBadGateway)
@@ -290,7 +338,32 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for k, v := range resp.Header {
 		w.Header()[k] = v
 	}
-	if d.fault == none || resp.StatusCode != http.StatusOK {
+	if d.fault == rangeFault && (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent) {
+		p.badRanges.Add(1)
+		if d.rangeF == WholeObject {
+			w.WriteHeader(resp.StatusCode)
+			io.Copy(w, resp.Body)
+			return
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			panic(http.ErrAbortHandler)
+		}
+		total := "*"
+		if _, t, ok := strings.Cut(resp.Header.Get("Content-Range"), "/"); ok {
+			total = t
+		}
+		if d.rangeF == ShortRange {
+			body = body[:len(body)/2]
+			asked[1] = asked[0] + int64(len(body)) - 1
+		}
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%s", asked[0], asked[1], total))
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		w.WriteHeader(http.StatusPartialContent)
+		w.Write(body)
+		return
+	}
+	if d.fault == none || d.fault == rangeFault || resp.StatusCode != http.StatusOK {
 		w.WriteHeader(resp.StatusCode)
 		io.Copy(w, resp.Body)
 		return
@@ -324,6 +397,62 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// The client was promised Content-Length bytes; cutting the
 		// connection now leaves it with fewer.
 		panic(http.ErrAbortHandler)
+	}
+}
+
+// parseRange reads a Range header of one closed range, bytes=A-B.
+func parseRange(h string) ([2]int64, bool) {
+	var a, b int64
+	if n, err := fmt.Sscanf(h, "bytes=%d-%d", &a, &b); n != 2 || err != nil || a < 0 || b < a {
+		return [2]int64{}, false
+	}
+	return [2]int64{a, b}, true
+}
+
+// throttle returns w, writing no faster than bw bytes per second shared
+// with every other throttled answer (w itself when bw is 0).
+func (p *Proxy) throttle(w http.ResponseWriter, bw int64) http.ResponseWriter {
+	if bw <= 0 {
+		return w
+	}
+	return &throttled{ResponseWriter: w, p: p, bw: bw}
+}
+
+type throttled struct {
+	http.ResponseWriter
+	p  *Proxy
+	bw int64
+}
+
+// Write sends b in pieces of at most 64 KiB, each after the shared link
+// has had the time to carry it.
+func (t *throttled) Write(b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		k := min(len(b), 64<<10)
+		t.p.linkMu.Lock()
+		start := time.Now()
+		if t.p.linkFree.After(start) {
+			start = t.p.linkFree
+		}
+		t.p.linkFree = start.Add(time.Duration(int64(k) * int64(time.Second) / t.bw))
+		done := t.p.linkFree
+		t.p.linkMu.Unlock()
+		time.Sleep(time.Until(done))
+		m, err := t.ResponseWriter.Write(b[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		b = b[k:]
+	}
+	return n, nil
+}
+
+// Flush passes a flush through (a truncated answer flushes before it cuts).
+func (t *throttled) Flush() {
+	if f, ok := t.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
 	}
 }
 

@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // body is what the target serves for every GET.
@@ -121,5 +123,108 @@ func TestSeeded(t *testing.T) {
 	a, b := run(), run()
 	if a != b || !strings.ContainsAny(a, "EC") || !strings.Contains(a, ".") {
 		t.Fatalf("seeded runs: %s and %s", a, b)
+	}
+}
+
+// startRanges starts a proxy in front of a server that answers ranged GETs
+// of body (http.ServeContent), as a bucket does.
+func startRanges(t *testing.T) *Proxy {
+	t.Helper()
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+	}))
+	t.Cleanup(target.Close)
+	p, err := New(target.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+func getRange(t *testing.T, p *Proxy, path, rng string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest("GET", p.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rng != "" {
+		req.Header.Set("Range", rng)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+// TestBadRanges: a ranged GET answered with fewer bytes (and a
+// Content-Range saying so), with the right number of bytes from elsewhere
+// under the asked Content-Range, or with the whole object; a GET without
+// a range passes unharmed.
+func TestBadRanges(t *testing.T) {
+	p := startRanges(t)
+	resp, b := getRange(t, p, "/bucket/blobs/a", "bytes=100-199")
+	if resp.StatusCode != 206 || !bytes.Equal(b, body[100:200]) {
+		t.Fatalf("no plan: %d, %d bytes", resp.StatusCode, len(b))
+	}
+	for _, c := range []struct {
+		f            RangeFault
+		code         int
+		want         []byte
+		contentRange string
+	}{
+		{ShortRange, 206, body[100:150], "bytes 100-149/65536"},
+		{WrongRange, 206, body[101:201], "bytes 100-199/65536"},
+		{WholeObject, 200, body, ""},
+	} {
+		p.Set(Plan{BadRange: 1, RangeFault: c.f})
+		resp, b := getRange(t, p, "/bucket/blobs/a", "bytes=100-199")
+		if resp.StatusCode != c.code || !bytes.Equal(b, c.want) || resp.Header.Get("Content-Range") != c.contentRange {
+			t.Errorf("fault %d: %d, %d bytes, Content-Range %q", c.f, resp.StatusCode, len(b), resp.Header.Get("Content-Range"))
+		}
+		if bytes.Equal(b, body[100:200]) {
+			t.Errorf("fault %d: the right bytes", c.f)
+		}
+	}
+	if resp, b := getRange(t, p, "/bucket/blobs/a", ""); resp.StatusCode != 200 || !bytes.Equal(b, body) {
+		t.Errorf("a GET without a range: %d, %d bytes", resp.StatusCode, len(b))
+	}
+	if s := p.Stats(); s.BadRanges != 3 || s.Faults() != 3 {
+		t.Errorf("stats: %v", s)
+	}
+}
+
+// TestBandwidth: the answers of a plan with a bandwidth share one link:
+// two concurrent GETs of 64 KiB at 1 MiB/s book 125 ms of it, whole and
+// unharmed. (The booking is arithmetic, not a measured time.)
+func TestBandwidth(t *testing.T) {
+	p := startRanges(t)
+	p.Set(Plan{Bandwidth: 1 << 20})
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	ready := make(chan struct{})
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-ready
+			if resp, b := getRange(t, p, "/bucket/blobs/a", ""); resp.StatusCode != 200 || !bytes.Equal(b, body) {
+				t.Errorf("throttled GET: %d, %d bytes", resp.StatusCode, len(b))
+			}
+		}()
+	}
+	close(ready)
+	wg.Wait()
+	p.linkMu.Lock()
+	booked := p.linkFree.Sub(t0)
+	p.linkMu.Unlock()
+	if want := time.Second * 2 * 65536 / (1 << 20); booked < want {
+		t.Errorf("the link was booked %v, want at least %v for 128 KiB at 1 MiB/s", booked, want)
 	}
 }
