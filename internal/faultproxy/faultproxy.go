@@ -16,8 +16,10 @@
 //
 //   - Error: answered 500 or 503 with an S3-style XML error body, without
 //     reaching the server;
+//
 //   - Truncate (GET of an object only): the server's status, headers and
 //     Content-Length, then part of the body, then the connection is cut;
+//
 //   - Corrupt (GET of an object only): the server's response with bytes of
 //     the body flipped, same length.
 //
