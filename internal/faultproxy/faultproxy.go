@@ -16,13 +16,10 @@
 //
 //   - Error: answered 500 or 503 with an S3-style XML error body, without
 //     reaching the server;
-//
 //   - Truncate (GET of an object only): the server's status, headers and
 //     Content-Length, then part of the body, then the connection is cut;
-//
 //   - Corrupt (GET of an object only): the server's response with bytes of
-//     the body flipped, same length.
-//
+//     the body flipped, same length;
 //   - BadRange (GET of a range of an object, a Range header): the answer
 //     RangeFault names — fewer bytes than asked (ShortRange), the right
 //     number of bytes from another offset under the asked Content-Range
@@ -30,9 +27,9 @@
 //
 // Delay is added to every request the plan covers, and Bandwidth caps the
 // bytes per second of all covered answers together, as one slow link
-// would: a slow bucket on loopback. Decisions come from a
-// random source seeded by Plan.Seed, so a test that sends its requests in a
-// fixed order sees the same faults every run. Bodies of faulted GETs are
+// would: a slow bucket on loopback. Decisions come from a random source
+// seeded by Plan.Seed, so a test that sends its requests in a fixed order
+// sees the same faults every run. Bodies of faulted GETs are
 // held in memory: the proxy is for test-sized objects.
 package faultproxy
 
