@@ -54,11 +54,12 @@ func (b *Batch) IngestFile(ctx context.Context, path string) (digest.Digest, int
 	return d, n, err
 }
 
-// IngestFileChunks is IngestFile that also returns the chunk list of a
-// file big enough to have one (opm.ChunkSizeFor), hashed from the same
-// bytes as the whole file's digest, in the same pass; nil for a smaller
-// one (or one whose size changed while it was read).
-func (b *Batch) IngestFileChunks(ctx context.Context, path string) (digest.Digest, int64, *opm.ChunkList, error) {
+// IngestFileChunks is IngestFile that also stages, in the same batch, the
+// chunk list of a file big enough to have one (opm.ChunkSizeFor), hashed
+// from the same bytes as the whole file's digest in the same pass, and
+// returns the list's blob; nil for a smaller file (or one whose size
+// changed while it was read).
+func (b *Batch) IngestFileChunks(ctx context.Context, path string) (digest.Digest, int64, *opm.Descriptor, error) {
 	it, err := b.stageSmall(path)
 	if err == nil {
 		progressed(ctx, it.n)
@@ -69,16 +70,35 @@ func (b *Batch) IngestFileChunks(ctx context.Context, path string) (digest.Diges
 	if err != nil {
 		return "", 0, nil, err
 	}
-	if it.tmp != "" {
-		b.mu.Lock()
-		b.items = append(b.items, it)
-		if b.staged == nil {
-			b.staged = map[digest.Digest]string{}
-		}
-		b.staged[it.d] = it.tmp
-		b.mu.Unlock()
+	b.add(it)
+	if it.chunks == nil {
+		return it.d, it.n, nil, nil
 	}
-	return it.d, it.n, it.chunks, nil
+	body, _, err := it.chunks.Encode()
+	if err != nil {
+		return "", 0, nil, err
+	}
+	li, err := b.stageBytes(body)
+	if err != nil {
+		return "", 0, nil, err
+	}
+	b.add(li)
+	return it.d, it.n, &opm.Descriptor{MediaType: opm.MediaTypeChunks, Digest: li.d, Size: li.n}, nil
+}
+
+// add makes a staged item part of the batch (nothing, for one stored
+// already).
+func (b *Batch) add(it batchItem) {
+	if it.tmp == "" {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.items = append(b.items, it)
+	if b.staged == nil {
+		b.staged = map[digest.Digest]string{}
+	}
+	b.staged[it.d] = it.tmp
 }
 
 // Open opens the bytes of a digest IngestFile returned, before or after
@@ -133,7 +153,13 @@ func (b *Batch) stageSmall(path string) (batchItem, error) {
 	if n > int(st.Size) {
 		return batchItem{}, errNotSmall // it grew: take the streaming path
 	}
-	buf = buf[:n]
+	return b.stageBytes(buf[:n])
+}
+
+// stageBytes hashes buf and writes it to a new read-only temporary file of
+// the batch (none when the store has it already).
+func (b *Batch) stageBytes(buf []byte) (batchItem, error) {
+	n := len(buf)
 	sum := sha256.Sum256(buf)
 	it := batchItem{d: digest.NewDigestFromBytes(digest.SHA256, sum[:]), n: int64(n)}
 	if b.l.reuse(it.d) {

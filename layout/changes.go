@@ -26,9 +26,10 @@ func (c TagChange) Removed() bool { return c.Body == nil }
 
 // Changes lists the manifest files among the files that differ between two
 // trees (diff), with their manifests as the newer tree, at, holds them: the
-// tag files whose references match (nil matches every tag) and, when match
-// is nil, the manifests kept by digest too (what a commit carries whole
-// must have its blobs). Only the subtrees that differ are
+// tag files whose references match (nil matches every tag) and the
+// manifests kept by digest: with a nil match every one (what a commit
+// carries whole must have its blobs), else those referring to a chosen tag
+// (below). Only the subtrees that differ are
 // read. Every manifest is checked as a push would check it: a name that
 // breaks the rules, a manifest the registry would refuse or one kept by
 // digest that does not hash to its name fails the whole listing, so that
@@ -56,8 +57,18 @@ func Changes(diff []FileChange, at Tree, match func(opm.Reference) bool) ([]TagC
 		if !p.IsManifest() || match != nil && p.Role == RoleTag && !match(p.Ref) {
 			continue
 		}
+		var m *StoredManifest
+		if !d.Removed() {
+			if m, err = ReadManifest(at, d.Path, d.New, p.Ref); err != nil {
+				return nil, err
+			}
+		}
 		if match != nil && p.Role == RoleManifest {
-			ok, err := refersToChosen(at, d, p, chosen)
+			// Only one that refers to a chosen tag's manifest; never a removal.
+			if m == nil || m.Manifest == nil || m.Manifest.Subject == nil {
+				continue
+			}
+			ok, err := chosen(p.Ref.Repository, m.Manifest.Subject.Digest)
 			if err != nil {
 				return nil, err
 			}
@@ -66,11 +77,7 @@ func Changes(diff []FileChange, at Tree, match func(opm.Reference) bool) ([]TagC
 			}
 		}
 		c := TagChange{Ref: p.Ref, Path: d.Path}
-		if !d.Removed() {
-			m, err := ReadManifest(at, d.Path, d.New, p.Ref)
-			if err != nil {
-				return nil, err
-			}
+		if m != nil {
 			if m.Err != nil {
 				return nil, fmt.Errorf("%s: %w", p.Ref, m.Err)
 			}
@@ -109,20 +116,6 @@ func chosenDigests(at Tree, match func(opm.Reference) bool) func(opm.Repository,
 		}
 		return held[d], nil
 	}
-}
-
-// refersToChosen reports whether the manifest kept by digest that d adds
-// or changes (at p) has a subject a chosen tag holds; a removal is never
-// listed with a match.
-func refersToChosen(at Tree, d FileChange, p Path, chosen func(opm.Repository, digest.Digest) (bool, error)) (bool, error) {
-	if d.Removed() {
-		return false, nil
-	}
-	m, err := ReadManifest(at, d.Path, d.New, p.Ref)
-	if err != nil || m.Manifest == nil || m.Manifest.Subject == nil {
-		return false, err
-	}
-	return chosen(p.Ref.Repository, m.Manifest.Subject.Digest)
 }
 
 // Blobs lists the blobs the changes name, each once, in order.

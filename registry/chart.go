@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"path"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -139,7 +140,7 @@ func (r *Registry) chartMembers(ctx context.Context, m *opm.AnyManifest) (map[st
 		// The chart's own files are CHART/<file>; a subchart's are deeper.
 		dir, name := path.Split(path.Clean(h.Name))
 		_, seen := out[name]
-		if seen || !isChartMember(name) || h.Typeflag != tar.TypeReg || strings.Count(dir, "/") != 1 {
+		if seen || !slices.Contains(chartMembers, name) || h.Typeflag != tar.TypeReg || strings.Count(dir, "/") != 1 {
 			continue
 		}
 		if h.Size > maxChartFile {
@@ -156,21 +157,12 @@ func (r *Registry) chartMembers(ctx context.Context, m *opm.AnyManifest) (map[st
 	}
 }
 
-func isChartMember(name string) bool {
-	for _, n := range chartMembers {
-		if n == name {
-			return true
-		}
-	}
-	return false
-}
-
 // chartFilesManifest stores the top files of the Helm chart m (whose
-// manifest is body) as blobs and returns the manifest naming them, kept by
-// digest with the chart as its subject (opm.ArtifactTypeChartFiles); nil
+// manifest is subject) as blobs and returns the manifest naming them, kept
+// by digest with the chart as its subject (opm.ArtifactTypeChartFiles); nil
 // when m is no chart or its archive has none of them. The same chart gives
 // the same bytes.
-func (r *Registry) chartFilesManifest(ctx context.Context, m *opm.AnyManifest, body []byte) ([]byte, error) {
+func (r *Registry) chartFilesManifest(ctx context.Context, m *opm.AnyManifest, subject opm.Descriptor) ([]byte, error) {
 	members, err := r.chartMembers(ctx, m)
 	if len(members) == 0 || err != nil {
 		return nil, err
@@ -196,10 +188,7 @@ func (r *Registry) chartFilesManifest(ctx context.Context, m *opm.AnyManifest, b
 		return nil, err
 	}
 	pm.ArtifactType = opm.ArtifactTypeChartFiles
-	pm.Subject = &opm.Descriptor{MediaType: m.MediaType, Digest: digest.FromBytes(body), Size: int64(len(body))}
-	if pm.Subject.MediaType == "" {
-		pm.Subject.MediaType = opm.MediaTypeManifest
-	}
+	pm.Subject = &subject
 	b, _, err := pm.Encode()
 	return b, err
 }
@@ -211,17 +200,30 @@ func chartMediaType(name string) string {
 	return "application/yaml"
 }
 
-// chartFilesChange is the change PutManifest adds for a Helm chart: its
-// top files' manifest, kept by digest in repo, written when not there
-// already. A chart whose archive cannot be read is pushed without them,
-// with a warning: its archive is still served as it is.
-func (r *Registry) chartFilesChange(ctx context.Context, repo opm.Repository, m *opm.AnyManifest, body []byte) (*gitmeta.Change, error) {
-	b, err := r.chartFilesManifest(ctx, m, body)
+// chartFilesChange is the change PutManifest adds for the Helm chart m
+// whose manifest (body) is d in repo: its top files' manifest, kept by
+// digest (chartFilesManifest). A chart whose head already has them costs no
+// read of its archive; one whose archive cannot be read is pushed without
+// them, with a warning: its archive is still served as it is.
+func (r *Registry) chartFilesChange(ctx context.Context, repo opm.Repository, m *opm.AnyManifest, body []byte, d digest.Digest) (*gitmeta.Change, error) {
+	if chartArchive(m) == nil {
+		return nil, nil
+	}
+	if v, err := r.View(); err != nil {
+		return nil, err
+	} else if have, err := v.chartFilesOf(repo, d); err != nil || len(have) > 0 {
+		return nil, err
+	}
+	mt := m.MediaType
+	if mt == "" {
+		mt = opm.MediaTypeManifest
+	}
+	b, err := r.chartFilesManifest(ctx, m, opm.Descriptor{MediaType: mt, Digest: d, Size: int64(len(body))})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		slog.Warn("helm chart pushed without its files: the archive cannot be read", "repository", repo.Path(), "digest", digest.FromBytes(body), "err", opm.OneLine(err))
+		slog.Warn("helm chart pushed without its files: the archive cannot be read", "repository", repo.Path(), "digest", d, "err", opm.OneLine(err))
 		return nil, nil
 	}
 	if b == nil {
@@ -230,49 +232,48 @@ func (r *Registry) chartFilesChange(ctx context.Context, repo opm.Repository, m 
 	return &gitmeta.Change{Path: layout.ManifestPath(repo, digest.FromBytes(b)), Data: b}, nil
 }
 
-// withChartFiles adds to pm, the files view of the Helm chart d of repo,
-// the files of the manifests kept by digest in repo whose subject is d and
-// whose type is opm.ArtifactTypeChartFiles (in the order of their digests),
-// where no file has the name already. pm is returned as it is when there is
-// none.
-func (v *View) withChartFiles(repo opm.Repository, d digest.Digest, pm *opm.Manifest) (*opm.Manifest, error) {
-	entries, err := v.snap.ReadDir(layout.ManifestsDir(repo))
-	if errors.Is(err, opm.ErrNotFound) {
-		return pm, nil
-	}
+// chartFilesOf lists the manifests kept by digest in repo whose subject is
+// the chart d and whose type is opm.ArtifactTypeChartFiles, in the order of
+// their digests.
+func (v *View) chartFilesOf(repo opm.Repository, d digest.Digest) ([]*opm.AnyManifest, error) {
+	kept, err := v.manifestsIn(layout.ManifestsDir(repo))
 	if err != nil {
 		return nil, err
+	}
+	var out []*opm.AnyManifest
+	for _, e := range kept {
+		sm, err := v.Read(e)
+		if err != nil {
+			return nil, err
+		}
+		if fm := sm.Manifest; fm != nil && fm.ArtifactType == opm.ArtifactTypeChartFiles && fm.Subject != nil && fm.Subject.Digest == d && fm.FilesView() != nil {
+			out = append(out, fm)
+		}
+	}
+	return out, nil
+}
+
+// withChartFiles adds to pm, the files view of the Helm chart d of repo,
+// the files of its chart-files manifests (chartFilesOf) where no file has
+// the name already. pm is returned as it is when there is none.
+func (v *View) withChartFiles(repo opm.Repository, d digest.Digest, pm *opm.Manifest) (*opm.Manifest, error) {
+	found, err := v.chartFilesOf(repo, d)
+	if len(found) == 0 || err != nil {
+		return pm, err
 	}
 	taken := map[string]bool{}
 	for _, l := range pm.Layers {
 		taken[l.Annotations[opm.AnnotationTitle]] = true
 	}
 	out := *pm
-	out.Layers = append([]opm.Descriptor(nil), pm.Layers...)
-	added := false
-	for _, e := range entries {
-		p, err := layout.Parse(layout.ManifestsDir(repo) + "/" + e.Name)
-		if err != nil || !p.IsManifest() || e.Dir {
-			continue
-		}
-		sm, err := v.read(layout.ManifestsDir(repo)+"/"+e.Name, e.Hash, p.Ref)
-		if err != nil {
-			return nil, err
-		}
-		fm := sm.Manifest
-		if sm.Err != nil || fm == nil || fm.ArtifactType != opm.ArtifactTypeChartFiles || fm.Subject == nil || fm.Subject.Digest != d || fm.FilesView() == nil {
-			continue
-		}
+	out.Layers = slices.Clone(pm.Layers)
+	for _, fm := range found {
 		for _, l := range fm.FilesView().Layers {
 			if t := l.Annotations[opm.AnnotationTitle]; !taken[t] {
 				taken[t] = true
 				out.Layers = append(out.Layers, l)
-				added = true
 			}
 		}
-	}
-	if !added {
-		return pm, nil
 	}
 	b, err := json.Marshal(out)
 	if err != nil {

@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -142,13 +141,12 @@ func (r *Registry) Push(ctx context.Context, ref opm.Reference, paths []string, 
 
 // ingest hashes each regular file into the local store, in parallel, and
 // fills in its digest and size, and the chunk list of a big file (hashed
-// in the same pass, stored as a blob of its own); each file hashed goes to
+// in the same pass, staged as a blob of its own); each file hashed goes to
 // up (when not nil) to be uploaded while the others are hashed. The files
-// become durable together, with one flush of the filesystem rather than
-// one per file.
+// and lists become durable together, with one flush of the filesystem
+// rather than one per file.
 func (r *Registry) ingest(ctx context.Context, sources []source, files []opm.File, progress Progress, up *uploads) error {
 	batch := r.local.NewBatch()
-	lists := make([]*opm.ChunkList, len(files))
 	if up != nil {
 		ctx = up.failed() // a failed upload stops the hashing
 	}
@@ -165,11 +163,11 @@ func (r *Registry) ingest(ctx context.Context, sources []source, files []opm.Fil
 			if err := gctx.Err(); err != nil {
 				return err
 			}
-			d, n, list, err := batch.IngestFileChunks(counting, sources[i].from)
+			d, n, chunks, err := batch.IngestFileChunks(counting, sources[i].from)
 			if err != nil {
 				return fmt.Errorf("%s: %w", sources[i].from, err)
 			}
-			files[i].Digest, files[i].Size, lists[i] = d, n, list
+			files[i].Digest, files[i].Size, files[i].Chunks = d, n, chunks
 			if up != nil {
 				up.add(d, n, func(context.Context) (io.ReadCloser, error) { return batch.Open(d) })
 			}
@@ -180,28 +178,12 @@ func (r *Registry) ingest(ctx context.Context, sources []source, files []opm.Fil
 		batch.Discard()
 		return err
 	}
-	if err := batch.Commit(); err != nil {
-		return err
-	}
-	for i, list := range lists {
-		if list == nil {
-			continue
-		}
-		b, d, err := list.Encode()
-		if err != nil {
-			return err
-		}
-		if err := r.local.Put(ctx, d, int64(len(b)), bytes.NewReader(b)); err != nil {
-			return err
-		}
-		files[i].Chunks = &opm.Descriptor{MediaType: opm.MediaTypeChunks, Digest: d, Size: int64(len(b))}
-	}
 	for i, s := range sources {
 		if s.same >= 0 { // hard links share one blob
 			files[i].Digest, files[i].Size, files[i].Chunks = files[s.same].Digest, files[s.same].Size, files[s.same].Chunks
 		}
 	}
-	return nil
+	return batch.Commit()
 }
 
 // fsError gives an operating system error its kind (docs/design.md §7):

@@ -223,26 +223,35 @@ type ManifestEntry struct {
 // then the manifests kept by digest, each with the digest of its bytes
 // (read once per git blob, then remembered).
 func (v *View) Manifests(repo opm.Repository) ([]ManifestEntry, error) {
+	tags, err := v.manifestsIn(layout.TagsDir(repo))
+	if err != nil {
+		return nil, err
+	}
+	kept, err := v.manifestsIn(layout.ManifestsDir(repo))
+	return append(tags, kept...), err
+}
+
+// manifestsIn lists the manifest files of one directory of a repository
+// (its tags, or its manifests kept by digest), as Manifests does.
+func (v *View) manifestsIn(dir string) ([]ManifestEntry, error) {
+	entries, err := v.snap.ReadDir(dir)
+	if errors.Is(err, opm.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
 	var out []ManifestEntry
-	for _, dir := range []string{layout.TagsDir(repo), layout.ManifestsDir(repo)} {
-		entries, err := v.snap.ReadDir(dir)
-		if errors.Is(err, opm.ErrNotFound) {
+	for _, e := range entries {
+		p, err := layout.Parse(dir + "/" + e.Name)
+		if err != nil || !p.IsManifest() || e.Dir {
 			continue
 		}
-		if err != nil {
+		me := ManifestEntry{Path: dir + "/" + e.Name, Ref: p.Ref, ID: e.Hash}
+		if me.Digest, err = v.fileDigest(me.Path, e.Hash); err != nil {
 			return nil, err
 		}
-		for _, e := range entries {
-			p, err := layout.Parse(dir + "/" + e.Name)
-			if err != nil || !p.IsManifest() || e.Dir {
-				continue
-			}
-			me := ManifestEntry{Path: dir + "/" + e.Name, Ref: p.Ref, ID: e.Hash}
-			if me.Digest, err = v.fileDigest(me.Path, e.Hash); err != nil {
-				return nil, err
-			}
-			out = append(out, me)
-		}
+		out = append(out, me)
 	}
 	return out, nil
 }

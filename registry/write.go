@@ -285,7 +285,7 @@ func (r *Registry) PutManifest(ctx context.Context, repo opm.Repository, tags []
 		c.what = fmt.Sprintf("%s:%s", repo, strings.Join(tags, ","))
 		c.subject = "push " + c.what
 	}
-	if c.derived, err = r.chartFilesChange(ctx, repo, m, body); err != nil {
+	if c.derived, err = r.chartFilesChange(ctx, repo, m, body, d); err != nil {
 		return nil, false, err
 	}
 	res, err := r.commit(ctx, &replayRule{}, c)
