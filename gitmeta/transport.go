@@ -195,21 +195,30 @@ func (r *Repo) SetVerified(ctx context.Context, remote string, commit plumbing.H
 }
 
 // ForgetVerified forgets what of the remote's main was verified.
-func (r *Repo) ForgetVerified(remote string) error {
-	err := os.Remove(filepath.Join(r.path, filepath.FromSlash(string(VerifiedRef(remote)))))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	return err
+func (r *Repo) ForgetVerified(ctx context.Context, remote string) error {
+	return r.removeRefs(ctx, VerifiedRef(remote))
 }
 
 // RemoveTracking forgets where the remote's main was seen, and what of it
 // was verified.
-func (r *Repo) RemoveTracking(remote string) error {
-	for _, ref := range []plumbing.ReferenceName{TrackingRef(remote), VerifiedRef(remote)} {
-		err := os.Remove(filepath.Join(r.path, filepath.FromSlash(string(ref))))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
+func (r *Repo) RemoveTracking(ctx context.Context, remote string) error {
+	return r.removeRefs(ctx, TrackingRef(remote), VerifiedRef(remote))
+}
+
+// removeRefs deletes refs, loose or packed (a git gc packs them), under
+// the fetch lock as setRef writes them; a ref that is not there is no
+// error.
+func (r *Repo) removeRefs(ctx context.Context, names ...plumbing.ReferenceName) error {
+	finish, err := BeginFetch(ctx, r.path)
+	if err != nil {
+		return err
+	}
+	defer finish()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, name := range names {
+		if err := r.st.RemoveReference(name); err != nil && !errors.Is(err, plumbing.ErrReferenceNotFound) {
+			return fmt.Errorf("remove %s: %w", name, err)
 		}
 	}
 	return nil

@@ -37,7 +37,7 @@ type Signature struct {
 	// Signer, if set, signs the commit (sign.go); a signature that fails
 	// fails the commit.
 	Signer CommitSigner
-	// MaySign, if set, is asked before a commit is published whether this
+	// MaySign, if set, is asked before a commit is signed whether this
 	// author may sign it: changes on snap (a registry whose allowed
 	// signers would refuse it refuses it first).
 	MaySign func(snap *Snapshot, changes []Change) error
@@ -93,11 +93,6 @@ func (r *Repo) Update(ctx context.Context, author Signature, fn func(*Snapshot) 
 		if err != nil || commit.IsZero() {
 			return head, false, err
 		}
-		if author.MaySign != nil {
-			if err := author.MaySign(snap, changes); err != nil {
-				return head, false, err
-			}
-		}
 		published, err := publish(ctx, r.path, Branch, head, commit)
 		if published {
 			return commit, true, err
@@ -128,14 +123,19 @@ func (r *Repo) writeCommit(snap *Snapshot, changes []Change, msg Message, author
 	w := &objectWriter{repo: r}
 	r.mu.Lock()
 	root, err := w.apply(snap.root, edits, "")
-	if err == nil && root == snap.root {
-		r.mu.Unlock()
-		return plumbing.ZeroHash, nil
+	r.mu.Unlock()
+	if err != nil || root == snap.root {
+		return plumbing.ZeroHash, err
 	}
-	var commit plumbing.Hash
-	if err == nil {
-		commit, err = w.commit(snap, root, msg, author)
+	// Refused before it is signed (a signature may ask ssh-agent, or a
+	// touch of a hardware key) and before anything is made durable.
+	if author.MaySign != nil {
+		if err := author.MaySign(snap, changes); err != nil {
+			return plumbing.ZeroHash, err
+		}
 	}
+	r.mu.Lock()
+	commit, err := w.commit(snap, root, msg, author)
 	r.mu.Unlock()
 	if err != nil {
 		return plumbing.ZeroHash, err

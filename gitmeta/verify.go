@@ -146,8 +146,11 @@ func (v *verifier) run(ctx context.Context, head plumbing.Hash) (TrustResult, er
 	}
 	res.Commits = len(chain)
 	if res.Signer == "" { // head is the anchor or the last verified commit
-		if s, err := v.signerOf(tip); err == nil {
+		s, err := v.signerOf(tip)
+		if err == nil {
 			res.Signer, res.Principal = s.Fingerprint(), s.Principals[0]
+		} else if !isRefusal(err) {
+			return TrustResult{}, err
 		}
 	}
 	return res, nil
@@ -201,8 +204,16 @@ func (v *verifier) fromAnchor(ctx context.Context, tip *signedCommit, res *Trust
 	}
 	var chain []*signedCommit
 	for sc := tip; ; {
-		if s, err := v.signerOf(sc); err == nil && s.Fingerprint() == v.c.Pin {
-			return chain, nil
+		// Only a commit the pinned key signed is verified here; the others
+		// are verified once, in the chain.
+		if keyOf(sc) == v.c.Pin {
+			s, err := v.signerOf(sc)
+			if err == nil && s.Fingerprint() == v.c.Pin {
+				return chain, nil
+			}
+			if err != nil && !isRefusal(err) {
+				return nil, err
+			}
 		}
 		if len(sc.parents) == 0 {
 			break
@@ -328,6 +339,26 @@ func (e *refusal) Error() string {
 }
 
 func (e *refusal) Unwrap() error { return ErrUntrusted }
+
+// isRefusal reports whether err says why a commit does not verify (nil
+// does not), rather than that it could not be checked.
+func isRefusal(err error) bool {
+	var r *refusal
+	return errors.As(err, &r)
+}
+
+// keyOf is the fingerprint of the key that signed sc, "" when it is not
+// signed with an SSH signature; the signature is not verified.
+func keyOf(sc *signedCommit) string {
+	if sc.sig == nil {
+		return ""
+	}
+	sig, err := sshsig.Unarmor(sc.sig)
+	if err != nil {
+		return ""
+	}
+	return ssh.FingerprintSHA256(sig.PublicKey)
+}
 
 // CommitSignature says who signed a commit and whether the allowed signers
 // of its parent (of itself, for the commit that adds them) allow it.

@@ -309,3 +309,36 @@ func TestCheckSignatures(t *testing.T) {
 		}
 	}
 }
+
+// TestForgetPackedRefs: forgetting a remote's verified and tracking refs
+// removes them when git gc has packed them too (they were only removed as
+// loose files, so a re-pinned key kept the old verification).
+func TestForgetPackedRefs(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t)
+	h := commit(t, r, "one", set("a", "1"))
+	if err := r.SetVerified(ctx, "origin", h); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.setRef(ctx, TrackingRef("up"), h); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SetVerified(ctx, "up", h); err != nil {
+		t.Fatal(err)
+	}
+	git(t, r.path, "pack-refs", "--all")
+	if err := r.ForgetVerified(ctx, "origin"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RemoveTracking(ctx, "up"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []plumbing.ReferenceName{VerifiedRef("origin"), TrackingRef("up"), VerifiedRef("up")} {
+		if got, err := readRef(r.path, name); err != nil || !got.IsZero() {
+			t.Errorf("%s after removal: %s, %v", name, got, err)
+		}
+	}
+	if got, err := readRef(r.path, "refs/heads/main"); err != nil || got != h {
+		t.Errorf("main: %s, %v", got, err)
+	}
+}

@@ -177,6 +177,20 @@ func TestHostileOrigin(t *testing.T) {
 		})
 	}
 
+	// A history that verifies but holds what a push would refuse is not
+	// taken, and does not count as verified (it did: the fetch's check
+	// marked it verified before refusing it, and the next daemon start took
+	// the older tracking ref for a rollback).
+	attack(k1, "", map[string]string{"acme/web/site/tags/bad.json": "not a manifest"})
+	if r := syncOpm(t, reader, "sync"); r.code == 0 || !strings.Contains(r.stderr, "was not taken") {
+		t.Fatalf("a signed commit of a bad manifest: exit %d: %s", r.code, r.stderr)
+	}
+	if got := gitOut(t, filepath.Join(reader, "meta.git"), "rev-parse", "refs/remotes/origin/verified"); got != good {
+		t.Fatalf("a refused head counts as verified: %s, want %s", got, good)
+	}
+	gitOut(t, origin, "update-ref", "refs/heads/main", good)
+	opmtest.Eventually(t, "the daemon to verify origin's main again", trustState(mnt, ""))
+
 	// Rotation: ci adds ops; ops takes over and revokes ci.
 	mustOpm(t, pub, "signers", "add", "ops@example.org", k2pub)
 	mustOpm(t, pub, "config", "signing-key", k2)

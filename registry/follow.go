@@ -73,17 +73,15 @@ func (r *Registry) followFetched(ctx context.Context, o Remote, force bool, chec
 // nothing a push would refuse is taken (a hostile or broken writer at
 // origin), so every file that differs from local main is checked
 // (layout.Changes: manifests, description files, and no file the layout
-// has no place for). It records the local head it checked from, and what
-// the first verification found.
+// has no place for); only a head that passes both is recorded as verified.
+// It records the local head it checked from, and what the first
+// verification found.
 func (r *Registry) originCheck(ctx context.Context, o Remote) (check func(Hash) error, from *Hash, trust **Trust) {
 	from, trust = new(Hash), new(*Trust)
 	return func(remote Hash) error {
-		t, err := r.verifyRemote(ctx, r.meta, o, remote)
+		t, record, err := r.verifyHead(ctx, r.meta, o, remote)
 		if err != nil {
 			return err
-		}
-		if *trust == nil {
-			*trust = t
 		}
 		local, err := r.meta.Head()
 		if err != nil {
@@ -91,6 +89,13 @@ func (r *Registry) originCheck(ctx context.Context, o Remote) (check func(Hash) 
 		}
 		if _, err := tagChanges(r.meta, local, remote, nil); err != nil {
 			return fmt.Errorf("%s's main (%s) was not taken: %w", o.Name, remote.String()[:12], err)
+		}
+		// Verified and taken: only now does it count as verified.
+		if err := record(); err != nil {
+			return err
+		}
+		if *trust == nil {
+			*trust = t
 		}
 		*from = local
 		return nil

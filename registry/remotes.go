@@ -217,7 +217,7 @@ func (r *Registry) RemoveRemote(name string) error {
 	if err != nil {
 		return err
 	}
-	if err := r.meta.RemoveTracking(name); err != nil {
+	if err := r.meta.RemoveTracking(context.Background(), name); err != nil {
 		return err
 	}
 	// Renamed aside first, in one step: a later mirror into a remote of the

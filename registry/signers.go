@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -212,6 +213,12 @@ func (r *Registry) TrustRemote(name, key string) (Remote, error) {
 			return rm, err
 		}
 	}
+	// Forget first: a crash between the two leaves the old pin with
+	// nothing verified (verified again from its newest signed commit),
+	// never the new pin with the old verification.
+	if err := r.forgetVerified(name); err != nil {
+		return rm, err
+	}
 	err = r.updateConfig(func(cfg *gitmeta.Config) error {
 		if key == "" {
 			return cfg.Unset(remoteKey(name, "trust"), nil)
@@ -222,5 +229,33 @@ func (r *Registry) TrustRemote(name, key string) (Remote, error) {
 		return rm, err
 	}
 	rm.Trust = key
-	return rm, r.meta.ForgetVerified(name)
+	return rm, nil
+}
+
+// forgetVerified forgets what of the remote name's main was verified, in
+// this home's metadata and in the scratch repository of every mirror
+// (where it was verified as a mirror's source).
+func (r *Registry) forgetVerified(name string) error {
+	ctx := context.Background()
+	if err := r.meta.ForgetVerified(ctx, name); err != nil {
+		return err
+	}
+	scratch, err := filepath.Glob(r.mirrorScratch("*"))
+	if err != nil {
+		return err
+	}
+	for _, dir := range scratch {
+		repo, err := gitmeta.Open(dir)
+		if err != nil {
+			return err
+		}
+		err = repo.ForgetVerified(ctx, name)
+		if cerr := repo.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("mirror %s: %w", filepath.Base(dir), err)
+		}
+	}
+	return nil
 }

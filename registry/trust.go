@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -82,52 +83,76 @@ func (r *Registry) trustState(name string) TrustState {
 }
 
 // verifyRemote verifies head, the main of rm just fetched into repo,
-// against what this home trusts of rm. It pins the signer on first use
-// (in the home's config) and records head as verified in repo; a refusal
-// records nothing. An unsigned remote that this home pins nothing of
-// passes as it always did.
+// against what this home trusts of rm, and records what it found
+// (verifyHead, then its record). A refusal records nothing but the
+// refusal. An unsigned remote that this home pins nothing of passes as it
+// always did.
 func (r *Registry) verifyRemote(ctx context.Context, repo *gitmeta.Repo, rm Remote, head Hash) (*Trust, error) {
+	res, record, err := r.verifyHead(ctx, repo, rm, head)
+	if err != nil {
+		return nil, err
+	}
+	return res, record()
+}
+
+// verifyHead verifies head as verifyRemote does, and returns what to call
+// to record it once the fetch is taken: it pins the signer on first use
+// (in the home's config) and marks head verified in repo. A caller that
+// refuses head for another reason does not call it, so that nothing of a
+// history that was not taken counts as verified.
+func (r *Registry) verifyHead(ctx context.Context, repo *gitmeta.Repo, rm Remote, head Hash) (*Trust, func() error, error) {
 	// The pin as configured now: a first use earlier in this command (a
 	// fetch checked twice) has set it.
 	if now, ok, err := r.remote(rm.Name); err != nil {
-		return nil, err
+		return nil, nil, err
 	} else if ok {
 		rm.Trust = now.Trust
 	}
 	verified, err := repo.Verified(rm.Name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	res, err := repo.VerifyHistory(ctx, gitmeta.TrustCheck{File: layout.AllowedSigners, Pin: rm.Trust, Verified: verified, Name: rm.Name}, head)
 	if err != nil {
 		if errors.Is(err, gitmeta.ErrUntrusted) {
 			r.updateTrust(rm.Name, func(s *TrustState) {
-				s.Key, s.Verified, s.At, s.Refused = rm.Trust, verified.String(), r.now(), err.Error()
+				s.Key, s.Verified, s.At, s.Refused = rm.Trust, commitOrNone(verified), r.now(), err.Error()
 			})
 			err = fmt.Errorf("%w; nothing of it was taken (the last verified commit is %s)", err, shortCommit(verified))
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	if !res.Signed {
-		return &res, nil
-	}
-	if res.FirstUse {
-		err := r.updateConfig(func(cfg *gitmeta.Config) error {
-			return cfg.Set(remoteKey(rm.Name, "trust"), res.Pin)
+	record := func() error {
+		if !res.Signed {
+			return nil
+		}
+		if res.FirstUse {
+			err := r.updateConfig(func(cfg *gitmeta.Config) error {
+				return cfg.Set(remoteKey(rm.Name, "trust"), res.Pin)
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if head != verified {
+			if err := repo.SetVerified(ctx, rm.Name, head); err != nil {
+				return err
+			}
+		}
+		r.updateTrust(rm.Name, func(s *TrustState) {
+			s.Key, s.Verified, s.At, s.Refused = res.Pin, head.String(), r.now(), ""
 		})
-		if err != nil {
-			return nil, err
-		}
+		return nil
 	}
-	if head != verified {
-		if err := repo.SetVerified(ctx, rm.Name, head); err != nil {
-			return nil, err
-		}
+	return &res, record, nil
+}
+
+// commitOrNone is a commit's hash, "" for none.
+func commitOrNone(h Hash) string {
+	if h.IsZero() {
+		return ""
 	}
-	r.updateTrust(rm.Name, func(s *TrustState) {
-		s.Key, s.Verified, s.At, s.Refused = res.Pin, head.String(), r.now(), ""
-	})
-	return &res, nil
+	return h.String()
 }
 
 // readTopFile reads one of the registry's own files at the top of s's tree
@@ -182,7 +207,7 @@ func (r *Registry) TrustStatus() ([]TrustState, error) {
 	}
 	var out []TrustState
 	for _, rm := range rms {
-		r.checkFresh(r.meta, rm) // recorded in the state; staleness is no error here
+		r.noteFresh(rm) // recorded in the state; staleness is no error here
 		s := r.trustState(rm.Name)
 		s.Remote, s.Key = rm.Name, rm.Trust
 		if v, err := r.meta.Verified(rm.Name); err == nil && !v.IsZero() {
@@ -202,7 +227,7 @@ func (r *Registry) CheckTrust(ctx context.Context) error {
 	if err != nil || !ok {
 		return err
 	}
-	r.checkFresh(r.meta, o) // recorded for Fresh and the status; staleness is no error here
+	r.noteFresh(o) // recorded for Fresh and the status; staleness is no error here
 	if o.Trust == "" {
 		return nil
 	}
@@ -214,4 +239,13 @@ func (r *Registry) CheckTrust(ctx context.Context) error {
 		return fmt.Errorf("%w; opm sync --force takes origin's main again, verified", err)
 	}
 	return nil
+}
+
+// noteFresh records what checkFresh finds of rm where staleness is no
+// error (a status, a daemon's start); a timestamp that cannot be read is
+// logged with its cause (the state then shows none).
+func (r *Registry) noteFresh(rm Remote) {
+	if err := r.checkFresh(r.meta, rm); err != nil && !errors.Is(err, opm.ErrStale) {
+		slog.Warn("freshness unknown: the timestamp cannot be read", "remote", rm.Name, "err", opm.OneLine(err))
+	}
 }

@@ -104,7 +104,7 @@ func runSignersAdd(g globalOptions, principal, key, after, before string, asJSON
 	if !strings.HasPrefix(key, "ssh-") && !strings.HasPrefix(key, "ecdsa-") && !strings.HasPrefix(key, "sk-") {
 		b, err := os.ReadFile(absPath(g, key))
 		if err != nil {
-			return opm.Errorf(opm.ErrInvalid, "signers add: %s: neither a public key (ssh-ed25519 AAAA…) nor a readable .pub file", key)
+			return opm.Errorf(opm.ErrInvalid, "signers add: %s: neither a public key (ssh-ed25519 AAAA…) nor a readable .pub file: %w", key, err)
 		}
 		text = string(b)
 	}
