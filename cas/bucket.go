@@ -246,14 +246,24 @@ func (b *Bucket) open(ctx context.Context, d digest.Digest, p Retry) (io.ReadClo
 // byte like Open. The bytes are not verified (a range cannot be) but for the
 // whole blob; the length is: a body cut short is io.ErrUnexpectedEOF.
 func (b *Bucket) OpenRange(ctx context.Context, d digest.Digest, offset, length int64) (io.ReadCloser, error) {
+	return b.openRange(ctx, d, offset, length, b.Retry)
+}
+
+// openRangeOnce opens a range with one try, for a Partial that retries a
+// chunk's whole fetch (open, read, verify).
+func (b *Bucket) openRangeOnce(ctx context.Context, d digest.Digest, offset, length int64) (io.ReadCloser, error) {
+	return b.openRange(ctx, d, offset, length, NoRetry)
+}
+
+func (b *Bucket) openRange(ctx context.Context, d digest.Digest, offset, length int64, p Retry) (io.ReadCloser, error) {
 	if err := validateRange(d, offset); err != nil {
 		return nil, err
 	}
 	if wholeRange(offset, length) {
-		return b.Open(ctx, d)
+		return b.open(ctx, d, p)
 	}
 	var r *blob.Reader
-	n, err := b.Retry.do(ctx, d, "open", rangeTransient, func() (err error) {
+	n, err := p.do(ctx, d, "open", rangeTransient, func() (err error) {
 		b.requests.Add(1)
 		r, err = b.b.NewRangeReader(ctx, bucketKey(d), offset, length, nil)
 		return err

@@ -31,6 +31,15 @@ type Cache struct {
 
 	mu       sync.Mutex
 	inflight map[digest.Digest]*download
+	partials map[digest.Digest]*Partial // blobs being read chunk by chunk (partial.go)
+
+	// The read-ahead of partial blobs: cancelled and waited for by
+	// StopPartials.
+	bg        context.Context
+	stopBg    context.CancelFunc
+	bgWG      sync.WaitGroup
+	bgMu      sync.Mutex // a read-ahead starts only while !bgStopped
+	bgStopped bool
 }
 
 // download is one fetch in progress; done is closed when err is set.
@@ -47,7 +56,8 @@ func NewCache(local *Local, remote Store) *Cache {
 	if b, ok := remote.(*Bucket); ok {
 		p = b.Retry
 	}
-	return &Cache{local: local, remote: remote, Retry: p, inflight: make(map[digest.Digest]*download)}
+	bg, stop := context.WithCancel(context.Background())
+	return &Cache{local: local, remote: remote, Retry: p, inflight: make(map[digest.Digest]*download), bg: bg, stopBg: stop}
 }
 
 // Local returns the local store the cache fills.
@@ -258,7 +268,9 @@ func (c *Cache) Delete(ctx context.Context, d digest.Digest) error {
 	return nil
 }
 
-// Close closes the remote and the local store.
+// Close stops the partial blobs (StopPartials), then closes the remote and
+// the local store.
 func (c *Cache) Close() error {
+	c.StopPartials()
 	return errors.Join(c.remote.Close(), c.local.Close())
 }

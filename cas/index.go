@@ -3,6 +3,7 @@ package cas
 import (
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -373,3 +374,67 @@ func (slogLogger) Warningf(f string, a ...any) {
 
 func (slogLogger) Infof(string, ...any)  {}
 func (slogLogger) Debugf(string, ...any) {}
+
+// partialPrefix keys the record of a partial blob (partial.go): which of
+// its chunks are in its file.
+const partialPrefix = "partial/"
+
+// partialRecord is what the index keeps of a partial blob: the digest of
+// the chunk list its chunks were checked against, and a bitmap of the
+// chunks present (bit i%8 of byte i/8 for chunk i).
+type partialRecord struct {
+	list digest.Digest
+	have []byte
+}
+
+// getPartial returns the record of the partial blob d; found is false if
+// there is none (or it does not decode: it is then as good as none).
+func (x *Index) getPartial(d digest.Digest) (rec partialRecord, found bool, err error) {
+	err = x.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(partialPrefix + string(d)))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			// version 1, the list's sha256 (32 bytes), the bitmap
+			if len(v) < 33 || v[0] != 1 {
+				return nil
+			}
+			rec = partialRecord{list: digest.NewDigestFromBytes(digest.SHA256, v[1:33]), have: append([]byte(nil), v[33:]...)}
+			found = true
+			return nil
+		})
+	})
+	if err != nil {
+		err = fmt.Errorf("index partial %s: %w", d, err)
+	}
+	return rec, found, err
+}
+
+// putPartial records which chunks of the partial blob d are present.
+func (x *Index) putPartial(d digest.Digest, rec partialRecord) error {
+	raw, err := hex.DecodeString(rec.list.Encoded())
+	if err != nil || len(raw) != 32 {
+		return opm.Errorf(opm.ErrInvalid, "chunk list digest %q", rec.list)
+	}
+	v := append(append([]byte{1}, raw...), rec.have...)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(partialPrefix+string(d)), v) }); err != nil {
+		return fmt.Errorf("index partial %s: %w", d, err)
+	}
+	return nil
+}
+
+// deletePartial removes the record of the partial blob d, if any.
+func (x *Index) deletePartial(d digest.Digest) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte(partialPrefix + string(d))) }); err != nil {
+		return fmt.Errorf("index partial %s: %w", d, err)
+	}
+	return nil
+}

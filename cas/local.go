@@ -462,13 +462,19 @@ func (l *Local) reuse(d digest.Digest) bool {
 // install makes f read-only, fsyncs and closes it, renames it to path and
 // fsyncs the directory (and the parent of a new fan-out directory).
 func install(f *os.File, path string) error {
+	err := settle(f, path)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("blob store: %w", cerr)
+	}
+	return err
+}
+
+// settle is install but for closing f.
+func settle(f *os.File, path string) error {
 	if err := f.Chmod(0o444); err != nil {
 		return fmt.Errorf("blob store: %w", err)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("blob store: %w", err)
-	}
-	if err := f.Close(); err != nil {
 		return fmt.Errorf("blob store: %w", err)
 	}
 	fan := filepath.Dir(path)

@@ -45,14 +45,14 @@ func (d *blobsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	if err != nil || name[:2] != d.fan {
 		return nil, syscall.ENOENT
 	}
-	size, ok := d.fs.ovl.blobSize(dg)
+	facts, ok := d.fs.ovl.blobFacts(dg)
 	if !ok {
-		if size, err = d.fs.reg.StatBlob(ctx, dg); err != nil {
+		if facts.size, err = d.fs.reg.StatBlob(ctx, dg); err != nil {
 			return nil, d.fs.fail("stat blob", err)
 		}
 	}
 	f := &pkgFile{p: d.fs.blobs, f: &opm.File{Path: "sha256/" + d.fan + "/" + name,
-		Mode: 0o444, Size: size, Digest: dg}}
+		Mode: 0o444, Size: facts.size, Digest: dg, Chunks: facts.chunks}, seen: facts.file}
 	f.attr(&out.Attr)
 	out.SetEntryTimeout(immutableTimeout)
 	out.SetAttrTimeout(immutableTimeout)

@@ -32,7 +32,7 @@ func (e *cachedFD) close() { e.blob.Close() }
 
 // acquire returns the open blob file of f, opening it (and fetching the
 // blob) if needed. The caller releases it.
-func (c *fdCache) acquire(ctx context.Context, fsys *FS, f *opm.File, pkgName string) (*cachedFD, error) {
+func (c *fdCache) acquire(ctx context.Context, fsys *FS, f *opm.File, file string) (*cachedFD, error) {
 	d := f.Digest
 	c.mu.Lock()
 	if e := c.m[d]; e != nil {
@@ -41,7 +41,7 @@ func (c *fdCache) acquire(ctx context.Context, fsys *FS, f *opm.File, pkgName st
 		return e, nil
 	}
 	c.mu.Unlock()
-	b, err := fsys.openBlob(ctx, f, pkgName)
+	b, err := fsys.openBlob(ctx, f, file)
 	if err != nil {
 		return nil, err
 	}

@@ -57,8 +57,8 @@ func treeKey(p *pkg, digestXattr bool) string {
 }
 
 // treeOf is the path of p's metadata tree in the cache, written first if
-// the cache has none. The sizes of its blobs are kept for the FUSE data
-// layer (blobSize).
+// the cache has none. The sizes and chunk lists of its blobs are kept for
+// the FUSE data layer (blobFacts).
 func (o *overlays) treeOf(p *pkg) (string, error) {
 	tree := filepath.Join(o.paths.MountMeta(), treeKey(p, !o.fs.opts.NoXattr)+o.ext)
 	if _, err := os.Lstat(tree); errors.Is(err, fs.ErrNotExist) {
@@ -70,7 +70,7 @@ func (o *overlays) treeOf(p *pkg) (string, error) {
 	}
 	for i := range p.files {
 		if f := &p.files[i]; f.Symlink == "" && f.Size > 0 {
-			o.sizes.Store(f.Digest, f.Size)
+			o.sizes.Store(f.Digest, blobFacts{size: f.Size, chunks: f.Chunks, file: p.name + "/" + f.Path})
 		}
 	}
 	return tree, nil

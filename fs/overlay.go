@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
+	"github.com/openpm/opm"
 	"github.com/openpm/opm/internal/erofs"
 	"github.com/openpm/opm/registry"
 )
@@ -57,7 +58,7 @@ type overlays struct {
 	mountMu sync.Mutex // held while mounting, and while the mount is being taken down
 	paused  bool       // under mountMu: the mount is being taken down, mount no more
 
-	sizes sync.Map // digest.Digest -> int64: the blobs of the trees written or used
+	sizes sync.Map // digest.Digest -> blobFacts: the blobs of the trees written or used
 
 	pending atomic.Int64 // asked for, not yet done
 	mounts  atomic.Int64 // overlays mounted since the start
@@ -348,17 +349,25 @@ func fsLog(fd int) string {
 	return ": " + strings.Join(msgs, "; ")
 }
 
-// blobSize is the size of a blob of a tree this mount wrote or used, for
-// the FUSE data layer (.opm/blobs).
-func (o *overlays) blobSize(d digest.Digest) (int64, bool) {
+// blobFacts is what the FUSE data layer (.opm/blobs) knows of a blob of a
+// tree this mount wrote or used: its size, and its chunk list if it has one
+// (a file read from there is read chunk by chunk, as in the FUSE tree).
+type blobFacts struct {
+	size   int64
+	chunks *opm.Descriptor
+	file   string // a file of a package that holds it, for the log
+}
+
+// blobFacts returns what a tree this mount wrote or used says of a blob.
+func (o *overlays) blobFacts(d digest.Digest) (blobFacts, bool) {
 	if o == nil {
-		return 0, false
+		return blobFacts{}, false
 	}
 	v, ok := o.sizes.Load(d)
 	if !ok {
-		return 0, false
+		return blobFacts{}, false
 	}
-	return v.(int64), true
+	return v.(blobFacts), true
 }
 
 // OverlayStatus is the overlay's part of .opm/status.

@@ -222,6 +222,18 @@ type pkgFile struct {
 	readOnly
 	p *pkg
 	f *opm.File
+	// seen, for a blob of .opm/blobs, names a file of a package that holds
+	// it, for the log.
+	seen string
+}
+
+// file names the file in the log: its package and path (for a blob of
+// .opm/blobs, a package file that holds it, when known).
+func (n *pkgFile) file() string {
+	if n.seen != "" {
+		return n.seen
+	}
+	return n.p.name + "/" + n.f.Path
 }
 
 var (
@@ -324,11 +336,14 @@ func (n *pkgFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint
 	if n.f.Size == 0 {
 		return emptyFile{}, openFlags, 0
 	}
-	b, err := fsys.openBlob(ctx, n.f, n.p.name)
+	b, err := fsys.openBlob(ctx, n.f, n.file())
 	if err != nil {
 		return nil, 0, syscall.EIO // the name exists; its content cannot be read (logged)
 	}
-	if fsys.passthrough {
+	switch {
+	case b.Lazy():
+		return &lazyFile{blobFile{b}, n}, openFlags, 0
+	case fsys.passthrough:
 		return &passthroughFile{blobFile{b}}, openFlags, 0
 	}
 	return &blobFile{b}, openFlags, 0
@@ -356,37 +371,63 @@ func (n *pkgFile) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off
 		return fuse.ReadResultData(nil), 0
 	}
 	fsys := n.p.fs
-	b, err := fsys.fds.acquire(ctx, fsys, n.f, n.p.name)
+	b, err := fsys.fds.acquire(ctx, fsys, n.f, n.file())
 	if err != nil {
 		return nil, syscall.EIO // the name exists; its content cannot be read (logged)
 	}
 	defer fsys.fds.release(b)
+	if errno := n.ready(ctx, b.blob, off, len(dest)); errno != 0 {
+		return nil, errno
+	}
 	got, err := syscall.Pread(b.blob.Fd(), dest, off)
 	if err != nil {
 		fsys.ioErrors.Add(1)
-		fsys.log.Error("read blob", "file", n.p.name+"/"+n.f.Path, "digest", n.f.Digest, "err", err)
+		fsys.log.Error("read blob", "file", n.file(), "digest", n.f.Digest, "err", err)
 		return nil, syscall.EIO
 	}
 	return fuse.ReadResultData(dest[:got]), 0
 }
 
+// ready makes a range of a lazy blob readable (registry.Blob.Ready): EIO
+// when it cannot be (counted and logged). Like the fetch of a whole blob,
+// it is not cancelled with the request.
+func (n *pkgFile) ready(ctx context.Context, b *registry.Blob, off int64, size int) syscall.Errno {
+	if !b.Lazy() {
+		return 0
+	}
+	if err := b.Ready(context.WithoutCancel(ctx), off, int64(size)); err != nil {
+		fsys := n.p.fs
+		fsys.ioErrors.Add(1)
+		fsys.log.Error("read blob chunks", "file", n.file(), "digest", n.f.Digest, "offset", off, "err", err)
+		return syscall.EIO
+	}
+	return 0
+}
+
 // openBlob opens the local blob file of f through the registry (which
-// fetches it first if it is not local, and checks its size). Failures are
-// counted and logged.
-func (fsys *FS) openBlob(ctx context.Context, f *opm.File, pkgName string) (*registry.Blob, error) {
+// fetches it first if it is not local, and checks its size; or, for a big
+// file with a chunk list, opens it to be read chunk by chunk). Failures
+// are counted and logged.
+func (fsys *FS) openBlob(ctx context.Context, f *opm.File, file string) (*registry.Blob, error) {
 	start := time.Now()
 	// Not cancelled with the request: the kernel interrupts a request for
 	// any signal the reader gets (Go programs get SIGURG all the time), and
 	// the download is shared by every reader of the blob and worth
 	// finishing anyway.
-	b, err := fsys.reg.OpenBlob(context.WithoutCancel(ctx), f.Digest, f.Size)
+	b, listErr, err := fsys.reg.OpenFileBlob(context.WithoutCancel(ctx), f)
+	if listErr != nil {
+		fsys.log.Warn("chunk list unusable; reading the whole blob", "file", file, "digest", f.Digest, "err", listErr)
+	}
 	if err != nil {
 		fsys.ioErrors.Add(1)
-		fsys.log.Error("open blob", "file", pkgName+"/"+f.Path, "digest", f.Digest, "err", err)
+		fsys.log.Error("open blob", "file", file, "digest", f.Digest, "err", err)
 		return nil, err
 	}
-	if b.Fetched() {
-		fsys.log.Info("fetched blob", "file", pkgName+"/"+f.Path, "digest", f.Digest, "size", f.Size, "took", time.Since(start))
+	switch {
+	case b.Lazy():
+		fsys.log.Info("reading blob chunk by chunk", "file", file, "digest", f.Digest, "size", f.Size)
+	case b.Fetched():
+		fsys.log.Info("fetched blob", "file", file, "digest", f.Digest, "size", f.Size, "took", time.Since(start))
 	}
 	return b, nil
 }
@@ -409,6 +450,20 @@ func (b *blobFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadR
 func (b *blobFile) Release(ctx context.Context) syscall.Errno {
 	b.blob.Close()
 	return 0
+}
+
+// lazyFile is a blobFile of a blob read chunk by chunk: each read first
+// makes its range present (fetched and verified).
+type lazyFile struct {
+	blobFile
+	n *pkgFile
+}
+
+func (l *lazyFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if errno := l.n.ready(ctx, l.blob, off, len(dest)); errno != 0 {
+		return nil, errno
+	}
+	return l.blobFile.Read(ctx, dest, off)
 }
 
 // passthroughFile is a blobFile the kernel reads directly (FUSE

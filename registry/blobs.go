@@ -12,6 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/cas"
@@ -26,6 +27,7 @@ type Blob struct {
 	fd      int
 	size    int64
 	fetched bool
+	part    *cas.Partial // a blob read chunk by chunk (OpenFileBlob); nil: whole
 	release func()
 
 	mu sync.Mutex
@@ -42,6 +44,20 @@ func (b *Blob) Size() int64 { return b.size }
 // Fetched reports whether opening the blob fetched it from the bucket.
 func (b *Blob) Fetched() bool { return b.fetched }
 
+// Lazy reports whether the blob is read chunk by chunk (OpenFileBlob): its
+// file holds the bytes of a range only once Ready has returned nil for it.
+func (b *Blob) Lazy() bool { return b.part != nil }
+
+// Ready makes n bytes from off readable from the file: for a lazy blob it
+// fetches (and verifies) the chunks of the range that are not local; for a
+// whole blob it does nothing. An error means the range cannot be read now.
+func (b *Blob) Ready(ctx context.Context, off, n int64) error {
+	if b.part == nil {
+		return nil
+	}
+	return b.part.Ensure(ctx, off, n)
+}
+
 // File is the blob as an *os.File (for http.ServeContent and copies). Close
 // closes it; the caller must not.
 func (b *Blob) File() *os.File {
@@ -57,12 +73,20 @@ func (b *Blob) File() *os.File {
 // Local.CopyOut). On an opm.ErrIntegrity error dst has received wrong bytes
 // and must be discarded.
 func (b *Blob) CopyTo(ctx context.Context, dst io.Writer) error {
+	if err := b.Ready(ctx, 0, b.size); err != nil {
+		return err
+	}
 	return b.r.local.CopyFrom(ctx, b.d, b.File(), dst)
 }
 
 // Reader reads the blob from its start, verifying it: wrong bytes end in an
 // opm.ErrIntegrity error instead of io.EOF.
-func (b *Blob) Reader() (io.Reader, error) { return b.r.local.VerifiedReader(b.d, b.File()) }
+func (b *Blob) Reader() (io.Reader, error) {
+	if err := b.Ready(context.Background(), 0, b.size); err != nil {
+		return nil, err
+	}
+	return b.r.local.VerifiedReader(b.d, b.File())
+}
 
 // Close closes the file and lets eviction have the blob again.
 func (b *Blob) Close() error {
@@ -120,6 +144,73 @@ func (r *Registry) OpenBlob(ctx context.Context, d digest.Digest, size int64) (*
 	b.fd, b.size = fd, st.Size
 	r.touches.touch(r, d) // for eviction's LRU order, in the background
 	return b, nil
+}
+
+// OpenFileBlob opens the blob of a package file as OpenBlob does, but for
+// a big file (one with a chunk list, opm.File.Chunks) whose blob is not
+// local and the registry's bucket has: that blob is opened lazily (Lazy),
+// to be read chunk by chunk, each fetched with a ranged GET and verified
+// against the list before any byte of it is read (cas.Partial). A list
+// that cannot be used (it cannot be fetched, does not parse or does not
+// fit the file) is no failure: the blob is opened whole, and listErr says
+// why, for the caller to log.
+func (r *Registry) OpenFileBlob(ctx context.Context, f *opm.File) (b *Blob, listErr, err error) {
+	if f.Chunks != nil && r.cache != nil && !r.local.Has(f.Digest) {
+		b, listErr = r.openPartial(ctx, f)
+		if listErr == nil {
+			return b, nil, nil
+		}
+	}
+	b, err = r.OpenBlob(ctx, f.Digest, f.Size)
+	return b, listErr, err
+}
+
+// openPartial opens f's blob through its chunk list.
+func (r *Registry) openPartial(ctx context.Context, f *opm.File) (*Blob, error) {
+	list, err := r.ChunkList(ctx, *f.Chunks, f.Size)
+	if err != nil {
+		return nil, err
+	}
+	release := r.inuse.hold(f.Digest) // once whole, not evicted while open
+	p, err := r.cache.OpenPartial(f.Digest, f.Chunks.Digest, list, r.TransferJobs())
+	if err != nil {
+		release()
+		return nil, err
+	}
+	fd, err := unix.FcntlInt(p.File().Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		p.Close()
+		release()
+		return nil, fmt.Errorf("blob %s: %w", f.Digest, err)
+	}
+	return &Blob{r: r, d: f.Digest, fd: fd, size: list.Size, fetched: true, part: p,
+		release: func() { p.Close(); release() }}, nil
+}
+
+// ChunkList reads and checks the chunk list d of a file of size bytes
+// (fetched whole and verified first, if it is not local).
+func (r *Registry) ChunkList(ctx context.Context, d opm.Descriptor, size int64) (*opm.ChunkList, error) {
+	if d.Size > opm.MaxChunkListSize {
+		return nil, opm.Errorf(opm.ErrInvalid, "chunk list %s of %d bytes is over the %d-byte limit", d.Digest, d.Size, opm.MaxChunkListSize)
+	}
+	b, err := r.OpenBlob(ctx, d.Digest, d.Size)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	rd, err := b.Reader()
+	if err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(rd)
+	if err != nil {
+		return nil, err
+	}
+	list, err := opm.ParseChunkList(data, size)
+	if err != nil {
+		return nil, fmt.Errorf("chunk list %s: %w", d.Digest, err)
+	}
+	return list, nil
 }
 
 // ensureLocal makes a blob local, fetching it from the bucket when there is

@@ -126,6 +126,9 @@ func Open(ctx context.Context, dir string) (*Registry, error) {
 func (r *Registry) Close() error {
 	r.touches.stop()
 	var errs []error
+	if r.cache != nil {
+		r.cache.StopPartials() // their chunks recorded while the index is open
+	}
 	if r.bucket != nil {
 		errs = append(errs, r.bucket.Close())
 	}

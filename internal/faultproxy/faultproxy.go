@@ -51,7 +51,7 @@ import (
 type Plan struct {
 	// Chances, each between 0 and 1, that a request covered by the plan
 	// gets each fault; one draw decides, so their sum should be at most 1.
-	// Truncate and Corrupt apply to GETs of objects; for other requests
+	// Truncate and Corrupt apply to GETs of objects (whole or ranged); for other requests
 	// the draw that picks them passes the request through unharmed.
 	Error, Truncate, Corrupt float64
 	// BadRange is the chance that a covered GET of a range of an object
@@ -362,7 +362,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Write(body)
 		return
 	}
-	if d.fault == none || d.fault == rangeFault || resp.StatusCode != http.StatusOK {
+	if d.fault == none || d.fault == rangeFault || resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
 		w.WriteHeader(resp.StatusCode)
 		io.Copy(w, resp.Body)
 		return

@@ -1,0 +1,194 @@
+package integration
+
+// Streaming lazy reads through the mount (docs/design.md §2): a big file
+// that is not local is read chunk by chunk, each chunk fetched with a
+// ranged GET and verified against the file's chunk list before a byte of
+// it is served.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/openpm/opm/internal/faultproxy"
+	"github.com/openpm/opm/internal/opmtest"
+)
+
+// lazySetup is a publisher that pushed one package with a 40 MiB file (10
+// chunks of 4 MiB) through the proxy, and a follower with no blob local.
+type lazySetup struct {
+	*faultSetup
+	src    string // the package's source directory
+	big    []byte // big.bin
+	digest string // big.bin's blob, hex
+	key    string // its object key in the bucket
+	home   string // the follower
+}
+
+func newLazySetup(t *testing.T) *lazySetup {
+	t.Helper()
+	t.Setenv("OPM_RETRY_BASE", "1ms")
+	t.Setenv("OPM_RETRY_MAX", "8ms")
+	t.Setenv("OPM_RETRY_ATTEMPTS", "3")
+	s := &lazySetup{faultSetup: &faultSetup{pkgs: map[string]string{}}}
+	s.proxy, s.blobs = faultproxy.StartS3(t)
+	s.meta = filepath.Join(t.TempDir(), "origin.git")
+	git(t, "init", "-q", "--bare", "--initial-branch=main", s.meta)
+	s.pub = t.TempDir()
+	mustOpm(t, s.pub, "remote", "add", "origin", "--meta", s.meta, "--blobs", s.blobs)
+	s.src = t.TempDir()
+	must(t, writeRandom(filepath.Join(s.src, "big.bin"), 40<<20, 77))
+	must(t, writeRandom(filepath.Join(s.src, "small.txt"), 1000, 78))
+	mustOpm(t, s.pub, "push", "acme/lazy/pkg:v1", s.src)
+	var err error
+	s.big, err = os.ReadFile(filepath.Join(s.src, "big.bin"))
+	must(t, err)
+	var files []struct {
+		Path   string `json:"path"`
+		Digest string `json:"digest"`
+		Chunks string `json:"chunks"`
+	}
+	must(t, json.Unmarshal([]byte(mustOpm(t, s.pub, "files", "acme/lazy/pkg:v1", "--json").stdout), &files))
+	for _, f := range files {
+		if f.Path == "big.bin" {
+			if f.Chunks == "" {
+				t.Fatal("big.bin has no chunk list")
+			}
+			s.digest = strings.TrimPrefix(f.Digest, "sha256:")
+		}
+	}
+	s.key = "blobs/sha256/" + s.digest
+	s.home = s.follower(t)
+	return s
+}
+
+// pread reads n bytes at off of the file at path.
+func pread(path string, off int64, n int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, n)
+	got, err := f.ReadAt(buf, off)
+	return buf[:got], err
+}
+
+func TestLazyMountReadsChunks(t *testing.T) {
+	opmtest.RequireFUSE(t)
+	for _, c := range []struct {
+		name string
+		env  []string
+	}{
+		{"overlay", nil},                    // the kernel overlay over .opm/blobs
+		{"fuse", []string{"OPM_OVERLAY=0"}}, // the FUSE tree, reads without an open
+		{"fuse-open", []string{"OPM_OVERLAY=0", "OPM_FUSE_NOOPEN=0"}}, // opens with a handle
+	} {
+		t.Run(c.name, func(t *testing.T) { testLazyMountReadsChunks(t, c.env) })
+	}
+}
+
+func testLazyMountReadsChunks(t *testing.T, env []string) {
+	s := newLazySetup(t)
+	mnt := mountDaemon(t, s.home, env...)
+	big := filepath.Join(mnt, "acme/lazy/pkg/v1/big.bin")
+
+	// A read in the middle of the file: one ranged GET of the blob (the
+	// chunk list is a blob of its own), never the whole blob.
+	s.proxy.Set(faultproxy.Plan{Prefix: s.key}) // count, inject nothing
+	const off = 20<<20 + 12345
+	got, err := pread(big, off, 4096)
+	if err != nil || !bytes.Equal(got, s.big[off:off+4096]) {
+		t.Fatalf("read 4 KiB at %d: %v (bytes equal: %v)", off, err, bytes.Equal(got, s.big[off:off+4096]))
+	}
+	if n := s.proxy.Stats().Covered; n != 1 {
+		t.Fatalf("a 4 KiB read sent %d requests for the blob, want 1 ranged GET", n)
+	}
+	if blobs := localBlobs(t, s.home); len(blobs) > 2 {
+		t.Fatalf("after one read the store holds whole blobs %v (want only the chunk list, and the small file's at most)", blobs)
+	}
+	if fi, err := os.Stat(filepath.Join(s.home, "blobs/partial", s.digest)); err != nil || fi.Size() != int64(len(s.big)) {
+		t.Fatalf("partial file: %v, %v", fi, err)
+	}
+
+	// A chunk whose bytes are wrong at the bucket is EIO, never bytes, and
+	// the daemon's log names the file.
+	s.proxy.Set(faultproxy.Plan{Prefix: s.key, Corrupt: 1, Seed: 5})
+	if got, err := pread(big, 4<<20, 100); !errors.Is(err, syscall.EIO) {
+		log, _ := os.ReadFile(filepath.Join(s.home, "opm.log"))
+		t.Fatalf("read of a corrupt chunk: %d bytes (right: %v, zero: %v), %v; want EIO; requests %v\n%s", len(got), bytes.Equal(got, s.big[4<<20:4<<20+100]), bytes.Equal(got, make([]byte, 100)), err, s.proxy.Stats(), log)
+	}
+	log, _ := os.ReadFile(filepath.Join(s.home, "opm.log"))
+	named := false
+	for _, l := range strings.Split(string(log), "\n") {
+		named = named || strings.Contains(l, "read blob chunks") && strings.Contains(l, "acme/lazy/pkg:v1/big.bin")
+	}
+	if !named {
+		t.Fatalf("the daemon's log does not name the file of the bad chunk:\n%.3000s", log)
+	}
+
+	// Faults off: the whole file reads right, and then the blob is whole
+	// in the store, verified.
+	s.proxy.Off()
+	if all, _ := os.ReadFile(big); !bytes.Equal(all, s.big) {
+		for i := range all {
+			if all[i] != s.big[i] {
+				t.Logf("DEBUG first difference at %d (chunk %d), len %d; zero: %v", i, i>>22, len(all), all[i] == 0)
+				break
+			}
+		}
+	}
+	if got := sha256File(t, big); got != sha256File(t, filepath.Join(s.src, "big.bin")) {
+		t.Fatalf("big.bin through the mount: sha256 %s", got)
+	}
+	opmtest.Eventually(t, "the blob promoted to a whole blob", func() error {
+		if _, err := os.Stat(blobPath(s.home, "sha256:"+s.digest)); err != nil {
+			return err
+		}
+		if _, err := os.Stat(filepath.Join(s.home, "blobs/partial", s.digest)); !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("partial file still there: %v", err)
+		}
+		return nil
+	})
+	unmountAndWait(t, s.home, mnt)
+	_, bad, err := verifyBlobDir(filepath.Join(s.home, "blobs"))
+	must(t, err)
+	if len(bad) > 0 {
+		t.Fatalf("blob files with wrong content: %v", bad)
+	}
+}
+
+func TestLazyMountKeepsChunksAcrossRestart(t *testing.T) {
+	opmtest.RequireFUSE(t)
+	s := newLazySetup(t)
+	// Sequential reads fetch one chunk ahead, no more: chunk 7 is never
+	// fetched below.
+	mustOpm(t, s.home, "config", "transfer.jobs", "1")
+	mnt := mountDaemon(t, s.home)
+	big := filepath.Join(mnt, "acme/lazy/pkg/v1/big.bin")
+	if got, err := pread(big, 8<<20, 1<<20); err != nil || !bytes.Equal(got, s.big[8<<20:9<<20]) {
+		t.Fatalf("read in chunk 2: %v", err)
+	}
+	unmountAndWait(t, s.home, mnt)
+
+	// Every request for the blob fails now: the chunk read before the
+	// restart is served from the partial file.
+	s.proxy.Set(faultproxy.Plan{Prefix: s.key, Error: 1})
+	mnt = mountDaemon(t, s.home)
+	big = filepath.Join(mnt, "acme/lazy/pkg/v1/big.bin")
+	if got, err := pread(big, 8<<20+100, 1000); err != nil || !bytes.Equal(got, s.big[8<<20+100:8<<20+1100]) {
+		t.Fatalf("read of a chunk kept across the restart, with the bucket failing: %v", err)
+	}
+	if n := s.proxy.Stats().Covered; n != 0 {
+		t.Fatalf("a chunk kept across the restart was asked of the bucket again (%d requests)", n)
+	}
+	if _, err := pread(big, 30<<20, 10); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("read of a chunk never fetched, with the bucket failing: %v, want EIO", err)
+	}
+}
