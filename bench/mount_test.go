@@ -51,16 +51,20 @@ func mountHome(b *testing.B, dir string, opts opmfs.Options, fill func(*registry
 // files open; not mounted is fine) and waits until its daemon has let home
 // go.
 func unmountAtEnd(b *testing.B, home, mnt string) {
-	b.Cleanup(func() {
-		if err := opmfs.Unmount(mnt, true); err != nil && !errors.Is(err, syscall.EINVAL) {
-			b.Logf("unmount %s: %v", mnt, err)
+	b.Cleanup(func() { unmountAndWait(b, home, mnt) })
+}
+
+// unmountAndWait detaches the mount at mnt (lazily; not mounted is fine)
+// and waits until its daemon has let home go.
+func unmountAndWait(b *testing.B, home, mnt string) {
+	if err := opmfs.Unmount(mnt, true); err != nil && !errors.Is(err, syscall.EINVAL) {
+		b.Logf("unmount %s: %v", mnt, err)
+	}
+	opmtest.Eventually(b, "the daemon of "+home+" to exit after the unmount of "+mnt, func() error {
+		if daemon.Held(home) {
+			return errors.New("a daemon still holds the home")
 		}
-		opmtest.Eventually(b, "the daemon of "+home+" to exit after the unmount of "+mnt, func() error {
-			if daemon.Held(home) {
-				return errors.New("a daemon still holds the home")
-			}
-			return nil
-		})
+		return nil
 	})
 }
 

@@ -24,8 +24,11 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"github.com/openpm/opm"
@@ -34,10 +37,10 @@ import (
 // partialDir is the directory of partial blob files in the local store.
 const partialDir = "partial"
 
-// saveEvery is how many newly verified chunks make a Partial record its
-// bitmap in the index (after syncing its file): a crash refetches at most
-// these.
-const saveEvery = 16
+// saveEvery is how many bytes of newly verified chunks make a Partial
+// record its bitmap in the index (after syncing its file, in the
+// background): a crash refetches at most about these.
+const saveEvery = 64 << 20
 
 // Partial is a blob of a Cache being read chunk by chunk (see above). One
 // Partial per blob is shared by every reader of it (OpenPartial counts
@@ -60,9 +63,11 @@ type Partial struct {
 	whole    bool  // every chunk present: being or been promoted
 	promoted bool  // the file is a blob of the store: no record is kept
 	closed   bool  // the file is closed, the Partial out of the cache's map
+	saving   bool  // a save in the background is under way
+	settled  chan struct{} // closed when a promotion has ended, well or not
 	bad      error // the whole file failed the blob's digest: nothing more is served
 
-	saveMu sync.Mutex // one save at a time
+	saveMu sync.Mutex // one save at a time; the file is closed under it
 	saved  int        // count when the index last recorded the bitmap (under mu)
 
 	fetches atomic.Int64 // ranged GETs sent (tries included)
@@ -99,7 +104,7 @@ func (c *Cache) OpenPartial(d, listD digest.Digest, list *opm.ChunkList, readAhe
 	}
 	n := len(list.Chunks)
 	p := &Partial{c: c, d: d, list: list, listD: listD, f: f, ahead: readAhead,
-		have: make([]byte, (n+7)/8), inflight: map[int]*download{}, refs: 1}
+		have: make([]byte, (n+7)/8), inflight: map[int]*download{}, refs: 1, settled: make(chan struct{})}
 	fi, err := f.Stat()
 	if err == nil && fi.Size() == list.Size {
 		p.restore()
@@ -129,7 +134,7 @@ func (c *Cache) OpenPartial(d, listD digest.Digest, list *opm.ChunkList, readAhe
 	if p.count == n { // whole before a crash, not yet promoted
 		p.whole = true
 		p.refs++
-		go p.promote()
+		c.background(p.promote)
 	}
 	return p, nil
 }
@@ -163,25 +168,41 @@ func (p *Partial) restore() {
 // Close, even once the file is promoted.
 func (p *Partial) File() *os.File { return p.f }
 
-// Size is the blob's size.
-func (p *Partial) Size() int64 { return p.list.Size }
-
 // Fetches counts the ranged GETs this Partial has sent.
 func (p *Partial) Fetches() int64 { return p.fetches.Load() }
 
-// Whole reports whether every chunk is present.
-func (p *Partial) Whole() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.whole
-}
-
 func (p *Partial) present(i int) bool { return p.have[i/8]&(1<<(i%8)) != 0 }
 
+// Settle waits, once every chunk is present, for the blob to be a whole
+// blob of the store (promoted): nil once it is, the error that kept it
+// from being one otherwise. It returns at once while chunks are missing.
+func (p *Partial) Settle(ctx context.Context) error {
+	p.mu.Lock()
+	whole := p.whole
+	p.mu.Unlock()
+	if !whole {
+		return nil
+	}
+	select {
+	case <-p.settled:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.bad != nil {
+		return p.bad
+	}
+	if !p.promoted {
+		return fmt.Errorf("blob store: partial blob %s could not become whole (see the log)", p.d)
+	}
+	return nil
+}
+
 // Ensure makes the chunks that cover n bytes from off present, fetching
-// those that are not (in parallel, each once however many readers ask).
-// A read that starts where the last one ended is sequential: the chunks
-// after it are fetched ahead in the background. An error means the range
+// those that are not (in parallel, at most readAhead at a time, each once
+// however many readers ask). A sequential read (see below) has the chunks
+// after it fetched ahead in the background. An error means the range
 // cannot be read now: a chunk's bytes did not match the list after the
 // retries (opm.ErrIntegrity), or the bucket failed.
 func (p *Partial) Ensure(ctx context.Context, off, n int64) error {
@@ -196,7 +217,13 @@ func (p *Partial) Ensure(ctx context.Context, off, n int64) error {
 		p.mu.Unlock()
 		return p.bad
 	}
+	// Sequential: from where the last read ended, or from the start of a
+	// chunk just after one present or being fetched (the kernel sends a
+	// reader's reads a few at a time, not always in order).
 	sequential := off > 0 && off == p.next
+	if off > 0 && off%p.list.ChunkSize == 0 && (p.present(first-1) || p.inflight[first-1] != nil) {
+		sequential = true
+	}
 	p.next = end
 	p.mu.Unlock()
 	if sequential {
@@ -205,42 +232,85 @@ func (p *Partial) Ensure(ctx context.Context, off, n int64) error {
 	if first == last {
 		return p.chunk(ctx, first)
 	}
-	errs := make(chan error, last-first+1)
-	for i := first; i <= last; i++ {
-		go func() { errs <- p.chunk(ctx, i) }()
+	return p.ensureRuns(ctx, first, last)
+}
+
+// runBytes is how many bytes of consecutive chunks one ranged GET fetches
+// at most, when a reader needs several (read-ahead, a whole blob): small
+// chunks for a random read's latency, big GETs for a sequential one's
+// throughput (each chunk verified and usable as soon as it has arrived).
+const runBytes = 4 << 20
+
+// span is how many chunks one ranged GET of several fetches.
+func (p *Partial) span() int { return max(1, int(runBytes/p.list.ChunkSize)) }
+
+// claim marks as being fetched the chunks from i on that are absent and
+// not being fetched, consecutive, at most n, and returns their downloads
+// (none if chunk i is present or being fetched). Called with p.mu held.
+func (p *Partial) claim(i, n int) []*download {
+	var dls []*download
+	for ; n > 0 && i < len(p.list.Chunks) && !p.present(i) && p.inflight[i] == nil; i, n = i+1, n-1 {
+		dl := &download{done: make(chan struct{})}
+		p.inflight[i] = dl
+		dls = append(dls, dl)
 	}
-	var err error
-	for range last - first + 1 {
-		if e := <-errs; err == nil {
-			err = e
-		}
-	}
-	return err
+	return dls
 }
 
 // readAhead fetches, in the background, the chunks from `from` on that a
-// sequential reader will want next: up to p.ahead of them absent and not
-// being fetched.
+// sequential reader will want next: up to p.ahead GETs of a span of them
+// each, of those absent and not being fetched.
 func (p *Partial) readAhead(from int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for i := from; i < len(p.list.Chunks) && i < from+p.ahead; i++ {
-		if p.present(i) || p.inflight[i] != nil {
+	c := p.c
+	for i, gets := from, 0; i < len(p.list.Chunks) && gets < p.ahead; gets++ {
+		for i < len(p.list.Chunks) && (p.present(i) || p.inflight[i] != nil) {
+			i++
+		}
+		dls := p.claim(i, p.span())
+		if len(dls) == 0 {
+			break
+		}
+		p.refs++ // the file stays open until the fetch is done
+		first := i
+		c.background(func() {
+			defer p.Close()
+			if err := p.fetchRun(c.bg, first, dls); err != nil && c.bg.Err() == nil {
+				slog.Warn("blob cache: read-ahead of chunks failed", "digest", p.d, "chunk", first, "err", err)
+			}
+		})
+		i += len(dls)
+	}
+}
+
+// ensureRuns makes chunks first to last present, fetching those absent
+// and not being fetched in GETs of a span of chunks, p.ahead GETs at a
+// time, and waiting for the others. The first failure stops the rest.
+func (p *Partial) ensureRuns(ctx context.Context, first, last int) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(p.ahead, 1))
+	for i := first; i <= last && gctx.Err() == nil; {
+		p.mu.Lock()
+		dls := p.claim(i, min(p.span(), last-i+1))
+		p.mu.Unlock()
+		if len(dls) == 0 {
+			i++ // present, or being fetched: waited for below
 			continue
 		}
-		c := p.c
-		c.bgMu.Lock()
-		if !c.bgStopped {
-			p.refs++ // the file stays open until the fetch is done
-			c.bgWG.Go(func() {
-				defer p.Close()
-				if err := p.chunk(c.bg, i); err != nil && c.bg.Err() == nil {
-					slog.Warn("blob cache: read-ahead of a chunk failed", "digest", p.d, "chunk", i, "err", err)
-				}
-			})
-		}
-		c.bgMu.Unlock()
+		from := i
+		g.Go(func() error { return p.fetchRun(gctx, from, dls) })
+		i += len(dls)
 	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for i := first; i <= last; i++ {
+		if err := p.chunk(ctx, i); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // chunk makes chunk i present: fetched, or waited for when another reader
@@ -258,77 +328,107 @@ func (p *Partial) chunk(ctx context.Context, i int) error {
 		}
 		dl, busy := p.inflight[i]
 		if !busy {
-			dl = &download{done: make(chan struct{})}
-			p.inflight[i] = dl
+			dl = p.claim(i, 1)[0]
 		}
 		p.mu.Unlock()
-		if busy {
-			select {
-			case <-dl.done:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			if dl.err != nil && !errors.Is(dl.err, context.Canceled) && !errors.Is(dl.err, context.DeadlineExceeded) {
-				return dl.err
-			}
-			continue // present now, or given up by its fetcher: look again
+		if !busy {
+			return p.fetchRun(ctx, i, []*download{dl})
 		}
-		dl.err = p.fetch(ctx, i)
-		p.mu.Lock()
-		delete(p.inflight, i)
-		var save, whole bool
-		if dl.err == nil {
-			p.have[i/8] |= 1 << (i % 8)
-			p.count++
-			whole = p.count == len(p.list.Chunks)
-			p.whole = whole
-			save = !whole && p.count-p.saved >= saveEvery
-			if whole {
-				p.refs++ // the promotion's
-			}
+		select {
+		case <-dl.done:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		p.mu.Unlock()
-		close(dl.done)
-		switch {
-		case whole:
-			go p.promote()
-		case save:
+		if dl.err != nil && !errors.Is(dl.err, context.Canceled) && !errors.Is(dl.err, context.DeadlineExceeded) {
+			return dl.err
+		}
+		// present now, or given up by its fetcher: look again
+	}
+}
+
+// done ends the download dl of chunk i, marking the chunk present when err
+// is nil, and starts what that calls for: the promotion of a blob now
+// whole, or a save of the chunks present.
+func (p *Partial) done(i int, dl *download, err error) {
+	dl.err = err
+	p.mu.Lock()
+	delete(p.inflight, i)
+	var save, whole bool
+	if err == nil {
+		_, n := p.list.Chunk(i)
+		p.c.local.added.Add(n) // the store grew: its quota is looked at
+		p.have[i/8] |= 1 << (i % 8)
+		p.count++
+		whole = p.count == len(p.list.Chunks)
+		p.whole = whole
+		save = !whole && int64(p.count-p.saved)*p.list.ChunkSize >= saveEvery && !p.saving
+		p.saving = p.saving || save
+		if save {
+			p.refs++ // the file stays open until it is saved
+		}
+		if whole {
+			p.refs++ // the promotion's
+		}
+	}
+	p.mu.Unlock()
+	close(dl.done)
+	switch {
+	case whole:
+		p.c.background(p.promote)
+	case save:
+		p.c.background(func() {
+			defer p.Close()
 			p.save()
-		}
-		return dl.err
+			p.mu.Lock()
+			p.saving = false
+			p.mu.Unlock()
+		})
 	}
 }
 
 // chunkBufs are the buffers chunks are copied through.
 var chunkBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
-// fetch gets chunk i with a ranged GET, writing it into the file as it
-// hashes it, trying again as the cache's Retry allows when the bucket
-// fails or the bytes do not match the list. The bytes written count for
-// nothing until the caller marks the chunk present.
-func (p *Partial) fetch(ctx context.Context, i int) error {
-	off, n := p.list.Chunk(i)
-	want := p.list.Chunks[i]
+// fetchRun gets the chunks from first on whose downloads are dls (claimed
+// by the caller) with one ranged GET, writing each into the file as it
+// hashes it and marking it present as soon as it matches the list, trying
+// again from the first chunk not yet present, as the cache's Retry allows,
+// when the bucket fails or bytes do not match. It ends every download, and
+// returns the error that ended the first chunk not fetched.
+func (p *Partial) fetchRun(ctx context.Context, first int, dls []*download) (err error) {
+	next, end := first, first+len(dls)
+	defer func() {
+		for ; next < end; next++ {
+			p.done(next, dls[next-first], err)
+		}
+	}()
 	buf := chunkBufs.Get().(*[]byte)
 	defer chunkBufs.Put(buf)
 	tries, err := p.c.Retry.do(ctx, p.d, "fetch chunk", retryableFetch, func() error {
 		p.fetches.Add(1)
-		rc, err := p.c.openRangeRemote(ctx, p.d, off, n)
+		off, _ := p.list.Chunk(next)
+		lastOff, lastN := p.list.Chunk(end - 1)
+		rc, err := p.c.openRangeRemote(ctx, p.d, off, lastOff+lastN-off)
 		if err != nil {
 			return &remoteError{err}
 		}
 		defer rc.Close()
-		h := sha256.New()
-		rr := &remoteReader{r: rc}
-		got, err := io.CopyBuffer(io.MultiWriter(h, io.NewOffsetWriter(p.f, off)), rr, *buf)
-		switch {
-		case rr.err != nil:
-			return &remoteError{fmt.Errorf("blob %s chunk %d: read: %w", p.d, i, rr.err)}
-		case err != nil:
-			return fmt.Errorf("blob store: partial %s: %w", p.d, err)
-		}
-		if d := digest.NewDigest(digest.SHA256, h); got != n || d != want {
-			return opm.Errorf(opm.ErrIntegrity, "blob %s chunk %d (%d bytes at %d): got %d bytes hashing to %s, the chunk list says %s", p.d, i, n, off, got, d, want)
+		rr := &remoteReader{r: counted(ctx, rc)}
+		for next < end {
+			off, n := p.list.Chunk(next)
+			h := sha256.New()
+			got, err := io.CopyBuffer(io.MultiWriter(h, io.NewOffsetWriter(p.f, off)), io.LimitReader(rr, n), *buf)
+			switch {
+			case rr.err != nil:
+				return &remoteError{fmt.Errorf("blob %s chunk %d: read: %w", p.d, next, rr.err)}
+			case err != nil:
+				return fmt.Errorf("blob store: partial %s: %w", p.d, err)
+			}
+			if d := digest.NewDigest(digest.SHA256, h); got != n || d != p.list.Chunks[next] {
+				return opm.Errorf(opm.ErrIntegrity, "blob %s chunk %d (%d bytes at %d): got %d bytes hashing to %s, the chunk list says %s", p.d, next, n, off, got, d, p.list.Chunks[next])
+			}
+			p.done(next, dls[next-first], nil)
+			next++
 		}
 		return nil
 	})
@@ -360,9 +460,9 @@ func (p *Partial) save() {
 	defer p.saveMu.Unlock()
 	p.mu.Lock()
 	rec := partialRecord{list: p.listD, have: append([]byte(nil), p.have...)}
-	count, promoted, saved := p.count, p.promoted, p.saved
+	count, promoted, saved, closed := p.count, p.promoted, p.saved, p.closed
 	p.mu.Unlock()
-	if count <= saved || promoted {
+	if count <= saved || promoted || closed {
 		return
 	}
 	if err := unix.Fdatasync(int(p.f.Fd())); err != nil {
@@ -384,6 +484,7 @@ func (p *Partial) save() {
 // that does not describe the blob. It holds a reference, let go at the end.
 func (p *Partial) promote() {
 	defer p.Close()
+	defer close(p.settled)
 	l := p.c.local
 	path := filepath.Join(l.dir, partialDir, p.d.Encoded())
 	drop := func() {
@@ -437,6 +538,19 @@ func (p *Partial) promote() {
 	}
 }
 
+// background runs fn in a goroutine StopPartials waits for (a promotion, a
+// read-ahead); once StopPartials has run, in one nothing waits for (a
+// read-ahead then returns at once: its context is done).
+func (c *Cache) background(fn func()) {
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	if c.bgStopped {
+		go fn() // after the stop: nothing waits for it, nor needs to
+		return
+	}
+	c.bgWG.Go(fn)
+}
+
 // StopPartials stops the read-ahead of every partial blob, waits for it,
 // and records in the index the chunks of those still open: for a clean
 // stop (a daemon exiting), so that a restart keeps every chunk fetched.
@@ -484,5 +598,140 @@ func (p *Partial) Close() error {
 		return nil
 	}
 	delete(c.partials, p.d)
+	// Closed under saveMu: a save of another last Close, taken up again
+	// meanwhile, is over or sees it closed.
+	p.saveMu.Lock()
+	defer p.saveMu.Unlock()
+	// Its time is its last use, for eviction's LRU order (reads of chunks
+	// present write nothing).
+	now := unix.NsecToTimeval(time.Now().UnixNano())
+	unix.Futimes(int(p.f.Fd()), []unix.Timeval{now, now})
 	return p.f.Close()
+}
+
+// PartialFile is a partial blob file of the local store, as Partials
+// lists it.
+type PartialFile struct {
+	Digest digest.Digest
+	Path   string
+	Size   int64 // the blob's size (the file's length)
+	// Bytes is the disk space the file takes (it is sparse: the chunks
+	// present, not the blob's size).
+	Bytes   int64
+	ModTime time.Time // its last chunk written, or last closed
+	// List is the digest of the chunk list its chunks were checked
+	// against, and Chunks how many the index records as present; "" and 0
+	// when the index has no record (or is not open).
+	List   digest.Digest
+	Chunks int
+}
+
+// Partials lists the partial blob files of the store.
+func (l *Local) Partials() ([]PartialFile, error) {
+	dir := filepath.Join(l.dir, partialDir)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list partial blobs: %w", err)
+	}
+	idx := l.index()
+	var out []PartialFile
+	for _, e := range entries {
+		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
+		if !e.Type().IsRegular() || validate(d) != nil {
+			continue
+		}
+		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list partial blobs: %w", err)
+		}
+		p := PartialFile{Digest: d, Path: filepath.Join(dir, e.Name()), Size: fi.Size(), Bytes: fi.Size(), ModTime: fi.ModTime()}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			p.Bytes = st.Blocks * 512
+		}
+		if idx != nil {
+			rec, found, err := idx.getPartial(d)
+			if err != nil {
+				return nil, err
+			}
+			if found {
+				p.List = rec.list
+				for _, b := range rec.have {
+					p.Chunks += bits.OnesCount8(b)
+				}
+			}
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// VerifyPartial hashes each chunk of a partial blob that the index records
+// as present and checks it against list (the chunk list the record names).
+// It returns the bytes hashed, and an opm.ErrIntegrity error naming the
+// first chunk that does not match (or a record that does not fit the list
+// or the file).
+func (l *Local) VerifyPartial(ctx context.Context, p PartialFile, list *opm.ChunkList) (int64, error) {
+	idx := l.index()
+	if idx == nil {
+		return 0, nil
+	}
+	rec, found, err := idx.getPartial(p.Digest)
+	if err != nil || !found {
+		return 0, err
+	}
+	if len(rec.have) != (len(list.Chunks)+7)/8 {
+		return 0, opm.Errorf(opm.ErrIntegrity, "partial blob %s: its record covers %d chunks, its list has %d", p.Digest, len(rec.have)*8, len(list.Chunks))
+	}
+	f, err := os.Open(p.Path)
+	if err != nil {
+		return 0, l.pathError(p.Digest, err)
+	}
+	defer f.Close()
+	buf := chunkBufs.Get().(*[]byte)
+	defer chunkBufs.Put(buf)
+	var hashed int64
+	for i, want := range list.Chunks {
+		if rec.have[i/8]&(1<<(i%8)) == 0 {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return hashed, err
+		}
+		off, n := list.Chunk(i)
+		h := sha256.New()
+		got, err := io.CopyBuffer(h, io.NewSectionReader(f, off, n), *buf)
+		hashed += got
+		if err != nil {
+			return hashed, fmt.Errorf("partial blob %s: %w", p.Digest, err)
+		}
+		if d := digest.NewDigest(digest.SHA256, h); got != n || d != want {
+			return hashed, opm.Errorf(opm.ErrIntegrity, "partial blob %s: chunk %d (%d bytes at %d) hashes to %s, its chunk list says %s", p.Digest, i, n, off, d, want)
+		}
+	}
+	return hashed, nil
+}
+
+// DeletePartial removes a partial blob: its record, then its file. A
+// reader that has it open reads on from the file it opened; its chunks
+// fetched from now on are not kept.
+func (l *Local) DeletePartial(d digest.Digest) error {
+	if err := validate(d); err != nil {
+		return err
+	}
+	if idx := l.index(); idx != nil {
+		if err := idx.deletePartial(d); err != nil {
+			return err
+		}
+	}
+	err := os.Remove(filepath.Join(l.dir, partialDir, d.Encoded()))
+	if errors.Is(err, fs.ErrNotExist) {
+		return opm.Errorf(opm.ErrNotFound, "partial blob %s not found", d)
+	}
+	return err
 }

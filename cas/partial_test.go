@@ -89,15 +89,16 @@ func TestPartialReadsOnlyTheChunksAsked(t *testing.T) {
 	if s := p.Stats().Sub(before); s.Covered != 1 {
 		t.Fatalf("the bucket saw %d requests of blobs, want 1", s.Covered)
 	}
-	// Read again: present, no request. Across chunks 4–6: two more.
+	// Read again: present, no request. Across chunks 3–5: one more, for
+	// chunks 4 and 5 together.
 	if _, err := readPartial(part, 3*testChunk, 100); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := readPartial(part, 3*testChunk+testChunk/2, 2*testChunk); err != nil || !bytes.Equal(got, data[3*testChunk+testChunk/2:5*testChunk+testChunk/2]) {
 		t.Fatalf("read across chunks 3–5: %v", err)
 	}
-	if n := part.Fetches(); n != 3 {
-		t.Fatalf("after reads of chunks 3, 3 and 3–5: %d ranged GETs, want 3", n)
+	if n := part.Fetches(); n != 2 {
+		t.Fatalf("after reads of chunks 3, 3 and 3–5: %d ranged GETs, want 2", n)
 	}
 	if c.Local().Has(d) {
 		t.Fatal("a blob read in part is in the store as a whole blob")
@@ -209,8 +210,10 @@ func TestPartialListThatLies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer part.Close()
-	if _, err := readPartial(part, 0, int64(len(other))); err != nil {
-		t.Fatal(err) // each chunk matched its list
+	// Each chunk matches its list; the read that completes the blob may
+	// already see the whole fail.
+	if _, err := readPartial(part, 0, int64(len(other))); err != nil && !errors.Is(err, opm.ErrIntegrity) {
+		t.Fatal(err)
 	}
 	opmtest.Eventually(t, "reads refused once the whole failed its digest", func() error {
 		_, err := readPartial(part, 0, 1)
@@ -317,7 +320,9 @@ func TestPartialReadAhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer part.Close()
-	// A random read fetches its chunk alone; a sequential one the next 4.
+	// A random read fetches its chunk alone; a sequential one the chunks
+	// after it, in GETs of 4 MiB (64 chunks of the tests' size): here the
+	// six left, in one.
 	if _, err := readPartial(part, 5*testChunk, 10); err != nil {
 		t.Fatal(err)
 	}
@@ -327,18 +332,17 @@ func TestPartialReadAhead(t *testing.T) {
 	if _, err := readPartial(part, 5*testChunk+10, 10); err != nil {
 		t.Fatal(err)
 	}
-	opmtest.Eventually(t, "chunks 6–9 read ahead", func() error {
-		if n := part.Fetches(); n != 5 {
+	opmtest.Eventually(t, "chunks 6–11 read ahead", func() error {
+		if n := part.Fetches(); n != 2 {
 			return fmt.Errorf("%d ranged GETs", n)
 		}
 		return nil
 	})
-	before := part.Fetches()
-	if got, err := readPartial(part, 6*testChunk, 4*testChunk); err != nil || !bytes.Equal(got, data[6*testChunk:10*testChunk]) {
+	if got, err := readPartial(part, 6*testChunk, 6*testChunk); err != nil || !bytes.Equal(got, data[6*testChunk:]) {
 		t.Fatalf("read of the chunks read ahead: %v", err)
 	}
-	if n := part.Fetches() - before; n != 0 {
-		t.Fatalf("reading chunks read ahead sent %d more ranged GETs", n)
+	if n := part.Fetches(); n != 2 {
+		t.Fatalf("reading the chunks read ahead sent %d more ranged GETs", n-2)
 	}
 }
 

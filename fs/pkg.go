@@ -83,6 +83,11 @@ func (p *pkg) build() {
 	}
 	files := m.Files()
 	p.files = files
+	if slices.ContainsFunc(files, func(f opm.File) bool { return f.Chunks != nil }) {
+		// Someone looks into the package: the chunk lists of its big
+		// files, which a first read needs before its first chunk.
+		go p.fs.reg.FetchChunkLists(context.Background(), files)
+	}
 	p.dirs = map[string][]dirent{"": nil}
 	p.dirTimes = map[string]time.Time{}
 	added := map[string]bool{"": true} // directories already named in their parent
@@ -425,7 +430,7 @@ func (fsys *FS) openBlob(ctx context.Context, f *opm.File, file string) (*regist
 	}
 	switch {
 	case b.Lazy():
-		fsys.log.Info("reading blob chunk by chunk", "file", file, "digest", f.Digest, "size", f.Size)
+		fsys.log.Info("reading blob chunk by chunk", "file", file, "digest", f.Digest, "size", f.Size, "took", time.Since(start))
 	case b.Fetched():
 		fsys.log.Info("fetched blob", "file", file, "digest", f.Digest, "size", f.Size, "took", time.Since(start))
 	}

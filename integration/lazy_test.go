@@ -20,13 +20,14 @@ import (
 	"github.com/openpm/opm/internal/opmtest"
 )
 
-// lazySetup is a publisher that pushed one package with a 40 MiB file (10
-// chunks of 4 MiB) through the proxy, and a follower with no blob local.
+// lazySetup is a publisher that pushed one package with a 40 MiB file (40
+// chunks of 1 MiB) through the proxy, and a follower with no blob local.
 type lazySetup struct {
 	*faultSetup
 	src    string // the package's source directory
 	big    []byte // big.bin
 	digest string // big.bin's blob, hex
+	list   string // its chunk list's digest
 	key    string // its object key in the bucket
 	home   string // the follower
 }
@@ -60,7 +61,7 @@ func newLazySetup(t *testing.T) *lazySetup {
 			if f.Chunks == "" {
 				t.Fatal("big.bin has no chunk list")
 			}
-			s.digest = strings.TrimPrefix(f.Digest, "sha256:")
+			s.digest, s.list = strings.TrimPrefix(f.Digest, "sha256:"), f.Chunks
 		}
 	}
 	s.key = "blobs/sha256/" + s.digest
@@ -99,8 +100,17 @@ func testLazyMountReadsChunks(t *testing.T, env []string) {
 	mnt := mountDaemon(t, s.home, env...)
 	big := filepath.Join(mnt, "acme/lazy/pkg/v1/big.bin")
 
-	// A read in the middle of the file: one ranged GET of the blob (the
-	// chunk list is a blob of its own), never the whole blob.
+	// A look into the package fetches the chunk lists of its big files.
+	if _, err := os.ReadDir(filepath.Dir(big)); err != nil {
+		t.Fatal(err)
+	}
+	opmtest.Eventually(t, "the chunk list fetched", func() error {
+		_, err := os.Stat(blobPath(s.home, s.list))
+		return err
+	})
+
+	// A read in the middle of the file: one ranged GET of the blob, never
+	// the whole blob.
 	s.proxy.Set(faultproxy.Plan{Prefix: s.key}) // count, inject nothing
 	const off = 20<<20 + 12345
 	got, err := pread(big, off, 4096)

@@ -58,6 +58,19 @@ func (b *Blob) Ready(ctx context.Context, off, n int64) error {
 	return b.part.Ensure(ctx, off, n)
 }
 
+// Stored makes a lazy blob whole in the local store: every chunk fetched
+// (Ready), the whole hashed, checked and moved into the store. For a whole
+// blob it does nothing.
+func (b *Blob) Stored(ctx context.Context) error {
+	if b.part == nil {
+		return nil
+	}
+	if err := b.part.Ensure(ctx, 0, b.size); err != nil {
+		return err
+	}
+	return b.part.Settle(ctx)
+}
+
 // File is the blob as an *os.File (for http.ServeContent and copies). Close
 // closes it; the caller must not.
 func (b *Blob) File() *os.File {
@@ -185,6 +198,31 @@ func (r *Registry) openPartial(ctx context.Context, f *opm.File) (*Blob, error) 
 	}
 	return &Blob{r: r, d: f.Digest, fd: fd, size: list.Size, fetched: true, part: p,
 		release: func() { p.Close(); release() }}, nil
+}
+
+// FetchChunkLists makes local the chunk lists of those files whose blobs
+// are neither local nor being read, transfer.jobs at a time, so that the
+// first read of one of them waits for one chunk, not for its list first.
+// It is for a reader about to look into a package (the mount, when a
+// package directory is first looked into); a failure is left to the read
+// that needs the list.
+func (r *Registry) FetchChunkLists(ctx context.Context, files []opm.File) {
+	if r.cache == nil {
+		return
+	}
+	var g errgroup.Group
+	g.SetLimit(r.TransferJobs())
+	for i := range files {
+		f := &files[i]
+		if f.Chunks == nil || r.local.Has(f.Chunks.Digest) || r.local.Has(f.Digest) {
+			continue
+		}
+		g.Go(func() error {
+			r.cache.Fetch(ctx, f.Chunks.Digest)
+			return nil
+		})
+	}
+	g.Wait()
 }
 
 // ChunkList reads and checks the chunk list d of a file of size bytes
@@ -383,13 +421,21 @@ func (u *uploads) wait() error {
 }
 
 // LocalUsage counts the blobs of the local store and their bytes (a walk of
-// the store).
+// the store), partial blobs with the disk space of their chunks.
 func (r *Registry) LocalUsage() (blobs int, bytes int64, err error) {
 	err = r.local.Walk(func(_ digest.Digest, size int64) error {
 		blobs++
 		bytes += size
 		return nil
 	})
+	if err != nil {
+		return 0, 0, err
+	}
+	parts, err := r.local.Partials()
+	for _, p := range parts {
+		blobs++
+		bytes += p.Bytes // the chunks it holds
+	}
 	return blobs, bytes, err
 }
 

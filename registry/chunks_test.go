@@ -3,7 +3,10 @@ package registry
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -47,7 +50,7 @@ func readChunkList(t *testing.T, r *Registry, f opm.File) *opm.ChunkList {
 }
 
 // TestPushChunkLists: a push gives a file above the threshold a chunk list,
-// hashed in the same pass as the file, that lists the sha256 of each 4 MiB
+// hashed in the same pass as the file, that lists the sha256 of each 1 MiB
 // of it, stored as a blob; a small file gets none; the same files give the
 // same package digest; fsck --read-data finds the lists right.
 func TestPushChunkLists(t *testing.T) {
@@ -67,7 +70,7 @@ func TestPushChunkLists(t *testing.T) {
 		t.Error("a small file has a chunk list")
 	}
 	l := readChunkList(t, r, big)
-	if l.ChunkSize != opm.DefaultChunkSize || len(l.Chunks) != 3 {
+	if want := (len(content) + opm.DefaultChunkSize - 1) / opm.DefaultChunkSize; l.ChunkSize != opm.DefaultChunkSize || len(l.Chunks) != want {
 		t.Fatalf("list: %d chunks of %d", len(l.Chunks), l.ChunkSize)
 	}
 	for i, d := range l.Chunks {
@@ -133,7 +136,7 @@ func TestFsckBadChunks(t *testing.T) {
 					found = append(found, p.Detail)
 				}
 			}
-			want := map[string]string{"wrong": "chunk 1 (bytes 4194304 to 8388608) does not match", "garbled": "covers 1 bytes"}[name]
+			want := map[string]string{"wrong": "chunk 1 (bytes 1048576 to 2097152) does not match", "garbled": "covers 1 bytes"}[name]
 			if !slices.ContainsFunc(found, func(s string) bool { return strings.Contains(s, want) }) {
 				t.Errorf("fsck: %v, want bad-chunks %q", res.Problems, want)
 			}
@@ -142,4 +145,140 @@ func TestFsckBadChunks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// partialOf pushes a big file (three chunks) into a home with a bucket,
+// removes its blob from the local store, and reads its first chunk
+// lazily: the store then holds that chunk as a partial blob.
+func partialOf(t *testing.T) (*Registry, opm.File, string) {
+	t.Helper()
+	r, _ := cacheHome(t, "file://"+t.TempDir(), 0, 0)
+	content := bigContent(opm.ChunkThreshold + 1000)
+	pkg := pushDir(t, r, "acme/ml/model:v1", opmtest.WriteTree(t, map[string]string{"big": content}))
+	f := fileDigest(t, pkg, "big")
+	if err := r.local.Delete(context.Background(), f.Digest); err != nil {
+		t.Fatal(err)
+	}
+	b, listErr, err := r.OpenFileBlob(context.Background(), &f)
+	if err != nil || listErr != nil || !b.Lazy() {
+		t.Fatalf("open lazily: %v, %v, lazy %v", err, listErr, b != nil && b.Lazy())
+	}
+	if err := b.Ready(context.Background(), 10, 100); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	return r, f, content
+}
+
+// TestPartialBlobsInTheCache: the chunks of a partial blob count in the
+// store's usage, are listed and evicted like whole blobs (not while open),
+// and are checked by fsck --read-data, which removes a wrong one with
+// --repair.
+func TestPartialBlobsInTheCache(t *testing.T) {
+	ctx := context.Background()
+	r, f, _ := partialOf(t)
+	blobs, err := r.CachedBlobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(blobs, func(b CachedBlob) bool { return b.Digest == f.Digest })
+	if i < 0 || !blobs[i].Partial || blobs[i].BlobSize != f.Size || blobs[i].Size < opm.DefaultChunkSize || blobs[i].Size >= f.Size {
+		t.Fatalf("cache listing of the partial blob: %+v", blobs)
+	}
+	if used := storeBytes(t, r); used < opm.DefaultChunkSize {
+		t.Fatalf("the store's usage, %d bytes, leaves out the partial blob's chunk", used)
+	}
+
+	// Open, it is kept; closed, it goes.
+	b, _, err := r.OpenFileBlob(ctx, &f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Prune(ctx, PruneOptions{All: true})
+	if err != nil || slices.Contains(evictedDigests(res), f.Digest) {
+		t.Fatalf("prune with the partial blob open: %v, evicted %v", err, evictedDigests(res))
+	}
+	b.Close()
+	res, err = r.Prune(ctx, PruneOptions{All: true})
+	if err != nil || !slices.Contains(evictedDigests(res), f.Digest) {
+		t.Fatalf("prune with the partial blob closed: %v, evicted %v", err, evictedDigests(res))
+	}
+	if parts, _ := r.local.Partials(); len(parts) != 0 {
+		t.Fatalf("partial blobs left after eviction: %+v", parts)
+	}
+}
+
+func TestFsckBadPartial(t *testing.T) {
+	ctx := context.Background()
+	r, f, content := partialOf(t)
+	res, err := r.Fsck(ctx, FsckOptions{ReadData: true})
+	if err != nil || len(res.Problems) != 0 {
+		t.Fatalf("fsck of a good partial blob: %v, %+v", err, res.Problems)
+	}
+	parts, err := r.local.Partials()
+	if err != nil || len(parts) != 1 {
+		t.Fatalf("partials: %v %+v", err, parts)
+	}
+	// A byte of its present chunk goes bad on disk.
+	fd, err := os.OpenFile(parts[0].Path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd.WriteAt([]byte{content[5] ^ 1}, 5)
+	fd.Close()
+	res, err = r.Fsck(ctx, FsckOptions{ReadData: true})
+	if err != nil || len(res.Problems) != 1 || res.Problems[0].Kind != ProblemBadPartial || res.Problems[0].Digest != f.Digest || !strings.Contains(res.Problems[0].Detail, "chunk 0") {
+		t.Fatalf("fsck of a partial blob with a wrong byte: %v, %+v", err, res.Problems)
+	}
+	res, err = r.Fsck(ctx, FsckOptions{ReadData: true, Repair: true})
+	if err != nil || len(res.Problems) != 1 || !res.Problems[0].Repaired {
+		t.Fatalf("fsck --repair: %v, %+v", err, res.Problems)
+	}
+	// Read again, the chunk is fetched anew and right.
+	b, _, err := r.OpenFileBlob(ctx, &f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Ready(ctx, 0, 100); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 100)
+	if _, err := b.File().ReadAt(got, 0); err != nil || string(got) != content[:100] {
+		t.Fatalf("read after repair: %v", err)
+	}
+}
+
+// TestPullFetchesChunksInParallel: opm pull of a big file that is not
+// local fetches it by ranges (ranged GETs of 4 MiB, transfer.jobs at a
+// time, each chunk verified), writes the right bytes, and leaves the blob
+// whole in the store.
+func TestPullFetchesChunksInParallel(t *testing.T) {
+	ctx := context.Background()
+	r, _ := cacheHome(t, "file://"+t.TempDir(), 0, 0)
+	content := bigContent(opm.ChunkThreshold + 3*opm.DefaultChunkSize + 5)
+	pkg := pushDir(t, r, "acme/ml/model:v1", opmtest.WriteTree(t, map[string]string{"big": content}))
+	f := fileDigest(t, pkg, "big")
+	if err := r.local.Delete(ctx, f.Digest); err != nil {
+		t.Fatal(err)
+	}
+	before := r.bucket.Requests()
+	out := t.TempDir()
+	if _, err := r.Pull(ctx, mustRef(t, "acme/ml/model:v1"), out, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(out, "big")); err != nil || string(got) != content {
+		t.Fatalf("pulled big: %v (right bytes: %v)", err, string(got) == content)
+	}
+	// Ranged GETs of 4 MiB of chunks each (one GET of the whole is 1).
+	gets := (len(content) + 4<<20 - 1) / (4 << 20)
+	if n := r.bucket.Requests() - before; n != int64(gets) {
+		t.Fatalf("the pull sent %d requests to the bucket; a file of %d bytes fetched by 4 MiB ranges sends %d", n, len(content), gets)
+	}
+	opmtest.Eventually(t, "the pulled blob whole in the store", func() error {
+		if !r.local.Has(f.Digest) {
+			return errors.New("not local")
+		}
+		return nil
+	})
 }

@@ -41,7 +41,20 @@ type CachedBlob struct {
 	Pinned     bool      `json:"pinned"`
 	InUse      bool      `json:"in_use"`
 	Tags       []string  `json:"tags"` // tags of the head naming it
-	modTime    time.Time
+	// Partial: a blob read chunk by chunk (docs/design.md §2), of which
+	// the store holds some chunks; Size is then the disk space they take,
+	// and BlobSize the blob's.
+	Partial  bool  `json:"partial,omitempty"`
+	BlobSize int64 `json:"blob_size,omitempty"`
+	modTime  time.Time
+}
+
+// fullSize is the size of the blob itself, which the bucket's copy has.
+func (b *CachedBlob) fullSize() int64 {
+	if b.Partial {
+		return b.BlobSize
+	}
+	return b.Size
 }
 
 // recent is the later of the last access and the file's time.
@@ -62,6 +75,13 @@ func (r *Registry) CachedBlobs(ctx context.Context) ([]CachedBlob, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	parts, err := r.local.Partials()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range parts {
+		out = append(out, CachedBlob{Digest: p.Digest, Size: p.Bytes, BlobSize: p.Size, Partial: true, LastAccess: p.ModTime, modTime: p.ModTime, Tags: []string{}})
 	}
 	idx, err := r.openIndex(ctx)
 	if err != nil {
@@ -84,7 +104,7 @@ func (r *Registry) CachedBlobs(ctx context.Context) ([]CachedBlob, error) {
 	}
 	for i := range out {
 		b := &out[i]
-		if e, ok := entries[b.Digest]; ok && !e.LastAccess.IsZero() {
+		if e, ok := entries[b.Digest]; ok && !e.LastAccess.IsZero() && !b.Partial {
 			b.LastAccess, b.Indexed = e.LastAccess, true
 		}
 		b.Pinned = pinned[b.Digest]
@@ -297,7 +317,11 @@ func (r *Registry) evict(ctx context.Context, b *CachedBlob, dryRun bool, res *P
 		if hook := r.evictHook.Load(); hook != nil {
 			(*hook)(b.Digest)
 		}
-		err = r.local.Delete(ctx, b.Digest)
+		if b.Partial {
+			err = r.local.DeletePartial(b.Digest)
+		} else {
+			err = r.local.Delete(ctx, b.Digest)
+		}
 	}) {
 		res.KeptInUse++
 		return nil
@@ -331,7 +355,7 @@ func (r *Registry) inBucket(ctx context.Context, blobs []*CachedBlob) ([]bool, e
 			n, err := r.bucket.Stat(gctx, b.Digest)
 			switch {
 			case err == nil:
-				out[i] = n == b.Size
+				out[i] = n == b.fullSize()
 			case errors.Is(err, opm.ErrNotFound):
 			default:
 				return fmt.Errorf("cache: check the bucket's copy of %s before evicting it: %w", b.Digest, err)

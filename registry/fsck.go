@@ -36,6 +36,7 @@ const (
 	ProblemBadTrust        = "bad-trust"        // an allowed signers or timestamp file that does not parse
 	ProblemStale           = "stale"            // the registry's timestamp has expired
 	ProblemBadChunks       = "bad-chunks"       // a file's chunk list does not parse or does not match its bytes
+	ProblemBadPartial      = "bad-partial"      // a chunk of a partial blob does not match its chunk list
 )
 
 // Problem is one thing fsck found wrong.
@@ -540,6 +541,11 @@ func (r *Registry) checkLocal(ctx context.Context, named map[digest.Digest]*blob
 	if err := r.checkTempFiles(opts, rep); err != nil {
 		return err
 	}
+	if opts.ReadData {
+		if err := r.checkPartials(ctx, opts, rep); err != nil {
+			return err
+		}
+	}
 	if !opts.Repair {
 		return nil
 	}
@@ -615,6 +621,46 @@ func (r *Registry) checkLocalFiles(ctx context.Context, named map[digest.Digest]
 		})
 	}
 	return g.Wait()
+}
+
+// checkPartials re-hashes the chunks of each partial blob (a big file read
+// chunk by chunk, docs/design.md §2) that the index records as present,
+// against the chunk list they were checked against when fetched; with
+// Repair a partial blob with a wrong chunk is removed (its chunks are
+// fetched again when read).
+func (r *Registry) checkPartials(ctx context.Context, opts FsckOptions, rep *fsckReport) error {
+	parts, err := r.local.Partials()
+	if err != nil {
+		return err
+	}
+	for _, part := range parts {
+		if part.List == "" || !opts.Subset.Has(part.Digest) {
+			continue
+		}
+		p := Problem{Kind: ProblemBadPartial, Digest: part.Digest, Path: part.Path, Where: "local"}
+		list, err := r.ChunkList(ctx, opm.Descriptor{Digest: part.List, Size: -1}, part.Size)
+		if err == nil {
+			var n int64
+			n, err = r.local.VerifyPartial(ctx, part, list)
+			rep.verified(n)
+		}
+		switch {
+		case err == nil || errors.Is(err, opm.ErrNotFound):
+			continue // good, or gone meanwhile
+		case errors.Is(err, opm.ErrIntegrity), errors.Is(err, opm.ErrInvalid):
+			p.Detail = opm.OneLine(err)
+		default:
+			return err
+		}
+		if opts.Repair {
+			if err := r.local.DeletePartial(part.Digest); err != nil && !errors.Is(err, opm.ErrNotFound) {
+				return err
+			}
+			p.Repaired, p.Detail = true, p.Detail+"; removed (its chunks are fetched again when read)"
+		}
+		rep.found(p)
+	}
+	return nil
 }
 
 // checkTempFiles reports the temporary files of the local store; with

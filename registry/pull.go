@@ -215,11 +215,16 @@ func (r *Registry) pullFile(ctx context.Context, root *os.Root, f opm.File) erro
 	if !r.HasLocal(f.Digest) {
 		writeCtx = cas.WithProgress(ctx, func(int64) {})
 	}
-	blob, err := r.OpenBlob(ctx, f.Digest, f.Size) // fetched if need be, not evicted until closed
+	// Fetched if need be (a big file's chunks in parallel, transfer.jobs at
+	// a time), not evicted until closed.
+	blob, _, err := r.OpenFileBlob(ctx, &f)
 	if err != nil {
 		return err
 	}
 	defer blob.Close()
+	if err := blob.Stored(ctx); err != nil {
+		return err
+	}
 	out, err := root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600) // read back to verify
 	if err != nil {
 		return fsError(err)

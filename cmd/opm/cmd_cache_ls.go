@@ -60,9 +60,13 @@ func runCacheLs(g globalOptions, opts cacheLsOptions) error {
 	})
 }
 
-// cachedFlags is the FLAGS column of a blob: P pinned, O open in the mount.
+// cachedFlags is the FLAGS column of a blob: P pinned, O open in the mount,
+// C some chunks of a big file read chunk by chunk (SIZE is theirs).
 func cachedFlags(b registry.CachedBlob) string {
 	flags := ""
+	if b.Partial {
+		flags += "C"
+	}
 	if b.Pinned {
 		flags += "P"
 	}

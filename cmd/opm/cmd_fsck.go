@@ -27,11 +27,12 @@ with the tags it affects.
 
 --read-data also re-hashes content: the registry's copy of every blob named,
 and every local file; a big file's chunk list is checked against the file's
-bytes in the same pass (bad-chunks). --read-data=PERCENT checks a random
+bytes in the same pass (bad-chunks), and the chunks kept of big files read
+in part are checked against their lists (bad-partial). --read-data=PERCENT checks a random
 share of the blobs; --read-data=N/M checks slice N of M (chosen by digest),
 so that running 1/M to M/M over M days verifies everything once.
 
---repair mends this home: it removes local copies whose bytes are wrong (they
+--repair mends this home: it removes local copies (and chunks) whose bytes are wrong (they
 are fetched again from the bucket when next read; in a home without a bucket
 they were the only copy, and the tags naming them stay broken), removes
 temporary files left by writers that crashed (those written to in the last 10

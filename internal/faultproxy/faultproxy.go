@@ -423,6 +423,12 @@ type throttled struct {
 	bw int64
 }
 
+// linkSlack is how far the shared link's schedule may lag behind the
+// clock: a sleep that overshoots (by the timer's granularity, on every
+// small write) is made up for by the writes after it, up to this much, so
+// that the link carries Bandwidth on average instead of a fraction of it.
+const linkSlack = 5 * time.Millisecond
+
 // Write sends b in pieces of at most 64 KiB, each after the shared link
 // has had the time to carry it.
 func (t *throttled) Write(b []byte) (int, error) {
@@ -430,11 +436,10 @@ func (t *throttled) Write(b []byte) (int, error) {
 	for len(b) > 0 {
 		k := min(len(b), 64<<10)
 		t.p.linkMu.Lock()
-		start := time.Now()
-		if t.p.linkFree.After(start) {
-			start = t.p.linkFree
+		if now := time.Now(); t.p.linkFree.Before(now.Add(-linkSlack)) {
+			t.p.linkFree = now.Add(-linkSlack) // idle: credit no more than the slack
 		}
-		t.p.linkFree = start.Add(time.Duration(int64(k) * int64(time.Second) / t.bw))
+		t.p.linkFree = t.p.linkFree.Add(time.Duration(int64(k) * int64(time.Second) / t.bw))
 		done := t.p.linkFree
 		t.p.linkMu.Unlock()
 		time.Sleep(time.Until(done))
