@@ -59,13 +59,13 @@ type Partial struct {
 	count    int    // bits set in have
 	inflight map[int]*download
 	refs     int
-	next     int64 // where the last read ended: a read from there is sequential
-	whole    bool  // every chunk present: being or been promoted
-	promoted bool  // the file is a blob of the store: no record is kept
-	closed   bool  // the file is closed, the Partial out of the cache's map
-	saving   bool  // a save in the background is under way
+	next     int64         // where the last read ended: a read from there is sequential
+	whole    bool          // every chunk present: being or been promoted
+	promoted bool          // the file is a blob of the store: no record is kept
+	closed   bool          // the file is closed, the Partial out of the cache's map
+	saving   bool          // a save in the background is under way
 	settled  chan struct{} // closed when a promotion has ended, well or not
-	bad      error // the whole file failed the blob's digest: nothing more is served
+	bad      error         // the whole file failed the blob's digest: nothing more is served
 
 	saveMu sync.Mutex // one save at a time; the file is closed under it
 	saved  int        // count when the index last recorded the bitmap (under mu)
