@@ -146,6 +146,31 @@ func (l *lazyReader) parallelGET(b *testing.B, d digest.Digest, size int64, jobs
 	wg.Wait()
 }
 
+// busy runs fn and returns how busy the machine's CPUs were meanwhile, in
+// percent of all of them (/proc/stat: all but idle and iowait).
+func busy(fn func()) float64 {
+	read := func() (total, idle float64) {
+		st, _ := os.ReadFile("/proc/stat")
+		line, _, _ := strings.Cut(string(st), "\n")
+		for i, f := range strings.Fields(line)[1:] {
+			var v float64
+			fmt.Sscan(f, &v)
+			total += v
+			if i == 3 || i == 4 {
+				idle += v
+			}
+		}
+		return total, idle
+	}
+	t0, i0 := read()
+	fn()
+	t1, i1 := read()
+	if t1 == t0 {
+		return 0
+	}
+	return 100 * (1 - (i1-i0)/(t1-t0))
+}
+
 // vmRSS is the resident set of a process, in bytes.
 func vmRSS(b *testing.B, pid int) int64 {
 	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -195,8 +220,12 @@ func BenchmarkMountLazy(b *testing.B) {
 		})
 	}
 	b.Run("seq-8g", func(b *testing.B) {
-		compare(b, "x-parallel-get", nil, func() { l.parallelGET(b, l.files["8g"], 8<<30, 16) },
-			func() { l.fresh(b) }, func() { readAll(b, l.path("8g")) })
+		// How busy both cores were on each side (the proxy and SeaweedFS
+		// run on them too): a side at 100% is bound by this machine.
+		var baseBusy, opmBusy []float64
+		compare(b, "x-parallel-get", nil, func() { baseBusy = append(baseBusy, busy(func() { l.parallelGET(b, l.files["8g"], 8<<30, 16) })) },
+			func() { l.fresh(b) }, func() { opmBusy = append(opmBusy, busy(func() { readAll(b, l.path("8g")) })) })
+		b.Logf("CPU busy: baseline %.0f%%, opm %.0f%%", baseBusy, opmBusy)
 	})
 	b.Run("random-8g", func(b *testing.B) {
 		var get []time.Duration

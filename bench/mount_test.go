@@ -168,55 +168,6 @@ func BenchmarkMount50kFiles(b *testing.B) {
 	}
 }
 
-// BenchmarkMountFirstRead: the first read of a 256 MiB blob that is only in
-// the registry's (file://) bucket, against reading the bucket object
-// directly: time to first byte and time to read it all.
-func BenchmarkMountFirstRead(b *testing.B) {
-	dir := b.TempDir()
-	bucket := filepath.Join(dir, "bucket")
-	os.MkdirAll(bucket, 0o755)
-	src := filepath.Join(dir, "blob.bin")
-	writeRandom(b, src, 256<<20, 9)
-	var digest digest.Digest
-	home := filepath.Join(dir, "home")
-	r, err := registry.Open(context.Background(), home)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := r.SetConfig(context.Background(), "opm.blobs", "file://"+bucket); err != nil {
-		b.Fatal(err)
-	}
-	r.Close()
-	r, mnt := mountHome(b, dir, opmfs.DefaultOptions(), func(r *registry.Registry) {
-		pushDir(b, r, "bench/first/read:v1", src)
-		p, err := r.Resolve(opm.Reference{Repository: opm.Repository{Namespace: "bench", Project: "first", Name: "read"}, Tag: "v1"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		digest = p.Manifest.Files()[0].Digest
-	})
-	object := filepath.Join(bucket, "blobs/sha256", digest.Encoded())
-	file := filepath.Join(mnt, "bench/first/read/v1/blob.bin")
-	evict := func() {
-		os.Remove(r.LocalPath(digest))
-		dropCaches(b)
-	}
-	firstByte := func(p string) {
-		f, err := os.Open(p)
-		if err != nil {
-			b.Fatal(err)
-		}
-		f.Read(make([]byte, 1))
-		f.Close()
-	}
-	b.Run("first-byte", func(b *testing.B) {
-		compare(b, "x-bucket", func() { dropCaches(b) }, func() { firstByte(object) }, evict, func() { firstByte(file) })
-	})
-	b.Run("whole", func(b *testing.B) {
-		compare(b, "x-bucket", func() { dropCaches(b) }, func() { readAll(b, object) }, evict, func() { readAll(b, file) })
-	})
-}
-
 // The scale of BenchmarkMountScale: scaleRepos repositories of scaleTags
 // tags of scaleFiles files each.
 const (

@@ -52,7 +52,7 @@ type Partial struct {
 	list  *opm.ChunkList
 	listD digest.Digest
 	f     *os.File // the sparse file, read and written by offset
-	ahead int      // chunks fetched ahead of a sequential reader
+	ahead int      // ranged GETs at once: ahead of a sequential reader, or for a read of many chunks
 
 	mu       sync.Mutex
 	have     []byte // chunks verified and written: bit i%8 of byte i/8
@@ -77,8 +77,9 @@ type Partial struct {
 // digest is listD: the manifest names it), opening it if no reader has:
 // its file is made (or found, with the chunks the index records as
 // present, when they were checked against the same list). readAhead is
-// how many chunks a sequential reader has fetched ahead of it (0: none).
-// Close lets it go.
+// how many ranged GETs (each of up to 4 MiB of chunks) are under way at
+// once ahead of a sequential reader (0: none), and for a read of many
+// chunks. Close lets it go.
 func (c *Cache) OpenPartial(d, listD digest.Digest, list *opm.ChunkList, readAhead int) (*Partial, error) {
 	if err := validate(d); err != nil {
 		return nil, err
