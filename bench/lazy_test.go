@@ -171,22 +171,6 @@ func busy(fn func()) float64 {
 	return 100 * (1 - (i1-i0)/(t1-t0))
 }
 
-// vmRSS is the resident set of a process, in bytes.
-func vmRSS(b *testing.B, pid int) int64 {
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(string(st), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			var kb int64
-			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
 // BenchmarkMountLazy: streaming lazy reads (the streaming issue's goals).
 // A 1 GiB and an 8 GiB file are pushed to an S3 bucket (SeaweedFS); a
 // reader reads them through `opm mount --daemon` behind the slow-bucket

@@ -227,19 +227,25 @@ func writeScaleRegistry(b *testing.B, meta string) {
 }
 
 // vmHWM is the peak resident set of a process, in bytes.
-func vmHWM(b *testing.B, pid int) int64 {
+func vmHWM(b *testing.B, pid int) int64 { return procStatusBytes(b, pid, "VmHWM") }
+
+// vmRSS is the resident set of a process, in bytes.
+func vmRSS(b *testing.B, pid int) int64 { return procStatusBytes(b, pid, "VmRSS") }
+
+// procStatusBytes is a size field (in kB) of /proc/PID/status, in bytes.
+func procStatusBytes(b *testing.B, pid int, field string) int64 {
 	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, line := range strings.Split(string(st), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			var kb int64
 			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb)
 			return kb << 10
 		}
 	}
-	b.Fatalf("no VmHWM in /proc/%d/status", pid)
+	b.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }
 

@@ -86,14 +86,8 @@ func (c *Cache) OpenPartial(d, listD digest.Digest, list *opm.ChunkList, readAhe
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if p := c.partials[d]; p != nil {
-		if p.listD != listD {
-			return nil, opm.Errorf(opm.ErrConflict, "blob %s is being read with chunk list %s, not %s", d, p.listD, listD)
-		}
-		p.mu.Lock()
-		p.refs++
-		p.mu.Unlock()
-		return p, nil
+	if p, err := c.share(d, listD); p != nil || err != nil {
+		return p, err
 	}
 	dir := filepath.Join(c.local.dir, partialDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -137,6 +131,31 @@ func (c *Cache) OpenPartial(d, listD digest.Digest, list *opm.ChunkList, readAhe
 		p.refs++
 		c.background(p.promote)
 	}
+	return p, nil
+}
+
+// SharePartial returns the Partial of blob d when a reader has it open
+// (Close lets it go), nil when none has: a reader that finds one needs
+// not read the chunk list (OpenPartial). It fails with opm.ErrConflict
+// when the blob is being read with another chunk list than listD.
+func (c *Cache) SharePartial(d, listD digest.Digest) (*Partial, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.share(d, listD)
+}
+
+// share is SharePartial with c.mu held.
+func (c *Cache) share(d, listD digest.Digest) (*Partial, error) {
+	p := c.partials[d]
+	if p == nil {
+		return nil, nil
+	}
+	if p.listD != listD {
+		return nil, opm.Errorf(opm.ErrConflict, "blob %s is being read with chunk list %s, not %s", d, p.listD, listD)
+	}
+	p.mu.Lock()
+	p.refs++
+	p.mu.Unlock()
 	return p, nil
 }
 

@@ -70,7 +70,11 @@ func (o *overlays) treeOf(p *pkg) (string, error) {
 	}
 	for i := range p.files {
 		if f := &p.files[i]; f.Symlink == "" && f.Size > 0 {
-			o.sizes.Store(f.Digest, blobFacts{size: f.Size, chunks: f.Chunks, file: p.name + "/" + f.Path})
+			facts := blobFacts{size: f.Size, chunks: f.Chunks}
+			if f.Chunks != nil { // read chunk by chunk: a failed read names the file
+				facts.file = p.name + "/" + f.Path
+			}
+			o.sizes.Store(f.Digest, facts)
 		}
 	}
 	return tree, nil

@@ -355,7 +355,7 @@ func fsLog(fd int) string {
 type blobFacts struct {
 	size   int64
 	chunks *opm.Descriptor
-	file   string // a file of a package that holds it, for the log
+	file   string // a file of a package that holds it, for the log (big files only)
 }
 
 // blobFacts returns what a tree this mount wrote or used says of a blob.

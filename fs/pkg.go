@@ -32,6 +32,7 @@ type pkg struct {
 	ref      opm.Reference
 
 	once     sync.Once
+	lists    sync.Once            // the chunk lists fetched (lookInto)
 	digest   digest.Digest        // the manifest's
 	files    []opm.File           // the manifest's files
 	dirs     map[string][]dirent  // directory path ("" is the top) -> children by name
@@ -50,6 +51,22 @@ type dirent struct {
 func (p *pkg) entries(dir string) ([]dirent, error) {
 	p.once.Do(p.build)
 	return p.dirs[dir], p.err
+}
+
+// lookInto is entries for a lookup or a listing inside the package (not a
+// stat of it: `ls -l` of a repository of 10k tags fetches nothing): the
+// first one also fetches, in the background, the chunk lists of its big
+// files, which a first read of one needs before its first chunk.
+func (p *pkg) lookInto(dir string) ([]dirent, error) {
+	ents, err := p.entries(dir)
+	if err == nil {
+		p.lists.Do(func() {
+			if slices.ContainsFunc(p.files, func(f opm.File) bool { return f.Chunks != nil }) {
+				go p.fs.reg.FetchChunkLists(context.Background(), p.files)
+			}
+		})
+	}
+	return ents, err
 }
 
 // dirTime is a directory's time: the newest of the files below it
@@ -83,11 +100,6 @@ func (p *pkg) build() {
 	}
 	files := m.Files()
 	p.files = files
-	if slices.ContainsFunc(files, func(f opm.File) bool { return f.Chunks != nil }) {
-		// Someone looks into the package: the chunk lists of its big
-		// files, which a first read needs before its first chunk.
-		go p.fs.reg.FetchChunkLists(context.Background(), files)
-	}
 	p.dirs = map[string][]dirent{"": nil}
 	p.dirTimes = map[string]time.Time{}
 	added := map[string]bool{"": true} // directories already named in their parent
@@ -177,7 +189,7 @@ func (d *pkgDir) childPath(name string) string {
 
 func (d *pkgDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	d.cover.do()
-	ents, err := d.p.entries(d.dir)
+	ents, err := d.p.lookInto(d.dir)
 	if err != nil {
 		return nil, errno(err)
 	}
@@ -206,7 +218,7 @@ func (d *pkgDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 // directory is answered by the kernel alone.
 func (d *pkgDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	d.cover.do()
-	ents, err := d.p.entries(d.dir)
+	ents, err := d.p.lookInto(d.dir)
 	if err != nil {
 		return nil, 0, errno(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -37,22 +38,31 @@ type faultSetup struct {
 // that every scenario reads blobs no home has fetched yet.
 func newFaultSetup(t *testing.T, tags ...string) *faultSetup {
 	t.Helper()
-	// Short waits between tries keep the test fast; 5 tries as by default.
-	t.Setenv("OPM_RETRY_BASE", "1ms")
-	t.Setenv("OPM_RETRY_MAX", "8ms")
-	t.Setenv("OPM_RETRY_ATTEMPTS", "5")
-	s := &faultSetup{pkgs: map[string]string{}}
-	s.proxy, s.blobs = faultproxy.StartS3(t)
-	s.meta = filepath.Join(t.TempDir(), "origin.git")
-	git(t, "init", "-q", "--bare", "--initial-branch=main", s.meta)
-	s.pub = t.TempDir()
-	mustOpm(t, s.pub, "remote", "add", "origin", "--meta", s.meta, "--blobs", s.blobs)
+	s := newFaultOrigin(t, 5) // as many tries as by default
 	for i, tag := range tags {
 		src := pkgDir(t, uint64(60+i), 4, 64<<10)
 		must(t, writeRandom(filepath.Join(src, "big.bin"), 1<<20, uint64(600+i)))
 		mustOpm(t, s.pub, "push", "acme/fault/pkg:"+tag, src)
 		s.pkgs[tag] = src
 	}
+	return s
+}
+
+// newFaultOrigin is a publisher's home with nothing pushed yet whose
+// origin is a bare git repository and a bucket reached through the proxy;
+// bucket reads are tried attempts times, with short waits that keep the
+// tests fast.
+func newFaultOrigin(t *testing.T, attempts int) *faultSetup {
+	t.Helper()
+	t.Setenv("OPM_RETRY_BASE", "1ms")
+	t.Setenv("OPM_RETRY_MAX", "8ms")
+	t.Setenv("OPM_RETRY_ATTEMPTS", strconv.Itoa(attempts))
+	s := &faultSetup{pkgs: map[string]string{}}
+	s.proxy, s.blobs = faultproxy.StartS3(t)
+	s.meta = filepath.Join(t.TempDir(), "origin.git")
+	git(t, "init", "-q", "--bare", "--initial-branch=main", s.meta)
+	s.pub = t.TempDir()
+	mustOpm(t, s.pub, "remote", "add", "origin", "--meta", s.meta, "--blobs", s.blobs)
 	return s
 }
 

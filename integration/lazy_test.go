@@ -34,15 +34,7 @@ type lazySetup struct {
 
 func newLazySetup(t *testing.T) *lazySetup {
 	t.Helper()
-	t.Setenv("OPM_RETRY_BASE", "1ms")
-	t.Setenv("OPM_RETRY_MAX", "8ms")
-	t.Setenv("OPM_RETRY_ATTEMPTS", "3")
-	s := &lazySetup{faultSetup: &faultSetup{pkgs: map[string]string{}}}
-	s.proxy, s.blobs = faultproxy.StartS3(t)
-	s.meta = filepath.Join(t.TempDir(), "origin.git")
-	git(t, "init", "-q", "--bare", "--initial-branch=main", s.meta)
-	s.pub = t.TempDir()
-	mustOpm(t, s.pub, "remote", "add", "origin", "--meta", s.meta, "--blobs", s.blobs)
+	s := &lazySetup{faultSetup: newFaultOrigin(t, 3)}
 	s.src = t.TempDir()
 	must(t, writeRandom(filepath.Join(s.src, "big.bin"), 40<<20, 77))
 	must(t, writeRandom(filepath.Join(s.src, "small.txt"), 1000, 78))

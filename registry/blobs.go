@@ -178,14 +178,17 @@ func (r *Registry) OpenFileBlob(ctx context.Context, f *opm.File) (b *Blob, list
 	return b, listErr, err
 }
 
-// openPartial opens f's blob through its chunk list.
+// openPartial opens f's blob through its chunk list: the Partial another
+// reader has open, or a new one (the list read and checked first).
 func (r *Registry) openPartial(ctx context.Context, f *opm.File) (*Blob, error) {
-	list, err := r.ChunkList(ctx, *f.Chunks, f.Size)
-	if err != nil {
-		return nil, err
-	}
 	release := r.inuse.hold(f.Digest) // once whole, not evicted while open
-	p, err := r.cache.OpenPartial(f.Digest, f.Chunks.Digest, list, r.TransferJobs())
+	p, err := r.cache.SharePartial(f.Digest, f.Chunks.Digest)
+	if p == nil && err == nil {
+		var list *opm.ChunkList
+		if list, err = r.ChunkList(ctx, *f.Chunks, f.Size); err == nil {
+			p, err = r.cache.OpenPartial(f.Digest, f.Chunks.Digest, list, r.TransferJobs())
+		}
+	}
 	if err != nil {
 		release()
 		return nil, err
@@ -196,7 +199,7 @@ func (r *Registry) openPartial(ctx context.Context, f *opm.File) (*Blob, error) 
 		release()
 		return nil, fmt.Errorf("blob %s: %w", f.Digest, err)
 	}
-	return &Blob{r: r, d: f.Digest, fd: fd, size: list.Size, fetched: true, part: p,
+	return &Blob{r: r, d: f.Digest, fd: fd, size: f.Size, fetched: true, part: p,
 		release: func() { p.Close(); release() }}, nil
 }
 
@@ -226,29 +229,20 @@ func (r *Registry) FetchChunkLists(ctx context.Context, files []opm.File) {
 }
 
 // ChunkList reads and checks the chunk list d of a file of size bytes
-// (fetched whole and verified first, if it is not local).
+// (fetched whole and verified first, if it is not local; never more than
+// opm.MaxChunkListSize bytes of it).
 func (r *Registry) ChunkList(ctx context.Context, d opm.Descriptor, size int64) (*opm.ChunkList, error) {
 	if d.Size > opm.MaxChunkListSize {
 		return nil, opm.Errorf(opm.ErrInvalid, "chunk list %s of %d bytes is over the %d-byte limit", d.Digest, d.Size, opm.MaxChunkListSize)
 	}
-	b, err := r.OpenBlob(ctx, d.Digest, d.Size)
-	if err != nil {
-		return nil, err
+	data, err := readSmallBlob(ctx, r.blobs, d.Digest, opm.MaxChunkListSize)
+	if err == nil {
+		var list *opm.ChunkList
+		if list, err = opm.ParseChunkList(data, size); err == nil {
+			return list, nil
+		}
 	}
-	defer b.Close()
-	rd, err := b.Reader()
-	if err != nil {
-		return nil, err
-	}
-	data, err := io.ReadAll(rd)
-	if err != nil {
-		return nil, err
-	}
-	list, err := opm.ParseChunkList(data, size)
-	if err != nil {
-		return nil, fmt.Errorf("chunk list %s: %w", d.Digest, err)
-	}
-	return list, nil
+	return nil, fmt.Errorf("chunk list %s: %w", d.Digest, err)
 }
 
 // ensureLocal makes a blob local, fetching it from the bucket when there is

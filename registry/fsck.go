@@ -639,18 +639,22 @@ func (r *Registry) checkPartials(ctx context.Context, opts FsckOptions, rep *fsc
 		}
 		p := Problem{Kind: ProblemBadPartial, Digest: part.Digest, Path: part.Path, Where: "local"}
 		list, err := r.ChunkList(ctx, opm.Descriptor{Digest: part.List, Size: -1}, part.Size)
-		if err == nil {
-			var n int64
-			n, err = r.local.VerifyPartial(ctx, part, list)
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			// Its chunks cannot be checked: as good as wrong.
+			p.Detail = "its chunk list cannot be read: " + opm.OneLine(err)
+		} else {
+			n, err := r.local.VerifyPartial(ctx, part, list)
 			rep.verified(n)
-		}
-		switch {
-		case err == nil || errors.Is(err, opm.ErrNotFound):
-			continue // good, or gone meanwhile
-		case errors.Is(err, opm.ErrIntegrity), errors.Is(err, opm.ErrInvalid):
+			switch {
+			case err == nil || errors.Is(err, opm.ErrNotFound):
+				continue // good, or gone meanwhile
+			case !errors.Is(err, opm.ErrIntegrity):
+				return err
+			}
 			p.Detail = opm.OneLine(err)
-		default:
-			return err
 		}
 		if opts.Repair {
 			if err := r.local.DeletePartial(part.Digest); err != nil && !errors.Is(err, opm.ErrNotFound) {

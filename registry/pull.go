@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -217,7 +218,10 @@ func (r *Registry) pullFile(ctx context.Context, root *os.Root, f opm.File) erro
 	}
 	// Fetched if need be (a big file's chunks in parallel, transfer.jobs at
 	// a time), not evicted until closed.
-	blob, _, err := r.OpenFileBlob(ctx, &f)
+	blob, listErr, err := r.OpenFileBlob(ctx, &f)
+	if listErr != nil {
+		slog.Warn("chunk list unusable; fetching the whole blob", "file", f.Path, "digest", f.Digest, "err", listErr.Error())
+	}
 	if err != nil {
 		return err
 	}
