@@ -44,6 +44,28 @@ const (
 	MaxChunkListSize = 8 << 20
 )
 
+// ChunkListsOf maps each layer of ds that names a chunk list
+// (AnnotationChunks) to that list, when the list is among ds too (an
+// untitled layer of MediaTypeChunks): the blobs of a package, or of several
+// (AnyManifest.Blobs keeps the layers' annotations).
+func ChunkListsOf(ds []Descriptor) map[digest.Digest]Descriptor {
+	var lists map[string]Descriptor
+	out := map[digest.Digest]Descriptor{}
+	for _, d := range ds {
+		c, ok := d.Annotations[AnnotationChunks]
+		if !ok {
+			continue
+		}
+		if lists == nil {
+			lists = chunkLayers(ds)
+		}
+		if list, found := lists[c]; found {
+			out[d.Digest] = list
+		}
+	}
+	return out
+}
+
 // ChunkList is the content of a chunk-list blob: the file's size, the
 // chunk size, and the digest of each chunk in order. Chunk i covers bytes
 // [i*ChunkSize, min((i+1)*ChunkSize, Size)).

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sync"
 	"syscall"
@@ -176,6 +177,24 @@ func (r *Registry) OpenFileBlob(ctx context.Context, f *opm.File) (b *Blob, list
 	}
 	b, err = r.OpenBlob(ctx, f.Digest, f.Size)
 	return b, listErr, err
+}
+
+// openStored opens f's blob whole in the store: fetched if need be (a big
+// file's chunks by parallel ranges, transfer.jobs at a time, when its chunk
+// list can be used), not evicted until closed.
+func (r *Registry) openStored(ctx context.Context, f *opm.File) (*Blob, error) {
+	blob, listErr, err := r.OpenFileBlob(ctx, f)
+	if listErr != nil {
+		slog.Warn("chunk list unusable; fetching the whole blob", "file", f.Path, "digest", f.Digest, "err", listErr.Error())
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := blob.Stored(ctx); err != nil {
+		blob.Close()
+		return nil, err
+	}
+	return blob, nil
 }
 
 // openPartial opens f's blob through its chunk list: the Partial another

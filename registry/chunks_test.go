@@ -15,6 +15,7 @@ import (
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/internal/opmtest"
+	"github.com/openpm/opm/layout"
 )
 
 // bigContent is n bytes that differ from chunk to chunk.
@@ -281,4 +282,68 @@ func TestPullFetchesChunksInParallel(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestPrefetchAndPinFetchChunksInParallel: opm sync --prefetch and opm
+// cache pin fetch a big file by ranges of chunks, not by one serial GET,
+// and leave it whole in the store; its chunk list too when it was not
+// local (a follower's case).
+func TestPrefetchAndPinFetchChunksInParallel(t *testing.T) {
+	ctx := context.Background()
+	r, _ := cacheHome(t, "file://"+t.TempDir(), 0, 0)
+	content := bigContent(opm.ChunkThreshold + 5*opm.DefaultChunkSize + 7)
+	pkg := pushDir(t, r, "acme/ml/model:v1", opmtest.WriteTree(t, map[string]string{"big": content, "small": "hello"}))
+	f := fileDigest(t, pkg, "big")
+	gets := int64((len(content) + 4<<20 - 1) / (4 << 20)) // ranges of 4 MiB; one GET of the whole is 1
+	for _, c := range []struct {
+		name     string
+		dropList bool
+		fetch    func() error
+	}{
+		{"prefetch", false, func() error {
+			v, err := r.View()
+			if err != nil {
+				return err
+			}
+			return r.prefetch(ctx, v.Commit(), layout.Filter{}, nil, &SyncResult{})
+		}},
+		{"pin", true, func() error {
+			_, err := r.Pin(ctx, "acme/ml/model:v1", nil)
+			return err
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			want := gets
+			drop := []digest.Digest{f.Digest}
+			if c.dropList {
+				drop = append(drop, f.Chunks.Digest)
+				want++
+			}
+			for _, d := range drop {
+				if err := r.local.Delete(ctx, d); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := r.bucket.Requests()
+			if err := c.fetch(); err != nil {
+				t.Fatal(err)
+			}
+			if n := r.bucket.Requests() - before; n != want {
+				t.Fatalf("%d requests to the bucket; a file of %d bytes fetched by 4 MiB ranges (list local: %v) sends %d", n, len(content), !c.dropList, want)
+			}
+			if !r.local.Has(f.Digest) {
+				t.Fatal("the blob is not whole in the store")
+			}
+			b, err := r.OpenBlob(ctx, f.Digest, f.Size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got bytes.Buffer
+			err = b.CopyTo(ctx, &got)
+			b.Close()
+			if err != nil || got.String() != content {
+				t.Fatalf("read back: %v (right bytes: %v)", err, got.String() == content)
+			}
+		})
+	}
 }

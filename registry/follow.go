@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/gitmeta"
@@ -182,19 +184,21 @@ func (r *Registry) prefetch(ctx context.Context, commit Hash, filter layout.Filt
 	}
 	var want []opm.Descriptor
 	var total int64
-	for _, b := range layout.Blobs(changes) {
+	blobs := layout.Blobs(changes)
+	for _, b := range blobs {
 		if !r.local.Has(b.Digest) {
 			want = append(want, b)
 			total += b.Size
 		}
 	}
 	res.Prefetched, res.Bytes = len(want), total
-	return r.fetchAll(ctx, want, r.TransferJobs(), progress, nil)
+	return r.fetchAll(ctx, want, opm.ChunkListsOf(blobs), progress, nil)
 }
 
-// fetchAll makes the blobs local, at most jobs at a time, calling done (if
-// set) after each.
-func (r *Registry) fetchAll(ctx context.Context, want []opm.Descriptor, jobs int, progress Progress, done func(opm.Descriptor)) error {
+// fetchAll makes the blobs local, transfer.jobs GETs at a time, calling
+// done (if set) after each. A blob with a chunk list in lists is fetched by
+// ranges, in parallel (Blob.Stored): it takes all the jobs while it does.
+func (r *Registry) fetchAll(ctx context.Context, want []opm.Descriptor, lists map[digest.Digest]opm.Descriptor, progress Progress, done func(opm.Descriptor)) error {
 	var total int64
 	for _, b := range want {
 		total += b.Size
@@ -203,15 +207,34 @@ func (r *Registry) fetchAll(ctx context.Context, want []opm.Descriptor, jobs int
 		progress.Start(len(want), total)
 		defer progress.Done()
 	}
+	jobs := int64(r.TransferJobs())
+	slots := semaphore.NewWeighted(jobs)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(jobs)
 	counting := WithProgress(gctx, progress) // as bytes arrive
 	for _, b := range want {
+		list, chunked := lists[b.Digest]
+		n := int64(1)
+		if chunked {
+			n = jobs
+		}
+		if err := slots.Acquire(gctx, n); err != nil {
+			break // the group's error, or ctx's
+		}
 		g.Go(func() error {
+			defer slots.Release(n)
 			if progress != nil && r.HasLocal(b.Digest) {
 				progress.Add(b.Size) // nothing to download
 			}
-			if err := r.cache.Fetch(counting, b.Digest); err != nil {
+			var err error
+			if chunked {
+				var blob *Blob
+				if blob, err = r.openStored(counting, &opm.File{Digest: b.Digest, Size: b.Size, Chunks: &list}); err == nil {
+					blob.Close()
+				}
+			} else {
+				err = r.cache.Fetch(counting, b.Digest)
+			}
+			if err != nil {
 				return err
 			}
 			if done != nil {
@@ -220,5 +243,8 @@ func (r *Registry) fetchAll(ctx context.Context, want []opm.Descriptor, jobs int
 			return nil
 		})
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
 }

@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -106,7 +107,7 @@ func (r *Registry) Pin(ctx context.Context, p string, progress Progress) (*PinRe
 		return res, opm.Errorf(opm.ErrNotFound, "pinned %s, but %d of its blobs are not in the local store and this home has no bucket to fetch them from (opm remote add origin --meta URL --blobs URL, or opm config opm.blobs URL)", p, len(want))
 	}
 	var mu sync.Mutex
-	err = r.fetchAll(ctx, want, r.TransferJobs(), progress, func(b opm.Descriptor) {
+	err = r.fetchAll(ctx, want, tags.chunks, progress, func(b opm.Descriptor) {
 		mu.Lock()
 		res.Fetched++
 		res.FetchedBytes += b.Size
@@ -138,8 +139,9 @@ func (r *Registry) Unpin(p string) error {
 
 // tagIndex is which tags of the head name each blob.
 type tagIndex struct {
-	refs map[digest.Digest][]opm.Reference
-	size map[digest.Digest]int64
+	refs   map[digest.Digest][]opm.Reference
+	size   map[digest.Digest]int64
+	chunks map[digest.Digest]opm.Descriptor // a blob's chunk list
 }
 
 // blobTags maps every blob named by a tag of the head to those tags. It is
@@ -155,7 +157,7 @@ func (r *Registry) blobTags(ctx context.Context) (tagIndex, error) {
 	if r.lru.tags.refs != nil && r.lru.tagHead == v.Commit() {
 		return r.lru.tags, nil
 	}
-	ti := tagIndex{refs: map[digest.Digest][]opm.Reference{}, size: map[digest.Digest]int64{}}
+	ti := tagIndex{refs: map[digest.Digest][]opm.Reference{}, size: map[digest.Digest]int64{}, chunks: map[digest.Digest]opm.Descriptor{}}
 	err = v.Walk(ctx, func(m *layout.StoredManifest) error {
 		if m.ByDigest() {
 			return nil // kept by digest: no tag to match a pin
@@ -164,10 +166,12 @@ func (r *Registry) blobTags(ctx context.Context) (tagIndex, error) {
 			slog.Warn("cache: tag skipped, its manifest does not parse", "tag", m.Ref, "err", m.Err)
 			return nil
 		}
-		for _, b := range m.Blobs() {
+		blobs := m.Blobs()
+		for _, b := range blobs {
 			ti.refs[b.Digest] = append(ti.refs[b.Digest], m.Ref)
 			ti.size[b.Digest] = b.Size
 		}
+		maps.Copy(ti.chunks, opm.ChunkListsOf(blobs))
 		return nil
 	}, nil)
 	if err != nil {

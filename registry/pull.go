@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -216,19 +215,11 @@ func (r *Registry) pullFile(ctx context.Context, root *os.Root, f opm.File) erro
 	if !r.HasLocal(f.Digest) {
 		writeCtx = cas.WithProgress(ctx, func(int64) {})
 	}
-	// Fetched if need be (a big file's chunks in parallel, transfer.jobs at
-	// a time), not evicted until closed.
-	blob, listErr, err := r.OpenFileBlob(ctx, &f)
-	if listErr != nil {
-		slog.Warn("chunk list unusable; fetching the whole blob", "file", f.Path, "digest", f.Digest, "err", listErr.Error())
-	}
+	blob, err := r.openStored(ctx, &f)
 	if err != nil {
 		return err
 	}
 	defer blob.Close()
-	if err := blob.Stored(ctx); err != nil {
-		return err
-	}
 	out, err := root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600) // read back to verify
 	if err != nil {
 		return fsError(err)
