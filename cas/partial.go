@@ -277,21 +277,27 @@ func (p *Partial) claim(i, n int) []*download {
 	return dls
 }
 
-// readAhead fetches, in the background, the chunks from `from` on that a
-// sequential reader will want next: up to p.ahead GETs of a span of them
-// each, of those absent and not being fetched.
+// readAhead fetches, in the background, the chunks a sequential reader
+// will want next: those absent and not being fetched among the p.ahead
+// spans of chunks from `from` on (the window moves with the reader), in
+// GETs of a whole span (or to the end of the blob). So at most p.ahead
+// GETs are in flight ahead of a reader however often it reads, and each is
+// big.
 func (p *Partial) readAhead(from int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c := p.c
-	for i, gets := from, 0; i < len(p.list.Chunks) && gets < p.ahead; gets++ {
-		for i < len(p.list.Chunks) && (p.present(i) || p.inflight[i] != nil) {
+	n, span := len(p.list.Chunks), p.span()
+	end := min(n, from+p.ahead*span)
+	for i := from; i < end; {
+		if p.present(i) || p.inflight[i] != nil {
 			i++
+			continue
 		}
-		dls := p.claim(i, p.span())
-		if len(dls) == 0 {
-			break
+		if end-i < span && end < n {
+			break // the window's tail: a whole span once the reader has moved on
 		}
+		dls := p.claim(i, span)
 		p.refs++ // the file stays open until the fetch is done
 		first := i
 		c.background(func() {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -397,4 +398,75 @@ func TestPartialOpenCloseRace(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestPartialReadAheadIsBounded: however many sequential reads ask, the
+// chunks fetched ahead of a reader stay within readAhead GETs of a span
+// each (they ran away: every read of 128 KiB started readAhead more GETs
+// past those in flight, so a sequential read of a big file had hundreds of
+// GETs in flight, competing with the one the reader waited for).
+func TestPartialReadAheadIsBounded(t *testing.T) {
+	const span = 64 // chunks of the tests' size in a GET of 4 MiB
+	data, d := castest.Blob(20, (1+10*span)*testChunk)
+	gate := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(gate) }) }
+	defer release()
+	stalled := &gatedStore{Store: memStore(t, d, data), gate: gate}
+	c := cas.NewCache(openLocal(t, nil), stalled)
+	defer c.Close()
+	list, ld := chunkListOf(t, data)
+	part, err := c.OpenPartial(d, ld, list, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer part.Close()
+	// Chunk 0 (a random read: no read-ahead), then 20 sequential reads
+	// in it, each asking for read-ahead while the GETs ahead are stalled.
+	stalled.open.Store(true)
+	if _, err := readPartial(part, 0, 10); err != nil {
+		t.Fatal(err)
+	}
+	stalled.open.Store(false)
+	for i := range 20 {
+		if _, err := readPartial(part, int64(10+10*i), 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opmtest.Eventually(t, "two GETs ahead stalled", func() error {
+		if n := stalled.waiting.Load(); n < 2 {
+			return fmt.Errorf("%d stalled", n)
+		}
+		return nil
+	})
+	release()
+	// The chunks of the two GETs ahead (1 to 128): waited for, not asked
+	// again (a read from inside a chunk is no sequential one).
+	if got, err := readPartial(part, testChunk+1, 2*span*testChunk-1); err != nil || !bytes.Equal(got, data[testChunk+1:(1+2*span)*testChunk]) {
+		t.Fatalf("read of the chunks read ahead: %v", err)
+	}
+	if n := part.Fetches(); n != 3 {
+		t.Fatalf("20 sequential reads started %d GETs; want chunk 0's and two ahead (readAhead 2)", n)
+	}
+}
+
+// gatedStore is a store whose ranged reads wait for gate unless open is
+// set; waiting counts those waiting.
+type gatedStore struct {
+	cas.Store
+	gate    chan struct{}
+	open    atomic.Bool
+	waiting atomic.Int64
+}
+
+func (s *gatedStore) OpenRange(ctx context.Context, d digest.Digest, off, n int64) (io.ReadCloser, error) {
+	if !s.open.Load() {
+		s.waiting.Add(1)
+		select {
+		case <-s.gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return s.Store.OpenRange(ctx, d, off, n)
 }
