@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	"gocloud.dev/blob/memblob"
 
 	"github.com/openpm/opm"
 	"github.com/openpm/opm/cas"
@@ -34,20 +33,14 @@ const (
 	killHalf   = 64 // the chunk that is half written when the kill lands
 )
 
-func killBlob(t testing.TB) ([]byte, digest.Digest, *opm.ChunkList, digest.Digest) {
+func killBlob(t *testing.T) ([]byte, digest.Digest, *opm.ChunkList, digest.Digest) {
 	data, d := castest.Blob(66, killChunks*killChunk)
-	h := opm.NewChunkHasher(killChunk)
-	h.Write(data)
-	list := h.List()
-	_, ld, err := list.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
+	list, ld := chunkListSized(t, data, killChunk)
 	return data, d, list, ld
 }
 
-// openKillCache opens the store in dir over remote.
-func openKillCache(t testing.TB, dir string, remote cas.Store) (*cas.Cache, *cas.Local, *cas.Index) {
+// openStoreAt opens the store (index and local blobs) in dir, over remote.
+func openStoreAt(t *testing.T, dir string, remote cas.Store) (*cas.Cache, *cas.Local, *cas.Index) {
 	idx, err := cas.OpenIndex(context.Background(), filepath.Join(dir, "index"), 0)
 	if err != nil {
 		t.Fatal(err)
@@ -57,15 +50,6 @@ func openKillCache(t testing.TB, dir string, remote cas.Store) (*cas.Cache, *cas
 		t.Fatal(err)
 	}
 	return cas.NewCache(l, remote), l, idx
-}
-
-// memStore is a bucket in memory holding data under d.
-func memStore(t testing.TB, d digest.Digest, data []byte) *cas.Bucket {
-	gb := memblob.OpenBucket(nil)
-	if err := gb.WriteAll(context.Background(), "blobs/sha256/"+d.Encoded(), data, nil); err != nil {
-		t.Fatal(err)
-	}
-	return cas.NewBucket(gb)
 }
 
 // TestPartialSaveDuringFetchSurvivesKill: the record of the chunks present
@@ -119,7 +103,7 @@ func TestPartialSaveDuringFetchSurvivesKill(t *testing.T) {
 	}
 
 	data, d, list, ld := killBlob(t)
-	c, l, idx := openKillCache(t, dir, memStore(t, d, data))
+	c, l, idx := openStoreAt(t, dir, rawBucket(t, d, data))
 	defer idx.Close()
 	parts, err := l.Partials()
 	if err != nil || len(parts) != 1 {
@@ -151,8 +135,8 @@ func partialKillChild(t *testing.T, dir string) {
 	ctx := context.Background()
 	data, d, list, ld := killBlob(t)
 	reached := make(chan struct{})
-	remote := &stallAt{Store: memStore(t, d, data), off: killHalf * killChunk, half: killChunk / 2, reached: reached}
-	c, l, _ := openKillCache(t, dir, remote)
+	remote := &stallAt{Store: rawBucket(t, d, data), off: killHalf * killChunk, half: killChunk / 2, reached: reached}
+	c, l, _ := openStoreAt(t, dir, remote)
 	p, err := c.OpenPartial(d, ld, list, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -30,7 +30,13 @@ const testChunk = 64 << 10
 // chunkListOf is the chunk list of data, and its digest.
 func chunkListOf(t testing.TB, data []byte) (*opm.ChunkList, digest.Digest) {
 	t.Helper()
-	h := opm.NewChunkHasher(testChunk)
+	return chunkListSized(t, data, testChunk)
+}
+
+// chunkListSized is the chunk list of data in chunks of size bytes.
+func chunkListSized(t testing.TB, data []byte, size int64) (*opm.ChunkList, digest.Digest) {
+	t.Helper()
+	h := opm.NewChunkHasher(size)
 	h.Write(data)
 	list := h.List()
 	_, ld, err := list.Encode()
@@ -261,21 +267,13 @@ func TestPartialBadRanges(t *testing.T) {
 }
 
 func TestPartialSurvivesRestart(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
 	data, d := castest.Blob(18, 40*testChunk)
 	list, ld := chunkListOf(t, data)
 	bucket := rawBucket(t, d, data)
 	open := func() (*cas.Cache, *cas.Index) {
-		idx, err := cas.OpenIndex(ctx, filepath.Join(dir, "index"), 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err := cas.OpenLocal(filepath.Join(dir, "blobs"), idx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cas.NewCache(l, bucket), idx
+		c, _, idx := openStoreAt(t, dir, bucket)
+		return c, idx
 	}
 	c, idx := open()
 	part, err := c.OpenPartial(d, ld, list, 0)
@@ -412,7 +410,7 @@ func TestPartialReadAheadIsBounded(t *testing.T) {
 	var once sync.Once
 	release := func() { once.Do(func() { close(gate) }) }
 	defer release()
-	stalled := &gatedStore{Store: memStore(t, d, data), gate: gate}
+	stalled := &gatedStore{Store: rawBucket(t, d, data), gate: gate}
 	c := cas.NewCache(openLocal(t, nil), stalled)
 	defer c.Close()
 	list, ld := chunkListOf(t, data)

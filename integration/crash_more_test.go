@@ -297,15 +297,7 @@ func TestCrashDaemon(t *testing.T) {
 		mu.Unlock()
 		must(t, syscall.Kill(pid, syscall.SIGKILL))
 		c.killed++
-		gone := opmtest.Wait("the killed daemon to let the home go and its mount to die", func() error {
-			if daemon.Held(home) {
-				return errors.New("the home is still held")
-			}
-			if !opmfs.Dead(mnt) {
-				return errors.New("the mount still answers")
-			}
-			return nil
-		})
+		gone := killedDaemonGone(home, mnt)
 		// The readers and the pusher stop before the test may end.
 		close(stop)
 		wg.Wait()
@@ -394,4 +386,18 @@ func TestCrashFetchPackHalfWritten(t *testing.T) {
 			must(t, gitFsck(gitDir))
 		})
 	}
+}
+
+// killedDaemonGone waits for a daemon killed by the test to let its home go
+// and for its mount to die.
+func killedDaemonGone(home, mnt string) error {
+	return opmtest.Wait("the killed daemon to let the home go and its mount to die", func() error {
+		if daemon.Held(home) {
+			return errors.New("the home is still held")
+		}
+		if !opmfs.Dead(mnt) {
+			return errors.New("the mount still answers")
+		}
+		return nil
+	})
 }

@@ -20,8 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/openpm/opm/daemon"
-	opmfs "github.com/openpm/opm/fs"
 	"github.com/openpm/opm/internal/faultproxy"
 	"github.com/openpm/opm/internal/opmtest"
 )
@@ -287,15 +285,7 @@ func TestCrashLazyRead(t *testing.T) {
 		mu.Unlock()
 		must(t, syscall.Kill(pid, syscall.SIGKILL))
 		c.killed++
-		gone := opmtest.Wait("the killed daemon to let the home go and its mount to die", func() error {
-			if daemon.Held(s.home) {
-				return errors.New("the home is still held")
-			}
-			if !opmfs.Dead(mnt) {
-				return errors.New("the mount still answers")
-			}
-			return nil
-		})
+		gone := killedDaemonGone(s.home, mnt)
 		close(stop)
 		wg.Wait()
 		if gone != nil {
