@@ -48,6 +48,21 @@ type download struct {
 	err  error
 }
 
+// wait waits for another's download: its error, or nil when the caller
+// should look again (it is done, or was given up by its fetcher, whose
+// context ended: then the caller fetches it itself).
+func (dl *download) wait(ctx context.Context) error {
+	select {
+	case <-dl.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if dl.err != nil && !errors.Is(dl.err, context.Canceled) && !errors.Is(dl.err, context.DeadlineExceeded) {
+		return dl.err
+	}
+	return nil
+}
+
 var _ Store = (*Cache)(nil)
 
 // NewCache returns a Cache of remote in local. Close closes both.
@@ -106,13 +121,8 @@ func (c *Cache) Fetch(ctx context.Context, d digest.Digest) error {
 		c.mu.Unlock()
 
 		if busy {
-			select {
-			case <-dl.done:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			if dl.err != nil && !errors.Is(dl.err, context.Canceled) && !errors.Is(dl.err, context.DeadlineExceeded) {
-				return dl.err
+			if err := dl.wait(ctx); err != nil {
+				return err
 			}
 			continue // check again; a download given up by its caller is retried
 		}

@@ -360,13 +360,8 @@ func (p *Partial) chunk(ctx context.Context, i int) error {
 		if !busy {
 			return p.fetchRun(ctx, i, []*download{dl})
 		}
-		select {
-		case <-dl.done:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if dl.err != nil && !errors.Is(dl.err, context.Canceled) && !errors.Is(dl.err, context.DeadlineExceeded) {
-			return dl.err
+		if err := dl.wait(ctx); err != nil {
+			return err
 		}
 		// present now, or given up by its fetcher: look again
 	}
